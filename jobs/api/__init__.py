@@ -1,0 +1,1 @@
+"""The REST API: serializers, views, urls, authentication, throttling and the error handler."""

@@ -1,0 +1,74 @@
+"""boto3 clients shared by the whole process, and the mapping of AWS outages to a domain error."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .errors import ServiceUnavailable
+
+_lock = threading.Lock()
+
+# Errors that mean "AWS (or the emulator) is not answering properly", as opposed to a lost condition.
+_UNAVAILABLE_CODES = {
+    "ServiceUnavailable",
+    "InternalServerError",
+    "InternalError",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "RequestTimeout",
+}
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+@functools.cache
+def client(service: str):
+    """One thread-safe client per service for the process (a session per request costs ~0.2 s)."""
+    with _lock:
+        addressing = {"addressing_style": "path"} if os.environ.get("AWS_ENDPOINT_URL") else {}
+        config = Config(
+            connect_timeout=2,
+            read_timeout=10,
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=32,
+            s3=addressing,
+            signature_version="s3v4" if service == "s3" else None,
+        )
+        return _session().client(service, config=config)
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests that change AWS_ENDPOINT_URL call this)."""
+    client.cache_clear()
+    _session.cache_clear()
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+@contextlib.contextmanager
+def unavailable_as_503(what: str) -> Iterator[None]:
+    """Turn connection failures and AWS-side faults into ServiceUnavailable; let other errors through."""
+    try:
+        yield
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if error_code(exc) in _UNAVAILABLE_CODES or status >= 500:
+            raise ServiceUnavailable(f"{what} is unavailable; try again shortly.") from exc
+        raise
+    except BotoCoreError as exc:
+        raise ServiceUnavailable(f"{what} is unreachable; try again shortly.") from exc

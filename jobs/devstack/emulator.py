@@ -1,0 +1,117 @@
+"""The embedded AWS emulator: moto's server, plus a count of every request by service and action.
+
+Counting at the emulator sees every process (API, workers, kombu's pycurl polls) at the HTTP layer.
+`GET /_emulator/requests` returns the counts; `POST /_emulator/requests/reset` zeroes them. Requests
+whose User-Agent carries `render-observer` (the bench's own polling) are counted apart, as "observer".
+Run: `python -m jobs.devstack.emulator --port 4566`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import threading
+from collections import Counter
+from urllib.parse import parse_qs
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+OBSERVER_MARK = "render-observer"
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
+_S3_ACTIONS = {"GET": "GetObject", "PUT": "PutObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}
+
+
+def classify(environ: dict) -> tuple[str, str]:
+    """(service, action) of one AWS request, from its target header, Action parameter or S3 method and path."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if not auth:  # presigned URLs carry the credential scope in the query string
+        auth = environ.get("QUERY_STRING", "").replace("X-Amz-Credential=", "Credential=").replace("%2F", "/")
+    scope = _SCOPE.search(auth)
+    service = scope.group(1) if scope else "unknown"
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        prefix, _, action = target.partition(".")
+        if service == "unknown":
+            service = "sqs" if prefix.startswith("AmazonSQS") else "dynamodb"
+        return service, action
+    if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        action = parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+        if action:
+            return service, action
+    if service == "s3":
+        path = environ.get("PATH_INFO", "/").strip("/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if "/" in path:
+            return service, _S3_ACTIONS.get(method, method)
+        return service, f"{method}Bucket"
+    return service, environ.get("REQUEST_METHOD", "GET")
+
+
+class CountingApp:
+    """WSGI middleware: counts requests, serves the counts, passes everything else to moto."""
+
+    def __init__(self, app):
+        self._app = app
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str, str]] = Counter()
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_emulator/"):
+            return self._control(environ, start_response)
+        service, action = classify(environ)
+        who = "observer" if OBSERVER_MARK in environ.get("HTTP_USER_AGENT", "") else "system"
+        with self._lock:
+            self._counts[(who, service, action)] += 1
+        return self._app(environ, start_response)
+
+    def _control(self, environ, start_response):
+        path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+        if path == "/_emulator/requests/reset" and method == "POST":
+            with self._lock:
+                self._counts.clear()
+            body = {"reset": True}
+        elif path == "/_emulator/requests":
+            with self._lock:
+                body = {
+                    "requests": [
+                        {"who": w, "service": s, "action": a, "count": n} for (w, s, a), n in self._counts.items()
+                    ]
+                }
+        elif path == "/_emulator/health":
+            body = {"status": "ok"}
+        else:
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [b'{"error": "unknown emulator path"}']
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(body).encode()]
+
+
+class QuietHandler(MotoRequestHandler):
+    def log_request(self, code="-", size="-") -> None:  # one line per request drowns the devstack output
+        pass
+
+
+def make_emulator(host: str, port: int):
+    app = CountingApp(DomainDispatcherApplication(create_backend_app))
+    return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4566)
+    args = parser.parse_args()
+    server = make_emulator(args.host, args.port)
+    print(f"emulator listening on http://{args.host}:{server.server_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

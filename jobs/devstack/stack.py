@@ -1,0 +1,171 @@
+"""Starts and stops the local system's processes: emulator, worker(s), API. Used by devstack, tests and bench."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EMULATOR_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, *, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status < 500:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def emulator_env(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        **EMULATOR_CREDENTIALS,
+    }
+
+
+@dataclass
+class Stack:
+    """A set of child processes sharing one environment; each starts in its own process group."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
+        )
+        self.processes[name] = proc
+        return proc
+
+    def start_emulator(self, port: int | None = None) -> str:
+        port = port or free_port()
+        proc = self._spawn("emulator", [sys.executable, "-m", "jobs.devstack.emulator", "--port", str(port)])
+        endpoint = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{endpoint}/_emulator/health", process=proc)
+        self.env.update(emulator_env(endpoint))
+        return endpoint
+
+    def bootstrap(self) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", "bootstrap_aws"],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def start_worker(
+        self,
+        name: str = "worker",
+        *,
+        concurrency: int = 1,
+        queues: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.Popen:
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "renderproject",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(concurrency),
+            "--hostname",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+        if queues:
+            argv += ["-Q", ",".join(queues)]
+        return self._spawn(name, argv, extra_env)
+
+    def start_api(self, port: int | None = None, *, workers: int = 2, threads: int = 4) -> str:
+        port = port or free_port()
+        proc = self._spawn(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "renderproject.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+                "--access-logfile",
+                "-",
+            ],
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/healthz", process=proc)
+        return url
+
+    def emulator_counts(self) -> list[dict]:
+        with urllib.request.urlopen(f"{self.env['AWS_ENDPOINT_URL']}/_emulator/requests", timeout=5) as resp:
+            return json.load(resp)["requests"]
+
+    def reset_emulator_counts(self) -> None:
+        req = urllib.request.Request(f"{self.env['AWS_ENDPOINT_URL']}/_emulator/requests/reset", method="POST")
+        urllib.request.urlopen(req, timeout=5).close()
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """Signal a process group and wait; SIGKILL it if it outlives the timeout."""
+        proc = self.processes.pop(name, None)
+        if proc is None:
+            return None
+        try:
+            os.killpg(proc.pid, sig)
+            return proc.wait(timeout=timeout)
+        except ProcessLookupError:
+            return proc.wait()
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait()
+
+    def kill(self, name: str) -> None:
+        self.stop(name, signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        for name in [n for n in self.processes if n != "emulator"]:
+            self.stop(name)
+        self.stop("emulator")

@@ -1,0 +1,48 @@
+"""The one error hierarchy: every domain error carries an HTTP status, a code and a message."""
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of all errors the API turns into `{"error": {"code", "message", "details"}}`."""
+
+    status_code = 400
+    code = "bad_request"
+    default_message = "Bad request."
+
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None):
+        self.message = message or self.default_message
+        self.details = details or {}
+        super().__init__(self.message)
+
+
+class JobNotFound(DomainError):
+    status_code = 404
+    code = "not_found"
+    default_message = "No such job."
+
+
+class JobAlreadyExists(DomainError):
+    status_code = 409
+    code = "already_exists"
+    default_message = "A job with this id already exists."
+
+
+class JobStateConflict(DomainError):
+    """A conditional write lost: the job is not in the state (or attempt, or lease) the caller assumed."""
+
+    status_code = 409
+    code = "state_conflict"
+    default_message = "The job's state does not allow this."
+
+
+class InvalidCursor(DomainError):
+    status_code = 400
+    code = "invalid_cursor"
+    default_message = "The cursor is not valid; start again without one."
+
+
+class ServiceUnavailable(DomainError):
+    status_code = 503
+    code = "service_unavailable"
+    default_message = "A backing service is unreachable; try again shortly."

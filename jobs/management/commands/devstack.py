@@ -1,0 +1,80 @@
+"""`manage.py devstack`: the whole local system (emulator, resources, one worker, API) until Ctrl-C."""
+
+import os
+import signal
+import time
+
+from django.core.management.base import BaseCommand
+
+from jobs import wiring
+from jobs.bootstrap import bootstrap_all
+from jobs.devstack.stack import ROOT, Stack, wait_for_http
+from jobs.domain import utcnow
+from jobs.services import api_key_create
+
+
+class Command(BaseCommand):
+    help = "Start the emulator (unless AWS_ENDPOINT_URL is set), bootstrap, one worker and the API on :8000."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("RENDER_API_PORT", "8000")))
+        parser.add_argument("--emulator-port", type=int, default=4566)
+
+    def handle(self, *args, port: int, emulator_port: int, **options):
+        stack = Stack(log_dir=ROOT / ".devstack" / "logs")
+        stopping = False
+
+        def on_signal(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            if os.environ.get("AWS_ENDPOINT_URL"):
+                endpoint = os.environ["AWS_ENDPOINT_URL"]
+                self.stdout.write(f"Using AWS endpoint {endpoint}")
+            else:
+                endpoint = stack.start_emulator(emulator_port)
+                self.stdout.write(f"Emulator on {endpoint} (request counts: {endpoint}/_emulator/requests)")
+            os.environ.update(stack.env)
+            wiring.reset()
+            bootstrap_all()
+            key = api_key_create(repo=wiring.api_key_repository(), owner="dev", now=utcnow())
+            stack.start_worker()
+            api = stack.start_api(port)
+            wait_for_http(f"{api}/readyz", timeout=30)
+            self._banner(api, key, stack.log_dir)
+            while not stopping:
+                for name, proc in stack.processes.items():
+                    if proc.poll() is not None:
+                        self.stderr.write(f"{name} exited with {proc.returncode}; stopping (logs in {stack.log_dir})")
+                        stopping = True
+                        break
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stdout.write("Stopping...")
+            stack.stop_all()
+
+    def _banner(self, api: str, key: str, log_dir) -> None:
+        self.stdout.write(
+            f"""
+Render farm is up.
+  API:        {api}/api/jobs
+  Docs:       {api}/api/docs   (schema: {api}/api/schema)
+  Browser:    {api}/api/auth/login/  (paste the key below)
+  Health:     {api}/healthz  {api}/readyz
+  Logs:       {log_dir}
+  API key (owner "dev"):
+{key}
+
+Try:
+  curl -s -X POST {api}/api/jobs -H "Authorization: Bearer {key}" \\
+       -H "Content-Type: application/json" \\
+       -d '{{"scene": "demo", "width": 640, "height": 360, "frame_start": 1, "frame_end": 1}}'
+  curl -s {api}/api/jobs -H "Authorization: Bearer {key}"
+
+Ctrl-C stops everything started here.
+""",
+        )

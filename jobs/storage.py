@@ -1,0 +1,52 @@
+"""S3 storage of rendered frames and manifests under DESIGN.md's deterministic keys, and presigned GETs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Protocol
+
+from .aws import unavailable_as_503
+from .domain import FrameResult
+
+
+class ResultStore(Protocol):
+    def put_frame(self, *, key: str, frame: int, body: bytes, content_type: str) -> FrameResult: ...
+    def put_manifest(self, *, key: str, manifest: dict) -> None: ...
+    def presigned_url(self, key: str) -> str: ...
+
+
+class S3ResultStore:
+    """A private bucket; re-running a frame overwrites its object rather than adding one."""
+
+    def __init__(self, *, client, bucket: str, url_expiry: int):
+        self._client = client
+        self._bucket = bucket
+        self._expiry = url_expiry
+
+    def put_frame(self, *, key: str, frame: int, body: bytes, content_type: str) -> FrameResult:
+        digest = hashlib.sha256(body).hexdigest()
+        with unavailable_as_503("S3"):
+            self._client.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                Metadata={"sha256": digest},
+            )
+        return FrameResult(frame=frame, key=key, size=len(body), sha256=digest, content_type=content_type)
+
+    def put_manifest(self, *, key: str, manifest: dict) -> None:
+        with unavailable_as_503("S3"):
+            self._client.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=json.dumps(manifest, indent=2).encode(),
+                ContentType="application/json",
+            )
+
+    def presigned_url(self, key: str) -> str:
+        # Presigning is local computation (no request), so it cannot fail on an outage.
+        return self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=self._expiry
+        )

@@ -1,0 +1,53 @@
+"""Builds the process-wide adapters (repository, store, queue, renderer) from settings, lazily."""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+
+from django.conf import settings
+
+from . import aws
+from .renderers import Renderer, get_renderer
+from .repository import DynamoApiKeyRepository, DynamoJobRepository
+from .storage import S3ResultStore
+
+
+@functools.cache
+def job_repository() -> DynamoJobRepository:
+    return DynamoJobRepository(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
+
+
+@functools.cache
+def api_key_repository() -> DynamoApiKeyRepository:
+    return DynamoApiKeyRepository(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
+
+
+@functools.cache
+def result_store() -> S3ResultStore:
+    return S3ResultStore(
+        client=aws.client("s3"), bucket=settings.RENDER_BUCKET_NAME, url_expiry=settings.RENDER_RESULT_URL_EXPIRY
+    )
+
+
+@functools.cache
+def renderer() -> Renderer:
+    return get_renderer(settings.RENDER_RENDERER, simulated_seconds=settings.RENDER_SIMULATED_SECONDS)
+
+
+@functools.cache
+def task_queue():
+    from .queueing import CeleryTaskQueue
+
+    return CeleryTaskQueue()
+
+
+def retention() -> timedelta:
+    return timedelta(days=settings.RENDER_RESULT_RETENTION_DAYS)
+
+
+def reset() -> None:
+    """Drop every cached adapter and client (tests that repoint AWS call this)."""
+    for factory in (job_repository, api_key_repository, result_store, renderer, task_queue):
+        factory.cache_clear()
+    aws.reset_clients()

@@ -1,0 +1,197 @@
+"""Django and Celery settings, every value from the environment (each variable is in the README table)."""
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+
+RENDER_ENV = env("RENDER_ENV", "local")  # local | production
+SECRET_KEY = env("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+
+if RENDER_ENV == "production":
+    # Refuse to start with settings that are only safe on a laptop.
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
+    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set to a long random value in production")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must not be empty in production")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "renderproject.urls"
+WSGI_APPLICATION = "renderproject.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csrf",
+            ],
+        },
+    },
+]
+
+# No relational database: job state and API keys live in DynamoDB.
+DATABASES: dict = {}
+# Signed-cookie sessions hold the browser login of the browsable API (no server-side store).
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+SESSION_COOKIE_HTTPONLY = True
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Bodies larger than this are refused with 413 before any parsing.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RENDER_MAX_BODY_BYTES", 16 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "jobs.api.auth.BearerApiKeyAuthentication",
+        "jobs.api.auth.BrowserApiKeyAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": env("RENDER_THROTTLE_RATE", "1200/min")},
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "UNAUTHENTICATED_TOKEN": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Render farm API",
+    "DESCRIPTION": "Submit render jobs, follow their progress and download the frames.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("RENDER_LOG_LEVEL", "INFO")},
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+# --- Render farm -------------------------------------------------------------------------------
+RENDER_TABLE_NAME = env("RENDER_TABLE_NAME", "render-jobs")
+RENDER_BUCKET_NAME = env("RENDER_BUCKET_NAME", "render-results")
+RENDER_QUEUE_PREFIX = env("RENDER_QUEUE_PREFIX", "")
+RENDER_RENDERER = env("RENDER_RENDERER", "simulated")
+RENDER_SIMULATED_SECONDS = env("RENDER_SIMULATED_SECONDS", "2-5")
+# Seconds a received message stays invisible; the claim lease and the task time limits derive from it.
+RENDER_VISIBILITY_TIMEOUT = env_int("RENDER_VISIBILITY_TIMEOUT", 1800)
+RENDER_LEASE_SECONDS = max(1, RENDER_VISIBILITY_TIMEOUT * 9 // 10)
+RENDER_MAX_ATTEMPTS = env_int("RENDER_MAX_ATTEMPTS", 3)
+RENDER_RETRY_BACKOFF_SECONDS = env_int("RENDER_RETRY_BACKOFF_SECONDS", 5)
+RENDER_RESULT_URL_EXPIRY = env_int("RENDER_RESULT_URL_EXPIRY", 3600)
+RENDER_RESULT_RETENTION_DAYS = env_int("RENDER_RESULT_RETENTION_DAYS", 30)
+RENDER_API_KEY_CACHE_SECONDS = env_int("RENDER_API_KEY_CACHE_SECONDS", 30)
+RENDER_SQS_WAIT_SECONDS = env_int("RENDER_SQS_WAIT_SECONDS", 20)
+
+RENDER_QUEUE_NAMES = {p: f"{RENDER_QUEUE_PREFIX}render-{p}" for p in ("high", "normal", "low")}
+RENDER_DLQ_NAME = f"{RENDER_QUEUE_PREFIX}render-dlq"
+
+# --- Celery (SQS broker; task state lives in DynamoDB, so no result backend) ----------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "sqs://")
+_predefined = {
+    RENDER_QUEUE_NAMES[p]: {"url": os.environ[f"RENDER_QUEUE_URL_{p.upper()}"]}
+    for p in ("high", "normal", "low")
+    if os.environ.get(f"RENDER_QUEUE_URL_{p.upper()}")
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+    "visibility_timeout": RENDER_VISIBILITY_TIMEOUT,
+    "wait_time_seconds": RENDER_SQS_WAIT_SECONDS,
+    "polling_interval": 0,
+}
+if _predefined:
+    # In AWS the queues exist (CDK made them): workers never list or create queues.
+    CELERY_BROKER_TRANSPORT_OPTIONS["predefined_queues"] = _predefined
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = RENDER_QUEUE_NAMES["normal"]
+# A worker started without -Q consumes all three render queues.
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in RENDER_QUEUE_NAMES.values()]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # SQS has no broadcast; avoids pidbox queues
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_SEND_SENT_EVENT = False
+CELERY_WORKER_CONCURRENCY = env_int("RENDER_WORKER_CONCURRENCY", 1)
+# A live worker must never outlive its claim lease, so the limits sit inside it.
+CELERY_TASK_TIME_LIMIT = max(1, RENDER_VISIBILITY_TIMEOUT * 8 // 10)
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, RENDER_VISIBILITY_TIMEOUT * 3 // 4)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+CSRF_FAILURE_VIEW = "jobs.api.errors.forbidden"
