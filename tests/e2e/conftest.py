@@ -1,0 +1,121 @@
+"""End-to-end fixtures: real `celery worker` and gunicorn processes on fresh resources in the session emulator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from jobs.devstack.stack import ROOT, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+class E2EStack(Stack):
+    """A Stack on its own table, queues and bucket, with helpers for driving the API."""
+
+    api: str = ""
+    key: str = ""
+
+    def create_key(self, owner: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "manage.py", "create_api_key", "--owner", owner],
+            cwd=ROOT,
+            env=self.merged_env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        lines = out.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("rk_"), out  # the key alone on stdout
+        return lines[0]
+
+    def send_task(self, name: str, *args) -> None:
+        """Publish a task message through the project's own Celery app, configured like the stack's processes."""
+        code = (
+            "import sys, django; django.setup(); from django.conf import settings;"
+            " from renderproject import celery_app;"
+            " celery_app.send_task(sys.argv[1], args=(sys.argv[2], int(sys.argv[3])),"
+            " queue=settings.RENDER_QUEUE_NAMES['normal'])"
+        )
+        subprocess.run([sys.executable, "-c", code, name, *map(str, args)], cwd=ROOT, env=self.merged_env(), check=True)
+
+    def merged_env(self) -> dict[str, str]:
+        return {**os.environ, "DJANGO_SETTINGS_MODULE": "renderproject.settings", **self.env}
+
+    def submit(self, **body) -> dict:
+        payload = {"scene": "e2e", "width": 320, "height": 180, **body}
+        resp = requests.post(f"{self.api}/api/jobs", json=payload, headers=self.auth(), timeout=10)
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def job(self, job_id: str) -> dict:
+        resp = requests.get(f"{self.api}/api/jobs/{job_id}", headers=self.auth(), timeout=10)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def wait_for(self, job_id: str, predicate, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if predicate(job):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; job is {job['status']}: {job}")
+            time.sleep(0.2)
+
+    def wait_for_status(self, job_id: str, *statuses: str, timeout: float = 60) -> dict:
+        return self.wait_for(job_id, lambda j: j["status"] in statuses, timeout)
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def start_ready_worker(self, name: str = "worker", timeout: float = 30, **kwargs):
+        proc = self.start_worker(name, **kwargs)
+        path = self.log_dir / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while not (path.exists() and " ready." in path.read_text(errors="replace")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"worker {name} did not start:\n{self.log(name)}")
+            time.sleep(0.1)
+        return proc
+
+
+@pytest.fixture
+def make_stack(emulator, tmp_path: Path):
+    """Build stacks on fresh resource names (so no stray message from another test reaches these workers)."""
+    stacks: list[E2EStack] = []
+
+    def make(*, api: bool = True, **env: str) -> E2EStack:
+        suffix = uuid.uuid4().hex[:8]
+        stack = E2EStack(log_dir=tmp_path / f"logs-{suffix}")
+        stack.env.update(emulator.env)
+        stack.env.update(
+            {
+                "RENDER_TABLE_NAME": f"e2e-{suffix}",
+                "RENDER_BUCKET_NAME": f"e2e-{suffix}",
+                "RENDER_QUEUE_PREFIX": f"e2e-{suffix}-",
+                "RENDER_SIMULATED_SECONDS": "0",
+                "RENDER_SQS_WAIT_SECONDS": "2",
+                **env,
+            }
+        )
+        stacks.append(stack)
+        stack.bootstrap()
+        stack.key = stack.create_key("e2e")
+        if api:
+            stack.api = stack.start_api(workers=1, threads=4)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop_all()

@@ -1,0 +1,111 @@
+"""The whole pipeline with real processes: API (gunicorn) -> SQS -> `celery worker` -> S3, and its failure modes."""
+
+import hashlib
+import io
+import signal
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+pytestmark = pytest.mark.e2e
+
+
+def test_jobs_complete_and_their_images_download_through_presigned_urls(make_stack):
+    stack = make_stack(RENDER_SIMULATED_SECONDS="0.2")
+    stack.start_ready_worker()
+    single = stack.submit(output_format="jpeg")
+    multi = stack.submit(frame_start=10, frame_end=12)
+
+    done = stack.wait_for_status(single["id"], "COMPLETED", "FAILED")
+    assert done["status"] == "COMPLETED" and done["progress"]["ratio"] == 1.0
+    assert done["started_at"] and done["finished_at"] >= done["started_at"]
+    frame = done["results"]["frames"][0]
+    body = requests.get(frame["url"], timeout=10).content
+    assert hashlib.sha256(body).hexdigest() == frame["sha256"] and len(body) == frame["size"]
+    image = Image.open(io.BytesIO(body))
+    assert image.format == "JPEG" and image.size == (320, 180)
+
+    done = stack.wait_for_status(multi["id"], "COMPLETED", "FAILED")
+    assert done["status"] == "COMPLETED"
+    manifest = requests.get(done["results"]["manifest_url"], timeout=10).json()
+    assert [f["frame"] for f in manifest["frames"]] == [10, 11, 12]
+    for entry, link in zip(manifest["frames"], done["results"]["frames"], strict=True):
+        body = requests.get(link["url"], timeout=10).content
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"]
+        assert Image.open(io.BytesIO(body)).format == "PNG"
+
+
+def test_a_worker_killed_mid_render_leaves_a_job_that_completes_once(make_stack):
+    # Short visibility timeout so the message comes back soon; the lease (9/10 of it) lapses before that.
+    stack = make_stack(RENDER_VISIBILITY_TIMEOUT="8", RENDER_SIMULATED_SECONDS="3")
+    stack.start_ready_worker("doomed")
+    job = stack.submit()
+    stack.wait_for_status(job["id"], "PROCESSING", timeout=30)
+    stack.kill("doomed")  # SIGKILL to the whole process group: main process and pool child
+    stack.start_ready_worker("rescuer")
+
+    done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=60)
+    assert done["status"] == "COMPLETED"
+    assert done["results"]["frames"][0]["size"] > 0
+    assert f"job {job['id']} COMPLETED" not in stack.log("doomed")
+    assert stack.log("rescuer").count(f"job {job['id']} COMPLETED") == 1
+    time.sleep(1)  # a late duplicate would show up here
+    assert stack.job(job["id"])["finished_at"] == done["finished_at"]
+
+
+def test_a_duplicate_message_changes_nothing(make_stack):
+    stack = make_stack()
+    stack.start_ready_worker()
+    job = stack.submit()
+    done = stack.wait_for_status(job["id"], "COMPLETED")
+    # Deliver the same message again, as SQS may: the claim loses and the job is untouched.
+    stack.send_task("jobs.render_job", job["id"], 1)
+    deadline = time.monotonic() + 20
+    while "not claimed" not in stack.log("worker") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "not claimed" in stack.log("worker")
+    again = stack.job(job["id"])
+    assert {k: v for k, v in again.items() if k != "results"} == {k: v for k, v in done.items() if k != "results"}
+
+
+def test_render_errors_are_retried_with_backoff_then_fail_the_job(make_stack):
+    stack = make_stack(
+        RENDER_RENDERER="tests.support.renderers:AlwaysFails", RENDER_MAX_ATTEMPTS="3", RENDER_RETRY_BACKOFF_SECONDS="1"
+    )
+    stack.start_ready_worker()
+    job = stack.submit(scene="cursed")
+    done = stack.wait_for_status(job["id"], "FAILED", "COMPLETED", timeout=60)
+    assert done["status"] == "FAILED"
+    assert "simulated crash" in done["error"] and "cursed" in done["error"]
+    assert done["results"] is None
+    assert stack.log("worker").count("render failed") == 3
+
+
+def test_sqs_down_at_submit_gets_503_and_leaves_no_job(make_stack):
+    stack = make_stack(api=False)
+    stack.env["AWS_ENDPOINT_URL_SQS"] = "http://127.0.0.1:9"  # nothing listens there
+    stack.api = stack.start_api(workers=1, threads=2)
+    resp = requests.post(
+        f"{stack.api}/api/jobs", json={"scene": "s", "width": 64, "height": 64}, headers=stack.auth(), timeout=60
+    )
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "service_unavailable"
+    listed = requests.get(f"{stack.api}/api/jobs", headers=stack.auth(), timeout=10).json()
+    assert listed["jobs"] == []
+    ready = requests.get(f"{stack.api}/readyz", timeout=30)
+    assert ready.status_code == 503 and ready.json()["checks"]["sqs"].startswith("unreachable")
+
+
+def test_dynamodb_down_gets_503(make_stack):
+    stack = make_stack(api=False)
+    stack.env["AWS_ENDPOINT_URL_DYNAMODB"] = "http://127.0.0.1:9"
+    stack.api = stack.start_api(workers=1, threads=2)
+    resp = requests.get(f"{stack.api}/api/jobs", headers=stack.auth(), timeout=60)
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "service_unavailable"
+
+
+def test_worker_stops_cleanly_on_sigterm(make_stack):
+    stack = make_stack(api=False)
+    stack.start_ready_worker()
+    assert stack.stop("worker", signal.SIGTERM, timeout=30) == 0

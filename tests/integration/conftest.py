@@ -1,0 +1,34 @@
+"""Integration fixtures: real boto3 clients against the session's emulator."""
+
+import uuid
+
+import pytest
+
+from jobs import aws
+from jobs.bootstrap import ensure_bucket, ensure_table
+from jobs.repository import DynamoApiKeyRepository, DynamoJobRepository
+from jobs.storage import S3ResultStore
+
+
+@pytest.fixture
+def table(emulator):
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    ensure_table(aws.client("dynamodb"), name)
+    return name
+
+
+@pytest.fixture
+def dynamo_repo(table):
+    return DynamoJobRepository(client=aws.client("dynamodb"), table_name=table)
+
+
+@pytest.fixture
+def key_repo(table):
+    return DynamoApiKeyRepository(client=aws.client("dynamodb"), table_name=table)
+
+
+@pytest.fixture
+def store(emulator):
+    bucket = f"b-{uuid.uuid4().hex[:10]}"
+    ensure_bucket(aws.client("s3"), bucket)
+    return S3ResultStore(client=aws.client("s3"), bucket=bucket, url_expiry=300)
