@@ -12,6 +12,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ import requests
 from botocore.config import Config
 
 from jobs.devstack.emulator import OBSERVER_MARK
-from jobs.devstack.stack import ROOT, Stack
+from jobs.devstack.stack import Stack
 
 OWNER = "bench"
 
@@ -31,7 +32,9 @@ OWNER = "bench"
 def observer_client(stack: Stack):
     """A DynamoDB client whose requests the emulator counts apart (the bench watching, not the system)."""
     return boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        aws_access_key_id=stack.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=stack.env["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
     ).client("dynamodb", endpoint_url=stack.env["AWS_ENDPOINT_URL"], config=Config(user_agent_extra=OBSERVER_MARK))
 
 
@@ -65,13 +68,14 @@ def submit_all(api: str, key: str, count: int, clients: int, frames: int = 1) ->
         return list(pool.map(one, range(count)))
 
 
-_sessions: dict[int, requests.Session] = {}
+_local = threading.local()
 
 
 def session() -> requests.Session:
-    import threading
-
-    return _sessions.setdefault(threading.get_ident(), requests.Session())
+    """One HTTP session (keep-alive connection) per client thread."""
+    if not hasattr(_local, "session"):
+        _local.session = requests.Session()
+    return _local.session
 
 
 def wait_completed(client, table: str, expected: int, timeout: float) -> list[dict]:
@@ -118,16 +122,7 @@ def main() -> None:
     try:
         stack.start_emulator()
         stack.bootstrap()
-        import subprocess
-
-        key = subprocess.run(
-            [sys.executable, "manage.py", "create_api_key", "--owner", OWNER],
-            cwd=ROOT,
-            env={**__import__("os").environ, **stack.env},
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        key = stack.create_api_key(OWNER)
         for i in range(args.workers):
             stack.start_worker(f"worker{i}", concurrency=args.concurrency)
         api = stack.start_api(workers=2, threads=8)

@@ -59,8 +59,25 @@ class Stack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     log_dir: Path | None = None
 
+    def merged_env(self) -> dict[str, str]:
+        return {**os.environ, "DJANGO_SETTINGS_MODULE": "renderproject.settings", **self.env}
+
+    def manage(self, *args: str) -> str:
+        """Run a management command in this stack's environment; returns its stdout."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.merged_env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    def create_api_key(self, owner: str) -> str:
+        return self.manage("create_api_key", "--owner", owner).strip()
+
     def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-        env = {**os.environ, **self.env, **(extra_env or {})}
+        env = {**self.merged_env(), **(extra_env or {})}
         out = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -80,13 +97,7 @@ class Stack:
         return endpoint
 
     def bootstrap(self) -> None:
-        subprocess.run(
-            [sys.executable, "manage.py", "bootstrap_aws"],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        self.manage("bootstrap_aws")
 
     def start_worker(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -23,19 +22,6 @@ class E2EStack(Stack):
     api: str = ""
     key: str = ""
 
-    def create_key(self, owner: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "manage.py", "create_api_key", "--owner", owner],
-            cwd=ROOT,
-            env=self.merged_env(),
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        lines = out.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("rk_"), out  # the key alone on stdout
-        return lines[0]
-
     def send_task(self, name: str, *args) -> None:
         """Publish a task message through the project's own Celery app, configured like the stack's processes."""
         code = (
@@ -45,9 +31,6 @@ class E2EStack(Stack):
             " queue=settings.RENDER_QUEUE_NAMES['normal'])"
         )
         subprocess.run([sys.executable, "-c", code, name, *map(str, args)], cwd=ROOT, env=self.merged_env(), check=True)
-
-    def merged_env(self) -> dict[str, str]:
-        return {**os.environ, "DJANGO_SETTINGS_MODULE": "renderproject.settings", **self.env}
 
     def submit(self, **body) -> dict:
         payload = {"scene": "e2e", "width": 320, "height": 180, **body}
@@ -111,7 +94,7 @@ def make_stack(emulator, tmp_path: Path):
         )
         stacks.append(stack)
         stack.bootstrap()
-        stack.key = stack.create_key("e2e")
+        stack.key = stack.create_api_key("e2e")
         if api:
             stack.api = stack.start_api(workers=1, threads=4)
         return stack

@@ -109,3 +109,12 @@ def test_worker_stops_cleanly_on_sigterm(make_stack):
     stack = make_stack(api=False)
     stack.start_ready_worker()
     assert stack.stop("worker", signal.SIGTERM, timeout=30) == 0
+
+
+def test_create_api_key_prints_the_key_alone_and_it_works(make_stack):
+    stack = make_stack()
+    out = stack.manage("create_api_key", "--owner", "zoe")
+    lines = out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rk_") and len(lines[0]) > 40
+    resp = requests.get(f"{stack.api}/api/jobs", headers={"Authorization": f"Bearer {lines[0]}"}, timeout=10)
+    assert resp.status_code == 200 and resp.json() == {"jobs": [], "next_cursor": None}
