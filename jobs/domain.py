@@ -60,8 +60,12 @@ MAX_DIMENSION = 4096
 MIN_DIMENSION = 16
 MAX_SAMPLES = 4096
 MAX_FRAME_NUMBER = 99_999  # frame keys are five digits
-MAX_FRAMES_PER_JOB = 100
+MAX_FRAMES_PER_JOB = 10_000
+MAX_CHUNKS_PER_JOB = 1_000
+MAX_CHUNK_SIZE = 100
+DEFAULT_CHUNK_SIZE = 5
 MAX_SCENE_NAME = 200
+PREVIEW_MAX_FRAMES = 16  # the contact sheet samples at most this many frames
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class Job:
     created_at: datetime
     updated_at: datetime
     attempt: int = 1
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    chunks_done: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
@@ -112,8 +118,11 @@ class Job:
     worker: str | None = None
     lease_token: str | None = None
     lease_expires_at: datetime | None = None
-    # A one-frame job keeps its result on the item; a longer one has manifest.json (keys are derivable).
-    result: FrameResult | None = None
+    # A one-chunk job is its own chunk: its frame results live on the job item (manifest.json for
+    # more than one frame); a job of several chunks keeps them on its task items.
+    results: tuple[FrameResult, ...] = ()
+    has_preview: bool = False
+    fanout_sent: int = -1  # highest chunk index whose message the fan-out has sent, this attempt
 
     @property
     def frames_total(self) -> int:
@@ -127,7 +136,60 @@ class Job:
     def progress(self) -> float:
         return round(self.frames_done / self.frames_total, 4)
 
+    @property
+    def chunks_total(self) -> int:
+        return chunk_count(self.frames_total, self.chunk_size)
+
+    @property
+    def single_chunk(self) -> bool:
+        """A job of one chunk is one task: its job item is the unit of work (no task items, no fan-out)."""
+        return self.chunks_total == 1
+
+    def chunk_frames(self, index: int) -> range:
+        first = self.frame_start + index * self.chunk_size
+        return range(first, min(first + self.chunk_size, self.frame_end + 1))
+
+    def eta_seconds(self, now: datetime) -> float | None:
+        """Remaining time at the rate measured so far (frames done per second since the job started)."""
+        if self.status is not JobStatus.PROCESSING or not self.started_at or self.frames_done == 0:
+            return None
+        rate = self.frames_done / max((now - self.started_at).total_seconds(), 1e-3)
+        return round((self.frames_total - self.frames_done) / rate, 1)
+
     def replace(self, **changes) -> Job:
+        return dataclasses.replace(self, **changes)
+
+
+def chunk_count(frames: int, chunk_size: int) -> int:
+    return -(-frames // chunk_size)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One chunk of a job of several chunks: `pk=JOB#<id>, sk=TASK#<index:05d>`."""
+
+    job_id: str
+    index: int
+    frame_start: int
+    frame_end: int
+    status: JobStatus
+    attempt: int
+    frames_done: int = 0
+    render_failures: int = 0
+    render_seconds: float = 0.0
+    worker: str | None = None
+    lease_token: str | None = None
+    lease_expires_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    results: tuple[FrameResult, ...] = ()
+
+    @property
+    def frames(self) -> range:
+        return range(self.frame_start, self.frame_end + 1)
+
+    def replace(self, **changes) -> Task:
         return dataclasses.replace(self, **changes)
 
 
@@ -137,3 +199,7 @@ def frame_key(job_id: str, frame: int, output_format: OutputFormat) -> str:
 
 def manifest_key(job_id: str) -> str:
     return f"jobs/{job_id}/manifest.json"
+
+
+def preview_key(job_id: str) -> str:
+    return f"jobs/{job_id}/preview.png"

@@ -46,3 +46,23 @@ class ServiceUnavailable(DomainError):
     status_code = 503
     code = "service_unavailable"
     default_message = "A backing service is unreachable; try again shortly."
+
+
+class LeaseLost(JobStateConflict):
+    """The worker no longer holds the chunk: its lease lapsed and another worker took it over."""
+
+    default_message = "The lease on this work was lost."
+
+
+class JobNotRunning(JobStateConflict):
+    """The job left PROCESSING (cancelled, failed, retried) while a chunk of it was rendering."""
+
+    def __init__(self, status: str, message: str | None = None):
+        super().__init__(message or f"Job is {status}.", details={"status": status})
+        self.status = status
+
+
+class IdempotencyKeyReused(DomainError):
+    status_code = 422
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was used with a different request body."

@@ -1,4 +1,4 @@
-"""The task queue adapter: one Celery message per job, ids only, on the queue of its priority."""
+"""The task queue adapter: Celery messages carrying ids only, on the queue of the job's priority."""
 
 from __future__ import annotations
 
@@ -11,10 +11,18 @@ from .errors import ServiceUnavailable
 
 
 class CeleryTaskQueue:
-    def enqueue(self, *, job_id: str, attempt: int, priority: Priority) -> None:
-        from .tasks import render_job
+    def enqueue_chunk(self, *, job_id: str, index: int | None, attempt: int, priority: Priority) -> None:
+        from .tasks import render_chunk
 
+        self._send(render_chunk, (job_id, index, attempt), priority)
+
+    def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None:
+        from .tasks import fanout_job
+
+        self._send(fanout_job, (job_id, attempt), priority)
+
+    def _send(self, task, args: tuple, priority: Priority) -> None:
         try:
-            render_job.apply_async(args=(job_id, attempt), queue=settings.RENDER_QUEUE_NAMES[str(priority)])
+            task.apply_async(args=args, queue=settings.RENDER_QUEUE_NAMES[str(priority)])
         except (BotoCoreError, ClientError, OperationalError, OSError) as exc:
             raise ServiceUnavailable("The job queue (SQS) is unreachable; try again shortly.") from exc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Protocol
 
 from .aws import unavailable_as_503
@@ -12,7 +11,8 @@ from .domain import FrameResult
 
 class ResultStore(Protocol):
     def put_frame(self, *, key: str, frame: int, body: bytes, content_type: str) -> FrameResult: ...
-    def put_manifest(self, *, key: str, manifest: dict) -> None: ...
+    def put_bytes(self, *, key: str, body: bytes, content_type: str) -> None: ...
+    def get_bytes(self, key: str) -> bytes: ...
     def presigned_url(self, key: str) -> str: ...
 
 
@@ -36,14 +36,13 @@ class S3ResultStore:
             )
         return FrameResult(frame=frame, key=key, size=len(body), sha256=digest, content_type=content_type)
 
-    def put_manifest(self, *, key: str, manifest: dict) -> None:
+    def put_bytes(self, *, key: str, body: bytes, content_type: str) -> None:
         with unavailable_as_503("S3"):
-            self._client.put_object(
-                Bucket=self._bucket,
-                Key=key,
-                Body=json.dumps(manifest, indent=2).encode(),
-                ContentType="application/json",
-            )
+            self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        with unavailable_as_503("S3"):
+            return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
 
     def presigned_url(self, key: str) -> str:
         # Presigning is local computation (no request), so it cannot fail on an outage.

@@ -1,4 +1,4 @@
-"""Celery tasks: take ids, claim with a conditional write, call one service, handle retry and failure."""
+"""Celery tasks: take ids, call one service (which claims with a conditional write), handle retry."""
 
 from __future__ import annotations
 
@@ -10,58 +10,49 @@ from celery import shared_task
 from django.conf import settings
 
 from . import wiring
-from .domain import JobStatus, utcnow
-from .errors import JobNotFound, JobStateConflict
-from .services import job_claim, job_record_failure, job_render
+from .domain import utcnow
+from .errors import JobNotFound
+from .services import Outcome, Worker, chunk_process, job_fanout
 
 log = logging.getLogger(__name__)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
-@shared_task(bind=True, name="jobs.render_job", max_retries=None)
-def render_job(self, job_id: str, attempt: int) -> None:
-    """Render one job. Safe to run twice: a claim that loses (done, or held elsewhere) just returns."""
-    repo = wiring.job_repository()
+def _worker() -> Worker:
+    return Worker(
+        repo=wiring.job_repository(),
+        store=wiring.result_store(),
+        renderer=wiring.renderer(),
+        clock=utcnow,
+        name=WORKER_ID,
+        lease_seconds=settings.RENDER_LEASE_SECONDS,
+        max_attempts=settings.RENDER_MAX_ATTEMPTS,
+        retention=wiring.retention(),
+    )
+
+
+@shared_task(bind=True, name="jobs.render_chunk", max_retries=None)
+def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
+    """Render one chunk (index None: a one-chunk job). Safe to run twice: a lost claim just returns."""
     try:
-        claimed = job_claim(
-            repo=repo,
-            job_id=job_id,
-            attempt=attempt,
-            worker=WORKER_ID,
-            lease_seconds=settings.RENDER_LEASE_SECONDS,
-            now=utcnow(),
-        )
+        outcome, failures = chunk_process(worker=_worker(), job_id=job_id, index=index, attempt=attempt)
     except JobNotFound:
         log.warning("job %s does not exist (withdrawn or expired); dropping its message", job_id)
-        return
-    if claimed is None:
-        return
-    job, token = claimed
+        return Outcome.SKIPPED
+    if outcome is Outcome.RETRY:
+        countdown = min(settings.RENDER_RETRY_BACKOFF_SECONDS * 2 ** (failures - 1), 900)
+        queue = self.request.delivery_info.get("routing_key") or settings.RENDER_QUEUE_NAMES["normal"]
+        raise self.retry(args=(job_id, index, attempt), countdown=countdown, queue=queue)
+    return outcome
+
+
+@shared_task(name="jobs.fanout_job")
+def fanout_job(job_id: str, attempt: int) -> int:
+    """Create a multi-chunk job's tasks and send one message per chunk (idempotent; see services.fanout)."""
     try:
-        done = job_render(
-            repo=repo,
-            store=wiring.result_store(),
-            renderer=wiring.renderer(),
-            job=job,
-            token=token,
-            clock=utcnow,
-            retention=wiring.retention(),
+        return job_fanout(
+            repo=wiring.job_repository(), queue=wiring.task_queue(), job_id=job_id, attempt=attempt, now=utcnow()
         )
-        log.info("job %s %s", job_id, done.status)
-    except JobStateConflict as exc:
-        log.warning("job %s: lease lost while rendering (%s); leaving it to its new holder", job_id, exc.message)
-    except Exception as exc:
-        log.exception("job %s: render failed", job_id)
-        after = job_record_failure(
-            repo=repo,
-            job=job,
-            token=token,
-            error=f"{type(exc).__name__}: {exc}",
-            max_attempts=settings.RENDER_MAX_ATTEMPTS,
-            now=utcnow(),
-            retention=wiring.retention(),
-        )
-        if after.status is JobStatus.PROCESSING:
-            countdown = settings.RENDER_RETRY_BACKOFF_SECONDS * 2 ** (after.render_failures - 1)
-            queue = settings.RENDER_QUEUE_NAMES[str(job.priority)]
-            raise self.retry(args=(job_id, attempt), countdown=min(countdown, 900), queue=queue, exc=exc) from exc
+    except JobNotFound:
+        log.warning("job %s does not exist; nothing to fan out", job_id)
+        return 0

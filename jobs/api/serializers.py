@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from datetime import datetime
 
 from rest_framework import serializers
 
 from .. import domain
-from ..domain import Job, JobStatus, OutputFormat, Priority
+from ..domain import Job, JobStatus, OutputFormat, Priority, Task
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -47,6 +49,12 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
     frame_end = StrictIntegerField(
         min_value=0, max_value=domain.MAX_FRAME_NUMBER, required=False, help_text="Defaults to frame_start."
     )
+    chunk_size = StrictIntegerField(
+        min_value=1,
+        max_value=domain.MAX_CHUNK_SIZE,
+        default=domain.DEFAULT_CHUNK_SIZE,
+        help_text="Frames per task; chunks render in parallel on several workers.",
+    )
     priority = serializers.ChoiceField(choices=[p.value for p in Priority], default="normal")
 
     def validate(self, attrs):
@@ -58,7 +66,30 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
             raise serializers.ValidationError(
                 {"frame_end": [f"A job renders at most {domain.MAX_FRAMES_PER_JOB} frames; this asks for {count}."]}
             )
+        chunks = domain.chunk_count(count, attrs["chunk_size"])
+        if chunks > domain.MAX_CHUNKS_PER_JOB:
+            raise serializers.ValidationError(
+                {
+                    "chunk_size": [
+                        f"{count} frames in chunks of {attrs['chunk_size']} make {chunks} chunks; "
+                        f"at most {domain.MAX_CHUNKS_PER_JOB} are allowed, so raise chunk_size."
+                    ]
+                }
+            )
         return attrs
+
+
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def validate_idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(value):
+        raise serializers.ValidationError(
+            {"Idempotency-Key": ["Use 1-128 characters of letters, digits and _ . : - (a UUID is ideal)."]}
+        )
+    return value
 
 
 class JobListQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
@@ -79,6 +110,9 @@ class ProgressOutputSerializer(serializers.Serializer):
     frames_done = serializers.IntegerField()
     frames_total = serializers.IntegerField()
     ratio = serializers.FloatField()
+    chunks_done = serializers.IntegerField()
+    chunks_total = serializers.IntegerField()
+    eta_seconds = serializers.FloatField(allow_null=True, help_text="At the frame rate measured so far.")
 
 
 class FrameOutputSerializer(serializers.Serializer):
@@ -91,7 +125,41 @@ class FrameOutputSerializer(serializers.Serializer):
 class ResultsOutputSerializer(serializers.Serializer):
     expires_in = serializers.IntegerField(help_text="Seconds the URLs below stay valid.")
     manifest_url = serializers.URLField(allow_null=True)
+    preview_url = serializers.URLField(allow_null=True)
     frames = FrameOutputSerializer(many=True)
+    frames_next_offset = serializers.IntegerField(
+        allow_null=True, help_text="More frames: GET /api/jobs/<id>/frames?offset=<this>."
+    )
+
+
+class FramesQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    offset = serializers.IntegerField(min_value=0, max_value=domain.MAX_FRAMES_PER_JOB, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+
+
+class PageQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    cursor = serializers.CharField(max_length=4096, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+
+
+class TaskOutputSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    frame_start = serializers.IntegerField()
+    frame_end = serializers.IntegerField()
+    status = serializers.CharField()
+    attempt = serializers.IntegerField()
+    frames_done = serializers.IntegerField()
+    render_failures = serializers.IntegerField()
+    worker = serializers.CharField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    seconds_per_frame = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+
+
+class TaskListOutputSerializer(serializers.Serializer):
+    tasks = TaskOutputSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
 
 
 class JobOutputSerializer(serializers.Serializer):
@@ -102,6 +170,7 @@ class JobOutputSerializer(serializers.Serializer):
     scene = SceneOutputSerializer()
     frame_start = serializers.IntegerField()
     frame_end = serializers.IntegerField()
+    chunk_size = serializers.IntegerField()
     attempt = serializers.IntegerField()
     progress = ProgressOutputSerializer()
     error = serializers.CharField(allow_null=True)
@@ -117,7 +186,7 @@ class JobListOutputSerializer(serializers.Serializer):
     next_cursor = serializers.CharField(allow_null=True)
 
 
-def job_representation(job: Job, *, url: str, results: dict | None = None) -> dict:
+def job_representation(job: Job, *, url: str, now: datetime, results: dict | None = None) -> dict:
     """The job as the API shows it; `results` only where the caller asked for result URLs."""
     data = {
         "id": job.id,
@@ -133,8 +202,16 @@ def job_representation(job: Job, *, url: str, results: dict | None = None) -> di
         },
         "frame_start": job.frame_start,
         "frame_end": job.frame_end,
+        "chunk_size": job.chunk_size,
         "attempt": job.attempt,
-        "progress": {"frames_done": job.frames_done, "frames_total": job.frames_total, "ratio": job.progress},
+        "progress": {
+            "frames_done": job.frames_done,
+            "frames_total": job.frames_total,
+            "ratio": job.progress,
+            "chunks_done": job.chunks_done,
+            "chunks_total": job.chunks_total,
+            "eta_seconds": job.eta_seconds(now),
+        },
         "error": job.error,
         "created_at": job.created_at,
         "started_at": job.started_at,
@@ -144,3 +221,20 @@ def job_representation(job: Job, *, url: str, results: dict | None = None) -> di
     if results is not None:
         data["results"] = results
     return JobOutputSerializer(data).data
+
+
+def task_representation(task: Task) -> dict:
+    return {
+        "index": task.index,
+        "frame_start": task.frame_start,
+        "frame_end": task.frame_end,
+        "status": str(task.status),
+        "attempt": task.attempt,
+        "frames_done": task.frames_done,
+        "render_failures": task.render_failures,
+        "worker": task.worker,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "seconds_per_frame": round(task.render_seconds / task.frames_done, 3) if task.frames_done else None,
+        "error": task.error,
+    }

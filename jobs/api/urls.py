@@ -2,9 +2,15 @@
 
 from django.urls import path, re_path
 
-from .views import JobCollectionApi, JobDetailApi
+from .views import JobCancelApi, JobCollectionApi, JobDetailApi, JobFramesApi, JobRetryApi, JobTasksApi
+
+JOB = r"^jobs/(?P<job_id>[0-9a-f]{32})"
 
 urlpatterns = [
     path("jobs", JobCollectionApi.as_view(), name="job-collection"),
-    re_path(r"^jobs/(?P<job_id>[0-9a-f]{32})$", JobDetailApi.as_view(), name="job-detail"),
+    re_path(JOB + r"$", JobDetailApi.as_view(), name="job-detail"),
+    re_path(JOB + r"/cancel$", JobCancelApi.as_view(), name="job-cancel"),
+    re_path(JOB + r"/retry$", JobRetryApi.as_view(), name="job-retry"),
+    re_path(JOB + r"/tasks$", JobTasksApi.as_view(), name="job-tasks"),
+    re_path(JOB + r"/frames$", JobFramesApi.as_view(), name="job-frames"),
 ]

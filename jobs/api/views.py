@@ -11,22 +11,51 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import wiring
-from ..domain import JobStatus, OutputFormat, Priority, Scene, utcnow
-from ..selectors import job_get, job_list, job_result_links
-from ..services import job_create
+from ..domain import Job, JobStatus, OutputFormat, Priority, Scene, utcnow
+from ..errors import JobStateConflict
+from ..selectors import job_get, job_list, job_result_links, job_tasks
+from ..services import JobSpec, job_cancel, job_create, job_retry
 from .serializers import (
+    FramesQuerySerializer,
     JobCreateInputSerializer,
     JobListOutputSerializer,
     JobListQuerySerializer,
     JobOutputSerializer,
+    PageQuerySerializer,
+    ResultsOutputSerializer,
+    TaskListOutputSerializer,
     job_representation,
+    task_representation,
+    validate_idempotency_key,
 )
 
-ERROR_RESPONSES = {400: None, 401: None, 404: None, 429: None, 503: None}
+ERRORS = {400: None, 401: None, 404: None, 409: None, 429: None, 503: None}
+JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="32 hex digits")
+IDEMPOTENCY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Retries with the same key and body return the original job; another body gets 422.",
+)
 
 
 def _job_url(request: Request, job_id: str) -> str:
     return request.build_absolute_uri(reverse("job-detail", args=[job_id]))
+
+
+def _job_response(request: Request, job: Job, *, with_results: bool = False, **kwargs) -> Response:
+    results = None
+    if with_results:
+        store, expiry = wiring.result_store(), settings.RENDER_RESULT_URL_EXPIRY
+        results = job_result_links(store=store, job=job, expires_in=expiry)
+    return Response(job_representation(job, url=_job_url(request, job.id), now=utcnow(), results=results), **kwargs)
+
+
+def _query(serializer_class, request: Request) -> dict:
+    query = serializer_class(data=request.query_params.dict())
+    query.is_valid(raise_exception=True)
+    return query.validated_data
 
 
 class JobCollectionApi(APIView):
@@ -35,61 +64,129 @@ class JobCollectionApi(APIView):
     @extend_schema(
         operation_id="jobs_list",
         parameters=[JobListQuerySerializer],
-        responses={200: JobListOutputSerializer, **ERROR_RESPONSES},
+        responses={200: JobListOutputSerializer, **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        query = JobListQuerySerializer(data=request.query_params.dict())
-        query.is_valid(raise_exception=True)
-        status_filter = query.validated_data.get("status")
+        query = _query(JobListQuerySerializer, request)
         page = job_list(
             repo=wiring.job_repository(),
             owner=request.user.owner,
-            status=JobStatus(status_filter) if status_filter else None,
-            cursor=query.validated_data.get("cursor"),
-            limit=query.validated_data["limit"],
+            status=JobStatus(query["status"]) if query.get("status") else None,
+            cursor=query.get("cursor"),
+            limit=query["limit"],
         )
-        jobs = [job_representation(job, url=_job_url(request, job.id)) for job in page.jobs]
+        now = utcnow()
+        jobs = [job_representation(job, url=_job_url(request, job.id), now=now) for job in page.jobs]
         return Response({"jobs": jobs, "next_cursor": page.cursor})
 
     @extend_schema(
         operation_id="jobs_create",
         request=JobCreateInputSerializer,
-        responses={201: JobOutputSerializer, **ERROR_RESPONSES},
+        parameters=[IDEMPOTENCY],
+        responses={201: JobOutputSerializer, 422: None, **ERRORS},
     )
     def post(self, request: Request) -> Response:
+        key = validate_idempotency_key(request.headers.get("Idempotency-Key"))
         data = JobCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        job = job_create(
+        scene = Scene(
+            name=v["scene"],
+            width=v["width"],
+            height=v["height"],
+            output_format=OutputFormat(v["output_format"]),
+            samples=v["samples"],
+        )
+        job, replayed = job_create(
             repo=wiring.job_repository(),
             queue=wiring.task_queue(),
             owner=request.user.owner,
-            scene=Scene(
-                name=v["scene"],
-                width=v["width"],
-                height=v["height"],
-                output_format=OutputFormat(v["output_format"]),
-                samples=v["samples"],
+            spec=JobSpec(
+                scene=scene,
+                frame_start=v["frame_start"],
+                frame_end=v["frame_end"],
+                chunk_size=v["chunk_size"],
+                priority=Priority(v["priority"]),
             ),
-            frame_start=v["frame_start"],
-            frame_end=v["frame_end"],
-            priority=Priority(v["priority"]),
+            idempotency_key=key,
             now=utcnow(),
         )
-        url = _job_url(request, job.id)
-        return Response(job_representation(job, url=url), status=status.HTTP_201_CREATED, headers={"Location": url})
+        headers = {"Location": _job_url(request, job.id)}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return _job_response(request, job, status=status.HTTP_201_CREATED, headers=headers)
 
 
 class JobDetailApi(APIView):
-    """`GET /api/jobs/<id>`: status, progress, timestamps, error and, once completed, result URLs."""
+    """`GET /api/jobs/<id>`: status, progress, ETA, timestamps, error and, once completed, result URLs."""
 
-    @extend_schema(
-        operation_id="jobs_retrieve",
-        parameters=[OpenApiParameter("job_id", str, OpenApiParameter.PATH)],
-        responses={200: JobOutputSerializer, **ERROR_RESPONSES},
-    )
+    @extend_schema(operation_id="jobs_retrieve", parameters=[JOB_ID], responses={200: JobOutputSerializer, **ERRORS})
     def get(self, request: Request, job_id: str) -> Response:
         job = job_get(repo=wiring.job_repository(), owner=request.user.owner, job_id=job_id)
-        expiry = settings.RENDER_RESULT_URL_EXPIRY
-        links = job_result_links(store=wiring.result_store(), job=job, expires_in=expiry)
-        return Response(job_representation(job, url=_job_url(request, job.id), results=links))
+        return _job_response(request, job, with_results=True)
+
+
+class JobCancelApi(APIView):
+    """`POST /api/jobs/<id>/cancel`: QUEUED jobs stop at once, PROCESSING ones between frames; 409 if finished."""
+
+    @extend_schema(
+        operation_id="jobs_cancel", request=None, parameters=[JOB_ID], responses={200: JobOutputSerializer, **ERRORS}
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        repo = wiring.job_repository()
+        job = job_get(repo=repo, owner=request.user.owner, job_id=job_id)
+        return _job_response(request, job_cancel(repo=repo, job=job, now=utcnow(), retention=wiring.retention()))
+
+
+class JobRetryApi(APIView):
+    """`POST /api/jobs/<id>/retry`: a FAILED or CANCELLED job runs again, only its unfinished chunks; else 409."""
+
+    @extend_schema(
+        operation_id="jobs_retry", request=None, parameters=[JOB_ID], responses={200: JobOutputSerializer, **ERRORS}
+    )
+    def post(self, request: Request, job_id: str) -> Response:
+        repo = wiring.job_repository()
+        job = job_get(repo=repo, owner=request.user.owner, job_id=job_id)
+        return _job_response(request, job_retry(repo=repo, queue=wiring.task_queue(), job=job, now=utcnow()))
+
+
+class JobTasksApi(APIView):
+    """`GET /api/jobs/<id>/tasks`: the job's chunks with state, attempt, worker, timings and error."""
+
+    @extend_schema(
+        operation_id="jobs_tasks",
+        parameters=[JOB_ID, PageQuerySerializer],
+        responses={200: TaskListOutputSerializer, **ERRORS},
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        query = _query(PageQuerySerializer, request)
+        repo = wiring.job_repository()
+        job = job_get(repo=repo, owner=request.user.owner, job_id=job_id)
+        page = job_tasks(repo=repo, job=job, cursor=query.get("cursor"), limit=query["limit"])
+        return Response({"tasks": [task_representation(t) for t in page.tasks], "next_cursor": page.cursor})
+
+
+class JobFramesApi(APIView):
+    """`GET /api/jobs/<id>/frames?offset=`: a page of presigned frame URLs of a completed job (409 before)."""
+
+    @extend_schema(
+        operation_id="jobs_frames",
+        parameters=[JOB_ID, FramesQuerySerializer],
+        responses={200: ResultsOutputSerializer, **ERRORS},
+        filters=False,
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        query = _query(FramesQuerySerializer, request)
+        job = job_get(repo=wiring.job_repository(), owner=request.user.owner, job_id=job_id)
+        links = job_result_links(
+            store=wiring.result_store(),
+            job=job,
+            expires_in=settings.RENDER_RESULT_URL_EXPIRY,
+            offset=query["offset"],
+            limit=query["limit"],
+        )
+        if links is None:
+            raise JobStateConflict(
+                f"The job is {job.status}; its frames come once it is COMPLETED.", details={"status": str(job.status)}
+            )
+        return Response(links)

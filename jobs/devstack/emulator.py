@@ -1,7 +1,8 @@
 """The embedded AWS emulator: moto's server, plus a count of every request by service and action.
 
 Counting at the emulator sees every process (API, workers, kombu's pycurl polls) at the HTTP layer.
-`GET /_emulator/requests` returns the counts; `POST /_emulator/requests/reset` zeroes them. Requests
+DynamoDB calls are run one at a time, as moto is not safe under concurrency and DynamoDB's calls are
+atomic. `GET /_emulator/requests` returns the counts; `POST /_emulator/requests/reset` zeroes them. Requests
 whose User-Agent carries `render-observer` (the bench's own polling) are counted apart, as "observer".
 Run: `python -m jobs.devstack.emulator --port 4566`.
 """
@@ -59,6 +60,7 @@ class CountingApp:
     def __init__(self, app):
         self._app = app
         self._lock = threading.Lock()
+        self._dynamodb_lock = threading.Lock()
         self._counts: Counter[tuple[str, str, str]] = Counter()
 
     def __call__(self, environ, start_response):
@@ -69,6 +71,11 @@ class CountingApp:
         who = "observer" if OBSERVER_MARK in environ.get("HTTP_USER_AGENT", "") else "system"
         with self._lock:
             self._counts[(who, service, action)] += 1
+        if service == "dynamodb":
+            # moto is not safe under concurrent requests (a transaction's rollback restores a whole-table
+            # snapshot); DynamoDB makes each call atomic, so the emulator runs them one at a time.
+            with self._dynamodb_lock:
+                return list(self._app(environ, start_response))
         return self._app(environ, start_response)
 
     def _control(self, environ, start_response):

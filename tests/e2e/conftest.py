@@ -22,15 +22,15 @@ class E2EStack(Stack):
     api: str = ""
     key: str = ""
 
-    def send_task(self, name: str, *args) -> None:
-        """Publish a task message through the project's own Celery app, configured like the stack's processes."""
+    def send_chunk_message(self, job_id: str, index: int | None, attempt: int) -> None:
+        """Publish a chunk message through the project's own queue adapter, as a duplicate delivery would look."""
         code = (
-            "import sys, django; django.setup(); from django.conf import settings;"
-            " from renderproject import celery_app;"
-            " celery_app.send_task(sys.argv[1], args=(sys.argv[2], int(sys.argv[3])),"
-            " queue=settings.RENDER_QUEUE_NAMES['normal'])"
+            "import sys, django; django.setup(); from jobs import wiring; from jobs.domain import Priority;"
+            " wiring.task_queue().enqueue_chunk(job_id=sys.argv[1], index=None if sys.argv[2] == '-' else"
+            " int(sys.argv[2]), attempt=int(sys.argv[3]), priority=Priority.NORMAL)"
         )
-        subprocess.run([sys.executable, "-c", code, name, *map(str, args)], cwd=ROOT, env=self.merged_env(), check=True)
+        argv = [sys.executable, "-c", code, job_id, "-" if index is None else str(index), str(attempt)]
+        subprocess.run(argv, cwd=ROOT, env=self.merged_env(), check=True)
 
     def submit(self, **body) -> dict:
         payload = {"scene": "e2e", "width": 320, "height": 180, **body}

@@ -61,7 +61,7 @@ def test_a_duplicate_message_changes_nothing(make_stack):
     job = stack.submit()
     done = stack.wait_for_status(job["id"], "COMPLETED")
     # Deliver the same message again, as SQS may: the claim loses and the job is untouched.
-    stack.send_task("jobs.render_job", job["id"], 1)
+    stack.send_chunk_message(job["id"], None, 1)
     deadline = time.monotonic() + 20
     while "not claimed" not in stack.log("worker") and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -43,7 +43,14 @@ def test_create_then_get_and_list(client):
     assert resp.status_code == 201
     job = resp.json()
     assert resp["Location"].endswith(f"/api/jobs/{job['id']}")
-    assert job["status"] == "QUEUED" and job["progress"] == {"frames_done": 0, "frames_total": 2, "ratio": 0.0}
+    assert job["status"] == "QUEUED" and job["progress"] == {
+        "frames_done": 0,
+        "frames_total": 2,
+        "ratio": 0.0,
+        "chunks_done": 0,
+        "chunks_total": 1,
+        "eta_seconds": None,
+    }
     assert job["scene"]["output_format"] == "jpeg" and job["priority"] == "high"
     got = client.get(f"/api/jobs/{job['id']}").json()
     assert got["id"] == job["id"] and got["results"] is None
@@ -101,6 +108,9 @@ def test_missing_or_wrong_keys_get_401(emulator, header, code):
         ({**VALID, "frame_start": -1}, "frame_start"),
         ({**VALID, "frame_end": 100_000}, "frame_end"),
         ({**VALID, "frame_start": 0, "frame_end": MAX_FRAMES_PER_JOB}, "frame_end"),
+        ({**VALID, "frame_start": 1, "frame_end": 2000, "chunk_size": 1}, "chunk_size"),
+        ({**VALID, "chunk_size": 0}, "chunk_size"),
+        ({**VALID, "chunk_size": 101}, "chunk_size"),
         ({**VALID, "width": 100_000}, "width"),
         ({**VALID, "height": 0}, "height"),
         ({**VALID, "samples": 0}, "samples"),
@@ -159,3 +169,36 @@ def test_browsable_api_login_with_a_key(emulator):
     page = browser.get("/api/jobs", HTTP_ACCEPT="text/html")
     assert page.status_code == 200 and b"<html" in page.content
     assert_error(browser.post("/api/jobs", json.dumps(VALID), content_type="application/json"), 403)
+
+
+def test_cancel_retry_tasks_and_frames_endpoints(client):
+    job = post(client, {**VALID, "frame_start": 1, "frame_end": 12, "chunk_size": 5}).json()
+    assert job["chunk_size"] == 5 and job["progress"]["chunks_total"] == 3
+    assert_error(client.post(f"/api/jobs/{job['id']}/retry"), 409, "state_conflict")
+    assert_error(client.get(f"/api/jobs/{job['id']}/frames"), 409, "state_conflict")
+    tasks = client.get(f"/api/jobs/{job['id']}/tasks").json()
+    assert tasks == {"tasks": [], "next_cursor": None}  # fanned out by a worker, not by the request
+    cancelled = client.post(f"/api/jobs/{job['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+    assert_error(client.post(f"/api/jobs/{job['id']}/cancel"), 409, "state_conflict")
+    retried = client.post(f"/api/jobs/{job['id']}/retry").json()
+    assert (retried["status"], retried["attempt"]) == ("QUEUED", 2)
+    single = post(client, VALID).json()
+    only = client.get(f"/api/jobs/{single['id']}/tasks").json()["tasks"]
+    assert [(t["index"], t["frame_start"], t["frame_end"], t["status"]) for t in only] == [(0, 1, 2, "QUEUED")]
+    assert_error(client.get(f"/api/jobs/{single['id']}/tasks?limit=0"), 400)
+    assert_error(client.get(f"/api/jobs/{single['id']}/frames?offset=-1"), 400)
+    assert_error(client.get(f"/api/jobs/{single['id']}/tasks?cursor=forged"), 400, "invalid_cursor")
+
+
+def test_idempotency_key_replays_and_conflicts(client):
+    headers = {"HTTP_IDEMPOTENCY_KEY": "order-42"}
+    first = post(client, VALID, **headers)
+    again = post(
+        client, {"height": 180, "width": 320, "scene": "shot_010", "frame_end": 2, "frame_start": 1}, **headers
+    )
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"] and again["Idempotent-Replayed"] == "true"
+    error = assert_error(post(client, {**VALID, "scene": "other"}, **headers), 422, "idempotency_key_reused")
+    assert "different request body" in error["message"]
+    assert_error(post(client, VALID, HTTP_IDEMPOTENCY_KEY="bad key with spaces"), 400, "invalid")

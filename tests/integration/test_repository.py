@@ -4,10 +4,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 
 from jobs import aws
-from jobs.domain import FrameResult, JobStatus
-from jobs.errors import InvalidCursor, JobAlreadyExists, JobNotFound, JobStateConflict
+from jobs.domain import FrameResult, JobStatus, Task
+from jobs.errors import InvalidCursor, JobAlreadyExists, JobNotFound, JobNotRunning, JobStateConflict, LeaseLost
+from jobs.repository import IdempotencyRecord, IdempotencyTaken
 from tests.conftest import T0
 from tests.fakes import InMemoryJobRepository
 
@@ -45,7 +47,8 @@ def test_claim_is_exclusive_until_the_lease_lapses(repo, make_job):
     second = repo.claim(job.id, attempt=1, worker="b", token="t2", now=later, lease_seconds=LEASE)
     assert second.worker == "b" and second.started_at == T0  # the first start is kept
     with pytest.raises(JobStateConflict):
-        repo.record_progress(job.id, token="t1", frames_done=1, now=later)
+        repo.record_frame(job.id, token="t1", frames_done=0, result=_result(1), now=later)
+    assert repo.record_frame(job.id, token="t2", frames_done=0, result=_result(1), now=later).frames_done == 1
 
 
 def test_claim_fenced_by_attempt(repo, make_job):
@@ -61,11 +64,12 @@ def test_complete_once_and_only_by_the_lease_holder(repo, make_job):
     repo.claim(job.id, attempt=1, worker="a", token="t1", now=T0, lease_seconds=LEASE)
     result = FrameResult(frame=1, key="k", size=3, sha256="0" * 64, content_type="image/png")
     with pytest.raises(JobStateConflict):
-        repo.complete(job.id, token="other", frames_done=1, result=result, now=T0, expires_at=T0 + LATER)
-    done = repo.complete(job.id, token="t1", frames_done=1, result=result, now=T0, expires_at=T0 + LATER)
-    assert done.status is JobStatus.COMPLETED and done.result == result and done.lease_token is None
+        repo.complete(job.id, token="other", results=(result,), has_preview=False, now=T0, expires_at=T0 + LATER)
+    done = repo.complete(job.id, token="t1", results=(result,), has_preview=False, now=T0, expires_at=T0 + LATER)
+    assert done.status is JobStatus.COMPLETED and done.results == (result,) and done.lease_token is None
+    assert done.frames_done == 1 and done.chunks_done == 1
     with pytest.raises(JobStateConflict):
-        repo.complete(job.id, token="t1", frames_done=1, result=result, now=T0, expires_at=T0 + LATER)
+        repo.complete(job.id, token="t1", results=(result,), has_preview=False, now=T0, expires_at=T0 + LATER)
 
 
 def test_release_after_failure_lets_the_retry_claim_at_once(repo, make_job):
@@ -79,17 +83,21 @@ def test_release_after_failure_lets_the_retry_claim_at_once(repo, make_job):
     assert failed.status is JobStatus.FAILED and failed.render_failures == 2 and failed.error == "boom 2"
 
 
-def test_delete_queued_only_while_queued(repo, make_job):
+def test_withdraw_only_while_queued(repo, make_job):
     job = make_job()
     repo.add(job)
     repo.claim(job.id, attempt=1, worker="a", token="t1", now=T0, lease_seconds=LEASE)
-    with pytest.raises(JobStateConflict):
-        repo.delete_queued(job.id)
+    with pytest.raises((JobStateConflict, ClientError)):
+        repo.withdraw(job.id)
     other = make_job()
-    repo.add(other)
-    repo.delete_queued(other.id)
+    record = IdempotencyRecord(
+        pk="IDEMPOTENCY#alice#w", job_id=other.id, request_hash="h", created_at=T0, expires_at=T0 + LATER
+    )
+    repo.add(other, idempotency=record)
+    repo.withdraw(other.id, idempotency_pk=record.pk)
     with pytest.raises(JobNotFound):
         repo.get(other.id)
+    assert repo.idempotency_record(record.pk) is None
 
 
 def test_listing_is_newest_first_paginated_and_filtered(repo, make_job):
@@ -117,7 +125,7 @@ def test_dynamo_items_use_the_design_keys_and_sparse_index(dynamo_repo, table, m
     item = raw["Item"]
     assert item["gsi1pk"]["S"] == "OWNER#alice"
     assert item["gsi1sk"]["S"].endswith(f"#{job.id}")
-    assert item["gsi2pk"]["S"] == "STATUS#QUEUED"
+    assert item["gsi2pk"]["S"] == "JOB#QUEUED"
     dynamo_repo.claim(job.id, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
     dynamo_repo.fail(job.id, token="t", error="x", now=T0, expires_at=T0 + LATER)
     item = aws.client("dynamodb").get_item(TableName=table, Key={"pk": {"S": f"JOB#{job.id}"}, "sk": {"S": "JOB"}})[
@@ -143,3 +151,140 @@ def test_api_keys_are_found_by_hash(key_repo):
     key_repo.add(key_hash="h1", owner="alice", now=T0)
     assert key_repo.owner_for("h1") == "alice"
     assert key_repo.owner_for("h2") is None
+
+
+def test_idempotency_record_is_written_with_the_job_and_blocks_a_second_one(repo, make_job):
+    first, second = make_job(), make_job()
+    record = IdempotencyRecord(
+        pk="IDEMPOTENCY#alice#k", job_id=first.id, request_hash="h1", created_at=T0, expires_at=T0 + timedelta(hours=24)
+    )
+    repo.add(first, idempotency=record)
+    with pytest.raises(IdempotencyTaken):
+        repo.add(
+            second,
+            idempotency=IdempotencyRecord(
+                pk=record.pk, job_id=second.id, request_hash="h2", created_at=T0, expires_at=T0 + timedelta(hours=24)
+            ),
+        )
+    with pytest.raises(JobNotFound):
+        repo.get(second.id)  # all or nothing
+    assert repo.idempotency_record(record.pk)["job_id"] == first.id
+    # Past its expiry the record no longer blocks, even before TTL deletes it.
+    later = T0 + timedelta(hours=25)
+    repo.add(
+        second,
+        idempotency=IdempotencyRecord(
+            pk=record.pk, job_id=second.id, request_hash="h2", created_at=later, expires_at=later + timedelta(hours=24)
+        ),
+    )
+    assert repo.idempotency_record(record.pk)["job_id"] == second.id
+
+
+def _multi_job(repo, make_job, frames=(1, 4), chunk_size=2):
+    job = make_job(frame_start=frames[0], frame_end=frames[1], chunk_size=chunk_size)
+    repo.add(job)
+    tasks = [
+        Task(
+            job_id=job.id,
+            index=i,
+            frame_start=job.chunk_frames(i).start,
+            frame_end=job.chunk_frames(i).stop - 1,
+            status=JobStatus.QUEUED,
+            attempt=1,
+        )
+        for i in range(job.chunks_total)
+    ]
+    repo.put_tasks(job, tasks)
+    repo.put_tasks(job, tasks)  # a fan-out re-run changes nothing
+    return job
+
+
+def _result(frame):
+    return FrameResult(frame=frame, key=f"k{frame}", size=1, sha256="0" * 64, content_type="image/png")
+
+
+def test_task_frames_count_on_the_job_atomically_and_the_last_one_completes_the_chunk(repo, make_job):
+    job = _multi_job(repo, make_job)
+    assert [t.index for t in repo.tasks(job.id)] == [0, 1]
+    started = repo.start(job.id, attempt=1, now=T0)
+    assert started.status is JobStatus.PROCESSING and started.started_at == T0
+    task = repo.claim_task(job.id, 0, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
+    with pytest.raises(JobStateConflict):
+        repo.claim_task(job.id, 0, attempt=1, worker="b", token="u", now=T0, lease_seconds=LEASE)
+    assert repo.record_task_frame(task, token="t", result=_result(1), render_seconds=1.5, now=T0) is False
+    with pytest.raises(LeaseLost):  # a stale view of frames_done, as a duplicate worker would have
+        repo.record_task_frame(task, token="t", result=_result(1), render_seconds=1.5, now=T0)
+    assert (
+        repo.record_task_frame(task.replace(frames_done=1), token="t", result=_result(2), render_seconds=0.5, now=T0)
+        is True
+    )
+    done = repo.tasks(job.id)[0]
+    assert done.status is JobStatus.COMPLETED and [r.frame for r in done.results] == [1, 2]
+    assert done.render_seconds == 2.0 and done.lease_token is None
+    job_now = repo.get(job.id)
+    assert (job_now.frames_done, job_now.chunks_done) == (2, 1)
+    with pytest.raises(JobStateConflict):  # not every chunk is done yet
+        repo.begin_assembly(job.id, attempt=1, worker="a", token="x", now=T0, lease_seconds=LEASE)
+
+
+def test_task_writes_stop_once_the_job_is_cancelling(repo, make_job):
+    job = _multi_job(repo, make_job)
+    repo.start(job.id, attempt=1, now=T0)
+    task = repo.claim_task(job.id, 1, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
+    repo.transition(job.id, attempt=1, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=T0)
+    with pytest.raises(JobNotRunning) as stopped:
+        repo.record_task_frame(task, token="t", result=_result(3), render_seconds=1, now=T0)
+    assert stopped.value.status == "CANCELLING"
+    assert repo.get(job.id).frames_done == 0  # the transaction wrote neither side
+    ended = repo.end_task(task, token="t", status=JobStatus.CANCELLED, now=T0)
+    assert ended.status is JobStatus.CANCELLED
+    repo.drop_task(job.id, 0, attempt=1, now=T0)
+    assert {t.status for t in repo.tasks(job.id)} == {JobStatus.CANCELLED}
+    cancelled = repo.transition(
+        job.id,
+        attempt=1,
+        source=JobStatus.CANCELLING,
+        target=JobStatus.CANCELLED,
+        now=T0,
+        expires_at=T0 + LATER,
+        when_lease_free=True,
+    )
+    assert cancelled.status is JobStatus.CANCELLED and cancelled.finished_at == T0
+
+
+def test_retry_requeues_unfinished_tasks_in_a_new_attempt(repo, make_job):
+    job = _multi_job(repo, make_job)
+    repo.start(job.id, attempt=1, now=T0)
+    t0 = repo.claim_task(job.id, 0, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
+    repo.record_task_frame(t0, token="t", result=_result(1), render_seconds=1, now=T0)
+    repo.record_task_frame(t0.replace(frames_done=1), token="t", result=_result(2), render_seconds=1, now=T0)
+    t1 = repo.claim_task(job.id, 1, attempt=1, worker="a", token="u", now=T0, lease_seconds=LEASE)
+    repo.end_task(t1, token="u", status=JobStatus.FAILED, now=T0, error="boom")
+    failed = repo.fail_running(job.id, attempt=1, error="chunk 1: boom", now=T0, expires_at=T0 + LATER)
+    assert failed.status is JobStatus.FAILED
+    retried = repo.retry(job.id, attempt=1, now=T0)
+    assert (retried.status, retried.attempt, retried.error, retried.fanout_sent) == (JobStatus.QUEUED, 2, None, -1)
+    tasks = repo.tasks(job.id)
+    assert repo.requeue_task(tasks[0], attempt=2, now=T0) is False  # completed: kept
+    assert repo.requeue_task(tasks[1], attempt=2, now=T0) is True
+    assert repo.requeue_task(tasks[1], attempt=2, now=T0) is False  # already in attempt 2
+    assert [(t.status, t.attempt) for t in repo.tasks(job.id)] == [(JobStatus.COMPLETED, 1), (JobStatus.QUEUED, 2)]
+    with pytest.raises(JobStateConflict):  # the old attempt is fenced off
+        repo.claim_task(job.id, 1, attempt=1, worker="a", token="v", now=T0, lease_seconds=LEASE)
+    repo.advance_fanout(job.id, attempt=2, sent_before=-1, sent_now=1)
+    with pytest.raises(JobStateConflict):
+        repo.advance_fanout(job.id, attempt=2, sent_before=-1, sent_now=1)
+
+
+def test_assembly_lease_is_exclusive(repo, make_job):
+    job = _multi_job(repo, make_job, frames=(1, 2), chunk_size=1)
+    repo.start(job.id, attempt=1, now=T0)
+    for index in (0, 1):
+        task = repo.claim_task(job.id, index, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
+        repo.record_task_frame(task, token="t", result=_result(index + 1), render_seconds=1, now=T0)
+    leased = repo.begin_assembly(job.id, attempt=1, worker="a", token="x", now=T0, lease_seconds=LEASE)
+    assert leased.lease_token == "x"
+    with pytest.raises(JobStateConflict):
+        repo.begin_assembly(job.id, attempt=1, worker="b", token="y", now=T0, lease_seconds=LEASE)
+    done = repo.complete(job.id, token="x", results=None, has_preview=True, now=T0, expires_at=T0 + LATER)
+    assert done.status is JobStatus.COMPLETED and done.has_preview and done.frames_done == 2

@@ -25,6 +25,10 @@ def test_rewriting_a_frame_overwrites_it(store):
     assert requests.get(store.presigned_url(key), timeout=5).content == b"two"
 
 
-def test_manifest_is_json(store):
-    store.put_manifest(key="jobs/j3/manifest.json", manifest={"frames": [1]})
-    assert json.loads(requests.get(store.presigned_url("jobs/j3/manifest.json"), timeout=5).content) == {"frames": [1]}
+def test_put_and_get_bytes(store):
+    store.put_bytes(
+        key="jobs/j3/manifest.json", body=json.dumps({"frames": [1]}).encode(), content_type="application/json"
+    )
+    resp = requests.get(store.presigned_url("jobs/j3/manifest.json"), timeout=5)
+    assert resp.json() == {"frames": [1]} and resp.headers["Content-Type"] == "application/json"
+    assert store.get_bytes("jobs/j3/manifest.json") == b'{"frames": [1]}'

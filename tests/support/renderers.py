@@ -1,9 +1,23 @@
 """Renderers that the e2e tests load into real workers by dotted path (RENDER_RENDERER)."""
 
+import os
+import time
+from pathlib import Path
+
 from jobs.domain import Job
-from jobs.renderers import RenderError
+from jobs.renderers import RenderError, paint_frame
 
 
 class AlwaysFails:
     def render(self, job: Job, frame: int) -> bytes:
         raise RenderError(f"scene {job.scene.name!r} frame {frame}: simulated crash")
+
+
+class FailsWhileFlagged:
+    """Fails frames 6-10 while the file named by RENDER_TEST_FAIL_FLAG exists; otherwise paints (0.2 s a frame)."""
+
+    def render(self, job: Job, frame: int) -> bytes:
+        time.sleep(0.2)
+        if 6 <= frame <= 10 and Path(os.environ["RENDER_TEST_FAIL_FLAG"]).exists():
+            raise RenderError(f"frame {frame}: flagged to fail")
+        return paint_frame(job, frame)

@@ -1,0 +1,66 @@
+"""Shared plumbing of the DynamoDB adapters: conditional writes whose lost condition becomes a domain error."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..aws import error_code, unavailable_as_503
+from ..errors import JobNotFound, JobStateConflict
+from .items import deserialize, serialize_value
+
+NAMES = ("#status", "#error", "#results", "#index")
+
+
+def names_in(*expressions: str) -> dict[str, str]:
+    text = " ".join(expressions)
+    return {n: n[1:] for n in NAMES if n in text}
+
+
+def update_params(
+    table: str, key: dict, expression: str | None, condition: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    used = set(re.findall(r":\w+", f"{expression or ''} {condition}"))  # DynamoDB refuses unused values
+    params: dict[str, Any] = {
+        "TableName": table,
+        "Key": key,
+        "ConditionExpression": condition,
+        "ExpressionAttributeValues": {k: serialize_value(v) for k, v in values.items() if k in used},
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
+    if expression is not None:
+        params["UpdateExpression"] = expression
+    names = names_in(expression or "", condition)
+    if names:
+        params["ExpressionAttributeNames"] = names
+    return params
+
+
+def conflict_from(old: dict[str, Any] | None) -> JobStateConflict:
+    if old is None:
+        return JobNotFound()
+    current = deserialize(old)
+    return JobStateConflict(
+        f"It is {current.get('status')} (attempt {current.get('attempt')}).",
+        details={"status": current.get("status"), "attempt": int(current.get("attempt", 0))},
+    )
+
+
+def conditional_update(client, table: str, key: dict, expression: str, *, condition: str, values: dict) -> dict:
+    """UpdateItem returning the new item; a lost condition raises JobStateConflict (or JobNotFound)."""
+    try:
+        with unavailable_as_503("DynamoDB"):
+            resp = client.update_item(
+                ReturnValues="ALL_NEW", **update_params(table, key, expression, condition, values)
+            )
+    except ClientError as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        raise conflict_from(exc.response.get("Item")) from exc
+    return deserialize(resp["Attributes"])
+
+
+def cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
+    return exc.response.get("CancellationReasons", [])

@@ -1,0 +1,24 @@
+"""Use cases that change state: submit, fan out, render, assemble, cancel, retry; and API keys."""
+
+from .api_keys import api_key_create, hash_api_key
+from .control import finish_cancel_if_idle, job_cancel, job_retry
+from .fanout import job_fanout
+from .ports import Clock, TaskQueue, Worker
+from .rendering import Outcome, chunk_process
+from .submit import JobSpec, job_create
+
+__all__ = [
+    "Clock",
+    "JobSpec",
+    "Outcome",
+    "TaskQueue",
+    "Worker",
+    "api_key_create",
+    "chunk_process",
+    "finish_cancel_if_idle",
+    "hash_api_key",
+    "job_cancel",
+    "job_create",
+    "job_fanout",
+    "job_retry",
+]

@@ -1,0 +1,97 @@
+"""The one assembly step of a finished job: manifest.json and a contact-sheet preview, then COMPLETED."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from PIL import Image
+
+from ..domain import PREVIEW_MAX_FRAMES, FrameResult, Job, manifest_key, preview_key
+from ..errors import JobStateConflict
+from ..storage import ResultStore
+from .ports import Worker
+
+log = logging.getLogger(__name__)
+THUMB_WIDTH = 320
+COLUMNS = 4
+
+
+def build_manifest(job: Job, results: list[FrameResult]) -> dict:
+    return {
+        "job_id": job.id,
+        "attempt": job.attempt,
+        "scene": {
+            "name": job.scene.name,
+            "width": job.scene.width,
+            "height": job.scene.height,
+            "output_format": str(job.scene.output_format),
+            "samples": job.scene.samples,
+        },
+        "frames": [
+            {"frame": r.frame, "key": r.key, "size": r.size, "sha256": r.sha256, "content_type": r.content_type}
+            for r in sorted(results, key=lambda r: r.frame)
+        ],
+    }
+
+
+def sample_frames(results: list[FrameResult], limit: int = PREVIEW_MAX_FRAMES) -> list[FrameResult]:
+    """At most `limit` frames spread evenly over the job, first and last included."""
+    ordered = sorted(results, key=lambda r: r.frame)
+    if len(ordered) <= limit:
+        return ordered
+    step = (len(ordered) - 1) / (limit - 1)
+    return [ordered[round(i * step)] for i in range(limit)]
+
+
+def contact_sheet(images: list[bytes]) -> bytes:
+    thumbs = []
+    for body in images:
+        image = Image.open(io.BytesIO(body)).convert("RGB")
+        image.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 4))
+        thumbs.append(image)
+    cell_w = max(t.width for t in thumbs)
+    cell_h = max(t.height for t in thumbs)
+    columns = min(COLUMNS, len(thumbs))
+    rows = -(-len(thumbs) // columns)
+    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), (20, 20, 20))
+    for i, thumb in enumerate(thumbs):
+        sheet.paste(thumb, ((i % columns) * cell_w, (i // columns) * cell_h))
+    out = io.BytesIO()
+    sheet.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def make_outputs(*, store: ResultStore, job: Job, results: list[FrameResult]) -> bool:
+    """Write manifest.json and preview.png for a job of more than one frame; True if a preview was made.
+
+    A one-frame job gets neither: its result stays on the job item, and an S3 PUT costs as much as
+    twelve SQS requests.
+    """
+    if len(results) <= 1:
+        return False
+    store.put_bytes(
+        key=manifest_key(job.id),
+        body=json.dumps(build_manifest(job, results), indent=2).encode(),
+        content_type="application/json",
+    )
+    images = [store.get_bytes(r.key) for r in sample_frames(results)]
+    store.put_bytes(key=preview_key(job.id), body=contact_sheet(images), content_type="image/png")
+    return True
+
+
+def job_assemble(*, worker: Worker, job: Job, token: str) -> Job | None:
+    """Run by the holder of the assembly lease once every chunk is done; safe to run again after a crash."""
+    results = [r for task in worker.repo.tasks(job.id) for r in task.results]
+    has_preview = make_outputs(store=worker.store, job=job, results=results)
+    now = worker.clock()
+    try:
+        done = worker.repo.complete(
+            job.id, token=token, results=None, has_preview=has_preview, now=now, expires_at=now + worker.retention
+        )
+    except JobStateConflict as exc:
+        log.warning("job %s: assembly lease lost (%s)", job.id, exc.message)
+        return None
+    log.info("job %s COMPLETED (assembled %d frames)", job.id, len(results))
+    return done

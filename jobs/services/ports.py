@@ -1,0 +1,36 @@
+"""Interfaces the services need besides the repository: the task queue, and the worker's collaborators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from ..domain import Priority
+from ..renderers import Renderer
+from ..repository import JobRepository
+from ..storage import ResultStore
+
+Clock = Callable[[], datetime]
+
+
+class TaskQueue(Protocol):
+    """Sends messages that carry ids only, on the queue of the job's priority."""
+
+    def enqueue_chunk(self, *, job_id: str, index: int | None, attempt: int, priority: Priority) -> None: ...
+    def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None: ...
+
+
+@dataclass(frozen=True)
+class Worker:
+    """What a worker process brings to a render: adapters, identity, clock and limits."""
+
+    repo: JobRepository
+    store: ResultStore
+    renderer: Renderer
+    clock: Clock
+    name: str
+    lease_seconds: int
+    max_attempts: int
+    retention: timedelta

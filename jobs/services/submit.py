@@ -1,0 +1,91 @@
+"""Submitting a job: validate limits, store it (idempotently), and enqueue its first message."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from ..domain import Job, JobStatus, Priority, Scene, new_job_id
+from ..errors import IdempotencyKeyReused, ServiceUnavailable
+from ..repository import IdempotencyRecord, IdempotencyTaken, JobRepository
+from .ports import TaskQueue
+
+log = logging.getLogger(__name__)
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    scene: Scene
+    frame_start: int
+    frame_end: int
+    chunk_size: int
+    priority: Priority
+
+    def fingerprint(self) -> str:
+        """A hash of the request as validated, so the same body in another key order still matches."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def job_create(
+    *, repo: JobRepository, queue: TaskQueue, owner: str, spec: JobSpec, idempotency_key: str | None, now: datetime
+) -> tuple[Job, bool]:
+    """Store a QUEUED job and send its first message; returns (job, replayed).
+
+    With an Idempotency-Key the job and the key's record are written in one transaction, so concurrent
+    duplicates create one job; a replay returns the original job. If the enqueue fails the job is
+    withdrawn and the caller gets 503 (nothing accepted, nothing left behind).
+    """
+    job = Job(
+        id=new_job_id(),
+        owner=owner,
+        scene=spec.scene,
+        frame_start=spec.frame_start,
+        frame_end=spec.frame_end,
+        chunk_size=spec.chunk_size,
+        priority=spec.priority,
+        status=JobStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+    )
+    record = None
+    if idempotency_key is not None:
+        record = IdempotencyRecord(
+            pk=f"IDEMPOTENCY#{owner}#{idempotency_key}",
+            job_id=job.id,
+            request_hash=spec.fingerprint(),
+            created_at=now,
+            expires_at=now + IDEMPOTENCY_TTL,
+        )
+    try:
+        repo.add(job, idempotency=record)
+    except IdempotencyTaken:
+        return _replay(repo, record), True
+    try:
+        if job.single_chunk:
+            queue.enqueue_chunk(job_id=job.id, index=None, attempt=job.attempt, priority=job.priority)
+        else:
+            queue.enqueue_fanout(job_id=job.id, attempt=job.attempt, priority=job.priority)
+    except ServiceUnavailable:
+        _withdraw(repo, job.id, record)
+        raise
+    return job, False
+
+
+def _replay(repo: JobRepository, record: IdempotencyRecord) -> Job:
+    existing = repo.idempotency_record(record.pk)
+    if existing is None:  # withdrawn after a failed enqueue, between our write and this read
+        raise ServiceUnavailable("The original request with this Idempotency-Key did not complete; send it again.")
+    if existing["request_hash"] != record.request_hash:
+        raise IdempotencyKeyReused()
+    return repo.get(existing["job_id"])
+
+
+def _withdraw(repo: JobRepository, job_id: str, record: IdempotencyRecord | None) -> None:
+    try:
+        repo.withdraw(job_id, idempotency_pk=record.pk if record else None)
+    except Exception:  # the 503 stands either way; a job left QUEUED is logged for the operator (and the sweeper)
+        log.exception("could not withdraw job %s after a failed enqueue", job_id)
