@@ -167,7 +167,10 @@ _predefined = {
     for p in ("high", "normal", "low")
     if os.environ.get(f"RENDER_QUEUE_URL_{p.upper()}")
 }
+# kombu's SQS transport, polling the render queues in priority order (see jobs/broker.py).
+CELERY_BROKER_TRANSPORT = env("CELERY_BROKER_TRANSPORT", "jobs.broker:Transport")
 CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "queue_order": [RENDER_QUEUE_NAMES[p] for p in ("high", "normal", "low")],
     "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
     "visibility_timeout": RENDER_VISIBILITY_TIMEOUT,
     "wait_time_seconds": RENDER_SQS_WAIT_SECONDS,

@@ -158,3 +158,15 @@ def test_ten_parallel_submits_with_one_idempotency_key_make_one_job(make_stack):
         timeout=10,
     )
     assert other.status_code == 422
+
+
+def test_a_worker_serves_high_then_normal_then_low_when_all_have_work(make_stack):
+    # With kombu's plain SQS transport (CELERY_BROKER_TRANSPORT=sqs) this fails: it takes whatever answers first.
+    stack = make_stack(RENDER_SIMULATED_SECONDS="0.1")
+    jobs = {p: stack.submit(frame_start=1, frame_end=4, chunk_size=1, priority=p) for p in ("low", "normal", "high")}
+    stack.start_ready_worker()  # the backlog is all there before the worker starts
+    for job in jobs.values():
+        stack.wait_for_status(job["id"], "COMPLETED", timeout=60)
+    starts = {p: sorted(t["started_at"] for t in tasks_of(stack, job["id"])) for p, job in jobs.items()}
+    assert starts["high"][-1] < starts["normal"][0], starts
+    assert starts["normal"][-1] < starts["low"][0], starts
