@@ -1,9 +1,12 @@
-"""`make bench`: push N zero-render-time jobs through the real local pipeline and print the figures.
+"""`make bench`: push work through the real local pipeline and print the figures.
 
-API (gunicorn) -> SQS -> `celery worker` -> S3, against the embedded emulator. Prints jobs/s, p50/p95
-submit-to-COMPLETED latency (from the items' created_at/finished_at), AWS requests per job by service
-and action (counted by the emulator, so every process's traffic is seen at the HTTP layer; the bench's
-own polling is tagged and left out), and idle ReceiveMessage calls per minute per queue.
+API (gunicorn) -> SQS -> `celery worker` -> S3, against the embedded emulator, in three scenarios:
+- `jobs`: N one-frame jobs with zero render time: jobs/s, p50/p95 submit-to-COMPLETED latency (from the
+  items' created_at/finished_at), AWS requests per job by service and action, idle polling per minute.
+- `frames`: one many-frame job (240 frames in chunks of 10): AWS requests per frame and per chunk.
+- `priority`: a backlog of low-priority chunks, then a high-priority job: how long the high job waited.
+Requests are counted by the emulator, so every process's traffic is seen at the HTTP layer; the bench's
+own polling is tagged and left out.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -27,47 +31,7 @@ from jobs.devstack.emulator import OBSERVER_MARK
 from jobs.devstack.stack import Stack
 
 OWNER = "bench"
-
-
-def observer_client(stack: Stack):
-    """A DynamoDB client whose requests the emulator counts apart (the bench watching, not the system)."""
-    return boto3.session.Session(
-        aws_access_key_id=stack.env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=stack.env["AWS_SECRET_ACCESS_KEY"],
-        region_name="us-east-1",
-    ).client("dynamodb", endpoint_url=stack.env["AWS_ENDPOINT_URL"], config=Config(user_agent_extra=OBSERVER_MARK))
-
-
-def owner_items(client, table: str) -> list[dict]:
-    items, start = [], None
-    while True:
-        kwargs = {"ExclusiveStartKey": start} if start else {}
-        resp = client.query(
-            TableName=table,
-            IndexName="gsi1",
-            KeyConditionExpression="gsi1pk = :o",
-            ExpressionAttributeValues={":o": {"S": f"OWNER#{OWNER}"}},
-            ProjectionExpression="id, #s, created_at, finished_at",
-            ExpressionAttributeNames={"#s": "status"},
-            **kwargs,
-        )
-        items += resp["Items"]
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return items
-
-
-def submit_all(api: str, key: str, count: int, clients: int, frames: int = 1) -> list[str]:
-    def one(_: int) -> str:
-        body = {"scene": "bench", "width": 64, "height": 64, "frame_start": 1, "frame_end": frames}
-        resp = session().post(f"{api}/api/jobs", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-        resp.raise_for_status()
-        return resp.json()["id"]
-
-    with ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(one, range(count)))
-
-
+TABLE = "render-jobs"
 _local = threading.local()
 
 
@@ -78,16 +42,79 @@ def session() -> requests.Session:
     return _local.session
 
 
-def wait_completed(client, table: str, expected: int, timeout: float) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        items = owner_items(client, table)
-        done = [i for i in items if i["status"]["S"] in ("COMPLETED", "FAILED")]
-        if len(done) >= expected:
-            return items
-        if time.monotonic() > deadline:
-            sys.exit(f"timed out: {len(done)}/{expected} jobs finished")
-        time.sleep(0.5)
+class Bench:
+    """A running local stack plus the helpers the scenarios share."""
+
+    def __init__(self, stack: Stack, api: str, key: str):
+        self.stack, self.api, self.key = stack, api, key
+        self.observer = boto3.session.Session(
+            aws_access_key_id=stack.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=stack.env["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        ).client("dynamodb", endpoint_url=stack.env["AWS_ENDPOINT_URL"], config=Config(user_agent_extra=OBSERVER_MARK))
+
+    def submit(self, **body) -> str:
+        payload = {"scene": "bench", "width": 64, "height": 64, **body}
+        resp = session().post(
+            f"{self.api}/api/jobs", json=payload, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
+        )
+        resp.raise_for_status()
+        return resp.json()["id"]
+
+    def submit_many(self, count: int, clients: int, **body) -> list[str]:
+        with ThreadPoolExecutor(clients) as pool:
+            return list(pool.map(lambda _: self.submit(**body), range(count)))
+
+    def items(self) -> list[dict]:
+        """The bench owner's job items, read straight from the table (tagged: not counted as system traffic)."""
+        items, start = [], None
+        while True:
+            resp = self.observer.query(
+                TableName=TABLE,
+                IndexName="gsi1",
+                KeyConditionExpression="gsi1pk = :o",
+                ExpressionAttributeValues={":o": {"S": f"OWNER#{OWNER}"}},
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            items += resp["Items"]
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                return items
+
+    def wait_finished(self, ids: set[str], timeout: float = 600) -> dict[str, dict]:
+        deadline = time.monotonic() + timeout
+        while True:
+            mine = {i["id"]["S"]: i for i in self.items() if i["id"]["S"] in ids}
+            if sum(i["status"]["S"] in ("COMPLETED", "FAILED", "CANCELLED") for i in mine.values()) == len(ids):
+                return mine
+            if time.monotonic() > deadline:
+                sys.exit(f"timed out waiting for {len(ids)} jobs")
+            time.sleep(1.0)  # each look is a Query the one-process emulator must serve
+
+    def counts(self) -> Counter:
+        rows = self.stack.emulator_counts()
+        return Counter({(r["service"], r["action"]): r["count"] for r in rows if r["who"] == "system"})
+
+
+@contextmanager
+def running(*, workers: int, concurrency: int, render_seconds: str):
+    logs = Path(tempfile.mkdtemp(prefix="bench-"))
+    stack = Stack(log_dir=logs)
+    stack.env.update({"RENDER_SIMULATED_SECONDS": render_seconds, "RENDER_LOG_LEVEL": "WARNING"})
+    try:
+        stack.start_emulator()
+        stack.bootstrap()
+        key = stack.create_api_key(OWNER)
+        for i in range(workers):
+            stack.start_worker(f"worker{i}", concurrency=concurrency)
+        yield Bench(stack, stack.start_api(workers=2, threads=8), key)
+    finally:
+        stack.stop_all()
+        print(f"  logs: {logs}")
+
+
+def seconds_between(item: dict, start: str, end: str) -> float:
+    return (datetime.fromisoformat(item[end]["S"]) - datetime.fromisoformat(item[start]["S"])).total_seconds()
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -95,88 +122,114 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def system_counts(stack: Stack) -> Counter:
-    return Counter({(r["service"], r["action"]): r["count"] for r in stack.emulator_counts() if r["who"] == "system"})
-
-
-def print_requests(counts: Counter, per: int, unit: str) -> float:
+def print_requests(counts: Counter, per: float, unit: str) -> None:
     total = sum(counts.values())
     print(f"  AWS requests per {unit}: {total / per:.2f}  (total {total})")
     for (service, action), n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"    {service:9s} {action:24s} {n / per:7.3f}")
-    return total / per
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Benchmark the render pipeline end to end.")
-    parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent submitting clients")
-    parser.add_argument("--idle-seconds", type=int, default=60, help="how long to watch idle workers poll")
-    args = parser.parse_args()
-
-    logs = Path(tempfile.mkdtemp(prefix="bench-"))
-    stack = Stack(log_dir=logs)
-    stack.env.update({"RENDER_SIMULATED_SECONDS": "0", "RENDER_LOG_LEVEL": "WARNING"})
-    try:
-        stack.start_emulator()
-        stack.bootstrap()
-        key = stack.create_api_key(OWNER)
-        for i in range(args.workers):
-            stack.start_worker(f"worker{i}", concurrency=args.concurrency)
-        api = stack.start_api(workers=2, threads=8)
-        observer = observer_client(stack)
-        table = "render-jobs"
-
-        warm = min(10, args.jobs)
-        submit_all(api, key, warm, args.clients)  # warm caches (queue URLs, key lookups, connections)
-        wait_completed(observer, table, warm, timeout=120)
-        stack.reset_emulator_counts()
-
+def scenario_jobs(args) -> None:
+    print(
+        f"\n[jobs] {args.jobs} one-frame jobs, {args.workers} workers x {args.concurrency}, {args.clients} clients, "
+        "render time 0"
+    )
+    with running(workers=args.workers, concurrency=args.concurrency, render_seconds="0") as bench:
+        warm = bench.submit_many(min(10, args.jobs), args.clients)  # warm caches (queue URLs, keys, connections)
+        bench.wait_finished(set(warm), timeout=120)
+        bench.stack.reset_emulator_counts()
         started = time.monotonic()
-        ids = set(submit_all(api, key, args.jobs, args.clients))
-        submitted = time.monotonic() - started
-        items = wait_completed(observer, table, warm + args.jobs, timeout=600)
-        counts = system_counts(stack)
-
-        mine = [i for i in items if i["id"]["S"] in ids]
-        failed = [i for i in mine if i["status"]["S"] != "COMPLETED"]
-        created = [datetime.fromisoformat(i["created_at"]["S"]) for i in mine]
-        finished = [datetime.fromisoformat(i["finished_at"]["S"]) for i in mine if "finished_at" in i]
-        latencies = [
-            (
-                datetime.fromisoformat(i["finished_at"]["S"]) - datetime.fromisoformat(i["created_at"]["S"])
-            ).total_seconds()
-            for i in mine
-        ]
-        span = (max(finished) - min(created)).total_seconds()
+        ids = set(bench.submit_many(args.jobs, args.clients))
+        accepted = time.monotonic() - started
+        items = bench.wait_finished(ids)
+        counts = bench.counts()
+        done = [i for i in items.values() if i["status"]["S"] == "COMPLETED"]
+        latencies = [seconds_between(i, "created_at", "finished_at") for i in done]
+        first = min(datetime.fromisoformat(i["created_at"]["S"]) for i in items.values())
+        last = max(datetime.fromisoformat(i["finished_at"]["S"]) for i in done)
+        print(f"  completed: {len(done)}/{args.jobs}")
+        print(f"  submit: {args.jobs / accepted:.1f} jobs/s accepted by the API")
         print(
-            f"\nPipeline bench: {args.jobs} one-frame jobs, {args.workers} workers x {args.concurrency}, "
-            f"{args.clients} clients, render time 0"
+            f"  throughput: {args.jobs / (last - first).total_seconds():.1f} jobs/s "
+            f"(first submit to last COMPLETED: {(last - first).total_seconds():.1f}s)"
         )
-        print(f"  completed: {len(mine) - len(failed)}/{args.jobs}  failed: {len(failed)}")
-        print(f"  submit: {args.jobs / submitted:.1f} jobs/s accepted by the API")
-        print(f"  throughput: {args.jobs / span:.1f} jobs/s (first submit to last COMPLETED: {span:.1f}s)")
         print(
             f"  latency submit->COMPLETED: p50 {statistics.median(latencies) * 1000:.0f} ms, "
             f"p95 {percentile(latencies, 95) * 1000:.0f} ms"
         )
         print_requests(counts, args.jobs, "job")
-
         if args.idle_seconds > 0:
             time.sleep(3)
-            stack.reset_emulator_counts()
+            bench.stack.reset_emulator_counts()
             time.sleep(args.idle_seconds)
-            idle = system_counts(stack)[("sqs", "ReceiveMessage")]
+            idle = bench.counts()[("sqs", "ReceiveMessage")]
             per_minute = idle / (args.idle_seconds / 60) / args.workers / 3
             print(
                 f"  idle: {per_minute:.2f} ReceiveMessage per minute per queue per worker "
                 f"({idle} in {args.idle_seconds}s, {args.workers} workers x 3 queues)"
             )
-    finally:
-        stack.stop_all()
-        print(f"  logs: {logs}")
+
+
+def scenario_frames(args) -> None:
+    frames, chunk = args.frames, args.chunk_size
+    print(
+        f"\n[frames] one job of {frames} frames in chunks of {chunk}, {args.workers} workers x {args.concurrency}, "
+        "render time 0"
+    )
+    with running(workers=args.workers, concurrency=args.concurrency, render_seconds="0") as bench:
+        bench.wait_finished({bench.submit()}, timeout=60)  # warm up
+        bench.stack.reset_emulator_counts()
+        job_id = bench.submit(frame_start=1, frame_end=frames, chunk_size=chunk)
+        item = bench.wait_finished({job_id})[job_id]
+        counts = bench.counts()
+        chunks = -(-frames // chunk)
+        print(
+            f"  {item['status']['S']} in {seconds_between(item, 'created_at', 'finished_at'):.1f}s "
+            f"({frames / seconds_between(item, 'created_at', 'finished_at'):.0f} frames/s)"
+        )
+        print(
+            f"  fan-out: {counts[('sqs', 'SendMessage')] - 1} chunk messages for {chunks} chunks, "
+            f"{counts[('dynamodb', 'TransactWriteItems')] - frames} task-creating transactions"
+        )
+        print_requests(counts, frames, "frame")
+        print(f"  per chunk: {sum(counts.values()) / chunks:.1f} requests")
+
+
+def scenario_priority(args) -> None:
+    print("\n[priority] 1 worker x 1; a backlog of 40 low-priority one-frame chunks of 0.5 s, then a high job")
+    with running(workers=1, concurrency=1, render_seconds="0.5") as bench:
+        waits = []
+        for _ in range(args.priority_rounds):
+            backlog = bench.submit(frame_start=1, frame_end=40, chunk_size=1, priority="low")
+            time.sleep(3)
+            urgent = bench.submit(priority="high")
+            item = bench.wait_finished({urgent})[urgent]
+            waits.append(seconds_between(item, "created_at", "started_at"))
+            session().post(
+                f"{bench.api}/api/jobs/{backlog}/cancel", headers={"Authorization": f"Bearer {bench.key}"}, timeout=10
+            )
+            bench.wait_finished({backlog})
+        print(
+            f"  high job waited {', '.join(f'{w:.2f}' for w in waits)} s behind the backlog "
+            f"(one chunk is 0.5 s; the backlog was ~17 s of work)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Benchmark the render pipeline end to end.")
+    parser.add_argument("--scenarios", default="jobs,frames,priority")
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent submitting clients")
+    parser.add_argument("--idle-seconds", type=int, default=60, help="how long to watch idle workers poll")
+    parser.add_argument("--frames", type=int, default=240)
+    parser.add_argument("--chunk-size", type=int, default=10)
+    parser.add_argument("--priority-rounds", type=int, default=3)
+    args = parser.parse_args()
+    scenarios = {"jobs": scenario_jobs, "frames": scenario_frames, "priority": scenario_priority}
+    for name in args.scenarios.split(","):
+        scenarios[name](args)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ Try:
        -H "Content-Type: application/json" \\
        -d '{{"scene": "demo", "width": 640, "height": 360, "frame_start": 1, "frame_end": 1}}'
   curl -s {api}/api/jobs -H "Authorization: Bearer {key}"
+  (more in the README: frames in chunks, cancel, retry, tasks, priorities, Idempotency-Key)
 
 Ctrl-C stops everything started here.
 """,
