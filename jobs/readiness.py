@@ -15,7 +15,12 @@ def _dynamodb() -> None:
 
 
 def _sqs() -> None:
-    aws.client("sqs").get_queue_url(QueueName=settings.RENDER_QUEUE_NAMES["normal"])
+    predefined = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("predefined_queues", {})
+    queue = settings.RENDER_QUEUE_NAMES["normal"]
+    if queue in predefined:  # in AWS: the URL is known, and the role may not list or look up queues
+        aws.client("sqs").get_queue_attributes(QueueUrl=predefined[queue]["url"], AttributeNames=["QueueArn"])
+    else:
+        aws.client("sqs").get_queue_url(QueueName=queue)
 
 
 def _s3() -> None:

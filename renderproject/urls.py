@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from jobs.api import browser_login
-from jobs.api.health import healthz, readyz
+from jobs.api.health import readyz
 
 login_patterns = (
     [path("login/", browser_login.login, name="login"), path("logout/", browser_login.logout, name="logout")],
@@ -16,7 +16,6 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/auth/", include(login_patterns)),
-    path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]
 

@@ -6,9 +6,16 @@ from django.views.decorators.http import require_GET
 from ..readiness import check_all
 
 
-@require_GET
-def healthz(request) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+class HealthzMiddleware:
+    """Answers `GET /healthz` before host validation: load balancers probe by IP, not by the site's name."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path == "/healthz" and request.method in ("GET", "HEAD"):
+            return JsonResponse({"status": "ok"})
+        return self.get_response(request)
 
 
 @require_GET

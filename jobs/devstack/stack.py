@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+ENTRYPOINT = ROOT / "bin" / "entrypoint"  # the image's entry point: the same commands run here and in AWS
 EMULATOR_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -60,7 +61,9 @@ class Stack:
     log_dir: Path | None = None
 
     def merged_env(self) -> dict[str, str]:
-        return {**os.environ, "DJANGO_SETTINGS_MODULE": "renderproject.settings", **self.env}
+        # The entry point runs gunicorn and celery by name: put this interpreter's scripts first on PATH.
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        return {**os.environ, "PATH": path, "DJANGO_SETTINGS_MODULE": "renderproject.settings", **self.env}
 
     def manage(self, *args: str) -> str:
         """Run a management command in this stack's environment; returns its stdout."""
@@ -107,45 +110,22 @@ class Stack:
         queues: list[str] | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> subprocess.Popen:
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "renderproject",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            str(concurrency),
-            "--hostname",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+        argv = [str(ENTRYPOINT), "worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"]
         if queues:
             argv += ["-Q", ",".join(queues)]
-        return self._spawn(name, argv, extra_env)
+        liveness = {"RENDER_LIVENESS_FILE": str((self.log_dir or ROOT / ".devstack") / f"{name}.alive")}
+        return self._spawn(name, argv, {**liveness, **(extra_env or {})})
 
     def start_api(self, port: int | None = None, *, workers: int = 2, threads: int = 4) -> str:
         port = port or free_port()
         proc = self._spawn(
             "api",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "renderproject.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(workers),
-                "--threads",
-                str(threads),
-                "--access-logfile",
-                "-",
-            ],
+            [str(ENTRYPOINT), "api"],
+            {
+                "RENDER_API_BIND": f"127.0.0.1:{port}",
+                "GUNICORN_WORKERS": str(workers),
+                "GUNICORN_THREADS": str(threads),
+            },
         )
         url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/healthz", process=proc)

@@ -93,5 +93,5 @@ def job_assemble(*, worker: Worker, job: Job, token: str) -> Job | None:
     except JobStateConflict as exc:
         log.warning("job %s: assembly lease lost (%s)", job.id, exc.message)
         return None
-    log.info("job %s COMPLETED (assembled %d frames)", job.id, len(results))
+    log.info("job_completed job=%s frames=%d", job.id, len(results))  # a metric filter counts these
     return done

@@ -76,7 +76,7 @@ def _single(worker: Worker, job_id: str, attempt: int) -> tuple[Outcome, int]:
             now=now,
             expires_at=now + worker.retention,
         )
-        log.info("job %s COMPLETED", job_id)
+        log.info("job_completed job=%s frames=%d", job_id, len(results))  # a metric filter counts these
         return Outcome.DONE, 0
     except JobStateConflict as exc:
         return _single_stopped(worker, job, token, exc), 0
@@ -86,6 +86,7 @@ def _single(worker: Worker, job_id: str, attempt: int) -> tuple[Outcome, int]:
         error = f"{type(exc).__name__}: {exc}"
         if job.render_failures + 1 >= worker.max_attempts:
             repo.fail(job.id, token=token, error=error, now=now, expires_at=now + worker.retention)
+            log.warning("job_failed job=%s error=%s", job.id, error)  # a metric filter counts these
             return Outcome.FAILED, job.render_failures + 1
         after = repo.release_after_failure(job.id, token=token, error=error, now=now)
         return Outcome.RETRY, after.render_failures

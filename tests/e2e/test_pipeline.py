@@ -49,8 +49,8 @@ def test_a_worker_killed_mid_render_leaves_a_job_that_completes_once(make_stack)
     done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=60)
     assert done["status"] == "COMPLETED"
     assert done["results"]["frames"][0]["size"] > 0
-    assert f"job {job['id']} COMPLETED" not in stack.log("doomed")
-    assert stack.log("rescuer").count(f"job {job['id']} COMPLETED") == 1
+    assert f"job_completed job={job['id']}" not in stack.log("doomed")
+    assert stack.log("rescuer").count(f"job_completed job={job['id']}") == 1
     time.sleep(1)  # a late duplicate would show up here
     assert stack.job(job["id"])["finished_at"] == done["finished_at"]
 
