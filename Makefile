@@ -3,8 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# CDK's jsii runs on Node 20 here; keep its warnings and caches out of the way.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: run test lint unit integration e2e bench install clean
+.PHONY: run test lint unit integration e2e infra synth bench install clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +32,14 @@ integration: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e -q
 
+infra: $(STAMP)
+	$(PY) -m pytest tests/infra -q
+
+# `cdk synth` with the CDK CLI from npm (offline: no account, no lookups); the template lands in cdk.out/.
+synth: $(STAMP)
+	test -x node_modules/.bin/cdk || npm install --no-audit --no-fund --silent
+	npx cdk synth --quiet
+
 test: lint $(STAMP)
 	$(PY) -m pytest -q
 
@@ -37,4 +47,4 @@ bench: $(STAMP)
 	$(PY) -m bench.pipeline $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .devstack staticfiles
+	rm -rf $(VENV) .pytest_cache .ruff_cache .devstack staticfiles cdk.out node_modules

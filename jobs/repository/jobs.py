@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from ..aws import error_code, unavailable_as_503
 from ..domain import FrameResult, Job, JobStatus
-from ..errors import JobAlreadyExists, JobNotFound
+from ..errors import JobAlreadyExists, JobNotFound, JobStateConflict
 from .cursor import decode_cursor, encode_cursor
 from .dynamo import cancellation_reasons, conditional_update, update_params
 from .items import (
@@ -190,24 +190,59 @@ class DynamoJobRepository(DynamoTaskMixin):
         )
 
     def start(self, job_id: str, *, attempt: int, now: datetime) -> Job:
-        """A chunk of a multi-chunk job starts: the job becomes PROCESSING (if it was QUEUED) and is returned."""
+        """A chunk of a multi-chunk job starts: the job becomes PROCESSING (if it was QUEUED) and is returned.
+
+        While its chunks run the job leaves the sweeper's index: its task items are indexed one by one,
+        and the assembly lease puts the job back in it.
+        """
         return item_to_job(
             conditional_update(
                 self._client,
                 self._table,
                 job_key(job_id),
-                "SET #status = :processing, started_at = if_not_exists(started_at, :now), updated_at = :now,"
-                " gsi2pk = :gsi2pk",
+                "SET #status = :processing, started_at = if_not_exists(started_at, :now), updated_at = :now"
+                " REMOVE gsi2pk, gsi2sk",
                 condition="attempt = :attempt AND #status IN (:queued, :processing)",
                 values={
                     ":processing": JobStatus.PROCESSING,
                     ":queued": JobStatus.QUEUED,
                     ":now": iso(now),
                     ":attempt": attempt,
-                    ":gsi2pk": f"JOB#{JobStatus.PROCESSING}",
                 },
             )
         )
+
+    def overdue(self, index_key: str, *, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Items of the sparse gsi2 partition `index_key` (e.g. `TASK#PROCESSING`) due before `now`."""
+        with unavailable_as_503("DynamoDB"):
+            resp = self._client.query(
+                TableName=self._table,
+                IndexName="gsi2",
+                KeyConditionExpression="gsi2pk = :key AND gsi2sk < :now",
+                ExpressionAttributeValues={":key": {"S": index_key}, ":now": {"S": iso(now)}},
+                Limit=limit,
+            )
+        return [deserialize(i) for i in resp.get("Items", [])]
+
+    def postpone(self, item: dict[str, Any], *, until: datetime) -> bool:
+        """Move an overdue item's due time; False if someone else moved it (or its state) first."""
+        key = {"pk": {"S": item["pk"]}, "sk": {"S": item["sk"]}}
+        try:
+            conditional_update(
+                self._client,
+                self._table,
+                key,
+                "SET gsi2sk = :next",
+                condition="gsi2pk = :key AND gsi2sk = :due",
+                values={
+                    ":next": f"{iso(until)}#{item['gsi2sk'].split('#', 1)[1]}",
+                    ":key": item["gsi2pk"],
+                    ":due": item["gsi2sk"],
+                },
+            )
+        except JobStateConflict:
+            return False
+        return True
 
     def record_frame(self, job_id: str, *, token: str, frames_done: int, result: FrameResult, now: datetime) -> Job:
         """One more frame of a one-chunk job is stored; fails once the job is cancelled or the lease is lost."""
@@ -356,8 +391,8 @@ class DynamoJobRepository(DynamoTaskMixin):
             )
             values[":ttl"] = epoch(expires_at or now)
         else:
-            expression = "SET #status = :target, updated_at = :now, gsi2pk = :gsi2pk"
-            values[":gsi2pk"] = f"JOB#{target}"
+            expression = "SET #status = :target, updated_at = :now, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
+            values.update({f":{k}": v for k, v in active_index("JOB", target, now, job_id).items()})
         return item_to_job(
             conditional_update(
                 self._client, self._table, job_key(job_id), expression, condition=condition, values=values

@@ -6,6 +6,7 @@ from .fanout import job_fanout
 from .ports import Clock, TaskQueue, Worker
 from .rendering import Outcome, chunk_process
 from .submit import JobSpec, job_create
+from .sweeper import sweep
 
 __all__ = [
     "Clock",
@@ -21,4 +22,5 @@ __all__ = [
     "job_create",
     "job_fanout",
     "job_retry",
+    "sweep",
 ]

@@ -2,12 +2,17 @@
 
 import hashlib
 import io
+import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 from PIL import Image
+
+from jobs.devstack.stack import ENTRYPOINT, ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -118,3 +123,36 @@ def test_create_api_key_prints_the_key_alone_and_it_works(make_stack):
     assert len(lines) == 1 and lines[0].startswith("rk_") and len(lines[0]) > 40
     resp = requests.get(f"{stack.api}/api/jobs", headers={"Authorization": f"Bearer {lines[0]}"}, timeout=10)
     assert resp.status_code == 200 and resp.json() == {"jobs": [], "next_cursor": None}
+
+
+def test_the_sweep_command_gets_a_job_whose_message_was_lost_rendered(make_stack):
+    stack = make_stack(RENDER_SWEEP_GRACE_SECONDS="0")
+    stack.start_ready_worker()
+    # The API wrote the job, then SQS "failed" and the withdraw failed too: an item with no message.
+    code = (
+        "import django; django.setup(); from jobs import wiring; from jobs.domain import *;"
+        " now = utcnow(); job = Job(id=new_job_id(), owner='e2e', scene=Scene('lost', 64, 64, OutputFormat.PNG, 1),"
+        " frame_start=1, frame_end=1, priority=Priority.NORMAL, status=JobStatus.QUEUED, created_at=now,"
+        " updated_at=now); wiring.job_repository().add(job); print(job.id)"
+    )
+    job_id = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=stack.merged_env(), check=True, capture_output=True, text=True
+    ).stdout.strip()
+    time.sleep(1)
+    assert stack.job(job_id)["status"] == "QUEUED"
+    out = subprocess.run(
+        [str(ENTRYPOINT), "sweep"], cwd=ROOT, env=stack.merged_env(), check=True, capture_output=True, text=True
+    ).stdout
+    assert '"job_requeued": 1' in out
+    assert stack.wait_for_status(job_id, "COMPLETED", timeout=30)["status"] == "COMPLETED"
+
+
+def test_worker_health_check_follows_its_liveness_file(make_stack):
+    stack = make_stack(api=False)
+    stack.start_ready_worker()
+    env = {**stack.merged_env(), "RENDER_ROLE": "worker", "RENDER_LIVENESS_FILE": str(stack.log_dir / "worker.alive")}
+    assert subprocess.run([sys.executable, "-m", "jobs.healthcheck"], cwd=ROOT, env=env).returncode == 0
+    stack.kill("worker")
+    stale = stack.log_dir / "worker.alive"
+    os.utime(stale, (time.time() - 120, time.time() - 120))
+    assert subprocess.run([sys.executable, "-m", "jobs.healthcheck"], cwd=ROOT, env=env).returncode == 1

@@ -1,0 +1,50 @@
+"""Deployment settings, read from CDK context (`cdk deploy -c key=value`), with defaults for a dev stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from constructs import Node
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    stage: str = "dev"
+    certificate_arn: str | None = None  # HTTPS on the ALB (HTTP is redirected); none: plain HTTP (dev only)
+    domain_name: str | None = None  # the API's host name (Django ALLOWED_HOSTS); default: the ALB's DNS name
+    api_desired_count: int = 2
+    api_max_count: int = 6
+    worker_min_count: int = 0
+    worker_max_count: int = 20
+    worker_on_demand_base: int = 0  # tasks kept on regular Fargate; the rest run on Fargate Spot
+    worker_concurrency: int = 1
+    worker_stop_timeout_seconds: int = 120  # Fargate's maximum; the worker's graceful shutdown fits in it
+    visibility_timeout_seconds: int = 1800
+    result_retention_days: int = 90
+    infrequent_access_after_days: int = 30
+    log_retention_days: int = 30
+    alarm_email: str | None = None
+    oldest_message_alarm_seconds: int = 3600
+    sweep_every_minutes: int = 5
+    nat_gateways: int = 1
+    interface_endpoints: bool = False  # SQS, ECR, Logs, Secrets Manager endpoints (see README: cost)
+
+    @classmethod
+    def from_context(cls, node: Node) -> StageConfig:
+        values = {}
+        for name, field in cls.__dataclass_fields__.items():
+            key = "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_")))  # camelCase
+            raw = node.try_get_context(key)
+            if raw is None:
+                continue
+            if field.type in ("int",):
+                raw = int(raw)
+            elif field.type in ("bool",):
+                raw = str(raw).lower() in ("1", "true", "yes")
+            values[name] = raw
+        config = cls(**values)
+        if config.infrequent_access_after_days < 30:
+            raise ValueError("infrequentAccessAfterDays must be at least 30 (S3's minimum for STANDARD_IA)")
+        if config.worker_stop_timeout_seconds > 120:
+            raise ValueError("workerStopTimeoutSeconds cannot exceed Fargate's 120 s")
+        return config

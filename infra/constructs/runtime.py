@@ -1,0 +1,60 @@
+"""What every task of the one image shares: the image, environment, secrets and a log group per role."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+
+@dataclass(frozen=True)
+class AppRuntime:
+    image: ecs.ContainerImage
+    environment: dict[str, str]
+    secrets: dict[str, ecs.Secret]
+    log_retention: logs.RetentionDays
+
+
+def app_task_definition(
+    scope: Construct,
+    id: str,
+    *,
+    runtime: AppRuntime,
+    role: str,
+    command: list[str],
+    cpu: int,
+    memory_mib: int,
+    environment: dict[str, str] | None = None,
+    port: int | None = None,
+    stop_timeout_seconds: int | None = None,
+) -> tuple[ecs.FargateTaskDefinition, logs.LogGroup]:
+    """A Fargate task definition running `bin/entrypoint <command>` with its own log group."""
+    log_group = logs.LogGroup(scope, f"{id}Logs", retention=runtime.log_retention, removal_policy=RemovalPolicy.DESTROY)
+    task = ecs.FargateTaskDefinition(
+        scope,
+        id,
+        cpu=cpu,
+        memory_limit_mib=memory_mib,
+        runtime_platform=ecs.RuntimePlatform(
+            cpu_architecture=ecs.CpuArchitecture.X86_64, operating_system_family=ecs.OperatingSystemFamily.LINUX
+        ),
+    )
+    container = task.add_container(
+        role,
+        image=runtime.image,
+        command=command,
+        environment={**runtime.environment, "RENDER_ROLE": role, **(environment or {})},
+        secrets=runtime.secrets,
+        logging=ecs.LogDrivers.aws_logs(stream_prefix=role, log_group=log_group),
+        readonly_root_filesystem=False,
+        stop_timeout=None if stop_timeout_seconds is None else Duration.seconds(stop_timeout_seconds),
+        health_check=ecs.HealthCheck(command=["CMD", "python", "-m", "jobs.healthcheck"])
+        if role != "sweeper"
+        else None,
+    )
+    if port is not None:
+        container.add_port_mappings(ecs.PortMapping(container_port=port))
+    return task, log_group

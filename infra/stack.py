@@ -1,0 +1,183 @@
+"""The one stack: composes the constructs, wires grants and outputs. `app.py` only instantiates it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from .config import StageConfig
+from .constructs.api_service import ApiService
+from .constructs.data import Data
+from .constructs.monitoring import Monitoring
+from .constructs.network import Network
+from .constructs.queues import RenderQueues
+from .constructs.runtime import AppRuntime
+from .constructs.sweeper import Sweeper
+from .constructs.worker_service import WorkerService
+from .nag import acknowledge_justified
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class RenderFarmStack(Stack):
+    def __init__(
+        self, scope: Construct, id: str, *, config: StageConfig, image: ecs.ContainerImage | None = None, **kwargs
+    ):
+        super().__init__(scope, id, **kwargs)
+        retention = log_retention(config.log_retention_days)
+        removal = RemovalPolicy.RETAIN if config.stage == "prod" else RemovalPolicy.DESTROY
+
+        network = Network(
+            self,
+            "Network",
+            nat_gateways=config.nat_gateways,
+            interface_endpoints=config.interface_endpoints,
+            log_retention=retention,
+        )
+        data = Data(
+            self,
+            "Data",
+            retention_days=config.result_retention_days,
+            infrequent_access_after_days=config.infrequent_access_after_days,
+            removal_policy=removal,
+        )
+        queues = RenderQueues(
+            self, "Queues", prefix=f"{config.stage}-", visibility_timeout_seconds=config.visibility_timeout_seconds
+        )
+        secret_key = secretsmanager.Secret(
+            self,
+            "DjangoSecretKey",
+            description="Django SECRET_KEY of the render farm API",
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
+        )
+        # ECS exec sessions (how operators run manage.py in a task) are logged to their own group.
+        exec_logs = logs.LogGroup(self, "ExecLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY)
+        cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=network.vpc,
+            enable_fargate_capacity_providers=True,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+            execute_command_configuration=ecs.ExecuteCommandConfiguration(
+                logging=ecs.ExecuteCommandLogging.OVERRIDE,
+                log_configuration=ecs.ExecuteCommandLogConfiguration(cloud_watch_log_group=exec_logs),
+            ),
+        )
+        runtime = AppRuntime(
+            image=image or ecs.ContainerImage.from_asset(str(ROOT), file="Dockerfile"),
+            environment={
+                "RENDER_ENV": "production",
+                "RENDER_TABLE_NAME": data.table.table_name,
+                "RENDER_BUCKET_NAME": data.results.bucket_name,
+                "RENDER_VISIBILITY_TIMEOUT": str(config.visibility_timeout_seconds),
+                "RENDER_RESULT_RETENTION_DAYS": str(config.result_retention_days),
+                **queues.environment(),
+            },
+            secrets={"DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(secret_key)},
+            log_retention=retention,
+        )
+
+        api = ApiService(
+            self,
+            "Api",
+            cluster=cluster,
+            runtime=runtime,
+            subnets=network.private_subnets,
+            certificate_arn=config.certificate_arn,
+            domain_name=config.domain_name,
+            desired_count=config.api_desired_count,
+            max_count=config.api_max_count,
+            access_logs=data.access_logs,
+        )
+        workers = WorkerService(
+            self,
+            "Workers",
+            cluster=cluster,
+            runtime=runtime,
+            subnets=network.private_subnets,
+            queues=list(queues.queues.values()),
+            min_count=config.worker_min_count,
+            max_count=config.worker_max_count,
+            on_demand_base=config.worker_on_demand_base,
+            concurrency=config.worker_concurrency,
+            stop_timeout_seconds=config.worker_stop_timeout_seconds,
+        )
+        sweeper = Sweeper(
+            self,
+            "Sweeper",
+            cluster=cluster,
+            runtime=runtime,
+            subnets=network.private_subnets,
+            every_minutes=config.sweep_every_minutes,
+        )
+
+        # Least privilege, through grants only.
+        api_role = api.task_definition.task_role
+        data.table.grant_read_write_data(api_role)
+        data.results.grant_read(api_role)  # presigned GETs are signed with the API's credentials
+        for queue in queues.queues.values():
+            queue.grant_send_messages(api_role)
+            queue.grant(api_role, "sqs:GetQueueAttributes")  # /readyz
+        for role in (workers.task_definition.task_role, sweeper.task_definition.task_role):
+            data.table.grant_read_write_data(role)
+            for queue in queues.queues.values():
+                queue.grant_consume_messages(role)
+                queue.grant_send_messages(role)  # fan-out, retries, the sweeper's re-enqueue
+            queues.dlq.grant_consume_messages(role)  # poison messages mark their job FAILED
+        data.results.grant_read_write(workers.task_definition.task_role)
+
+        running_workers = cw.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name="RunningTaskCount",
+            dimensions_map={"ClusterName": cluster.cluster_name, "ServiceName": workers.service.service_name},
+            period=Duration.minutes(1),
+            statistic="Average",
+        )
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            stage=config.stage,
+            queues=queues.queues,
+            dlq=queues.dlq,
+            worker_log_group=workers.log_group,
+            load_balancer=api.load_balancer,
+            target_group=api.target_group,
+            running_workers=running_workers,
+            alarm_email=config.alarm_email,
+            oldest_message_alarm_seconds=config.oldest_message_alarm_seconds,
+            key=data.key,
+        )
+        # Alarms publish to the topic, which the data key encrypts.
+        data.key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+
+        CfnOutput(self, "ApiUrl", value=api.url)
+        CfnOutput(self, "ResultsBucket", value=data.results.bucket_name)
+        CfnOutput(self, "TableName", value=data.table.table_name)
+        CfnOutput(self, "ClusterName", value=cluster.cluster_name)
+        CfnOutput(self, "ApiServiceName", value=api.service.service_name)
+        CfnOutput(self, "AlarmTopic", value=monitoring.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=f"render-farm-{config.stage}")
+        acknowledge_justified(self, table=data.table, results=data.results, exec_logs=exec_logs)
+
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    """The shortest CloudWatch retention that keeps logs at least `days` days."""
+    return next((v for d, v in sorted(_RETENTION.items()) if d >= days), logs.RetentionDays.TEN_YEARS)

@@ -1,0 +1,109 @@
+"""The one container image: Dockerfile lint, and its entry point's commands run directly (no Docker engine here)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from jobs.devstack.stack import ENTRYPOINT, ROOT, Stack, free_port, wait_for_http
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+SECRET = "x" * 50
+BIN = Path(sys.executable).parent
+
+
+def test_hadolint_is_clean():
+    result = subprocess.run([str(BIN / "hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+
+
+def test_image_shape_multi_stage_slim_non_root_pinned_with_healthcheck():
+    stages = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
+    assert len(stages) == 2 and all(s.startswith("python:3.11-slim") for s in stages)
+    final = DOCKERFILE.split("\nFROM ")[-1]
+    assert not re.search(r"apt-get|build-essential|gcc", final), "no compilers in the final stage"
+    assert "pip install --no-compile -r /tmp/requirements.txt" in DOCKERFILE
+    assert all(
+        "==" in line
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert re.search(r"^USER 10001:10001$", final, re.M)
+    assert "HEALTHCHECK" in final and '"jobs.healthcheck"' in final
+    assert 'ENTRYPOINT ["/app/bin/entrypoint"]' in final and 'CMD ["api"]' in final
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".git", "tests", "cdk.out", "node_modules"} <= set(ignored)
+
+
+def test_collectstatic_as_the_image_runs_it(tmp_path):
+    env = {**os.environ, "DJANGO_SECRET_KEY": SECRET, "RENDER_ENV": "build", "DJANGO_STATIC_ROOT": str(tmp_path)}
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], cwd=ROOT, env=env, check=True
+    )
+    assert (tmp_path / "rest_framework").is_dir() and (tmp_path / "drf_spectacular_sidecar").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DJANGO_DEBUG": "1", "DJANGO_SECRET_KEY": SECRET}, "DJANGO_DEBUG"),
+        ({}, "DJANGO_SECRET_KEY"),
+        ({"DJANGO_SECRET_KEY": SECRET, "DJANGO_ALLOWED_HOSTS": ""}, "DJANGO_ALLOWED_HOSTS"),
+    ],
+)
+def test_production_settings_refuse_unsafe_values(env, message):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    result = subprocess.run(
+        [str(ENTRYPOINT), "manage", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**clean, "PATH": f"{BIN}:{clean['PATH']}", "RENDER_ENV": "production", **env},
+    )
+    assert result.returncode != 0 and message in result.stderr
+
+
+def test_unknown_role_is_a_usage_error():
+    result = subprocess.run([str(ENTRYPOINT), "shell"], capture_output=True, text=True)
+    assert result.returncode == 64 and "usage" in result.stderr
+
+
+def test_api_command_serves_healthz_behind_a_load_balancer(emulator, tmp_path):
+    stack = Stack(log_dir=tmp_path)
+    stack.env.update(emulator.env)
+    port = free_port()
+    stack.env.update(
+        {
+            "RENDER_ENV": "production",
+            "DJANGO_SECRET_KEY": SECRET,
+            "DJANGO_ALLOWED_HOSTS": "render.example.com",
+            "RENDER_API_BIND": f"127.0.0.1:{port}",
+        }
+    )
+    try:
+        stack._spawn("api", [str(ENTRYPOINT), "api"])
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/healthz")
+        assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}  # Host is an IP: still 200
+        wrong_host = requests.get(f"{base}/api/jobs", timeout=5)
+        assert wrong_host.status_code == 400 and wrong_host.json()["error"]["code"] == "bad_request"
+        right_host = requests.get(
+            f"{base}/api/jobs", headers={"Host": "render.example.com", "X-Forwarded-Proto": "https"}, timeout=5
+        )
+        assert right_host.status_code == 401
+        check = subprocess.run(
+            [sys.executable, "-m", "jobs.healthcheck"], cwd=ROOT, env={**stack.merged_env(), "RENDER_ROLE": "api"}
+        )
+        assert check.returncode == 0
+    finally:
+        stack.stop_all()
+    check = subprocess.run(
+        [sys.executable, "-m", "jobs.healthcheck"], cwd=ROOT, env={**stack.merged_env(), "RENDER_ROLE": "api"}
+    )
+    assert check.returncode == 1

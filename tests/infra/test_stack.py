@@ -1,0 +1,377 @@
+"""CDK template assertions: each guarantee of the production stack, by resource properties."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aws_cdk.assertions import Match
+
+from tests.infra.conftest import ROOT
+
+
+def resources(template: dict, kind: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def only(template: dict, kind: str, predicate=lambda r: True) -> dict:
+    found = [r for r in resources(template, kind).values() if predicate(r)]
+    assert len(found) == 1, f"{len(found)} {kind}"
+    return found[0]["Properties"]
+
+
+def containers(template: dict) -> dict[str, dict]:
+    """Container definitions by role (api, worker, sweeper)."""
+    out = {}
+    for task in resources(template, "AWS::ECS::TaskDefinition").values():
+        for container in task["Properties"]["ContainerDefinitions"]:
+            out[container["Name"]] = {**container, "task": task["Properties"]}
+    return out
+
+
+def env_of(container: dict) -> dict[str, object]:
+    return {e["Name"]: e["Value"] for e in container["Environment"]}
+
+
+def statements(template: dict, role_fragment: str) -> list[dict]:
+    out = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if any(role_fragment in r["Ref"] for r in policy["Properties"]["Roles"]):
+            out += policy["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def actions(stmts: list[dict]) -> set[str]:
+    return {a for s in stmts for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
+# --- network ------------------------------------------------------------------------------------
+
+
+def test_vpc_over_two_azs_with_private_tasks_and_gateway_endpoints(dev):
+    raw, template = dev
+    subnets = resources(raw, "AWS::EC2::Subnet")
+    assert len(subnets) == 4
+    assert sum(s["Properties"]["MapPublicIpOnLaunch"] for s in subnets.values()) == 2
+    template.resource_count_is("AWS::EC2::NatGateway", 1)
+    endpoints = resources(raw, "AWS::EC2::VPCEndpoint").values()
+    gateway = [
+        json.dumps(e["Properties"]["ServiceName"]) for e in endpoints if e["Properties"]["VpcEndpointType"] == "Gateway"
+    ]
+    assert any(".s3" in s for s in gateway) and any(".dynamodb" in s for s in gateway)
+    private = {k for k, s in subnets.items() if not s["Properties"]["MapPublicIpOnLaunch"]}
+    for service in resources(raw, "AWS::ECS::Service").values():
+        network = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+        assert network["AssignPublicIp"] == "DISABLED"
+        assert {s["Ref"] for s in network["Subnets"]} == private
+    template.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "REJECT"})
+
+
+def test_interface_endpoints_are_opt_in(dev, prod):
+    assert not [
+        e
+        for e in resources(dev[0], "AWS::EC2::VPCEndpoint").values()
+        if e["Properties"]["VpcEndpointType"] == "Interface"
+    ]
+    names = [
+        json.dumps(e["Properties"]["ServiceName"])
+        for e in resources(prod[0], "AWS::EC2::VPCEndpoint").values()
+        if e["Properties"]["VpcEndpointType"] == "Interface"
+    ]
+    for service in ("sqs", "ecr.api", "ecr.dkr", "logs", "secretsmanager"):
+        assert any(f".{service}" in n for n in names), service
+
+
+def test_only_the_load_balancer_reaches_the_api_tasks(dev):
+    raw, _template = dev
+    ingress = only(raw, "AWS::EC2::SecurityGroupIngress")
+    assert ingress["FromPort"] == ingress["ToPort"] == 8000 and "SourceSecurityGroupId" in ingress
+    for sg in resources(raw, "AWS::EC2::SecurityGroup").values():
+        for rule in sg["Properties"].get("SecurityGroupIngress", []):
+            assert rule.get("FromPort") in (80, 443), "only the ALB takes traffic from outside"
+
+
+# --- API service ----------------------------------------------------------------------------------
+
+
+def test_https_with_the_certificate_and_http_redirected(prod):
+    raw, template = prod
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {
+            "Port": 443,
+            "Protocol": "HTTPS",
+            "Certificates": [{"CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/abcd-1234"}],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {
+            "Port": 80,
+            "DefaultActions": [
+                Match.object_like({"Type": "redirect", "RedirectConfig": Match.object_like({"Port": "443"})})
+            ],
+        },
+    )
+    assert env_of(containers(raw)["api"])["DJANGO_ALLOWED_HOSTS"] == "render.example.com"
+
+
+def test_plain_http_only_without_a_certificate(dev):
+    raw, _template = dev
+    listener = only(raw, "AWS::ElasticLoadBalancingV2::Listener")
+    assert listener["Port"] == 80 and listener["Protocol"] == "HTTP"
+    assert listener["DefaultActions"][0]["Type"] == "forward"
+
+
+def test_api_health_check_circuit_breaker_and_autoscaling(dev):
+    raw, template = dev
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup", {"HealthCheckPath": "/healthz", "Port": 8000, "TargetType": "ip"}
+    )
+    api = containers(raw)["api"]
+    assert api["Command"] == ["api"] and api["PortMappings"][0]["ContainerPort"] == 8000
+    service = only(raw, "AWS::ECS::Service", lambda r: "LoadBalancers" in r["Properties"])
+    assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    assert service["LaunchType"] == "FARGATE" and service["DesiredCount"] == 2
+    metrics = {
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"][
+            "PredefinedMetricType"
+        ]
+        for p in resources(raw, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+        if "TargetTrackingScalingPolicyConfiguration" in p["Properties"]
+    }
+    assert metrics == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
+
+
+# --- workers --------------------------------------------------------------------------------------
+
+
+def test_workers_run_on_spot_with_an_on_demand_base(dev, prod):
+    for (raw, _), base in ((dev, 0), (prod, 1)):
+        service = only(raw, "AWS::ECS::Service", lambda r: "CapacityProviderStrategy" in r["Properties"])
+        assert service["CapacityProviderStrategy"] == [
+            {"CapacityProvider": "FARGATE", "Base": base, "Weight": 0},
+            {"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
+        ]
+    worker = containers(dev[0])["worker"]
+    assert worker["Command"][0] == "worker" and worker["StopTimeout"] == 120
+    assert int(env_of(worker)["RENDER_SHUTDOWN_GRACE_SECONDS"]) < 120
+
+
+def test_workers_scale_on_backlog_per_task_down_to_zero(dev):
+    raw, _template = dev
+    target = only(raw, "AWS::ApplicationAutoScaling::ScalableTarget", lambda r: r["Properties"]["MinCapacity"] == 0)
+    assert target["MaxCapacity"] == 20
+    steps = [
+        p["Properties"]["StepScalingPolicyConfiguration"]
+        for p in resources(raw, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+        if "StepScalingPolicyConfiguration" in p["Properties"]
+    ]
+    assert len(steps) == 2  # scale out and scale in
+    alarms = [
+        a["Properties"]
+        for a in resources(raw, "AWS::CloudWatch::Alarm").values()
+        if any("Expression" in m for m in a["Properties"].get("Metrics", []))
+        and "backlog" in json.dumps(a["Properties"]).lower()
+    ]
+    assert len(alarms) == 2
+    metrics = json.dumps(alarms[0]["Metrics"])
+    assert metrics.count("ApproximateNumberOfMessagesVisible") == 3
+    assert metrics.count("ApproximateNumberOfMessagesNotVisible") == 3
+    assert "RunningTaskCount" in metrics and "IF(FILL(tasks, 0) < 1" in metrics
+
+
+# --- sweeper --------------------------------------------------------------------------------------
+
+
+def test_sweeper_is_a_scheduled_fargate_task_of_the_same_image(dev):
+    raw, _template = dev
+    schedule = only(raw, "AWS::Scheduler::Schedule")
+    assert schedule["ScheduleExpression"] == "rate(5 minutes)"
+    assert schedule["Target"]["EcsParameters"]["TaskDefinitionArn"]["Ref"].startswith("SweeperTask")
+    roles = containers(raw)
+    assert roles["sweeper"]["Command"] == ["sweep"]
+    assert roles["sweeper"]["Image"] == roles["worker"]["Image"] == roles["api"]["Image"]
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def test_table_keys_indexes_billing_recovery_ttl_and_kms(dev):
+    raw, template = dev
+    table = only(raw, "AWS::DynamoDB::Table")
+    assert table["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in table["GlobalSecondaryIndexes"]} == {
+        "gsi1": ["gsi1pk", "gsi1sk"],
+        "gsi2": ["gsi2pk", "gsi2sk"],
+    }
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["SSESpecification"]["SSEEnabled"] is True and table["SSESpecification"]["SSEType"] == "KMS"
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_queues_encrypted_redriven_and_consistent_with_the_worker(dev):
+    raw, _ = dev
+    queues = {q["Properties"]["QueueName"]: q["Properties"] for q in resources(raw, "AWS::SQS::Queue").values()}
+    assert set(queues) == {"dev-render-high", "dev-render-normal", "dev-render-low", "dev-render-dlq"}
+    worker_env = env_of(containers(raw)["worker"])
+    for name in ("dev-render-high", "dev-render-normal", "dev-render-low"):
+        queue = queues[name]
+        assert queue["SqsManagedSseEnabled"] is True
+        assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+        assert queue["VisibilityTimeout"] == int(worker_env["RENDER_VISIBILITY_TIMEOUT"])
+        assert queue["ReceiveMessageWaitTimeSeconds"] == 20
+        assert name == f"{worker_env['RENDER_QUEUE_PREFIX']}render-{name.split('-')[-1]}"
+    assert queues["dev-render-dlq"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    for policy in resources(raw, "AWS::SQS::QueuePolicy").values():
+        deny = policy["Properties"]["PolicyDocument"]["Statement"][0]
+        assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    for role in ("RENDER_QUEUE_URL_HIGH", "RENDER_QUEUE_URL_NORMAL", "RENDER_QUEUE_URL_LOW"):
+        assert role in worker_env  # predefined queues: workers never list or create queues
+
+
+def test_results_bucket_private_tls_kms_lifecycle_and_logged(dev):
+    raw, _ = dev
+    results = only(raw, "AWS::S3::Bucket", lambda r: "LoggingConfiguration" in r["Properties"])
+    assert results["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    sse = results["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms" and sse["BucketKeyEnabled"] is True
+    rule = results["LifecycleConfiguration"]["Rules"][0]
+    assert rule["ExpirationInDays"] == 90
+    assert rule["Transitions"] == [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}]
+    tls = [
+        s
+        for p in resources(raw, "AWS::S3::BucketPolicy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny"
+    ]
+    assert len(tls) == 2 and all(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in tls)
+
+
+# --- IAM and secrets --------------------------------------------------------------------------------
+
+
+def test_least_privilege_by_role(dev):
+    raw, _ = dev
+    api, worker = actions(statements(raw, "ApiTaskTaskRole")), actions(statements(raw, "WorkersTaskTaskRole"))
+    assert {"sqs:SendMessage", "dynamodb:PutItem", "dynamodb:UpdateItem", "s3:GetObject*"} <= api
+    assert not {"sqs:ReceiveMessage", "sqs:DeleteMessage", "s3:PutObject"} & api
+    assert {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "s3:PutObject"} <= worker
+    assert not any(a == "*" or (a.endswith(":*") and not a.startswith("ssmmessages")) for a in api | worker)
+    for policy in resources(raw, "AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Resource"] == "*":
+                allowed = {
+                    "ecr:GetAuthorizationToken",
+                    "ssmmessages:CreateControlChannel",
+                    "ssmmessages:CreateDataChannel",
+                    "ssmmessages:OpenControlChannel",
+                    "ssmmessages:OpenDataChannel",
+                    "logs:DescribeLogGroups",
+                }
+                assert set(actions([statement])) <= allowed, statement
+
+
+def test_django_secret_key_comes_from_secrets_manager(dev):
+    raw, _ = dev
+    only(raw, "AWS::SecretsManager::Secret")
+    for role, container in containers(raw).items():
+        assert [s["Name"] for s in container["Secrets"]] == ["DJANGO_SECRET_KEY"], role
+        assert "DJANGO_SECRET_KEY" not in env_of(container)
+        assert env_of(container)["RENDER_ENV"] == "production"
+
+
+# --- observability --------------------------------------------------------------------------------
+
+
+def test_log_groups_have_retention(dev):
+    for group in resources(dev[0], "AWS::Logs::LogGroup").values():
+        assert group["Properties"]["RetentionInDays"] == 30
+
+
+def test_dashboard_shows_queues_dlq_jobs_api_and_workers(dev):
+    body = json.dumps(only(dev[0], "AWS::CloudWatch::Dashboard")["DashboardBody"])
+    for metric in (
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateAgeOfOldestMessage",
+        "JobsCompleted",
+        "JobsFailed",
+        "HTTPCode_Target_5XX_Count",
+        "TargetResponseTime",
+        "RunningTaskCount",
+    ):
+        assert metric in body, metric
+
+
+def test_alarms_notify_the_topic(dev, prod):
+    raw, template = dev
+    alarms = [
+        a["Properties"]
+        for a in resources(raw, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("AlarmActions") and "Ref" in a["Properties"]["AlarmActions"][0]
+    ]
+    descriptions = " | ".join(a["AlarmDescription"] for a in alarms)
+    assert "DLQ" in descriptions and "5xx" in descriptions and descriptions.count("waited longer") == 3
+    dlq = next(a for a in alarms if "DLQ" in a["AlarmDescription"])
+    assert dlq["Threshold"] == 0 and dlq["ComparisonOperator"] == "GreaterThanThreshold"
+    prod[1].has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"})
+    template.resource_count_is("AWS::SNS::Subscription", 0)
+    filters = {f["Properties"]["FilterPattern"] for f in resources(raw, "AWS::Logs::MetricFilter").values()}
+    assert filters == {'"job_completed job="', '"job_failed job="'}
+
+
+# --- whole-template checks --------------------------------------------------------------------------
+
+
+def test_cfn_lint_is_clean_but_for_cdks_own_w3005(dev, prod, tmp_path):
+    for name, (raw, _) in (("dev", dev), ("prod", prod)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(raw))
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", "W3005", "--", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cdk_nag_acknowledgments_all_have_reasons():
+    from infra.nag import RULES, WILDCARDS
+
+    assert all(len(reason) > 40 for reason in [*RULES.values(), *WILDCARDS.values()])
+
+
+def test_the_app_synthesizes_offline_from_cdk_json(tmp_path):
+    env = {
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        "CDK_OUTDIR": str(tmp_path),
+        "CDK_CONTEXT_JSON": json.dumps(json.loads((ROOT / "cdk.json").read_text())["context"]),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run([sys.executable, "-m", "infra.app"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    template = json.loads((tmp_path / "RenderFarm-dev.template.json").read_text())
+    assert len(template["Resources"]) > 50
+
+
+@pytest.mark.parametrize("bad", [{"infrequentAccessAfterDays": "10"}, {"workerStopTimeoutSeconds": "300"}])
+def test_bad_context_is_refused(bad):
+    import aws_cdk as cdk
+
+    from infra.config import StageConfig
+
+    with pytest.raises(ValueError):
+        StageConfig.from_context(cdk.App(context=bad).node)
