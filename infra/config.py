@@ -19,7 +19,8 @@ class StageConfig:
     worker_on_demand_base: int = 0  # tasks kept on regular Fargate; the rest run on Fargate Spot
     worker_concurrency: int = 1
     worker_stop_timeout_seconds: int = 120  # Fargate's maximum; the worker's graceful shutdown fits in it
-    visibility_timeout_seconds: int = 1800
+    visibility_timeout_seconds: int = 90  # kept alive by the worker while it renders (see README)
+    lease_seconds: int = 60  # must be shorter than the visibility timeout
     result_retention_days: int = 90
     infrequent_access_after_days: int = 30
     log_retention_days: int = 30
@@ -45,6 +46,8 @@ class StageConfig:
         config = cls(**values)
         if config.infrequent_access_after_days < 30:
             raise ValueError("infrequentAccessAfterDays must be at least 30 (S3's minimum for STANDARD_IA)")
+        if config.lease_seconds >= config.visibility_timeout_seconds:
+            raise ValueError("leaseSeconds must be shorter than visibilityTimeoutSeconds")
         if config.worker_stop_timeout_seconds > 120:
             raise ValueError("workerStopTimeoutSeconds cannot exceed Fargate's 120 s")
         return config

@@ -77,6 +77,7 @@ class RenderFarmStack(Stack):
                 "RENDER_TABLE_NAME": data.table.table_name,
                 "RENDER_BUCKET_NAME": data.results.bucket_name,
                 "RENDER_VISIBILITY_TIMEOUT": str(config.visibility_timeout_seconds),
+                "RENDER_LEASE_SECONDS": str(config.lease_seconds),
                 "RENDER_RESULT_RETENTION_DAYS": str(config.result_retention_days),
                 **queues.environment(),
             },

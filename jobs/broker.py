@@ -12,10 +12,13 @@ Selected with Celery's `broker_transport` setting; the order comes from the `que
 
 from __future__ import annotations
 
+import logging
 import time
 
 from kombu.transport import SQS
 from vine import promise
+
+logger = logging.getLogger(__name__)
 
 
 class Channel(SQS.Channel):
@@ -53,3 +56,43 @@ class Channel(SQS.Channel):
 
 class Transport(SQS.Transport):
     Channel = Channel
+
+
+class VisibilityKeeper:
+    """Keeps the SQS messages this worker holds invisible while it works on them.
+
+    A consumer bootstep (renderproject/celery.py) calls `tick` from the worker's timer: every message
+    received more than half a visibility timeout ago gets a fresh one (ChangeMessageVisibility), so a
+    long render is never handed to a second worker, while a dead worker's message reappears within one
+    visibility timeout. Short tasks (most) finish before their first extension and cost nothing.
+    """
+
+    def __init__(self, *, visibility_timeout: int):
+        self.visibility_timeout = visibility_timeout
+        self._extended_at: dict[str, float] = {}  # receipt handle -> when it was received or last extended
+
+    def tick(self, channel) -> int:
+        delivered = getattr(getattr(channel, "qos", None), "_delivered", None) or {}
+        now = time.monotonic()
+        live, extended = set(), 0
+        for message in list(delivered.values()):
+            info = getattr(message, "delivery_info", {}) or {}
+            sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
+            if not sqs_message or not queue_url:
+                continue
+            handle = sqs_message["ReceiptHandle"]
+            live.add(handle)
+            since = self._extended_at.setdefault(handle, now)
+            if now - since < self.visibility_timeout / 2:
+                continue
+            try:
+                channel.sqs().change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=handle, VisibilityTimeout=self.visibility_timeout
+                )
+                self._extended_at[handle] = now
+                extended += 1
+            except Exception:  # the message may be gone (acked meanwhile); the next tick sees
+                logger.warning("could not extend the visibility of a message on %s", queue_url, exc_info=True)
+        for handle in set(self._extended_at) - live:
+            del self._extended_at[handle]
+        return extended

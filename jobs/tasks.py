@@ -28,6 +28,7 @@ def _worker() -> Worker:
         lease_seconds=settings.RENDER_LEASE_SECONDS,
         max_attempts=settings.RENDER_MAX_ATTEMPTS,
         retention=wiring.retention(),
+        heartbeat_seconds=settings.RENDER_HEARTBEAT_SECONDS,
     )
 
 

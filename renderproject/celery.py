@@ -29,4 +29,29 @@ class LivenessFile(bootsteps.StartStopStep):
             self.tref.cancel()
 
 
+class KeepMessagesInvisible(bootsteps.StartStopStep):
+    """Extends the visibility of the SQS messages the worker holds, for as long as it works on them."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, consumer):
+        from django.conf import settings
+
+        from jobs.broker import VisibilityKeeper
+
+        keeper = VisibilityKeeper(visibility_timeout=settings.RENDER_VISIBILITY_TIMEOUT)
+
+        def tick():
+            task_consumer = getattr(consumer, "task_consumer", None)
+            if task_consumer is not None:
+                keeper.tick(task_consumer.channel)
+
+        self.tref = consumer.timer.call_repeatedly(max(1.0, settings.RENDER_HEARTBEAT_SECONDS), tick)
+
+    def stop(self, consumer):
+        if getattr(self, "tref", None):
+            self.tref.cancel()
+
+
 app.steps["worker"].add(LivenessFile)
+app.steps["consumer"].add(KeepMessagesInvisible)

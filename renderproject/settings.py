@@ -148,9 +148,15 @@ RENDER_BUCKET_NAME = env("RENDER_BUCKET_NAME", "render-results")
 RENDER_QUEUE_PREFIX = env("RENDER_QUEUE_PREFIX", "")
 RENDER_RENDERER = env("RENDER_RENDERER", "simulated")
 RENDER_SIMULATED_SECONDS = env("RENDER_SIMULATED_SECONDS", "2-5")
-# Seconds a received message stays invisible; the claim lease and the task time limits derive from it.
-RENDER_VISIBILITY_TIMEOUT = env_int("RENDER_VISIBILITY_TIMEOUT", 1800)
-RENDER_LEASE_SECONDS = max(1, RENDER_VISIBILITY_TIMEOUT * 9 // 10)
+# A worker holds a chunk by a lease in DynamoDB and keeps its SQS message invisible; both are renewed
+# while it works (every RENDER_HEARTBEAT_SECONDS), so a live render is never run twice and a dead
+# worker's chunk is taken over within a visibility timeout. The lease must lapse before the message
+# reappears, so that the redelivery can take the chunk over.
+RENDER_LEASE_SECONDS = env_int("RENDER_LEASE_SECONDS", 60)
+RENDER_VISIBILITY_TIMEOUT = env_int("RENDER_VISIBILITY_TIMEOUT", 90)
+RENDER_HEARTBEAT_SECONDS = max(1, min(RENDER_LEASE_SECONDS, RENDER_VISIBILITY_TIMEOUT) // 3)
+if RENDER_LEASE_SECONDS >= RENDER_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured("RENDER_LEASE_SECONDS must be shorter than RENDER_VISIBILITY_TIMEOUT")
 RENDER_MAX_ATTEMPTS = env_int("RENDER_MAX_ATTEMPTS", 3)
 RENDER_RETRY_BACKOFF_SECONDS = env_int("RENDER_RETRY_BACKOFF_SECONDS", 5)
 RENDER_RESULT_URL_EXPIRY = env_int("RENDER_RESULT_URL_EXPIRY", 3600)
@@ -196,8 +202,8 @@ CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # SQS has no broadcast; avoids pidb
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_CONCURRENCY = env_int("RENDER_WORKER_CONCURRENCY", 1)
-# A live worker must never outlive its claim lease, so the limits sit inside it.
-CELERY_TASK_TIME_LIMIT = max(1, RENDER_VISIBILITY_TIMEOUT * 8 // 10)
-CELERY_TASK_SOFT_TIME_LIMIT = max(1, RENDER_VISIBILITY_TIMEOUT * 3 // 4)
+# A chunk that renders longer than this is stopped (the lease keeps renewing while it runs).
+CELERY_TASK_TIME_LIMIT = env_int("RENDER_TASK_TIME_LIMIT", 6 * 3600)
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, CELERY_TASK_TIME_LIMIT - 30)
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 CSRF_FAILURE_VIEW = "jobs.api.errors.forbidden"

@@ -114,9 +114,23 @@ class InMemoryJobRepository:
         job = self._job_if(job_id, lambda j: j.attempt == attempt and j.status in (Q, P))
         return self._put(job.replace(status=P, started_at=job.started_at or now, updated_at=now))
 
-    def record_frame(self, job_id, *, token, frames_done, result, now) -> Job:
+    def record_frame(self, job_id, *, token, frames_done, result, now, lease_until) -> Job:
         job = self._job_if(job_id, lambda j: self._holds(j, token) and j.frames_done == frames_done)
-        return self._put(job.replace(frames_done=frames_done + 1, results=(*job.results, result), updated_at=now))
+        return self._put(
+            job.replace(
+                frames_done=frames_done + 1,
+                results=(*job.results, result),
+                updated_at=now,
+                lease_expires_at=lease_until,
+            )
+        )
+
+    def renew_lease(self, job_id, *, token, until) -> None:
+        job = self._job_if(job_id, lambda j: self._holds(j, token))
+        self._put(job.replace(lease_expires_at=until))
+
+    def renew_task_lease(self, task: Task, *, token, until) -> None:
+        self._put_task(self._task_held(task, token).replace(lease_expires_at=until))
 
     def complete(self, job_id, *, token, results, has_preview, now, expires_at) -> Job:
         job = self._job_if(job_id, lambda j: self._holds(j, token))
@@ -222,7 +236,7 @@ class InMemoryJobRepository:
             )
         )
 
-    def record_task_frame(self, task: Task, *, token, result, render_seconds, now) -> bool:
+    def record_task_frame(self, task: Task, *, token, result, render_seconds, now, lease_until) -> bool:
         current = self.task_items.get((task.job_id, task.index))
         if not (
             current
@@ -235,7 +249,7 @@ class InMemoryJobRepository:
         if job.status is not P or job.attempt != task.attempt:
             raise JobNotRunning(str(job.status))
         last = current.frames_done + 1 == len(current.frames)
-        changes = {}
+        changes = {"lease_expires_at": lease_until}
         if last:
             changes = {"status": JobStatus.COMPLETED, "finished_at": now, "lease_token": None, "lease_expires_at": None}
         self._put_task(

@@ -244,14 +244,18 @@ class DynamoJobRepository(DynamoTaskMixin):
             return False
         return True
 
-    def record_frame(self, job_id: str, *, token: str, frames_done: int, result: FrameResult, now: datetime) -> Job:
-        """One more frame of a one-chunk job is stored; fails once the job is cancelled or the lease is lost."""
+    def record_frame(
+        self, job_id: str, *, token: str, frames_done: int, result: FrameResult, now: datetime, lease_until: datetime
+    ) -> Job:
+        """One more frame of a one-chunk job is stored (renewing the lease); fails once the job is cancelled
+        or the lease is lost."""
         return item_to_job(
             conditional_update(
                 self._client,
                 self._table,
                 job_key(job_id),
-                "SET frames_done = :next, #results = list_append(#results, :result), updated_at = :now",
+                "SET frames_done = :next, #results = list_append(#results, :result), updated_at = :now,"
+                " lease_expires_at = :lease, gsi2sk = :gsi2sk",
                 condition=f"{HOLDS_LEASE} AND frames_done = :done",
                 values={
                     ":next": frames_done + 1,
@@ -260,8 +264,26 @@ class DynamoJobRepository(DynamoTaskMixin):
                     ":now": iso(now),
                     ":token": token,
                     ":processing": JobStatus.PROCESSING,
+                    ":lease": seconds(lease_until),
+                    ":gsi2sk": f"{iso(lease_until)}#{job_id}",
                 },
             )
+        )
+
+    def renew_lease(self, job_id: str, *, token: str, until: datetime) -> None:
+        """Keep holding a one-chunk job (or its assembly) while a long frame renders."""
+        conditional_update(
+            self._client,
+            self._table,
+            job_key(job_id),
+            "SET lease_expires_at = :lease, gsi2sk = :gsi2sk",
+            condition=HOLDS_LEASE,
+            values={
+                ":lease": seconds(until),
+                ":gsi2sk": f"{iso(until)}#{job_id}",
+                ":token": token,
+                ":processing": JobStatus.PROCESSING,
+            },
         )
 
     def complete(

@@ -97,7 +97,14 @@ class DynamoTaskMixin:
         )
 
     def record_task_frame(
-        self, task: Task, *, token: str, result: FrameResult, render_seconds: float, now: datetime
+        self,
+        task: Task,
+        *,
+        token: str,
+        result: FrameResult,
+        render_seconds: float,
+        now: datetime,
+        lease_until: datetime,
     ) -> bool:
         """Store one frame's result on the task and count it on the job, atomically; True if the chunk is done.
 
@@ -119,6 +126,10 @@ class DynamoTaskMixin:
             ":processing": JobStatus.PROCESSING,
         }
         task_expression = task_set
+        if not last:
+            task_expression += ", lease_expires_at = :lease, gsi2sk = :gsi2sk"
+            values[":lease"] = seconds(lease_until)
+            values[":gsi2sk"] = f"{iso(lease_until)}#{task.job_id}#{task.index:05d}"
         if last:
             task_expression += (
                 ", #status = :completed, finished_at = :now REMOVE lease_token, lease_expires_at, gsi2pk, gsi2sk"
@@ -160,6 +171,21 @@ class DynamoTaskMixin:
                 raise JobNotRunning(status) from exc
             raise
         return last
+
+    def renew_task_lease(self, task: Task, *, token: str, until: datetime) -> None:
+        """Keep holding a chunk while a long frame renders; LeaseLost once it is no longer ours."""
+        self._task_update(
+            task,
+            "SET lease_expires_at = :lease, gsi2sk = :gsi2sk",
+            TASK_HOLDS_LEASE,
+            {
+                ":lease": seconds(until),
+                ":gsi2sk": f"{iso(until)}#{task.job_id}#{task.index:05d}",
+                ":token": token,
+                ":attempt": task.attempt,
+                ":processing": JobStatus.PROCESSING,
+            },
+        )
 
     def release_task_after_failure(self, task: Task, *, token: str, error: str, now: datetime) -> Task:
         return self._task_update(

@@ -34,3 +34,7 @@ class Worker:
     lease_seconds: int
     max_attempts: int
     retention: timedelta
+    heartbeat_seconds: float = 20.0
+
+    def lease_until(self) -> datetime:
+        return self.clock() + timedelta(seconds=self.lease_seconds)

@@ -18,6 +18,7 @@ from ..domain import FrameResult, Job, JobStatus, Task, frame_key
 from ..errors import JobNotRunning, JobStateConflict, LeaseLost
 from .assembly import job_assemble, make_outputs
 from .control import finish_cancel_if_idle
+from .lease import LeaseKeeper
 from .ports import Worker
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,23 @@ def _single(worker: Worker, job_id: str, attempt: int) -> tuple[Outcome, int]:
         log.info("job %s attempt %s not claimed: %s", job_id, attempt, exc.message)
         return Outcome.SKIPPED, 0
     results = list(job.results)  # frames a previous holder finished are kept (resume, not redo)
+    renew = lambda: repo.renew_lease(job.id, token=token, until=worker.lease_until())  # noqa: E731
     try:
-        for frame in list(job.frames)[len(results) :]:
-            result, _ = _render_frame(worker, job, frame)
-            if len(results) + 1 < job.frames_total:
-                repo.record_frame(job.id, token=token, frames_done=len(results), result=result, now=worker.clock())
-            results.append(result)
-        has_preview = make_outputs(store=worker.store, job=job, results=results)
+        with LeaseKeeper(renew, every=worker.heartbeat_seconds) as keeper:
+            for frame in list(job.frames)[len(results) :]:
+                result, _ = _render_frame(worker, job, frame)
+                if len(results) + 1 < job.frames_total:
+                    repo.record_frame(
+                        job.id,
+                        token=token,
+                        frames_done=len(results),
+                        result=result,
+                        now=worker.clock(),
+                        lease_until=worker.lease_until(),
+                    )
+                    keeper.touched()
+                results.append(result)
+            has_preview = make_outputs(store=worker.store, job=job, results=results)
         now = worker.clock()
         repo.complete(
             job.id,
@@ -129,10 +140,21 @@ def _multi(worker: Worker, job_id: str, index: int, attempt: int) -> tuple[Outco
         return Outcome.SKIPPED, 0
     try:
         frames = list(task.frames)
-        while task.frames_done < len(frames):
-            result, elapsed = _render_frame(worker, job, frames[task.frames_done])
-            repo.record_task_frame(task, token=token, result=result, render_seconds=elapsed, now=worker.clock())
-            task = task.replace(frames_done=task.frames_done + 1)
+        held = task
+        renew = lambda: repo.renew_task_lease(held, token=token, until=worker.lease_until())  # noqa: E731
+        with LeaseKeeper(renew, every=worker.heartbeat_seconds) as keeper:
+            while task.frames_done < len(frames):
+                result, elapsed = _render_frame(worker, job, frames[task.frames_done])
+                repo.record_task_frame(
+                    task,
+                    token=token,
+                    result=result,
+                    render_seconds=elapsed,
+                    now=worker.clock(),
+                    lease_until=worker.lease_until(),
+                )
+                keeper.touched()
+                task = task.replace(frames_done=task.frames_done + 1)
         log.info("job %s chunk %s COMPLETED", job_id, index)
         _assemble_if_last(worker, job)
         return Outcome.DONE, 0

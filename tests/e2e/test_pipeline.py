@@ -43,8 +43,8 @@ def test_jobs_complete_and_their_images_download_through_presigned_urls(make_sta
 
 
 def test_a_worker_killed_mid_render_leaves_a_job_that_completes_once(make_stack):
-    # Short visibility timeout so the message comes back soon; the lease (9/10 of it) lapses before that.
-    stack = make_stack(RENDER_VISIBILITY_TIMEOUT="8", RENDER_SIMULATED_SECONDS="3")
+    # Short lease and visibility timeout so the message comes back soon; the lease lapses before that.
+    stack = make_stack(RENDER_LEASE_SECONDS="3", RENDER_VISIBILITY_TIMEOUT="5", RENDER_SIMULATED_SECONDS="3")
     stack.start_ready_worker("doomed")
     job = stack.submit()
     stack.wait_for_status(job["id"], "PROCESSING", timeout=30)
@@ -156,3 +156,16 @@ def test_worker_health_check_follows_its_liveness_file(make_stack):
     stale = stack.log_dir / "worker.alive"
     os.utime(stale, (time.time() - 120, time.time() - 120))
     assert subprocess.run([sys.executable, "-m", "jobs.healthcheck"], cwd=ROOT, env=env).returncode == 1
+
+
+def test_a_render_longer_than_the_visibility_timeout_runs_once(make_stack):
+    # The frame takes 7 s; the lease is 2 s and the visibility timeout 3 s: both must be kept alive.
+    stack = make_stack(RENDER_LEASE_SECONDS="2", RENDER_VISIBILITY_TIMEOUT="3", RENDER_SIMULATED_SECONDS="7")
+    stack.start_ready_worker("w1")
+    stack.start_ready_worker("w2")
+    job = stack.submit()
+    done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=60)
+    assert done["status"] == "COMPLETED"
+    logs = stack.log("w1") + stack.log("w2")
+    assert logs.count(f"job_completed job={job['id']}") == 1
+    assert f"job {job['id']} attempt 1 not claimed" not in logs  # never redelivered to anyone

@@ -227,7 +227,8 @@ def test_queues_encrypted_redriven_and_consistent_with_the_worker(dev):
         queue = queues[name]
         assert queue["SqsManagedSseEnabled"] is True
         assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
-        assert queue["VisibilityTimeout"] == int(worker_env["RENDER_VISIBILITY_TIMEOUT"])
+        assert queue["VisibilityTimeout"] == int(worker_env["RENDER_VISIBILITY_TIMEOUT"]) == 90
+        assert int(worker_env["RENDER_LEASE_SECONDS"]) < queue["VisibilityTimeout"]
         assert queue["ReceiveMessageWaitTimeSeconds"] == 20
         assert name == f"{worker_env['RENDER_QUEUE_PREFIX']}render-{name.split('-')[-1]}"
     assert queues["dev-render-dlq"]["MessageRetentionPeriod"] == 14 * 24 * 3600
@@ -367,7 +368,10 @@ def test_the_app_synthesizes_offline_from_cdk_json(tmp_path):
     assert len(template["Resources"]) > 50
 
 
-@pytest.mark.parametrize("bad", [{"infrequentAccessAfterDays": "10"}, {"workerStopTimeoutSeconds": "300"}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"infrequentAccessAfterDays": "10"}, {"workerStopTimeoutSeconds": "300"}, {"leaseSeconds": "120"}],
+)
 def test_bad_context_is_refused(bad):
     import aws_cdk as cdk
 

@@ -47,8 +47,25 @@ def test_claim_is_exclusive_until_the_lease_lapses(repo, make_job):
     second = repo.claim(job.id, attempt=1, worker="b", token="t2", now=later, lease_seconds=LEASE)
     assert second.worker == "b" and second.started_at == T0  # the first start is kept
     with pytest.raises(JobStateConflict):
-        repo.record_frame(job.id, token="t1", frames_done=0, result=_result(1), now=later)
-    assert repo.record_frame(job.id, token="t2", frames_done=0, result=_result(1), now=later).frames_done == 1
+        repo.record_frame(
+            job.id,
+            token="t1",
+            frames_done=0,
+            result=_result(1),
+            now=later,
+            lease_until=later + timedelta(seconds=LEASE),
+        )
+    assert (
+        repo.record_frame(
+            job.id,
+            token="t2",
+            frames_done=0,
+            result=_result(1),
+            now=later,
+            lease_until=later + timedelta(seconds=LEASE),
+        ).frames_done
+        == 1
+    )
 
 
 def test_claim_fenced_by_attempt(repo, make_job):
@@ -211,11 +228,25 @@ def test_task_frames_count_on_the_job_atomically_and_the_last_one_completes_the_
     task = repo.claim_task(job.id, 0, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
     with pytest.raises(JobStateConflict):
         repo.claim_task(job.id, 0, attempt=1, worker="b", token="u", now=T0, lease_seconds=LEASE)
-    assert repo.record_task_frame(task, token="t", result=_result(1), render_seconds=1.5, now=T0) is False
-    with pytest.raises(LeaseLost):  # a stale view of frames_done, as a duplicate worker would have
-        repo.record_task_frame(task, token="t", result=_result(1), render_seconds=1.5, now=T0)
     assert (
-        repo.record_task_frame(task.replace(frames_done=1), token="t", result=_result(2), render_seconds=0.5, now=T0)
+        repo.record_task_frame(
+            task, token="t", result=_result(1), render_seconds=1.5, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
+        )
+        is False
+    )
+    with pytest.raises(LeaseLost):  # a stale view of frames_done, as a duplicate worker would have
+        repo.record_task_frame(
+            task, token="t", result=_result(1), render_seconds=1.5, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
+        )
+    assert (
+        repo.record_task_frame(
+            task.replace(frames_done=1),
+            token="t",
+            result=_result(2),
+            render_seconds=0.5,
+            now=T0,
+            lease_until=T0 + timedelta(seconds=LEASE),
+        )
         is True
     )
     done = repo.tasks(job.id)[0]
@@ -233,7 +264,9 @@ def test_task_writes_stop_once_the_job_is_cancelling(repo, make_job):
     task = repo.claim_task(job.id, 1, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
     repo.transition(job.id, attempt=1, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=T0)
     with pytest.raises(JobNotRunning) as stopped:
-        repo.record_task_frame(task, token="t", result=_result(3), render_seconds=1, now=T0)
+        repo.record_task_frame(
+            task, token="t", result=_result(3), render_seconds=1, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
+        )
     assert stopped.value.status == "CANCELLING"
     assert repo.get(job.id).frames_done == 0  # the transaction wrote neither side
     ended = repo.end_task(task, token="t", status=JobStatus.CANCELLED, now=T0)
@@ -256,8 +289,17 @@ def test_retry_requeues_unfinished_tasks_in_a_new_attempt(repo, make_job):
     job = _multi_job(repo, make_job)
     repo.start(job.id, attempt=1, now=T0)
     t0 = repo.claim_task(job.id, 0, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
-    repo.record_task_frame(t0, token="t", result=_result(1), render_seconds=1, now=T0)
-    repo.record_task_frame(t0.replace(frames_done=1), token="t", result=_result(2), render_seconds=1, now=T0)
+    repo.record_task_frame(
+        t0, token="t", result=_result(1), render_seconds=1, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
+    )
+    repo.record_task_frame(
+        t0.replace(frames_done=1),
+        token="t",
+        result=_result(2),
+        render_seconds=1,
+        now=T0,
+        lease_until=T0 + timedelta(seconds=LEASE),
+    )
     t1 = repo.claim_task(job.id, 1, attempt=1, worker="a", token="u", now=T0, lease_seconds=LEASE)
     repo.end_task(t1, token="u", status=JobStatus.FAILED, now=T0, error="boom")
     failed = repo.fail_running(job.id, attempt=1, error="chunk 1: boom", now=T0, expires_at=T0 + LATER)
@@ -281,7 +323,14 @@ def test_assembly_lease_is_exclusive(repo, make_job):
     repo.start(job.id, attempt=1, now=T0)
     for index in (0, 1):
         task = repo.claim_task(job.id, index, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
-        repo.record_task_frame(task, token="t", result=_result(index + 1), render_seconds=1, now=T0)
+        repo.record_task_frame(
+            task,
+            token="t",
+            result=_result(index + 1),
+            render_seconds=1,
+            now=T0,
+            lease_until=T0 + timedelta(seconds=LEASE),
+        )
     leased = repo.begin_assembly(job.id, attempt=1, worker="a", token="x", now=T0, lease_seconds=LEASE)
     assert leased.lease_token == "x"
     with pytest.raises(JobStateConflict):

@@ -1,0 +1,55 @@
+"""Keeps a lease alive from a background thread while a long frame renders."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..errors import JobStateConflict
+
+log = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    """Calls `renew` every `every` seconds unless a frame write renewed the lease more recently.
+
+    Every recorded frame renews the lease in the same write, so this thread only speaks during frames
+    longer than `every`. When a renewal is refused (the lease was lost, or the job is stopping) it stops;
+    the next frame write then fails and the render stops there.
+    """
+
+    def __init__(self, renew: Callable[[], None], *, every: float):
+        self._renew = renew
+        self._every = every
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+        self.renewals = 0
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def touched(self) -> None:
+        self._last = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(self._every, 1.0)):
+            if time.monotonic() - self._last < self._every:
+                continue
+            try:
+                self._renew()
+                self.renewals += 1
+                self.touched()
+            except JobStateConflict as exc:
+                log.info("lease renewal refused (%s); the render stops at its next frame", exc.message)
+                return
+            except Exception:
+                log.warning("lease renewal failed; trying again", exc_info=True)
+                self.touched()
