@@ -9,7 +9,7 @@ import socket
 from celery import shared_task
 from django.conf import settings
 
-from . import wiring
+from . import shutdown, wiring
 from .domain import utcnow
 from .errors import JobNotFound
 from .services import Outcome, Worker, chunk_process, job_fanout
@@ -29,6 +29,7 @@ def _worker() -> Worker:
         max_attempts=settings.RENDER_MAX_ATTEMPTS,
         retention=wiring.retention(),
         heartbeat_seconds=settings.RENDER_HEARTBEAT_SECONDS,
+        grace_left=lambda: shutdown.grace_left(settings.RENDER_SHUTDOWN_GRACE_SECONDS),
     )
 
 
@@ -40,8 +41,11 @@ def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
     except JobNotFound:
         log.warning("job %s does not exist (withdrawn or expired); dropping its message", job_id)
         return Outcome.SKIPPED
-    if outcome is Outcome.RETRY:
-        countdown = min(settings.RENDER_RETRY_BACKOFF_SECONDS * 2 ** (failures - 1), 900)
+    if outcome in (Outcome.RETRY, Outcome.RELEASED):
+        # A retry after a failure waits with backoff; a chunk released at shutdown goes straight back.
+        countdown = (
+            0 if outcome is Outcome.RELEASED else min(settings.RENDER_RETRY_BACKOFF_SECONDS * 2 ** (failures - 1), 900)
+        )
         queue = self.request.delivery_info.get("routing_key") or settings.RENDER_QUEUE_NAMES["normal"]
         raise self.retry(args=(job_id, index, attempt), countdown=countdown, queue=queue)
     return outcome

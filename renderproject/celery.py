@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "renderproject.settings")
 
@@ -55,3 +55,11 @@ class KeepMessagesInvisible(bootsteps.StartStopStep):
 
 app.steps["worker"].add(LivenessFile)
 app.steps["consumer"].add(KeepMessagesInvisible)
+
+
+@signals.worker_shutting_down.connect
+def _shutting_down(**kwargs):
+    """SIGTERM (ECS stop, Spot interruption): running chunks finish within the grace period or release."""
+    from jobs import shutdown
+
+    shutdown.request()

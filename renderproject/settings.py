@@ -155,6 +155,9 @@ RENDER_SIMULATED_SECONDS = env("RENDER_SIMULATED_SECONDS", "2-5")
 RENDER_LEASE_SECONDS = env_int("RENDER_LEASE_SECONDS", 60)
 RENDER_VISIBILITY_TIMEOUT = env_int("RENDER_VISIBILITY_TIMEOUT", 90)
 RENDER_HEARTBEAT_SECONDS = max(1, min(RENDER_LEASE_SECONDS, RENDER_VISIBILITY_TIMEOUT) // 3)
+# After SIGTERM a running chunk keeps rendering only if its remaining frames fit in this many seconds;
+# otherwise it is released at the next frame boundary for another worker (ECS then stops the task).
+RENDER_SHUTDOWN_GRACE_SECONDS = env_int("RENDER_SHUTDOWN_GRACE_SECONDS", 30)
 if RENDER_LEASE_SECONDS >= RENDER_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured("RENDER_LEASE_SECONDS must be shorter than RENDER_VISIBILITY_TIMEOUT")
 RENDER_MAX_ATTEMPTS = env_int("RENDER_MAX_ATTEMPTS", 3)

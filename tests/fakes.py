@@ -150,17 +150,10 @@ class InMemoryJobRepository:
             )
         )
 
-    def release_after_failure(self, job_id, *, token, error, now) -> Job:
+    def release(self, job_id, *, token, now, error=None) -> Job:
         job = self._job_if(job_id, lambda j: self._holds(j, token))
-        return self._put(
-            job.replace(
-                render_failures=job.render_failures + 1,
-                error=error,
-                updated_at=now,
-                lease_token=None,
-                lease_expires_at=EPOCH0,
-            )
-        )
+        failure = {} if error is None else {"render_failures": job.render_failures + 1, "error": error}
+        return self._put(job.replace(updated_at=now, lease_token=None, lease_expires_at=EPOCH0, **failure))
 
     def fail(self, job_id, *, token, error, now, expires_at) -> Job:
         job = self._job_if(job_id, lambda j: self._holds(j, token))
@@ -263,13 +256,10 @@ class InMemoryJobRepository:
         self._put(job.replace(frames_done=job.frames_done + 1, chunks_done=job.chunks_done + int(last), updated_at=now))
         return last
 
-    def release_task_after_failure(self, task: Task, *, token, error, now) -> Task:
+    def release_task(self, task: Task, *, token, now, error=None) -> Task:
         current = self._task_held(task, token)
-        return self._put_task(
-            current.replace(
-                render_failures=current.render_failures + 1, error=error, lease_token=None, lease_expires_at=EPOCH0
-            )
-        )
+        failure = {} if error is None else {"render_failures": current.render_failures + 1, "error": error}
+        return self._put_task(current.replace(lease_token=None, lease_expires_at=EPOCH0, **failure))
 
     def end_task(self, task: Task, *, token, status, now, error=None) -> Task:
         current = self._task_held(task, token)

@@ -139,13 +139,16 @@ class Stack:
         req = urllib.request.Request(f"{self.env['AWS_ENDPOINT_URL']}/_emulator/requests/reset", method="POST")
         urllib.request.urlopen(req, timeout=5).close()
 
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
-        """Signal a process group and wait; SIGKILL it if it outlives the timeout."""
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15.0, *, group: bool = True) -> int | None:
+        """Signal a process (its whole group by default) and wait; SIGKILL the group if it outlives the timeout.
+
+        `group=False` signals the main process alone, as `docker stop` / ECS do with a container's PID 1.
+        """
         proc = self.processes.pop(name, None)
         if proc is None:
             return None
         try:
-            os.killpg(proc.pid, sig)
+            (os.killpg if group else os.kill)(proc.pid, sig)
             return proc.wait(timeout=timeout)
         except ProcessLookupError:
             return proc.wait()

@@ -322,19 +322,20 @@ class DynamoJobRepository(DynamoTaskMixin):
             )
         )
 
-    def release_after_failure(self, job_id: str, *, token: str, error: str, now: datetime) -> Job:
-        """Record a failed render and lapse the lease so the retry message can claim the job again."""
+    def release(self, job_id: str, *, token: str, now: datetime, error: str | None = None) -> Job:
+        """Lapse the lease so the next message claims the job at once: after a failed render (counted, with
+        its error) or at a worker's shutdown (no error)."""
+        failure = ", render_failures = render_failures + :one, #error = :error" if error is not None else ""
         return item_to_job(
             conditional_update(
                 self._client,
                 self._table,
                 job_key(job_id),
-                "SET render_failures = render_failures + :one, #error = :error, updated_at = :now,"
-                " lease_expires_at = :lapsed, gsi2sk = :gsi2sk REMOVE lease_token",
+                f"SET updated_at = :now, lease_expires_at = :lapsed, gsi2sk = :gsi2sk{failure} REMOVE lease_token",
                 condition=HOLDS_LEASE,
                 values={
                     ":one": 1,
-                    ":error": error[:1000],
+                    ":error": (error or "")[:1000],
                     ":now": iso(now),
                     ":lapsed": 0,
                     ":gsi2sk": f"{iso(now)}#{job_id}",

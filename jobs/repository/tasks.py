@@ -187,16 +187,18 @@ class DynamoTaskMixin:
             },
         )
 
-    def release_task_after_failure(self, task: Task, *, token: str, error: str, now: datetime) -> Task:
+    def release_task(self, task: Task, *, token: str, now: datetime, error: str | None = None) -> Task:
+        """Lapse the chunk's lease (after a failed render, counted with its error, or at shutdown)."""
+        failure = ", render_failures = render_failures + :one, #error = :error" if error is not None else ""
         return self._task_update(
             task,
-            "SET render_failures = render_failures + :one, #error = :error, lease_expires_at = :lapsed"
-            " REMOVE lease_token",
+            f"SET lease_expires_at = :lapsed, gsi2sk = :gsi2sk{failure} REMOVE lease_token",
             TASK_HOLDS_LEASE,
             {
                 ":one": 1,
-                ":error": error[:1000],
+                ":error": (error or "")[:1000],
                 ":lapsed": 0,
+                ":gsi2sk": f"{iso(now)}#{task.job_id}#{task.index:05d}",
                 ":token": token,
                 ":attempt": task.attempt,
                 ":processing": JobStatus.PROCESSING,

@@ -35,6 +35,8 @@ class Worker:
     max_attempts: int
     retention: timedelta
     heartbeat_seconds: float = 20.0
+    # Seconds left before a requested shutdown must be done; None while the worker is not shutting down.
+    grace_left: Callable[[], float | None] = lambda: None
 
     def lease_until(self) -> datetime:
         return self.clock() + timedelta(seconds=self.lease_seconds)

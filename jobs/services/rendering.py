@@ -30,6 +30,20 @@ class Outcome(StrEnum):
     STOPPED = "stopped"  # stopped between frames (cancel, job failure, lost lease)
     RETRY = "retry"  # the render failed and will be retried: the caller schedules the retry
     FAILED = "failed"  # the render failed for the last time
+    RELEASED = "released"  # handed back at worker shutdown: the caller sends its message again
+
+
+class _ReleaseForShutdown(Exception):
+    """The worker is shutting down and the rest of the chunk will not fit in the grace period."""
+
+
+def _check_shutdown(worker: Worker, *, frames_left: int, frame_seconds: list[float]) -> None:
+    left = worker.grace_left()
+    if left is None:
+        return
+    per_frame = sum(frame_seconds) / len(frame_seconds) if frame_seconds else None
+    if per_frame is None or frames_left * per_frame > left:
+        raise _ReleaseForShutdown()
 
 
 def chunk_process(*, worker: Worker, job_id: str, index: int | None, attempt: int) -> tuple[Outcome, int]:
@@ -62,10 +76,13 @@ def _single(worker: Worker, job_id: str, attempt: int) -> tuple[Outcome, int]:
         return Outcome.SKIPPED, 0
     results = list(job.results)  # frames a previous holder finished are kept (resume, not redo)
     renew = lambda: repo.renew_lease(job.id, token=token, until=worker.lease_until())  # noqa: E731
+    frame_seconds: list[float] = []
     try:
         with LeaseKeeper(renew, every=worker.heartbeat_seconds) as keeper:
             for frame in list(job.frames)[len(results) :]:
-                result, _ = _render_frame(worker, job, frame)
+                _check_shutdown(worker, frames_left=job.frames_total - len(results), frame_seconds=frame_seconds)
+                result, elapsed = _render_frame(worker, job, frame)
+                frame_seconds.append(elapsed)
                 if len(results) + 1 < job.frames_total:
                     repo.record_frame(
                         job.id,
@@ -91,6 +108,11 @@ def _single(worker: Worker, job_id: str, attempt: int) -> tuple[Outcome, int]:
         return Outcome.DONE, 0
     except JobStateConflict as exc:
         return _single_stopped(worker, job, token, exc), 0
+    except _ReleaseForShutdown:
+        with contextlib.suppress(JobStateConflict):
+            repo.release(job.id, token=token, now=worker.clock())
+        log.info("job %s released at shutdown after %d frames", job_id, len(results))
+        return Outcome.RELEASED, 0
     except Exception as exc:
         log.exception("job %s: render failed", job_id)
         now = worker.clock()
@@ -99,7 +121,7 @@ def _single(worker: Worker, job_id: str, attempt: int) -> tuple[Outcome, int]:
             repo.fail(job.id, token=token, error=error, now=now, expires_at=now + worker.retention)
             log.warning("job_failed job=%s error=%s", job.id, error)  # a metric filter counts these
             return Outcome.FAILED, job.render_failures + 1
-        after = repo.release_after_failure(job.id, token=token, error=error, now=now)
+        after = repo.release(job.id, token=token, error=error, now=now)
         return Outcome.RETRY, after.render_failures
 
 
@@ -142,9 +164,12 @@ def _multi(worker: Worker, job_id: str, index: int, attempt: int) -> tuple[Outco
         frames = list(task.frames)
         held = task
         renew = lambda: repo.renew_task_lease(held, token=token, until=worker.lease_until())  # noqa: E731
+        frame_seconds: list[float] = []
         with LeaseKeeper(renew, every=worker.heartbeat_seconds) as keeper:
             while task.frames_done < len(frames):
+                _check_shutdown(worker, frames_left=len(frames) - task.frames_done, frame_seconds=frame_seconds)
                 result, elapsed = _render_frame(worker, job, frames[task.frames_done])
+                frame_seconds.append(elapsed)
                 repo.record_task_frame(
                     task,
                     token=token,
@@ -161,6 +186,11 @@ def _multi(worker: Worker, job_id: str, index: int, attempt: int) -> tuple[Outco
     except LeaseLost:
         log.warning("job %s chunk %s: lease lost; leaving it to its new holder", job_id, index)
         return Outcome.STOPPED, 0
+    except _ReleaseForShutdown:
+        with contextlib.suppress(LeaseLost):
+            repo.release_task(task, token=token, now=worker.clock())
+        log.info("job %s chunk %s released at shutdown after %d frames", job_id, index, task.frames_done)
+        return Outcome.RELEASED, 0
     except JobNotRunning as exc:
         return _multi_stopped(worker, task, token, exc.status), 0
     except Exception as exc:
@@ -186,7 +216,7 @@ def _multi_failed(worker: Worker, task: Task, token: str, error: str) -> tuple[O
     repo, now = worker.repo, worker.clock()
     try:
         if task.render_failures + 1 < worker.max_attempts:
-            after = repo.release_task_after_failure(task, token=token, error=error, now=now)
+            after = repo.release_task(task, token=token, error=error, now=now)
             return Outcome.RETRY, after.render_failures
         repo.end_task(task, token=token, status=JobStatus.FAILED, now=now, error=error)
     except LeaseLost:

@@ -113,7 +113,7 @@ def test_dynamodb_down_gets_503(make_stack):
 def test_worker_stops_cleanly_on_sigterm(make_stack):
     stack = make_stack(api=False)
     stack.start_ready_worker()
-    assert stack.stop("worker", signal.SIGTERM, timeout=30) == 0
+    assert stack.stop("worker", signal.SIGTERM, timeout=30, group=False) == 0
 
 
 def test_create_api_key_prints_the_key_alone_and_it_works(make_stack):
@@ -169,3 +169,21 @@ def test_a_render_longer_than_the_visibility_timeout_runs_once(make_stack):
     logs = stack.log("w1") + stack.log("w2")
     assert logs.count(f"job_completed job={job['id']}") == 1
     assert f"job {job['id']} attempt 1 not claimed" not in logs  # never redelivered to anyone
+
+
+def test_sigterm_mid_render_releases_the_chunk_to_another_worker(make_stack):
+    stack = make_stack(RENDER_SIMULATED_SECONDS="0.5", RENDER_SHUTDOWN_GRACE_SECONDS="0")
+    stack.start_ready_worker("leaving")
+    job = stack.submit(frame_start=1, frame_end=8, chunk_size=8)
+    stack.wait_for(job["id"], lambda j: j["progress"]["frames_done"] >= 2, timeout=30)
+    stack.start_ready_worker("staying")
+    started = time.monotonic()
+    # SIGTERM to the main process only, as ECS stops a container (Spot interruption, deployment).
+    assert stack.stop("leaving", signal.SIGTERM, timeout=30, group=False) == 0  # exits cleanly ...
+    assert time.monotonic() - started < 10  # ... at the next frame boundary, not after the whole chunk
+    assert f"job {job['id']} released at shutdown" in stack.log("leaving")
+    done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=60)
+    assert done["status"] == "COMPLETED" and done["progress"]["frames_done"] == 8
+    assert f"job_completed job={job['id']}" in stack.log("staying")
+    manifest = requests.get(done["results"]["manifest_url"], timeout=10).json()
+    assert [f["frame"] for f in manifest["frames"]] == list(range(1, 9))

@@ -93,7 +93,7 @@ def test_release_after_failure_lets_the_retry_claim_at_once(repo, make_job):
     job = make_job()
     repo.add(job)
     repo.claim(job.id, attempt=1, worker="a", token="t1", now=T0, lease_seconds=LEASE)
-    released = repo.release_after_failure(job.id, token="t1", error="boom", now=T0)
+    released = repo.release(job.id, token="t1", error="boom", now=T0)
     assert released.status is JobStatus.PROCESSING and released.render_failures == 1 and released.error == "boom"
     again = repo.claim(job.id, attempt=1, worker="b", token="t2", now=T0, lease_seconds=LEASE)
     failed = repo.fail(job.id, token=again.lease_token, error="boom 2", now=T0, expires_at=T0 + LATER)

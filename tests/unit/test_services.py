@@ -352,3 +352,64 @@ def test_other_owners_get_404(repo, queue, clock):
     job = submit(repo, queue, clock)
     with pytest.raises(JobNotFound):
         job_get(repo=repo, owner="mallory", job_id=job.id)
+
+
+def test_shutdown_releases_a_chunk_that_will_not_fit_in_the_grace_period(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
+    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    rendered = ScriptedRenderer()
+    grace = {"left": None}
+    rendered.on_render = lambda j, f: grace.update(left=0.0) if f == 2 else None  # SIGTERM during frame 2
+    leaving = Worker(
+        repo=repo,
+        store=store,
+        renderer=rendered,
+        clock=clock,
+        name="leaving",
+        lease_seconds=LEASE,
+        max_attempts=3,
+        retention=RETENTION,
+        grace_left=lambda: grace["left"],
+    )
+    assert chunk_process(worker=leaving, job_id=job.id, index=0, attempt=1) == (Outcome.RELEASED, 0)
+    assert rendered.calls == [1, 2]
+    task = repo.tasks(job.id)[0]
+    assert task.status is JobStatus.PROCESSING and task.frames_done == 2 and task.lease_token is None
+    staying = ScriptedRenderer()
+    assert (
+        chunk_process(
+            worker=make_worker(repo, store, clock, staying, name="staying"), job_id=job.id, index=0, attempt=1
+        )[0]
+        is Outcome.DONE
+    )  # claimed at once: the lease was released
+    assert staying.calls == [3, 4, 5]
+
+
+def test_shutdown_with_enough_grace_finishes_the_chunk(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 3))
+    worker = Worker(
+        repo=repo,
+        store=store,
+        renderer=ScriptedRenderer(),
+        clock=clock,
+        name="w",
+        lease_seconds=LEASE,
+        max_attempts=3,
+        retention=RETENTION,
+        grace_left=lambda: 60.0,
+    )
+    queue.chunks.clear()
+    # No frame timed yet in this run: with no estimate the chunk is handed back at once.
+    assert chunk_process(worker=worker, job_id=job.id, index=None, attempt=1)[0] is Outcome.RELEASED
+    roomy = Worker(
+        repo=repo,
+        store=store,
+        renderer=ScriptedRenderer(),
+        clock=clock,
+        name="w2",
+        lease_seconds=LEASE,
+        max_attempts=3,
+        retention=RETENTION,
+        grace_left=lambda: None if not repo.get(job.id).frames_done else 60.0,
+    )
+    assert chunk_process(worker=roomy, job_id=job.id, index=None, attempt=1)[0] is Outcome.DONE

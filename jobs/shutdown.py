@@ -1,0 +1,26 @@
+"""Graceful shutdown: SIGTERM reaches the worker's main process; its pool processes learn of it here.
+
+The event and timestamp are created at import, in the main process, before the pool forks, so every
+pool process shares them. `renderproject/celery.py` sets them on Celery's `worker_shutting_down`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+_context = multiprocessing.get_context("fork")
+_requested = _context.Event()
+_at = _context.Value("d", 0.0)
+
+
+def request() -> None:
+    _at.value = time.time()
+    _requested.set()
+
+
+def grace_left(grace_seconds: float) -> float | None:
+    """Seconds left of the grace period since shutdown was requested; None while not shutting down."""
+    if not _requested.is_set():
+        return None
+    return grace_seconds - (time.time() - _at.value)
