@@ -31,6 +31,14 @@ def result_store() -> S3ResultStore:
 
 
 @functools.cache
+def dead_letter_queue():
+    from .deadletters import DeadLetterQueue
+
+    url = settings.RENDER_DLQ_URL or aws.client("sqs").get_queue_url(QueueName=settings.RENDER_DLQ_NAME)["QueueUrl"]
+    return DeadLetterQueue(client=aws.client("sqs"), url=url)
+
+
+@functools.cache
 def renderer() -> Renderer:
     return get_renderer(settings.RENDER_RENDERER, simulated_seconds=settings.RENDER_SIMULATED_SECONDS)
 
@@ -48,6 +56,6 @@ def retention() -> timedelta:
 
 def reset() -> None:
     """Drop every cached adapter and client (tests that repoint AWS call this)."""
-    for factory in (job_repository, api_key_repository, result_store, renderer, task_queue):
+    for factory in (job_repository, api_key_repository, result_store, renderer, task_queue, dead_letter_queue):
         factory.cache_clear()
     aws.reset_clients()

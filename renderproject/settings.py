@@ -171,6 +171,7 @@ RENDER_SWEEP_GRACE_SECONDS = env_int("RENDER_SWEEP_GRACE_SECONDS", 300)
 
 RENDER_QUEUE_NAMES = {p: f"{RENDER_QUEUE_PREFIX}render-{p}" for p in ("high", "normal", "low")}
 RENDER_DLQ_NAME = f"{RENDER_QUEUE_PREFIX}render-dlq"
+RENDER_DLQ_URL = env("RENDER_DLQ_URL", "")  # in AWS (CDK sets it); locally the URL is looked up by name
 
 # --- Celery (SQS broker; task state lives in DynamoDB, so no result backend) ----------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "sqs://")

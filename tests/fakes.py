@@ -159,9 +159,15 @@ class InMemoryJobRepository:
         job = self._job_if(job_id, lambda j: self._holds(j, token))
         return self._end(job.replace(render_failures=job.render_failures + 1), JobStatus.FAILED, now, error)
 
-    def fail_running(self, job_id, *, attempt, error, now, expires_at) -> Job:
-        job = self._job_if(job_id, lambda j: j.status is P and j.attempt == attempt)
+    def fail_unfinished(self, job_id, *, attempt, error, now, expires_at) -> Job:
+        job = self._job_if(job_id, lambda j: j.status in (Q, P) and j.attempt == attempt)
         return self._end(job, JobStatus.FAILED, now, error)
+
+    def fail_unfinished_task(self, job_id, index, *, attempt, error, now) -> None:
+        task = self._task_if(job_id, index, lambda t: t.status in (Q, P) and t.attempt == attempt)
+        self._put_task(
+            task.replace(status=JobStatus.FAILED, finished_at=now, error=error, lease_token=None, lease_expires_at=None)
+        )
 
     def transition(self, job_id, *, attempt, source, target, now, expires_at=None, when_lease_free=False) -> Job:
         job = self._job_if(

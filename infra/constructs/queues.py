@@ -42,6 +42,6 @@ class RenderQueues(Construct):
         }
 
     def environment(self) -> dict[str, str]:
-        env = {"RENDER_QUEUE_PREFIX": self.prefix}
+        env = {"RENDER_QUEUE_PREFIX": self.prefix, "RENDER_DLQ_URL": self.dlq.queue_url}
         env.update({f"RENDER_QUEUE_URL_{p.upper()}": q.queue_url for p, q in self.queues.items()})
         return env

@@ -357,16 +357,17 @@ class DynamoJobRepository(DynamoTaskMixin):
             values={":token": token, ":failures": 1},
         )
 
-    def fail_running(self, job_id: str, *, attempt: int, error: str, now: datetime, expires_at: datetime) -> Job:
-        """PROCESSING -> FAILED for a multi-chunk job whose chunk used up its attempts."""
+    def fail_unfinished(self, job_id: str, *, attempt: int, error: str, now: datetime, expires_at: datetime) -> Job:
+        """QUEUED | PROCESSING -> FAILED in this attempt, whoever holds it: a chunk used up its attempts, or
+        its message was dead-lettered."""
         return self._finish(
             job_id,
             JobStatus.FAILED,
-            condition="#status = :processing AND attempt = :attempt",
+            condition="#status IN (:queued, :processing) AND attempt = :attempt",
             error=error,
             now=now,
             expires_at=expires_at,
-            values={":attempt": attempt, ":failures": 0},
+            values={":attempt": attempt, ":failures": 0, ":queued": JobStatus.QUEUED},
         )
 
     def _finish(self, job_id, status, *, condition, error, now, expires_at, values) -> Job:

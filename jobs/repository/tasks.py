@@ -223,6 +223,25 @@ class DynamoTaskMixin:
             task, expression + " REMOVE lease_token, lease_expires_at, gsi2pk, gsi2sk", TASK_HOLDS_LEASE, values
         )
 
+    def fail_unfinished_task(self, job_id: str, index: int, *, attempt: int, error: str, now: datetime) -> None:
+        """A dead-lettered chunk: QUEUED | PROCESSING -> FAILED in this attempt, whoever held it."""
+        conditional_update(
+            self._client,
+            self._table,
+            task_key(job_id, index),
+            "SET #status = :failed, finished_at = :now, #error = :error"
+            " REMOVE lease_token, lease_expires_at, gsi2pk, gsi2sk",
+            condition="#status IN (:queued, :processing) AND attempt = :attempt",
+            values={
+                ":failed": JobStatus.FAILED,
+                ":queued": JobStatus.QUEUED,
+                ":processing": JobStatus.PROCESSING,
+                ":attempt": attempt,
+                ":now": iso(now),
+                ":error": error[:1000],
+            },
+        )
+
     def drop_task(self, job_id: str, index: int, *, attempt: int, now: datetime) -> None:
         """A message of a stopped job arrived: its QUEUED task is CANCELLED without rendering (if still QUEUED)."""
         with contextlib.suppress(JobStateConflict):

@@ -2,6 +2,7 @@
 
 from .api_keys import api_key_create, hash_api_key
 from .control import finish_cancel_if_idle, job_cancel, job_retry
+from .deadletters import dead_letters_fail_jobs
 from .fanout import job_fanout
 from .ports import Clock, TaskQueue, Worker
 from .rendering import Outcome, chunk_process
@@ -16,6 +17,7 @@ __all__ = [
     "Worker",
     "api_key_create",
     "chunk_process",
+    "dead_letters_fail_jobs",
     "finish_cancel_if_idle",
     "hash_api_key",
     "job_cancel",

@@ -223,7 +223,7 @@ def _multi_failed(worker: Worker, task: Task, token: str, error: str) -> tuple[O
         return Outcome.STOPPED, 0
     # Policy: a chunk out of attempts fails the job at once; its other chunks stop at their next frame.
     with contextlib.suppress(JobStateConflict):  # already stopped (cancelled, or failed by another chunk)
-        repo.fail_running(
+        repo.fail_unfinished(
             task.job_id,
             attempt=task.attempt,
             error=f"chunk {task.index}: {error}",

@@ -187,3 +187,32 @@ def test_sigterm_mid_render_releases_the_chunk_to_another_worker(make_stack):
     assert f"job_completed job={job['id']}" in stack.log("staying")
     manifest = requests.get(done["results"]["manifest_url"], timeout=10).json()
     assert [f["frame"] for f in manifest["frames"]] == list(range(1, 9))
+
+
+def test_poison_work_lands_in_the_dlq_and_its_job_is_failed(make_stack):
+    stack = make_stack(
+        RENDER_RENDERER="tests.support.renderers:CrashesItsWorker",
+        RENDER_LEASE_SECONDS="1",
+        RENDER_VISIBILITY_TIMEOUT="2",
+    )
+    stack.start_ready_worker()
+    job = stack.submit(scene="poison")
+    dlq = "dlq", "list"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # each delivery kills the pool process; after 5, SQS dead-letters it
+        listed = stack.manage(*dlq)
+        if job["id"] in listed:
+            break
+        time.sleep(1)
+    assert job["id"] in listed and '"task": "jobs.render_chunk"' in listed
+    assert stack.job(job["id"])["status"] in ("QUEUED", "PROCESSING")  # not failed until the sweeper says so
+    out = stack.manage("sweep")
+    assert '"dlq_job_failed": 1' in out
+    failed = stack.job(job["id"])
+    assert failed["status"] == "FAILED" and "dead-lettered" in failed["error"]
+    replayed = stack.manage("dlq", "replay")
+    assert job["id"] in replayed
+    assert stack.job(job["id"])["attempt"] == 2
+    stack.stop("worker")
+    stack.manage("dlq", "purge")
+    assert stack.manage("dlq", "list") == ""

@@ -302,7 +302,7 @@ def test_retry_requeues_unfinished_tasks_in_a_new_attempt(repo, make_job):
     )
     t1 = repo.claim_task(job.id, 1, attempt=1, worker="a", token="u", now=T0, lease_seconds=LEASE)
     repo.end_task(t1, token="u", status=JobStatus.FAILED, now=T0, error="boom")
-    failed = repo.fail_running(job.id, attempt=1, error="chunk 1: boom", now=T0, expires_at=T0 + LATER)
+    failed = repo.fail_unfinished(job.id, attempt=1, error="chunk 1: boom", now=T0, expires_at=T0 + LATER)
     assert failed.status is JobStatus.FAILED
     retried = repo.retry(job.id, attempt=1, now=T0)
     assert (retried.status, retried.attempt, retried.error, retried.fanout_sent) == (JobStatus.QUEUED, 2, None, -1)

@@ -21,3 +21,13 @@ class FailsWhileFlagged:
         if 6 <= frame <= 10 and Path(os.environ["RENDER_TEST_FAIL_FLAG"]).exists():
             raise RenderError(f"frame {frame}: flagged to fail")
         return paint_frame(job, frame)
+
+
+class CrashesItsWorker:
+    """Kills the process that renders (as a segfault or the OOM killer would): poison work."""
+
+    def render(self, job: Job, frame: int) -> bytes:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
