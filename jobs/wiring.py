@@ -24,6 +24,13 @@ def api_key_repository() -> DynamoApiKeyRepository:
 
 
 @functools.cache
+def throttle_counters():
+    from .repository.counters import DynamoCounters
+
+    return DynamoCounters(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
+
+
+@functools.cache
 def result_store() -> S3ResultStore:
     return S3ResultStore(
         client=aws.client("s3"), bucket=settings.RENDER_BUCKET_NAME, url_expiry=settings.RENDER_RESULT_URL_EXPIRY
@@ -56,6 +63,14 @@ def retention() -> timedelta:
 
 def reset() -> None:
     """Drop every cached adapter and client (tests that repoint AWS call this)."""
-    for factory in (job_repository, api_key_repository, result_store, renderer, task_queue, dead_letter_queue):
+    for factory in (
+        job_repository,
+        api_key_repository,
+        throttle_counters,
+        result_store,
+        renderer,
+        task_queue,
+        dead_letter_queue,
+    ):
         factory.cache_clear()
     aws.reset_clients()

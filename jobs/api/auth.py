@@ -22,6 +22,7 @@ class ApiKeyUser:
     """The caller: an owner name proven by an API key. DRF and throttling read `pk` and `is_authenticated`."""
 
     owner: str
+    key_id: str = ""  # a prefix of the key's hash: names the key in logs and rate limits
     is_authenticated: bool = True
 
     @property
@@ -33,7 +34,7 @@ class _OwnerCache:
     """Key hash -> owner for a short time, so most requests skip the GetItem; revocation lands within the TTL."""
 
     def __init__(self, max_entries: int = 10_000):
-        self._entries: dict[str, tuple[str, float]] = {}
+        self._entries: dict[str, tuple[str | None, float]] = {}
         self._lock = threading.Lock()
         self._max = max_entries
 
@@ -44,11 +45,16 @@ class _OwnerCache:
         if hit and hit[1] > now:
             return hit[0]
         owner = wiring.api_key_repository().owner_for(key_hash)
-        if owner is not None:
-            with self._lock:
-                if len(self._entries) >= self._max:
-                    self._entries.clear()
-                self._entries[key_hash] = (owner, now + settings.RENDER_API_KEY_CACHE_SECONDS)
+        # Unknown keys are remembered briefly too, so a flood of bad keys does not become a flood of reads.
+        ttl = (
+            settings.RENDER_API_KEY_CACHE_SECONDS
+            if owner is not None
+            else min(5, settings.RENDER_API_KEY_CACHE_SECONDS)
+        )
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[key_hash] = (owner, now + ttl)
         return owner
 
     def clear(self) -> None:
@@ -68,10 +74,11 @@ class BearerApiKeyAuthentication(BaseAuthentication):
         key = key.strip()
         if scheme.lower() != "bearer" or not key or len(key) > 200:
             raise exceptions.AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
-        owner = owner_cache.owner_for(hash_api_key(key))
+        key_hash = hash_api_key(key)
+        owner = owner_cache.owner_for(key_hash)
         if owner is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
-        return ApiKeyUser(owner), None
+        return ApiKeyUser(owner, key_id=key_hash[:16]), None
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="render-farm"'
@@ -88,7 +95,7 @@ class BrowserApiKeyAuthentication(SessionAuthentication):
         if owner is None:
             return None
         self.enforce_csrf(request)
-        return ApiKeyUser(owner), None
+        return ApiKeyUser(owner, key_id=key_hash[:16]), None
 
 
 class BearerScheme(OpenApiAuthenticationExtension):

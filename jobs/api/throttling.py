@@ -1,12 +1,89 @@
-"""Request rate limits per API key (per client address before authentication)."""
+"""Request rate limits per API key (per client address before authentication), shared by every process.
 
-from rest_framework.throttling import SimpleRateThrottle
+The counts live in DynamoDB (one item per key and minute, expired by TTL), so a limit holds across
+API processes and hosts. To keep the cost low each process batches: it adds its count to the shared
+item every RENDER_THROTTLE_BATCH requests per key and minute, and judges each request by the last shared
+total plus what it has not sent yet. A key can therefore overshoot by at most (batch - 1) requests per
+process per minute; a quiet key costs no writes at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from rest_framework.throttling import BaseThrottle
+
+from .. import wiring
+
+WINDOW = 60
 
 
-class ApiKeyRateThrottle(SimpleRateThrottle):
-    scope = "api_key"
+@dataclass
+class _Tally:
+    shared: int = 0  # the shared total at our last flush
+    pending: int = 0  # counted here, not yet added to the shared total
 
-    def get_cache_key(self, request, view):
+
+class SharedCounter:
+    """One process's view of the per-subject counters (thread-safe)."""
+
+    def __init__(self, *, limit: int, batch: int, counters=None, clock=time.time):
+        self.limit = limit
+        self.batch = max(1, batch)
+        self._counters = counters
+        self._clock = clock
+        self._tallies: dict[tuple[str, int], _Tally] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, subject: str) -> float | None:
+        """Count one request; None if allowed, else the seconds until the window resets."""
+        now = self._clock()
+        window = int(now // WINDOW)
+        with self._lock:
+            if len(self._tallies) > 10_000 or any(w != window for _, w in list(self._tallies)[:1]):
+                self._tallies = {k: v for k, v in self._tallies.items() if k[1] == window}
+            tally = self._tallies.setdefault((subject, window), _Tally())
+            tally.pending += 1
+            flush = tally.pending >= self.batch
+            if flush:
+                pending, tally.pending = tally.pending, 0
+        if flush:
+            counters = self._counters or wiring.throttle_counters()
+            expires = datetime.fromtimestamp((window + 2) * WINDOW, UTC)
+            total = counters.add(subject, window, pending, expires_at=expires)
+            with self._lock:
+                tally.shared = max(tally.shared, total)
+        if tally.shared + tally.pending > self.limit:
+            return (window + 1) * WINDOW - now
+        return None
+
+
+_counter: SharedCounter | None = None
+_counter_lock = threading.Lock()
+
+
+def shared_counter() -> SharedCounter:
+    global _counter
+    with _counter_lock:
+        if _counter is None:
+            _counter = SharedCounter(limit=settings.RENDER_THROTTLE_PER_MINUTE, batch=settings.RENDER_THROTTLE_BATCH)
+        return _counter
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    """Limits requests per API key (and, before authentication, per client address) per minute."""
+
+    def allow_request(self, request, view) -> bool:
         user = request.user
-        ident = f"key:{user.pk}" if user is not None and user.is_authenticated else f"ip:{self.get_ident(request)}"
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        subject = (
+            f"key:{user.key_id}" if user is not None and user.is_authenticated else f"ip:{self.get_ident(request)}"
+        )
+        self._wait = shared_counter().hit(subject)
+        return self._wait is None
+
+    def wait(self) -> float | None:
+        return self._wait

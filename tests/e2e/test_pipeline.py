@@ -116,14 +116,18 @@ def test_worker_stops_cleanly_on_sigterm(make_stack):
     assert stack.stop("worker", signal.SIGTERM, timeout=30, group=False) == 0
 
 
-def test_create_api_key_prints_the_key_alone_and_it_works(make_stack):
-    stack = make_stack()
+def test_create_api_key_prints_the_key_alone_and_it_works_until_revoked(make_stack):
+    stack = make_stack(RENDER_API_KEY_CACHE_SECONDS="1")
     out = stack.manage("create_api_key", "--owner", "zoe")
     lines = out.splitlines()
     assert len(lines) == 1 and lines[0].startswith("rk_") and len(lines[0]) > 40
     resp = requests.get(f"{stack.api}/api/jobs", headers={"Authorization": f"Bearer {lines[0]}"}, timeout=10)
     assert resp.status_code == 200 and resp.json() == {"jobs": [], "next_cursor": None}
 
+    assert "revoked 1 key(s)" in stack.manage("revoke_api_key", "--key", lines[0])
+    time.sleep(1.5)  # the API processes' key cache (RENDER_API_KEY_CACHE_SECONDS) lapses
+    resp = requests.get(f"{stack.api}/api/jobs", headers={"Authorization": f"Bearer {lines[0]}"}, timeout=10)
+    assert resp.status_code == 401
 
 def test_the_sweep_command_gets_a_job_whose_message_was_lost_rendered(make_stack):
     stack = make_stack(RENDER_SWEEP_GRACE_SECONDS="0")
