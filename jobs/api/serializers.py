@@ -238,3 +238,15 @@ def task_representation(task: Task) -> dict:
         "seconds_per_frame": round(task.render_seconds / task.frames_done, 3) if task.frames_done else None,
         "error": task.error,
     }
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.JSONField()
+
+
+class ErrorOutputSerializer(serializers.Serializer):
+    """The one error shape: `{"error": {"code", "message", "details"}}`."""
+
+    error = ErrorDetailSerializer()

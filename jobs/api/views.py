@@ -16,6 +16,7 @@ from ..errors import JobStateConflict
 from ..selectors import job_get, job_list, job_result_links, job_tasks
 from ..services import JobSpec, job_cancel, job_create, job_retry
 from .serializers import (
+    ErrorOutputSerializer,
     FramesQuerySerializer,
     JobCreateInputSerializer,
     JobListOutputSerializer,
@@ -29,7 +30,7 @@ from .serializers import (
     validate_idempotency_key,
 )
 
-ERRORS = {400: None, 401: None, 404: None, 409: None, 429: None, 503: None}
+ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 404, 406, 409, 413, 415, 429, 503)}
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="32 hex digits")
 IDEMPOTENCY = OpenApiParameter(
     "Idempotency-Key",
@@ -83,7 +84,7 @@ class JobCollectionApi(APIView):
         operation_id="jobs_create",
         request=JobCreateInputSerializer,
         parameters=[IDEMPOTENCY],
-        responses={201: JobOutputSerializer, 422: None, **ERRORS},
+        responses={201: JobOutputSerializer, 422: ErrorOutputSerializer, **ERRORS},
     )
     def post(self, request: Request) -> Response:
         key = validate_idempotency_key(request.headers.get("Idempotency-Key"))

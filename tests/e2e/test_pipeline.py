@@ -129,6 +129,7 @@ def test_create_api_key_prints_the_key_alone_and_it_works_until_revoked(make_sta
     resp = requests.get(f"{stack.api}/api/jobs", headers={"Authorization": f"Bearer {lines[0]}"}, timeout=10)
     assert resp.status_code == 401
 
+
 def test_the_sweep_command_gets_a_job_whose_message_was_lost_rendered(make_stack):
     stack = make_stack(RENDER_SWEEP_GRACE_SECONDS="0")
     stack.start_ready_worker()

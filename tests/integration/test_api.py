@@ -202,3 +202,56 @@ def test_idempotency_key_replays_and_conflicts(client):
     error = assert_error(post(client, {**VALID, "scene": "other"}, **headers), 422, "idempotency_key_reused")
     assert "different request body" in error["message"]
     assert_error(post(client, VALID, HTTP_IDEMPOTENCY_KEY="bad key with spaces"), 400, "invalid")
+
+
+INJECTIONS = [
+    "'; DROP TABLE jobs; --",
+    "$(rm -rf /)",
+    "`id`",
+    "../../../etc/passwd",
+    "{{7*7}}",
+    "<script>x</script>",
+    "JOB#other#TASK#00001",
+    "%00",
+    "\\u0000",
+]
+ODD_UNICODE = ["shot_010 🎬", "مشهد", "e\u0301te\u0301", "zero\u200bwidth", "𝔰𝔠𝔢𝔫𝔢", "a" * 200]
+
+
+@pytest.mark.parametrize("name", INJECTIONS + ODD_UNICODE)
+def test_injection_strings_and_odd_unicode_are_only_data(client, name):
+    resp = post(client, {**VALID, "scene": name})
+    assert resp.status_code == 201, resp.content
+    job = resp.json()
+    assert job["scene"]["name"] == name  # stored and returned verbatim, never interpreted
+    assert client.get(f"/api/jobs/{job['id']}").json()["scene"]["name"] == name
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "line\nbreak", "\x1b[31mred", "\ud800"])
+def test_control_characters_and_lone_surrogates_are_refused(client, bad):
+    raw = json.dumps({**VALID, "scene": bad})
+    assert_error(post(client, raw), 400)
+
+
+@pytest.mark.parametrize("value", INJECTIONS + ["é" * 10, "a" * 129, ""])
+def test_hostile_idempotency_keys_and_query_strings(client, value):
+    assert_error(post(client, VALID, HTTP_IDEMPOTENCY_KEY=value), 400)
+    from urllib.parse import quote
+
+    assert_error(client.get(f"/api/jobs?status={quote(value)}"), 400)
+    if value:
+        assert_error(client.get(f"/api/jobs?cursor={quote(value)}"), 400)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/jobs/..%2F..%2Fetc",
+        "/api/jobs/" + "A" * 32,
+        "/api/jobs/%27%20OR%201=1",
+        "/api/jobs/" + "0" * 33,
+        "/api/jobs/" + "0" * 32 + "/cancel/../retry",
+    ],
+)
+def test_hostile_paths_are_404(client, path):
+    assert_error(client.get(path), 404)
