@@ -4,7 +4,7 @@ import hashlib
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -170,3 +170,24 @@ def test_a_worker_serves_high_then_normal_then_low_when_all_have_work(make_stack
     starts = {p: sorted(t["started_at"] for t in tasks_of(stack, job["id"])) for p, job in jobs.items()}
     assert starts["high"][-1] < starts["normal"][0], starts
     assert starts["normal"][-1] < starts["low"][0], starts
+
+
+def test_killed_three_times_in_a_row_the_job_still_completes_once(make_stack):
+    stack = make_stack(RENDER_SIMULATED_SECONDS="0.7", RENDER_LEASE_SECONDS="2", RENDER_VISIBILITY_TIMEOUT="3")
+    job = stack.submit(frame_start=1, frame_end=6, chunk_size=6)
+    kills = []
+    for round_ in range(3):
+        stack.start_ready_worker(f"doomed{round_}")
+        before = stack.job(job["id"])["progress"]["frames_done"]
+        stack.wait_for(job["id"], lambda j, b=before: j["progress"]["frames_done"] > b, timeout=60)
+        stack.kill(f"doomed{round_}")  # SIGKILL to the worker and its pool, mid-chunk
+        kills.append(datetime.now(UTC))
+    stack.start_ready_worker("survivor")
+    done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=60)
+    assert done["status"] == "COMPLETED" and done["progress"]["frames_done"] == 6
+    logs = "".join(stack.log(n) for n in ("doomed0", "doomed1", "doomed2", "survivor"))
+    assert logs.count(f"job_completed job={job['id']}") == 1
+    manifest = requests.get(done["results"]["manifest_url"], timeout=10).json()
+    assert [f["frame"] for f in manifest["frames"]] == [1, 2, 3, 4, 5, 6]
+    frames = {int(k.rsplit("/", 1)[1][:5]): t for k, t in s3_objects(stack, job["id"]).items() if "/frames/" in k}
+    assert frames[1] < kills[0]  # recorded frames were kept: a later holder resumed instead of re-rendering
