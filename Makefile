@@ -40,8 +40,9 @@ synth: $(STAMP)
 	test -x node_modules/.bin/cdk || npm install --no-audit --no-fund --silent
 	npx cdk synth --quiet
 
+# Three xdist workers: the end-to-end tests spend most of their time waiting on real processes.
 test: lint $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 3 --dist loadgroup
 
 bench: $(STAMP)
 	$(PY) -m bench.pipeline $(BENCH_ARGS)

@@ -132,7 +132,7 @@ def test_a_high_priority_job_overtakes_a_low_priority_backlog(make_stack):
     ).total_seconds()
     low = stack.job(backlog["id"])
     assert low["progress"]["frames_done"] < 15, "the high job waited for the backlog"
-    assert waited < 3 * 0.5 + 1.0, f"high-priority job waited {waited:.2f}s behind 0.5 s chunks"
+    assert waited < 4.0, f"high-priority job waited {waited:.2f}s behind 0.5 s chunks (the backlog is ~15 s)"
 
 
 def test_ten_parallel_submits_with_one_idempotency_key_make_one_job(make_stack):

@@ -12,6 +12,9 @@ from aws_cdk.assertions import Match
 
 from tests.infra.conftest import ROOT
 
+# One synth per configuration: keep these tests in one xdist worker (`--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("cdk")
+
 
 def resources(template: dict, kind: str) -> dict[str, dict]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
@@ -338,15 +341,16 @@ def test_alarms_notify_the_topic(dev, prod):
 
 
 def test_cfn_lint_is_clean_but_for_cdks_own_w3005(dev, prod, tmp_path):
+    paths = []
     for name, (raw, _) in (("dev", dev), ("prod", prod)):
-        path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps(raw))
-        result = subprocess.run(
-            [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", "W3005", "--", str(path)],
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(raw))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", "W3005", "--", *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_cdk_nag_acknowledgments_all_have_reasons():
