@@ -5,6 +5,7 @@ API (gunicorn) -> SQS -> `celery worker` -> S3, against the embedded emulator, i
   items' created_at/finished_at), AWS requests per job by service and action, idle polling per minute.
 - `frames`: one many-frame job (240 frames in chunks of 10): AWS requests per frame and per chunk.
 - `priority`: a backlog of low-priority chunks, then a high-priority job: how long the high job waited.
+- `load`: 1,000 jobs from 20 concurrent clients: all COMPLETED, none lost, none completed twice.
 Requests are counted by the emulator, so every process's traffic is seen at the HTTP layer; the bench's
 own polling is tagged and left out.
 """
@@ -97,10 +98,10 @@ class Bench:
 
 
 @contextmanager
-def running(*, workers: int, concurrency: int, render_seconds: str):
+def running(*, workers: int, concurrency: int, render_seconds: str, log_level: str = "WARNING"):
     logs = Path(tempfile.mkdtemp(prefix="bench-"))
     stack = Stack(log_dir=logs)
-    stack.env.update({"RENDER_SIMULATED_SECONDS": render_seconds, "RENDER_LOG_LEVEL": "WARNING"})
+    stack.env.update({"RENDER_SIMULATED_SECONDS": render_seconds, "RENDER_LOG_LEVEL": log_level})
     try:
         stack.start_emulator()
         stack.bootstrap()
@@ -215,9 +216,49 @@ def scenario_priority(args) -> None:
         )
 
 
+def scenario_load(args) -> None:
+    count, clients = args.load_jobs, args.load_clients
+    print(
+        f"\n[load] {count} one-frame jobs from {clients} concurrent clients, {args.workers} workers x "
+        f"{args.concurrency}, render time 0: none lost, none doubled"
+    )
+    with running(workers=args.workers, concurrency=args.concurrency, render_seconds="0", log_level="INFO") as bench:
+        started = time.monotonic()
+        ids = bench.submit_many(count, clients)
+        items = bench.wait_finished(set(ids), timeout=1800)
+        elapsed = time.monotonic() - started
+        completed = [i for i in items.values() if i["status"]["S"] == "COMPLETED"]
+        owned = [i for i in bench.items() if i["id"]["S"] in set(ids)]
+        logs = "".join(p.read_text(errors="replace") for p in bench.stack.log_dir.glob("worker*.log"))
+        completions = Counter(line.split("job=")[1].split()[0] for line in logs.splitlines() if "job_completed" in line)
+        env = bench.stack.env
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        objects = sum(
+            page.get("KeyCount", 0)
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket="render-results", Prefix="jobs/")
+        )
+        print(f"  accepted {len(ids)} distinct jobs ({len(set(ids))} ids); {len(owned)} job items")
+        print(f"  COMPLETED {len(completed)}/{count} in {elapsed:.1f}s ({count / elapsed:.1f} jobs/s)")
+        print(
+            f"  completions logged: {sum(completions.values())} for {len(completions)} jobs "
+            f"(max per job {max(completions.values(), default=0)}); frame objects in S3: {objects}"
+        )
+        ok = len(completed) == count == len(set(ids)) == len(owned) == len(completions) == objects
+        ok = ok and max(completions.values(), default=0) == 1
+        print("  " + ("OK: every job completed exactly once" if ok else "FAILED: lost or doubled work"))
+        if not ok:
+            sys.exit(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark the render pipeline end to end.")
-    parser.add_argument("--scenarios", default="jobs,frames,priority")
+    parser.add_argument("--scenarios", default="jobs,frames,priority,load")
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
@@ -226,8 +267,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--chunk-size", type=int, default=10)
     parser.add_argument("--priority-rounds", type=int, default=3)
+    parser.add_argument("--load-jobs", type=int, default=1000)
+    parser.add_argument("--load-clients", type=int, default=20)
     args = parser.parse_args()
-    scenarios = {"jobs": scenario_jobs, "frames": scenario_frames, "priority": scenario_priority}
+    scenarios = {"jobs": scenario_jobs, "frames": scenario_frames, "priority": scenario_priority, "load": scenario_load}
     for name in args.scenarios.split(","):
         scenarios[name](args)
 

@@ -76,6 +76,9 @@ class Scene:
     output_format: OutputFormat
     samples: int
 
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "output_format": str(self.output_format)}
+
 
 @dataclass(frozen=True)
 class FrameResult:
@@ -86,6 +89,9 @@ class FrameResult:
     size: int
     sha256: str
     content_type: str
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def utcnow() -> datetime:

@@ -131,6 +131,10 @@ class Stack:
         wait_for_http(f"{url}/healthz", process=proc)
         return url
 
+    def start_sweeper(self, every_seconds: int = 60) -> subprocess.Popen:
+        """The sweeper on a loop, as the schedule runs it in AWS."""
+        return self._spawn("sweeper", [str(ENTRYPOINT), "sweep", "--loop", str(every_seconds)])
+
     def emulator_counts(self) -> list[dict]:
         with urllib.request.urlopen(f"{self.env['AWS_ENDPOINT_URL']}/_emulator/requests", timeout=5) as resp:
             return json.load(resp)["requests"]

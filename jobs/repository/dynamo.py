@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ..aws import error_code, unavailable_as_503
+from ..domain import JobStatus
 from ..errors import JobNotFound, JobStateConflict
-from .items import deserialize, serialize_value
+from .items import active_index, deserialize, iso, seconds, serialize_value
 
 NAMES = ("#status", "#error", "#results", "#index")
 
@@ -64,3 +66,44 @@ def conditional_update(client, table: str, key: dict, expression: str, *, condit
 
 def cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
     return exc.response.get("CancellationReasons", [])
+
+
+LEASE_FREE = "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :epoch)"
+
+
+def take_lease(
+    client,
+    table: str,
+    key: dict,
+    *,
+    index: tuple[str, str],
+    condition: str,
+    attempt: int,
+    worker: str,
+    token: str,
+    now: datetime,
+    lease_seconds: int,
+) -> dict:
+    """PROCESSING with this worker's lease, if `condition` holds; the item (job or task) is re-indexed in
+    gsi2 by the lease's expiry, so the sweeper finds it if the lease lapses."""
+    expires = now + timedelta(seconds=lease_seconds)
+    kind, item_id = index
+    return conditional_update(
+        client,
+        table,
+        key,
+        "SET #status = :processing, worker = :worker, lease_token = :token, lease_expires_at = :lease,"
+        " started_at = if_not_exists(started_at, :now), updated_at = :now, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk",
+        condition=condition,
+        values={
+            ":processing": JobStatus.PROCESSING,
+            ":queued": JobStatus.QUEUED,
+            ":worker": worker,
+            ":token": token,
+            ":lease": seconds(expires),
+            ":epoch": seconds(now),
+            ":now": iso(now),
+            ":attempt": attempt,
+            **{f":{k}": v for k, v in active_index(kind, JobStatus.PROCESSING, expires, item_id).items()},
+        },
+    )

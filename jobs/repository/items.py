@@ -53,13 +53,7 @@ def active_index(kind: str, status: JobStatus, due: datetime, item_id: str) -> d
 
 
 def result_to_map(result: FrameResult) -> dict[str, Any]:
-    return {
-        "frame": result.frame,
-        "key": result.key,
-        "size": result.size,
-        "sha256": result.sha256,
-        "content_type": result.content_type,
-    }
+    return result.as_dict()
 
 
 def map_to_result(value: dict[str, Any]) -> FrameResult:

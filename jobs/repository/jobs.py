@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -11,7 +11,7 @@ from ..aws import error_code, unavailable_as_503
 from ..domain import FrameResult, Job, JobStatus
 from ..errors import JobAlreadyExists, JobNotFound, JobStateConflict
 from .cursor import decode_cursor, encode_cursor
-from .dynamo import cancellation_reasons, conditional_update, update_params
+from .dynamo import LEASE_FREE, cancellation_reasons, conditional_update, take_lease, update_params
 from .items import (
     active_index,
     deserialize,
@@ -28,7 +28,6 @@ from .tasks import DynamoTaskMixin
 from .types import IdempotencyRecord, JobPage
 
 HOLDS_LEASE = "#status = :processing AND lease_token = :token"
-LEASE_FREE = "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :epoch)"
 
 
 class DynamoJobRepository(DynamoTaskMixin):
@@ -166,26 +165,18 @@ class DynamoJobRepository(DynamoTaskMixin):
         )
 
     def _lease(self, job_id, *, attempt, worker, token, now, lease_seconds, condition) -> Job:
-        expires = now + timedelta(seconds=lease_seconds)
         return item_to_job(
-            conditional_update(
+            take_lease(
                 self._client,
                 self._table,
                 job_key(job_id),
-                "SET #status = :processing, worker = :worker, lease_token = :token, lease_expires_at = :lease,"
-                " started_at = if_not_exists(started_at, :now), updated_at = :now, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk",
+                index=("JOB", job_id),
                 condition=condition,
-                values={
-                    ":processing": JobStatus.PROCESSING,
-                    ":queued": JobStatus.QUEUED,
-                    ":worker": worker,
-                    ":token": token,
-                    ":lease": seconds(expires),
-                    ":epoch": seconds(now),
-                    ":now": iso(now),
-                    ":attempt": attempt,
-                    **{f":{k}": v for k, v in active_index("JOB", JobStatus.PROCESSING, expires, job_id).items()},
-                },
+                attempt=attempt,
+                worker=worker,
+                token=token,
+                now=now,
+                lease_seconds=lease_seconds,
             )
         )
 

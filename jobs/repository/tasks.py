@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -13,7 +13,7 @@ from ..aws import error_code, unavailable_as_503
 from ..domain import FrameResult, Job, JobStatus, Task
 from ..errors import JobNotRunning, JobStateConflict, LeaseLost
 from .cursor import decode_cursor, encode_cursor
-from .dynamo import cancellation_reasons, conditional_update, update_params
+from .dynamo import LEASE_FREE, cancellation_reasons, conditional_update, take_lease, update_params
 from .items import (
     active_index,
     decimal,
@@ -69,30 +69,18 @@ class DynamoTaskMixin:
     def claim_task(
         self, job_id: str, index: int, *, attempt: int, worker: str, token: str, now: datetime, lease_seconds: int
     ) -> Task:
-        expires = now + timedelta(seconds=lease_seconds)
-        lease_free = "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :epoch)"
         return item_to_task(
-            conditional_update(
+            take_lease(
                 self._client,
                 self._table,
                 task_key(job_id, index),
-                "SET #status = :processing, worker = :worker, lease_token = :token, lease_expires_at = :lease,"
-                " started_at = if_not_exists(started_at, :now), gsi2pk = :gsi2pk, gsi2sk = :gsi2sk",
-                condition=f"attempt = :attempt AND (#status = :queued OR (#status = :processing AND {lease_free}))",
-                values={
-                    ":processing": JobStatus.PROCESSING,
-                    ":queued": JobStatus.QUEUED,
-                    ":worker": worker,
-                    ":token": token,
-                    ":lease": seconds(expires),
-                    ":epoch": seconds(now),
-                    ":now": iso(now),
-                    ":attempt": attempt,
-                    **{
-                        f":{k}": v
-                        for k, v in active_index("TASK", JobStatus.PROCESSING, expires, f"{job_id}#{index:05d}").items()
-                    },
-                },
+                index=("TASK", f"{job_id}#{index:05d}"),
+                condition=f"attempt = :attempt AND (#status = :queued OR (#status = :processing AND {LEASE_FREE}))",
+                attempt=attempt,
+                worker=worker,
+                token=token,
+                now=now,
+                lease_seconds=lease_seconds,
             )
         )
 

@@ -22,17 +22,8 @@ def build_manifest(job: Job, results: list[FrameResult]) -> dict:
     return {
         "job_id": job.id,
         "attempt": job.attempt,
-        "scene": {
-            "name": job.scene.name,
-            "width": job.scene.width,
-            "height": job.scene.height,
-            "output_format": str(job.scene.output_format),
-            "samples": job.scene.samples,
-        },
-        "frames": [
-            {"frame": r.frame, "key": r.key, "size": r.size, "sha256": r.sha256, "content_type": r.content_type}
-            for r in sorted(results, key=lambda r: r.frame)
-        ],
+        "scene": job.scene.as_dict(),
+        "frames": [r.as_dict() for r in sorted(results, key=lambda r: r.frame)],
     }
 
 

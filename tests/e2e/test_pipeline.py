@@ -164,8 +164,8 @@ def test_worker_health_check_follows_its_liveness_file(make_stack):
 
 
 def test_a_render_longer_than_the_visibility_timeout_runs_once(make_stack):
-    # The frame takes 7 s; the lease is 2 s and the visibility timeout 3 s: both must be kept alive.
-    stack = make_stack(RENDER_LEASE_SECONDS="2", RENDER_VISIBILITY_TIMEOUT="3", RENDER_SIMULATED_SECONDS="7")
+    # The frame takes 10 s; the lease is 3 s and the visibility timeout 6 s: both must be kept alive.
+    stack = make_stack(RENDER_LEASE_SECONDS="3", RENDER_VISIBILITY_TIMEOUT="6", RENDER_SIMULATED_SECONDS="10")
     stack.start_ready_worker("w1")
     stack.start_ready_worker("w2")
     job = stack.submit()
@@ -179,19 +179,20 @@ def test_a_render_longer_than_the_visibility_timeout_runs_once(make_stack):
 def test_sigterm_mid_render_releases_the_chunk_to_another_worker(make_stack):
     stack = make_stack(RENDER_SIMULATED_SECONDS="0.5", RENDER_SHUTDOWN_GRACE_SECONDS="0")
     stack.start_ready_worker("leaving")
-    job = stack.submit(frame_start=1, frame_end=8, chunk_size=8)
+    job = stack.submit(frame_start=1, frame_end=20, chunk_size=20)  # ~10 s of rendering
     stack.wait_for(job["id"], lambda j: j["progress"]["frames_done"] >= 2, timeout=30)
-    stack.start_ready_worker("staying")
     started = time.monotonic()
     # SIGTERM to the main process only, as ECS stops a container (Spot interruption, deployment).
     assert stack.stop("leaving", signal.SIGTERM, timeout=30, group=False) == 0  # exits cleanly ...
-    assert time.monotonic() - started < 10  # ... at the next frame boundary, not after the whole chunk
+    assert time.monotonic() - started < 8  # ... at the next frame boundary, not after the whole chunk
     assert f"job {job['id']} released at shutdown" in stack.log("leaving")
+    assert stack.job(job["id"])["progress"]["frames_done"] < 20
+    stack.start_ready_worker("staying")
     done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=60)
-    assert done["status"] == "COMPLETED" and done["progress"]["frames_done"] == 8
+    assert done["status"] == "COMPLETED" and done["progress"]["frames_done"] == 20
     assert f"job_completed job={job['id']}" in stack.log("staying")
     manifest = requests.get(done["results"]["manifest_url"], timeout=10).json()
-    assert [f["frame"] for f in manifest["frames"]] == list(range(1, 9))
+    assert [f["frame"] for f in manifest["frames"]] == list(range(1, 21))
 
 
 def test_poison_work_lands_in_the_dlq_and_its_job_is_failed(make_stack):

@@ -14,7 +14,7 @@ from jobs.services import api_key_create
 
 
 class Command(BaseCommand):
-    help = "Start the emulator (unless AWS_ENDPOINT_URL is set), bootstrap, one worker and the API on :8000."
+    help = "Start the emulator (unless AWS_ENDPOINT_URL is set), bootstrap, one worker, the sweeper and the API."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("RENDER_API_PORT", "8000")))
@@ -41,6 +41,7 @@ class Command(BaseCommand):
             bootstrap_all()
             key = api_key_create(repo=wiring.api_key_repository(), owner="dev", now=utcnow())
             stack.start_worker()
+            stack.start_sweeper()
             api = stack.start_api(port)
             wait_for_http(f"{api}/readyz", timeout=30)
             self._banner(api, key, stack.log_dir)
