@@ -75,6 +75,8 @@ class Bench:
                 IndexName="gsi1",
                 KeyConditionExpression="gsi1pk = :o",
                 ExpressionAttributeValues={":o": {"S": f"OWNER#{OWNER}"}},
+                ProjectionExpression="id, #s, created_at, started_at, finished_at",
+                ExpressionAttributeNames={"#s": "status"},
                 **({"ExclusiveStartKey": start} if start else {}),
             )
             items += resp["Items"]
@@ -90,7 +92,7 @@ class Bench:
                 return mine
             if time.monotonic() > deadline:
                 sys.exit(f"timed out waiting for {len(ids)} jobs")
-            time.sleep(1.0)  # each look is a Query the one-process emulator must serve
+            time.sleep(2.0)  # each look is a Query the one-process emulator must serve
 
     def counts(self) -> Counter:
         rows = self.stack.emulator_counts()

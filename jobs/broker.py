@@ -72,10 +72,14 @@ class VisibilityKeeper:
         self._extended_at: dict[str, float] = {}  # receipt handle -> when it was received or last extended
 
     def tick(self, channel) -> int:
-        delivered = getattr(getattr(channel, "qos", None), "_delivered", None) or {}
+        qos = getattr(channel, "qos", None)
+        delivered = getattr(qos, "_delivered", None) or {}
+        acked = set(getattr(qos, "_dirty", None) or ())  # acked, not yet flushed from _delivered
         now = time.monotonic()
         live, extended = set(), 0
-        for message in list(delivered.values()):
+        for tag, message in list(delivered.items()):
+            if tag in acked:
+                continue
             info = getattr(message, "delivery_info", {}) or {}
             sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
             if not sqs_message or not queue_url:

@@ -45,7 +45,7 @@ class InMemoryJobRepository:
             held = self.idempotency.get(idempotency.pk)
             if held and held["expires_at"] >= idempotency.created_at.timestamp():
                 raise IdempotencyTaken()
-        if job.id in self.jobs:
+        if job.id in self.jobs and self.jobs[job.id] != job:
             raise JobAlreadyExists()
         self.jobs[job.id] = job
         if idempotency is not None:

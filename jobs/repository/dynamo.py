@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,16 +52,29 @@ def conflict_from(old: dict[str, Any] | None) -> JobStateConflict:
 
 
 def conditional_update(client, table: str, key: dict, expression: str, *, condition: str, values: dict) -> dict:
-    """UpdateItem returning the new item; a lost condition raises JobStateConflict (or JobNotFound)."""
+    """UpdateItem returning the new item; a lost condition raises JobStateConflict (or JobNotFound).
+
+    Safe under botocore's retries: every write stamps the item with a fresh `last_write` id, so when a
+    retry finds the condition failed because the first try did apply (its response was lost to a
+    timeout), the item it gets back carries our id and the write counts as done, not as a conflict.
+    """
+    write_id = uuid.uuid4().hex
+    if not expression.startswith("SET "):
+        raise ValueError(f"conditional updates start with SET: {expression!r}")
+    expression = f"SET last_write = :write_id, {expression[4:]}"
     try:
         with unavailable_as_503("DynamoDB"):
             resp = client.update_item(
-                ReturnValues="ALL_NEW", **update_params(table, key, expression, condition, values)
+                ReturnValues="ALL_NEW",
+                **update_params(table, key, expression, condition, {**values, ":write_id": write_id}),
             )
     except ClientError as exc:
         if error_code(exc) != "ConditionalCheckFailedException":
             raise
-        raise conflict_from(exc.response.get("Item")) from exc
+        current = exc.response.get("Item")
+        if current is not None and current.get("last_write", {}).get("S") == write_id:
+            return deserialize(current)  # our own earlier try applied; this was botocore retrying it
+        raise conflict_from(current) from exc
     return deserialize(resp["Attributes"])
 
 

@@ -44,6 +44,7 @@ class DynamoJobRepository(DynamoTaskMixin):
             "TableName": self._table,
             "Item": serialize(job_to_item(job)),
             "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         try:
             with unavailable_as_503("DynamoDB"):
@@ -56,6 +57,8 @@ class DynamoJobRepository(DynamoTaskMixin):
         except ClientError as exc:
             code = error_code(exc)
             if code == "ConditionalCheckFailedException":
+                if exc.response.get("Item") == put["Item"]:
+                    return  # botocore retried a put whose first try applied: the job is ours
                 raise JobAlreadyExists() from exc
             if code == "TransactionCanceledException":
                 reasons = [r.get("Code") for r in cancellation_reasons(exc)]

@@ -28,8 +28,9 @@ def test_add_get_roundtrip_and_duplicate_add(repo, make_job):
     job = make_job(frame_start=3, frame_end=9)
     repo.add(job)
     assert repo.get(job.id) == job
+    repo.add(job)  # a retried put of the very same item (its first response lost) is no conflict
     with pytest.raises(JobAlreadyExists):
-        repo.add(job)
+        repo.add(job.replace(owner="mallory"))
     with pytest.raises(JobNotFound):
         repo.get(uuid.uuid4().hex)
 
@@ -337,3 +338,35 @@ def test_assembly_lease_is_exclusive(repo, make_job):
         repo.begin_assembly(job.id, attempt=1, worker="b", token="y", now=T0, lease_seconds=LEASE)
     done = repo.complete(job.id, token="x", results=None, has_preview=True, now=T0, expires_at=T0 + LATER)
     assert done.status is JobStatus.COMPLETED and done.has_preview and done.frames_done == 2
+
+
+def test_a_retried_conditional_write_that_already_applied_counts_as_done(dynamo_repo, table, make_job):
+    """botocore retries an UpdateItem whose response timed out; the retry must not turn into a conflict."""
+    from jobs.repository.dynamo import conditional_update
+
+    job = make_job()
+    dynamo_repo.add(job)
+    client = aws.client("dynamodb")
+    real_update = client.update_item
+    calls = []
+
+    def first_try_applies_but_its_answer_is_lost(**params):
+        calls.append(params)
+        real_update(**params)
+        if len(calls) == 1:
+            return real_update(**params)  # the retry: the condition no longer holds
+        raise AssertionError("one retry only")
+
+    client.update_item = first_try_applies_but_its_answer_is_lost
+    try:
+        item = conditional_update(
+            client,
+            table,
+            {"pk": {"S": f"JOB#{job.id}"}, "sk": {"S": "JOB"}},
+            "SET #status = :processing",
+            condition="#status = :queued",
+            values={":processing": "PROCESSING", ":queued": "QUEUED"},
+        )
+    finally:
+        client.update_item = real_update
+    assert item["status"] == "PROCESSING" and len(calls) == 1
