@@ -15,7 +15,11 @@ from .errors import JobNotFound
 from .services import Outcome, Worker, chunk_process, job_fanout
 
 log = logging.getLogger(__name__)
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_id() -> str:
+    """This pool process, as it appears in a chunk's `worker` field: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _worker() -> Worker:
@@ -24,7 +28,7 @@ def _worker() -> Worker:
         store=wiring.result_store(),
         renderer=wiring.renderer(),
         clock=utcnow,
-        name=WORKER_ID,
+        name=worker_id(),
         lease_seconds=settings.RENDER_LEASE_SECONDS,
         max_attempts=settings.RENDER_MAX_ATTEMPTS,
         retention=wiring.retention(),

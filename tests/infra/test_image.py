@@ -93,10 +93,17 @@ def test_api_command_serves_healthz_behind_a_load_balancer(emulator, tmp_path):
         assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}  # Host is an IP: still 200
         wrong_host = requests.get(f"{base}/api/jobs", timeout=5)
         assert wrong_host.status_code == 400 and wrong_host.json()["error"]["code"] == "bad_request"
-        right_host = requests.get(
-            f"{base}/api/jobs", headers={"Host": "render.example.com", "X-Forwarded-Proto": "https"}, timeout=5
+        behind_alb = {"Host": "render.example.com", "X-Forwarded-Proto": "https"}
+        assert requests.get(f"{base}/api/jobs", headers=behind_alb, timeout=5).status_code == 401
+        key = stack.create_api_key("prod-check")
+        created = requests.post(
+            f"{base}/api/jobs",
+            json={"scene": "s", "width": 64, "height": 64},
+            headers={**behind_alb, "Authorization": f"Bearer {key}"},
+            timeout=10,
         )
-        assert right_host.status_code == 401
+        # The load balancer's X-Forwarded-Proto is trusted: links are https, on the configured host.
+        assert created.status_code == 201 and created.headers["Location"].startswith("https://render.example.com/")
         check = subprocess.run(
             [sys.executable, "-m", "jobs.healthcheck"], cwd=ROOT, env={**stack.merged_env(), "RENDER_ROLE": "api"}
         )
