@@ -155,6 +155,20 @@ class Job:
         first = self.frame_start + index * self.chunk_size
         return range(first, min(first + self.chunk_size, self.frame_end + 1))
 
+    def first_tasks(self) -> list[Task]:
+        """The QUEUED task of every chunk, as the first fan-out creates them."""
+        return [
+            Task(
+                job_id=self.id,
+                index=i,
+                frame_start=frames.start,
+                frame_end=frames.stop - 1,
+                status=JobStatus.QUEUED,
+                attempt=1,
+            )
+            for i, frames in ((i, self.chunk_frames(i)) for i in range(self.chunks_total))
+        ]
+
     def eta_seconds(self, now: datetime) -> float | None:
         """Remaining time at the rate measured so far (frames done per second since the job started)."""
         if self.status is not JobStatus.PROCESSING or not self.started_at or self.frames_done == 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from ..domain import Job, JobStatus, Task
+from ..domain import Job, JobStatus
 from ..errors import JobStateConflict
 from ..repository import JobRepository
 from .ports import TaskQueue
@@ -45,17 +45,7 @@ def job_fanout(*, repo: JobRepository, queue: TaskQueue, job_id: str, attempt: i
 
 
 def _first_attempt(repo: JobRepository, job: Job) -> list[int]:
-    tasks = [
-        Task(
-            job_id=job.id,
-            index=i,
-            frame_start=job.chunk_frames(i).start,
-            frame_end=job.chunk_frames(i).stop - 1,
-            status=JobStatus.QUEUED,
-            attempt=1,
-        )
-        for i in range(job.chunks_total)
-    ]
+    tasks = job.first_tasks()
     repo.put_tasks(job, tasks)
     return [t.index for t in tasks]
 

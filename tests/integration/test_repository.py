@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from jobs import aws
-from jobs.domain import FrameResult, JobStatus, Task
+from jobs.domain import FrameResult, JobStatus
 from jobs.errors import InvalidCursor, JobAlreadyExists, JobNotFound, JobNotRunning, JobStateConflict, LeaseLost
 from jobs.repository import IdempotencyRecord, IdempotencyTaken
 from tests.conftest import T0
@@ -201,17 +201,7 @@ def test_idempotency_record_is_written_with_the_job_and_blocks_a_second_one(repo
 def _multi_job(repo, make_job, frames=(1, 4), chunk_size=2):
     job = make_job(frame_start=frames[0], frame_end=frames[1], chunk_size=chunk_size)
     repo.add(job)
-    tasks = [
-        Task(
-            job_id=job.id,
-            index=i,
-            frame_start=job.chunk_frames(i).start,
-            frame_end=job.chunk_frames(i).stop - 1,
-            status=JobStatus.QUEUED,
-            attempt=1,
-        )
-        for i in range(job.chunks_total)
-    ]
+    tasks = job.first_tasks()
     repo.put_tasks(job, tasks)
     repo.put_tasks(job, tasks)  # a fan-out re-run changes nothing
     return job
