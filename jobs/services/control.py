@@ -49,24 +49,21 @@ def finish_cancel_if_idle(
     *, repo: JobRepository, job_id: str, attempt: int, now: datetime, retention: timedelta
 ) -> Job | None:
     """CANCELLING -> CANCELLED when no worker holds a live lease on the job or any of its chunks."""
+    if not _no_live_chunk(repo, job_id, now):
+        return None
     try:
-        job = (
-            repo.transition(
-                job_id,
-                attempt=attempt,
-                source=JobStatus.CANCELLING,
-                target=JobStatus.CANCELLED,
-                now=now,
-                expires_at=now + retention,
-                when_lease_free=True,
-            )
-            if _no_live_chunk(repo, job_id, now)
-            else None
+        job = repo.transition(
+            job_id,
+            attempt=attempt,
+            source=JobStatus.CANCELLING,
+            target=JobStatus.CANCELLED,
+            now=now,
+            expires_at=now + retention,
+            when_lease_free=True,
         )
     except JobStateConflict:
         return None
-    if job is not None:
-        log.info("job %s CANCELLED", job_id)
+    log.info("job %s CANCELLED", job_id)
     return job
 
 
