@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from jobs.domain import FrameResult, Job, JobStatus, Priority, Task
+from jobs.domain import FrameResult, Job, JobStatus, Priority, Task, can_transition
 from jobs.errors import (
     JobAlreadyExists,
     JobNotFound,
@@ -170,6 +170,8 @@ class InMemoryJobRepository:
         )
 
     def transition(self, job_id, *, attempt, source, target, now, expires_at=None, when_lease_free=False) -> Job:
+        if not can_transition(source, target):
+            raise ValueError(f"{source} -> {target} is not a transition of the job state machine")
         job = self._job_if(
             job_id,
             lambda j: (

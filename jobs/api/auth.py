@@ -19,15 +19,11 @@ SESSION_KEY = "api_key_hash"
 
 @dataclass(frozen=True)
 class ApiKeyUser:
-    """The caller: an owner name proven by an API key. DRF and throttling read `pk` and `is_authenticated`."""
+    """The caller: an owner name proven by an API key. DRF reads `is_authenticated`; throttling, `key_id`."""
 
     owner: str
     key_id: str = ""  # a prefix of the key's hash: names the key in logs and rate limits
     is_authenticated: bool = True
-
-    @property
-    def pk(self) -> str:
-        return self.owner
 
 
 class _OwnerCache:

@@ -121,3 +121,12 @@ def take_lease(
             **{f":{k}": v for k, v in active_index(kind, JobStatus.PROCESSING, expires, item_id).items()},
         },
     )
+
+
+def query_page(client, params: dict[str, Any], *, start: dict | None) -> tuple[list[dict[str, Any]], dict | None]:
+    """One Query page: the deserialized items and the raw key to continue from (None at the end)."""
+    if start:
+        params = {**params, "ExclusiveStartKey": start}
+    with unavailable_as_503("DynamoDB"):
+        resp = client.query(**params)
+    return [deserialize(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")

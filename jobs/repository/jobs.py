@@ -8,10 +8,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..aws import error_code, unavailable_as_503
-from ..domain import FrameResult, Job, JobStatus
+from ..domain import FrameResult, Job, JobStatus, can_transition
 from ..errors import JobAlreadyExists, JobNotFound, JobStateConflict
 from .cursor import decode_cursor, encode_cursor
-from .dynamo import LEASE_FREE, cancellation_reasons, conditional_update, take_lease, update_params
+from .dynamo import LEASE_FREE, cancellation_reasons, conditional_update, query_page, take_lease, update_params
 from .items import (
     active_index,
     deserialize,
@@ -132,13 +132,9 @@ class DynamoJobRepository(DynamoTaskMixin):
             params["FilterExpression"] = "#status = :status"
             params["ExpressionAttributeNames"] = {"#status": "status"}
             params["ExpressionAttributeValues"][":status"] = {"S": str(status)}
-        if cursor:
-            params["ExclusiveStartKey"] = decode_cursor(cursor, f"owner:{owner}")
-        with unavailable_as_503("DynamoDB"):
-            resp = self._client.query(**params)
-        jobs = [item_to_job(deserialize(i)) for i in resp.get("Items", [])]
-        last = resp.get("LastEvaluatedKey")
-        return JobPage(jobs=jobs, cursor=encode_cursor(last, f"owner:{owner}") if last else None)
+        scope = f"owner:{owner}"
+        items, last = query_page(self._client, params, start=decode_cursor(cursor, scope) if cursor else None)
+        return JobPage(jobs=[item_to_job(i) for i in items], cursor=encode_cursor(last, scope) if last else None)
 
     # --- the job item as the unit of work (one-chunk jobs) or as the assembler's lease ------------
     def claim(self, job_id: str, *, attempt: int, worker: str, token: str, now: datetime, lease_seconds: int) -> Job:
@@ -397,6 +393,8 @@ class DynamoJobRepository(DynamoTaskMixin):
         when_lease_free: bool = False,
     ) -> Job:
         """A plain conditional state change (cancel requests, CANCELLING -> CANCELLED)."""
+        if not can_transition(source, target):
+            raise ValueError(f"{source} -> {target} is not a transition of the job state machine")
         condition = "#status = :source AND attempt = :attempt"
         values: dict[str, Any] = {":source": source, ":target": target, ":attempt": attempt, ":now": iso(now)}
         if when_lease_free:

@@ -13,7 +13,7 @@ from ..aws import error_code, unavailable_as_503
 from ..domain import FrameResult, Job, JobStatus, Task
 from ..errors import JobNotRunning, JobStateConflict, LeaseLost
 from .cursor import decode_cursor, encode_cursor
-from .dynamo import LEASE_FREE, cancellation_reasons, conditional_update, take_lease, update_params
+from .dynamo import LEASE_FREE, cancellation_reasons, conditional_update, query_page, take_lease, update_params
 from .items import (
     active_index,
     decimal,
@@ -277,29 +277,27 @@ class DynamoTaskMixin:
     def tasks(self, job_id: str) -> list[Task]:
         """Every task of a job, in index order (one Query page per ~1 MB)."""
         out: list[Task] = []
-        cursor = None
+        start = None
         while True:
-            page = self.list_tasks(job_id, cursor=cursor, limit=1000)
-            out += page.tasks
-            cursor = page.cursor
-            if cursor is None:
+            items, start = query_page(self._client, self._tasks_query(job_id, limit=1000), start=start)
+            out += [item_to_task(i) for i in items]
+            if start is None:
                 return out
 
     def list_tasks(self, job_id: str, *, cursor: str | None, limit: int) -> TaskPage:
-        params: dict[str, Any] = {
+        scope = f"tasks:{job_id}"
+        start = decode_cursor(cursor, scope) if cursor else None
+        items, last = query_page(self._client, self._tasks_query(job_id, limit=limit), start=start)
+        return TaskPage(tasks=[item_to_task(i) for i in items], cursor=encode_cursor(last, scope) if last else None)
+
+    def _tasks_query(self, job_id: str, *, limit: int) -> dict[str, Any]:
+        return {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :task)",
             "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":task": {"S": "TASK#"}},
             "ConsistentRead": True,
             "Limit": limit,
         }
-        if cursor:
-            params["ExclusiveStartKey"] = decode_cursor(cursor, f"tasks:{job_id}")
-        with unavailable_as_503("DynamoDB"):
-            resp = self._client.query(**params)
-        tasks = [item_to_task(deserialize(i)) for i in resp.get("Items", [])]
-        last = resp.get("LastEvaluatedKey")
-        return TaskPage(tasks=tasks, cursor=encode_cursor(last, f"tasks:{job_id}") if last else None)
 
     def _task_update(self, task: Task, expression: str, condition: str, values: dict) -> Task:
         try:

@@ -360,3 +360,11 @@ def test_a_retried_conditional_write_that_already_applied_counts_as_done(dynamo_
     finally:
         client.update_item = real_update
     assert item["status"] == "PROCESSING" and len(calls) == 1
+
+
+def test_transitions_outside_the_state_machine_are_refused_before_any_write(repo, make_job):
+    job = make_job()
+    repo.add(job)
+    with pytest.raises(ValueError, match="not a transition"):
+        repo.transition(job.id, attempt=1, source=JobStatus.QUEUED, target=JobStatus.COMPLETED, now=T0)
+    assert repo.get(job.id).status is JobStatus.QUEUED
