@@ -22,7 +22,7 @@ def ensure_table(client, name: str) -> None:
     except ClientError as exc:
         if aws.error_code(exc) != "ResourceNotFoundException":
             raise
-    attrs = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]
+    attrs = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"]
     client.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
@@ -37,7 +37,7 @@ def ensure_table(client, name: str) -> None:
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
-            for index in ("gsi1", "gsi2")
+            for index in ("gsi1", "gsi2", "gsi3")
         ],
     )
     client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})

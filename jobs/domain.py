@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
+import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,7 +20,9 @@ class JobStatus(StrEnum):
 
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED}),
+    # QUEUED -> FAILED: work that failed before any frame started (a dead-lettered fan-out, an
+    # unexpected error before the claim, poison work).
+    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
     JobStatus.PROCESSING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLING}),
     JobStatus.CANCELLING: frozenset({JobStatus.CANCELLED}),
     JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
@@ -31,9 +34,19 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 ACTIVE_STATES = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.CANCELLING})
 
 
+FINAL_STATES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+# A chunk (of a running job) still has work to do in these states.
+UNFINISHED_STATES = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
+
+
 def can_transition(src: JobStatus, dst: JobStatus) -> bool:
-    """True when DESIGN.md's state machine allows moving from `src` to `dst`."""
+    """True when the job state machine (docs/ARCHITECTURE.md) allows moving from `src` to `dst`."""
     return dst in TRANSITIONS[src]
+
+
+def sources(target: JobStatus) -> frozenset[JobStatus]:
+    """Every state from which the state machine allows moving to `target`."""
+    return frozenset(src for src, dsts in TRANSITIONS.items() if target in dsts)
 
 
 class Priority(StrEnum):
@@ -94,12 +107,34 @@ class FrameResult:
         return dataclasses.asdict(self)
 
 
+MAX_ERROR_MESSAGE = 500
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why work failed, as the customer sees it: a stable code and a short message (no internals).
+
+    Raw exception text (which may name roles, accounts or hosts) goes to the worker's log only.
+    """
+
+    code: str
+    message: str
+
+    def __post_init__(self):
+        if len(self.message) > MAX_ERROR_MESSAGE:
+            object.__setattr__(self, "message", self.message[: MAX_ERROR_MESSAGE - 1] + "\u2026")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 def new_job_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits that sort by creation time (48-bit milliseconds, then 80 random bits), like a UUIDv7.
+
+    Listings by status sort on the id alone (gsi3: `<status>#<id>`), so newest-first needs no date.
+    """
+    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
 
 
 @dataclass(frozen=True)
@@ -119,8 +154,11 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    error_code: str | None = None
     frames_done: int = 0
     render_failures: int = 0
+    crashes: int = 0  # claims of a one-chunk job whose holder died without releasing it
+    render_seconds: float = 0.0
     worker: str | None = None
     lease_token: str | None = None
     lease_expires_at: datetime | None = None
@@ -155,19 +193,42 @@ class Job:
         first = self.frame_start + index * self.chunk_size
         return range(first, min(first + self.chunk_size, self.frame_end + 1))
 
-    def first_tasks(self) -> list[Task]:
-        """The QUEUED task of every chunk, as the first fan-out creates them."""
+    def new_chunks(self) -> list[Chunk]:
+        """The QUEUED chunk item of every chunk, in this attempt, as the fan-out creates missing ones."""
         return [
-            Task(
+            Chunk(
                 job_id=self.id,
                 index=i,
                 frame_start=frames.start,
                 frame_end=frames.stop - 1,
                 status=JobStatus.QUEUED,
-                attempt=1,
+                attempt=self.attempt,
             )
             for i, frames in ((i, self.chunk_frames(i)) for i in range(self.chunks_total))
         ]
+
+    def as_chunk(self) -> Chunk:
+        """A one-chunk job is its own unit of work: the job item, seen as its only chunk (index None)."""
+        return Chunk(
+            job_id=self.id,
+            index=None,
+            frame_start=self.frame_start,
+            frame_end=self.frame_end,
+            status=self.status,
+            attempt=self.attempt,
+            frames_done=self.frames_done,
+            render_failures=self.render_failures,
+            crashes=self.crashes,
+            render_seconds=self.render_seconds,
+            worker=self.worker,
+            lease_token=self.lease_token,
+            lease_expires_at=self.lease_expires_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            error=self.error,
+            error_code=self.error_code,
+            results=self.results,
+        )
 
     def eta_seconds(self, now: datetime) -> float | None:
         """Remaining time at the rate measured so far (frames done per second since the job started)."""
@@ -185,17 +246,22 @@ def chunk_count(frames: int, chunk_size: int) -> int:
 
 
 @dataclass(frozen=True)
-class Task:
-    """One chunk of a job of several chunks: `pk=JOB#<id>, sk=TASK#<index:05d>`."""
+class Chunk:
+    """The unit of work: frames rendered by one worker under one lease, one Celery message.
+
+    It is stored in one of two shapes: a job of one chunk is its own chunk (the job item; `index` None),
+    a job of several chunks has a chunk item per chunk (`pk=JOB#<id>, sk=TASK#<index:05d>`).
+    """
 
     job_id: str
-    index: int
+    index: int | None
     frame_start: int
     frame_end: int
     status: JobStatus
     attempt: int
     frames_done: int = 0
     render_failures: int = 0
+    crashes: int = 0  # claims whose holder died without releasing the chunk (poison work counts here)
     render_seconds: float = 0.0
     worker: str | None = None
     lease_token: str | None = None
@@ -203,13 +269,36 @@ class Task:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    error_code: str | None = None
     results: tuple[FrameResult, ...] = ()
 
     @property
     def frames(self) -> range:
         return range(self.frame_start, self.frame_end + 1)
 
-    def replace(self, **changes) -> Task:
+    @property
+    def whole_job(self) -> bool:
+        """True for the job item of a one-chunk job: finishing the chunk finishes the job."""
+        return self.index is None
+
+    @property
+    def name(self) -> str:
+        """`job <id>` or `job <id> chunk <n>`, as log lines name it."""
+        return f"job {self.job_id}" if self.index is None else f"job {self.job_id} chunk {self.index}"
+
+    @property
+    def seconds_per_frame(self) -> float | None:
+        return round(self.render_seconds / self.frames_done, 3) if self.frames_done else None
+
+    def held_by_live_lease(self, now: datetime) -> bool:
+        return (
+            self.status is JobStatus.PROCESSING
+            and self.lease_token is not None
+            and self.lease_expires_at is not None
+            and self.lease_expires_at > now
+        )
+
+    def replace(self, **changes) -> Chunk:
         return dataclasses.replace(self, **changes)
 
 

@@ -66,3 +66,8 @@ class IdempotencyKeyReused(DomainError):
     status_code = 422
     code = "idempotency_key_reused"
     default_message = "This Idempotency-Key was used with a different request body."
+
+
+class RenderError(Exception):
+    """A frame could not be rendered. Its message is shown to the customer (keep internals out of it); the
+    chunk is retried with backoff, then fails the job."""

@@ -14,10 +14,9 @@ from typing import Protocol
 from PIL import Image, ImageDraw, ImageFont
 
 from .domain import Job, OutputFormat
+from .errors import RenderError
 
-
-class RenderError(Exception):
-    """A frame could not be rendered; the task retries it with backoff, then fails the job."""
+__all__ = ["RenderError", "Renderer", "SimulatedRenderer", "get_renderer", "paint_frame"]
 
 
 class Renderer(Protocol):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .domain import Job, JobStatus, Task, frame_key, manifest_key, preview_key
+from .domain import FrameResult, Job, JobStatus, frame_key, manifest_key, preview_key
 from .errors import InvalidCursor, JobNotFound
-from .repository import JobPage, JobRepository, TaskPage
+from .repository import ChunkPage, JobPage, JobRepository
 from .storage import ResultStore
 
 
@@ -19,39 +19,42 @@ def job_list(*, repo: JobRepository, owner: str, status: JobStatus | None, curso
     return repo.list_for_owner(owner, status=status, cursor=cursor, limit=limit)
 
 
-def job_tasks(*, repo: JobRepository, job: Job, cursor: str | None, limit: int) -> TaskPage:
-    """The job's chunks in order; a one-chunk job shows its job item as its only chunk."""
+def job_chunks(*, repo: JobRepository, job: Job, cursor: str | None, limit: int) -> ChunkPage:
+    """The job's chunks in order; a one-chunk job shows its job item as its only chunk (index 0)."""
     if not job.single_chunk:
-        return repo.list_tasks(job.id, cursor=cursor, limit=limit)
+        return repo.chunks.page(job.id, cursor=cursor, limit=limit)
     if cursor:
         raise InvalidCursor()  # a one-chunk job's only page has no next one
-    only = Task(
-        job_id=job.id,
-        index=0,
-        frame_start=job.frame_start,
-        frame_end=job.frame_end,
-        status=job.status,
-        attempt=job.attempt,
-        frames_done=job.frames_done,
-        render_failures=job.render_failures,
-        worker=job.worker,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        error=job.error,
-    )
-    return TaskPage(tasks=[only], cursor=None)
+    return ChunkPage(chunks=[job.as_chunk().replace(index=0)], cursor=None)
+
+
+def recorded_frames(*, repo: JobRepository, job: Job) -> dict[int, FrameResult]:
+    """The frames stored so far, by number: every frame of a completed job; else those recorded by chunks."""
+    if job.single_chunk:
+        return {r.frame: r for r in job.results}
+    return {r.frame: r for chunk in repo.chunks.list(job.id) for r in chunk.results}
 
 
 def job_result_links(
-    *, store: ResultStore, job: Job, expires_in: int, offset: int = 0, limit: int = 100
-) -> dict | None:
-    """Presigned GET URLs of a completed job's frames (a page of them), manifest and preview; None before."""
-    if job.status is not JobStatus.COMPLETED:
-        return None
+    *,
+    store: ResultStore,
+    job: Job,
+    expires_in: int,
+    offset: int = 0,
+    limit: int = 100,
+    recorded: dict[int, FrameResult] | None = None,
+) -> dict:
+    """Presigned GET URLs of a page of the job's frames; manifest and preview once COMPLETED.
+
+    A completed job lists every frame; any other job lists the frames recorded so far (`recorded`), so the
+    good frames of a cancelled or failed job, or of one still running, can be had.
+    """
     fmt = job.scene.output_format
-    known = {r.frame: r for r in job.results}
+    completed = job.status is JobStatus.COMPLETED
+    known = {r.frame: r for r in job.results} if completed else dict(recorded or {})
+    numbers = list(job.frames) if completed else sorted(known)
     frames = []
-    for frame in list(job.frames)[offset : offset + limit]:
+    for frame in numbers[offset : offset + limit]:
         entry = {"frame": frame, "url": store.presigned_url(frame_key(job.id, frame, fmt))}
         if frame in known:
             entry.update(size=known[frame].size, sha256=known[frame].sha256)
@@ -60,8 +63,8 @@ def job_result_links(
     multi = job.frames_total > 1
     return {
         "expires_in": expires_in,
-        "manifest_url": store.presigned_url(manifest_key(job.id)) if multi else None,
-        "preview_url": store.presigned_url(preview_key(job.id)) if job.has_preview else None,
+        "manifest_url": store.presigned_url(manifest_key(job.id)) if completed and multi else None,
+        "preview_url": store.presigned_url(preview_key(job.id)) if completed and job.has_preview else None,
         "frames": frames,
-        "frames_next_offset": following if following < job.frames_total else None,
+        "frames_next_offset": following if following < len(numbers) else None,
     }

@@ -1,7 +1,15 @@
-"""Celery tasks: take ids, call one service (which claims with a conditional write), handle retry."""
+"""Celery tasks: take ids, call one service (which claims with a conditional write), handle retry.
+
+Any error a service does not handle is still a failed attempt of the chunk, recorded with its error and
+retried with backoff (see services.rendering.chunk_error); if even that cannot be written (DynamoDB
+down), the message is not acknowledged (CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT is off), so SQS delivers
+it again and, past the redrive count, the dead-letter handling fails the job.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import socket
@@ -12,18 +20,27 @@ from django.conf import settings
 from . import shutdown, wiring
 from .domain import utcnow
 from .errors import JobNotFound
-from .services import Outcome, Worker, chunk_process, job_fanout
+from .queueing import FANOUT_JOB, RENDER_CHUNK
+from .services import Outcome, RenderContext, chunk_error, chunk_process, job_fanout
 
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def _worker_id(pid: int) -> str:
+    """An opaque id for this pool process (customers see it on chunks); the log maps it to host and pid."""
+    host = socket.gethostname()
+    wid = "w-" + hashlib.sha256(f"{host}:{pid}".encode()).hexdigest()[:12]
+    log.info("worker id %s is %s pid %d", wid, host, pid)
+    return wid
+
+
 def worker_id() -> str:
-    """This pool process, as it appears in a chunk's `worker` field: host and pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return _worker_id(os.getpid())
 
 
-def _worker() -> Worker:
-    return Worker(
+def _context() -> RenderContext:
+    return RenderContext(
         repo=wiring.job_repository(),
         store=wiring.result_store(),
         renderer=wiring.renderer(),
@@ -31,33 +48,53 @@ def _worker() -> Worker:
         name=worker_id(),
         lease_seconds=settings.RENDER_LEASE_SECONDS,
         max_attempts=settings.RENDER_MAX_ATTEMPTS,
+        max_crashes=settings.RENDER_MAX_CRASHES,
         retention=wiring.retention(),
         heartbeat_seconds=settings.RENDER_HEARTBEAT_SECONDS,
         grace_left=lambda: shutdown.grace_left(settings.RENDER_SHUTDOWN_GRACE_SECONDS),
     )
 
 
-@shared_task(bind=True, name="jobs.render_chunk", max_retries=None)
+def _error_context() -> RenderContext:
+    """What chunk_error needs, without the renderer (which may be the very thing that is broken)."""
+    return RenderContext(
+        repo=wiring.job_repository(),
+        store=None,
+        renderer=None,
+        clock=utcnow,
+        name=worker_id(),
+        lease_seconds=settings.RENDER_LEASE_SECONDS,
+        max_attempts=settings.RENDER_MAX_ATTEMPTS,
+        retention=wiring.retention(),
+    )
+
+
+def backoff(failures: int) -> int:
+    return min(settings.RENDER_RETRY_BACKOFF_SECONDS * 2 ** max(failures - 1, 0), 900)
+
+
+@shared_task(bind=True, name=RENDER_CHUNK, max_retries=None)
 def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
     """Render one chunk (index None: a one-chunk job). Safe to run twice: a lost claim just returns."""
     try:
-        outcome, failures = chunk_process(worker=_worker(), job_id=job_id, index=index, attempt=attempt)
+        outcome, failures = chunk_process(ctx=_context(), job_id=job_id, index=index, attempt=attempt)
     except JobNotFound:
         log.warning("job %s does not exist (withdrawn or expired); dropping its message", job_id)
         return Outcome.SKIPPED
+    except Exception as exc:
+        log.exception("job %s chunk %s: unexpected error", job_id, index)
+        outcome, failures = chunk_error(ctx=_error_context(), job_id=job_id, index=index, attempt=attempt, error=exc)
     if outcome in (Outcome.RETRY, Outcome.RELEASED):
         # A retry after a failure waits with backoff; a chunk released at shutdown goes straight back.
-        countdown = (
-            0 if outcome is Outcome.RELEASED else min(settings.RENDER_RETRY_BACKOFF_SECONDS * 2 ** (failures - 1), 900)
-        )
+        countdown = 0 if outcome is Outcome.RELEASED else backoff(failures)
         queue = self.request.delivery_info.get("routing_key") or settings.RENDER_QUEUE_NAMES["normal"]
         raise self.retry(args=(job_id, index, attempt), countdown=countdown, queue=queue)
     return outcome
 
 
-@shared_task(name="jobs.fanout_job")
+@shared_task(name=FANOUT_JOB)
 def fanout_job(job_id: str, attempt: int) -> int:
-    """Create a multi-chunk job's tasks and send one message per chunk (idempotent; see services.fanout)."""
+    """Create a multi-chunk job's chunks and send one message per chunk (idempotent; see services.fanout)."""
     try:
         return job_fanout(
             repo=wiring.job_repository(), queue=wiring.task_queue(), job_id=job_id, attempt=attempt, now=utcnow()

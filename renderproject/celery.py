@@ -63,3 +63,15 @@ def _shutting_down(**kwargs):
     from jobs import shutdown
 
     shutdown.request()
+
+
+@signals.celeryd_init.connect
+def _refuse_a_broken_configuration(**kwargs):
+    """A worker that could not render anything refuses to start, with one clear line, instead of taking
+    messages and failing every one of them."""
+    from jobs import wiring
+
+    try:
+        wiring.renderer()
+    except Exception as exc:  # an import error, a missing class, a bad setting: all equally fatal here
+        raise SystemExit(f"render worker refuses to start: RENDER_RENDERER cannot be loaded ({exc})") from None

@@ -8,19 +8,33 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from jobs.domain import FrameResult, Job, JobStatus, Priority, Task, can_transition
+from jobs.domain import (
+    UNFINISHED_STATES,
+    Chunk,
+    Failure,
+    FrameResult,
+    Job,
+    JobStatus,
+    Priority,
+    can_transition,
+    sources,
+)
 from jobs.errors import (
+    InvalidCursor,
     JobAlreadyExists,
     JobNotFound,
     JobNotRunning,
     JobStateConflict,
     LeaseLost,
+    RenderError,
     ServiceUnavailable,
 )
-from jobs.repository import IdempotencyRecord, IdempotencyTaken, JobPage, TaskPage
+from jobs.repository import ChunkPage, IdempotencyRecord, IdempotencyTaken, JobPage, Overdue
 
 P, Q = JobStatus.PROCESSING, JobStatus.QUEUED
 EPOCH0 = datetime.fromtimestamp(0).astimezone()
+RUNNING_JOB_AUDIT = timedelta(minutes=10)
+FINAL = (JobStatus.CANCELLING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.COMPLETED)
 
 
 def _conflict(status: JobStatus, attempt: int) -> JobStateConflict:
@@ -32,30 +46,29 @@ def _lapsed(lease: datetime | None, now: datetime) -> bool:
 
 
 class InMemoryJobRepository:
-    """Same conditions as DynamoJobRepository, applied to dicts."""
+    """Same conditions as DynamoJobRepository, applied to dicts. `due` mirrors gsi2: key -> (status, due)."""
 
     def __init__(self):
         self.jobs: dict[str, Job] = {}
-        self.task_items: dict[tuple[str, int], Task] = {}
-        self.idempotency: dict[str, dict] = {}
+        self.chunk_items: dict[tuple[str, int], Chunk] = {}
+        self.idempotency: dict[str, IdempotencyRecord] = {}
+        self.due: dict[tuple[str, int | None], tuple[JobStatus, datetime]] = {}
+        self.chunks = InMemoryChunkRepository(self)
 
     # --- jobs ---------------------------------------------------------------------------------
     def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None:
         if idempotency is not None:
             held = self.idempotency.get(idempotency.pk)
-            if held and held["expires_at"] >= idempotency.created_at.timestamp():
+            if held and held.expires_at >= idempotency.created_at:
                 raise IdempotencyTaken()
         if job.id in self.jobs and self.jobs[job.id] != job:
             raise JobAlreadyExists()
         self.jobs[job.id] = job
+        self.due[(job.id, None)] = (job.status, job.created_at)
         if idempotency is not None:
-            self.idempotency[idempotency.pk] = {
-                "job_id": job.id,
-                "request_hash": idempotency.request_hash,
-                "expires_at": idempotency.expires_at.timestamp(),
-            }
+            self.idempotency[idempotency.pk] = idempotency
 
-    def idempotency_record(self, pk: str) -> dict | None:
+    def idempotency_record(self, pk: str) -> IdempotencyRecord | None:
         return self.idempotency.get(pk)
 
     def get(self, job_id: str) -> Job:
@@ -67,24 +80,29 @@ class InMemoryJobRepository:
     def withdraw(self, job_id: str, *, idempotency_pk: str | None = None) -> None:
         self._job_if(job_id, lambda j: j.status is Q)
         del self.jobs[job_id]
+        self.due.pop((job_id, None), None)
         self.idempotency.pop(idempotency_pk, None)
 
     def list_for_owner(self, owner, *, status, cursor, limit) -> JobPage:
+        if cursor:
+            try:
+                _start, listed_status, listed_limit = cursor.split(":")
+            except ValueError:
+                raise InvalidCursor() from None
+            if status is not None and listed_status not in ("", str(status)):
+                raise InvalidCursor("This cursor continues a listing with another status filter.")
+            status = JobStatus(listed_status) if listed_status else status
+            limit = limit or int(listed_limit)
+        limit = limit or 20
         mine = sorted(
             (j for j in self.jobs.values() if j.owner == owner and (status is None or j.status is status)),
             key=lambda j: (j.created_at, j.id),
             reverse=True,
         )
-        start = int(cursor or 0)
-        more = start + limit < len(mine)
-        return JobPage(jobs=mine[start : start + limit], cursor=str(start + limit) if more else None)
-
-    def claim(self, job_id, *, attempt, worker, token, now, lease_seconds) -> Job:
-        job = self._job_if(
-            job_id,
-            lambda j: j.attempt == attempt and (j.status is Q or (j.status is P and _lapsed(j.lease_expires_at, now))),
-        )
-        return self._lease(job, worker, token, now, lease_seconds)
+        first = int(cursor.split(":")[0]) if cursor else 0
+        more = first + limit < len(mine)
+        following = f"{first + limit}:{status or ''}:{limit}" if more else None
+        return JobPage(jobs=mine[first : first + limit], cursor=following)
 
     def begin_assembly(self, job_id, *, attempt, worker, token, now, lease_seconds) -> Job:
         job = self._job_if(
@@ -96,78 +114,17 @@ class InMemoryJobRepository:
                 and _lapsed(j.lease_expires_at, now)
             ),
         )
-        return self._lease(job, worker, token, now, lease_seconds)
+        until = now + timedelta(seconds=lease_seconds)
+        self.due[(job_id, None)] = (P, until)
+        return self._put(job.replace(worker=worker, lease_token=token, lease_expires_at=until, updated_at=now))
 
-    def _lease(self, job: Job, worker: str, token: str, now: datetime, lease_seconds: int) -> Job:
-        return self._put(
-            job.replace(
-                status=P,
-                worker=worker,
-                lease_token=token,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                started_at=job.started_at or now,
-                updated_at=now,
-            )
-        )
+    def complete_assembly(self, job_id, *, token, has_preview, now, expires_at) -> Job:
+        job = self._job_if(job_id, lambda j: j.status is P and j.lease_token == token)
+        return self._end(job.replace(has_preview=has_preview, error=None, error_code=None), JobStatus.COMPLETED, now)
 
-    def start(self, job_id, *, attempt, now) -> Job:
-        job = self._job_if(job_id, lambda j: j.attempt == attempt and j.status in (Q, P))
-        return self._put(job.replace(status=P, started_at=job.started_at or now, updated_at=now))
-
-    def record_frame(self, job_id, *, token, frames_done, result, now, lease_until) -> Job:
-        job = self._job_if(job_id, lambda j: self._holds(j, token) and j.frames_done == frames_done)
-        return self._put(
-            job.replace(
-                frames_done=frames_done + 1,
-                results=(*job.results, result),
-                updated_at=now,
-                lease_expires_at=lease_until,
-            )
-        )
-
-    def renew_lease(self, job_id, *, token, until) -> None:
-        job = self._job_if(job_id, lambda j: self._holds(j, token))
-        self._put(job.replace(lease_expires_at=until))
-
-    def renew_task_lease(self, task: Task, *, token, until) -> None:
-        self._put_task(self._task_held(task, token).replace(lease_expires_at=until))
-
-    def complete(self, job_id, *, token, results, has_preview, now, expires_at) -> Job:
-        job = self._job_if(job_id, lambda j: self._holds(j, token))
-        changes = {}
-        if results is not None:
-            changes = {"results": tuple(results), "frames_done": len(results), "chunks_done": job.chunks_total}
-        return self._put(
-            job.replace(
-                status=JobStatus.COMPLETED,
-                has_preview=has_preview,
-                finished_at=now,
-                updated_at=now,
-                lease_token=None,
-                lease_expires_at=None,
-                error=None,
-                **changes,
-            )
-        )
-
-    def release(self, job_id, *, token, now, error=None) -> Job:
-        job = self._job_if(job_id, lambda j: self._holds(j, token))
-        failure = {} if error is None else {"render_failures": job.render_failures + 1, "error": error}
-        return self._put(job.replace(updated_at=now, lease_token=None, lease_expires_at=EPOCH0, **failure))
-
-    def fail(self, job_id, *, token, error, now, expires_at) -> Job:
-        job = self._job_if(job_id, lambda j: self._holds(j, token))
-        return self._end(job.replace(render_failures=job.render_failures + 1), JobStatus.FAILED, now, error)
-
-    def fail_unfinished(self, job_id, *, attempt, error, now, expires_at) -> Job:
-        job = self._job_if(job_id, lambda j: j.status in (Q, P) and j.attempt == attempt)
-        return self._end(job, JobStatus.FAILED, now, error)
-
-    def fail_unfinished_task(self, job_id, index, *, attempt, error, now) -> None:
-        task = self._task_if(job_id, index, lambda t: t.status in (Q, P) and t.attempt == attempt)
-        self._put_task(
-            task.replace(status=JobStatus.FAILED, finished_at=now, error=error, lease_token=None, lease_expires_at=None)
-        )
+    def fail(self, job_id, *, attempt, failure: Failure, now, expires_at) -> Job:
+        job = self._job_if(job_id, lambda j: j.status in sources(JobStatus.FAILED) and j.attempt == attempt)
+        return self._end(job.replace(error=failure.message, error_code=failure.code), JobStatus.FAILED, now)
 
     def transition(self, job_id, *, attempt, source, target, now, expires_at=None, when_lease_free=False) -> Job:
         if not can_transition(source, target):
@@ -181,17 +138,13 @@ class InMemoryJobRepository:
             ),
         )
         if target in (JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.COMPLETED):
-            return self._end(job, target, now, job.error)
+            return self._end(job, target, now)
+        self.due[(job_id, None)] = (target, now)
         return self._put(job.replace(status=target, updated_at=now))
 
-    def stop(self, job_id, *, token, now, expires_at) -> Job:
-        job = self._job_if(job_id, lambda j: j.status is JobStatus.CANCELLING and j.lease_token == token)
-        return self._end(job, JobStatus.CANCELLED, now, job.error)
-
     def retry(self, job_id, *, attempt, now) -> Job:
-        job = self._job_if(
-            job_id, lambda j: j.status in (JobStatus.FAILED, JobStatus.CANCELLED) and j.attempt == attempt
-        )
+        job = self._job_if(job_id, lambda j: j.status in sources(Q) and j.attempt == attempt)
+        self.due[(job_id, None)] = (Q, now)
         return self._put(
             job.replace(
                 status=Q,
@@ -199,7 +152,9 @@ class InMemoryJobRepository:
                 updated_at=now,
                 fanout_sent=-1,
                 render_failures=0,
+                crashes=0,
                 error=None,
+                error_code=None,
                 finished_at=None,
                 lease_token=None,
                 lease_expires_at=None,
@@ -212,147 +167,289 @@ class InMemoryJobRepository:
         )
         self._put(job.replace(fanout_sent=sent_now))
 
-    # --- tasks --------------------------------------------------------------------------------
-    def put_tasks(self, job: Job, tasks: list[Task]) -> None:
-        for start in range(0, len(tasks), 100):
-            batch = tasks[start : start + 100]
-            if any((t.job_id, t.index) in self.task_items for t in batch):
+    def overdue(self, kind, status, *, now, limit) -> list[Overdue]:
+        out = []
+        for (job_id, index), (st, due) in sorted(self.due.items(), key=lambda kv: kv[1][1]):
+            if (kind == "JOB") != (index is None) or st is not status or due >= now:
                 continue
-            for t in batch:
-                self.task_items[(t.job_id, t.index)] = t
+            item = self.jobs[job_id] if index is None else self.chunk_items[(job_id, index)]
+            out.append(Overdue(job_id, index, status, item.attempt, marker=(str(st), due.isoformat())))
+        return out[:limit]
 
-    def claim_task(self, job_id, index, *, attempt, worker, token, now, lease_seconds) -> Task:
-        task = self._task_if(
-            job_id,
-            index,
-            lambda t: t.attempt == attempt and (t.status is Q or (t.status is P and _lapsed(t.lease_expires_at, now))),
-        )
-        return self._put_task(
-            task.replace(
-                status=P,
-                worker=worker,
-                lease_token=token,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                started_at=task.started_at or now,
-            )
-        )
-
-    def record_task_frame(self, task: Task, *, token, result, render_seconds, now, lease_until) -> bool:
-        current = self.task_items.get((task.job_id, task.index))
-        if not (
-            current
-            and self._holds(current, token)
-            and current.attempt == task.attempt
-            and current.frames_done == task.frames_done
-        ):
-            raise LeaseLost()
-        job = self.get(task.job_id)
-        if job.status is not P or job.attempt != task.attempt:
-            raise JobNotRunning(str(job.status))
-        last = current.frames_done + 1 == len(current.frames)
-        changes = {"lease_expires_at": lease_until}
-        if last:
-            changes = {"status": JobStatus.COMPLETED, "finished_at": now, "lease_token": None, "lease_expires_at": None}
-        self._put_task(
-            current.replace(
-                frames_done=current.frames_done + 1,
-                results=(*current.results, result),
-                render_seconds=current.render_seconds + render_seconds,
-                **changes,
-            )
-        )
-        self._put(job.replace(frames_done=job.frames_done + 1, chunks_done=job.chunks_done + int(last), updated_at=now))
-        return last
-
-    def release_task(self, task: Task, *, token, now, error=None) -> Task:
-        current = self._task_held(task, token)
-        failure = {} if error is None else {"render_failures": current.render_failures + 1, "error": error}
-        return self._put_task(current.replace(lease_token=None, lease_expires_at=EPOCH0, **failure))
-
-    def end_task(self, task: Task, *, token, status, now, error=None) -> Task:
-        current = self._task_held(task, token)
-        failures = current.render_failures + int(status is JobStatus.FAILED)
-        return self._put_task(
-            current.replace(
-                status=status,
-                finished_at=now,
-                render_failures=failures,
-                error=error or current.error,
-                lease_token=None,
-                lease_expires_at=None,
-            )
-        )
-
-    def drop_task(self, job_id, index, *, attempt, now) -> None:
-        task = self.task_items.get((job_id, index))
-        if task and task.status is Q and task.attempt == attempt:
-            self._put_task(task.replace(status=JobStatus.CANCELLED, finished_at=now))
-
-    def requeue_task(self, task: Task, *, attempt, now) -> bool:
-        current = self.task_items[(task.job_id, task.index)]
-        if current.status is JobStatus.COMPLETED or current.attempt >= attempt:
+    def postpone(self, work: Overdue, *, until) -> bool:
+        current = self.due.get((work.job_id, work.index))
+        if current is None or (str(current[0]), current[1].isoformat()) != work.marker:
             return False
-        self._put_task(
-            current.replace(
-                status=Q,
-                attempt=attempt,
-                render_failures=0,
-                lease_token=None,
-                lease_expires_at=None,
-                error=None,
-                finished_at=None,
-            )
-        )
+        self.due[(work.job_id, work.index)] = (current[0], until)
         return True
 
-    def tasks(self, job_id: str) -> list[Task]:
-        return sorted((t for (j, _), t in self.task_items.items() if j == job_id), key=lambda t: t.index)
-
-    def list_tasks(self, job_id, *, cursor, limit) -> TaskPage:
-        everything = self.tasks(job_id)
-        start = int(cursor or 0)
-        more = start + limit < len(everything)
-        return TaskPage(tasks=everything[start : start + limit], cursor=str(start + limit) if more else None)
-
     # --- helpers ------------------------------------------------------------------------------
-    @staticmethod
-    def _holds(item: Job | Task, token: str) -> bool:
-        return item.status is P and item.lease_token == token
-
     def _job_if(self, job_id: str, condition) -> Job:
         job = self.get(job_id)
         if not condition(job):
             raise _conflict(job.status, job.attempt)
         return job
 
-    def _task_if(self, job_id: str, index: int, condition) -> Task:
-        task = self.task_items.get((job_id, index))
-        if task is None:
-            raise JobNotFound()
-        if not condition(task):
-            raise _conflict(task.status, task.attempt)
-        return task
-
-    def _task_held(self, task: Task, token: str) -> Task:
-        current = self.task_items.get((task.job_id, task.index))
-        if not (current and self._holds(current, token) and current.attempt == task.attempt):
-            raise LeaseLost()
-        return current
-
-    def _end(self, job: Job, status: JobStatus, now: datetime, error: str | None) -> Job:
+    def _end(self, job: Job, status: JobStatus, now: datetime) -> Job:
+        self.due.pop((job.id, None), None)
         return self._put(
-            job.replace(
-                status=status, error=error, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None
-            )
+            job.replace(status=status, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None)
         )
 
     def _put(self, job: Job) -> Job:
         self.jobs[job.id] = job
         return job
 
-    def _put_task(self, task: Task) -> Task:
-        self.task_items[(task.job_id, task.index)] = task
-        return task
+
+class InMemoryChunkRepository:
+    """The two storage shapes of a chunk, as DynamoChunkRepository has them, on the fake's dicts."""
+
+    def __init__(self, jobs: InMemoryJobRepository):
+        self._jobs = jobs
+
+    def put(self, job: Job, chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            if (chunk.job_id, chunk.index) not in self._jobs.chunk_items:
+                self._jobs.chunk_items[(chunk.job_id, chunk.index)] = chunk
+                self._jobs.due[(chunk.job_id, chunk.index)] = (chunk.status, job.created_at)
+
+    def list(self, job_id: str) -> list[Chunk]:
+        items = self._jobs.chunk_items
+        return sorted((c for (j, _), c in items.items() if j == job_id), key=lambda c: c.index)
+
+    def page(self, job_id, *, cursor, limit) -> ChunkPage:
+        everything = self.list(job_id)
+        start = int(cursor or 0)
+        more = start + limit < len(everything)
+        return ChunkPage(chunks=everything[start : start + limit], cursor=str(start + limit) if more else None)
+
+    def claim(self, job_id, index, *, attempt, worker, token, now, lease_seconds) -> tuple[Job, Chunk]:
+        job = self._jobs.get(job_id)
+        if index is not None:
+            if job.attempt != attempt or job.status not in (Q, P):
+                raise self._not_claimed(job.status, job.attempt)
+            job = self._jobs._put(job.replace(status=P, started_at=job.started_at or now, updated_at=now))
+            self._jobs.due[(job_id, None)] = (P, now + RUNNING_JOB_AUDIT)
+        current = self._get(job_id, index)
+        claimable = current.attempt == attempt and (
+            current.status is Q or (current.status is P and not current.lease_token)
+        )
+        takeover = (
+            current.attempt == attempt
+            and current.status is P
+            and current.lease_token
+            and _lapsed(current.lease_expires_at, now)
+        )
+        if not (claimable or takeover):
+            raise (
+                self._not_claimed(current.status, current.attempt)
+                if index is None
+                else _conflict(current.status, current.attempt)
+            )
+        until = now + timedelta(seconds=lease_seconds)
+        chunk = current.replace(
+            status=P,
+            worker=worker,
+            lease_token=token,
+            lease_expires_at=until,
+            started_at=current.started_at or now,
+            crashes=current.crashes + (0 if claimable else 1),
+        )
+        chunk = self._store(chunk, due=(P, until), now=now)
+        return (self._jobs.get(job_id), chunk)
+
+    @staticmethod
+    def _not_claimed(status: JobStatus, attempt: int) -> JobStateConflict:
+        return JobNotRunning(str(status)) if status in FINAL else _conflict(status, attempt)
+
+    def record_frame(
+        self, chunk, *, token, result, render_seconds, now, lease_until, has_preview=False, expires_at=None
+    ) -> Chunk:
+        current = self._held(chunk, token, extra=lambda c: c.frames_done == chunk.frames_done)
+        job = self._jobs.get(chunk.job_id)
+        if chunk.whole_job:
+            pass
+        elif job.status is not P or job.attempt != chunk.attempt:
+            raise JobNotRunning(str(job.status))
+        last = current.frames_done + 1 == len(current.frames)
+        updated = current.replace(
+            frames_done=current.frames_done + 1,
+            results=(*current.results, result),
+            render_seconds=current.render_seconds + render_seconds,
+            lease_expires_at=lease_until,
+        )
+        if chunk.whole_job and last:
+            job = self._jobs.get(chunk.job_id)
+            self._jobs._put(
+                job.replace(
+                    frames_done=updated.frames_done,
+                    results=updated.results,
+                    render_seconds=updated.render_seconds,
+                    chunks_done=job.chunks_total,
+                    has_preview=has_preview,
+                    error=None,
+                    error_code=None,
+                )
+            )
+            self._jobs._end(self._jobs.get(chunk.job_id), JobStatus.COMPLETED, now)
+            return updated.replace(status=JobStatus.COMPLETED, lease_token=None, lease_expires_at=None)
+        if last:
+            updated = updated.replace(
+                status=JobStatus.COMPLETED, finished_at=now, lease_token=None, lease_expires_at=None
+            )
+            self._store(updated, due=None, now=now)
+        else:
+            self._store(updated, due=(P, lease_until), now=now)
+        if not chunk.whole_job:
+            job = self._jobs.get(chunk.job_id)
+            self._jobs._put(
+                job.replace(frames_done=job.frames_done + 1, chunks_done=job.chunks_done + int(last), updated_at=now)
+            )
+        return updated
+
+    def renew(self, chunk, *, token, until) -> None:
+        current = self._held(chunk, token)
+        self._store(current.replace(lease_expires_at=until), due=(P, until), now=None)
+
+    def release(self, chunk, *, token, now, failure=None) -> Chunk:
+        current = self._held(chunk, token)
+        counted = (
+            {}
+            if failure is None
+            else {
+                "render_failures": current.render_failures + 1,
+                "error": failure.message,
+                "error_code": failure.code,
+            }
+        )
+        return self._store(current.replace(lease_token=None, lease_expires_at=EPOCH0, **counted), due=(P, now), now=now)
+
+    def end(self, chunk, *, token, status, now, expires_at, failure=None) -> Chunk:
+        if chunk.whole_job and status is JobStatus.CANCELLED:
+            current = self._get(chunk.job_id, None)
+            if not (current.status is JobStatus.CANCELLING and current.lease_token == token):
+                raise LeaseLost()
+        else:
+            current = self._held(chunk, token)
+        changes = {"render_failures": current.render_failures + int(bool(failure) and status is JobStatus.FAILED)}
+        if failure:
+            changes.update(error=failure.message, error_code=failure.code)
+        ended = current.replace(status=status, finished_at=now, lease_token=None, lease_expires_at=None, **changes)
+        return self._store(ended, due=None, now=now)
+
+    def drop(self, job_id, index, *, attempt, now) -> bool:
+        if index is None:
+            return False
+        current = self._jobs.chunk_items.get((job_id, index))
+        if current is None or current.attempt != attempt or not self._not_held(current, now):
+            return False
+        self._store(current.replace(status=JobStatus.CANCELLED, finished_at=now, lease_token=None), due=None, now=now)
+        return True
+
+    def fail(self, job_id, index, *, attempt, failure, now) -> bool:
+        if index is None:
+            return False
+        current = self._jobs.chunk_items.get((job_id, index))
+        if current is None or current.attempt != attempt or current.status not in UNFINISHED_STATES:
+            return False
+        failed = current.replace(
+            status=JobStatus.FAILED,
+            finished_at=now,
+            error=failure.message,
+            error_code=failure.code,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+        self._store(failed, due=None, now=now)
+        return True
+
+    def note_failure(self, job_id, index, *, attempt, failure, now) -> Chunk:
+        current = self._get(job_id, index)
+        if current.attempt != attempt or not self._not_held(current, now):
+            raise _conflict(current.status, current.attempt)
+        noted = current.replace(
+            render_failures=current.render_failures + 1,
+            error=failure.message,
+            error_code=failure.code,
+            lease_token=None,
+        )
+        return self._store(noted, due="keep", now=now)
+
+    def requeue(self, chunk, *, attempt, now) -> bool:
+        current = self._jobs.chunk_items[(chunk.job_id, chunk.index)]
+        if current.status is JobStatus.COMPLETED or current.attempt >= attempt:
+            return False
+        requeued = current.replace(
+            status=Q,
+            attempt=attempt,
+            render_failures=0,
+            crashes=0,
+            lease_token=None,
+            lease_expires_at=None,
+            error=None,
+            error_code=None,
+            finished_at=None,
+        )
+        self._store(requeued, due=(Q, now), now=now)
+        return True
+
+    # --- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _not_held(chunk: Chunk, now: datetime) -> bool:
+        return chunk.status is Q or (
+            chunk.status is P and (not chunk.lease_token or _lapsed(chunk.lease_expires_at, now))
+        )
+
+    def _get(self, job_id: str, index: int | None) -> Chunk:
+        if index is None:
+            return self._jobs.get(job_id).as_chunk()
+        current = self._jobs.chunk_items.get((job_id, index))
+        if current is None:
+            raise JobNotFound()
+        return current
+
+    def _held(self, chunk: Chunk, token: str, extra=lambda c: True) -> Chunk:
+        try:
+            current = self._get(chunk.job_id, chunk.index)
+        except JobNotFound:
+            raise LeaseLost() from None
+        if current.status is P and current.lease_token == token and current.attempt == chunk.attempt and extra(current):
+            return current
+        if chunk.whole_job and current.status is not P:
+            raise JobNotRunning(str(current.status))
+        raise LeaseLost()
+
+    def _store(self, chunk: Chunk, *, due, now) -> Chunk:
+        """Write the chunk back in its shape; `due` is the gsi2 entry: (status, when), None to remove, "keep"."""
+        key = (chunk.job_id, chunk.index)
+        if due is None:
+            self._jobs.due.pop(key, None)
+        elif due != "keep":
+            self._jobs.due[key] = due
+        if chunk.index is None:
+            job = self._jobs.get(chunk.job_id)
+            final = chunk.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.COMPLETED)
+            self._jobs._put(
+                job.replace(
+                    status=chunk.status,
+                    frames_done=chunk.frames_done,
+                    results=chunk.results,
+                    render_failures=chunk.render_failures,
+                    crashes=chunk.crashes,
+                    render_seconds=chunk.render_seconds,
+                    worker=chunk.worker,
+                    lease_token=chunk.lease_token,
+                    lease_expires_at=chunk.lease_expires_at,
+                    started_at=chunk.started_at,
+                    finished_at=chunk.finished_at if final else job.finished_at,
+                    error=chunk.error,
+                    error_code=chunk.error_code,
+                    updated_at=now or job.updated_at,
+                )
+            )
+            return chunk
+        self._jobs.chunk_items[key] = chunk
+        return chunk
 
 
 class FakeTaskQueue:
@@ -416,7 +513,7 @@ class ScriptedRenderer:
             self.on_render(job, frame)
         if self.fail_times > 0:
             self.fail_times -= 1
-            raise RuntimeError(f"boom on frame {frame}")
+            raise RenderError(f"boom on frame {frame}")
         out = io.BytesIO()
         Image.new("RGB", (8, 8), (frame % 255, 0, 0)).save(out, format="PNG")
         return out.getvalue()

@@ -9,7 +9,7 @@ from datetime import datetime
 from rest_framework import serializers
 
 from .. import domain
-from ..domain import Job, JobStatus, OutputFormat, Priority, Task
+from ..domain import Chunk, Job, JobStatus, OutputFormat, Priority
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -95,7 +95,8 @@ def validate_idempotency_key(value: str | None) -> str | None:
 class JobListQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     status = serializers.ChoiceField(choices=[s.value for s in JobStatus], required=False)
     cursor = serializers.CharField(max_length=4096, required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+    # No default: a cursor carries its listing's limit (20 when the first page named none).
+    limit = serializers.IntegerField(min_value=1, max_value=100, required=False)
 
 
 class SceneOutputSerializer(serializers.Serializer):
@@ -155,6 +156,7 @@ class TaskOutputSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
     seconds_per_frame = serializers.FloatField(allow_null=True)
     error = serializers.CharField(allow_null=True)
+    error_code = serializers.CharField(allow_null=True)
 
 
 class TaskListOutputSerializer(serializers.Serializer):
@@ -173,7 +175,8 @@ class JobOutputSerializer(serializers.Serializer):
     chunk_size = serializers.IntegerField()
     attempt = serializers.IntegerField()
     progress = ProgressOutputSerializer()
-    error = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True, help_text="What went wrong, for a person to read.")
+    error_code = serializers.CharField(allow_null=True, help_text="A stable code: render_failed, poison, ...")
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -207,6 +210,7 @@ def job_representation(job: Job, *, url: str, now: datetime, results: dict | Non
             "eta_seconds": job.eta_seconds(now),
         },
         "error": job.error,
+        "error_code": job.error_code,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
@@ -217,20 +221,21 @@ def job_representation(job: Job, *, url: str, now: datetime, results: dict | Non
     return JobOutputSerializer(data).data
 
 
-def task_representation(task: Task) -> dict:
+def task_representation(chunk: Chunk) -> dict:
     return {
-        "index": task.index,
-        "frame_start": task.frame_start,
-        "frame_end": task.frame_end,
-        "status": str(task.status),
-        "attempt": task.attempt,
-        "frames_done": task.frames_done,
-        "render_failures": task.render_failures,
-        "worker": task.worker,
-        "started_at": task.started_at,
-        "finished_at": task.finished_at,
-        "seconds_per_frame": round(task.render_seconds / task.frames_done, 3) if task.frames_done else None,
-        "error": task.error,
+        "index": chunk.index,
+        "frame_start": chunk.frame_start,
+        "frame_end": chunk.frame_end,
+        "status": str(chunk.status),
+        "attempt": chunk.attempt,
+        "frames_done": chunk.frames_done,
+        "render_failures": chunk.render_failures,
+        "worker": chunk.worker,
+        "started_at": chunk.started_at,
+        "finished_at": chunk.finished_at,
+        "seconds_per_frame": chunk.seconds_per_frame,
+        "error": chunk.error,
+        "error_code": chunk.error_code,
     }
 
 

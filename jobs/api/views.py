@@ -12,8 +12,7 @@ from rest_framework.views import APIView
 
 from .. import wiring
 from ..domain import Job, JobStatus, OutputFormat, Priority, Scene, utcnow
-from ..errors import JobStateConflict
-from ..selectors import job_get, job_list, job_result_links, job_tasks
+from ..selectors import job_chunks, job_get, job_list, job_result_links, recorded_frames
 from ..services import JobSpec, job_cancel, job_create, job_retry
 from .serializers import (
     ErrorOutputSerializer,
@@ -47,7 +46,7 @@ def _job_url(request: Request, job_id: str) -> str:
 
 def _job_response(request: Request, job: Job, *, with_results: bool = False, **kwargs) -> Response:
     results = None
-    if with_results:
+    if with_results and job.status is JobStatus.COMPLETED:
         store, expiry = wiring.result_store(), settings.RENDER_RESULT_URL_EXPIRY
         results = job_result_links(store=store, job=job, expires_in=expiry)
     return Response(job_representation(job, url=_job_url(request, job.id), now=utcnow(), results=results), **kwargs)
@@ -74,7 +73,7 @@ class JobCollectionApi(APIView):
             owner=request.user.owner,
             status=JobStatus(query["status"]) if query.get("status") else None,
             cursor=query.get("cursor"),
-            limit=query["limit"],
+            limit=query.get("limit"),
         )
         now = utcnow()
         jobs = [job_representation(job, url=_job_url(request, job.id), now=now) for job in page.jobs]
@@ -163,12 +162,13 @@ class JobTasksApi(APIView):
         query = _query(PageQuerySerializer, request)
         repo = wiring.job_repository()
         job = job_get(repo=repo, owner=request.user.owner, job_id=job_id)
-        page = job_tasks(repo=repo, job=job, cursor=query.get("cursor"), limit=query["limit"])
-        return Response({"tasks": [task_representation(t) for t in page.tasks], "next_cursor": page.cursor})
+        page = job_chunks(repo=repo, job=job, cursor=query.get("cursor"), limit=query["limit"])
+        return Response({"tasks": [task_representation(c) for c in page.chunks], "next_cursor": page.cursor})
 
 
 class JobFramesApi(APIView):
-    """`GET /api/jobs/<id>/frames?offset=`: a page of presigned frame URLs of a completed job (409 before)."""
+    """`GET /api/jobs/<id>/frames?offset=`: a page of presigned URLs of the job's frames stored so far (every
+    frame once COMPLETED; manifest and preview only then)."""
 
     @extend_schema(
         operation_id="jobs_frames",
@@ -178,16 +178,14 @@ class JobFramesApi(APIView):
     )
     def get(self, request: Request, job_id: str) -> Response:
         query = _query(FramesQuerySerializer, request)
-        job = job_get(repo=wiring.job_repository(), owner=request.user.owner, job_id=job_id)
+        repo = wiring.job_repository()
+        job = job_get(repo=repo, owner=request.user.owner, job_id=job_id)
         links = job_result_links(
             store=wiring.result_store(),
             job=job,
             expires_in=settings.RENDER_RESULT_URL_EXPIRY,
             offset=query["offset"],
             limit=query["limit"],
+            recorded=None if job.status is JobStatus.COMPLETED else recorded_frames(repo=repo, job=job),
         )
-        if links is None:
-            raise JobStateConflict(
-                f"The job is {job.status}; its frames come once it is COMPLETED.", details={"status": str(job.status)}
-            )
         return Response(links)

@@ -1,67 +1,102 @@
 """The AWS boundary for state: DynamoDB items <-> domain objects; lost conditions -> domain errors.
 
-Services depend on the `JobRepository` protocol; `DynamoJobRepository` implements it on the one table of
-DESIGN.md, and `tests/fakes.py` has an in-memory implementation for unit tests.
+Services depend on the `JobRepository` protocol (with its `chunks`, a `ChunkRepository`);
+`DynamoJobRepository` implements it on the one table (docs/ARCHITECTURE.md), and `tests/fakes.py` has an
+in-memory implementation for unit tests. The contract tests run against both.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from ..domain import FrameResult, Job, JobStatus, Task
+from ..domain import Chunk, Failure, FrameResult, Job, JobStatus
 from .api_keys import DynamoApiKeyRepository
 from .jobs import DynamoJobRepository, IdempotencyTaken
-from .types import IdempotencyRecord, JobPage, TaskPage
+from .types import ChunkPage, IdempotencyRecord, JobPage, Overdue
 
 __all__ = [
     "ApiKeyRepository",
+    "ChunkPage",
+    "ChunkRepository",
     "DynamoApiKeyRepository",
     "DynamoJobRepository",
     "IdempotencyRecord",
     "IdempotencyTaken",
     "JobPage",
     "JobRepository",
-    "TaskPage",
+    "Overdue",
 ]
 
 
+class ChunkRepository(Protocol):
+    """The unit of work in either storage shape (see chunks.py)."""
+
+    def put(self, job: Job, chunks: list[Chunk]) -> None: ...
+    def list(self, job_id: str) -> list[Chunk]: ...
+    def page(self, job_id: str, *, cursor: str | None, limit: int) -> ChunkPage: ...
+    def claim(
+        self,
+        job_id: str,
+        index: int | None,
+        *,
+        attempt: int,
+        worker: str,
+        token: str,
+        now: datetime,
+        lease_seconds: int,
+    ) -> tuple[Job, Chunk]: ...
+    def record_frame(
+        self,
+        chunk: Chunk,
+        *,
+        token: str,
+        result: FrameResult,
+        render_seconds: float,
+        now: datetime,
+        lease_until: datetime,
+        has_preview: bool = False,
+        expires_at: datetime | None = None,
+    ) -> Chunk: ...
+    def renew(self, chunk: Chunk, *, token: str, until: datetime) -> None: ...
+    def release(self, chunk: Chunk, *, token: str, now: datetime, failure: Failure | None = None) -> Chunk: ...
+    def end(
+        self,
+        chunk: Chunk,
+        *,
+        token: str,
+        status: JobStatus,
+        now: datetime,
+        expires_at: datetime,
+        failure: Failure | None = None,
+    ) -> Chunk: ...
+    def drop(self, job_id: str, index: int | None, *, attempt: int, now: datetime) -> bool: ...
+    def fail(self, job_id: str, index: int | None, *, attempt: int, failure: Failure, now: datetime) -> bool: ...
+    def note_failure(
+        self, job_id: str, index: int | None, *, attempt: int, failure: Failure, now: datetime
+    ) -> Chunk: ...
+    def requeue(self, chunk: Chunk, *, attempt: int, now: datetime) -> bool: ...
+
+
 class JobRepository(Protocol):
-    """What services need from job and task storage."""
+    """What services need from job storage; `chunks` holds the units of work."""
+
+    chunks: ChunkRepository
 
     def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None: ...
-    def idempotency_record(self, pk: str) -> dict[str, Any] | None: ...
+    def idempotency_record(self, pk: str) -> IdempotencyRecord | None: ...
     def get(self, job_id: str) -> Job: ...
     def withdraw(self, job_id: str, *, idempotency_pk: str | None = None) -> None: ...
-    def list_for_owner(self, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int) -> JobPage: ...
-    def claim(
-        self, job_id: str, *, attempt: int, worker: str, token: str, now: datetime, lease_seconds: int
-    ) -> Job: ...
+    def list_for_owner(
+        self, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None
+    ) -> JobPage: ...
     def begin_assembly(
         self, job_id: str, *, attempt: int, worker: str, token: str, now: datetime, lease_seconds: int
     ) -> Job: ...
-    def start(self, job_id: str, *, attempt: int, now: datetime) -> Job: ...
-    def overdue(self, index_key: str, *, now: datetime, limit: int) -> list[dict[str, Any]]: ...
-    def postpone(self, item: dict[str, Any], *, until: datetime) -> bool: ...
-    def record_frame(
-        self, job_id: str, *, token: str, frames_done: int, result: FrameResult, now: datetime, lease_until: datetime
+    def complete_assembly(
+        self, job_id: str, *, token: str, has_preview: bool, now: datetime, expires_at: datetime
     ) -> Job: ...
-    def renew_lease(self, job_id: str, *, token: str, until: datetime) -> None: ...
-    def renew_task_lease(self, task: Task, *, token: str, until: datetime) -> None: ...
-    def complete(
-        self,
-        job_id: str,
-        *,
-        token: str,
-        results: tuple[FrameResult, ...] | None,
-        has_preview: bool,
-        now: datetime,
-        expires_at: datetime,
-    ) -> Job: ...
-    def release(self, job_id: str, *, token: str, now: datetime, error: str | None = None) -> Job: ...
-    def fail(self, job_id: str, *, token: str, error: str, now: datetime, expires_at: datetime) -> Job: ...
-    def fail_unfinished(self, job_id: str, *, attempt: int, error: str, now: datetime, expires_at: datetime) -> Job: ...
-    def fail_unfinished_task(self, job_id: str, index: int, *, attempt: int, error: str, now: datetime) -> None: ...
+    def fail(self, job_id: str, *, attempt: int, failure: Failure, now: datetime, expires_at: datetime) -> Job: ...
     def transition(
         self,
         job_id: str,
@@ -73,31 +108,10 @@ class JobRepository(Protocol):
         expires_at: datetime | None = None,
         when_lease_free: bool = False,
     ) -> Job: ...
-    def stop(self, job_id: str, *, token: str, now: datetime, expires_at: datetime) -> Job: ...
     def retry(self, job_id: str, *, attempt: int, now: datetime) -> Job: ...
     def advance_fanout(self, job_id: str, *, attempt: int, sent_before: int, sent_now: int) -> None: ...
-    def put_tasks(self, job: Job, tasks: list[Task]) -> None: ...
-    def claim_task(
-        self, job_id: str, index: int, *, attempt: int, worker: str, token: str, now: datetime, lease_seconds: int
-    ) -> Task: ...
-    def record_task_frame(
-        self,
-        task: Task,
-        *,
-        token: str,
-        result: FrameResult,
-        render_seconds: float,
-        now: datetime,
-        lease_until: datetime,
-    ) -> bool: ...
-    def release_task(self, task: Task, *, token: str, now: datetime, error: str | None = None) -> Task: ...
-    def end_task(
-        self, task: Task, *, token: str, status: JobStatus, now: datetime, error: str | None = None
-    ) -> Task: ...
-    def drop_task(self, job_id: str, index: int, *, attempt: int, now: datetime) -> None: ...
-    def requeue_task(self, task: Task, *, attempt: int, now: datetime) -> bool: ...
-    def tasks(self, job_id: str) -> list[Task]: ...
-    def list_tasks(self, job_id: str, *, cursor: str | None, limit: int) -> TaskPage: ...
+    def overdue(self, kind: str, status: JobStatus, *, now: datetime, limit: int) -> list[Overdue]: ...
+    def postpone(self, work: Overdue, *, until: datetime) -> bool: ...
 
 
 class ApiKeyRepository(Protocol):

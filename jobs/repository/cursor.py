@@ -1,9 +1,7 @@
-"""Opaque pagination cursors: a DynamoDB key, bound to its owner and signed, so it cannot be forged."""
+"""Opaque pagination cursors: a DynamoDB key with the listing it continues, bound to its scope and signed."""
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any
 
 from django.core import signing
@@ -13,16 +11,18 @@ from ..errors import InvalidCursor
 SALT = "jobs.repository.cursor"
 
 
-def encode_cursor(key: dict[str, Any], scope: str) -> str:
-    payload = json.dumps({"o": scope, "k": key}, separators=(",", ":"))
-    return signing.dumps(base64.urlsafe_b64encode(payload.encode()).decode(), salt=SALT, compress=True)
+def encode_cursor(key: dict[str, Any], scope: str, **listing: Any) -> str:
+    """`listing` (limit, filter) travels with the key, so the cursor alone continues the same listing."""
+    return signing.dumps({"o": scope, "k": key, "l": listing}, salt=SALT, compress=True)
 
 
-def decode_cursor(cursor: str, scope: str) -> dict[str, Any]:
+def decode_cursor(cursor: str, scope: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The key to continue from and the listing's parameters; InvalidCursor if forged or for another scope."""
     try:
-        payload = json.loads(base64.urlsafe_b64decode(signing.loads(cursor, salt=SALT)))
+        payload = signing.loads(cursor, salt=SALT)
     except (signing.BadSignature, ValueError, TypeError) as exc:
         raise InvalidCursor() from exc
     if not isinstance(payload, dict) or payload.get("o") != scope or not isinstance(payload.get("k"), dict):
         raise InvalidCursor()
-    return payload["k"]
+    listing = payload.get("l")
+    return payload["k"], listing if isinstance(listing, dict) else {}

@@ -1,20 +1,33 @@
-"""Shared plumbing of the DynamoDB adapters: conditional writes whose lost condition becomes a domain error."""
+"""Shared plumbing of the DynamoDB adapters: conditional writes whose lost condition becomes a domain error.
+
+Conditions name job states as `:st_<state>` (for example `:st_processing`); the helper supplies their
+values, so the states a write accepts are written once, from the domain's state machine.
+"""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ..aws import error_code, unavailable_as_503
-from ..domain import JobStatus
+from ..domain import Failure, JobStatus
 from ..errors import JobNotFound, JobStateConflict
-from .items import active_index, deserialize, iso, seconds, serialize_value
+from .items import deserialize, iso, seconds, serialize_value, status_sort_key
 
 NAMES = ("#status", "#error", "#results", "#index")
+STATE_VALUES = {f":st_{s.value.lower()}": s.value for s in JobStatus}
+LEASE_FREE = "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :epoch)"
+
+
+def state_in(states: Iterable[JobStatus]) -> str:
+    """`#status IN (...)` over the given states (a condition fragment)."""
+    names = ", ".join(f":st_{s.value.lower()}" for s in sorted(states))
+    return f"#status IN ({names})"
 
 
 def names_in(*expressions: str) -> dict[str, str]:
@@ -25,7 +38,9 @@ def names_in(*expressions: str) -> dict[str, str]:
 def update_params(
     table: str, key: dict, expression: str | None, condition: str, values: dict[str, Any]
 ) -> dict[str, Any]:
-    used = set(re.findall(r":\w+", f"{expression or ''} {condition}"))  # DynamoDB refuses unused values
+    text = f"{expression or ''} {condition}"
+    used = set(re.findall(r":\w+", text))  # DynamoDB refuses unused values
+    values = {**{k: v for k, v in STATE_VALUES.items() if k in used}, **values}
     params: dict[str, Any] = {
         "TableName": table,
         "Key": key,
@@ -45,13 +60,17 @@ def conflict_from(old: dict[str, Any] | None) -> JobStateConflict:
     if old is None:
         return JobNotFound()
     current = deserialize(old)
-    return JobStateConflict(
+    conflict = JobStateConflict(
         f"It is {current.get('status')} (attempt {current.get('attempt')}).",
         details={"status": current.get("status"), "attempt": int(current.get("attempt", 0))},
     )
+    conflict.current = current
+    return conflict
 
 
-def conditional_update(client, table: str, key: dict, expression: str, *, condition: str, values: dict) -> dict:
+def conditional_update(
+    client, table: str, key: dict, expression: str, *, condition: str, values: dict | None = None
+) -> dict:
     """UpdateItem returning the new item; a lost condition raises JobStateConflict (or JobNotFound).
 
     Safe under botocore's retries: every write stamps the item with a fresh `last_write` id, so when a
@@ -66,7 +85,7 @@ def conditional_update(client, table: str, key: dict, expression: str, *, condit
         with unavailable_as_503("DynamoDB"):
             resp = client.update_item(
                 ReturnValues="ALL_NEW",
-                **update_params(table, key, expression, condition, {**values, ":write_id": write_id}),
+                **update_params(table, key, expression, condition, {**(values or {}), ":write_id": write_id}),
             )
     except ClientError as exc:
         if error_code(exc) != "ConditionalCheckFailedException":
@@ -82,45 +101,21 @@ def cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
     return exc.response.get("CancellationReasons", [])
 
 
-LEASE_FREE = "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :epoch)"
+def lease_values(*, worker: str, token: str, now: datetime, lease_seconds: int, attempt: int) -> dict[str, Any]:
+    return {
+        ":worker": worker,
+        ":token": token,
+        ":lease": seconds(now + timedelta(seconds=lease_seconds)),
+        ":epoch": seconds(now),
+        ":now": iso(now),
+        ":attempt": attempt,
+    }
 
 
-def take_lease(
-    client,
-    table: str,
-    key: dict,
-    *,
-    index: tuple[str, str],
-    condition: str,
-    attempt: int,
-    worker: str,
-    token: str,
-    now: datetime,
-    lease_seconds: int,
-) -> dict:
-    """PROCESSING with this worker's lease, if `condition` holds; the item (job or task) is re-indexed in
-    gsi2 by the lease's expiry, so the sweeper finds it if the lease lapses."""
-    expires = now + timedelta(seconds=lease_seconds)
-    kind, item_id = index
-    return conditional_update(
-        client,
-        table,
-        key,
-        "SET #status = :processing, worker = :worker, lease_token = :token, lease_expires_at = :lease,"
-        " started_at = if_not_exists(started_at, :now), updated_at = :now, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk",
-        condition=condition,
-        values={
-            ":processing": JobStatus.PROCESSING,
-            ":queued": JobStatus.QUEUED,
-            ":worker": worker,
-            ":token": token,
-            ":lease": seconds(expires),
-            ":epoch": seconds(now),
-            ":now": iso(now),
-            ":attempt": attempt,
-            **{f":{k}": v for k, v in active_index(kind, JobStatus.PROCESSING, expires, item_id).items()},
-        },
-    )
+TAKE_LEASE = (
+    "SET #status = :st_processing, worker = :worker, lease_token = :token, lease_expires_at = :lease,"
+    " started_at = if_not_exists(started_at, :now), updated_at = :now, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
+)
 
 
 def query_page(client, params: dict[str, Any], *, start: dict | None) -> tuple[list[dict[str, Any]], dict | None]:
@@ -130,3 +125,21 @@ def query_page(client, params: dict[str, Any], *, start: dict | None) -> tuple[l
     with unavailable_as_503("DynamoDB"):
         resp = client.query(**params)
     return [deserialize(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+
+
+# A job or chunk reaches a final state: timestamps, TTL, and out of the sweeper's index and every lease.
+FINISHED = (
+    "finished_at = :now, updated_at = :now, expires_at = :ttl REMOVE gsi2pk, gsi2sk, lease_token, lease_expires_at"
+)
+
+
+def set_status(status: JobStatus, job_id: str) -> tuple[str, dict[str, Any]]:
+    """The SET clause of a job's state change: the state and its place in the status listing (gsi3)."""
+    return "#status = :new_status, gsi3sk = :gsi3sk", {
+        ":new_status": status,
+        ":gsi3sk": status_sort_key(status, job_id),
+    }
+
+
+def failure_values(failure: Failure) -> dict[str, Any]:
+    return {":error": failure.message, ":error_code": failure.code}

@@ -8,7 +8,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from ..domain import FrameResult, Job, JobStatus, OutputFormat, Priority, Scene, Task
+from ..domain import Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, Scene
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -39,17 +39,51 @@ def decimal(value: float) -> Decimal:
     return Decimal(f"{value:.3f}")
 
 
+# --- keys: one builder per key and index -----------------------------------------------------------
 def job_key(job_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
 
 
-def task_key(job_id: str, index: int) -> dict[str, Any]:
+def chunk_key(job_id: str, index: int | None) -> dict[str, Any]:
+    """The item that stores a chunk: the job item for a one-chunk job (index None), else its chunk item."""
+    if index is None:
+        return job_key(job_id)
     return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"TASK#{index:05d}"}}
 
 
-def active_index(kind: str, status: JobStatus, due: datetime, item_id: str) -> dict[str, str]:
-    """The sparse gsi2 attributes: present only while work could get stuck, sorted by when it is due."""
-    return {"gsi2pk": f"{kind}#{status}", "gsi2sk": f"{iso(due)}#{item_id}"}
+def due_id(job_id: str, index: int | None) -> str:
+    return job_id if index is None else f"{job_id}#{index:05d}"
+
+
+def due_sort_key(due: datetime, item_id: str) -> str:
+    """gsi2's sort key: when the item is due for the sweeper, then which item."""
+    return f"{iso(due)}#{item_id}"
+
+
+def due_index(kind: str, status: JobStatus, due: datetime, item_id: str) -> dict[str, str]:
+    """The sparse gsi2 attributes: present only while work could get stuck, sorted by when it is due.
+
+    `kind` is JOB (job items) or TASK (chunk items of jobs of several chunks).
+    """
+    return {"gsi2pk": due_partition(kind, status), "gsi2sk": due_sort_key(due, item_id)}
+
+
+def due_partition(kind: str, status: JobStatus) -> str:
+    return f"{kind}#{status}"
+
+
+def chunk_due_index(job_id: str, index: int | None, status: JobStatus, due: datetime) -> dict[str, str]:
+    return due_index("JOB" if index is None else "TASK", status, due, due_id(job_id, index))
+
+
+def owner_partition(owner: str) -> str:
+    """gsi1 and gsi3 partition: an owner's jobs."""
+    return f"OWNER#{owner}"
+
+
+def status_sort_key(status: JobStatus, job_id: str) -> str:
+    """gsi3's sort key: the job's state, then its id (ids sort by creation time), for filtered listings."""
+    return f"{status}#{job_id}"
 
 
 def result_to_map(result: FrameResult) -> dict[str, Any]:
@@ -70,8 +104,10 @@ def job_to_item(job: Job) -> dict[str, Any]:
     item: dict[str, Any] = {
         "pk": f"JOB#{job.id}",
         "sk": "JOB",
-        "gsi1pk": f"OWNER#{job.owner}",
+        "gsi1pk": owner_partition(job.owner),
         "gsi1sk": f"{iso(job.created_at)}#{job.id}",
+        "gsi3pk": owner_partition(job.owner),
+        "gsi3sk": status_sort_key(job.status, job.id),
         "id": job.id,
         "owner": job.owner,
         "scene": job.scene.name,
@@ -91,10 +127,12 @@ def job_to_item(job: Job) -> dict[str, Any]:
         "updated_at": iso(job.updated_at),
         "frames_done": job.frames_done,
         "render_failures": job.render_failures,
+        "crashes": job.crashes,
+        "render_seconds": decimal(job.render_seconds),
         "results": [result_to_map(r) for r in job.results],
         "fanout_sent": job.fanout_sent,
     }
-    item.update(active_index("JOB", job.status, job.created_at, job.id))
+    item.update(due_index("JOB", job.status, job.created_at, job.id))
     return item
 
 
@@ -121,8 +159,11 @@ def item_to_job(item: dict[str, Any]) -> Job:
         started_at=parse_iso(item.get("started_at")),
         finished_at=parse_iso(item.get("finished_at")),
         error=item.get("error"),
+        error_code=item.get("error_code"),
         frames_done=int(item.get("frames_done", 0)),
         render_failures=int(item.get("render_failures", 0)),
+        crashes=int(item.get("crashes", 0)),
+        render_seconds=float(item.get("render_seconds", 0)),
         worker=item.get("worker"),
         lease_token=item.get("lease_token"),
         lease_expires_at=from_seconds(item.get("lease_expires_at")),
@@ -132,7 +173,8 @@ def item_to_job(item: dict[str, Any]) -> Job:
     )
 
 
-def task_to_item(task: Task, created_at: datetime) -> dict[str, Any]:
+def chunk_to_item(task: Chunk, created_at: datetime) -> dict[str, Any]:
+    """A chunk item (jobs of several chunks); a one-chunk job's chunk is its job item."""
     item: dict[str, Any] = {
         "pk": f"JOB#{task.job_id}",
         "sk": f"TASK#{task.index:05d}",
@@ -144,15 +186,19 @@ def task_to_item(task: Task, created_at: datetime) -> dict[str, Any]:
         "attempt": task.attempt,
         "frames_done": task.frames_done,
         "render_failures": task.render_failures,
+        "crashes": task.crashes,
         "render_seconds": decimal(task.render_seconds),
         "results": [result_to_map(r) for r in task.results],
     }
-    item.update(active_index("TASK", task.status, created_at, f"{task.job_id}#{task.index:05d}"))
+    item.update(chunk_due_index(task.job_id, task.index, task.status, created_at))
     return item
 
 
-def item_to_task(item: dict[str, Any]) -> Task:
-    return Task(
+def item_to_chunk(item: dict[str, Any]) -> Chunk:
+    """A chunk item, or a one-chunk job's item seen as its chunk."""
+    if item.get("sk") == "JOB":
+        return item_to_job(item).as_chunk()
+    return Chunk(
         job_id=item["job_id"],
         index=int(item["index"]),
         frame_start=int(item["frame_start"]),
@@ -161,6 +207,7 @@ def item_to_task(item: dict[str, Any]) -> Task:
         attempt=int(item["attempt"]),
         frames_done=int(item.get("frames_done", 0)),
         render_failures=int(item.get("render_failures", 0)),
+        crashes=int(item.get("crashes", 0)),
         render_seconds=float(item.get("render_seconds", 0)),
         worker=item.get("worker"),
         lease_token=item.get("lease_token"),
@@ -168,6 +215,7 @@ def item_to_task(item: dict[str, Any]) -> Task:
         started_at=parse_iso(item.get("started_at")),
         finished_at=parse_iso(item.get("finished_at")),
         error=item.get("error"),
+        error_code=item.get("error_code"),
         results=tuple(map_to_result(r) for r in item.get("results", [])),
     )
 

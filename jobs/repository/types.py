@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..domain import Job, Task
+from ..domain import Chunk, Job, JobStatus
 
 
 @dataclass(frozen=True)
@@ -15,8 +15,8 @@ class JobPage:
 
 
 @dataclass(frozen=True)
-class TaskPage:
-    tasks: list[Task]
+class ChunkPage:
+    chunks: list[Chunk]
     cursor: str | None
 
 
@@ -29,3 +29,21 @@ class IdempotencyRecord:
     request_hash: str
     created_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """Work the sweeper should look at: a job (index None) or a chunk item in `status`, due before now.
+
+    `marker` identifies the index entry as read, so a postpone applies only if nobody moved it since.
+    """
+
+    job_id: str
+    index: int | None
+    status: JobStatus
+    attempt: int
+    marker: tuple[str, str]
+
+    @property
+    def is_job(self) -> bool:
+        return self.index is None

@@ -11,7 +11,7 @@ from PIL import Image
 from ..domain import PREVIEW_MAX_FRAMES, FrameResult, Job, manifest_key, preview_key
 from ..errors import JobStateConflict
 from ..storage import ResultStore
-from .ports import Worker
+from .ports import RenderContext
 
 log = logging.getLogger(__name__)
 THUMB_WIDTH = 320
@@ -72,14 +72,14 @@ def make_outputs(*, store: ResultStore, job: Job, results: list[FrameResult]) ->
     return True
 
 
-def job_assemble(*, worker: Worker, job: Job, token: str) -> Job | None:
+def job_assemble(*, ctx: RenderContext, job: Job, token: str) -> Job | None:
     """Run by the holder of the assembly lease once every chunk is done; safe to run again after a crash."""
-    results = [r for task in worker.repo.tasks(job.id) for r in task.results]
-    has_preview = make_outputs(store=worker.store, job=job, results=results)
-    now = worker.clock()
+    results = [r for chunk in ctx.repo.chunks.list(job.id) for r in chunk.results]
+    has_preview = make_outputs(store=ctx.store, job=job, results=results)
+    now = ctx.clock()
     try:
-        done = worker.repo.complete(
-            job.id, token=token, results=None, has_preview=has_preview, now=now, expires_at=now + worker.retention
+        done = ctx.repo.complete_assembly(
+            job.id, token=token, has_preview=has_preview, now=now, expires_at=now + ctx.retention
         )
     except JobStateConflict as exc:
         log.warning("job %s: assembly lease lost (%s)", job.id, exc.message)

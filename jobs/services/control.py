@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from ..domain import Job, JobStatus
-from ..errors import JobStateConflict
+from ..domain import UNFINISHED_STATES, Failure, Job, JobStatus
+from ..errors import JobNotFound, JobStateConflict
 from ..repository import JobRepository
 from .ports import TaskQueue
 
@@ -68,10 +68,38 @@ def finish_cancel_if_idle(
 
 
 def _no_live_chunk(repo: JobRepository, job_id: str, now: datetime) -> bool:
-    return not any(
-        t.status is JobStatus.PROCESSING and t.lease_expires_at is not None and t.lease_expires_at > now
-        for t in repo.tasks(job_id)
+    return not any(c.held_by_live_lease(now) for c in repo.chunks.list(job_id))
+
+
+def job_fail(
+    *, repo: JobRepository, job_id: str, attempt: int, failure: Failure, now: datetime, retention: timedelta
+) -> Job | None:
+    """The job FAILS in this attempt (whoever holds it), and its chunks that no live lease holds are CANCELLED
+    at once; held ones stop at their next frame. None if the job had already stopped."""
+    try:
+        job = repo.fail(job_id, attempt=attempt, failure=failure, now=now, expires_at=now + retention)
+    except (JobStateConflict, JobNotFound):
+        return None
+    log.warning("job_failed job=%s code=%s", job_id, failure.code)  # a metric filter counts these
+    stop_idle_chunks(repo=repo, job_id=job_id, attempt=attempt, now=now)
+    return job
+
+
+def stop_idle_chunks(*, repo: JobRepository, job_id: str, attempt: int, now: datetime) -> int:
+    """CANCEL the unfinished chunk items of a stopped job that no live lease holds; returns how many."""
+    return sum(
+        repo.chunks.drop(job_id, c.index, attempt=attempt, now=now)
+        for c in repo.chunks.list(job_id)
+        if c.attempt == attempt and c.status in UNFINISHED_STATES and not c.held_by_live_lease(now)
     )
+
+
+def enqueue_work(*, queue: TaskQueue, job: Job) -> None:
+    """A job's first message in an attempt: its only chunk, or the fan-out that creates and sends its chunks."""
+    if job.single_chunk:
+        queue.enqueue_chunk(job_id=job.id, index=None, attempt=job.attempt, priority=job.priority)
+    else:
+        queue.enqueue_fanout(job_id=job.id, attempt=job.attempt, priority=job.priority)
 
 
 def job_retry(*, repo: JobRepository, queue: TaskQueue, job: Job, now: datetime) -> Job:
@@ -79,8 +107,5 @@ def job_retry(*, repo: JobRepository, queue: TaskQueue, job: Job, now: datetime)
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise JobStateConflict(f"A {job.status} job cannot be retried.", details={"status": str(job.status)})
     job = repo.retry(job.id, attempt=job.attempt, now=now)
-    if job.single_chunk:
-        queue.enqueue_chunk(job_id=job.id, index=None, attempt=job.attempt, priority=job.priority)
-    else:
-        queue.enqueue_fanout(job_id=job.id, attempt=job.attempt, priority=job.priority)
+    enqueue_work(queue=queue, job=job)
     return job

@@ -1,8 +1,9 @@
-"""Fan-out of a multi-chunk job, off the request path: task items, then one message per chunk.
+"""Fan-out of a multi-chunk job, off the request path: chunk items, then one message per chunk.
 
-Idempotent: task items are created in conditional transactions (a re-run finds them and moves on), and
-a cursor on the job (`fanout_sent`, advanced conditionally after every batch) says which chunk messages
-are out, so a fan-out that dies halfway resends at most one batch, whose duplicates lose their claims.
+Idempotent: whatever chunk items of this attempt do not exist yet are created (a retry of a job cancelled
+before its first fan-out creates them all), unfinished chunks of earlier attempts join this one, and a
+cursor on the job (`fanout_sent`, advanced conditionally after every batch) says which chunk messages are
+out, so a fan-out that dies halfway resends at most one batch, whose duplicates lose their claims.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ def job_fanout(*, repo: JobRepository, queue: TaskQueue, job_id: str, attempt: i
             "job %s: fan-out of attempt %s skipped (job is %s, attempt %s)", job_id, attempt, job.status, job.attempt
         )
         return 0
-    indexes = _first_attempt(repo, job) if attempt == 1 else _requeue(repo, job, now)
-    pending = [i for i in indexes if i > job.fanout_sent]
+    pending = [i for i in _chunks_of_attempt(repo, job, now) if i > job.fanout_sent]
     sent, cursor = 0, job.fanout_sent
     for start in range(0, len(pending), BATCH):
         batch = pending[start : start + BATCH]
@@ -44,18 +44,16 @@ def job_fanout(*, repo: JobRepository, queue: TaskQueue, job_id: str, attempt: i
     return sent
 
 
-def _first_attempt(repo: JobRepository, job: Job) -> list[int]:
-    tasks = job.first_tasks()
-    repo.put_tasks(job, tasks)
-    return [t.index for t in tasks]
-
-
-def _requeue(repo: JobRepository, job: Job, now: datetime) -> list[int]:
+def _chunks_of_attempt(repo: JobRepository, job: Job, now: datetime) -> list[int]:
+    """The indexes of the chunks this attempt renders, after making sure each has its item in the attempt."""
+    existing = {c.index: c for c in repo.chunks.list(job.id)}
+    repo.chunks.put(job, [c for c in job.new_chunks() if c.index not in existing])
     indexes = []
-    for task in repo.tasks(job.id):
-        if task.attempt < job.attempt and task.status is not JobStatus.COMPLETED:
-            repo.requeue_task(task, attempt=job.attempt, now=now)
-            indexes.append(task.index)
-        elif task.attempt == job.attempt:
-            indexes.append(task.index)  # requeued by an earlier run of this fan-out
+    for index in range(job.chunks_total):
+        chunk = existing.get(index)
+        if chunk is not None and chunk.attempt < job.attempt:
+            if chunk.status is JobStatus.COMPLETED:
+                continue  # finished in an earlier attempt: its frames are kept
+            repo.chunks.requeue(chunk, attempt=job.attempt, now=now)
+        indexes.append(index)
     return indexes

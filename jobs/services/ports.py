@@ -1,4 +1,4 @@
-"""Interfaces the services need besides the repository: the task queue, and the worker's collaborators."""
+"""Interfaces the services need besides the repository: the task queue, and what a render runs with."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ class TaskQueue(Protocol):
 
 
 @dataclass(frozen=True)
-class Worker:
-    """What a worker process brings to a render: adapters, identity, clock and limits."""
+class RenderContext:
+    """What a render runs with in a worker process: adapters, the process's identity, clock and limits."""
 
     repo: JobRepository
     store: ResultStore
@@ -35,6 +35,7 @@ class Worker:
     max_attempts: int
     retention: timedelta
     heartbeat_seconds: float = 20.0
+    max_crashes: int = 5  # claims whose holder died (poison work) before the chunk fails
     # Seconds left before a requested shutdown must be done; None while the worker is not shutting down.
     grace_left: Callable[[], float | None] = lambda: None
 

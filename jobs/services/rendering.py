@@ -1,9 +1,10 @@
 """The worker's use case: claim a chunk, render and upload its frames, record each one, finish or fail.
 
-A one-chunk job is its own unit of work (the job item holds the lease and the frame results); a job of
-several chunks has a task item per chunk, and the last chunk to finish triggers the assembly. Either way
-every write is conditional on the lease (and the job still PROCESSING), so a duplicate message, a lost
-lease, a cancel or a retry stops the work at the next frame without doubling anything.
+One loop for both storage shapes of a chunk (a one-chunk job's item, or a chunk item; see
+repository/chunks.py). Every write is conditional on the lease and the job still running, so a duplicate
+message, a lost lease, a cancel or a retry stops the work at the next frame without doubling anything.
+The ladder after a failed frame: release with backoff while attempts remain, else the chunk and its job
+fail. A chunk whose holders keep dying (counted at each takeover) fails as poison work.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import secrets
 import time
 from enum import StrEnum
 
-from ..domain import FrameResult, Job, JobStatus, Task, frame_key
-from ..errors import JobNotRunning, JobStateConflict, LeaseLost
+from ..domain import Chunk, Failure, FrameResult, Job, JobStatus, frame_key
+from ..errors import JobNotRunning, JobStateConflict, LeaseLost, RenderError
 from .assembly import job_assemble, make_outputs
-from .control import finish_cancel_if_idle
+from .control import finish_cancel_if_idle, job_fail
 from .lease import LeaseKeeper
-from .ports import Worker
+from .ports import RenderContext
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"  # not ours to render: finished, held elsewhere, or the job stopped
     STOPPED = "stopped"  # stopped between frames (cancel, job failure, lost lease)
     RETRY = "retry"  # the render failed and will be retried: the caller schedules the retry
-    FAILED = "failed"  # the render failed for the last time
+    FAILED = "failed"  # the render failed for the last time (or the chunk is poison)
     RELEASED = "released"  # handed back at worker shutdown: the caller sends its message again
 
 
@@ -37,209 +38,191 @@ class _ReleaseForShutdown(Exception):
     """The worker is shutting down and the rest of the chunk will not fit in the grace period."""
 
 
-def _check_shutdown(worker: Worker, *, frames_left: int, frame_seconds: list[float]) -> None:
-    left = worker.grace_left()
+def describe(exc: BaseException) -> Failure:
+    """What the customer sees of an error: a renderer's own message, or a generic one (details go to the log)."""
+    if isinstance(exc, RenderError):
+        return Failure("render_failed", str(exc) or "The renderer failed.")
+    return Failure(
+        "worker_error", f"The worker hit an unexpected error ({type(exc).__name__}); the operators' log has details."
+    )
+
+
+def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt: int) -> tuple[Outcome, int]:
+    """Run one chunk message; returns the outcome and, for RETRY, how many failures the chunk has had."""
+    token = secrets.token_hex(16)
+    repo, now = ctx.repo, ctx.clock()
+    try:
+        job, chunk = repo.chunks.claim(
+            job_id, index, attempt=attempt, worker=ctx.name, token=token, now=now, lease_seconds=ctx.lease_seconds
+        )
+    except JobNotRunning as exc:
+        log.info("job %s chunk %s attempt %s not claimed: job is %s", job_id, index, attempt, exc.status)
+        repo.chunks.drop(job_id, index, attempt=attempt, now=now)
+        if exc.status == JobStatus.CANCELLING:
+            finish_cancel_if_idle(repo=repo, job_id=job_id, attempt=attempt, now=now, retention=ctx.retention)
+        return Outcome.SKIPPED, 0
+    except JobStateConflict as exc:
+        log.info("job %s chunk %s attempt %s not claimed: %s", job_id, index, attempt, exc.message)
+        if index is not None and exc.details.get("status") == JobStatus.COMPLETED:
+            _assemble_if_last(ctx, job_id, attempt)  # the assembler may have died: a redelivery finishes its work
+        return Outcome.SKIPPED, 0
+    if chunk.crashes >= ctx.max_crashes:
+        failure = Failure("poison", f"It crashed its worker {chunk.crashes} times (poison work); not tried again.")
+        return _give_up(ctx, chunk, token, failure)
+    return _render(ctx, job, chunk, token)
+
+
+def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Outcome, int]:
+    repo = ctx.repo
+    frame_seconds: list[float] = []
+    current = chunk
+    try:
+        with LeaseKeeper(
+            lambda: repo.chunks.renew(current, token=token, until=ctx.lease_until()), every=ctx.heartbeat_seconds
+        ) as keeper:
+            for frame in list(chunk.frames)[chunk.frames_done :]:
+                _check_shutdown(ctx, frames_left=len(current.frames) - current.frames_done, seconds=frame_seconds)
+                result, elapsed = _render_frame(ctx, job, frame)
+                frame_seconds.append(elapsed)
+                has_preview = False
+                if current.whole_job and current.frames_done + 1 == len(current.frames):
+                    # The last frame of a one-chunk job completes the job: its outputs go first.
+                    has_preview = make_outputs(store=ctx.store, job=job, results=[*current.results, result])
+                now = ctx.clock()
+                current = repo.chunks.record_frame(
+                    current,
+                    token=token,
+                    result=result,
+                    render_seconds=elapsed,
+                    now=now,
+                    lease_until=ctx.lease_until(),
+                    has_preview=has_preview,
+                    expires_at=now + ctx.retention,
+                )
+                keeper.touched()
+    except LeaseLost:
+        log.warning("%s: lease lost; leaving it to its new holder", current.name)
+        return Outcome.STOPPED, 0
+    except _ReleaseForShutdown:
+        with contextlib.suppress(LeaseLost):
+            repo.chunks.release(current, token=token, now=ctx.clock())
+        log.info("%s released at shutdown after %d frames", current.name, current.frames_done)
+        return Outcome.RELEASED, 0
+    except JobNotRunning as exc:
+        return _stopped(ctx, current, token, exc.status), 0
+    except Exception as exc:
+        log.exception("%s: render failed", current.name)
+        return _fail_or_retry(ctx, current, token, describe(exc))
+    log.info("%s COMPLETED", current.name)
+    if current.whole_job:
+        log.info("job_completed job=%s frames=%d", job.id, current.frames_done)  # a metric filter counts these
+    else:
+        _assemble_if_last(ctx, job.id, job.attempt)
+    return Outcome.DONE, 0
+
+
+def _check_shutdown(ctx: RenderContext, *, frames_left: int, seconds: list[float]) -> None:
+    left = ctx.grace_left()
     if left is None:
         return
-    per_frame = sum(frame_seconds) / len(frame_seconds) if frame_seconds else None
+    per_frame = sum(seconds) / len(seconds) if seconds else None
     if per_frame is None or frames_left * per_frame > left:
         raise _ReleaseForShutdown()
 
 
-def chunk_process(*, worker: Worker, job_id: str, index: int | None, attempt: int) -> tuple[Outcome, int]:
-    """Run one chunk message; returns the outcome and, for RETRY, how many failures the unit has had."""
-    if index is None:
-        return _single(worker, job_id, attempt)
-    return _multi(worker, job_id, index, attempt)
-
-
-def _render_frame(worker: Worker, job: Job, frame: int) -> tuple[FrameResult, float]:
+def _render_frame(ctx: RenderContext, job: Job, frame: int) -> tuple[FrameResult, float]:
     started = time.monotonic()
-    body = worker.renderer.render(job, frame)
+    body = ctx.renderer.render(job, frame)
     elapsed = time.monotonic() - started
     fmt = job.scene.output_format
-    result = worker.store.put_frame(
+    result = ctx.store.put_frame(
         key=frame_key(job.id, frame, fmt), frame=frame, body=body, content_type=fmt.content_type
     )
     return result, elapsed
 
 
-def _single(worker: Worker, job_id: str, attempt: int) -> tuple[Outcome, int]:
-    token = secrets.token_hex(16)
-    repo, now = worker.repo, worker.clock()
+def _stopped(ctx: RenderContext, chunk: Chunk, token: str, job_status: str) -> Outcome:
+    """The job left PROCESSING while this chunk rendered: the chunk ends CANCELLED (a one-chunk job with it)."""
+    now = ctx.clock()
+    log.info("%s stopped between frames: job is %s", chunk.name, job_status)
     try:
-        job = repo.claim(
-            job_id, attempt=attempt, worker=worker.name, token=token, now=now, lease_seconds=worker.lease_seconds
-        )
-    except JobStateConflict as exc:
-        log.info("job %s attempt %s not claimed: %s", job_id, attempt, exc.message)
-        return Outcome.SKIPPED, 0
-    results = list(job.results)  # frames a previous holder finished are kept (resume, not redo)
-    renew = lambda: repo.renew_lease(job.id, token=token, until=worker.lease_until())  # noqa: E731
-    frame_seconds: list[float] = []
-    try:
-        with LeaseKeeper(renew, every=worker.heartbeat_seconds) as keeper:
-            for frame in list(job.frames)[len(results) :]:
-                _check_shutdown(worker, frames_left=job.frames_total - len(results), frame_seconds=frame_seconds)
-                result, elapsed = _render_frame(worker, job, frame)
-                frame_seconds.append(elapsed)
-                if len(results) + 1 < job.frames_total:
-                    repo.record_frame(
-                        job.id,
-                        token=token,
-                        frames_done=len(results),
-                        result=result,
-                        now=worker.clock(),
-                        lease_until=worker.lease_until(),
-                    )
-                    keeper.touched()
-                results.append(result)
-            has_preview = make_outputs(store=worker.store, job=job, results=results)
-        now = worker.clock()
-        repo.complete(
-            job.id,
-            token=token,
-            results=tuple(results),
-            has_preview=has_preview,
-            now=now,
-            expires_at=now + worker.retention,
-        )
-        log.info("job_completed job=%s frames=%d", job_id, len(results))  # a metric filter counts these
-        return Outcome.DONE, 0
-    except JobStateConflict as exc:
-        return _single_stopped(worker, job, token, exc), 0
-    except _ReleaseForShutdown:
-        with contextlib.suppress(JobStateConflict):
-            repo.release(job.id, token=token, now=worker.clock())
-        log.info("job %s released at shutdown after %d frames", job_id, len(results))
-        return Outcome.RELEASED, 0
-    except Exception as exc:
-        log.exception("job %s: render failed", job_id)
-        now = worker.clock()
-        error = f"{type(exc).__name__}: {exc}"
-        if job.render_failures + 1 >= worker.max_attempts:
-            repo.fail(job.id, token=token, error=error, now=now, expires_at=now + worker.retention)
-            log.warning("job_failed job=%s error=%s", job.id, error)  # a metric filter counts these
-            return Outcome.FAILED, job.render_failures + 1
-        after = repo.release(job.id, token=token, error=error, now=now)
-        return Outcome.RETRY, after.render_failures
-
-
-def _single_stopped(worker: Worker, job: Job, token: str, exc: JobStateConflict) -> Outcome:
-    if exc.details.get("status") == JobStatus.CANCELLING:
-        now = worker.clock()
-        try:
-            worker.repo.stop(job.id, token=token, now=now, expires_at=now + worker.retention)
-            log.info("job %s CANCELLED between frames", job.id)
-        except JobStateConflict:
-            pass
-    else:
-        log.warning("job %s: lease lost while rendering (%s); leaving it to its new holder", job.id, exc.message)
-    return Outcome.STOPPED
-
-
-def _multi(worker: Worker, job_id: str, index: int, attempt: int) -> tuple[Outcome, int]:
-    repo, now = worker.repo, worker.clock()
-    try:
-        job = repo.start(job_id, attempt=attempt, now=now)
-    except JobStateConflict as exc:
-        status = exc.details.get("status")
-        log.info("job %s chunk %s attempt %s dropped: %s", job_id, index, attempt, exc.message)
-        if status in (JobStatus.CANCELLING, JobStatus.CANCELLED, JobStatus.FAILED):
-            repo.drop_task(job_id, index, attempt=attempt, now=now)
-        if status == JobStatus.CANCELLING:
-            finish_cancel_if_idle(repo=repo, job_id=job_id, attempt=attempt, now=now, retention=worker.retention)
-        return Outcome.SKIPPED, 0
-    token = secrets.token_hex(16)
-    try:
-        task = repo.claim_task(
-            job_id, index, attempt=attempt, worker=worker.name, token=token, now=now, lease_seconds=worker.lease_seconds
-        )
-    except JobStateConflict as exc:
-        log.info("job %s chunk %s not claimed: %s", job_id, index, exc.message)
-        if exc.details.get("status") == JobStatus.COMPLETED:
-            _assemble_if_last(worker, job)  # the assembler may have died: a redelivery finishes its work
-        return Outcome.SKIPPED, 0
-    try:
-        frames = list(task.frames)
-        held = task
-        renew = lambda: repo.renew_task_lease(held, token=token, until=worker.lease_until())  # noqa: E731
-        frame_seconds: list[float] = []
-        with LeaseKeeper(renew, every=worker.heartbeat_seconds) as keeper:
-            while task.frames_done < len(frames):
-                _check_shutdown(worker, frames_left=len(frames) - task.frames_done, frame_seconds=frame_seconds)
-                result, elapsed = _render_frame(worker, job, frames[task.frames_done])
-                frame_seconds.append(elapsed)
-                repo.record_task_frame(
-                    task,
-                    token=token,
-                    result=result,
-                    render_seconds=elapsed,
-                    now=worker.clock(),
-                    lease_until=worker.lease_until(),
-                )
-                keeper.touched()
-                task = task.replace(frames_done=task.frames_done + 1)
-        log.info("job %s chunk %s COMPLETED", job_id, index)
-        _assemble_if_last(worker, job)
-        return Outcome.DONE, 0
-    except LeaseLost:
-        log.warning("job %s chunk %s: lease lost; leaving it to its new holder", job_id, index)
-        return Outcome.STOPPED, 0
-    except _ReleaseForShutdown:
-        with contextlib.suppress(LeaseLost):
-            repo.release_task(task, token=token, now=worker.clock())
-        log.info("job %s chunk %s released at shutdown after %d frames", job_id, index, task.frames_done)
-        return Outcome.RELEASED, 0
-    except JobNotRunning as exc:
-        return _multi_stopped(worker, task, token, exc.status), 0
-    except Exception as exc:
-        log.exception("job %s chunk %s: render failed", job_id, index)
-        return _multi_failed(worker, task, token, f"{type(exc).__name__}: {exc}")
-
-
-def _multi_stopped(worker: Worker, task: Task, token: str, job_status: str) -> Outcome:
-    now = worker.clock()
-    log.info("job %s chunk %s stopped between frames: job is %s", task.job_id, task.index, job_status)
-    try:
-        worker.repo.end_task(task, token=token, status=JobStatus.CANCELLED, now=now)
+        ctx.repo.chunks.end(chunk, token=token, status=JobStatus.CANCELLED, now=now, expires_at=now + ctx.retention)
     except LeaseLost:
         return Outcome.STOPPED
-    if job_status == JobStatus.CANCELLING:
+    if job_status == JobStatus.CANCELLING and not chunk.whole_job:
         finish_cancel_if_idle(
-            repo=worker.repo, job_id=task.job_id, attempt=task.attempt, now=now, retention=worker.retention
+            repo=ctx.repo, job_id=chunk.job_id, attempt=chunk.attempt, now=now, retention=ctx.retention
         )
     return Outcome.STOPPED
 
 
-def _multi_failed(worker: Worker, task: Task, token: str, error: str) -> tuple[Outcome, int]:
-    repo, now = worker.repo, worker.clock()
+def _fail_or_retry(ctx: RenderContext, chunk: Chunk, token: str, failure: Failure) -> tuple[Outcome, int]:
+    if chunk.render_failures + 1 < ctx.max_attempts:
+        try:
+            after = ctx.repo.chunks.release(chunk, token=token, now=ctx.clock(), failure=failure)
+        except LeaseLost:
+            return Outcome.STOPPED, 0
+        return Outcome.RETRY, after.render_failures
+    return _give_up(ctx, chunk, token, failure)
+
+
+def _give_up(ctx: RenderContext, chunk: Chunk, token: str, failure: Failure) -> tuple[Outcome, int]:
+    """The chunk fails for good; so does its job (policy: its other chunks stop at their next frame)."""
+    now = ctx.clock()
     try:
-        if task.render_failures + 1 < worker.max_attempts:
-            after = repo.release_task(task, token=token, error=error, now=now)
-            return Outcome.RETRY, after.render_failures
-        repo.end_task(task, token=token, status=JobStatus.FAILED, now=now, error=error)
+        ctx.repo.chunks.end(
+            chunk, token=token, status=JobStatus.FAILED, now=now, expires_at=now + ctx.retention, failure=failure
+        )
     except LeaseLost:
         return Outcome.STOPPED, 0
-    # Policy: a chunk out of attempts fails the job at once; its other chunks stop at their next frame.
-    with contextlib.suppress(JobStateConflict):  # already stopped (cancelled, or failed by another chunk)
-        repo.fail_unfinished(
-            task.job_id,
-            attempt=task.attempt,
-            error=f"chunk {task.index}: {error}",
+    if chunk.whole_job:
+        log.warning("job_failed job=%s code=%s", chunk.job_id, failure.code)  # a metric filter counts these
+    else:
+        job_fail(
+            repo=ctx.repo,
+            job_id=chunk.job_id,
+            attempt=chunk.attempt,
+            failure=Failure(failure.code, f"chunk {chunk.index}: {failure.message}"),
             now=now,
-            expires_at=now + worker.retention,
+            retention=ctx.retention,
         )
-    return Outcome.FAILED, task.render_failures + 1
+    return Outcome.FAILED, chunk.render_failures + 1
 
 
-def _assemble_if_last(worker: Worker, job: Job) -> None:
-    token = secrets.token_hex(16)
-    now = worker.clock()
+def chunk_error(
+    *, ctx: RenderContext, job_id: str, index: int | None, attempt: int, error: BaseException
+) -> tuple[Outcome, int]:
+    """An error outside the render loop (a worker that cannot build its renderer, say) is a failed attempt.
+
+    Counted on the chunk with its error, so it is retried with backoff and, past the attempts, fails the
+    job: never a deleted message and an untouched job.
+    """
+    failure, now = describe(error), ctx.clock()
     try:
-        leased = worker.repo.begin_assembly(
-            job.id, attempt=job.attempt, worker=worker.name, token=token, now=now, lease_seconds=worker.lease_seconds
+        chunk = ctx.repo.chunks.note_failure(job_id, index, attempt=attempt, failure=failure, now=now)
+    except JobStateConflict:
+        return Outcome.SKIPPED, 0  # finished, held by a live worker, or another attempt: not ours to count
+    if chunk.render_failures < ctx.max_attempts:
+        return Outcome.RETRY, chunk.render_failures
+    ctx.repo.chunks.fail(job_id, index, attempt=attempt, failure=failure, now=now)
+    label = "" if index is None else f"chunk {index}: "
+    job_fail(
+        repo=ctx.repo,
+        job_id=job_id,
+        attempt=attempt,
+        failure=Failure(failure.code, label + failure.message),
+        now=now,
+        retention=ctx.retention,
+    )
+    return Outcome.FAILED, chunk.render_failures
+
+
+def _assemble_if_last(ctx: RenderContext, job_id: str, attempt: int) -> None:
+    token = secrets.token_hex(16)
+    try:
+        leased = ctx.repo.begin_assembly(
+            job_id, attempt=attempt, worker=ctx.name, token=token, now=ctx.clock(), lease_seconds=ctx.lease_seconds
         )
     except JobStateConflict:
         return  # not the last chunk, or another worker assembles
-    job_assemble(worker=worker, job=leased, token=token)
+    job_assemble(ctx=ctx, job=leased, token=token)

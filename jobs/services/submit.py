@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from ..domain import Job, JobStatus, Priority, Scene, new_job_id
 from ..errors import IdempotencyKeyReused, ServiceUnavailable
 from ..repository import IdempotencyRecord, IdempotencyTaken, JobRepository
+from .control import enqueue_work
 from .ports import TaskQueue
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,7 @@ def job_create(
     except IdempotencyTaken:
         return _replay(repo, record), True
     try:
-        if job.single_chunk:
-            queue.enqueue_chunk(job_id=job.id, index=None, attempt=job.attempt, priority=job.priority)
-        else:
-            queue.enqueue_fanout(job_id=job.id, attempt=job.attempt, priority=job.priority)
+        enqueue_work(queue=queue, job=job)
     except ServiceUnavailable:
         _withdraw(repo, job.id, record)
         raise
@@ -79,9 +77,9 @@ def _replay(repo: JobRepository, record: IdempotencyRecord) -> Job:
     existing = repo.idempotency_record(record.pk)
     if existing is None:  # withdrawn after a failed enqueue, between our write and this read
         raise ServiceUnavailable("The original request with this Idempotency-Key did not complete; send it again.")
-    if existing["request_hash"] != record.request_hash:
+    if existing.request_hash != record.request_hash:
         raise IdempotencyKeyReused()
-    return repo.get(existing["job_id"])
+    return repo.get(existing.job_id)
 
 
 def _withdraw(repo: JobRepository, job_id: str, record: IdempotencyRecord | None) -> None:

@@ -3,9 +3,15 @@
 - QUEUED jobs and chunks overdue by the grace period (the API wrote DynamoDB but the message was lost,
   or a fan-out died): their message is sent again; a duplicate of a message that does exist loses its
   claim, so this is safe.
-- PROCESSING chunks (and one-chunk jobs, and assemblies) whose lease lapsed: the worker died and its
-  message is gone (e.g. deleted after a redelivery lost its claim); a new message lets a worker take over.
+- PROCESSING chunks (and one-chunk jobs) whose lease lapsed: the worker died and its message is gone
+  (e.g. deleted after a redelivery lost its claim); a new message lets a worker take over.
 - CANCELLING jobs: CANCELLED once no live lease remains (a worker died mid-cancel).
+- Jobs of several chunks, QUEUED past the grace period or PROCESSING (due every RUNNING_JOB_AUDIT, or
+  when an assembly lease lapses): an audit of their chunks checks that the job has a live path to an
+  end. Missing chunk items mean the fan-out must run (again); unfinished chunks keep it alive; a failed
+  chunk fails the job; chunks stopped while the job runs fail it with a clear error; all chunks done
+  means the assembly runs again.
+- Chunks left unfinished by a job that stopped (failed, cancelled, retried) are CANCELLED.
 Every item it acts on is first postponed by a conditional write, so two sweepers running at once never
 both act on it; everything else it does is idempotent anyway.
 """
@@ -16,14 +22,20 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
-from ..domain import JobStatus
+from ..domain import UNFINISHED_STATES, Failure, Job, JobStatus
 from ..errors import JobNotFound
-from ..repository import JobRepository
-from .control import finish_cancel_if_idle
+from ..repository import JobRepository, Overdue
+from .control import enqueue_work, finish_cancel_if_idle, job_fail
 from .ports import TaskQueue
 
 log = logging.getLogger(__name__)
-INDEXES = ("JOB#QUEUED", "JOB#PROCESSING", "JOB#CANCELLING", "TASK#QUEUED", "TASK#PROCESSING")
+SWEPT = (
+    ("JOB", JobStatus.QUEUED),
+    ("JOB", JobStatus.PROCESSING),
+    ("JOB", JobStatus.CANCELLING),
+    ("TASK", JobStatus.QUEUED),
+    ("TASK", JobStatus.PROCESSING),
+)
 
 
 def sweep(
@@ -37,14 +49,14 @@ def sweep(
 ) -> Counter:
     """One pass over the overdue items; returns what it did, by kind."""
     done: Counter = Counter()
-    for index in INDEXES:
+    for kind, status in SWEPT:
         # QUEUED work is overdue only after the grace period; a lease is overdue as soon as it lapses.
-        cutoff = now - queued_grace if index.endswith("QUEUED") else now
-        for item in repo.overdue(index, now=cutoff, limit=limit):
-            if not repo.postpone(item, until=now + queued_grace):
+        cutoff = now - queued_grace if status is JobStatus.QUEUED else now
+        for work in repo.overdue(kind, status, now=cutoff, limit=limit):
+            if not repo.postpone(work, until=now + queued_grace):
                 continue  # another sweeper has it
             try:
-                done[_act(repo, queue, index, item, now, retention)] += 1
+                done[_act(repo, queue, work, now, retention)] += 1
             except JobNotFound:
                 done["gone"] += 1
     if done:
@@ -52,26 +64,50 @@ def sweep(
     return done
 
 
-def _act(repo: JobRepository, queue: TaskQueue, index: str, item: dict, now: datetime, retention: timedelta) -> str:
-    kind, _, status = index.partition("#")
-    job = repo.get(item["job_id"] if kind == "TASK" else item["id"])
-    if kind == "JOB" and status == JobStatus.CANCELLING:
+def _act(repo: JobRepository, queue: TaskQueue, work: Overdue, now: datetime, retention: timedelta) -> str:
+    job = repo.get(work.job_id)
+    if work.is_job and work.status is JobStatus.CANCELLING:
         finished = finish_cancel_if_idle(repo=repo, job_id=job.id, attempt=job.attempt, now=now, retention=retention)
         return "cancel_finished" if finished else "cancel_waiting"
-    if job.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+    if job.status not in UNFINISHED_STATES or work.attempt != job.attempt:
+        if not work.is_job and repo.chunks.drop(job.id, work.index, attempt=work.attempt, now=now):
+            return "chunk_dropped"  # a leftover of a job that stopped
         return "skipped"
-    if kind == "TASK":
-        if int(item["attempt"]) != job.attempt:
-            return "skipped"
-        queue.enqueue_chunk(job_id=job.id, index=int(item["index"]), attempt=job.attempt, priority=job.priority)
+    if not work.is_job:
+        queue.enqueue_chunk(job_id=job.id, index=work.index, attempt=job.attempt, priority=job.priority)
         return "chunk_requeued"
     if job.single_chunk:
-        queue.enqueue_chunk(job_id=job.id, index=None, attempt=job.attempt, priority=job.priority)
+        enqueue_work(queue=queue, job=job)
         return "job_requeued"
-    if job.status is JobStatus.QUEUED:
-        queue.enqueue_fanout(job_id=job.id, attempt=job.attempt, priority=job.priority)
+    return audit(repo=repo, queue=queue, job=job, now=now, retention=retention)
+
+
+def audit(*, repo: JobRepository, queue: TaskQueue, job: Job, now: datetime, retention: timedelta) -> str:
+    """Check that a running job of several chunks has a way to an end; repair it, or fail it with a reason."""
+    chunks = {c.index: c for c in repo.chunks.list(job.id)}
+    current = [c for c in chunks.values() if c.attempt == job.attempt]
+    if len(current) + sum(c.status is JobStatus.COMPLETED for c in chunks.values() if c.attempt < job.attempt) < (
+        job.chunks_total
+    ):
+        enqueue_work(queue=queue, job=job)  # the fan-out creates or requeues what this attempt lacks
         return "fanout_requeued"
-    # A multi-chunk job is indexed while PROCESSING only by its assembly lease: the assembler died.
-    # Any chunk message finds its chunk done and runs the assembly again.
+    if any(c.status in UNFINISHED_STATES for c in current):
+        return "running"  # each unfinished chunk is in the index itself: lost messages and dead holders are found
+    failed = [c for c in current if c.status is JobStatus.FAILED]
+    stopped = [c for c in current if c.status is JobStatus.CANCELLED]
+    if failed or stopped:
+        first = (failed or stopped)[0]
+        failure = (
+            Failure(first.error_code or "chunk_failed", f"chunk {first.index}: {first.error or 'failed'}")
+            if failed
+            else Failure("stalled", f"chunks {', '.join(str(c.index) for c in stopped)} stopped while the job ran.")
+        )
+        job_fail(repo=repo, job_id=job.id, attempt=job.attempt, failure=failure, now=now, retention=retention)
+        log.warning("job %s had no way to finish: %s", job.id, failure.message)
+        return "job_failed"
+    if job.lease_token and job.lease_expires_at and job.lease_expires_at > now:
+        return "assembling"
+    # Every chunk is done: the assembly did not run or its worker died. Any chunk message finds its chunk
+    # done and runs the assembly again.
     queue.enqueue_chunk(job_id=job.id, index=job.chunks_total - 1, attempt=job.attempt, priority=job.priority)
     return "assembly_requeued"

@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from jobs import aws
-from jobs.domain import FrameResult, JobStatus
+from jobs.domain import Failure, FrameResult, JobStatus, new_job_id
 from jobs.errors import InvalidCursor, JobAlreadyExists, JobNotFound, JobNotRunning, JobStateConflict, LeaseLost
 from jobs.repository import IdempotencyRecord, IdempotencyTaken
 from tests.conftest import T0
@@ -15,6 +15,9 @@ from tests.fakes import InMemoryJobRepository
 
 LEASE = 30
 LATER = timedelta(days=1)
+FAR = T0 + timedelta(days=30)
+BOOM = Failure("render_failed", "boom")
+TOKEN = "t"
 
 
 @pytest.fixture(params=["dynamo", "fake"])
@@ -22,6 +25,45 @@ def repo(request):
     if request.param == "fake":
         return InMemoryJobRepository()
     return request.getfixturevalue("dynamo_repo")
+
+
+def _claim(repo, job_id, index=None, *, worker="a", token=TOKEN, now=T0, attempt=1):
+    return repo.chunks.claim(job_id, index, attempt=attempt, worker=worker, token=token, now=now, lease_seconds=LEASE)
+
+
+def _result(frame):
+    return FrameResult(frame=frame, key=f"k{frame}", size=1, sha256="0" * 64, content_type="image/png")
+
+
+def _record(repo, chunk, *, token=TOKEN, frame=None, seconds=1.0, now=T0, **kwargs):
+    return repo.chunks.record_frame(
+        chunk,
+        token=token,
+        result=_result(frame if frame is not None else chunk.frame_start + chunk.frames_done),
+        render_seconds=seconds,
+        now=now,
+        lease_until=now + timedelta(seconds=LEASE),
+        **kwargs,
+    )
+
+
+def _multi_job(repo, make_job, frames=(1, 4), chunk_size=2):
+    job = make_job(frame_start=frames[0], frame_end=frames[1], chunk_size=chunk_size)
+    repo.add(job)
+    chunks = job.new_chunks()
+    repo.chunks.put(job, chunks)
+    repo.chunks.put(job, chunks)  # a fan-out re-run changes nothing
+    return job
+
+
+def _chunk(repo, job_id, index):
+    """The stored chunk: the job item of a one-chunk job (index None), else its chunk item."""
+    if index is None:
+        return repo.get(job_id).as_chunk()
+    return repo.chunks.list(job_id)[index]
+
+
+# --- jobs: create, read, list ---------------------------------------------------------------------
 
 
 def test_add_get_roundtrip_and_duplicate_add(repo, make_job):
@@ -35,76 +77,10 @@ def test_add_get_roundtrip_and_duplicate_add(repo, make_job):
         repo.get(uuid.uuid4().hex)
 
 
-def test_claim_is_exclusive_until_the_lease_lapses(repo, make_job):
-    job = make_job()
-    repo.add(job)
-    first = repo.claim(job.id, attempt=1, worker="a", token="t1", now=T0, lease_seconds=LEASE)
-    assert first.status is JobStatus.PROCESSING and first.worker == "a" and first.started_at == T0
-    with pytest.raises(JobStateConflict):
-        repo.claim(
-            job.id, attempt=1, worker="b", token="t2", now=T0 + timedelta(seconds=LEASE - 1), lease_seconds=LEASE
-        )
-    later = T0 + timedelta(seconds=LEASE + 1)
-    second = repo.claim(job.id, attempt=1, worker="b", token="t2", now=later, lease_seconds=LEASE)
-    assert second.worker == "b" and second.started_at == T0  # the first start is kept
-    with pytest.raises(JobStateConflict):
-        repo.record_frame(
-            job.id,
-            token="t1",
-            frames_done=0,
-            result=_result(1),
-            now=later,
-            lease_until=later + timedelta(seconds=LEASE),
-        )
-    assert (
-        repo.record_frame(
-            job.id,
-            token="t2",
-            frames_done=0,
-            result=_result(1),
-            now=later,
-            lease_until=later + timedelta(seconds=LEASE),
-        ).frames_done
-        == 1
-    )
-
-
-def test_claim_fenced_by_attempt(repo, make_job):
-    job = make_job()
-    repo.add(job)
-    with pytest.raises(JobStateConflict):
-        repo.claim(job.id, attempt=2, worker="a", token="t", now=T0, lease_seconds=LEASE)
-
-
-def test_complete_once_and_only_by_the_lease_holder(repo, make_job):
-    job = make_job()
-    repo.add(job)
-    repo.claim(job.id, attempt=1, worker="a", token="t1", now=T0, lease_seconds=LEASE)
-    result = FrameResult(frame=1, key="k", size=3, sha256="0" * 64, content_type="image/png")
-    with pytest.raises(JobStateConflict):
-        repo.complete(job.id, token="other", results=(result,), has_preview=False, now=T0, expires_at=T0 + LATER)
-    done = repo.complete(job.id, token="t1", results=(result,), has_preview=False, now=T0, expires_at=T0 + LATER)
-    assert done.status is JobStatus.COMPLETED and done.results == (result,) and done.lease_token is None
-    assert done.frames_done == 1 and done.chunks_done == 1
-    with pytest.raises(JobStateConflict):
-        repo.complete(job.id, token="t1", results=(result,), has_preview=False, now=T0, expires_at=T0 + LATER)
-
-
-def test_release_after_failure_lets_the_retry_claim_at_once(repo, make_job):
-    job = make_job()
-    repo.add(job)
-    repo.claim(job.id, attempt=1, worker="a", token="t1", now=T0, lease_seconds=LEASE)
-    released = repo.release(job.id, token="t1", error="boom", now=T0)
-    assert released.status is JobStatus.PROCESSING and released.render_failures == 1 and released.error == "boom"
-    again = repo.claim(job.id, attempt=1, worker="b", token="t2", now=T0, lease_seconds=LEASE)
-    failed = repo.fail(job.id, token=again.lease_token, error="boom 2", now=T0, expires_at=T0 + LATER)
-    assert failed.status is JobStatus.FAILED and failed.render_failures == 2 and failed.error == "boom 2"
-
-
 def test_withdraw_only_while_queued(repo, make_job):
     job = make_job()
     repo.add(job)
-    repo.claim(job.id, attempt=1, worker="a", token="t1", now=T0, lease_seconds=LEASE)
+    _claim(repo, job.id, token="t1")
     with pytest.raises((JobStateConflict, ClientError)):
         repo.withdraw(job.id)
     other = make_job()
@@ -118,12 +94,40 @@ def test_withdraw_only_while_queued(repo, make_job):
     assert repo.idempotency_record(record.pk) is None
 
 
+def test_idempotency_record_is_written_with_the_job_and_blocks_a_second_one(repo, make_job):
+    first, second = make_job(), make_job()
+    record = IdempotencyRecord(
+        pk="IDEMPOTENCY#alice#k", job_id=first.id, request_hash="h1", created_at=T0, expires_at=T0 + timedelta(hours=24)
+    )
+    repo.add(first, idempotency=record)
+    with pytest.raises(IdempotencyTaken):
+        repo.add(
+            second,
+            idempotency=IdempotencyRecord(
+                pk=record.pk, job_id=second.id, request_hash="h2", created_at=T0, expires_at=T0 + timedelta(hours=24)
+            ),
+        )
+    with pytest.raises(JobNotFound):
+        repo.get(second.id)  # all or nothing
+    stored = repo.idempotency_record(record.pk)
+    assert (stored.job_id, stored.request_hash) == (first.id, "h1")
+    # Past its expiry the record no longer blocks, even before TTL deletes it.
+    later = T0 + timedelta(hours=25)
+    repo.add(
+        second,
+        idempotency=IdempotencyRecord(
+            pk=record.pk, job_id=second.id, request_hash="h2", created_at=later, expires_at=later + timedelta(hours=24)
+        ),
+    )
+    assert repo.idempotency_record(record.pk).job_id == second.id
+
+
 def test_listing_is_newest_first_paginated_and_filtered(repo, make_job):
     jobs = [make_job(created_at=T0 + timedelta(minutes=i), updated_at=T0) for i in range(5)]
     for job in jobs:
         repo.add(job)
     repo.add(make_job(owner="bob"))
-    repo.claim(jobs[1].id, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
+    _claim(repo, jobs[1].id)
     seen, cursor = [], None
     while True:
         page = repo.list_for_owner("alice", status=None, cursor=cursor, limit=2)
@@ -136,20 +140,406 @@ def test_listing_is_newest_first_paginated_and_filtered(repo, make_job):
     assert [j.id for j in processing.jobs] == [jobs[1].id]
 
 
-def test_dynamo_items_use_the_design_keys_and_sparse_index(dynamo_repo, table, make_job):
+def test_status_listing_pages_are_full_and_the_cursor_keeps_its_filter_and_limit(repo, make_job):
+    # Ids sort by creation time; created_at follows them, so both listings agree on "newest first".
+    ids = sorted(new_job_id() for _ in range(12))
+    jobs = [make_job(id=job_id, created_at=T0 + timedelta(minutes=i)) for i, job_id in enumerate(ids)]
+    for job in jobs:
+        repo.add(job)
+    bobs = make_job(owner="bob")
+    repo.add(bobs)
+    completed = {0, 3, 5, 8, 11}  # scattered among the others, so a filter over a plain listing would leave gaps
+    for i, job in enumerate(jobs):
+        if i in completed:
+            _, chunk = _claim(repo, job.id)
+            _record(repo, chunk)  # the only frame completes the job
+        elif i % 3 == 1:
+            _claim(repo, job.id)  # PROCESSING
+        elif i in (2, 9):
+            repo.transition(
+                job.id, attempt=1, source=JobStatus.QUEUED, target=JobStatus.CANCELLED, now=T0, expires_at=T0 + LATER
+            )
+    _, chunk = _claim(repo, bobs.id)
+    _record(repo, chunk)  # another owner's COMPLETED job is never listed
+    newest_first = [jobs[i].id for i in sorted(completed, reverse=True)]
+
+    first = repo.list_for_owner("alice", status=JobStatus.COMPLETED, cursor=None, limit=2)
+    assert [j.id for j in first.jobs] == newest_first[0:2] and first.cursor
+    assert {j.status for j in first.jobs} == {JobStatus.COMPLETED}
+    # The cursor alone continues the same listing: same status filter, same page size.
+    second = repo.list_for_owner("alice", status=None, cursor=first.cursor, limit=None)
+    assert [j.id for j in second.jobs] == newest_first[2:4] and second.cursor
+    third = repo.list_for_owner("alice", status=JobStatus.COMPLETED, cursor=second.cursor, limit=None)
+    assert [j.id for j in third.jobs] == newest_first[4:5] and third.cursor is None
+    with pytest.raises(InvalidCursor):
+        repo.list_for_owner("alice", status=JobStatus.QUEUED, cursor=first.cursor, limit=2)
+    # A page that ends exactly at the last job says so: no empty page after it.
+    cancelled = repo.list_for_owner("alice", status=JobStatus.CANCELLED, cursor=None, limit=2)
+    assert [j.id for j in cancelled.jobs] == [jobs[9].id, jobs[2].id] and cancelled.cursor is None
+
+
+# --- one-chunk jobs: the job item is the chunk ------------------------------------------------------
+
+
+def test_claim_is_exclusive_until_the_lease_lapses(repo, make_job):
+    job = make_job(frame_end=2)
+    repo.add(job)
+    claimed, first = _claim(repo, job.id, worker="a", token="t1")
+    assert first.index is None and first.whole_job
+    assert first.status is JobStatus.PROCESSING and first.worker == "a" and first.started_at == T0
+    assert claimed.status is JobStatus.PROCESSING and claimed.lease_token == "t1" and first.crashes == 0
+    with pytest.raises(JobStateConflict):
+        _claim(repo, job.id, worker="b", token="t2", now=T0 + timedelta(seconds=LEASE - 1))
+    later = T0 + timedelta(seconds=LEASE + 1)
+    _, second = _claim(repo, job.id, worker="b", token="t2", now=later)
+    assert second.worker == "b" and second.started_at == T0  # the first start is kept
+    with pytest.raises(LeaseLost):  # the old holder is fenced off
+        _record(repo, first, token="t1", now=later)
+    assert _record(repo, second, token="t2", now=later).frames_done == 1
+
+
+def test_claim_fenced_by_attempt(repo, make_job):
     job = make_job()
-    dynamo_repo.add(job)
-    raw = aws.client("dynamodb").get_item(TableName=table, Key={"pk": {"S": f"JOB#{job.id}"}, "sk": {"S": "JOB"}})
-    item = raw["Item"]
+    repo.add(job)
+    with pytest.raises(JobStateConflict):
+        _claim(repo, job.id, attempt=2)
+    multi = _multi_job(repo, make_job)
+    with pytest.raises(JobStateConflict):
+        _claim(repo, multi.id, 0, attempt=2)
+    assert repo.get(multi.id).status is JobStatus.QUEUED  # the job did not start either
+
+
+def test_the_last_frame_of_a_one_chunk_job_completes_it_once_and_only_by_the_lease_holder(repo, make_job):
+    job = make_job(frame_end=2)
+    repo.add(job)
+    _, chunk = _claim(repo, job.id, token="t1")
+    with pytest.raises(LeaseLost):
+        _record(repo, chunk, token="other")
+    chunk = _record(repo, chunk, token="t1", seconds=1.25)
+    assert chunk.status is JobStatus.PROCESSING and chunk.frames_done == 1
+    assert repo.get(job.id).status is JobStatus.PROCESSING
+    done = _record(repo, chunk, token="t1", seconds=0.5, has_preview=True, expires_at=T0 + LATER)
+    assert done.status is JobStatus.COMPLETED
+    job_now = repo.get(job.id)
+    assert job_now.status is JobStatus.COMPLETED and job_now.finished_at == T0
+    assert job_now.results == (_result(1), _result(2)) and job_now.has_preview
+    assert job_now.frames_done == 2 and job_now.chunks_done == 1 and job_now.lease_token is None
+    assert job_now.render_seconds == pytest.approx(1.75) and job_now.render_seconds > 0
+    assert job_now.as_chunk().seconds_per_frame == pytest.approx(0.875)
+    assert repo.overdue("JOB", JobStatus.PROCESSING, now=FAR, limit=10) == []  # out of the sweeper's index
+    with pytest.raises(JobStateConflict):  # done once: a duplicate worker's write is refused
+        _record(repo, chunk, token="t1")
+    with pytest.raises(JobNotRunning):
+        _claim(repo, job.id, token="t2", now=FAR)
+
+
+def test_release_after_failure_lets_the_retry_claim_at_once(repo, make_job):
+    job = make_job()
+    repo.add(job)
+    _, chunk = _claim(repo, job.id, token="t1")
+    released = repo.chunks.release(chunk, token="t1", now=T0, failure=BOOM)
+    assert released.status is JobStatus.PROCESSING and released.render_failures == 1
+    assert (released.error, released.error_code, released.lease_token) == ("boom", "render_failed", None)
+    _, again = _claim(repo, job.id, worker="b", token="t2")
+    assert again.crashes == 0  # a released chunk is no crash
+    failed = repo.chunks.end(
+        again,
+        token="t2",
+        status=JobStatus.FAILED,
+        now=T0,
+        expires_at=T0 + LATER,
+        failure=Failure("render_failed", "boom 2"),
+    )
+    assert failed.status is JobStatus.FAILED and failed.render_failures == 2 and failed.error == "boom 2"
+    job_now = repo.get(job.id)
+    assert (job_now.status, job_now.error_code, job_now.lease_token) == (JobStatus.FAILED, "render_failed", None)
+
+
+@pytest.mark.parametrize("multi", [False, True], ids=["one_chunk", "chunk_item"])
+def test_a_takeover_counts_a_crash_but_a_released_chunk_is_reclaimed_without_one(repo, make_job, multi):
+    if multi:
+        job, index = _multi_job(repo, make_job), 1
+    else:
+        job, index = make_job(frame_end=2), None
+        repo.add(job)
+    _, first = _claim(repo, job.id, index, worker="a", token="t1")
+    assert first.crashes == 0
+    released = repo.chunks.release(first, token="t1", now=T0)  # a shutdown: handed back, nothing counted
+    assert (released.crashes, released.render_failures) == (0, 0)
+    _, second = _claim(repo, job.id, index, worker="b", token="t2")  # at once: no wait for the old lease
+    assert second.crashes == 0 and second.worker == "b"
+    # b dies holding it: nobody can take it before its lease lapses, then a takeover counts a crash.
+    with pytest.raises(JobStateConflict):
+        _claim(repo, job.id, index, worker="c", token="t3", now=T0 + timedelta(seconds=LEASE - 1))
+    later = T0 + timedelta(seconds=LEASE + 1)
+    _, third = _claim(repo, job.id, index, worker="c", token="t3", now=later)
+    assert third.crashes == 1 and third.lease_token == "t3" and third.worker == "c"
+    assert _chunk(repo, job.id, index).crashes == 1
+    with pytest.raises(LeaseLost):  # the dead holder, should it wake up, is fenced off
+        repo.chunks.renew(second, token="t2", until=later + timedelta(seconds=LEASE))
+    much_later = later + timedelta(seconds=LEASE + 1)
+    _, fourth = _claim(repo, job.id, index, worker="d", token="t4", now=much_later)
+    assert fourth.crashes == 2 and _chunk(repo, job.id, index).crashes == 2
+    if not multi:
+        assert repo.get(job.id).crashes == 2
+
+
+def test_note_failure_counts_on_a_chunk_no_live_lease_holds_and_refuses_a_held_one(repo, make_job):
+    oops = Failure("worker_error", "The worker hit an unexpected error (ValueError).")
+    job = _multi_job(repo, make_job, frames=(1, 6))
+    queued = repo.chunks.note_failure(job.id, 0, attempt=1, failure=oops, now=T0)
+    assert (queued.status, queued.render_failures, queued.error_code) == (JobStatus.QUEUED, 1, "worker_error")
+    assert repo.chunks.note_failure(job.id, 0, attempt=1, failure=oops, now=T0).render_failures == 2
+    with pytest.raises(JobStateConflict):  # another attempt
+        repo.chunks.note_failure(job.id, 0, attempt=2, failure=oops, now=T0)
+
+    _claim(repo, job.id, 1, token="t1")
+    with pytest.raises(JobStateConflict):  # a live worker holds it: not ours to count
+        repo.chunks.note_failure(job.id, 1, attempt=1, failure=oops, now=T0)
+    untouched = _chunk(repo, job.id, 1)
+    assert (untouched.render_failures, untouched.lease_token, untouched.error) == (0, "t1", None)
+    later = T0 + timedelta(seconds=LEASE + 1)  # its holder died
+    lapsed = repo.chunks.note_failure(job.id, 1, attempt=1, failure=oops, now=later)
+    assert (lapsed.status, lapsed.render_failures, lapsed.lease_token) == (JobStatus.PROCESSING, 1, None)
+    _, retaken = _claim(repo, job.id, 1, token="t2", now=later)  # the retry claims it at once
+    assert retaken.lease_token == "t2" and retaken.render_failures == 1
+
+    _, chunk = _claim(repo, job.id, 2, token="t3")
+    _record(repo, _record(repo, chunk, token="t3"), token="t3")
+    with pytest.raises(JobStateConflict):  # finished
+        repo.chunks.note_failure(job.id, 2, attempt=1, failure=oops, now=FAR)
+
+    single = make_job()
+    repo.add(single)
+    noted = repo.chunks.note_failure(single.id, None, attempt=1, failure=oops, now=T0)
+    assert noted.whole_job and noted.render_failures == 1
+    assert (repo.get(single.id).render_failures, repo.get(single.id).error_code) == (1, "worker_error")
+    _claim(repo, single.id, token="t4")
+    with pytest.raises(JobStateConflict):
+        repo.chunks.note_failure(single.id, None, attempt=1, failure=oops, now=T0)
+
+
+# --- jobs of several chunks: chunk items ---------------------------------------------------------
+
+
+def test_chunk_frames_count_on_the_job_atomically_and_the_last_one_completes_the_chunk(repo, make_job):
+    job = _multi_job(repo, make_job)
+    assert [c.index for c in repo.chunks.list(job.id)] == [0, 1]
+    assert [(c.frame_start, c.frame_end, c.status, c.attempt) for c in repo.chunks.list(job.id)] == [
+        (1, 2, JobStatus.QUEUED, 1),
+        (3, 4, JobStatus.QUEUED, 1),
+    ]
+    started, chunk = _claim(repo, job.id, 0)  # the first claim starts the job
+    assert started.status is JobStatus.PROCESSING and started.started_at == T0
+    assert chunk.index == 0 and not chunk.whole_job and chunk.lease_token == "t"
+    with pytest.raises(JobStateConflict):
+        _claim(repo, job.id, 0, worker="b", token="u")
+    after = _record(repo, chunk, frame=1, seconds=1.5)
+    assert after.status is JobStatus.PROCESSING and after.frames_done == 1
+    with pytest.raises(LeaseLost):  # a stale view of frames_done, as a duplicate worker would have
+        _record(repo, chunk, frame=1, seconds=1.5)
+    assert _record(repo, after, frame=2, seconds=0.5).status is JobStatus.COMPLETED
+    done = repo.chunks.list(job.id)[0]
+    assert done.status is JobStatus.COMPLETED and [r.frame for r in done.results] == [1, 2]
+    assert done.render_seconds == 2.0 and done.lease_token is None
+    job_now = repo.get(job.id)
+    assert (job_now.status, job_now.frames_done, job_now.chunks_done) == (JobStatus.PROCESSING, 2, 1)
+    with pytest.raises(JobStateConflict):  # not every chunk is done yet
+        repo.begin_assembly(job.id, attempt=1, worker="a", token="x", now=T0, lease_seconds=LEASE)
+
+
+def test_chunk_writes_stop_once_the_job_is_cancelling(repo, make_job):
+    job = _multi_job(repo, make_job)
+    _, chunk = _claim(repo, job.id, 1)
+    repo.transition(job.id, attempt=1, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=T0)
+    with pytest.raises(JobNotRunning) as stopped:
+        _record(repo, chunk, frame=3)
+    assert stopped.value.status == "CANCELLING"
+    assert repo.get(job.id).frames_done == 0  # the transaction wrote neither side
+    assert repo.chunks.list(job.id)[1].frames_done == 0
+    ended = repo.chunks.end(chunk, token="t", status=JobStatus.CANCELLED, now=T0, expires_at=T0 + LATER)
+    assert ended.status is JobStatus.CANCELLED and ended.lease_token is None
+    assert repo.chunks.drop(job.id, 0, attempt=1, now=T0) is True
+    assert {c.status for c in repo.chunks.list(job.id)} == {JobStatus.CANCELLED}
+    cancelled = repo.transition(
+        job.id,
+        attempt=1,
+        source=JobStatus.CANCELLING,
+        target=JobStatus.CANCELLED,
+        now=T0,
+        expires_at=T0 + LATER,
+        when_lease_free=True,
+    )
+    assert cancelled.status is JobStatus.CANCELLED and cancelled.finished_at == T0
+    with pytest.raises(JobNotRunning):  # a late message of the stopped job
+        _claim(repo, job.id, 1, token="late")
+
+
+def test_drop_cancels_chunk_items_no_live_lease_holds(repo, make_job):
+    job = _multi_job(repo, make_job, frames=(1, 5), chunk_size=1)
+    later = T0 + timedelta(seconds=LEASE + 1)
+    _, released = _claim(repo, job.id, 1, token="t1")
+    repo.chunks.release(released, token="t1", now=T0, failure=BOOM)  # waiting in its retry delay
+    _claim(repo, job.id, 2, token="t2")  # its holder dies: the lease lapses at T0 + LEASE
+    _, held = _claim(repo, job.id, 3, token="t3", now=later)  # alive
+    _, done = _claim(repo, job.id, 4, token="t4", now=later)
+    _record(repo, done, token="t4", now=later)
+    repo.fail(job.id, attempt=1, failure=BOOM, now=later, expires_at=later + LATER)
+
+    assert repo.chunks.drop(job.id, 0, attempt=2, now=later) is False  # another attempt
+    dropped = [repo.chunks.drop(job.id, i, attempt=1, now=later) for i in range(5)]
+    assert dropped == [True, True, True, False, False]  # queued, released, lapsed; not held, not finished
+    chunks = repo.chunks.list(job.id)
+    assert [c.status for c in chunks] == [JobStatus.CANCELLED] * 3 + [JobStatus.PROCESSING, JobStatus.COMPLETED]
+    assert chunks[3].lease_token == "t3" and all(c.lease_token is None for c in chunks[:3])
+    assert all(c.finished_at == later for c in chunks[:3])
+    assert repo.chunks.drop(job.id, 0, attempt=1, now=later) is False  # once
+    # Dropped chunks leave the sweeper's index; the held one stays until its holder ends it.
+    assert [w.index for w in repo.overdue("TASK", JobStatus.QUEUED, now=FAR, limit=10)] == []
+    assert [w.index for w in repo.overdue("TASK", JobStatus.PROCESSING, now=FAR, limit=10)] == [3]
+    repo.chunks.end(held, token="t3", status=JobStatus.CANCELLED, now=later, expires_at=later + LATER)
+    assert repo.overdue("TASK", JobStatus.PROCESSING, now=FAR, limit=10) == []
+    # A one-chunk job has no chunk item: it stops with its job item.
+    single = make_job()
+    repo.add(single)
+    assert repo.chunks.drop(single.id, None, attempt=1, now=T0) is False
+    assert repo.get(single.id).status is JobStatus.QUEUED
+
+
+def test_fail_and_drop_of_a_missing_chunk_item_do_nothing(repo, make_job):
+    """A dead letter can outlive its chunk item (TTL); failing it must not stop the sweep pass."""
+    job = _multi_job(repo, make_job)
+    gone = new_job_id()
+    assert repo.chunks.fail(job.id, 7, attempt=1, failure=BOOM, now=T0) is False
+    assert repo.chunks.fail(gone, 0, attempt=1, failure=BOOM, now=T0) is False
+    assert repo.chunks.drop(gone, 0, attempt=1, now=T0) is False
+
+
+def test_retry_requeues_unfinished_chunks_in_a_new_attempt(repo, make_job):
+    job = _multi_job(repo, make_job)
+    _, c0 = _claim(repo, job.id, 0)
+    _record(repo, _record(repo, c0))
+    _, c1 = _claim(repo, job.id, 1, token="u")
+    repo.chunks.end(c1, token="u", status=JobStatus.FAILED, now=T0, expires_at=T0 + LATER, failure=BOOM)
+    failed = repo.fail(
+        job.id, attempt=1, failure=Failure("render_failed", "chunk 1: boom"), now=T0, expires_at=T0 + LATER
+    )
+    assert (failed.status, failed.error, failed.error_code) == (JobStatus.FAILED, "chunk 1: boom", "render_failed")
+    with pytest.raises(JobStateConflict):  # failed once
+        repo.fail(job.id, attempt=1, failure=BOOM, now=T0, expires_at=T0 + LATER)
+    retried = repo.retry(job.id, attempt=1, now=T0)
+    assert (retried.status, retried.attempt, retried.error, retried.fanout_sent) == (JobStatus.QUEUED, 2, None, -1)
+    assert (retried.render_failures, retried.crashes, retried.finished_at) == (0, 0, None)
+    chunks = repo.chunks.list(job.id)
+    assert repo.chunks.requeue(chunks[0], attempt=2, now=T0) is False  # completed: kept
+    assert repo.chunks.requeue(chunks[1], attempt=2, now=T0) is True
+    assert repo.chunks.requeue(chunks[1], attempt=2, now=T0) is False  # already in attempt 2
+    chunks = repo.chunks.list(job.id)
+    assert [(c.status, c.attempt) for c in chunks] == [(JobStatus.COMPLETED, 1), (JobStatus.QUEUED, 2)]
+    assert (chunks[1].render_failures, chunks[1].error, chunks[1].lease_token) == (0, None, None)
+    with pytest.raises(JobStateConflict):  # the old attempt is fenced off
+        _claim(repo, job.id, 1, token="v")
+    repo.advance_fanout(job.id, attempt=2, sent_before=-1, sent_now=1)
+    with pytest.raises(JobStateConflict):
+        repo.advance_fanout(job.id, attempt=2, sent_before=-1, sent_now=1)
+    _, again = _claim(repo, job.id, 1, token="w", attempt=2)
+    assert again.attempt == 2 and again.frames_done == 0
+
+
+def test_assembly_lease_is_exclusive(repo, make_job):
+    job = _multi_job(repo, make_job, frames=(1, 2), chunk_size=1)
+    for index in (0, 1):
+        _, chunk = _claim(repo, job.id, index)
+        _record(repo, chunk)
+    leased = repo.begin_assembly(job.id, attempt=1, worker="a", token="x", now=T0, lease_seconds=LEASE)
+    assert leased.lease_token == "x" and leased.chunks_done == 2
+    with pytest.raises(JobStateConflict):
+        repo.begin_assembly(job.id, attempt=1, worker="b", token="y", now=T0, lease_seconds=LEASE)
+    with pytest.raises(JobStateConflict):
+        repo.complete_assembly(job.id, token="y", has_preview=True, now=T0, expires_at=T0 + LATER)
+    done = repo.complete_assembly(job.id, token="x", has_preview=True, now=T0, expires_at=T0 + LATER)
+    assert done.status is JobStatus.COMPLETED and done.has_preview and done.frames_done == 2
+    assert done.lease_token is None and done.finished_at == T0
+
+
+def test_transitions_outside_the_state_machine_are_refused_before_any_write(repo, make_job):
+    job = make_job()
+    repo.add(job)
+    with pytest.raises(ValueError, match="not a transition"):
+        repo.transition(job.id, attempt=1, source=JobStatus.QUEUED, target=JobStatus.COMPLETED, now=T0)
+    assert repo.get(job.id).status is JobStatus.QUEUED
+
+
+# --- DynamoDB only: the item layout ----------------------------------------------------------------
+
+
+def _raw(table, job_id, sk="JOB"):
+    return aws.client("dynamodb").get_item(
+        TableName=table, Key={"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": sk}}, ConsistentRead=True
+    )["Item"]
+
+
+def _listed_as(table, job_id):
+    """The job's status and its gsi3 sort key, after checking that they agree."""
+    item = _raw(table, job_id)
+    status = item["status"]["S"]
+    assert item["gsi3pk"]["S"] == "OWNER#alice"
+    assert item["gsi3sk"]["S"] == f"{status}#{job_id}", "gsi3sk out of step with the status"
+    return status
+
+
+def test_dynamo_items_use_the_design_keys_and_sparse_index(dynamo_repo, table, make_job):
+    repo = dynamo_repo
+    job = make_job(frame_end=2)
+    repo.add(job)
+    item = _raw(table, job.id)
     assert item["gsi1pk"]["S"] == "OWNER#alice"
     assert item["gsi1sk"]["S"].endswith(f"#{job.id}")
     assert item["gsi2pk"]["S"] == "JOB#QUEUED"
-    dynamo_repo.claim(job.id, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
-    dynamo_repo.fail(job.id, token="t", error="x", now=T0, expires_at=T0 + LATER)
-    item = aws.client("dynamodb").get_item(TableName=table, Key={"pk": {"S": f"JOB#{job.id}"}, "sk": {"S": "JOB"}})[
-        "Item"
-    ]
+    assert _listed_as(table, job.id) == "QUEUED"
+    _, chunk = _claim(repo, job.id)
+    assert _listed_as(table, job.id) == "PROCESSING" and _raw(table, job.id)["gsi2pk"]["S"] == "JOB#PROCESSING"
+    repo.chunks.end(chunk, token="t", status=JobStatus.FAILED, now=T0, expires_at=T0 + LATER, failure=BOOM)
+    item = _raw(table, job.id)
     assert "gsi2pk" not in item and int(item["expires_at"]["N"]) == int((T0 + LATER).timestamp())
+    assert _listed_as(table, job.id) == "FAILED"
+    repo.retry(job.id, attempt=1, now=T0)
+    assert _listed_as(table, job.id) == "QUEUED" and "expires_at" not in _raw(table, job.id)
+    _, chunk = _claim(repo, job.id, attempt=2)
+    assert _listed_as(table, job.id) == "PROCESSING"
+    repo.transition(job.id, attempt=2, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=T0)
+    assert _listed_as(table, job.id) == "CANCELLING"
+    repo.chunks.end(chunk, token="t", status=JobStatus.CANCELLED, now=T0, expires_at=T0 + LATER)
+    assert _listed_as(table, job.id) == "CANCELLED"
+    repo.retry(job.id, attempt=2, now=T0)
+    _, chunk = _claim(repo, job.id, attempt=3)
+    _record(repo, _record(repo, chunk), expires_at=T0 + LATER)
+    assert _listed_as(table, job.id) == "COMPLETED"
+
+    multi = _multi_job(repo, make_job, frames=(1, 2), chunk_size=1)
+    chunk_item = _raw(table, multi.id, "TASK#00000")
+    assert chunk_item["gsi2pk"]["S"] == "TASK#QUEUED" and chunk_item["gsi2sk"]["S"].endswith(f"#{multi.id}#00000")
+    assert "gsi1pk" not in chunk_item and "gsi3pk" not in chunk_item  # only job items are listed
+    _claim(repo, multi.id, 0)
+    assert _listed_as(table, multi.id) == "PROCESSING"
+    repo.fail(multi.id, attempt=1, failure=BOOM, now=T0, expires_at=T0 + LATER)
+    assert _listed_as(table, multi.id) == "FAILED"
+    repo.retry(multi.id, attempt=1, now=T0)
+    repo.transition(
+        multi.id, attempt=2, source=JobStatus.QUEUED, target=JobStatus.CANCELLED, now=T0, expires_at=T0 + LATER
+    )
+    assert _listed_as(table, multi.id) == "CANCELLED"
+    repo.retry(multi.id, attempt=2, now=T0)
+    for chunk in repo.chunks.list(multi.id):
+        repo.chunks.requeue(chunk, attempt=3, now=T0)
+        _, claimed = _claim(repo, multi.id, chunk.index, attempt=3)
+        _record(repo, claimed)
+    repo.begin_assembly(multi.id, attempt=3, worker="a", token="x", now=T0, lease_seconds=LEASE)
+    assert _listed_as(table, multi.id) == "PROCESSING"
+    repo.complete_assembly(multi.id, token="x", has_preview=False, now=T0, expires_at=T0 + LATER)
+    assert _listed_as(table, multi.id) == "COMPLETED"
+    listed = repo.list_for_owner("alice", status=JobStatus.COMPLETED, cursor=None, limit=10)
+    assert {j.id for j in listed.jobs} == {job.id, multi.id}
 
 
 def test_tampered_and_foreign_cursors_are_refused(dynamo_repo, make_job):
@@ -169,165 +559,6 @@ def test_api_keys_are_found_by_hash(key_repo):
     key_repo.add(key_hash="h1", owner="alice", now=T0)
     assert key_repo.owner_for("h1") == "alice"
     assert key_repo.owner_for("h2") is None
-
-
-def test_idempotency_record_is_written_with_the_job_and_blocks_a_second_one(repo, make_job):
-    first, second = make_job(), make_job()
-    record = IdempotencyRecord(
-        pk="IDEMPOTENCY#alice#k", job_id=first.id, request_hash="h1", created_at=T0, expires_at=T0 + timedelta(hours=24)
-    )
-    repo.add(first, idempotency=record)
-    with pytest.raises(IdempotencyTaken):
-        repo.add(
-            second,
-            idempotency=IdempotencyRecord(
-                pk=record.pk, job_id=second.id, request_hash="h2", created_at=T0, expires_at=T0 + timedelta(hours=24)
-            ),
-        )
-    with pytest.raises(JobNotFound):
-        repo.get(second.id)  # all or nothing
-    assert repo.idempotency_record(record.pk)["job_id"] == first.id
-    # Past its expiry the record no longer blocks, even before TTL deletes it.
-    later = T0 + timedelta(hours=25)
-    repo.add(
-        second,
-        idempotency=IdempotencyRecord(
-            pk=record.pk, job_id=second.id, request_hash="h2", created_at=later, expires_at=later + timedelta(hours=24)
-        ),
-    )
-    assert repo.idempotency_record(record.pk)["job_id"] == second.id
-
-
-def _multi_job(repo, make_job, frames=(1, 4), chunk_size=2):
-    job = make_job(frame_start=frames[0], frame_end=frames[1], chunk_size=chunk_size)
-    repo.add(job)
-    tasks = job.first_tasks()
-    repo.put_tasks(job, tasks)
-    repo.put_tasks(job, tasks)  # a fan-out re-run changes nothing
-    return job
-
-
-def _result(frame):
-    return FrameResult(frame=frame, key=f"k{frame}", size=1, sha256="0" * 64, content_type="image/png")
-
-
-def test_task_frames_count_on_the_job_atomically_and_the_last_one_completes_the_chunk(repo, make_job):
-    job = _multi_job(repo, make_job)
-    assert [t.index for t in repo.tasks(job.id)] == [0, 1]
-    started = repo.start(job.id, attempt=1, now=T0)
-    assert started.status is JobStatus.PROCESSING and started.started_at == T0
-    task = repo.claim_task(job.id, 0, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
-    with pytest.raises(JobStateConflict):
-        repo.claim_task(job.id, 0, attempt=1, worker="b", token="u", now=T0, lease_seconds=LEASE)
-    assert (
-        repo.record_task_frame(
-            task, token="t", result=_result(1), render_seconds=1.5, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
-        )
-        is False
-    )
-    with pytest.raises(LeaseLost):  # a stale view of frames_done, as a duplicate worker would have
-        repo.record_task_frame(
-            task, token="t", result=_result(1), render_seconds=1.5, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
-        )
-    assert (
-        repo.record_task_frame(
-            task.replace(frames_done=1),
-            token="t",
-            result=_result(2),
-            render_seconds=0.5,
-            now=T0,
-            lease_until=T0 + timedelta(seconds=LEASE),
-        )
-        is True
-    )
-    done = repo.tasks(job.id)[0]
-    assert done.status is JobStatus.COMPLETED and [r.frame for r in done.results] == [1, 2]
-    assert done.render_seconds == 2.0 and done.lease_token is None
-    job_now = repo.get(job.id)
-    assert (job_now.frames_done, job_now.chunks_done) == (2, 1)
-    with pytest.raises(JobStateConflict):  # not every chunk is done yet
-        repo.begin_assembly(job.id, attempt=1, worker="a", token="x", now=T0, lease_seconds=LEASE)
-
-
-def test_task_writes_stop_once_the_job_is_cancelling(repo, make_job):
-    job = _multi_job(repo, make_job)
-    repo.start(job.id, attempt=1, now=T0)
-    task = repo.claim_task(job.id, 1, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
-    repo.transition(job.id, attempt=1, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=T0)
-    with pytest.raises(JobNotRunning) as stopped:
-        repo.record_task_frame(
-            task, token="t", result=_result(3), render_seconds=1, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
-        )
-    assert stopped.value.status == "CANCELLING"
-    assert repo.get(job.id).frames_done == 0  # the transaction wrote neither side
-    ended = repo.end_task(task, token="t", status=JobStatus.CANCELLED, now=T0)
-    assert ended.status is JobStatus.CANCELLED
-    repo.drop_task(job.id, 0, attempt=1, now=T0)
-    assert {t.status for t in repo.tasks(job.id)} == {JobStatus.CANCELLED}
-    cancelled = repo.transition(
-        job.id,
-        attempt=1,
-        source=JobStatus.CANCELLING,
-        target=JobStatus.CANCELLED,
-        now=T0,
-        expires_at=T0 + LATER,
-        when_lease_free=True,
-    )
-    assert cancelled.status is JobStatus.CANCELLED and cancelled.finished_at == T0
-
-
-def test_retry_requeues_unfinished_tasks_in_a_new_attempt(repo, make_job):
-    job = _multi_job(repo, make_job)
-    repo.start(job.id, attempt=1, now=T0)
-    t0 = repo.claim_task(job.id, 0, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
-    repo.record_task_frame(
-        t0, token="t", result=_result(1), render_seconds=1, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
-    )
-    repo.record_task_frame(
-        t0.replace(frames_done=1),
-        token="t",
-        result=_result(2),
-        render_seconds=1,
-        now=T0,
-        lease_until=T0 + timedelta(seconds=LEASE),
-    )
-    t1 = repo.claim_task(job.id, 1, attempt=1, worker="a", token="u", now=T0, lease_seconds=LEASE)
-    repo.end_task(t1, token="u", status=JobStatus.FAILED, now=T0, error="boom")
-    failed = repo.fail_unfinished(job.id, attempt=1, error="chunk 1: boom", now=T0, expires_at=T0 + LATER)
-    assert failed.status is JobStatus.FAILED
-    retried = repo.retry(job.id, attempt=1, now=T0)
-    assert (retried.status, retried.attempt, retried.error, retried.fanout_sent) == (JobStatus.QUEUED, 2, None, -1)
-    tasks = repo.tasks(job.id)
-    assert repo.requeue_task(tasks[0], attempt=2, now=T0) is False  # completed: kept
-    assert repo.requeue_task(tasks[1], attempt=2, now=T0) is True
-    assert repo.requeue_task(tasks[1], attempt=2, now=T0) is False  # already in attempt 2
-    assert [(t.status, t.attempt) for t in repo.tasks(job.id)] == [(JobStatus.COMPLETED, 1), (JobStatus.QUEUED, 2)]
-    with pytest.raises(JobStateConflict):  # the old attempt is fenced off
-        repo.claim_task(job.id, 1, attempt=1, worker="a", token="v", now=T0, lease_seconds=LEASE)
-    repo.advance_fanout(job.id, attempt=2, sent_before=-1, sent_now=1)
-    with pytest.raises(JobStateConflict):
-        repo.advance_fanout(job.id, attempt=2, sent_before=-1, sent_now=1)
-
-
-def test_assembly_lease_is_exclusive(repo, make_job):
-    job = _multi_job(repo, make_job, frames=(1, 2), chunk_size=1)
-    repo.start(job.id, attempt=1, now=T0)
-    for index in (0, 1):
-        task = repo.claim_task(job.id, index, attempt=1, worker="a", token="t", now=T0, lease_seconds=LEASE)
-        repo.record_task_frame(
-            task,
-            token="t",
-            result=_result(index + 1),
-            render_seconds=1,
-            now=T0,
-            lease_until=T0 + timedelta(seconds=LEASE),
-        )
-    leased = repo.begin_assembly(job.id, attempt=1, worker="a", token="x", now=T0, lease_seconds=LEASE)
-    assert leased.lease_token == "x"
-    with pytest.raises(JobStateConflict):
-        repo.begin_assembly(job.id, attempt=1, worker="b", token="y", now=T0, lease_seconds=LEASE)
-    done = repo.complete(job.id, token="x", results=None, has_preview=True, now=T0, expires_at=T0 + LATER)
-    assert done.status is JobStatus.COMPLETED and done.has_preview and done.frames_done == 2
 
 
 def test_a_retried_conditional_write_that_already_applied_counts_as_done(dynamo_repo, table, make_job):
@@ -360,11 +591,3 @@ def test_a_retried_conditional_write_that_already_applied_counts_as_done(dynamo_
     finally:
         client.update_item = real_update
     assert item["status"] == "PROCESSING" and len(calls) == 1
-
-
-def test_transitions_outside_the_state_machine_are_refused_before_any_write(repo, make_job):
-    job = make_job()
-    repo.add(job)
-    with pytest.raises(ValueError, match="not a transition"):
-        repo.transition(job.id, attempt=1, source=JobStatus.QUEUED, target=JobStatus.COMPLETED, now=T0)
-    assert repo.get(job.id).status is JobStatus.QUEUED

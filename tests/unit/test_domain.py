@@ -9,6 +9,7 @@ from jobs.domain import TRANSITIONS, JobStatus, OutputFormat, can_transition, fr
 ALLOWED = {
     ("QUEUED", "PROCESSING"),
     ("QUEUED", "CANCELLED"),
+    ("QUEUED", "FAILED"),  # failed before any frame started: dead-lettered fan-out, poison, broken worker
     ("PROCESSING", "COMPLETED"),
     ("PROCESSING", "FAILED"),
     ("PROCESSING", "CANCELLING"),

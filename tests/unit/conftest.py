@@ -1,0 +1,84 @@
+"""Fixtures and helpers of the service tests: the in-memory fakes, a settable clock, and a message pump."""
+
+from datetime import timedelta
+
+import pytest
+
+from jobs.domain import OutputFormat, Priority, Scene
+from jobs.services import JobSpec, RenderContext, chunk_process, job_create, job_fanout
+from tests.conftest import T0
+from tests.fakes import FakeResultStore, FakeTaskQueue, InMemoryJobRepository, ScriptedRenderer
+
+LEASE = 60
+RETENTION = timedelta(days=1)
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def repo():
+    return InMemoryJobRepository()
+
+
+@pytest.fixture
+def queue():
+    return FakeTaskQueue()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store():
+    return FakeResultStore()
+
+
+def make_worker(repo, store, clock, renderer=None, name="w1", max_attempts=3, **overrides) -> RenderContext:
+    """A worker process's RenderContext on the fakes; `overrides` set any other field (grace_left, max_crashes)."""
+    return RenderContext(
+        repo=repo,
+        store=store,
+        renderer=renderer or ScriptedRenderer(),
+        clock=clock,
+        name=name,
+        lease_seconds=LEASE,
+        max_attempts=max_attempts,
+        retention=RETENTION,
+        **overrides,
+    )
+
+
+def spec(frames=(1, 1), chunk_size=5, priority=Priority.HIGH, name="shot"):
+    scene = Scene(name=name, width=64, height=32, output_format=OutputFormat.PNG, samples=8)
+    return JobSpec(scene=scene, frame_start=frames[0], frame_end=frames[1], chunk_size=chunk_size, priority=priority)
+
+
+def submit(repo, queue, clock, key=None, **kwargs):
+    job, _ = job_create(repo=repo, queue=queue, owner="alice", spec=spec(**kwargs), idempotency_key=key, now=clock())
+    return job
+
+
+def drain(repo, queue, worker, limit=1000):
+    """Deliver every queued message (fan-outs first, as SQS would soon after) until none are left."""
+    outcomes = []
+    for _ in range(limit):
+        if queue.fanouts:
+            job_id, attempt, _ = queue.fanouts.pop(0)
+            job_fanout(repo=repo, queue=queue, job_id=job_id, attempt=attempt, now=worker.clock())
+        elif queue.chunks:
+            job_id, index, attempt, _ = queue.chunks.pop(0)
+            outcomes.append(chunk_process(ctx=worker, job_id=job_id, index=index, attempt=attempt)[0])
+        else:
+            return outcomes
+    raise AssertionError("queue never drained")

@@ -1,0 +1,113 @@
+"""Job control: cancel (at once, or between frames) and retry (only unfinished chunks run again)."""
+
+import pytest
+
+from jobs.domain import JobStatus
+from jobs.errors import JobStateConflict, RenderError
+from jobs.services import Outcome, chunk_process, job_cancel, job_fanout, job_retry
+from tests.fakes import ScriptedRenderer
+from tests.unit.conftest import RETENTION, drain, make_worker, submit
+
+# --- cancel ---------------------------------------------------------------------------------------
+
+
+def test_cancel_a_queued_job_at_once_and_its_messages_are_dropped(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
+    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    queue.fanouts.clear()
+    cancelled = job_cancel(repo=repo, job=repo.get(job.id), now=clock(), retention=RETENTION)
+    assert cancelled.status is JobStatus.CANCELLED
+    renderer = ScriptedRenderer()
+    assert drain(repo, queue, make_worker(repo, store, clock, renderer)) == [Outcome.SKIPPED] * 2
+    assert renderer.calls == [] and store.objects == {}
+    assert {t.status for t in repo.chunks.list(job.id)} == {JobStatus.CANCELLED}
+
+
+def test_cancel_while_processing_stops_between_frames(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
+
+    def cancel_at_frame_3(j, frame):
+        if frame == 3:
+            job_cancel(repo=repo, job=repo.get(j.id), now=clock(), retention=RETENTION)
+
+    worker = make_worker(repo, store, clock, ScriptedRenderer(on_render=cancel_at_frame_3))
+    outcomes = drain(repo, queue, worker)
+    assert outcomes == [Outcome.STOPPED, Outcome.SKIPPED]
+    final = repo.get(job.id)
+    assert final.status is JobStatus.CANCELLED and final.frames_done == 2
+    # frame 3 was rendering when cancel came; it is the last object written, nothing after it
+    assert sorted(store.objects) == [f"jobs/{job.id}/frames/0000{f}.png" for f in (1, 2, 3)]
+    with pytest.raises(JobStateConflict):
+        job_cancel(repo=repo, job=final, now=clock(), retention=RETENTION)
+
+
+def test_cancel_a_one_chunk_job_mid_render(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 3))
+
+    def cancel_at_frame_2(j, frame):
+        if frame == 2:
+            assert (
+                job_cancel(repo=repo, job=repo.get(j.id), now=clock(), retention=RETENTION).status
+                is JobStatus.CANCELLING
+            )
+
+    drain(repo, queue, make_worker(repo, store, clock, ScriptedRenderer(on_render=cancel_at_frame_2)))
+    assert repo.get(job.id).status is JobStatus.CANCELLED
+
+
+# --- failure and retry ----------------------------------------------------------------------------
+
+
+def test_a_chunk_out_of_attempts_fails_the_job_and_retry_reruns_only_unfinished_chunks(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 15), chunk_size=5)
+    flaky = ScriptedRenderer()
+
+    def chunk_two_always_fails(j, frame):
+        if 6 <= frame <= 10:
+            raise RenderError(f"bad frame {frame}")
+
+    flaky.on_render = chunk_two_always_fails
+    worker = make_worker(repo, store, clock, flaky, max_attempts=2)
+    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    queue.fanouts.clear()
+    first = queue.chunks.pop(0)
+    assert chunk_process(ctx=worker, job_id=job.id, index=first[1], attempt=1)[0] is Outcome.DONE
+    assert chunk_process(ctx=worker, job_id=job.id, index=1, attempt=1)[0] is Outcome.RETRY
+    assert chunk_process(ctx=worker, job_id=job.id, index=1, attempt=1)[0] is Outcome.FAILED
+    failed = repo.get(job.id)
+    assert failed.status is JobStatus.FAILED and "chunk 1" in failed.error and "bad frame 6" in failed.error
+    assert chunk_process(ctx=worker, job_id=job.id, index=2, attempt=1)[0] is Outcome.SKIPPED
+    queue.chunks.clear()
+
+    retried = job_retry(repo=repo, queue=queue, job=failed, now=clock())
+    assert retried.status is JobStatus.QUEUED and retried.attempt == 2 and retried.error is None
+    healthy = ScriptedRenderer()
+    drain(repo, queue, make_worker(repo, store, clock, healthy))
+    assert sorted(healthy.calls) == list(range(6, 16))  # chunk 0 was not rendered again
+    done = repo.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.frames_done == 15
+    assert [t.attempt for t in repo.chunks.list(job.id)] == [1, 2, 2]
+    # A message of the old attempt that still arrives is ignored.
+    assert chunk_process(ctx=worker, job_id=job.id, index=1, attempt=1)[0] is Outcome.SKIPPED
+    with pytest.raises(JobStateConflict):
+        job_retry(repo=repo, queue=queue, job=done, now=clock())
+
+
+def test_retry_of_a_cancelled_one_chunk_job_resumes(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 3))
+    cancelled = job_cancel(repo=repo, job=job, now=clock(), retention=RETENTION)
+    queue.chunks.clear()
+    job_retry(repo=repo, queue=queue, job=cancelled, now=clock())
+    drain(repo, queue, make_worker(repo, store, clock))
+    assert repo.get(job.id).status is JobStatus.COMPLETED
+
+
+def test_a_multi_chunk_job_cancelled_before_its_fanout_and_retried_renders_every_chunk(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 15), chunk_size=5)
+    cancelled = job_cancel(repo=repo, job=job, now=clock(), retention=RETENTION)
+    assert drain(repo, queue, make_worker(repo, store, clock)) == []  # the late fan-out of attempt 1 is skipped
+    assert repo.chunks.list(job.id) == []
+    job_retry(repo=repo, queue=queue, job=cancelled, now=clock())
+    assert drain(repo, queue, make_worker(repo, store, clock)) == [Outcome.DONE] * 3
+    done = repo.get(job.id)
+    assert (done.status, done.attempt, done.frames_done) == (JobStatus.COMPLETED, 2, 15)

@@ -1,0 +1,291 @@
+"""The render loop on the fakes: claim, frames, retries, takeovers, poison work, assembly and shutdown."""
+
+import json
+import time
+
+import pytest
+
+from jobs.domain import JobStatus
+from jobs.errors import JobStateConflict
+from jobs.selectors import job_chunks, job_result_links, recorded_frames
+from jobs.services import Outcome, chunk_error, chunk_process, job_cancel, job_fanout
+from tests.fakes import ScriptedRenderer
+from tests.unit.conftest import LEASE, RETENTION, drain, make_worker, submit
+
+
+def _dies(j, frame):
+    raise KeyboardInterrupt  # stands in for SIGKILL: nothing after this runs
+
+
+def _fanned_out(repo, queue, clock, frames=(1, 10), chunk_size=5):
+    """A job of several chunks whose chunk items exist; no message is left in the queue."""
+    job = submit(repo, queue, clock, frames=frames, chunk_size=chunk_size)
+    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    queue.fanouts.clear()
+    queue.chunks.clear()
+    return job
+
+
+# --- one-chunk jobs -------------------------------------------------------------------------------
+
+
+def test_one_frame_job_renders_once_and_keeps_its_result_on_the_item(repo, queue, clock, store):
+    job = submit(repo, queue, clock)
+    worker = make_worker(repo, store, clock)
+    assert drain(repo, queue, worker) == [Outcome.DONE]
+    done = repo.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.frames_done == 1 and not done.has_preview
+    assert list(store.objects) == [f"jobs/{job.id}/frames/00001.png"]  # one PUT: no manifest, no preview
+    assert chunk_process(ctx=worker, job_id=job.id, index=None, attempt=1)[0] is Outcome.SKIPPED
+
+
+def test_a_one_frame_job_reports_its_seconds_per_frame(repo, queue, clock, store):
+    """Bug 6: the job item of a one-chunk job kept no render time, so its chunk showed none."""
+    job = submit(repo, queue, clock)
+    slow = ScriptedRenderer(on_render=lambda j, f: time.sleep(0.01))
+    assert drain(repo, queue, make_worker(repo, store, clock, slow)) == [Outcome.DONE]
+    done = repo.get(job.id)
+    assert done.render_seconds > 0
+    [chunk] = job_chunks(repo=repo, job=done, cursor=None, limit=10).chunks
+    assert (chunk.index, chunk.status, chunk.frames_done) == (0, JobStatus.COMPLETED, 1)
+    assert chunk.seconds_per_frame is not None and chunk.seconds_per_frame > 0
+
+
+def test_a_lapsed_lease_is_taken_over_resuming_and_the_old_holder_is_fenced(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 4))
+    dying = ScriptedRenderer()
+
+    def die_on_third_frame(j, frame):
+        if frame == 3:
+            raise KeyboardInterrupt  # stands in for SIGKILL: nothing after this runs
+
+    dying.on_render = die_on_third_frame
+    with pytest.raises(KeyboardInterrupt):
+        chunk_process(ctx=make_worker(repo, store, clock, dying), job_id=job.id, index=None, attempt=1)
+    assert repo.get(job.id).frames_done == 2
+    assert (
+        chunk_process(ctx=make_worker(repo, store, clock, name="w2"), job_id=job.id, index=None, attempt=1)[0]
+        is Outcome.SKIPPED
+    )  # lease still live
+    clock.advance(LEASE + 1)
+    rescuer = ScriptedRenderer()
+    rescuing = make_worker(repo, store, clock, rescuer, name="w2")
+    assert chunk_process(ctx=rescuing, job_id=job.id, index=None, attempt=1)[0] is Outcome.DONE
+    assert rescuer.calls == [3, 4]  # resumed, not redone
+    done = repo.get(job.id)
+    assert done.status is JobStatus.COMPLETED and [r.frame for r in done.results] == [1, 2, 3, 4]
+    assert done.crashes == 1  # the takeover counted its dead holder
+    manifest = json.loads(store.objects[f"jobs/{job.id}/manifest.json"])
+    assert [f["frame"] for f in manifest["frames"]] == [1, 2, 3, 4]
+    assert done.has_preview and store.objects[f"jobs/{job.id}/preview.png"].startswith(b"\x89PNG")
+
+
+def test_render_failures_retry_then_fail_with_the_error(repo, queue, clock, store):
+    job = submit(repo, queue, clock)
+    worker = make_worker(repo, store, clock, ScriptedRenderer(fail_times=10))
+    for expected in ((Outcome.RETRY, 1), (Outcome.RETRY, 2), (Outcome.FAILED, 3)):
+        assert chunk_process(ctx=worker, job_id=job.id, index=None, attempt=1) == expected
+    failed = repo.get(job.id)
+    assert failed.status is JobStatus.FAILED and "boom" in failed.error and failed.render_failures == 3
+    assert failed.error_code == "render_failed" and failed.crashes == 0  # released each time: no crash
+
+
+# --- poison work and errors outside the render ----------------------------------------------------
+
+
+@pytest.mark.parametrize("multi", [False, True], ids=["one_chunk", "chunk_item"])
+def test_a_chunk_whose_holders_died_max_crashes_times_fails_as_poison(repo, queue, clock, store, multi):
+    if multi:
+        job, index = _fanned_out(repo, queue, clock), 0
+    else:
+        job, index = submit(repo, queue, clock, frames=(1, 3)), None
+    for crash in range(3):
+        with pytest.raises(KeyboardInterrupt):
+            chunk_process(
+                ctx=make_worker(repo, store, clock, ScriptedRenderer(on_render=_dies), name=f"w{crash}"),
+                job_id=job.id,
+                index=index,
+                attempt=1,
+            )
+        clock.advance(LEASE + 1)
+    last = ScriptedRenderer()
+    worker = make_worker(repo, store, clock, last, name="last", max_crashes=3)
+    assert chunk_process(ctx=worker, job_id=job.id, index=index, attempt=1) == (Outcome.FAILED, 1)
+    assert last.calls == []  # not rendered again
+    failed = repo.get(job.id)
+    assert (failed.status, failed.error_code) == (JobStatus.FAILED, "poison")
+    assert "3 times" in failed.error
+    if multi:
+        assert failed.error.startswith("chunk 0: ")
+        chunks = repo.chunks.list(job.id)
+        assert [(c.status, c.error_code, c.crashes) for c in chunks] == [
+            (JobStatus.FAILED, "poison", 3),
+            (JobStatus.CANCELLED, None, 0),  # its idle sibling stops at once
+        ]
+    else:
+        assert failed.crashes == 3
+
+
+@pytest.mark.parametrize("multi", [False, True], ids=["one_chunk", "chunk_item"])
+def test_an_error_outside_the_render_is_a_failed_attempt_and_fails_the_job_without_its_text(
+    repo, queue, clock, store, multi
+):
+    if multi:
+        job, index = _fanned_out(repo, queue, clock), 1
+    else:
+        job, index = submit(repo, queue, clock), None
+        queue.chunks.clear()
+    secret = "AccessDenied: arn:aws:iam::123456789012:role/render-worker on renderer-host-7"
+    ctx = make_worker(repo, None, clock)  # as a worker whose renderer could not be built has it
+    for failures in (1, 2):
+        assert chunk_error(ctx=ctx, job_id=job.id, index=index, attempt=1, error=RuntimeError(secret)) == (
+            Outcome.RETRY,
+            failures,
+        )
+        assert repo.get(job.id).status is JobStatus.QUEUED
+    assert chunk_error(ctx=ctx, job_id=job.id, index=index, attempt=1, error=RuntimeError(secret)) == (
+        Outcome.FAILED,
+        3,
+    )
+    failed = repo.get(job.id)
+    assert (failed.status, failed.error_code) == (JobStatus.FAILED, "worker_error")
+    for leak in (secret, "arn:aws", "123456789012", "renderer-host-7", "AccessDenied"):
+        assert leak not in failed.error
+    if multi:
+        assert failed.error.startswith("chunk 1: ")
+        chunks = repo.chunks.list(job.id)
+        assert [(c.status, c.error_code) for c in chunks] == [
+            (JobStatus.CANCELLED, None),
+            (JobStatus.FAILED, "worker_error"),
+        ]
+        assert secret not in chunks[1].error
+    # The job stopped: a later error of the same message is not counted again.
+    assert chunk_error(ctx=ctx, job_id=job.id, index=index, attempt=1, error=RuntimeError(secret)) == (
+        Outcome.SKIPPED,
+        0,
+    )
+    assert queue.chunks == [] and queue.fanouts == []
+
+
+def test_an_error_outside_the_render_is_not_counted_on_a_chunk_a_live_worker_holds(repo, queue, clock, store):
+    job = _fanned_out(repo, queue, clock)
+    repo.chunks.claim(job.id, 0, attempt=1, worker="alive", token="t", now=clock(), lease_seconds=LEASE)
+    ctx = make_worker(repo, None, clock)
+    assert chunk_error(ctx=ctx, job_id=job.id, index=0, attempt=1, error=RuntimeError("x")) == (Outcome.SKIPPED, 0)
+    held = repo.chunks.list(job.id)[0]
+    assert (held.render_failures, held.lease_token) == (0, "t")
+    assert repo.get(job.id).status is JobStatus.PROCESSING
+
+
+def test_siblings_waiting_in_a_retry_delay_are_cancelled_when_a_chunk_runs_out_of_attempts(repo, queue, clock, store):
+    """Bug 8: a sibling released for its retry (PROCESSING, no lease token) was left to run on."""
+    job = _fanned_out(repo, queue, clock)
+    worker = make_worker(repo, store, clock, ScriptedRenderer(fail_times=10), max_attempts=2)
+    assert chunk_process(ctx=worker, job_id=job.id, index=1, attempt=1) == (Outcome.RETRY, 1)
+    waiting = repo.chunks.list(job.id)[1]
+    assert waiting.status is JobStatus.PROCESSING and waiting.lease_token is None
+    assert chunk_process(ctx=worker, job_id=job.id, index=0, attempt=1) == (Outcome.RETRY, 1)
+    assert chunk_process(ctx=worker, job_id=job.id, index=0, attempt=1) == (Outcome.FAILED, 2)
+    assert repo.get(job.id).status is JobStatus.FAILED
+    assert [c.status for c in repo.chunks.list(job.id)] == [JobStatus.FAILED, JobStatus.CANCELLED]
+    # Its retry message, when it comes, finds nothing to do.
+    late = ScriptedRenderer()
+    assert chunk_process(ctx=make_worker(repo, store, clock, late), job_id=job.id, index=1, attempt=1)[0] is (
+        Outcome.SKIPPED
+    )
+    assert late.calls == []
+
+
+# --- jobs of several chunks -------------------------------------------------------------------------
+
+
+def test_chunks_complete_the_job_once_with_manifest_preview_and_progress(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 12), chunk_size=5)
+    seen = []
+    renderer = ScriptedRenderer(on_render=lambda j, f: seen.append(repo.get(j.id).frames_done))
+    assert drain(repo, queue, make_worker(repo, store, clock, renderer)) == [Outcome.DONE] * 3
+    done = repo.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.frames_done == 12 and done.chunks_done == 3
+    assert seen == list(range(12))  # progress moved frame by frame
+    tasks = repo.chunks.list(job.id)
+    assert [(t.frame_start, t.frame_end, t.status) for t in tasks] == [
+        (1, 5, JobStatus.COMPLETED),
+        (6, 10, JobStatus.COMPLETED),
+        (11, 12, JobStatus.COMPLETED),
+    ]
+    manifest = json.loads(store.objects[f"jobs/{job.id}/manifest.json"])
+    assert [f["frame"] for f in manifest["frames"]] == list(range(1, 13))
+    assert done.has_preview
+    links = job_result_links(store=store, job=done, expires_in=60, offset=10, limit=5)
+    assert [f["frame"] for f in links["frames"]] == [11, 12] and links["frames_next_offset"] is None
+    assert links["preview_url"].endswith("preview.png?signed")
+
+
+def test_assembly_runs_once_even_when_two_workers_try(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 4), chunk_size=2)
+    drain(repo, queue, make_worker(repo, store, clock))
+    puts = store.puts
+    # A redelivered message of a finished chunk tries the assembly again: the job is COMPLETED, so no.
+    assert (
+        chunk_process(ctx=make_worker(repo, store, clock, name="w2"), job_id=job.id, index=1, attempt=1)[0]
+        is Outcome.SKIPPED
+    )
+    assert store.puts == puts and repo.get(job.id).status is JobStatus.COMPLETED
+    with pytest.raises(JobStateConflict):
+        repo.begin_assembly(job.id, attempt=1, worker="w3", token="t", now=clock(), lease_seconds=LEASE)
+
+
+@pytest.mark.parametrize(
+    ("frames", "cancel_at", "kept"), [((1, 3), 2, [1]), ((1, 10), 3, [1, 2])], ids=["one_chunk", "chunks"]
+)
+def test_the_recorded_frames_of_a_cancelled_job_are_listed(repo, queue, clock, store, frames, cancel_at, kept):
+    """Bug 5: a job that did not complete listed no frames, though its good frames are stored."""
+    job = submit(repo, queue, clock, frames=frames, chunk_size=5)
+
+    def cancel(j, frame):
+        if frame == cancel_at:
+            job_cancel(repo=repo, job=repo.get(j.id), now=clock(), retention=RETENTION)
+
+    drain(repo, queue, make_worker(repo, store, clock, ScriptedRenderer(on_render=cancel)))
+    cancelled = repo.get(job.id)
+    assert cancelled.status is JobStatus.CANCELLED
+    recorded = recorded_frames(repo=repo, job=cancelled)
+    links = job_result_links(store=store, job=cancelled, expires_in=60, recorded=recorded)
+    assert [f["frame"] for f in links["frames"]] == kept
+    assert all(f["url"].endswith(f"{f['frame']:05d}.png?signed") and f["sha256"] for f in links["frames"])
+    assert links["manifest_url"] is None and links["preview_url"] is None and links["frames_next_offset"] is None
+
+
+# --- worker shutdown ------------------------------------------------------------------------------
+
+
+def test_shutdown_releases_a_chunk_that_will_not_fit_in_the_grace_period(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
+    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    rendered = ScriptedRenderer()
+    grace = {"left": None}
+    rendered.on_render = lambda j, f: grace.update(left=0.0) if f == 2 else None  # SIGTERM during frame 2
+    leaving = make_worker(repo, store, clock, rendered, name="leaving", grace_left=lambda: grace["left"])
+    assert chunk_process(ctx=leaving, job_id=job.id, index=0, attempt=1) == (Outcome.RELEASED, 0)
+    assert rendered.calls == [1, 2]
+    task = repo.chunks.list(job.id)[0]
+    assert task.status is JobStatus.PROCESSING and task.frames_done == 2 and task.lease_token is None
+    assert task.render_failures == 0  # a shutdown is no failure
+    staying = ScriptedRenderer()
+    worker = make_worker(repo, store, clock, staying, name="staying")
+    # Claimed at once: the lease was released.
+    assert chunk_process(ctx=worker, job_id=job.id, index=0, attempt=1)[0] is Outcome.DONE
+    assert staying.calls == [3, 4, 5]
+    assert repo.chunks.list(job.id)[0].crashes == 0  # and no crash was counted
+
+
+def test_shutdown_with_enough_grace_finishes_the_chunk(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 3))
+    worker = make_worker(repo, store, clock, name="w", grace_left=lambda: 60.0)
+    queue.chunks.clear()
+    # No frame timed yet in this run: with no estimate the chunk is handed back at once.
+    assert chunk_process(ctx=worker, job_id=job.id, index=None, attempt=1)[0] is Outcome.RELEASED
+    roomy = make_worker(
+        repo, store, clock, name="w2", grace_left=lambda: None if not repo.get(job.id).frames_done else 60.0
+    )
+    assert chunk_process(ctx=roomy, job_id=job.id, index=None, attempt=1)[0] is Outcome.DONE
