@@ -167,6 +167,11 @@ RENDER_API_KEY_CACHE_SECONDS = env_int("RENDER_API_KEY_CACHE_SECONDS", 30)
 # Requests per API key per minute, counted in DynamoDB across every API process (see jobs/api/throttling.py).
 RENDER_THROTTLE_PER_MINUTE = env_int("RENDER_THROTTLE_PER_MINUTE", 1200)
 RENDER_THROTTLE_BATCH = env_int("RENDER_THROTTLE_BATCH", 20)
+# Proxies in front of the API that append the client's address to X-Forwarded-For (production: the ALB).
+# 0 means the TCP peer (REMOTE_ADDR) is the client and X-Forwarded-For is ignored.
+RENDER_TRUSTED_PROXIES = env_int("RENDER_TRUSTED_PROXIES", 1 if RENDER_ENV == "production" else 0)
+if RENDER_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("RENDER_TRUSTED_PROXIES must be 0 or more")
 RENDER_SQS_WAIT_SECONDS = env_int("RENDER_SQS_WAIT_SECONDS", 20)
 # QUEUED work older than this with no progress gets its message sent again by the sweeper.
 RENDER_SWEEP_GRACE_SECONDS = env_int("RENDER_SWEEP_GRACE_SECONDS", 300)

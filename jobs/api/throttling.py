@@ -5,10 +5,18 @@ API processes and hosts. To keep the cost low each process batches: it adds its 
 item every RENDER_THROTTLE_BATCH requests per key and minute, and judges each request by the last shared
 total plus what it has not sent yet. A key can therefore overshoot by at most (batch - 1) requests per
 process per minute; a quiet key costs no writes at all.
+
+A subject (`key:<key id>`, `ip:<address>`) is hashed before it becomes part of a DynamoDB key: the
+table never holds client addresses, and no header, however long, can make a key DynamoDB refuses.
+The client address is REMOTE_ADDR, or behind RENDER_TRUSTED_PROXIES proxies (production: 1, the ALB)
+the address the client-facing proxy appended to X-Forwarded-For; whatever the client wrote into that
+header is ignored, so a new X-Forwarded-For value never buys a fresh limit.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import threading
 import time
 from dataclasses import dataclass
@@ -41,6 +49,7 @@ class SharedCounter:
 
     def hit(self, subject: str) -> float | None:
         """Count one request; None if allowed, else the seconds until the window resets."""
+        subject = subject_digest(subject)
         now = self._clock()
         window = int(now // WINDOW)
         with self._lock:
@@ -62,6 +71,30 @@ class SharedCounter:
         return None
 
 
+def subject_digest(subject: str) -> str:
+    """128 bits of the subject's SHA-256: a fixed-size, opaque piece of a DynamoDB key."""
+    return hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def client_address(request) -> str:
+    """The client's address: REMOTE_ADDR, or behind RENDER_TRUSTED_PROXIES proxies the one the first appended.
+
+    Each proxy appends the address it received the request from to X-Forwarded-For, so behind N trusted
+    proxies the client is the N-th element from the end; anything before it was written by the client.
+    A value that is not an IP address (a proxy that did not append) falls back to REMOTE_ADDR.
+    """
+    remote = request.META.get("REMOTE_ADDR") or ""
+    proxies = settings.RENDER_TRUSTED_PROXIES
+    if proxies > 0:
+        hops = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+        if len(hops) >= proxies:
+            try:
+                return str(ipaddress.ip_address(hops[-proxies].strip()))
+            except ValueError:
+                pass
+    return remote
+
+
 _counter: SharedCounter | None = None
 _counter_lock = threading.Lock()
 
@@ -80,7 +113,7 @@ class ApiKeyRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         user = request.user
         subject = (
-            f"key:{user.key_id}" if user is not None and user.is_authenticated else f"ip:{self.get_ident(request)}"
+            f"key:{user.key_id}" if user is not None and user.is_authenticated else f"ip:{client_address(request)}"
         )
         self._wait = shared_counter().hit(subject)
         return self._wait is None
