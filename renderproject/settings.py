@@ -58,6 +58,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "jobs.api.health.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "jobs.api.throttling.AuthFailureLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -167,6 +168,8 @@ RENDER_API_KEY_CACHE_SECONDS = env_int("RENDER_API_KEY_CACHE_SECONDS", 30)
 # Requests per API key per minute, counted in DynamoDB across every API process (see jobs/api/throttling.py).
 RENDER_THROTTLE_PER_MINUTE = env_int("RENDER_THROTTLE_PER_MINUTE", 1200)
 RENDER_THROTTLE_BATCH = env_int("RENDER_THROTTLE_BATCH", 20)
+# 401 answers and failed browser logins per client address per minute; past it, 429 without a key lookup.
+RENDER_AUTH_FAILURES_PER_MINUTE = env_int("RENDER_AUTH_FAILURES_PER_MINUTE", 30)
 # Proxies in front of the API that append the client's address to X-Forwarded-For (production: the ALB).
 # 0 means the TCP peer (REMOTE_ADDR) is the client and X-Forwarded-For is ignored.
 RENDER_TRUSTED_PROXIES = env_int("RENDER_TRUSTED_PROXIES", 1 if RENDER_ENV == "production" else 0)

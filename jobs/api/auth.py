@@ -12,7 +12,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
 from .. import wiring
-from ..services import hash_api_key
+from ..services.api_keys import hash_api_key, is_well_formed_api_key
 
 SESSION_KEY = "api_key_hash"
 
@@ -68,8 +68,10 @@ class BearerApiKeyAuthentication(BaseAuthentication):
             return None
         scheme, _, key = header.partition(" ")
         key = key.strip()
-        if scheme.lower() != "bearer" or not key or len(key) > 200:
+        if scheme.lower() != "bearer" or not key:
             raise exceptions.AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
+        if not is_well_formed_api_key(key):  # no lookup for what cannot be a key
+            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
         key_hash = hash_api_key(key)
         owner = owner_cache.owner_for(key_hash)
         if owner is None:

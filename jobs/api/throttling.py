@@ -1,4 +1,5 @@
-"""Request rate limits per API key (per client address before authentication), shared by every process.
+"""Request rate limits per API key (per client address before authentication), and a limit on failed
+authentications per client address, shared by every process.
 
 The counts live in DynamoDB (one item per key and minute, expired by TTL), so a limit holds across
 API processes and hosts. To keep the cost low each process batches: it adds its count to the shared
@@ -17,15 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.http import JsonResponse
 from rest_framework.throttling import BaseThrottle
 
 from .. import wiring
+from ..errors import ServiceUnavailable
+from .errors import error_body
+
+log = logging.getLogger(__name__)
 
 WINDOW = 60
 
@@ -70,6 +78,19 @@ class SharedCounter:
             return (window + 1) * WINDOW - now
         return None
 
+    def peek(self, subject: str) -> float | None:
+        """Counts nothing: None if one more hit would be allowed, else the seconds until the window resets.
+
+        Judged on what this process knows: the shared total at its last flush plus its own pending hits.
+        """
+        subject = subject_digest(subject)
+        now = self._clock()
+        window = int(now // WINDOW)
+        with self._lock:
+            tally = self._tallies.get((subject, window))
+            total = tally.shared + tally.pending if tally else 0
+        return (window + 1) * WINDOW - now if total >= self.limit else None
+
 
 def subject_digest(subject: str) -> str:
     """128 bits of the subject's SHA-256: a fixed-size, opaque piece of a DynamoDB key."""
@@ -96,7 +117,12 @@ def client_address(request) -> str:
 
 
 _counter: SharedCounter | None = None
+_auth_failures: SharedCounter | None = None
 _counter_lock = threading.Lock()
+
+# Failed authentications are few and the limit is small (30), so they are shared in small batches:
+# a process lets through at most AUTH_FAILURE_BATCH - 1 failures more than the limit before it knows.
+AUTH_FAILURE_BATCH = 5
 
 
 def shared_counter() -> SharedCounter:
@@ -105,6 +131,65 @@ def shared_counter() -> SharedCounter:
         if _counter is None:
             _counter = SharedCounter(limit=settings.RENDER_THROTTLE_PER_MINUTE, batch=settings.RENDER_THROTTLE_BATCH)
         return _counter
+
+
+def auth_failures() -> SharedCounter:
+    """Failed authentications (401 answers, failed browser logins) per client address and minute."""
+    global _auth_failures
+    with _counter_lock:
+        if _auth_failures is None:
+            _auth_failures = SharedCounter(limit=settings.RENDER_AUTH_FAILURES_PER_MINUTE, batch=AUTH_FAILURE_BATCH)
+        return _auth_failures
+
+
+def auth_failure_subject(request) -> str:
+    return f"authfail:{client_address(request)}"
+
+
+def auth_failures_wait(request) -> float | None:
+    """None while the client may still try to authenticate, else seconds until it may again (counts nothing)."""
+    return auth_failures().peek(auth_failure_subject(request))
+
+
+def record_auth_failure(request) -> None:
+    try:
+        auth_failures().hit(auth_failure_subject(request))
+    except ServiceUnavailable:
+        # The answer is a 401 anyway; losing one count while DynamoDB is down is better than a 503.
+        log.warning("could not record an authentication failure: DynamoDB unavailable")
+
+
+class AuthFailureLimitMiddleware:
+    """Answers 429 `too_many_auth_failures` to a client address that had too many 401s this minute.
+
+    It runs before authentication, so a blocked client costs no key lookup at all; every 401 under /api/
+    counts (a wrong, revoked or malformed key, or none). The browser login (/api/auth/) counts its
+    failures itself and answers its own form.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith("/api/") or request.path.startswith("/api/auth/"):
+            return self.get_response(request)
+        wait = auth_failures_wait(request)
+        if wait is not None:
+            return too_many_auth_failures_response(wait)
+        response = self.get_response(request)
+        if response.status_code == 401:
+            record_auth_failure(request)
+        return response
+
+
+def too_many_auth_failures_response(wait: float) -> JsonResponse:
+    seconds = max(1, math.ceil(wait))
+    body = error_body(
+        "too_many_auth_failures",
+        f"Too many failed authentications from your address; try again in {seconds} s.",
+        {"retry_after": seconds},
+    )
+    return JsonResponse(body, status=429, headers={"Retry-After": str(seconds)})
 
 
 class ApiKeyRateThrottle(BaseThrottle):
