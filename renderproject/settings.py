@@ -89,7 +89,15 @@ DATABASES: dict = {}
 # Signed-cookie sessions hold the browser login of the browsable API (no server-side store).
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 SESSION_COOKIE_HTTPONLY = True
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # API key records by key hash (jobs/api/auth.py), per process, for RENDER_API_KEY_CACHE_SECONDS.
+    "api_keys": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "api-keys",
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

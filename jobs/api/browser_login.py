@@ -7,7 +7,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from ..services.api_keys import hash_api_key, is_well_formed_api_key
-from .auth import SESSION_KEY, owner_cache
+from .auth import SESSION_KEY, key_cache
 from .throttling import auth_failures_wait, record_auth_failure
 
 
@@ -35,7 +35,7 @@ def login(request):
         return response
     key = request.POST.get("api_key", "").strip()
     key_hash = hash_api_key(key) if is_well_formed_api_key(key) else ""  # no lookup for what cannot be a key
-    if key_hash and owner_cache.owner_for(key_hash):
+    if key_hash and key_cache.record_for(key_hash):
         request.session.cycle_key()
         request.session[SESSION_KEY] = key_hash
         return redirect(_next_url(request))

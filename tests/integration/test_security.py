@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from jobs import wiring
 from jobs.api import throttling
-from jobs.api.auth import owner_cache
+from jobs.api.auth import key_cache
 from jobs.api.throttling import SharedCounter
 from jobs.domain import utcnow
 from jobs.services import api_key_create
@@ -32,7 +32,7 @@ class NoLookups:
 
 @pytest.fixture
 def no_lookups(monkeypatch):
-    owner_cache.clear()
+    key_cache.clear()
     monkeypatch.setattr(wiring, "api_key_repository", NoLookups)
 
 
@@ -66,7 +66,7 @@ def test_too_many_401s_from_an_address_get_429_without_looking_at_the_key(emulat
     assert api.get("/api/jobs").status_code == 401  # no key at all counts too
     api.credentials(HTTP_AUTHORIZATION="Bearer rk_" + "A" * 43)  # well-formed, unknown: looked up
     assert [api.get("/api/jobs").status_code for _ in range(2)] == [401, 401]
-    owner_cache.clear()
+    key_cache.clear()
     real = wiring.api_key_repository
     monkeypatch.setattr(wiring, "api_key_repository", NoLookups)
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {good}")  # even a good key is not looked at now

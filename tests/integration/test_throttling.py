@@ -62,8 +62,9 @@ def test_revoked_keys_stop_working(emulator):
     from rest_framework.test import APIClient
 
     from jobs import wiring
-    from jobs.api.auth import owner_cache
+    from jobs.api.auth import key_cache
     from jobs.domain import utcnow
+    from jobs.repository.api_keys import Revocation
     from jobs.services import api_key_create, hash_api_key
 
     repo = wiring.api_key_repository()
@@ -72,9 +73,10 @@ def test_revoked_keys_stop_working(emulator):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert client.get("/api/jobs").status_code == 200
-    assert repo.revoke(hash_api_key(key), now=utcnow()) is True
-    assert repo.revoke("0" * 64, now=utcnow()) is False
-    owner_cache.clear()  # what the cache TTL does within RENDER_API_KEY_CACHE_SECONDS
+    assert repo.revoke(hash_api_key(key), now=utcnow()) is Revocation.REVOKED
+    assert repo.revoke(hash_api_key(key), now=utcnow()) is Revocation.ALREADY_REVOKED
+    assert repo.revoke("0" * 64, now=utcnow()) is Revocation.NOT_FOUND
+    key_cache.clear()  # what the cache TTL does within RENDER_API_KEY_CACHE_SECONDS
     assert client.get("/api/jobs").status_code == 401
     assert sorted(repo.key_hashes_of("leaver")) == sorted([hash_api_key(key), hash_api_key(other)])
 
