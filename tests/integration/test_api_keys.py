@@ -150,3 +150,37 @@ def test_reindex_gives_older_keys_an_id_and_a_place_in_the_listing(emulator):
     assert legacy_hash[:16] in manage("list_api_keys", "--owner", name)  # an owner's keys: always listed
     assert legacy_hash[:16] in manage("list_api_keys", "--reindex")
     assert "revoked 1 key(s)" in manage("revoke_api_key", "--key-id", legacy_hash[:16])
+
+
+def test_create_api_key_into_secrets_manager_prints_no_key(emulator):
+    name, secret = owner(), f"render/test/{uuid.uuid4().hex[:8]}"
+    out = manage("create_api_key", "--owner", name, "--allow-high", "--secret-name", secret)
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("secret arn:aws:secretsmanager:") and secret in lines[0]
+    assert "rk_" not in out
+    sm = aws.client("secretsmanager")
+    key = sm.get_secret_value(SecretId=secret)["SecretString"]
+    assert lines[1] == f"key id {api_key_id(key)}"
+    assert authenticate(key).owner == name and authenticate(key).scopes == {"high"}
+    tags = {t["Key"]: t["Value"] for t in sm.describe_secret(SecretId=secret)["Tags"]}
+    assert tags == {"owner": name, "key-id": api_key_id(key)}
+
+    # The same name again: a new version holding a new key; the old key stays valid until revoked.
+    manage("create_api_key", "--owner", name, "--secret-name", secret)
+    newer = sm.get_secret_value(SecretId=secret)["SecretString"]
+    assert newer != key and newer.startswith("rk_")
+    assert sm.get_secret_value(SecretId=secret, VersionStage="AWSPREVIOUS")["SecretString"] == key
+    assert authenticate(newer).owner == name
+
+
+def test_a_failed_secret_write_revokes_the_new_key(emulator, monkeypatch):
+    from jobs.repository import secrets
+
+    def refuse(self, name, value, **kwargs):
+        refuse.key = value
+        raise secrets.ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "CreateSecret")
+
+    monkeypatch.setattr(secrets.SecretsManagerStore, "put", refuse)
+    with pytest.raises(CommandError, match="the new key was revoked"):
+        manage("create_api_key", "--owner", owner(), "--secret-name", "render/denied")
+    assert not wiring.api_key_repository().record_for(hash_api_key(refuse.key)).active
