@@ -184,6 +184,8 @@ RENDER_TRUSTED_PROXIES = env_int("RENDER_TRUSTED_PROXIES", 1 if RENDER_ENV == "p
 if RENDER_TRUSTED_PROXIES < 0:
     raise ImproperlyConfigured("RENDER_TRUSTED_PROXIES must be 0 or more")
 RENDER_SQS_WAIT_SECONDS = env_int("RENDER_SQS_WAIT_SECONDS", 20)
+# /readyz is public: its answer is kept this long per process, so probes cost at most 3 AWS calls per period.
+RENDER_READYZ_CACHE_SECONDS = env_int("RENDER_READYZ_CACHE_SECONDS", 5)
 # QUEUED work older than this with no progress gets its message sent again by the sweeper.
 RENDER_SWEEP_GRACE_SECONDS = env_int("RENDER_SWEEP_GRACE_SECONDS", 300)
 

@@ -102,3 +102,17 @@ def test_failed_browser_logins_are_limited_per_address(emulator, failures):
 def test_malformed_keys_at_the_browser_login_are_not_looked_up(emulator, no_lookups, failures):
     browser = APIClient(REMOTE_ADDR=fresh_address())
     assert browser.post("/api/auth/login/", {"api_key": "rk_nope"}).status_code == 400
+
+
+def test_readyz_answers_from_a_short_cache_with_data_plane_calls_only(emulator, settings):
+    from jobs import readiness
+
+    settings.RENDER_READYZ_CACHE_SECONDS = 60
+    getattr(readiness, "clear_cache", lambda: None)()
+    anon = APIClient()
+    emulator.reset_emulator_counts()
+    answers = [anon.get("/readyz") for _ in range(10)]
+    assert all(a.status_code == 200 and a.json()["status"] == "ready" for a in answers)
+    calls = {(c["service"], c["action"]): c["count"] for c in emulator.emulator_counts() if c["who"] == "system"}
+    assert sum(calls.values()) <= 3, calls  # one set of checks for ten probes
+    assert ("dynamodb", "DescribeTable") not in calls and calls.get(("dynamodb", "GetItem")) == 1, calls
