@@ -1,6 +1,7 @@
 """Django and Celery settings, every value from the environment (each variable is in the README table)."""
 
 import os
+import secrets
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -27,21 +28,88 @@ def env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
+# Published in this repository's history: refused whenever DEBUG is off.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+ENVIRONMENTS = ("local", "production")
+# Processes that never sign anything (no sessions, cursors or CSRF tokens): in production only the API
+# task is given DJANGO_SECRET_KEY.
+SIGNS_NOTHING = ("worker", "sweeper")
 
-RENDER_ENV = env("RENDER_ENV", "local")  # local | production
-SECRET_KEY = env("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+RENDER_ENV = env("RENDER_ENV", "local")
+if RENDER_ENV not in ENVIRONMENTS:
+    raise ImproperlyConfigured(f"RENDER_ENV must be 'local' or 'production', got {RENDER_ENV!r}")
+RENDER_ROLE = env("RENDER_ROLE", "api")
+if RENDER_ROLE not in ("api", *SIGNS_NOTHING):
+    raise ImproperlyConfigured(f"RENDER_ROLE must be 'api', 'worker' or 'sweeper', got {RENDER_ROLE!r}")
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+if DEBUG and RENDER_ENV == "production":
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
+
+
+def local_secret_key(path: Path) -> str:
+    """A random key made once and kept in `path` (mode 0600), shared by every local process.
+
+    make run's API runs several gunicorn processes, plus tests and management commands: a key per
+    process would make one process refuse the cursors and sessions another signed. The first process
+    to get here writes the file (atomically: a hard link that fails if another won the race).
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ImproperlyConfigured(f"{path} holds no usable secret key; delete it to have a new one made")
+    return key
+
+
+def secret_key() -> str:
+    """DJANGO_SECRET_KEY, checked; else a key no one else knows, where that is safe.
+
+    - Given: at least 32 characters, and never the published dev key unless DEBUG is on.
+    - Not given, worker or sweeper (they sign nothing): a random key per process.
+    - Not given, API in production: refused.
+    - Not given, locally (DEBUG is off by default there too, so the dev key would be refused): a random
+      key kept in .devstack/secret (RENDER_LOCAL_SECRET_FILE), or per process if that cannot be written.
+    """
+    given = os.environ.get("DJANGO_SECRET_KEY", "")
+    if given:
+        if given == DEV_SECRET_KEY and not DEBUG:
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY is the published development key; it is refused unless DEBUG is on"
+            )
+        if len(given) < 32:
+            raise ImproperlyConfigured("DJANGO_SECRET_KEY must be a random value of at least 32 characters")
+        return given
+    if RENDER_ROLE in SIGNS_NOTHING:
+        return secrets.token_urlsafe(50)
+    if RENDER_ENV == "production":
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY must be set to a long random value in production (RENDER_ROLE={RENDER_ROLE})"
+        )
+    try:
+        return local_secret_key(Path(env("RENDER_LOCAL_SECRET_FILE", str(BASE_DIR / ".devstack" / "secret"))))
+    except OSError:
+        return secrets.token_urlsafe(50)
+
+
+SECRET_KEY = secret_key()
+ALLOWED_HOSTS = [h.strip() for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 
 if RENDER_ENV == "production":
     # Refuse to start with settings that are only safe on a laptop.
-    if DEBUG:
-        raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set to a long random value in production")
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must not be empty in production")
+    if "*" in ALLOWED_HOSTS:
+        raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name the hosts in production, not '*'")
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
