@@ -111,6 +111,9 @@ if RENDER_ENV == "production":
     if "*" in ALLOWED_HOSTS:
         raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name the hosts in production, not '*'")
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Browsers remember to use HTTPS only (sent on HTTPS responses only). Not for subdomains nor preloaded:
+    # the API's parent domain may serve sites this deployment does not control.
+    SECURE_HSTS_SECONDS = env_int("RENDER_HSTS_SECONDS", 365 * 24 * 3600)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -154,8 +157,10 @@ TEMPLATES = [
 
 # No relational database: job state and API keys live in DynamoDB.
 DATABASES: dict = {}
-# Signed-cookie sessions hold the browser login of the browsable API (no server-side store).
-SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+# The browsable API's login lives in DynamoDB sessions (jobs/api/sessions.py), so logout and key
+# revocation end it on the server; the cookie holds only a random session key. A login lasts 8 hours.
+SESSION_ENGINE = "jobs.api.sessions"
+SESSION_COOKIE_AGE = 8 * 3600
 SESSION_COOKIE_HTTPONLY = True
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

@@ -1,13 +1,15 @@
-"""Log in to the browsable API with an API key (kept as its hash in a signed session cookie)."""
+"""Log in to the browsable API with an API key (its hash kept in a server-side session), and log out."""
 
 import math
 
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from ..services.api_keys import hash_api_key, is_well_formed_api_key
 from .auth import SESSION_KEY, key_cache
+from .errors import error_body
 from .throttling import auth_failures_wait, record_auth_failure
 
 
@@ -43,7 +45,11 @@ def login(request):
     return _form(request, "Unknown or revoked API key.", 400)
 
 
-@require_http_methods(["GET", "POST"])
 def logout(request):
+    """POST only (with the CSRF token, as the browsable API's menu sends it): a link or an image tag on
+    another site must not log anyone out. Deletes the session on the server, not just the cookie."""
+    if request.method != "POST":
+        body = error_body("method_not_allowed", "Log out with POST (the browsable API's menu does).")
+        return JsonResponse(body, status=405, headers={"Allow": "POST"})
     request.session.flush()
     return redirect(_next_url(request))

@@ -116,3 +116,74 @@ def test_readyz_answers_from_a_short_cache_with_data_plane_calls_only(emulator, 
     calls = {(c["service"], c["action"]): c["count"] for c in emulator.emulator_counts() if c["who"] == "system"}
     assert sum(calls.values()) <= 3, calls  # one set of checks for ten probes
     assert ("dynamodb", "DescribeTable") not in calls and calls.get(("dynamodb", "GetItem")) == 1, calls
+
+
+def logged_in(owner: str) -> tuple[APIClient, str, str]:
+    """A browser logged in with a new key of `owner`: (client, key, session cookie)."""
+    browser = APIClient(enforce_csrf_checks=True, REMOTE_ADDR=fresh_address())
+    browser.get("/api/auth/login/")
+    key = key_for(owner)
+    token = browser.cookies["csrftoken"].value
+    resp = browser.post("/api/auth/login/", {"api_key": key, "csrfmiddlewaretoken": token})
+    assert resp.status_code == 302
+    assert browser.get("/api/jobs").status_code == 200
+    return browser, key, browser.cookies["sessionid"].value
+
+
+def with_cookie(cookie: str) -> APIClient:
+    """Another browser, holding a copy of a session cookie."""
+    copy = APIClient(REMOTE_ADDR=fresh_address())
+    copy.cookies["sessionid"] = cookie
+    return copy
+
+
+def session_item(cookie: str) -> dict | None:
+    import hashlib
+
+    from django.conf import settings
+
+    from jobs import aws
+
+    key = {"pk": {"S": f"SESSION#{hashlib.sha256(cookie.encode()).hexdigest()}"}, "sk": {"S": "SESSION"}}
+    return aws.client("dynamodb").get_item(TableName=settings.RENDER_TABLE_NAME, Key=key).get("Item")
+
+
+def test_sessions_live_in_the_table_for_eight_hours_under_a_hash_of_the_cookie(emulator):
+    import time
+
+    browser, _, cookie = logged_in("erin")
+    item = session_item(cookie)
+    assert item is not None and cookie not in str(item)
+    assert abs(int(item["expires_at"]["N"]) - (time.time() + 8 * 3600)) < 60
+    assert browser.cookies["sessionid"]["max-age"] == 8 * 3600
+
+
+def test_logout_is_post_only_and_ends_the_session_on_the_server(emulator):
+    browser, _, cookie = logged_in("frank")
+    refused = browser.get("/api/auth/logout/")
+    assert refused.status_code == 405 and refused.json()["error"]["code"] == "method_not_allowed"
+    assert refused["Allow"] == "POST"
+    assert browser.get("/api/jobs").status_code == 200  # still logged in
+    token = browser.cookies["csrftoken"].value
+    assert browser.post("/api/auth/logout/", {"csrfmiddlewaretoken": token}).status_code == 302
+    assert session_item(cookie) is None
+    assert with_cookie(cookie).get("/api/jobs").status_code == 401  # a copy of the cookie is worth nothing now
+
+
+def test_revoking_the_key_ends_its_browser_sessions(emulator):
+    from jobs.services import hash_api_key
+
+    browser, key, cookie = logged_in("gina")
+    assert session_item(cookie) is not None
+    wiring.api_key_repository().revoke(hash_api_key(key), now=utcnow())
+    key_cache.clear()  # what the cache TTL does within RENDER_API_KEY_CACHE_SECONDS
+    assert browser.get("/api/jobs").status_code == 401
+    assert session_item(cookie) is None
+    assert with_cookie(cookie).get("/api/jobs").status_code == 401
+
+
+def test_junk_session_cookies_cost_no_read(emulator, no_lookups):
+    emulator.reset_emulator_counts()
+    assert with_cookie("not-a-session-key").get("/api/jobs").status_code == 401
+    calls = {(c["service"], c["action"]) for c in emulator.emulator_counts() if c["who"] == "system"}
+    assert ("dynamodb", "GetItem") not in calls, calls

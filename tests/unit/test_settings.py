@@ -90,3 +90,11 @@ def test_trusted_proxies_default_to_the_load_balancer_in_production_only(tmp_pat
     prod, _ = load(tmp_path, RENDER_ENV="production", DJANGO_SECRET_KEY=SECRET)
     local, _ = load(tmp_path, RENDER_ENV="local", DJANGO_SECRET_KEY=SECRET)
     assert (prod["RENDER_TRUSTED_PROXIES"], local["RENDER_TRUSTED_PROXIES"]) == (1, 0)
+
+
+def test_browser_sessions_are_server_side_for_eight_hours_with_hsts_in_production(tmp_path):
+    prod, _ = load(tmp_path, RENDER_ENV="production", DJANGO_SECRET_KEY=SECRET)
+    local, _ = load(tmp_path, RENDER_ENV="local", DJANGO_SECRET_KEY=SECRET)
+    assert prod["SESSION_ENGINE"] == local["SESSION_ENGINE"] == "jobs.api.sessions"
+    assert prod["SESSION_COOKIE_AGE"] == local["SESSION_COOKIE_AGE"] == 8 * 3600
+    assert prod["SECURE_HSTS_SECONDS"] >= 180 * 24 * 3600 and not local["SECURE_HSTS_SECONDS"]
