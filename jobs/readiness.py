@@ -1,7 +1,15 @@
-"""Readiness: can this process reach the table, the render queues and the bucket it is configured for?"""
+"""Readiness: can this process reach the table, the render queues and the bucket it is configured for?
+
+/readyz is public, so its cost is bounded: the answer (ready or not) is kept for
+RENDER_READYZ_CACHE_SECONDS, and one refresh at a time makes at most three data-plane calls (a GetItem
+of a key that never exists, GetQueueAttributes or GetQueueUrl, HeadBucket). No control-plane call such
+as DescribeTable: those have low account-wide rate limits that a probe must not spend.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -9,9 +17,11 @@ from django.conf import settings
 
 from . import aws
 
+PROBE_KEY = {"pk": {"S": "READYZ"}, "sk": {"S": "READYZ"}}  # never written: the GetItem finds nothing
+
 
 def _dynamodb() -> None:
-    aws.client("dynamodb").describe_table(TableName=settings.RENDER_TABLE_NAME)
+    aws.client("dynamodb").get_item(TableName=settings.RENDER_TABLE_NAME, Key=PROBE_KEY, ProjectionExpression="pk")
 
 
 def _sqs() -> None:
@@ -45,3 +55,35 @@ def check_all() -> dict[str, str]:
     with ThreadPoolExecutor(max_workers=len(CHECKS)) as pool:
         results = pool.map(run, CHECKS.values())
     return dict(zip(CHECKS, results, strict=True))
+
+
+class _Cached:
+    """The last answer and when it was made; a refresh is made by one thread while the others wait for it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._answer: dict[str, str] | None = None
+        self._at = 0.0
+
+    def get(self, max_age: float) -> dict[str, str]:
+        with self._lock:
+            if self._answer is None or time.monotonic() - self._at >= max_age:
+                self._answer = check_all()
+                self._at = time.monotonic()
+            return dict(self._answer)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._answer = None
+
+
+_cached = _Cached()
+
+
+def cached_check_all() -> dict[str, str]:
+    """check_all(), at most once per RENDER_READYZ_CACHE_SECONDS per process (0: every time)."""
+    return _cached.get(settings.RENDER_READYZ_CACHE_SECONDS)
+
+
+def clear_cache() -> None:
+    _cached.clear()

@@ -1,6 +1,7 @@
 """Django and Celery settings, every value from the environment (each variable is in the README table)."""
 
 import os
+import secrets
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -27,22 +28,92 @@ def env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
+# Published in this repository's history: refused whenever DEBUG is off.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+ENVIRONMENTS = ("local", "production")
+# Processes that never sign anything (no sessions, cursors or CSRF tokens): in production only the API
+# task is given DJANGO_SECRET_KEY.
+SIGNS_NOTHING = ("worker", "sweeper")
 
-RENDER_ENV = env("RENDER_ENV", "local")  # local | production
-SECRET_KEY = env("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+RENDER_ENV = env("RENDER_ENV", "local")
+if RENDER_ENV not in ENVIRONMENTS:
+    raise ImproperlyConfigured(f"RENDER_ENV must be 'local' or 'production', got {RENDER_ENV!r}")
+RENDER_ROLE = env("RENDER_ROLE", "api")
+if RENDER_ROLE not in ("api", *SIGNS_NOTHING):
+    raise ImproperlyConfigured(f"RENDER_ROLE must be 'api', 'worker' or 'sweeper', got {RENDER_ROLE!r}")
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+if DEBUG and RENDER_ENV == "production":
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
+
+
+def local_secret_key(path: Path) -> str:
+    """A random key made once and kept in `path` (mode 0600), shared by every local process.
+
+    make run's API runs several gunicorn processes, plus tests and management commands: a key per
+    process would make one process refuse the cursors and sessions another signed. The first process
+    to get here writes the file (atomically: a hard link that fails if another won the race).
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ImproperlyConfigured(f"{path} holds no usable secret key; delete it to have a new one made")
+    return key
+
+
+def secret_key() -> str:
+    """DJANGO_SECRET_KEY, checked; else a key no one else knows, where that is safe.
+
+    - Given: at least 32 characters, and never the published dev key unless DEBUG is on.
+    - Not given, worker or sweeper (they sign nothing): a random key per process.
+    - Not given, API in production: refused.
+    - Not given, locally (DEBUG is off by default there too, so the dev key would be refused): a random
+      key kept in .devstack/secret (RENDER_LOCAL_SECRET_FILE), or per process if that cannot be written.
+    """
+    given = os.environ.get("DJANGO_SECRET_KEY", "")
+    if given:
+        if given == DEV_SECRET_KEY and not DEBUG:
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY is the published development key; it is refused unless DEBUG is on"
+            )
+        if len(given) < 32:
+            raise ImproperlyConfigured("DJANGO_SECRET_KEY must be a random value of at least 32 characters")
+        return given
+    if RENDER_ROLE in SIGNS_NOTHING:
+        return secrets.token_urlsafe(50)
+    if RENDER_ENV == "production":
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY must be set to a long random value in production (RENDER_ROLE={RENDER_ROLE})"
+        )
+    try:
+        return local_secret_key(Path(env("RENDER_LOCAL_SECRET_FILE", str(BASE_DIR / ".devstack" / "secret"))))
+    except OSError:
+        return secrets.token_urlsafe(50)
+
+
+SECRET_KEY = secret_key()
+ALLOWED_HOSTS = [h.strip() for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 
 if RENDER_ENV == "production":
     # Refuse to start with settings that are only safe on a laptop.
-    if DEBUG:
-        raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set to a long random value in production")
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must not be empty in production")
+    if "*" in ALLOWED_HOSTS:
+        raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must name the hosts in production, not '*'")
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Browsers remember to use HTTPS only (sent on HTTPS responses only). Not for subdomains nor preloaded:
+    # the API's parent domain may serve sites this deployment does not control.
+    SECURE_HSTS_SECONDS = env_int("RENDER_HSTS_SECONDS", 365 * 24 * 3600)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -58,6 +129,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "jobs.api.health.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "jobs.api.throttling.AuthFailureLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,10 +157,20 @@ TEMPLATES = [
 
 # No relational database: job state and API keys live in DynamoDB.
 DATABASES: dict = {}
-# Signed-cookie sessions hold the browser login of the browsable API (no server-side store).
-SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+# The browsable API's login lives in DynamoDB sessions (jobs/api/sessions.py), so logout and key
+# revocation end it on the server; the cookie holds only a random session key. A login lasts 8 hours.
+SESSION_ENGINE = "jobs.api.sessions"
+SESSION_COOKIE_AGE = 8 * 3600
 SESSION_COOKIE_HTTPONLY = True
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # API key records by key hash (jobs/api/auth.py), per process, for RENDER_API_KEY_CACHE_SECONDS.
+    "api_keys": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "api-keys",
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -168,7 +250,16 @@ RENDER_API_KEY_CACHE_SECONDS = env_int("RENDER_API_KEY_CACHE_SECONDS", 30)
 # Requests per API key per minute, counted in DynamoDB across every API process (see jobs/api/throttling.py).
 RENDER_THROTTLE_PER_MINUTE = env_int("RENDER_THROTTLE_PER_MINUTE", 1200)
 RENDER_THROTTLE_BATCH = env_int("RENDER_THROTTLE_BATCH", 20)
+# 401 answers and failed browser logins per client address per minute; past it, 429 without a key lookup.
+RENDER_AUTH_FAILURES_PER_MINUTE = env_int("RENDER_AUTH_FAILURES_PER_MINUTE", 30)
+# Proxies in front of the API that append the client's address to X-Forwarded-For (production: the ALB).
+# 0 means the TCP peer (REMOTE_ADDR) is the client and X-Forwarded-For is ignored.
+RENDER_TRUSTED_PROXIES = env_int("RENDER_TRUSTED_PROXIES", 1 if RENDER_ENV == "production" else 0)
+if RENDER_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("RENDER_TRUSTED_PROXIES must be 0 or more")
 RENDER_SQS_WAIT_SECONDS = env_int("RENDER_SQS_WAIT_SECONDS", 20)
+# /readyz is public: its answer is kept this long per process, so probes cost at most 3 AWS calls per period.
+RENDER_READYZ_CACHE_SECONDS = env_int("RENDER_READYZ_CACHE_SECONDS", 5)
 # QUEUED work older than this with no progress gets its message sent again by the sweeper.
 RENDER_SWEEP_GRACE_SECONDS = env_int("RENDER_SWEEP_GRACE_SECONDS", 300)
 

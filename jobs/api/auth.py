@@ -1,64 +1,76 @@
-"""API-key authentication: `Authorization: Bearer <key>`, or a signed-cookie login for the browsable API."""
+"""API-key authentication: `Authorization: Bearer <key>`, or a session login for the browsable API."""
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import caches
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
 from .. import wiring
-from ..services import hash_api_key
+from ..repository.api_keys import ApiKeyRecord
+from ..services.api_keys import hash_api_key, is_well_formed_api_key
 
 SESSION_KEY = "api_key_hash"
 
 
 @dataclass(frozen=True)
 class ApiKeyUser:
-    """The caller: an owner name proven by an API key. DRF reads `is_authenticated`; throttling, `key_id`."""
+    """The caller: an owner proven by an API key, and what the key grants.
+
+    DRF reads `is_authenticated`; throttling and logs, `key_id`; views, `owner` and `scopes` (for
+    example `SCOPE_HIGH in request.user.scopes` before accepting priority=high). The browsable API's
+    navbar shows str(user): the owner.
+    """
 
     owner: str
     key_id: str = ""  # a prefix of the key's hash: names the key in logs and rate limits
+    scopes: frozenset[str] = frozenset()
     is_authenticated: bool = True
 
+    def __str__(self) -> str:
+        return self.owner
 
-class _OwnerCache:
-    """Key hash -> owner for a short time, so most requests skip the GetItem; revocation lands within the TTL."""
+    @classmethod
+    def of(cls, record: ApiKeyRecord) -> ApiKeyUser:
+        return cls(record.owner, key_id=record.key_id, scopes=record.scopes)
 
-    def __init__(self, max_entries: int = 10_000):
-        self._entries: dict[str, tuple[str | None, float]] = {}
-        self._lock = threading.Lock()
-        self._max = max_entries
 
-    def owner_for(self, key_hash: str) -> str | None:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(key_hash)
-        if hit and hit[1] > now:
-            return hit[0]
-        owner = wiring.api_key_repository().owner_for(key_hash)
-        # Unknown keys are remembered briefly too, so a flood of bad keys does not become a flood of reads.
-        ttl = (
-            settings.RENDER_API_KEY_CACHE_SECONDS
-            if owner is not None
-            else min(5, settings.RENDER_API_KEY_CACHE_SECONDS)
-        )
-        with self._lock:
-            if len(self._entries) >= self._max:
-                self._entries.clear()
-            self._entries[key_hash] = (owner, now + ttl)
-        return owner
+# Unknown and revoked keys are remembered briefly too, so a flood of bad keys does not become a flood
+# of reads; briefly, so a key created a moment after someone tried it works soon.
+NEGATIVE_SECONDS = 5
+_UNKNOWN = "-"  # what the cache holds for an unknown or revoked key
+
+
+class KeyCache:
+    """Key hash -> its active record for RENDER_API_KEY_CACHE_SECONDS, so most requests skip the GetItem.
+
+    Held in Django's cache `api_keys` (settings.CACHES: local memory, per process), so a revocation lands
+    in every process within the TTL.
+    """
+
+    alias = "api_keys"
+
+    def record_for(self, key_hash: str) -> ApiKeyRecord | None:
+        cache = caches[self.alias]
+        hit = cache.get(key_hash)
+        if hit is not None:
+            return None if hit == _UNKNOWN else hit
+        record = wiring.api_key_repository().record_for(key_hash)
+        if record is not None and record.active:
+            cache.set(key_hash, record, settings.RENDER_API_KEY_CACHE_SECONDS)
+            return record
+        cache.set(key_hash, _UNKNOWN, min(NEGATIVE_SECONDS, settings.RENDER_API_KEY_CACHE_SECONDS))
+        return None
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        caches[self.alias].clear()
 
 
-owner_cache = _OwnerCache()
+key_cache = KeyCache()
 
 
 class BearerApiKeyAuthentication(BaseAuthentication):
@@ -68,30 +80,37 @@ class BearerApiKeyAuthentication(BaseAuthentication):
             return None
         scheme, _, key = header.partition(" ")
         key = key.strip()
-        if scheme.lower() != "bearer" or not key or len(key) > 200:
+        if scheme.lower() != "bearer" or not key:
             raise exceptions.AuthenticationFailed("Send the API key as 'Authorization: Bearer <key>'.")
-        key_hash = hash_api_key(key)
-        owner = owner_cache.owner_for(key_hash)
-        if owner is None:
+        if not is_well_formed_api_key(key):  # no lookup for what cannot be a key
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
-        return ApiKeyUser(owner, key_id=key_hash[:16]), None
+        record = key_cache.record_for(hash_api_key(key))
+        if record is None:
+            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+        return ApiKeyUser.of(record), None
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="render-farm"'
 
 
 class BrowserApiKeyAuthentication(SessionAuthentication):
-    """The browsable API's login: the key's hash in a signed session cookie, with CSRF enforced."""
+    """The browsable API's login: the key's hash in a server-side session, with CSRF enforced.
+
+    A session outlives nothing its key does: once the key is revoked (seen within the key cache's TTL)
+    the session is ended on the server, not merely ignored.
+    """
 
     def authenticate(self, request):
-        key_hash = request._request.session.get(SESSION_KEY)
+        session = request._request.session
+        key_hash = session.get(SESSION_KEY)
         if not key_hash:
             return None
-        owner = owner_cache.owner_for(key_hash)
-        if owner is None:
+        record = key_cache.record_for(key_hash)
+        if record is None:
+            session.flush()
             return None
         self.enforce_csrf(request)
-        return ApiKeyUser(owner, key_id=key_hash[:16]), None
+        return ApiKeyUser.of(record), None
 
 
 class BearerScheme(OpenApiAuthenticationExtension):

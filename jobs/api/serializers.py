@@ -19,14 +19,24 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+# Control characters (Cc), lone surrogates (Cs), invisible format characters (Cf: U+202E right-to-left
+# override, U+200B zero-width space, U+FEFF...) and line/paragraph separators (Zl, Zp). A scene name is
+# shown in listings, logs and on the frames: these would let one name pass for another or break a line.
+REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Cf", "Zl", "Zp"})
+
+
 class StrictCharField(serializers.CharField):
-    default_error_messages = {"control": "Must not contain control characters."}
+    default_error_messages = {
+        "control": "Must not contain control, invisible formatting or line/paragraph separator characters "
+        "(found {char})."
+    }
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
-        if any(unicodedata.category(ch) in {"Cc", "Cs"} for ch in data):
-            self.fail("control")
+        refused = next((ch for ch in data if unicodedata.category(ch) in REFUSED_CATEGORIES), None)
+        if refused is not None:
+            self.fail("control", char=f"U+{ord(refused):04X}")
         return super().to_internal_value(data)
 
 

@@ -2,16 +2,78 @@
 
 A key is found by its hash alone, so no secret is ever compared in code: the only comparison is
 DynamoDB's lookup of a hash of a 256-bit random key, whose timing reveals nothing about other keys.
+
+Layout, in the one table:
+- `pk=APIKEY#<hash>, sk=APIKEY`: `owner`, `created_at`, `key_id`, `scopes` (a list, maybe empty) and,
+  once revoked, `revoked_at`. The key id is the hash's first 16 hex digits (64 bits: no two keys of a
+  deployment share one in practice; a lookup by id that finds two refuses to choose). It names a key in
+  listings, logs and rate limits, and says nothing about the key itself.
+- gsi1 `APIKEYS#<owner>` / `<created>#<hash>`: an owner's keys, oldest first (revoke or list by owner).
+- gsi2 `APIKEYS` / `<key id>`: every key in one fixed partition, so listing all keys and finding one by
+  its id are Queries, never a Scan. gsi2 otherwise indexes work that could get stuck; the sweeper only
+  reads its `JOB#...`/`TASK#...` partitions, which this one never mixes with. One partition is plenty:
+  keys are made by operators, a few thousand at most.
+Keys made before key ids existed have neither `key_id`, `scopes` nor the gsi2 entry: `reindex()` adds
+them (one Scan, once: `manage.py list_api_keys --reindex`); until then they work, with no scopes.
 """
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ..aws import error_code, unavailable_as_503
-from .items import iso, serialize
+from .items import deserialize, iso, parse_iso, serialize, serialize_value
+
+KEY_ID_LENGTH = 16
+ALL_KEYS = "APIKEYS"
+
+
+def key_id_of(key_hash: str) -> str:
+    return key_hash[:KEY_ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """What is known of a key: never the key, only its hash and what it grants."""
+
+    key_hash: str
+    owner: str
+    key_id: str
+    scopes: frozenset[str]
+    created_at: datetime | None
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Revocation(enum.Enum):
+    REVOKED = "revoked"
+    ALREADY_REVOKED = "already revoked"
+    NOT_FOUND = "not found"
+
+
+def _key(key_hash: str) -> dict[str, Any]:
+    return {"pk": {"S": f"APIKEY#{key_hash}"}, "sk": {"S": "APIKEY"}}
+
+
+def _record(raw: dict[str, Any]) -> ApiKeyRecord:
+    item = deserialize(raw)
+    key_hash = item["pk"].removeprefix("APIKEY#")
+    return ApiKeyRecord(
+        key_hash=key_hash,
+        owner=item["owner"],
+        key_id=item.get("key_id") or key_id_of(key_hash),
+        scopes=frozenset(item.get("scopes") or ()),
+        created_at=parse_iso(item.get("created_at")),
+        revoked_at=parse_iso(item.get("revoked_at")),
+    )
 
 
 class DynamoApiKeyRepository:
@@ -19,60 +81,116 @@ class DynamoApiKeyRepository:
         self._client = client
         self._table = table_name
 
-    def add(self, *, key_hash: str, owner: str, now: datetime) -> None:
+    def add(self, *, key_hash: str, owner: str, now: datetime, scopes: frozenset[str] = frozenset()) -> ApiKeyRecord:
+        key_id = key_id_of(key_hash)
         item = {
             "pk": f"APIKEY#{key_hash}",
             "sk": "APIKEY",
             "owner": owner,
             "created_at": iso(now),
+            "key_id": key_id,
+            "scopes": sorted(scopes),
             "gsi1pk": f"APIKEYS#{owner}",  # an owner's keys, for revoking them all
             "gsi1sk": f"{iso(now)}#{key_hash}",
+            "gsi2pk": ALL_KEYS,  # every key, for listing them and finding one by id
+            "gsi2sk": key_id,
         }
         with unavailable_as_503("DynamoDB"):
             self._client.put_item(
                 TableName=self._table, Item=serialize(item), ConditionExpression="attribute_not_exists(pk)"
             )
+        return ApiKeyRecord(key_hash=key_hash, owner=owner, key_id=key_id, scopes=frozenset(scopes), created_at=now)
+
+    def record_for(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key's record, revoked or not; None if there is no such key."""
+        with unavailable_as_503("DynamoDB"):
+            resp = self._client.get_item(TableName=self._table, Key=_key(key_hash))
+        item = resp.get("Item")
+        return _record(item) if item else None
 
     def owner_for(self, key_hash: str) -> str | None:
-        with unavailable_as_503("DynamoDB"):
-            resp = self._client.get_item(
-                TableName=self._table, Key={"pk": {"S": f"APIKEY#{key_hash}"}, "sk": {"S": "APIKEY"}}
-            )
-        item = resp.get("Item")
-        if not item or "revoked_at" in item:
-            return None
-        return item["owner"]["S"]
+        """The owner of an active key; None if it is unknown or revoked."""
+        record = self.record_for(key_hash)
+        return record.owner if record and record.active else None
 
-    def revoke(self, key_hash: str, *, now: datetime) -> bool:
-        """Mark a key revoked; False if there is no such key. Processes notice within their cache TTL."""
+    def revoke(self, key_hash: str, *, now: datetime) -> Revocation:
+        """Mark a key revoked (once: a second revocation changes nothing). Processes notice within their cache TTL."""
         try:
             with unavailable_as_503("DynamoDB"):
                 self._client.update_item(
                     TableName=self._table,
-                    Key={"pk": {"S": f"APIKEY#{key_hash}"}, "sk": {"S": "APIKEY"}},
-                    UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :now)",
-                    ConditionExpression="attribute_exists(pk)",
+                    Key=_key(key_hash),
+                    UpdateExpression="SET revoked_at = :now",
+                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(revoked_at)",
                     ExpressionAttributeValues={":now": {"S": iso(now)}},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                return False
+                return Revocation.ALREADY_REVOKED if exc.response.get("Item") else Revocation.NOT_FOUND
             raise
-        return True
+        return Revocation.REVOKED
 
     def key_hashes_of(self, owner: str) -> list[str]:
-        hashes, start = [], None
+        return [r.key_hash for r in self.list_keys(owner=owner)]
+
+    def list_keys(self, *, owner: str | None = None) -> list[ApiKeyRecord]:
+        """An owner's keys (oldest first), or every key (by key id); revoked ones too."""
+        if owner is not None:
+            return self._query("gsi1", "gsi1pk = :p", {":p": f"APIKEYS#{owner}"})
+        return self._query("gsi2", "gsi2pk = :p", {":p": ALL_KEYS})
+
+    def with_key_id(self, key_id: str) -> list[ApiKeyRecord]:
+        """The keys whose id is `key_id`: one, or none (two would be a 64-bit collision)."""
+        return self._query("gsi2", "gsi2pk = :p AND gsi2sk = :id", {":p": ALL_KEYS, ":id": key_id})
+
+    def reindex(self) -> int:
+        """Give keys made before key ids existed their key id, scopes and gsi2 entry; returns how many.
+
+        A Scan of the whole table (filtered to such keys), so it is a one-off after an upgrade, not a habit.
+        """
+        done, start = 0, None
+        while True:
+            with unavailable_as_503("DynamoDB"):
+                resp = self._client.scan(
+                    TableName=self._table,
+                    FilterExpression="sk = :sk AND attribute_not_exists(key_id)",
+                    ExpressionAttributeValues={":sk": {"S": "APIKEY"}},
+                    ProjectionExpression="pk",
+                    **({"ExclusiveStartKey": start} if start else {}),
+                )
+            for item in resp.get("Items", []):
+                key_hash = item["pk"]["S"].removeprefix("APIKEY#")
+                with unavailable_as_503("DynamoDB"):
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key=_key(key_hash),
+                        UpdateExpression="SET key_id = :id, gsi2pk = :all, gsi2sk = :id,"
+                        " scopes = if_not_exists(scopes, :none)",
+                        ConditionExpression="attribute_exists(pk)",
+                        ExpressionAttributeValues={
+                            ":id": {"S": key_id_of(key_hash)},
+                            ":all": {"S": ALL_KEYS},
+                            ":none": serialize_value([]),
+                        },
+                    )
+                done += 1
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                return done
+
+    def _query(self, index: str, condition: str, values: dict[str, str]) -> list[ApiKeyRecord]:
+        records, start = [], None
         while True:
             with unavailable_as_503("DynamoDB"):
                 resp = self._client.query(
                     TableName=self._table,
-                    IndexName="gsi1",
-                    KeyConditionExpression="gsi1pk = :o",
-                    ExpressionAttributeValues={":o": {"S": f"APIKEYS#{owner}"}},
-                    ProjectionExpression="pk",
+                    IndexName=index,
+                    KeyConditionExpression=condition,
+                    ExpressionAttributeValues={k: {"S": v} for k, v in values.items()},
                     **({"ExclusiveStartKey": start} if start else {}),
                 )
-            hashes += [i["pk"]["S"].removeprefix("APIKEY#") for i in resp.get("Items", [])]
+            records += [_record(i) for i in resp.get("Items", [])]
             start = resp.get("LastEvaluatedKey")
             if not start:
-                return hashes
+                return records

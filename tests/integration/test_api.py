@@ -220,7 +220,6 @@ ODD_UNICODE = [
     "shot_010 🎬",
     "مشهد",
     "e\u0301te\u0301",
-    "zero\u200bwidth",
     "\U0001d530\U0001d520\U0001d522\U0001d52b\U0001d522",
     "a" * 200,
 ]
@@ -239,6 +238,21 @@ def test_injection_strings_and_odd_unicode_are_only_data(client, name):
 def test_control_characters_and_lone_surrogates_are_refused(client, bad):
     raw = json.dumps({**VALID, "scene": bad})
     assert_error(post(client, raw), 400)
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ("invoice\u202egnp.exe", "U+202E"),  # right-to-left override (Cf): shows as "invoiceexe.png"
+        ("zero\u200bwidth", "U+200B"),  # zero-width space (Cf)
+        ("bom\ufeff", "U+FEFF"),  # byte-order mark (Cf)
+        ("line\u2028sep", "U+2028"),  # line separator (Zl)
+        ("para\u2029sep", "U+2029"),  # paragraph separator (Zp)
+    ],
+)
+def test_invisible_format_and_separator_characters_are_refused(client, bad, named):
+    error = assert_error(post(client, {**VALID, "scene": bad}), 400, "invalid")
+    assert "scene" in error["details"] and named in error["message"]
 
 
 @pytest.mark.parametrize("value", [*INJECTIONS, "é" * 10, "a" * 129, ""])

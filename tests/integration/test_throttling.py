@@ -62,8 +62,9 @@ def test_revoked_keys_stop_working(emulator):
     from rest_framework.test import APIClient
 
     from jobs import wiring
-    from jobs.api.auth import owner_cache
+    from jobs.api.auth import key_cache
     from jobs.domain import utcnow
+    from jobs.repository.api_keys import Revocation
     from jobs.services import api_key_create, hash_api_key
 
     repo = wiring.api_key_repository()
@@ -72,8 +73,54 @@ def test_revoked_keys_stop_working(emulator):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert client.get("/api/jobs").status_code == 200
-    assert repo.revoke(hash_api_key(key), now=utcnow()) is True
-    assert repo.revoke("0" * 64, now=utcnow()) is False
-    owner_cache.clear()  # what the cache TTL does within RENDER_API_KEY_CACHE_SECONDS
+    assert repo.revoke(hash_api_key(key), now=utcnow()) is Revocation.REVOKED
+    assert repo.revoke(hash_api_key(key), now=utcnow()) is Revocation.ALREADY_REVOKED
+    assert repo.revoke("0" * 64, now=utcnow()) is Revocation.NOT_FOUND
+    key_cache.clear()  # what the cache TTL does within RENDER_API_KEY_CACHE_SECONDS
     assert client.get("/api/jobs").status_code == 401
     assert sorted(repo.key_hashes_of("leaver")) == sorted([hash_api_key(key), hash_api_key(other)])
+
+
+def anonymous_codes(monkeypatch, headers: list[dict], *, limit: int = 3) -> list[int]:
+    """Status codes of anonymous requests to a throttled public page (the API docs), one per header set."""
+    from rest_framework.test import APIClient
+
+    monkeypatch.setattr(throttling, "_counter", SharedCounter(limit=limit, batch=1))
+    client = APIClient()
+    return [client.get("/api/docs", **h).status_code for h in headers]
+
+
+def test_a_huge_forwarded_for_is_neither_an_error_nor_a_fresh_limit(emulator, monkeypatch, settings):
+    settings.RENDER_TRUSTED_PROXIES = 1
+    huge = [",".join([f"10.0.{i}.1"] * 340) + ", 203.0.113.60" for i in range(4)]  # over 3,000 characters each
+    assert len(huge[0]) > 3000
+    codes = anonymous_codes(monkeypatch, [{"HTTP_X_FORWARDED_FOR": h, "REMOTE_ADDR": "10.9.0.1"} for h in huge])
+    assert codes == [200, 200, 200, 429]
+    junk = {"HTTP_X_FORWARDED_FOR": "x" * 3000, "REMOTE_ADDR": "10.9.0.1"}  # not an address: REMOTE_ADDR counts
+    assert anonymous_codes(monkeypatch, [junk] * 4) == [200, 200, 200, 429]
+
+
+def test_behind_one_proxy_only_the_address_it_appended_counts(emulator, monkeypatch, settings):
+    settings.RENDER_TRUSTED_PROXIES = 1
+    # The client controls everything before the last element; the load balancer appends the real address.
+    spoofed = [{"HTTP_X_FORWARDED_FOR": f"198.51.100.{i}, 203.0.113.7", "REMOTE_ADDR": "10.9.0.2"} for i in range(4)]
+    assert anonymous_codes(monkeypatch, spoofed) == [200, 200, 200, 429]
+    other = {"HTTP_X_FORWARDED_FOR": "198.51.100.1, 203.0.113.8", "REMOTE_ADDR": "10.9.0.2"}
+    assert anonymous_codes(monkeypatch, [other]) == [200]  # another client behind the same proxy
+
+
+def test_without_a_proxy_forwarded_for_is_ignored(emulator, monkeypatch, settings):
+    settings.RENDER_TRUSTED_PROXIES = 0
+    spoofed = [{"HTTP_X_FORWARDED_FOR": f"203.0.113.{i}", "REMOTE_ADDR": "10.9.0.3"} for i in range(4)]
+    assert anonymous_codes(monkeypatch, spoofed) == [200, 200, 200, 429]
+
+
+def test_counter_keys_carry_a_hash_of_the_subject_not_the_subject(table):
+    counter = SharedCounter(limit=10, batch=1, counters=counters(table), clock=lambda: NOW)
+    counter.hit("ip:203.0.113.9")
+    items = aws.client("dynamodb").scan(TableName=table)["Items"]
+    assert len(items) == 1
+    pk = items[0]["pk"]["S"]
+    assert "203.0.113.9" not in pk
+    prefix, digest, window = pk.split("#")
+    assert prefix == "THROTTLE" and len(digest) == 32 and int(digest, 16) >= 0 and window == str(int(NOW // 60))

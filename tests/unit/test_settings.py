@@ -1,0 +1,100 @@
+"""Settings fail closed: each case imports renderproject.settings in a fresh process with its own environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s" * 50
+DEV_SECRET = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+PROBE = (
+    "import json; from django.conf import settings as s; "
+    "print(json.dumps({n: getattr(s, n, None) for n in "
+    "['SECRET_KEY', 'DEBUG', 'ALLOWED_HOSTS', 'RENDER_TRUSTED_PROXIES', 'SESSION_COOKIE_AGE', "
+    "'SECURE_HSTS_SECONDS', 'SESSION_ENGINE']}))"
+)
+
+
+def load(tmp_path: Path, **env: str) -> tuple[dict | None, str]:
+    """(the settings it loaded, None if it refused; stderr)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RENDER_"))}
+    clean |= {"DJANGO_SETTINGS_MODULE": "renderproject.settings", "RENDER_LOCAL_SECRET_FILE": str(tmp_path / "secret")}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, check=False
+    )
+    return (json.loads(result.stdout) if result.returncode == 0 else None), result.stderr
+
+
+def refused(tmp_path: Path, message: str, **env: str) -> None:
+    loaded, stderr = load(tmp_path, **env)
+    assert loaded is None and "ImproperlyConfigured" in stderr and message in stderr, stderr
+
+
+@pytest.mark.parametrize("value", ["prod", "Production", "build", "staging", ""])
+def test_render_env_must_be_local_or_production(tmp_path, value):
+    refused(tmp_path, "RENDER_ENV must be 'local' or 'production'", RENDER_ENV=value, DJANGO_SECRET_KEY=SECRET)
+
+
+def test_an_unknown_role_is_refused(tmp_path):
+    refused(tmp_path, "RENDER_ROLE must be", RENDER_ROLE="web", DJANGO_SECRET_KEY=SECRET)
+
+
+@pytest.mark.parametrize("env", ["local", "production"])
+def test_the_dev_secret_is_refused_whenever_debug_is_off(tmp_path, env):
+    refused(tmp_path, "published development key", RENDER_ENV=env, DJANGO_SECRET_KEY=DEV_SECRET)
+
+
+def test_the_dev_secret_is_allowed_locally_with_debug_on(tmp_path):
+    loaded, _ = load(tmp_path, RENDER_ENV="local", DJANGO_DEBUG="1", DJANGO_SECRET_KEY=DEV_SECRET)
+    assert loaded["SECRET_KEY"] == DEV_SECRET and loaded["DEBUG"] is True
+
+
+@pytest.mark.parametrize(("env", "message"), [({}, "must be set"), ({"DJANGO_SECRET_KEY": "short"}, "32")])
+def test_the_api_in_production_needs_a_long_secret(tmp_path, env, message):
+    refused(tmp_path, message, RENDER_ENV="production", RENDER_ROLE="api", **env)
+
+
+@pytest.mark.parametrize("role", ["worker", "sweeper"])
+def test_workers_and_the_sweeper_run_without_a_secret_and_get_a_random_one(tmp_path, role):
+    first, _ = load(tmp_path, RENDER_ENV="production", RENDER_ROLE=role, DJANGO_ALLOWED_HOSTS="render.example.com")
+    second, _ = load(tmp_path, RENDER_ENV="production", RENDER_ROLE=role, DJANGO_ALLOWED_HOSTS="render.example.com")
+    assert first and second, "refused"
+    assert first["SECRET_KEY"] != second["SECRET_KEY"] and len(first["SECRET_KEY"]) >= 50
+    assert DEV_SECRET not in (first["SECRET_KEY"], second["SECRET_KEY"])
+    assert not (tmp_path / "secret").exists()
+
+
+def test_locally_without_a_secret_one_random_key_is_made_and_shared(tmp_path):
+    first, _ = load(tmp_path, RENDER_ENV="local")
+    second, _ = load(tmp_path, RENDER_ENV="local")
+    assert first and second, "refused"
+    assert first["SECRET_KEY"] == second["SECRET_KEY"] != DEV_SECRET and len(first["SECRET_KEY"]) >= 50
+    kept = tmp_path / "secret"
+    assert kept.read_text().strip() == first["SECRET_KEY"]
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("hosts", ["*", "render.example.com,*", " * "])
+def test_wildcard_allowed_hosts_are_refused_in_production(tmp_path, hosts):
+    refused(tmp_path, "not '*'", RENDER_ENV="production", DJANGO_SECRET_KEY=SECRET, DJANGO_ALLOWED_HOSTS=hosts)
+
+
+def test_trusted_proxies_default_to_the_load_balancer_in_production_only(tmp_path):
+    prod, _ = load(tmp_path, RENDER_ENV="production", DJANGO_SECRET_KEY=SECRET)
+    local, _ = load(tmp_path, RENDER_ENV="local", DJANGO_SECRET_KEY=SECRET)
+    assert (prod["RENDER_TRUSTED_PROXIES"], local["RENDER_TRUSTED_PROXIES"]) == (1, 0)
+
+
+def test_browser_sessions_are_server_side_for_eight_hours_with_hsts_in_production(tmp_path):
+    prod, _ = load(tmp_path, RENDER_ENV="production", DJANGO_SECRET_KEY=SECRET)
+    local, _ = load(tmp_path, RENDER_ENV="local", DJANGO_SECRET_KEY=SECRET)
+    assert prod["SESSION_ENGINE"] == local["SESSION_ENGINE"] == "jobs.api.sessions"
+    assert prod["SESSION_COOKIE_AGE"] == local["SESSION_COOKIE_AGE"] == 8 * 3600
+    assert prod["SECURE_HSTS_SECONDS"] >= 180 * 24 * 3600 and not local["SECURE_HSTS_SECONDS"]
