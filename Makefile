@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CDK's jsii runs on Node 20 here; keep its warnings and caches out of the way.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: run test lint unit integration e2e infra synth bench install clean
+.PHONY: run key test lint unit integration e2e infra synth bench install clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(PY) manage.py devstack
+
+# A new API key on the stack `make run` has up (read from .devstack/env; refused when none is running).
+OWNER ?= dev
+key: $(STAMP)
+	@RENDER_DEVSTACK_REQUIRED=1 $(PY) manage.py create_api_key --owner "$(OWNER)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

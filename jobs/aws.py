@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .errors import ServiceUnavailable
 
 _lock = threading.Lock()
+DEFAULT_REGION = "us-east-1"  # when neither AWS_REGION, AWS_DEFAULT_REGION nor the profile names a region
 
 # Errors that mean "AWS (or the emulator) is not answering properly", as opposed to a lost condition.
 _UNAVAILABLE_CODES = {
@@ -31,7 +32,17 @@ _UNAVAILABLE_CODES = {
 
 @functools.cache
 def _session() -> boto3.session.Session:
-    return boto3.session.Session()
+    # boto3 reads AWS_DEFAULT_REGION and the profile but not AWS_REGION (which ECS sets, and the other SDKs
+    # prefer); without any of them it would raise NoRegionError at the first call.
+    session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
+    if not session.region_name:
+        session = boto3.session.Session(region_name=DEFAULT_REGION)
+    return session
+
+
+def region() -> str:
+    """The region of this process's clients: AWS_REGION, else AWS_DEFAULT_REGION or the profile's, else us-east-1."""
+    return _session().region_name
 
 
 @functools.cache

@@ -146,7 +146,12 @@ def test_the_sweep_command_gets_a_job_whose_message_was_lost_rendered(make_stack
     time.sleep(1)
     assert stack.job(job_id)["status"] == "QUEUED"
     out = subprocess.run(
-        [str(ENTRYPOINT), "sweep"], cwd=ROOT, env=stack.merged_env(), check=True, capture_output=True, text=True
+        [str(ENTRYPOINT), "sweep", "--json"],
+        cwd=ROOT,
+        env=stack.merged_env(),
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     assert '"job_requeued": 1' in out
     assert stack.wait_for_status(job_id, "COMPLETED", timeout=30)["status"] == "COMPLETED"
@@ -203,7 +208,7 @@ def test_poison_work_lands_in_the_dlq_and_its_job_is_failed(make_stack):
     )
     stack.start_ready_worker()
     job = stack.submit(scene="poison")
-    dlq = "dlq", "list"
+    dlq = "dlq", "list", "--json"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:  # each delivery kills the pool process; after 5, SQS dead-letters it
         listed = stack.manage(*dlq)
@@ -212,7 +217,7 @@ def test_poison_work_lands_in_the_dlq_and_its_job_is_failed(make_stack):
         time.sleep(1)
     assert job["id"] in listed and '"task": "jobs.render_chunk"' in listed
     assert stack.job(job["id"])["status"] in ("QUEUED", "PROCESSING")  # not failed until the sweeper says so
-    out = stack.manage("sweep")
+    out = stack.manage("sweep", "--json")
     assert '"dlq_job_failed": 1' in out
     failed = stack.job(job["id"])
     assert failed["status"] == "FAILED" and "dead-lettered" in failed["error"]
@@ -220,5 +225,5 @@ def test_poison_work_lands_in_the_dlq_and_its_job_is_failed(make_stack):
     assert job["id"] in replayed
     assert stack.job(job["id"])["attempt"] == 2
     stack.stop("worker")
-    stack.manage("dlq", "purge")
-    assert stack.manage("dlq", "list") == ""
+    stack.manage("dlq", "purge", "--yes")
+    assert stack.manage("dlq", "list") == "The dead-letter queue is empty.\n"

@@ -1,14 +1,20 @@
-"""`manage.py devstack`: the whole local system (emulator, resources, one worker, API) until Ctrl-C."""
+"""`manage.py devstack`: the whole local system (emulator, resources, one worker, API) until Ctrl-C.
+
+While it runs, `.devstack/env` says how to reach it, so `python manage.py ...` from another terminal of
+this checkout targets this stack (see jobs/devstack/envfile.py); the file is removed when it stops.
+"""
 
 import os
 import signal
 import time
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from jobs import wiring
 from jobs.bootstrap import bootstrap_all
-from jobs.devstack.stack import ROOT, Stack, wait_for_http
+from jobs.devstack import envfile
+from jobs.devstack.stack import EMULATOR_CREDENTIALS, ROOT, Stack, wait_for_http
 from jobs.domain import utcnow
 from jobs.services import api_key_create
 
@@ -18,9 +24,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("RENDER_API_PORT", "8000")))
-        parser.add_argument("--emulator-port", type=int, default=4566)
+        parser.add_argument("--emulator-port", type=int, default=int(os.environ.get("RENDER_EMULATOR_PORT", "4566")))
 
     def handle(self, *args, port: int, emulator_port: int, **options):
+        env_file = envfile.env_path()
+        running = envfile.read(env_file)
+        if running is not None:
+            raise CommandError(
+                f"A local stack of this checkout is already running (pid {running[envfile.PID_VARIABLE]}, "
+                f"{running.get('AWS_ENDPOINT_URL')}); stop it first (its settings are in {env_file})."
+            )
         stack = Stack(log_dir=ROOT / ".devstack" / "logs")
         stopping = False
 
@@ -30,21 +43,32 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         try:
+            credentials = None  # an endpoint of the user's own: other shells keep their credentials for it
             if os.environ.get("AWS_ENDPOINT_URL"):
                 endpoint = os.environ["AWS_ENDPOINT_URL"]
                 self.stdout.write(f"Using AWS endpoint {endpoint}")
             else:
                 endpoint = stack.start_emulator(emulator_port)
+                credentials = EMULATOR_CREDENTIALS
                 self.stdout.write(f"Emulator on {endpoint} (request counts: {endpoint}/_emulator/requests)")
             os.environ.update(stack.env)
             wiring.reset()
             bootstrap_all()
             key = api_key_create(repo=wiring.api_key_repository(), owner="dev", now=utcnow())
+            values = envfile.stack_values(
+                os.environ,
+                endpoint=endpoint,
+                credentials=credentials,
+                table=settings.RENDER_TABLE_NAME,
+                bucket=settings.RENDER_BUCKET_NAME,
+                queue_prefix=settings.RENDER_QUEUE_PREFIX,
+            )
+            envfile.write(env_file, values)
             stack.start_worker()
             stack.start_sweeper()
             api = stack.start_api(port)
             wait_for_http(f"{api}/readyz", timeout=30)
-            self._banner(api, key, stack.log_dir)
+            self._banner(api, key, stack.log_dir, env_file)
             while not stopping:
                 for name, proc in stack.processes.items():
                     if proc.poll() is not None:
@@ -56,9 +80,10 @@ class Command(BaseCommand):
             pass
         finally:
             self.stdout.write("Stopping...")
+            envfile.remove(env_file)
             stack.stop_all()
 
-    def _banner(self, api: str, key: str, log_dir) -> None:
+    def _banner(self, api: str, key: str, log_dir, env_file) -> None:
         self.stdout.write(
             f"""
 Render farm is up.
@@ -76,6 +101,10 @@ Try:
        -d '{{"scene": "demo", "width": 640, "height": 360, "frame_start": 1, "frame_end": 1}}'
   curl -s {api}/api/jobs -H "Authorization: Bearer {key}"
   (more in the README: frames in chunks, cancel, retry, tasks, priorities, Idempotency-Key)
+
+From another terminal in this checkout, commands target this stack (settings in {env_file}):
+  make key OWNER=alice                                 # another API key
+  .venv/bin/python manage.py dlq list                  # or sweep, create_api_key, revoke_api_key ...
 
 Ctrl-C stops everything started here.
 """,

@@ -1,19 +1,41 @@
 """`manage.py dlq list|replay|purge`: the render dead-letter queue, for operators.
 
-list: one JSON line per dead letter (job, chunk, attempt, deliveries, when sent).
+list: the dead letters (job, task, arguments, deliveries, when sent), a peek: they stay in the queue.
 replay: retry the job of each dead letter (a new attempt re-runs its unfinished chunks; the old
 message itself is stale, its attempt fenced off) and delete the letter.
-purge: delete every dead letter.
+purge: delete every dead letter; only with --yes (without it, says how many it would delete and exits 1).
+
+Output is for people; `--json` prints JSON instead (list: one object per letter, nothing when empty).
 """
 
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from jobs import wiring
 from jobs.domain import JobStatus, utcnow
 from jobs.errors import JobNotFound, JobStateConflict
 from jobs.services import job_retry
+
+EMPTY = "The dead-letter queue is empty."
+
+
+def _record(letter) -> dict:
+    return {
+        "message_id": letter.message_id,
+        "task": letter.task,
+        "args": letter.args,
+        "deliveries": letter.receive_count,
+        "sent_at": letter.sent_at.isoformat() if letter.sent_at else None,
+    }
+
+
+def _line(letter) -> str:
+    sent = letter.sent_at.strftime("%Y-%m-%d %H:%M:%S UTC") if letter.sent_at else "sent at ?"
+    return (
+        f"{sent}  job {letter.job_id or '?'}  {letter.task or 'unreadable message'} {json.dumps(letter.args)}"
+        f"  delivered {letter.receive_count} times  (message {letter.message_id})"
+    )
 
 
 class Command(BaseCommand):
@@ -21,30 +43,29 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["list", "replay", "purge"])
-        parser.add_argument("--limit", type=int, default=100)
+        parser.add_argument("--limit", type=int, default=100, help="At most this many letters (list, replay).")
+        parser.add_argument("--json", dest="as_json", action="store_true", help="JSON output, for scripts.")
+        parser.add_argument("--yes", action="store_true", help="purge: really delete the letters.")
 
-    def handle(self, *args, action: str, limit: int, **options):
-        dlq = wiring.dead_letter_queue()
-        if action == "purge":
-            dlq.purge()
-            self.stdout.write(json.dumps({"purged": True}))
-            return
-        # list peeks (the letters stay visible); replay hides them while it works
-        letters = dlq.receive(limit=limit, hide_seconds=0 if action == "list" else 60)
-        if action == "list":
+    def handle(self, *args, action: str, limit: int, as_json: bool, yes: bool, **options):
+        getattr(self, f"_{action}")(wiring.dead_letter_queue(), limit=limit, as_json=as_json, yes=yes)
+
+    def _list(self, dlq, *, limit: int, as_json: bool, **_):
+        letters = dlq.receive(limit=limit, hide_seconds=0)  # a peek: the letters stay visible
+        if as_json:
             for letter in letters:
-                self.stdout.write(
-                    json.dumps(
-                        {
-                            "message_id": letter.message_id,
-                            "task": letter.task,
-                            "args": letter.args,
-                            "deliveries": letter.receive_count,
-                            "sent_at": letter.sent_at.isoformat() if letter.sent_at else None,
-                        }
-                    )
-                )
+                self.stdout.write(json.dumps(_record(letter)))
             return
+        if not letters:
+            self.stdout.write(EMPTY)
+            return
+        for letter in letters:
+            self.stdout.write(_line(letter))
+        more = f" (the first {limit}; --limit for more)" if len(letters) >= limit else ""
+        self.stdout.write(f"{len(letters)} dead letter(s){more}. `dlq replay` retries their jobs.")
+
+    def _replay(self, dlq, *, limit: int, as_json: bool, **_):
+        letters = dlq.receive(limit=limit, hide_seconds=60)  # hidden from others while this works
         repo, queue = wiring.job_repository(), wiring.task_queue()
         retried = set()
         for letter in letters:
@@ -58,4 +79,23 @@ class Command(BaseCommand):
                 except (JobNotFound, JobStateConflict):
                     pass
             dlq.delete(letter)
-        self.stdout.write(json.dumps({"letters": len(letters), "jobs_retried": sorted(retried)}))
+        if as_json:
+            self.stdout.write(json.dumps({"letters": len(letters), "jobs_retried": sorted(retried)}))
+        elif not letters:
+            self.stdout.write(EMPTY)
+        else:
+            jobs = f": {', '.join(sorted(retried))}" if retried else " (none was FAILED or CANCELLED)"
+            self.stdout.write(f"dlq replay: deleted {len(letters)} dead letter(s); retried {len(retried)} job(s){jobs}")
+
+    def _purge(self, dlq, *, as_json: bool, yes: bool, **_):
+        count = dlq.count()  # approximate, as SQS counts
+        if not yes:
+            raise CommandError(
+                f"dlq purge would delete about {count} message(s) from {dlq.url}; nothing deleted. "
+                "Run it again with --yes to delete them (`dlq list` shows them, `dlq replay` retries their jobs)."
+            )
+        dlq.purge()
+        if as_json:
+            self.stdout.write(json.dumps({"purged": True, "messages": count}))
+        else:
+            self.stdout.write(f"Purged the dead-letter queue (about {count} message(s)).")

@@ -1,11 +1,14 @@
 """`manage.py sweep`: one pass of the sweeper (run on a schedule; safe to run twice at once).
 
 It gets overdue work moving (see jobs/services/sweeper.py) and fails the jobs of dead-lettered messages.
+Prints one line per pass: a summary for people, or with `--json` the counts as one JSON object (keys as
+the services name them; the dead-letter ones prefixed `dlq_`; only non-zero counts).
 """
 
+import dataclasses
 import json
 import time
-from collections import Counter
+from collections.abc import Mapping
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,31 +19,81 @@ from jobs.domain import utcnow
 from jobs.services import dead_letters_fail_jobs, sweep
 
 
+def as_counts(result) -> dict[str, int]:
+    """The non-zero counts of a service's result: a mapping (Counter) or an object with int attributes."""
+    if isinstance(result, Mapping):
+        items = result.items()
+    elif dataclasses.is_dataclass(result) and not isinstance(result, type):
+        items = ((f.name, getattr(result, f.name)) for f in dataclasses.fields(result))
+    else:
+        items = vars(result).items()
+    return {str(k): int(v) for k, v in items if isinstance(v, int) and not isinstance(v, bool) and v}
+
+
+def _parts(counts: dict[str, int], labels: dict[str, str]) -> str:
+    listed = [f"{counts[k]} {label}" for k, label in labels.items() if counts.get(k)]
+    return f" ({', '.join(listed)})" if listed else ""
+
+
+_REQUEUED = {
+    "job_requeued": "one-chunk jobs",
+    "chunk_requeued": "chunks",
+    "fanout_requeued": "fan-outs",
+    "assembly_requeued": "assemblies",
+}
+_DLQ = {"dlq_already_final": "already final", "dlq_unknown": "unreadable letters"}
+_KNOWN = {*_REQUEUED, *_DLQ, "cancel_finished", "cancel_waiting", "dlq_job_failed", "skipped", "gone"}
+
+
+def summary(counts: dict[str, int]) -> str:
+    """One line for people, e.g. `sweep: re-enqueued 2 (2 chunks), finished 1 cancel, failed 0 dead-lettered jobs,
+    skipped 3`."""
+    requeued = sum(counts.get(k, 0) for k in _REQUEUED)
+    line = (
+        f"sweep: re-enqueued {requeued}{_parts(counts, _REQUEUED)}, "
+        f"finished {counts.get('cancel_finished', 0)} cancel(s)"
+        f"{_parts(counts, {'cancel_waiting': 'still waiting for a worker'})}, "
+        f"failed {counts.get('dlq_job_failed', 0)} dead-lettered job(s){_parts(counts, _DLQ)}, "
+        f"skipped {counts.get('skipped', 0)}"
+    )
+    if counts.get("gone"):
+        line += f", {counts['gone']} gone (deleted meanwhile)"
+    other = {k: v for k, v in counts.items() if k not in _KNOWN}
+    if other:  # kinds this summary does not know yet: shown rather than hidden
+        line += ", other: " + ", ".join(f"{k} {v}" for k, v in sorted(other.items()))
+    return line
+
+
 class Command(BaseCommand):
     help = "Re-enqueue or finish overdue render work (lost messages, dead workers, stalled cancels, poison work)."
 
     def add_arguments(self, parser):
         parser.add_argument("--loop", type=float, default=0, help="Repeat every N seconds (0: one pass).")
+        parser.add_argument("--json", dest="as_json", action="store_true", help="Counts as JSON.")
 
-    def handle(self, *args, loop: float, **options):
+    def handle(self, *args, loop: float, as_json: bool, **options):
         while True:
-            now = utcnow()
-            # Poison work first: a job whose message was dead-lettered fails rather than being re-enqueued.
-            letters = wiring.dead_letter_queue().receive(limit=100)
-            failed = dead_letters_fail_jobs(
-                repo=wiring.job_repository(), letters=letters, now=now, retention=wiring.retention()
-            )
-            done = Counter({f"dlq_{k}": v for k, v in failed.items()})
-            done.update(
-                sweep(
-                    repo=wiring.job_repository(),
-                    queue=wiring.task_queue(),
-                    now=now,
-                    queued_grace=timedelta(seconds=settings.RENDER_SWEEP_GRACE_SECONDS),
-                    retention=wiring.retention(),
-                )
-            )
-            self.stdout.write(json.dumps(dict(done) or {"nothing": 0}, sort_keys=True))
+            counts = self._pass()
+            self.stdout.write(json.dumps(counts, sort_keys=True) if as_json else summary(counts))
             if not loop:
                 return
             time.sleep(loop)
+
+    def _pass(self) -> dict[str, int]:
+        now = utcnow()
+        # Poison work first: a job whose message was dead-lettered fails rather than being re-enqueued.
+        letters = wiring.dead_letter_queue().receive(limit=100)
+        failed = dead_letters_fail_jobs(
+            repo=wiring.job_repository(), letters=letters, now=now, retention=wiring.retention()
+        )
+        swept = sweep(
+            repo=wiring.job_repository(),
+            queue=wiring.task_queue(),
+            now=now,
+            queued_grace=timedelta(seconds=settings.RENDER_SWEEP_GRACE_SECONDS),
+            retention=wiring.retention(),
+        )
+        counts = {f"dlq_{k}": v for k, v in as_counts(failed).items()}
+        for kind, n in as_counts(swept).items():
+            counts[kind] = counts.get(kind, 0) + n
+        return counts
