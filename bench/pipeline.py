@@ -107,7 +107,7 @@ def running(*, workers: int, concurrency: int, render_seconds: str, log_level: s
     try:
         stack.start_emulator()
         stack.bootstrap()
-        key = stack.create_api_key(OWNER)
+        key = stack.create_api_key(OWNER, "--allow-high")
         for i in range(workers):
             stack.start_worker(f"worker{i}", concurrency=concurrency)
         yield Bench(stack, stack.start_api(workers=2, threads=8), key)

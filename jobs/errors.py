@@ -71,3 +71,17 @@ class IdempotencyKeyReused(DomainError):
 class RenderError(Exception):
     """A frame could not be rendered. Its message is shown to the customer (keep internals out of it); the
     chunk is retried with backoff, then fails the job."""
+
+
+class PriorityNotAllowed(DomainError):
+    status_code = 403
+    code = "priority_not_allowed"
+    default_message = "This API key may not submit priority=high; ask an operator for a key with the high scope."
+
+
+class OwnerLimitReached(DomainError):
+    """The owner's frames waiting or rendering would pass the per-owner limit (fairness between owners)."""
+
+    status_code = 429
+    code = "owner_limit_reached"
+    default_message = "Too many frames waiting or rendering for this owner; wait for some to finish."

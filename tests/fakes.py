@@ -26,6 +26,7 @@ from jobs.errors import (
     JobNotRunning,
     JobStateConflict,
     LeaseLost,
+    OwnerLimitReached,
     RenderError,
     ServiceUnavailable,
 )
@@ -53,7 +54,17 @@ class InMemoryJobRepository:
         self.chunk_items: dict[tuple[str, int], Chunk] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.due: dict[tuple[str, int | None], tuple[JobStatus, datetime]] = {}
+        self.usage: dict[str, int] = {}  # frames of each owner's jobs waiting or rendering
         self.chunks = InMemoryChunkRepository(self)
+
+    def reserve_frames(self, owner: str, frames: int, *, limit: int) -> None:
+        active = self.usage.get(owner, 0)
+        if limit and active > limit - frames:
+            raise OwnerLimitReached(details={"frames_active": active, "frames_requested": frames, "limit": limit})
+        self.usage[owner] = active + frames
+
+    def release_frames(self, owner: str, frames: int) -> None:
+        self.usage[owner] = self.usage.get(owner, 0) - frames
 
     # --- jobs ---------------------------------------------------------------------------------
     def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None:
@@ -145,6 +156,7 @@ class InMemoryJobRepository:
     def retry(self, job_id, *, attempt, now) -> Job:
         job = self._job_if(job_id, lambda j: j.status in sources(Q) and j.attempt == attempt)
         self.due[(job_id, None)] = (Q, now)
+        self.reserve_frames(job.owner, job.frames_total, limit=0)
         return self._put(
             job.replace(
                 status=Q,
@@ -192,6 +204,7 @@ class InMemoryJobRepository:
 
     def _end(self, job: Job, status: JobStatus, now: datetime) -> Job:
         self.due.pop((job.id, None), None)
+        self.release_frames(job.owner, job.frames_total)
         return self._put(
             job.replace(status=status, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None)
         )
@@ -429,6 +442,8 @@ class InMemoryChunkRepository:
         if chunk.index is None:
             job = self._jobs.get(chunk.job_id)
             final = chunk.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.COMPLETED)
+            if final and job.status not in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.COMPLETED):
+                self._jobs.release_frames(job.owner, job.frames_total)
             self._jobs._put(
                 job.replace(
                     status=chunk.status,

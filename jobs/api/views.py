@@ -29,7 +29,7 @@ from .serializers import (
     validate_idempotency_key,
 )
 
-ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 404, 406, 409, 413, 415, 429, 503)}
+ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 403, 404, 406, 409, 413, 415, 429, 503)}
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="32 hex digits")
 IDEMPOTENCY = OpenApiParameter(
     "Idempotency-Key",
@@ -110,6 +110,8 @@ class JobCollectionApi(APIView):
             ),
             idempotency_key=key,
             now=utcnow(),
+            scopes=request.user.scopes,
+            frame_limit=settings.RENDER_MAX_ACTIVE_FRAMES_PER_OWNER,
         )
         headers = {"Location": _job_url(request, job.id)}
         if replayed:

@@ -76,8 +76,9 @@ class Stack:
             text=True,
         ).stdout
 
-    def create_api_key(self, owner: str) -> str:
-        return self.manage("create_api_key", "--owner", owner).strip()
+    def create_api_key(self, owner: str, *flags: str) -> str:
+        """A key for `owner` (flags such as --allow-high pass through to create_api_key)."""
+        return self.manage("create_api_key", "--owner", owner, *flags).strip()
 
     def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         env = {**self.merged_env(), **(extra_env or {})}

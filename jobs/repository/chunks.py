@@ -27,6 +27,7 @@ from .dynamo import (
     lease_values,
     query_page,
     set_status,
+    settle_usage,
     update_params,
 )
 from .items import (
@@ -268,7 +269,7 @@ class DynamoChunkRepository:
             values,
         )
         if chunk.whole_job:
-            self._whole_job_write(update)
+            self._whole_job_write(update, finishes=last)
         else:
             self._chunk_item_write(chunk, update, last=last, now=now)
         return chunk.replace(
@@ -278,10 +279,12 @@ class DynamoChunkRepository:
             status=JobStatus.COMPLETED if last else chunk.status,
         )
 
-    def _whole_job_write(self, update: dict[str, Any]) -> None:
+    def _whole_job_write(self, update: dict[str, Any], *, finishes: bool) -> None:
         try:
             with unavailable_as_503("DynamoDB"):
-                self._client.update_item(**update)
+                resp = self._client.update_item(**update, ReturnValues="ALL_NEW" if finishes else "NONE")
+            if finishes:
+                settle_usage(self._client, self._table, deserialize(resp["Attributes"]))
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
@@ -374,24 +377,27 @@ class DynamoChunkRepository:
         else:
             clause = "#status = :new_status"
             values[":new_status"] = status
-        return self._held_update(
-            chunk, f"SET {clause}, render_failures = render_failures + :failures{error}, {FINISHED}", values, condition
-        )
+        expression = f"SET {clause}, render_failures = render_failures + :failures{error}, {FINISHED}"
+        return self._held_update(chunk, expression, values, condition, settles=chunk.whole_job)
 
-    def _held_update(self, chunk: Chunk, expression: str, values: dict, condition: str = HOLDS_LEASE) -> Chunk:
+    def _held_update(
+        self, chunk: Chunk, expression: str, values: dict, condition: str = HOLDS_LEASE, *, settles: bool = False
+    ) -> Chunk:
+        """A write by the lease holder; `settles` when it ends a one-chunk job (its frames leave the usage)."""
         try:
-            return item_to_chunk(
-                conditional_update(
-                    self._client,
-                    self._table,
-                    chunk_key(chunk.job_id, chunk.index),
-                    expression,
-                    condition=condition,
-                    values={":attempt": chunk.attempt, **values},
-                )
+            item = conditional_update(
+                self._client,
+                self._table,
+                chunk_key(chunk.job_id, chunk.index),
+                expression,
+                condition=condition,
+                values={":attempt": chunk.attempt, **values},
             )
         except JobStateConflict as exc:
             raise LeaseLost(exc.message) from exc
+        if settles:
+            settle_usage(self._client, self._table, item)
+        return item_to_chunk(item)
 
     # --- whoever holds it ------------------------------------------------------------------------
     def drop(self, job_id: str, index: int | None, *, attempt: int, now: datetime) -> bool:

@@ -6,6 +6,7 @@ values, so the states a write accepts are written once, from the domain's state 
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ from ..domain import Failure, JobStatus
 from ..errors import JobNotFound, JobStateConflict
 from .items import deserialize, iso, seconds, serialize_value, status_sort_key
 
+log = logging.getLogger(__name__)
 NAMES = ("#status", "#error", "#results", "#index")
 STATE_VALUES = {f":st_{s.value.lower()}": s.value for s in JobStatus}
 LEASE_FREE = "(attribute_not_exists(lease_expires_at) OR lease_expires_at < :epoch)"
@@ -143,3 +145,25 @@ def set_status(status: JobStatus, job_id: str) -> tuple[str, dict[str, Any]]:
 
 def failure_values(failure: Failure) -> dict[str, Any]:
     return {":error": failure.message, ":error_code": failure.code}
+
+
+def usage_key(owner: str) -> dict[str, Any]:
+    """The owner's usage item: frames of jobs waiting or rendering (the fairness limit)."""
+    return {"pk": {"S": f"OWNER#{owner}"}, "sk": {"S": "USAGE"}}
+
+
+def settle_usage(client, table: str, item: dict[str, Any]) -> None:
+    """A job reached a final state (by the conditional write that returned `item`): its frames leave the
+    owner's usage. Best effort, after the state change: a lost decrement leaves the owner a little less room
+    until usage is reset by an operator; it never blocks or doubles a state change."""
+    try:
+        frames = int(item["frame_end"]) - int(item["frame_start"]) + 1
+        with unavailable_as_503("DynamoDB"):
+            client.update_item(
+                TableName=table,
+                Key=usage_key(item["owner"]),
+                UpdateExpression="ADD frames_active :minus",
+                ExpressionAttributeValues={":minus": {"N": str(-frames)}},
+            )
+    except Exception:
+        log.warning("could not settle the usage of job %s", item.get("id"), exc_info=True)

@@ -12,8 +12,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..aws import error_code, unavailable_as_503
-from ..domain import Failure, Job, JobStatus, can_transition, sources
-from ..errors import InvalidCursor, JobAlreadyExists, JobNotFound, JobStateConflict
+from ..domain import FINAL_STATES, Failure, Job, JobStatus, can_transition, sources
+from ..errors import InvalidCursor, JobAlreadyExists, JobNotFound, JobStateConflict, OwnerLimitReached
 from .chunks import DynamoChunkRepository
 from .cursor import decode_cursor, encode_cursor
 from .dynamo import (
@@ -26,8 +26,10 @@ from .dynamo import (
     lease_values,
     query_page,
     set_status,
+    settle_usage,
     state_in,
     update_params,
+    usage_key,
 )
 from .items import (
     chunk_key,
@@ -211,12 +213,44 @@ class DynamoJobRepository:
             )
         )
 
+    def reserve_frames(self, owner: str, frames: int, *, limit: int) -> None:
+        """Count a job's frames in the owner's usage, unless that would pass `limit` (0: no limit)."""
+        condition = "attribute_not_exists(frames_active) OR frames_active <= :room" if limit else None
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": usage_key(owner),
+            "UpdateExpression": "ADD frames_active :frames",
+            "ExpressionAttributeValues": {":frames": {"N": str(frames)}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if condition:
+            params["ConditionExpression"] = condition
+            params["ExpressionAttributeValues"][":room"] = {"N": str(limit - frames)}
+        try:
+            with unavailable_as_503("DynamoDB"):
+                self._client.update_item(**params)
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            active = int(deserialize(exc.response.get("Item", {})).get("frames_active", 0))
+            raise OwnerLimitReached(
+                f"{active} frames are waiting or rendering for this owner; {frames} more would pass the limit of"
+                f" {limit}. Wait for some to finish, or cancel some.",
+                details={"frames_active": active, "frames_requested": frames, "limit": limit},
+            ) from exc
+
+    def release_frames(self, owner: str, frames: int) -> None:
+        """Give back frames reserved for a job that was not accepted after all."""
+        settle_usage(
+            self._client, self._table, {"owner": owner, "frame_start": 1, "frame_end": frames, "id": "(withdrawn)"}
+        )
+
     def complete_assembly(
         self, job_id: str, *, token: str, has_preview: bool, now: datetime, expires_at: datetime
     ) -> Job:
         """PROCESSING -> COMPLETED by the holder of the assembly lease."""
         status, values = set_status(JobStatus.COMPLETED, job_id)
-        return item_to_job(
+        return self._final(
             conditional_update(
                 self._client,
                 self._table,
@@ -237,7 +271,7 @@ class DynamoJobRepository:
         """-> FAILED in this attempt, whoever holds it: a chunk used up its attempts, crashed its workers, or
         its message was dead-lettered."""
         status, values = set_status(JobStatus.FAILED, job_id)
-        return item_to_job(
+        return self._final(
             conditional_update(
                 self._client,
                 self._table,
@@ -281,16 +315,15 @@ class DynamoJobRepository:
         else:
             expression = f"SET {status}, updated_at = :now, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
             values.update({f":{k}": v for k, v in due_index("JOB", target, now, job_id).items()})
-        return item_to_job(
-            conditional_update(
-                self._client, self._table, job_key(job_id), expression, condition=condition, values=values
-            )
+        item = conditional_update(
+            self._client, self._table, job_key(job_id), expression, condition=condition, values=values
         )
+        return self._final(item) if target in FINAL_STATES else item_to_job(item)
 
     def retry(self, job_id: str, *, attempt: int, now: datetime) -> Job:
         """FAILED | CANCELLED -> QUEUED as attempt + 1; finished chunks and frames are kept."""
         status, values = set_status(JobStatus.QUEUED, job_id)
-        return item_to_job(
+        return self._reopened(
             conditional_update(
                 self._client,
                 self._table,
@@ -320,6 +353,16 @@ class DynamoJobRepository:
             condition="attempt = :attempt AND fanout_sent = :before AND #status IN (:st_queued, :st_processing)",
             values={":attempt": attempt, ":before": sent_before, ":now_sent": sent_now},
         )
+
+    def _final(self, item: dict[str, Any]) -> Job:
+        settle_usage(self._client, self._table, item)
+        return item_to_job(item)
+
+    def _reopened(self, item: dict[str, Any]) -> Job:
+        """A retried job's frames count in its owner's usage again (a retry is not refused for the limit)."""
+        job = item_to_job(item)
+        self.reserve_frames(job.owner, job.frames_total, limit=0)
+        return job
 
     # --- the sweeper's index ---------------------------------------------------------------------
     def overdue(self, kind: str, status: JobStatus, *, now: datetime, limit: int) -> list[Overdue]:

@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from ..domain import Job, JobStatus, Priority, Scene, new_job_id
-from ..errors import IdempotencyKeyReused, ServiceUnavailable
+from ..errors import IdempotencyKeyReused, PriorityNotAllowed, ServiceUnavailable
 from ..repository import IdempotencyRecord, IdempotencyTaken, JobRepository
+from .api_keys import SCOPE_HIGH
 from .control import enqueue_work
 from .ports import TaskQueue
 
@@ -32,14 +33,27 @@ class JobSpec:
 
 
 def job_create(
-    *, repo: JobRepository, queue: TaskQueue, owner: str, spec: JobSpec, idempotency_key: str | None, now: datetime
+    *,
+    repo: JobRepository,
+    queue: TaskQueue,
+    owner: str,
+    spec: JobSpec,
+    idempotency_key: str | None,
+    now: datetime,
+    scopes: frozenset[str] = frozenset({SCOPE_HIGH}),
+    frame_limit: int = 0,
 ) -> tuple[Job, bool]:
     """Store a QUEUED job and send its first message; returns (job, replayed).
 
     With an Idempotency-Key the job and the key's record are written in one transaction, so concurrent
     duplicates create one job; a replay returns the original job. If the enqueue fails the job is
     withdrawn and the caller gets 503 (nothing accepted, nothing left behind).
+
+    Fairness: priority high needs a key with the high scope, and the owner's frames waiting or rendering
+    may not pass `frame_limit` (0: no limit); both are refused before anything is written.
     """
+    if spec.priority is Priority.HIGH and SCOPE_HIGH not in scopes:
+        raise PriorityNotAllowed()
     job = Job(
         id=new_job_id(),
         owner=owner,
@@ -61,14 +75,20 @@ def job_create(
             created_at=now,
             expires_at=now + IDEMPOTENCY_TTL,
         )
+    repo.reserve_frames(owner, job.frames_total, limit=frame_limit)
     try:
         repo.add(job, idempotency=record)
     except IdempotencyTaken:
+        repo.release_frames(owner, job.frames_total)
         return _replay(repo, record), True
+    except Exception:
+        repo.release_frames(owner, job.frames_total)
+        raise
     try:
         enqueue_work(queue=queue, job=job)
     except ServiceUnavailable:
         _withdraw(repo, job.id, record)
+        repo.release_frames(owner, job.frames_total)
         raise
     return job, False
 

@@ -94,7 +94,7 @@ def make_stack(emulator, tmp_path: Path):
         )
         stacks.append(stack)
         stack.bootstrap()
-        stack.key = stack.create_api_key("e2e")
+        stack.key = stack.create_api_key("e2e", "--allow-high")
         if api:
             stack.api = stack.start_api(workers=1, threads=4)
         return stack

@@ -12,8 +12,8 @@ from jobs.services import api_key_create
 VALID = {"scene": "shot_010", "width": 320, "height": 180, "frame_start": 1, "frame_end": 2}
 
 
-def key_for(owner: str) -> str:
-    return api_key_create(repo=wiring.api_key_repository(), owner=owner, now=utcnow())
+def key_for(owner: str, scopes=frozenset({"high"})) -> str:
+    return api_key_create(repo=wiring.api_key_repository(), owner=owner, now=utcnow(), scopes=scopes)
 
 
 @pytest.fixture
@@ -277,3 +277,25 @@ def test_hostile_idempotency_keys_and_query_strings(client, value):
 )
 def test_hostile_paths_are_404(client, path):
     assert_error(client.get(path), 404)
+
+
+def test_priority_high_needs_a_key_granted_the_high_scope(emulator):
+    plain = APIClient()
+    plain.credentials(HTTP_AUTHORIZATION=f"Bearer {key_for('bob', scopes=frozenset())}")
+    assert_error(post(plain, {**VALID, "priority": "high"}), 403, "priority_not_allowed")
+    assert post(plain, {**VALID, "priority": "normal"}).status_code == 201
+
+
+def test_an_owner_cannot_queue_more_frames_than_the_limit_and_finished_jobs_give_room_back(emulator, settings):
+    settings.RENDER_MAX_ACTIVE_FRAMES_PER_OWNER = 30
+    carol = APIClient()
+    carol.credentials(HTTP_AUTHORIZATION=f"Bearer {key_for('carol')}")
+    first = post(carol, {**VALID, "frame_end": 20})
+    assert first.status_code == 201
+    refused = post(carol, {**VALID, "frame_end": 11})  # 20 + 11 > 30
+    error = assert_error(refused, 429, "owner_limit_reached")
+    assert error["details"] == {"frames_active": 20, "frames_requested": 11, "limit": 30}
+    assert "20 frames are waiting or rendering" in error["message"]
+    assert post(carol, {**VALID, "frame_end": 10}).status_code == 201  # exactly at the limit
+    assert carol.post(f"/api/jobs/{first.json()['id']}/cancel").json()["status"] == "CANCELLED"
+    assert post(carol, {**VALID, "frame_end": 11}).status_code == 201  # the cancelled job's frames came back

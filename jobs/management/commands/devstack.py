@@ -17,6 +17,7 @@ from jobs.devstack import envfile
 from jobs.devstack.stack import EMULATOR_CREDENTIALS, ROOT, Stack, wait_for_http
 from jobs.domain import utcnow
 from jobs.services import api_key_create
+from jobs.services.api_keys import SCOPE_HIGH
 
 
 class Command(BaseCommand):
@@ -54,7 +55,9 @@ class Command(BaseCommand):
             os.environ.update(stack.env)
             wiring.reset()
             bootstrap_all()
-            key = api_key_create(repo=wiring.api_key_repository(), owner="dev", now=utcnow())
+            key = api_key_create(
+                repo=wiring.api_key_repository(), owner="dev", now=utcnow(), scopes=frozenset({SCOPE_HIGH})
+            )
             values = envfile.stack_values(
                 os.environ,
                 endpoint=endpoint,
