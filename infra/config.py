@@ -10,7 +10,8 @@ from constructs import Node
 @dataclass(frozen=True)
 class StageConfig:
     stage: str = "dev"
-    certificate_arn: str | None = None  # HTTPS on the ALB (HTTP is redirected); none: plain HTTP (dev only)
+    certificate_arn: str | None = None  # HTTPS on the ALB (HTTP is redirected); none: plain HTTP (not prod)
+    allow_plain_http: bool = False  # lets stage prod synthesize without a certificate (a throwaway test stack)
     domain_name: str | None = None  # the API's host name (Django ALLOWED_HOSTS); default: the ALB's DNS name
     api_desired_count: int = 2
     api_max_count: int = 6
@@ -50,4 +51,9 @@ class StageConfig:
             raise ValueError("leaseSeconds must be shorter than visibilityTimeoutSeconds")
         if config.worker_stop_timeout_seconds > 120:
             raise ValueError("workerStopTimeoutSeconds cannot exceed Fargate's 120 s")
+        if config.stage == "prod" and not config.certificate_arn and not config.allow_plain_http:
+            raise ValueError(
+                "stage=prod needs certificateArn: production serves HTTPS only (API keys travel in every request). "
+                "For a throwaway test stack without TLS, pass -c allowPlainHttp=true explicitly."
+            )
         return config

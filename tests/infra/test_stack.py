@@ -376,14 +376,32 @@ def test_the_app_synthesizes_offline_from_cdk_json(tmp_path):
     assert len(template["Resources"]) > 50
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [{"infrequentAccessAfterDays": "10"}, {"workerStopTimeoutSeconds": "300"}, {"leaseSeconds": "120"}],
-)
-def test_bad_context_is_refused(bad):
+def config_from(context: dict):
     import aws_cdk as cdk
 
     from infra.config import StageConfig
 
+    return StageConfig.from_context(cdk.App(context=context).node)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"infrequentAccessAfterDays": "10"},
+        {"workerStopTimeoutSeconds": "300"},
+        {"leaseSeconds": "120"},
+    ],
+)
+def test_bad_context_is_refused(bad):
     with pytest.raises(ValueError):
-        StageConfig.from_context(cdk.App(context=bad).node)
+        config_from(bad)
+
+
+def test_prod_without_tls_is_refused_unless_explicitly_allowed():
+    with pytest.raises(ValueError, match=r"stage=prod needs certificateArn.*allowPlainHttp=true"):
+        config_from({"stage": "prod"})
+    with pytest.raises(ValueError, match="certificateArn"):
+        config_from({"stage": "prod", "allowPlainHttp": "false"})
+    assert config_from({"stage": "prod", "allowPlainHttp": "true"}).certificate_arn is None  # a test stack
+    assert config_from({"stage": "prod", "certificateArn": "arn:aws:acm:us-east-1:1:certificate/x"}).stage == "prod"
+    assert config_from({"stage": "staging"}).certificate_arn is None  # other stages may serve plain HTTP
