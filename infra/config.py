@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from constructs import Node
 
+# AWS WAF's bounds for a rate-based rule's limit (requests per evaluation window, per IP).
+WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
+
 
 @dataclass(frozen=True)
 class StageConfig:
@@ -30,6 +33,12 @@ class StageConfig:
     sweep_every_minutes: int = 5
     nat_gateways: int = 1
     interface_endpoints: bool = False  # SQS, ECR, Logs, Secrets Manager endpoints (see README: cost)
+    waf_enabled: bool | None = None  # AWS WAF on the ALB; None: on for stage prod, off elsewhere
+    waf_rate_limit: int = 2000  # requests per client IP per 5 minutes before WAF blocks that IP
+
+    def __post_init__(self):
+        if self.waf_enabled is None:
+            object.__setattr__(self, "waf_enabled", self.stage == "prod")
 
     @classmethod
     def from_context(cls, node: Node) -> StageConfig:
@@ -41,7 +50,7 @@ class StageConfig:
                 continue
             if field.type in ("int",):
                 raw = int(raw)
-            elif field.type in ("bool",):
+            elif field.type in ("bool", "bool | None"):
                 raw = str(raw).lower() in ("1", "true", "yes")
             values[name] = raw
         config = cls(**values)
@@ -56,4 +65,7 @@ class StageConfig:
                 "stage=prod needs certificateArn: production serves HTTPS only (API keys travel in every request). "
                 "For a throwaway test stack without TLS, pass -c allowPlainHttp=true explicitly."
             )
+        low, high = WAF_RATE_LIMIT_RANGE
+        if not low <= config.waf_rate_limit <= high:
+            raise ValueError(f"wafRateLimit must be between {low} and {high} requests per 5 minutes (AWS WAF's range)")
         return config

@@ -20,6 +20,7 @@ from .constructs.network import Network
 from .constructs.queues import RenderQueues
 from .constructs.runtime import AppRuntime
 from .constructs.sweeper import Sweeper
+from .constructs.waf import ApiFirewall
 from .constructs.worker_service import WorkerService
 from .nag import acknowledge_justified
 
@@ -97,6 +98,10 @@ class RenderFarmStack(Stack):
             max_count=config.api_max_count,
             access_logs=data.access_logs,
         )
+        if config.waf_enabled:
+            ApiFirewall(
+                self, "Waf", load_balancer=api.load_balancer, stage=config.stage, rate_limit=config.waf_rate_limit
+            )
         workers = WorkerService(
             self,
             "Workers",

@@ -26,6 +26,13 @@ def only(template: dict, kind: str, predicate=lambda r: True) -> dict:
     return found[0]["Properties"]
 
 
+def only_item(template: dict, kind: str) -> tuple[str, dict]:
+    found = resources(template, kind)
+    assert len(found) == 1, f"{len(found)} {kind}"
+    ((logical_id, resource),) = found.items()
+    return logical_id, resource["Properties"]
+
+
 def containers(template: dict) -> dict[str, dict]:
     """Container definitions by role (api, worker, sweeper)."""
     out = {}
@@ -127,6 +134,34 @@ def test_plain_http_only_without_a_certificate(dev):
     listener = only(raw, "AWS::ElasticLoadBalancingV2::Listener")
     assert listener["Port"] == 80 and listener["Protocol"] == "HTTP"
     assert listener["DefaultActions"][0]["Type"] == "forward"
+
+
+def test_waf_guards_the_load_balancer_in_prod_with_the_common_rules_and_a_rate_limit(dev, prod):
+    raw, _ = prod
+    acl_id, acl = only_item(raw, "AWS::WAFv2::WebACL")
+    assert acl["Scope"] == "REGIONAL" and acl["DefaultAction"] == {"Allow": {}}
+    rules = {r["Name"]: r for r in acl["Rules"]}
+    assert set(rules) == {"RatePerIp", "AWSManagedRulesCommonRuleSet"}
+    rate = rules["RatePerIp"]
+    assert rate["Action"] == {"Block": {}}
+    assert rate["Statement"]["RateBasedStatement"] == {
+        "Limit": 1500,  # wafRateLimit from the context (default 2000)
+        "AggregateKeyType": "IP",
+        "EvaluationWindowSec": 300,
+    }
+    common = rules["AWSManagedRulesCommonRuleSet"]
+    assert common["OverrideAction"] == {"None": {}}
+    group = common["Statement"]["ManagedRuleGroupStatement"]
+    assert group["VendorName"] == "AWS" and group["Name"] == "AWSManagedRulesCommonRuleSet"
+    # The API takes bodies up to 16 KiB; the rule set's 8 KB body limit only counts.
+    assert group["RuleActionOverrides"] == [{"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}]
+    assert rate["Priority"] < common["Priority"]
+    assert all(r["VisibilityConfig"]["CloudWatchMetricsEnabled"] for r in acl["Rules"])
+    association = only(raw, "AWS::WAFv2::WebACLAssociation")
+    assert association["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    alb = next(iter(resources(raw, "AWS::ElasticLoadBalancingV2::LoadBalancer")))
+    assert association["ResourceArn"] == {"Ref": alb}
+    assert not resources(dev[0], "AWS::WAFv2::WebACL"), "off by default outside prod"
 
 
 def test_api_health_check_circuit_breaker_and_autoscaling(dev):
@@ -390,6 +425,7 @@ def config_from(context: dict):
         {"infrequentAccessAfterDays": "10"},
         {"workerStopTimeoutSeconds": "300"},
         {"leaseSeconds": "120"},
+        {"wafRateLimit": "5"},
     ],
 )
 def test_bad_context_is_refused(bad):
@@ -405,3 +441,13 @@ def test_prod_without_tls_is_refused_unless_explicitly_allowed():
     assert config_from({"stage": "prod", "allowPlainHttp": "true"}).certificate_arn is None  # a test stack
     assert config_from({"stage": "prod", "certificateArn": "arn:aws:acm:us-east-1:1:certificate/x"}).stage == "prod"
     assert config_from({"stage": "staging"}).certificate_arn is None  # other stages may serve plain HTTP
+
+
+def test_waf_is_on_by_default_in_prod_only_and_its_rate_limit_is_configurable():
+    tls = {"certificateArn": "arn:aws:acm:us-east-1:1:certificate/x"}
+    assert config_from({"stage": "prod", **tls}).waf_enabled is True
+    assert config_from({"stage": "prod", **tls, "wafEnabled": "false"}).waf_enabled is False
+    assert config_from({}).waf_enabled is False
+    assert config_from({"stage": "staging", "wafEnabled": "true"}).waf_enabled is True
+    assert config_from({}).waf_rate_limit == 2000
+    assert config_from({"wafRateLimit": "300"}).waf_rate_limit == 300
