@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -58,8 +59,20 @@ class RenderFarmStack(Stack):
             description="Django SECRET_KEY of the render farm API",
             generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
         )
-        # ECS exec sessions (how operators run manage.py in a task) are logged to their own group.
-        exec_logs = logs.LogGroup(self, "ExecLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY)
+        # ECS exec sessions (how operators run manage.py in a task) are encrypted with a key of their own
+        # (the session channel and the session log), and logged to their own group, encrypted with it too.
+        # CDK adds to the key policy the statement that lets CloudWatch Logs use it for this account's
+        # log groups, and kms:Decrypt/GenerateDataKey on it to the exec-enabled task roles.
+        exec_key = kms.Key(
+            self,
+            "ExecKey",
+            enable_key_rotation=True,
+            description="Render farm ECS exec sessions and their logs",
+            removal_policy=removal,
+        )
+        exec_logs = logs.LogGroup(
+            self, "ExecLogs", retention=retention, encryption_key=exec_key, removal_policy=RemovalPolicy.DESTROY
+        )
         cluster = ecs.Cluster(
             self,
             "Cluster",
@@ -67,8 +80,11 @@ class RenderFarmStack(Stack):
             enable_fargate_capacity_providers=True,
             container_insights_v2=ecs.ContainerInsights.ENABLED,
             execute_command_configuration=ecs.ExecuteCommandConfiguration(
+                kms_key=exec_key,
                 logging=ecs.ExecuteCommandLogging.OVERRIDE,
-                log_configuration=ecs.ExecuteCommandLogConfiguration(cloud_watch_log_group=exec_logs),
+                log_configuration=ecs.ExecuteCommandLogConfiguration(
+                    cloud_watch_log_group=exec_logs, cloud_watch_encryption_enabled=True
+                ),
             ),
         )
         runtime = AppRuntime(
@@ -168,6 +184,7 @@ class RenderFarmStack(Stack):
         CfnOutput(self, "TableName", value=data.table.table_name)
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(self, "ApiServiceName", value=api.service.service_name)
+        CfnOutput(self, "ExecKeyArn", value=exec_key.key_arn)  # operators need kms:GenerateDataKey on it
         CfnOutput(self, "AlarmTopic", value=monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=f"render-farm-{config.stage}")
         acknowledge_justified(self, table=data.table, results=data.results, exec_logs=exec_logs)

@@ -337,6 +337,33 @@ def test_django_secret_key_comes_from_secrets_manager(dev):
         assert env_of(container)["RENDER_ENV"] == "production"
 
 
+def test_ecs_exec_sessions_and_their_logs_are_encrypted_with_a_key_of_their_own(dev):
+    raw, _ = dev
+    exec_config = only(raw, "AWS::ECS::Cluster")["Configuration"]["ExecuteCommandConfiguration"]
+    key_id = exec_config["KmsKeyId"]["Fn::GetAtt"][0]
+    key = raw["Resources"][key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True and "exec" in key["Description"]
+    assert key_id not in json.dumps(only(raw, "AWS::DynamoDB::Table")), "not the data key"
+    assert exec_config["Logging"] == "OVERRIDE"
+    assert exec_config["LogConfiguration"]["CloudWatchEncryptionEnabled"] is True
+    group = raw["Resources"][exec_config["LogConfiguration"]["CloudWatchLogGroupName"]["Ref"]]["Properties"]
+    assert group["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    # CloudWatch Logs may use the key, for this account's log groups only (the encryption context).
+    logs = [
+        s for s in key["KeyPolicy"]["Statement"] if s.get("Principal") == {"Service": "logs.us-east-1.amazonaws.com"}
+    ]
+    assert len(logs) == 1 and {"kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"} <= set(logs[0]["Action"])
+    context = json.dumps(logs[0]["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"])
+    assert ":logs:us-east-1:" in context and "AWS::AccountId" in context
+    # The exec-enabled services' tasks can open the encrypted channel; operators are told how (README).
+    for fragment in ("ApiTaskTaskRole", "WorkersTaskTaskRole"):
+        assert any(
+            s["Resource"] == {"Fn::GetAtt": [key_id, "Arn"]} and "kms:Decrypt" in actions([s])
+            for s in statements(raw, fragment)
+        ), fragment
+    assert "ExecKeyArn" in raw["Outputs"]
+
+
 # --- observability --------------------------------------------------------------------------------
 
 
