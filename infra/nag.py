@@ -15,7 +15,7 @@ PACK = "AwsSolutions::AwsSolutions"
 
 RULES = {
     "ECS2": "Environment variables hold only resource names and tuning values; the one secret "
-    "(DJANGO_SECRET_KEY) is injected from Secrets Manager.",
+    "(DJANGO_SECRET_KEY, API task only) is injected from Secrets Manager.",
     "SMG4": "The Django SECRET_KEY signs cursors and session cookies; rotating it logs everyone out and "
     "invalidates cursors, so it is rotated by hand (README: Deploy to AWS).",
     "EC23": "The load balancer is the public entry point and must accept 0.0.0.0/0 on 80/443; the tasks "

@@ -98,7 +98,6 @@ class RenderFarmStack(Stack):
                 "RENDER_RESULT_RETENTION_DAYS": str(config.result_retention_days),
                 **queues.environment(),
             },
-            secrets={"DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(secret_key)},
             log_retention=retention,
         )
 
@@ -113,6 +112,8 @@ class RenderFarmStack(Stack):
             desired_count=config.api_desired_count,
             max_count=config.api_max_count,
             access_logs=data.access_logs,
+            # Only the API signs anything (sessions, cursors): workers and the sweeper never see the key.
+            secrets={"DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(secret_key)},
         )
         if config.waf_enabled:
             ApiFirewall(

@@ -29,6 +29,7 @@ class ApiService(Construct):
         desired_count: int,
         max_count: int,
         access_logs: s3.IBucket,
+        secrets: dict[str, ecs.Secret],
     ):
         super().__init__(scope, id)
         vpc = cluster.vpc
@@ -62,6 +63,7 @@ class ApiService(Construct):
             memory_mib=1024,
             port=PORT,
             environment={"DJANGO_ALLOWED_HOSTS": host, "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{host}"},
+            secrets=secrets,
         )
         self.service = ecs.FargateService(
             self,

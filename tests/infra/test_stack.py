@@ -328,13 +328,26 @@ def test_least_privilege_by_role(dev):
                 assert set(actions([statement])) <= allowed, statement
 
 
-def test_django_secret_key_comes_from_secrets_manager(dev):
+def test_only_the_api_gets_the_django_secret_key(dev):
     raw, _ = dev
-    only(raw, "AWS::SecretsManager::Secret")
-    for role, container in containers(raw).items():
-        assert [s["Name"] for s in container["Secrets"]] == ["DJANGO_SECRET_KEY"], role
+    secret = next(iter(resources(raw, "AWS::SecretsManager::Secret")))
+    roles = containers(raw)
+    assert [s["Name"] for s in roles["api"]["Secrets"]] == ["DJANGO_SECRET_KEY"]
+    assert json.dumps(roles["api"]["Secrets"]).count(secret) == 1
+    for role, container in roles.items():
         assert "DJANGO_SECRET_KEY" not in env_of(container)
         assert env_of(container)["RENDER_ENV"] == "production"
+        assert env_of(container)["RENDER_ROLE"] == role  # the app needs no DJANGO_SECRET_KEY as worker or sweeper
+        if role != "api":
+            assert "Secrets" not in container, role
+            assert secret not in json.dumps(container["task"]), role
+    # Only the API's execution role (which injects it) may read the secret; no other policy names it.
+    readers = [
+        [r["Ref"] for r in p["Properties"]["Roles"]]
+        for p in resources(raw, "AWS::IAM::Policy").values()
+        if secret in json.dumps(p["Properties"]["PolicyDocument"])
+    ]
+    assert len(readers) == 1 and readers[0][0].startswith("ApiTaskExecutionRole"), readers
 
 
 def test_ecs_exec_sessions_and_their_logs_are_encrypted_with_a_key_of_their_own(dev):
