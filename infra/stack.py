@@ -13,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from . import access
 from .config import StageConfig
 from .constructs.api_service import ApiService
 from .constructs.data import Data
@@ -114,6 +115,7 @@ class RenderFarmStack(Stack):
             access_logs=data.access_logs,
             # Only the API signs anything (sessions, cursors): workers and the sweeper never see the key.
             secrets={"DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(secret_key)},
+            environment={"RENDER_API_KEY_SECRET_PREFIX": access.api_key_secret_prefix(config.stage)},
         )
         if config.waf_enabled:
             ApiFirewall(
@@ -141,20 +143,18 @@ class RenderFarmStack(Stack):
             every_minutes=config.sweep_every_minutes,
         )
 
-        # Least privilege, through grants only.
-        api_role = api.task_definition.task_role
-        data.table.grant_read_write_data(api_role)
-        data.results.grant_read(api_role)  # presigned GETs are signed with the API's credentials
-        for queue in queues.queues.values():
-            queue.grant_send_messages(api_role)
-            queue.grant(api_role, "sqs:GetQueueAttributes")  # /readyz
-        for role in (workers.task_definition.task_role, sweeper.task_definition.task_role):
-            data.table.grant_read_write_data(role)
-            for queue in queues.queues.values():
-                queue.grant_consume_messages(role)
-                queue.grant_send_messages(role)  # fan-out, retries, the sweeper's re-enqueue
-            queues.dlq.grant_consume_messages(role)  # poison messages mark their job FAILED
-        data.results.grant_read_write(workers.task_definition.task_role)
+        # Least privilege: exact actions per role (infra/access.py; tests/infra/test_access.py checks them).
+        access.grant_least_privilege(
+            api=api.task_definition.task_role,
+            worker=workers.task_definition.task_role,
+            sweeper=sweeper.task_definition.task_role,
+            table=data.table,
+            key=data.key,
+            results=data.results,
+            render_queues=list(queues.queues.values()),
+            dlq=queues.dlq,
+            stage=config.stage,
+        )
 
         running_workers = cw.Metric(
             namespace="ECS/ContainerInsights",
@@ -185,10 +185,15 @@ class RenderFarmStack(Stack):
         CfnOutput(self, "TableName", value=data.table.table_name)
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(self, "ApiServiceName", value=api.service.service_name)
+        # What `aws ecs run-task` needs to run `manage dlq ...` in a sweeper task (README: Deploy to AWS).
+        CfnOutput(self, "SweeperTaskDefinition", value=sweeper.task_definition.task_definition_arn)
+        CfnOutput(self, "SweeperSecurityGroup", value=sweeper.security_group.security_group_id)
+        CfnOutput(self, "SweeperLogGroup", value=sweeper.log_group.log_group_name)
+        CfnOutput(self, "PrivateSubnets", value=",".join(s.subnet_id for s in network.vpc.private_subnets))
         CfnOutput(self, "ExecKeyArn", value=exec_key.key_arn)  # operators need kms:GenerateDataKey on it
         CfnOutput(self, "AlarmTopic", value=monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=f"render-farm-{config.stage}")
-        acknowledge_justified(self, table=data.table, results=data.results, exec_logs=exec_logs)
+        acknowledge_justified(self, stage=config.stage, results=data.results, exec_logs=exec_logs)
 
 
 _RETENTION = {

@@ -30,6 +30,7 @@ class ApiService(Construct):
         max_count: int,
         access_logs: s3.IBucket,
         secrets: dict[str, ecs.Secret],
+        environment: dict[str, str],
     ):
         super().__init__(scope, id)
         vpc = cluster.vpc
@@ -62,7 +63,11 @@ class ApiService(Construct):
             cpu=512,
             memory_mib=1024,
             port=PORT,
-            environment={"DJANGO_ALLOWED_HOSTS": host, "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{host}"},
+            environment={
+                "DJANGO_ALLOWED_HOSTS": host,
+                "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{host}",
+                **environment,
+            },
             secrets=secrets,
         )
         self.service = ecs.FargateService(
