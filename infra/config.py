@@ -6,11 +6,15 @@ from dataclasses import dataclass
 
 from constructs import Node
 
+# AWS WAF's bounds for a rate-based rule's limit (requests per evaluation window, per IP).
+WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
+
 
 @dataclass(frozen=True)
 class StageConfig:
     stage: str = "dev"
-    certificate_arn: str | None = None  # HTTPS on the ALB (HTTP is redirected); none: plain HTTP (dev only)
+    certificate_arn: str | None = None  # HTTPS on the ALB (HTTP is redirected); none: plain HTTP (not prod)
+    allow_plain_http: bool = False  # lets stage prod synthesize without a certificate (a throwaway test stack)
     domain_name: str | None = None  # the API's host name (Django ALLOWED_HOSTS); default: the ALB's DNS name
     api_desired_count: int = 2
     api_max_count: int = 6
@@ -29,6 +33,12 @@ class StageConfig:
     sweep_every_minutes: int = 5
     nat_gateways: int = 1
     interface_endpoints: bool = False  # SQS, ECR, Logs, Secrets Manager endpoints (see README: cost)
+    waf_enabled: bool | None = None  # AWS WAF on the ALB; None: on for stage prod, off elsewhere
+    waf_rate_limit: int = 2000  # requests per client IP per 5 minutes before WAF blocks that IP
+
+    def __post_init__(self):
+        if self.waf_enabled is None:
+            object.__setattr__(self, "waf_enabled", self.stage == "prod")
 
     @classmethod
     def from_context(cls, node: Node) -> StageConfig:
@@ -40,7 +50,7 @@ class StageConfig:
                 continue
             if field.type in ("int",):
                 raw = int(raw)
-            elif field.type in ("bool",):
+            elif field.type in ("bool", "bool | None"):
                 raw = str(raw).lower() in ("1", "true", "yes")
             values[name] = raw
         config = cls(**values)
@@ -50,4 +60,12 @@ class StageConfig:
             raise ValueError("leaseSeconds must be shorter than visibilityTimeoutSeconds")
         if config.worker_stop_timeout_seconds > 120:
             raise ValueError("workerStopTimeoutSeconds cannot exceed Fargate's 120 s")
+        if config.stage == "prod" and not config.certificate_arn and not config.allow_plain_http:
+            raise ValueError(
+                "stage=prod needs certificateArn: production serves HTTPS only (API keys travel in every request). "
+                "For a throwaway test stack without TLS, pass -c allowPlainHttp=true explicitly."
+            )
+        low, high = WAF_RATE_LIMIT_RANGE
+        if not low <= config.waf_rate_limit <= high:
+            raise ValueError(f"wafRateLimit must be between {low} and {high} requests per 5 minutes (AWS WAF's range)")
         return config

@@ -8,10 +8,12 @@ from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from . import access
 from .config import StageConfig
 from .constructs.api_service import ApiService
 from .constructs.data import Data
@@ -20,6 +22,7 @@ from .constructs.network import Network
 from .constructs.queues import RenderQueues
 from .constructs.runtime import AppRuntime
 from .constructs.sweeper import Sweeper
+from .constructs.waf import ApiFirewall
 from .constructs.worker_service import WorkerService
 from .nag import acknowledge_justified
 
@@ -57,8 +60,20 @@ class RenderFarmStack(Stack):
             description="Django SECRET_KEY of the render farm API",
             generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
         )
-        # ECS exec sessions (how operators run manage.py in a task) are logged to their own group.
-        exec_logs = logs.LogGroup(self, "ExecLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY)
+        # ECS exec sessions (how operators run manage.py in a task) are encrypted with a key of their own
+        # (the session channel and the session log), and logged to their own group, encrypted with it too.
+        # CDK adds to the key policy the statement that lets CloudWatch Logs use it for this account's
+        # log groups, and kms:Decrypt/GenerateDataKey on it to the exec-enabled task roles.
+        exec_key = kms.Key(
+            self,
+            "ExecKey",
+            enable_key_rotation=True,
+            description="Render farm ECS exec sessions and their logs",
+            removal_policy=removal,
+        )
+        exec_logs = logs.LogGroup(
+            self, "ExecLogs", retention=retention, encryption_key=exec_key, removal_policy=RemovalPolicy.DESTROY
+        )
         cluster = ecs.Cluster(
             self,
             "Cluster",
@@ -66,8 +81,11 @@ class RenderFarmStack(Stack):
             enable_fargate_capacity_providers=True,
             container_insights_v2=ecs.ContainerInsights.ENABLED,
             execute_command_configuration=ecs.ExecuteCommandConfiguration(
+                kms_key=exec_key,
                 logging=ecs.ExecuteCommandLogging.OVERRIDE,
-                log_configuration=ecs.ExecuteCommandLogConfiguration(cloud_watch_log_group=exec_logs),
+                log_configuration=ecs.ExecuteCommandLogConfiguration(
+                    cloud_watch_log_group=exec_logs, cloud_watch_encryption_enabled=True
+                ),
             ),
         )
         runtime = AppRuntime(
@@ -81,7 +99,6 @@ class RenderFarmStack(Stack):
                 "RENDER_RESULT_RETENTION_DAYS": str(config.result_retention_days),
                 **queues.environment(),
             },
-            secrets={"DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(secret_key)},
             log_retention=retention,
         )
 
@@ -96,7 +113,14 @@ class RenderFarmStack(Stack):
             desired_count=config.api_desired_count,
             max_count=config.api_max_count,
             access_logs=data.access_logs,
+            # Only the API signs anything (sessions, cursors): workers and the sweeper never see the key.
+            secrets={"DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(secret_key)},
+            environment={"RENDER_API_KEY_SECRET_PREFIX": access.api_key_secret_prefix(config.stage)},
         )
+        if config.waf_enabled:
+            ApiFirewall(
+                self, "Waf", load_balancer=api.load_balancer, stage=config.stage, rate_limit=config.waf_rate_limit
+            )
         workers = WorkerService(
             self,
             "Workers",
@@ -119,20 +143,18 @@ class RenderFarmStack(Stack):
             every_minutes=config.sweep_every_minutes,
         )
 
-        # Least privilege, through grants only.
-        api_role = api.task_definition.task_role
-        data.table.grant_read_write_data(api_role)
-        data.results.grant_read(api_role)  # presigned GETs are signed with the API's credentials
-        for queue in queues.queues.values():
-            queue.grant_send_messages(api_role)
-            queue.grant(api_role, "sqs:GetQueueAttributes")  # /readyz
-        for role in (workers.task_definition.task_role, sweeper.task_definition.task_role):
-            data.table.grant_read_write_data(role)
-            for queue in queues.queues.values():
-                queue.grant_consume_messages(role)
-                queue.grant_send_messages(role)  # fan-out, retries, the sweeper's re-enqueue
-            queues.dlq.grant_consume_messages(role)  # poison messages mark their job FAILED
-        data.results.grant_read_write(workers.task_definition.task_role)
+        # Least privilege: exact actions per role (infra/access.py; tests/infra/test_access.py checks them).
+        access.grant_least_privilege(
+            api=api.task_definition.task_role,
+            worker=workers.task_definition.task_role,
+            sweeper=sweeper.task_definition.task_role,
+            table=data.table,
+            key=data.key,
+            results=data.results,
+            render_queues=list(queues.queues.values()),
+            dlq=queues.dlq,
+            stage=config.stage,
+        )
 
         running_workers = cw.Metric(
             namespace="ECS/ContainerInsights",
@@ -163,9 +185,15 @@ class RenderFarmStack(Stack):
         CfnOutput(self, "TableName", value=data.table.table_name)
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(self, "ApiServiceName", value=api.service.service_name)
+        # What `aws ecs run-task` needs to run `manage dlq ...` in a sweeper task (README: Deploy to AWS).
+        CfnOutput(self, "SweeperTaskDefinition", value=sweeper.task_definition.task_definition_arn)
+        CfnOutput(self, "SweeperSecurityGroup", value=sweeper.security_group.security_group_id)
+        CfnOutput(self, "SweeperLogGroup", value=sweeper.log_group.log_group_name)
+        CfnOutput(self, "PrivateSubnets", value=",".join(s.subnet_id for s in network.vpc.private_subnets))
+        CfnOutput(self, "ExecKeyArn", value=exec_key.key_arn)  # operators need kms:GenerateDataKey on it
         CfnOutput(self, "AlarmTopic", value=monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=f"render-farm-{config.stage}")
-        acknowledge_justified(self, table=data.table, results=data.results, exec_logs=exec_logs)
+        acknowledge_justified(self, stage=config.stage, results=data.results, exec_logs=exec_logs)
 
 
 _RETENTION = {

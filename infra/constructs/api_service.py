@@ -29,6 +29,8 @@ class ApiService(Construct):
         desired_count: int,
         max_count: int,
         access_logs: s3.IBucket,
+        secrets: dict[str, ecs.Secret],
+        environment: dict[str, str],
     ):
         super().__init__(scope, id)
         vpc = cluster.vpc
@@ -61,7 +63,12 @@ class ApiService(Construct):
             cpu=512,
             memory_mib=1024,
             port=PORT,
-            environment={"DJANGO_ALLOWED_HOSTS": host, "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{host}"},
+            environment={
+                "DJANGO_ALLOWED_HOSTS": host,
+                "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{host}",
+                **environment,
+            },
+            secrets=secrets,
         )
         self.service = ecs.FargateService(
             self,

@@ -8,6 +8,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+INDEXES = ("gsi1", "gsi2", "gsi3")  # each with `<name>pk`/`<name>sk` string keys, all attributes projected
+
 
 class Data(Construct):
     def __init__(
@@ -41,7 +43,9 @@ class Data(Construct):
             encryption_key=self.key,
             removal_policy=removal_policy,
         )
-        for index in ("gsi1", "gsi2"):  # owner listing; sparse index of work that could get stuck
+        # gsi1: an owner's jobs and API keys; gsi2: the sparse index of work that could get stuck (sweeper);
+        # gsi3: an owner's jobs of one status (gsi3pk = OWNER#<owner>#<status>, sorted by gsi3sk).
+        for index in INDEXES:
             self.table.add_global_secondary_index(
                 index_name=index,
                 partition_key=dynamodb.Attribute(name=f"{index}pk", type=dynamodb.AttributeType.STRING),

@@ -1,4 +1,4 @@
-"""What every task of the one image shares: the image, environment, secrets and a log group per role."""
+"""What every task of the one image shares: the image, environment and a log group per role."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from constructs import Construct
 class AppRuntime:
     image: ecs.ContainerImage
     environment: dict[str, str]
-    secrets: dict[str, ecs.Secret]
     log_retention: logs.RetentionDays
 
 
@@ -28,10 +27,15 @@ def app_task_definition(
     cpu: int,
     memory_mib: int,
     environment: dict[str, str] | None = None,
+    secrets: dict[str, ecs.Secret] | None = None,
     port: int | None = None,
     stop_timeout_seconds: int | None = None,
 ) -> tuple[ecs.FargateTaskDefinition, logs.LogGroup]:
-    """A Fargate task definition running `bin/entrypoint <command>` with its own log group."""
+    """A Fargate task definition running `bin/entrypoint <command>` with its own log group.
+
+    `RENDER_ROLE` (api, worker, sweeper) tells the app which role it runs; only the roles given `secrets`
+    (the API: DJANGO_SECRET_KEY) can read them, through their own execution role.
+    """
     log_group = logs.LogGroup(scope, f"{id}Logs", retention=runtime.log_retention, removal_policy=RemovalPolicy.DESTROY)
     task = ecs.FargateTaskDefinition(
         scope,
@@ -47,7 +51,7 @@ def app_task_definition(
         image=runtime.image,
         command=command,
         environment={**runtime.environment, "RENDER_ROLE": role, **(environment or {})},
-        secrets=runtime.secrets,
+        secrets=secrets,
         logging=ecs.LogDrivers.aws_logs(stream_prefix=role, log_group=log_group),
         readonly_root_filesystem=False,
         stop_timeout=None if stop_timeout_seconds is None else Duration.seconds(stop_timeout_seconds),

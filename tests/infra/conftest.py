@@ -19,6 +19,7 @@ PROD = {
     "interfaceEndpoints": "true",
     "workerOnDemandBase": "1",
     "workerMaxCount": "50",
+    "wafRateLimit": "1500",
 }
 
 

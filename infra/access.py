@@ -1,0 +1,179 @@
+"""What each task role may do to the table, queues, bucket, keys and secrets: exact actions, no broad grants.
+
+The DynamoDB items of the one table (DESIGN.md) are told apart by their partition key's prefix, so a
+role is limited to its items with the `dynamodb:LeadingKeys` condition:
+- `JOB#<id>`: a job (`sk=JOB`) and its chunks (`sk=TASK#nnnnn`), the only items workers and the sweeper touch;
+- `APIKEY#<sha256>`, `IDEMPOTENCY#<owner>#<key>`, `THROTTLE#<subject>#<window>`, `SESSION#...`: the API's.
+
+`ForAllValues:StringLike` on `dynamodb:LeadingKeys` is vacuously true for a request that names no
+partition key (a Scan), so no statement here allows Scan or any other keyless action on items.
+
+Indexes are resources of their own (`<table>/index/<name>`): a grant on the table does not cover them.
+For a Query on an index, `dynamodb:LeadingKeys` holds the partition key value of the request's key
+condition, i.e. the index's partition key (gsi2pk), not the table's pk of the items it returns. That is
+still a limit to job items: only job and task items carry gsi1/gsi2/gsi3 attributes of those prefixes.
+
+Transactions need no action of their own: each Put/Update/Delete/ConditionCheck in a
+TransactWriteItems is authorized as PutItem/UpdateItem/DeleteItem/ConditionCheckItem on its own key.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+
+GET, PUT, UPDATE, DELETE, QUERY = (f"dynamodb:{a}" for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"))
+
+JOB_ITEMS = "JOB#*"
+
+# Workers: claim/progress/finish are conditional UpdateItems (alone or in transactions), the fan-out
+# creates task items with transactional Puts, reads are GetItem and a Query of a job's partition.
+WORKER_ITEMS = {JOB_ITEMS: (GET, PUT, UPDATE, QUERY)}
+# The sweeper (and `manage.py dlq` in its task): reads and conditional updates of job items only.
+SWEEPER_ITEMS = {JOB_ITEMS: (GET, UPDATE, QUERY)}
+# gsi2, the sparse index of work that could get stuck: partitions `JOB#<STATUS>` and `TASK#<STATUS>`
+# (a later `JOB#<STATUS>#<n>` sharding still matches).
+SWEEPER_INDEXES = {"gsi2": ("JOB#*", "TASK#*")}
+# The API: jobs (submit, withdraw on a failed enqueue, cancel, retry, a job's tasks), idempotency
+# records (kept with the job in one transaction), API keys (lookup, create_api_key, revoke_api_key),
+# rate counters (an atomic ADD) and browser sessions.
+API_ITEMS = {
+    JOB_ITEMS: (GET, PUT, UPDATE, DELETE, QUERY),
+    "IDEMPOTENCY#*": (GET, PUT, DELETE),
+    "APIKEY#*": (GET, PUT, UPDATE),
+    "THROTTLE#*": (UPDATE,),
+    "SESSION#*": (GET, PUT, UPDATE, DELETE),
+}
+# gsi1: an owner's jobs (`OWNER#<owner>`) and API keys (`APIKEYS#<owner>`: list/revoke by owner);
+# gsi3: an owner's jobs by status (`OWNER#<owner>#<status>`).
+API_INDEXES = {"gsi1": ("OWNER#*", "APIKEYS#*"), "gsi3": ("OWNER#*",)}
+
+QUEUE_SEND = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+QUEUE_CONSUME = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+)
+# The sweeper fails the jobs of dead letters; `manage.py dlq list|replay|purge` runs in its task.
+DLQ_OPERATE = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "sqs:PurgeQueue",
+)
+# `manage.py create_api_key --secret-name ...` stores the new key here instead of printing it (the
+# output of an ECS exec session is logged). No GetSecretValue: the API cannot read keys back.
+API_KEY_SECRET_ACTIONS = (
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:TagResource",
+    "secretsmanager:DescribeSecret",
+)
+# What S3 and DynamoDB ask KMS for on the caller's behalf when they use the data key.
+DATA_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*")
+RESULTS_PREFIX = "jobs/*"  # frames, manifests and previews: jobs/<id>/...
+
+
+def api_key_secret_prefix(stage: str) -> str:
+    return f"render-farm/{stage}/api-keys/"
+
+
+def grant_items(role: iam.IRole, table: dynamodb.ITable, items: dict[str, tuple[str, ...]]) -> None:
+    """The given actions on the table's items whose partition key matches each pattern."""
+    for pattern, actions in items.items():
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=list(actions),
+                resources=[table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [pattern]}},
+            )
+        )
+
+
+def grant_index_queries(role: iam.IRole, table: dynamodb.ITable, indexes: dict[str, tuple[str, ...]]) -> None:
+    """Query on each named index, limited to index partitions matching its patterns."""
+    for index, patterns in indexes.items():
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[QUERY],
+                resources=[f"{table.table_arn}/index/{index}"],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(patterns)}},
+            )
+        )
+
+
+def grant_data_key(role: iam.IRole, key: kms.IKey, *, services: tuple[str, ...]) -> None:
+    """The data key, only through the given services (`kms:ViaService`): never for direct KMS calls."""
+    region = Stack.of(key).region
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=list(DATA_KEY_ACTIONS),
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": [f"{s}.{region}.amazonaws.com" for s in services]}},
+        )
+    )
+
+
+def grant_queues(role: iam.IRole, queues: list[sqs.IQueue], actions: tuple[str, ...]) -> None:
+    role.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=[q.queue_arn for q in queues]))
+
+
+def grant_results(role: iam.IRole, bucket: s3.IBucket, actions: tuple[str, ...]) -> None:
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=list(actions), resources=[bucket.arn_for_objects(RESULTS_PREFIX)])
+    )
+
+
+def grant_api_key_secrets(role: iam.IRole, stage: str) -> None:
+    arn = Stack.of(role).format_arn(
+        service="secretsmanager",
+        resource="secret",
+        resource_name=f"{api_key_secret_prefix(stage)}*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+    role.add_to_principal_policy(iam.PolicyStatement(actions=list(API_KEY_SECRET_ACTIONS), resources=[arn]))
+
+
+def grant_least_privilege(
+    *,
+    api: iam.IRole,
+    worker: iam.IRole,
+    sweeper: iam.IRole,
+    table: dynamodb.ITable,
+    key: kms.IKey,
+    results: s3.IBucket,
+    render_queues: list[sqs.IQueue],
+    dlq: sqs.IQueue,
+    stage: str,
+) -> None:
+    """Every data-plane permission of the three task roles (ECS adds its own for logs and ECS exec)."""
+    grant_items(api, table, API_ITEMS)
+    grant_index_queries(api, table, API_INDEXES)
+    api.add_to_principal_policy(  # /readyz
+        iam.PolicyStatement(actions=["dynamodb:DescribeTable"], resources=[table.table_arn])
+    )
+    grant_queues(api, render_queues, QUEUE_SEND)  # submit, retry; /readyz reads an attribute
+    # Presigned GETs are signed with the API's credentials; HeadBucket (/readyz) needs ListBucket.
+    grant_results(api, results, ("s3:GetObject",))
+    api.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[results.bucket_arn]))
+    grant_data_key(api, key, services=("dynamodb", "s3"))
+    grant_api_key_secrets(api, stage)
+
+    grant_items(worker, table, WORKER_ITEMS)
+    # Consume, and send: the fan-out's chunk messages, retries with backoff, a chunk released at shutdown.
+    grant_queues(worker, render_queues, (*QUEUE_CONSUME, "sqs:SendMessage"))
+    grant_results(worker, results, ("s3:GetObject", "s3:PutObject"))  # frames, manifest; the preview reads frames
+    grant_data_key(worker, key, services=("dynamodb", "s3"))
+
+    grant_items(sweeper, table, SWEEPER_ITEMS)
+    grant_index_queries(sweeper, table, SWEEPER_INDEXES)
+    grant_queues(sweeper, render_queues, QUEUE_SEND)  # re-enqueue overdue work; dlq replay
+    grant_queues(sweeper, [dlq], DLQ_OPERATE)  # fail the jobs of dead letters; dlq list|replay|purge
+    grant_data_key(sweeper, key, services=("dynamodb",))
