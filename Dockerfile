@@ -24,7 +24,7 @@ COPY --chown=render:render bin ./bin
 COPY --chown=render:render renderproject ./renderproject
 COPY --chown=render:render jobs ./jobs
 # collectstatic needs settings that production refuses without a real key: give it a throwaway one.
-RUN DJANGO_SECRET_KEY=collectstatic-only-not-used-at-runtime-0123456789abcdef RENDER_ENV=build \
+RUN DJANGO_SECRET_KEY=collectstatic-only-not-used-at-runtime-0123456789abcdef RENDER_ENV=production \
     python manage.py collectstatic --noinput --verbosity 0
 USER 10001:10001
 EXPOSE 8000

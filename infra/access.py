@@ -32,9 +32,11 @@ JOB_ITEMS = "JOB#*"
 
 # Workers: claim/progress/finish are conditional UpdateItems (alone or in transactions), the fan-out
 # creates task items with transactional Puts, reads are GetItem and a Query of a job's partition.
-WORKER_ITEMS = {JOB_ITEMS: (GET, PUT, UPDATE, QUERY)}
+# `OWNER#<owner>` (sk USAGE): the owner's frames waiting or rendering, settled by the write that ends a job.
+USAGE_ITEMS = "OWNER#*"
+WORKER_ITEMS = {JOB_ITEMS: (GET, PUT, UPDATE, QUERY), USAGE_ITEMS: (UPDATE,)}
 # The sweeper (and `manage.py dlq` in its task): reads and conditional updates of job items only.
-SWEEPER_ITEMS = {JOB_ITEMS: (GET, UPDATE, QUERY)}
+SWEEPER_ITEMS = {JOB_ITEMS: (GET, UPDATE, QUERY), USAGE_ITEMS: (UPDATE,)}
 # gsi2, the sparse index of work that could get stuck: partitions `JOB#<STATUS>` and `TASK#<STATUS>`
 # (a later `JOB#<STATUS>#<n>` sharding still matches).
 SWEEPER_INDEXES = {"gsi2": ("JOB#*", "TASK#*")}
@@ -47,10 +49,12 @@ API_ITEMS = {
     "APIKEY#*": (GET, PUT, UPDATE),
     "THROTTLE#*": (UPDATE,),
     "SESSION#*": (GET, PUT, UPDATE, DELETE),
+    USAGE_ITEMS: (UPDATE,),
 }
 # gsi1: an owner's jobs (`OWNER#<owner>`) and API keys (`APIKEYS#<owner>`: list/revoke by owner);
-# gsi3: an owner's jobs by status (`OWNER#<owner>#<status>`).
-API_INDEXES = {"gsi1": ("OWNER#*", "APIKEYS#*"), "gsi3": ("OWNER#*",)}
+# gsi2: every API key in the fixed partition `APIKEYS` (list_api_keys, revoke by key id);
+# gsi3: an owner's jobs by status (partition `OWNER#<owner>`, sort `<status>#<job id>`).
+API_INDEXES = {"gsi1": ("OWNER#*", "APIKEYS#*"), "gsi2": ("APIKEYS",), "gsi3": ("OWNER#*",)}
 
 QUEUE_SEND = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
 QUEUE_CONSUME = (

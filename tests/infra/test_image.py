@@ -42,7 +42,7 @@ def test_image_shape_multi_stage_slim_non_root_pinned_with_healthcheck():
 
 
 def test_collectstatic_as_the_image_runs_it(tmp_path):
-    env = {**os.environ, "DJANGO_SECRET_KEY": SECRET, "RENDER_ENV": "build", "DJANGO_STATIC_ROOT": str(tmp_path)}
+    env = {**os.environ, "DJANGO_SECRET_KEY": SECRET, "RENDER_ENV": "production", "DJANGO_STATIC_ROOT": str(tmp_path)}
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], cwd=ROOT, env=env, check=True
     )
