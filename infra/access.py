@@ -1,6 +1,6 @@
 """What each task role may do to the table, queues, bucket, keys and secrets: exact actions, no broad grants.
 
-The DynamoDB items of the one table (DESIGN.md) are told apart by their partition key's prefix, so a
+The DynamoDB items of the one table (docs/ARCHITECTURE.md) are told apart by their partition key's prefix, so a
 role is limited to its items with the `dynamodb:LeadingKeys` condition:
 - `JOB#<id>`: a job (`sk=JOB`) and its chunks (`sk=TASK#nnnnn`), the only items workers and the sweeper touch;
 - `APIKEY#<sha256>`, `IDEMPOTENCY#<owner>#<key>`, `THROTTLE#<subject>#<window>`, `SESSION#...`: the API's.

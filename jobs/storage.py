@@ -1,4 +1,4 @@
-"""S3 storage of rendered frames and manifests under DESIGN.md's deterministic keys, and presigned GETs."""
+"""S3 storage of rendered frames and manifests under docs/ARCHITECTURE.md's deterministic keys, and presigned GETs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""State and results: the DynamoDB table of DESIGN.md and the private results bucket, under a KMS key."""
+"""State and results: the DynamoDB table of docs/ARCHITECTURE.md and the private results bucket, under a KMS key."""
 
 from __future__ import annotations
 
