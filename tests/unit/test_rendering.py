@@ -289,3 +289,13 @@ def test_shutdown_with_enough_grace_finishes_the_chunk(repo, queue, clock, store
         repo, store, clock, name="w2", grace_left=lambda: None if not repo.get(job.id).frames_done else 60.0
     )
     assert chunk_process(ctx=roomy, job_id=job.id, index=None, attempt=1)[0] is Outcome.DONE
+
+
+def test_the_worker_id_customers_see_is_opaque():
+    import socket
+
+    from jobs.tasks import worker_id
+
+    wid = worker_id()
+    assert wid.startswith("w-") and len(wid) == 14 and int(wid[2:], 16) >= 0
+    assert ":" not in wid and (len(socket.gethostname()) < 4 or socket.gethostname() not in wid)

@@ -20,21 +20,46 @@ from jobs.services import job_retry
 EMPTY = "The dead-letter queue is empty."
 
 
+def _crashes(letter) -> int | None:
+    """How many times holders of the letter's chunk died, as counted on the chunk itself.
+
+    SQS's receive count is not shown: every read of the dead-letter queue (this command included) adds
+    to it, and messages the sweeper sent again have counts of their own.
+    """
+    from jobs import wiring
+    from jobs.errors import DomainError
+
+    target = letter.target()
+    if target is None:
+        return None
+    job_id, index, _attempt = target
+    repo = wiring.job_repository()
+    try:
+        job = repo.get(job_id)
+        if index is None:
+            return job.crashes
+        return next((c.crashes for c in repo.chunks.list(job_id) if c.index == index), None)
+    except DomainError:
+        return None
+
+
 def _record(letter) -> dict:
     return {
         "message_id": letter.message_id,
         "task": letter.task,
         "args": letter.args,
-        "deliveries": letter.receive_count,
+        "crashes": _crashes(letter),
         "sent_at": letter.sent_at.isoformat() if letter.sent_at else None,
     }
 
 
 def _line(letter) -> str:
     sent = letter.sent_at.strftime("%Y-%m-%d %H:%M:%S UTC") if letter.sent_at else "sent at ?"
+    crashes = _crashes(letter)
+    counted = f"its workers died {crashes} times" if crashes is not None else "job or chunk gone"
     return (
         f"{sent}  job {letter.job_id or '?'}  {letter.task or 'unreadable message'} {json.dumps(letter.args)}"
-        f"  delivered {letter.receive_count} times  (message {letter.message_id})"
+        f"  {counted}  (message {letter.message_id})"
     )
 
 
