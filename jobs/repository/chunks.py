@@ -403,35 +403,33 @@ class DynamoChunkRepository:
     def drop(self, job_id: str, index: int | None, *, attempt: int, now: datetime) -> bool:
         """A chunk item of a stopped job that no live lease holds is CANCELLED; a held one stops itself at its
         next frame. A one-chunk job stops with its job item (nothing to do here)."""
-        if index is None:
-            return False
-        try:
-            conditional_update(
-                self._client,
-                self._table,
-                chunk_key(job_id, index),
-                "SET #status = :st_cancelled, finished_at = :now REMOVE gsi2pk, gsi2sk, lease_token, lease_expires_at",
-                condition=f"attempt = :attempt AND {NOT_HELD}",
-                values={":attempt": attempt, ":now": iso(now), ":epoch": seconds(now)},
-            )
-        except (JobStateConflict, JobNotFound):
-            return False
-        return True
+        return self._if_applies(
+            job_id,
+            index,
+            "SET #status = :st_cancelled, finished_at = :now REMOVE gsi2pk, gsi2sk, lease_token, lease_expires_at",
+            condition=f"attempt = :attempt AND {NOT_HELD}",
+            values={":attempt": attempt, ":now": iso(now), ":epoch": seconds(now)},
+        )
 
     def fail(self, job_id: str, index: int | None, *, attempt: int, failure: Failure, now: datetime) -> bool:
         """A chunk item that cannot run (dead-lettered, crashed its workers): QUEUED | PROCESSING -> FAILED,
         whoever held it. A one-chunk job fails with its job item (the job repository's `fail`)."""
+        return self._if_applies(
+            job_id,
+            index,
+            "SET #status = :st_failed, finished_at = :now, #error = :error, error_code = :error_code"
+            " REMOVE lease_token, lease_expires_at, gsi2pk, gsi2sk",
+            condition="#status IN (:st_queued, :st_processing) AND attempt = :attempt",
+            values={":attempt": attempt, ":now": iso(now), **failure_values(failure)},
+        )
+
+    def _if_applies(self, job_id: str, index: int | None, expression: str, *, condition: str, values: dict) -> bool:
+        """A write to a chunk item whoever holds it; False when its condition (or the item) is not there."""
         if index is None:
             return False
         try:
             conditional_update(
-                self._client,
-                self._table,
-                chunk_key(job_id, index),
-                "SET #status = :st_failed, finished_at = :now, #error = :error, error_code = :error_code"
-                " REMOVE lease_token, lease_expires_at, gsi2pk, gsi2sk",
-                condition="#status IN (:st_queued, :st_processing) AND attempt = :attempt",
-                values={":attempt": attempt, ":now": iso(now), **failure_values(failure)},
+                self._client, self._table, chunk_key(job_id, index), expression, condition=condition, values=values
             )
         except (JobStateConflict, JobNotFound):
             return False
