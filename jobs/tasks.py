@@ -55,20 +55,6 @@ def _context() -> RenderContext:
     )
 
 
-def _error_context() -> RenderContext:
-    """What chunk_error needs, without the renderer (which may be the very thing that is broken)."""
-    return RenderContext(
-        repo=wiring.job_repository(),
-        store=None,
-        renderer=None,
-        clock=utcnow,
-        name=worker_id(),
-        lease_seconds=settings.RENDER_LEASE_SECONDS,
-        max_attempts=settings.RENDER_MAX_ATTEMPTS,
-        retention=wiring.retention(),
-    )
-
-
 def backoff(failures: int) -> int:
     return min(settings.RENDER_RETRY_BACKOFF_SECONDS * 2 ** max(failures - 1, 0), 900)
 
@@ -83,7 +69,16 @@ def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
         return Outcome.SKIPPED
     except Exception as exc:
         log.exception("job %s chunk %s: unexpected error", job_id, index)
-        outcome, failures = chunk_error(ctx=_error_context(), job_id=job_id, index=index, attempt=attempt, error=exc)
+        outcome, failures = chunk_error(  # the renderer may be what is broken: this needs only the repository
+            repo=wiring.job_repository(),
+            job_id=job_id,
+            index=index,
+            attempt=attempt,
+            error=exc,
+            now=utcnow(),
+            max_attempts=settings.RENDER_MAX_ATTEMPTS,
+            retention=wiring.retention(),
+        )
     if outcome in (Outcome.RETRY, Outcome.RELEASED):
         # A retry after a failure waits with backoff; a chunk released at shutdown goes straight back.
         countdown = 0 if outcome is Outcome.RELEASED else backoff(failures)

@@ -254,11 +254,9 @@ class InMemoryChunkRepository:
             and _lapsed(current.lease_expires_at, now)
         )
         if not (claimable or takeover):
-            raise (
-                self._not_claimed(current.status, current.attempt)
-                if index is None
-                else _conflict(current.status, current.attempt)
-            )
+            if index is None:  # a one-chunk job's item is the job: a stopped job is "not running"
+                raise self._not_claimed(current.status, current.attempt)
+            raise _conflict(current.status, current.attempt)
         until = now + timedelta(seconds=lease_seconds)
         chunk = current.replace(
             status=P,
@@ -409,6 +407,7 @@ class InMemoryChunkRepository:
     # --- helpers ------------------------------------------------------------------------------
     @staticmethod
     def _not_held(chunk: Chunk, now: datetime) -> bool:
+        # As DynamoDB's NOT_HELD condition, to the boundary: a lease lapses strictly before `now`.
         return chunk.status is Q or (
             chunk.status is P and (not chunk.lease_token or _lapsed(chunk.lease_expires_at, now))
         )

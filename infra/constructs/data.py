@@ -44,7 +44,7 @@ class Data(Construct):
             removal_policy=removal_policy,
         )
         # gsi1: an owner's jobs and API keys; gsi2: the sparse index of work that could get stuck (sweeper);
-        # gsi3: an owner's jobs of one status (gsi3pk = OWNER#<owner>#<status>, sorted by gsi3sk).
+        # gsi3: an owner's jobs by status (gsi3pk = OWNER#<owner>, gsi3sk = <status>#<job id>).
         for index in INDEXES:
             self.table.add_global_secondary_index(
                 index_name=index,

@@ -175,9 +175,8 @@ class DynamoChunkRepository:
                 condition=TAKEOVER,
                 values={**values, ":old_token": current["lease_token"], ":one": 1},
             )
-            log.warning(
-                "job %s %s: taken over from %s, whose lease lapsed", job_id, _label(index), current.get("worker")
-            )
+            holder = current.get("worker")
+            log.warning("job %s chunk %s: taken over from %s, whose lease lapsed", job_id, index, holder)
         if index is None:
             job = item_to_job(item)
             return job, job.as_chunk()
@@ -261,16 +260,11 @@ class DynamoChunkRepository:
                 ", #status = :st_completed, finished_at = :now, updated_at = :now"
                 " REMOVE lease_token, lease_expires_at, gsi2pk, gsi2sk"
             )
-        update = update_params(
-            self._table,
-            chunk_key(chunk.job_id, chunk.index),
-            expression,
-            f"{HOLDS_LEASE} AND frames_done = :done",
-            values,
-        )
+        key, condition = chunk_key(chunk.job_id, chunk.index), f"{HOLDS_LEASE} AND frames_done = :done"
         if chunk.whole_job:
-            self._whole_job_write(update, finishes=last)
+            self._whole_job_write(key, expression, condition, values, finishes=last)
         else:
+            update = update_params(self._table, key, expression, condition, values)
             self._chunk_item_write(chunk, update, last=last, now=now)
         return chunk.replace(
             frames_done=chunk.frames_done + 1,
@@ -279,19 +273,17 @@ class DynamoChunkRepository:
             status=JobStatus.COMPLETED if last else chunk.status,
         )
 
-    def _whole_job_write(self, update: dict[str, Any], *, finishes: bool) -> None:
+    def _whole_job_write(self, key: dict, expression: str, condition: str, values: dict, *, finishes: bool) -> None:
+        """One conditional update of a one-chunk job's item (safe under botocore's retries, like every other)."""
         try:
-            with unavailable_as_503("DynamoDB"):
-                resp = self._client.update_item(**update, ReturnValues="ALL_NEW" if finishes else "NONE")
-            if finishes:
-                settle_usage(self._client, self._table, deserialize(resp["Attributes"]))
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            current = deserialize(exc.response.get("Item", {}))
-            if current.get("status") not in (JobStatus.PROCESSING, None):
-                raise JobNotRunning(current["status"]) from exc
-            raise LeaseLost() from exc
+            item = conditional_update(self._client, self._table, key, expression, condition=condition, values=values)
+        except JobStateConflict as exc:
+            status = exc.details.get("status")
+            if status == JobStatus.PROCESSING:
+                raise LeaseLost() from exc
+            raise JobNotRunning(status) from exc
+        if finishes:
+            settle_usage(self._client, self._table, item)
 
     def _chunk_item_write(self, chunk: Chunk, update: dict[str, Any], *, last: bool, now: datetime) -> None:
         job_update = update_params(
@@ -478,10 +470,6 @@ class DynamoChunkRepository:
         except (JobStateConflict, JobNotFound):
             return False
         return True
-
-
-def _label(index: int | None) -> str:
-    return "(one chunk)" if index is None else f"chunk {index}"
 
 
 def _dead_holder(current: dict[str, Any], attempt: int, now: datetime) -> bool:

@@ -152,18 +152,32 @@ def usage_key(owner: str) -> dict[str, Any]:
     return {"pk": {"S": f"OWNER#{owner}"}, "sk": {"S": "USAGE"}}
 
 
-def settle_usage(client, table: str, item: dict[str, Any]) -> None:
-    """A job reached a final state (by the conditional write that returned `item`): its frames leave the
-    owner's usage. Best effort, after the state change: a lost decrement leaves the owner a little less room
-    until usage is reset by an operator; it never blocks or doubles a state change."""
+def add_usage(client, table: str, owner: str, frames: int, *, room: int | None = None) -> None:
+    """ADD `frames` (negative to give back) to the owner's usage; with `room`, only if usage <= room before."""
+    params: dict[str, Any] = {
+        "TableName": table,
+        "Key": usage_key(owner),
+        "UpdateExpression": "ADD frames_active :frames",
+        "ExpressionAttributeValues": {":frames": {"N": str(frames)}},
+    }
+    if room is not None:
+        params["ConditionExpression"] = "attribute_not_exists(frames_active) OR frames_active <= :room"
+        params["ExpressionAttributeValues"][":room"] = {"N": str(room)}
+        params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    with unavailable_as_503("DynamoDB"):
+        client.update_item(**params)
+
+
+def give_back_usage(client, table: str, owner: str, frames: int, job_id: str) -> None:
+    """Frames leave the owner's usage. Best effort, after the state change that ended (or withdrew) the job:
+    a lost decrement leaves the owner a little less room; it never blocks or doubles a state change."""
     try:
-        frames = int(item["frame_end"]) - int(item["frame_start"]) + 1
-        with unavailable_as_503("DynamoDB"):
-            client.update_item(
-                TableName=table,
-                Key=usage_key(item["owner"]),
-                UpdateExpression="ADD frames_active :minus",
-                ExpressionAttributeValues={":minus": {"N": str(-frames)}},
-            )
+        add_usage(client, table, owner, -frames)
     except Exception:
-        log.warning("could not settle the usage of job %s", item.get("id"), exc_info=True)
+        log.warning("could not give back the usage of job %s", job_id, exc_info=True)
+
+
+def settle_usage(client, table: str, item: dict[str, Any]) -> None:
+    """A job reached a final state by the conditional write that returned `item`: its frames leave the usage."""
+    frames = int(item["frame_end"]) - int(item["frame_start"]) + 1
+    give_back_usage(client, table, item["owner"], frames, item["id"])

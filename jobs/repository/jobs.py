@@ -6,7 +6,7 @@ Which states a write accepts comes from the domain's state machine (`sources(tar
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -20,16 +20,17 @@ from .dynamo import (
     FINISHED,
     LEASE_FREE,
     TAKE_LEASE,
+    add_usage,
     cancellation_reasons,
     conditional_update,
     failure_values,
+    give_back_usage,
     lease_values,
     query_page,
     set_status,
     settle_usage,
     state_in,
     update_params,
-    usage_key,
 )
 from .items import (
     chunk_key,
@@ -118,7 +119,7 @@ class DynamoJobRepository:
         if "Item" not in resp:
             return None
         item = deserialize(resp["Item"])
-        expires_at = datetime.fromtimestamp(int(item["expires_at"])).astimezone()
+        expires_at = datetime.fromtimestamp(int(item["expires_at"]), UTC)
         return IdempotencyRecord(
             pk=pk,
             job_id=item["job_id"],
@@ -215,20 +216,8 @@ class DynamoJobRepository:
 
     def reserve_frames(self, owner: str, frames: int, *, limit: int) -> None:
         """Count a job's frames in the owner's usage, unless that would pass `limit` (0: no limit)."""
-        condition = "attribute_not_exists(frames_active) OR frames_active <= :room" if limit else None
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": usage_key(owner),
-            "UpdateExpression": "ADD frames_active :frames",
-            "ExpressionAttributeValues": {":frames": {"N": str(frames)}},
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        if condition:
-            params["ConditionExpression"] = condition
-            params["ExpressionAttributeValues"][":room"] = {"N": str(limit - frames)}
         try:
-            with unavailable_as_503("DynamoDB"):
-                self._client.update_item(**params)
+            add_usage(self._client, self._table, owner, frames, room=limit - frames if limit else None)
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
@@ -241,9 +230,7 @@ class DynamoJobRepository:
 
     def release_frames(self, owner: str, frames: int) -> None:
         """Give back frames reserved for a job that was not accepted after all."""
-        settle_usage(
-            self._client, self._table, {"owner": owner, "frame_start": 1, "frame_end": frames, "id": "(withdrawn)"}
-        )
+        give_back_usage(self._client, self._table, owner, frames, "(not accepted)")
 
     def complete_assembly(
         self, job_id: str, *, token: str, has_preview: bool, now: datetime, expires_at: datetime

@@ -13,10 +13,12 @@ import contextlib
 import logging
 import secrets
 import time
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ..domain import Chunk, Failure, FrameResult, Job, JobStatus, frame_key
 from ..errors import JobNotRunning, JobStateConflict, LeaseLost, RenderError
+from ..repository import JobRepository
 from .assembly import job_assemble, make_outputs
 from .control import finish_cancel_if_idle, job_fail
 from .lease import LeaseKeeper
@@ -190,29 +192,37 @@ def _give_up(ctx: RenderContext, chunk: Chunk, token: str, failure: Failure) -> 
 
 
 def chunk_error(
-    *, ctx: RenderContext, job_id: str, index: int | None, attempt: int, error: BaseException
+    *,
+    repo: JobRepository,
+    job_id: str,
+    index: int | None,
+    attempt: int,
+    error: BaseException,
+    now: datetime,
+    max_attempts: int,
+    retention: timedelta,
 ) -> tuple[Outcome, int]:
     """An error outside the render loop (a worker that cannot build its renderer, say) is a failed attempt.
 
     Counted on the chunk with its error, so it is retried with backoff and, past the attempts, fails the
     job: never a deleted message and an untouched job.
     """
-    failure, now = describe(error), ctx.clock()
+    failure = describe(error)
     try:
-        chunk = ctx.repo.chunks.note_failure(job_id, index, attempt=attempt, failure=failure, now=now)
+        chunk = repo.chunks.note_failure(job_id, index, attempt=attempt, failure=failure, now=now)
     except JobStateConflict:
         return Outcome.SKIPPED, 0  # finished, held by a live worker, or another attempt: not ours to count
-    if chunk.render_failures < ctx.max_attempts:
+    if chunk.render_failures < max_attempts:
         return Outcome.RETRY, chunk.render_failures
-    ctx.repo.chunks.fail(job_id, index, attempt=attempt, failure=failure, now=now)
+    repo.chunks.fail(job_id, index, attempt=attempt, failure=failure, now=now)
     label = "" if index is None else f"chunk {index}: "
     job_fail(
-        repo=ctx.repo,
+        repo=repo,
         job_id=job_id,
         attempt=attempt,
         failure=Failure(failure.code, label + failure.message),
         now=now,
-        retention=ctx.retention,
+        retention=retention,
     )
     return Outcome.FAILED, chunk.render_failures
 

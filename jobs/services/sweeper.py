@@ -84,11 +84,10 @@ def _act(repo: JobRepository, queue: TaskQueue, work: Overdue, now: datetime, re
 
 def audit(*, repo: JobRepository, queue: TaskQueue, job: Job, now: datetime, retention: timedelta) -> str:
     """Check that a running job of several chunks has a way to an end; repair it, or fail it with a reason."""
-    chunks = {c.index: c for c in repo.chunks.list(job.id)}
-    current = [c for c in chunks.values() if c.attempt == job.attempt]
-    if len(current) + sum(c.status is JobStatus.COMPLETED for c in chunks.values() if c.attempt < job.attempt) < (
-        job.chunks_total
-    ):
+    chunks = repo.chunks.list(job.id)
+    current = [c for c in chunks if c.attempt == job.attempt]
+    kept = [c for c in chunks if c.attempt < job.attempt and c.status is JobStatus.COMPLETED]
+    if len(current) + len(kept) < job.chunks_total:
         enqueue_work(queue=queue, job=job)  # the fan-out creates or requeues what this attempt lacks
         return "fanout_requeued"
     if any(c.status in UNFINISHED_STATES for c in current):

@@ -251,7 +251,7 @@ def test_table_keys_indexes_billing_recovery_ttl_and_kms(dev):
     assert {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in table["GlobalSecondaryIndexes"]} == {
         "gsi1": ["gsi1pk", "gsi1sk"],
         "gsi2": ["gsi2pk", "gsi2sk"],
-        "gsi3": ["gsi3pk", "gsi3sk"],  # an owner's jobs by status: gsi3pk = OWNER#<owner>#<status>
+        "gsi3": ["gsi3pk", "gsi3sk"],  # an owner's jobs by status: gsi3pk = OWNER#<owner>, gsi3sk = <status>#<id>
     }
     assert all(g["Projection"] == {"ProjectionType": "ALL"} for g in table["GlobalSecondaryIndexes"])
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}

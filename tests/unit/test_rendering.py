@@ -126,6 +126,11 @@ def test_a_chunk_whose_holders_died_max_crashes_times_fails_as_poison(repo, queu
         assert failed.crashes == 3
 
 
+def errored(ctx, **kwargs):
+    """chunk_error as the Celery task calls it: with the repository and limits, no renderer."""
+    return chunk_error(repo=ctx.repo, now=ctx.clock(), max_attempts=ctx.max_attempts, retention=ctx.retention, **kwargs)
+
+
 @pytest.mark.parametrize("multi", [False, True], ids=["one_chunk", "chunk_item"])
 def test_an_error_outside_the_render_is_a_failed_attempt_and_fails_the_job_without_its_text(
     repo, queue, clock, store, multi
@@ -138,12 +143,12 @@ def test_an_error_outside_the_render_is_a_failed_attempt_and_fails_the_job_witho
     secret = "AccessDenied: arn:aws:iam::123456789012:role/render-worker on renderer-host-7"
     ctx = make_worker(repo, None, clock)  # as a worker whose renderer could not be built has it
     for failures in (1, 2):
-        assert chunk_error(ctx=ctx, job_id=job.id, index=index, attempt=1, error=RuntimeError(secret)) == (
+        assert errored(ctx, job_id=job.id, index=index, attempt=1, error=RuntimeError(secret)) == (
             Outcome.RETRY,
             failures,
         )
         assert repo.get(job.id).status is JobStatus.QUEUED
-    assert chunk_error(ctx=ctx, job_id=job.id, index=index, attempt=1, error=RuntimeError(secret)) == (
+    assert errored(ctx, job_id=job.id, index=index, attempt=1, error=RuntimeError(secret)) == (
         Outcome.FAILED,
         3,
     )
@@ -160,7 +165,7 @@ def test_an_error_outside_the_render_is_a_failed_attempt_and_fails_the_job_witho
         ]
         assert secret not in chunks[1].error
     # The job stopped: a later error of the same message is not counted again.
-    assert chunk_error(ctx=ctx, job_id=job.id, index=index, attempt=1, error=RuntimeError(secret)) == (
+    assert errored(ctx, job_id=job.id, index=index, attempt=1, error=RuntimeError(secret)) == (
         Outcome.SKIPPED,
         0,
     )
@@ -171,7 +176,7 @@ def test_an_error_outside_the_render_is_not_counted_on_a_chunk_a_live_worker_hol
     job = _fanned_out(repo, queue, clock)
     repo.chunks.claim(job.id, 0, attempt=1, worker="alive", token="t", now=clock(), lease_seconds=LEASE)
     ctx = make_worker(repo, None, clock)
-    assert chunk_error(ctx=ctx, job_id=job.id, index=0, attempt=1, error=RuntimeError("x")) == (Outcome.SKIPPED, 0)
+    assert errored(ctx, job_id=job.id, index=0, attempt=1, error=RuntimeError("x")) == (Outcome.SKIPPED, 0)
     held = repo.chunks.list(job.id)[0]
     assert (held.render_failures, held.lease_token) == (0, "t")
     assert repo.get(job.id).status is JobStatus.PROCESSING
