@@ -28,6 +28,6 @@ RUN DJANGO_SECRET_KEY=collectstatic-only-not-used-at-runtime-0123456789abcdef RE
     python manage.py collectstatic --noinput --verbosity 0
 USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["python", "-m", "jobs.healthcheck"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["python", "-m", "jobs.worker.healthcheck"]
 ENTRYPOINT ["/app/bin/entrypoint"]
 CMD ["api"]

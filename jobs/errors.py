@@ -85,3 +85,7 @@ class OwnerLimitReached(DomainError):
     status_code = 429
     code = "owner_limit_reached"
     default_message = "Too many frames waiting or rendering for this owner; wait for some to finish."
+
+
+class IdempotencyTaken(Exception):
+    """The idempotency record exists (and has not expired): the caller looks up the original job."""

@@ -17,11 +17,12 @@ import socket
 from celery import shared_task
 from django.conf import settings
 
-from . import shutdown, wiring
-from .domain import utcnow
-from .errors import JobNotFound
-from .queueing import FANOUT_JOB, RENDER_CHUNK
-from .services import Outcome, RenderContext, chunk_error, chunk_process, job_fanout
+from jobs import wiring
+from jobs.domain import utcnow
+from jobs.errors import JobNotFound
+from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
+from jobs.services import Outcome, RenderContext, chunk_error, chunk_process, job_fanout
+from jobs.worker import shutdown
 
 log = logging.getLogger(__name__)
 

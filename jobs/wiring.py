@@ -7,10 +7,11 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from . import aws
-from .renderers import Renderer, get_renderer
-from .repository import DynamoApiKeyRepository, DynamoJobRepository
-from .storage import S3ResultStore
+from jobs.adapters import aws
+from jobs.adapters.s3 import S3ResultStore
+from jobs.ports import Renderer
+from jobs.renderers import get_renderer
+from jobs.repository import DynamoApiKeyRepository, DynamoJobRepository
 
 
 @functools.cache
@@ -25,7 +26,7 @@ def api_key_repository() -> DynamoApiKeyRepository:
 
 @functools.cache
 def throttle_counters():
-    from .repository.counters import DynamoCounters
+    from jobs.repository.counters import DynamoCounters
 
     return DynamoCounters(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
 
@@ -39,7 +40,7 @@ def result_store() -> S3ResultStore:
 
 @functools.cache
 def dead_letter_queue():
-    from .deadletters import DeadLetterQueue
+    from jobs.adapters.dead_letter_queue import DeadLetterQueue
 
     url = settings.RENDER_DLQ_URL or aws.client("sqs").get_queue_url(QueueName=settings.RENDER_DLQ_NAME)["QueueUrl"]
     return DeadLetterQueue(client=aws.client("sqs"), url=url)
@@ -52,7 +53,7 @@ def renderer() -> Renderer:
 
 @functools.cache
 def task_queue():
-    from .queueing import CeleryTaskQueue
+    from jobs.adapters.celery_queue import CeleryTaskQueue
 
     return CeleryTaskQueue()
 

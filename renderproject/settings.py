@@ -276,8 +276,8 @@ _predefined = {
     for p in ("high", "normal", "low")
     if os.environ.get(f"RENDER_QUEUE_URL_{p.upper()}")
 }
-# kombu's SQS transport, polling the render queues in priority order (see jobs/broker.py).
-CELERY_BROKER_TRANSPORT = env("CELERY_BROKER_TRANSPORT", "jobs.broker:Transport")
+# kombu's SQS transport, polling the render queues in priority order (see jobs/worker/transport.py).
+CELERY_BROKER_TRANSPORT = env("CELERY_BROKER_TRANSPORT", "jobs.worker.transport:Transport")
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "queue_order": [RENDER_QUEUE_NAMES[p] for p in ("high", "normal", "low")],
     "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",

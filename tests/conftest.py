@@ -35,7 +35,7 @@ def emulator():
     import os
 
     from jobs import wiring
-    from jobs.bootstrap import bootstrap_all
+    from jobs.adapters.bootstrap import bootstrap_all
     from jobs.devstack.stack import Stack
 
     stack = Stack()

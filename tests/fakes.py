@@ -20,6 +20,7 @@ from jobs.domain import (
     sources,
 )
 from jobs.errors import (
+    IdempotencyTaken,
     InvalidCursor,
     JobAlreadyExists,
     JobNotFound,
@@ -30,7 +31,8 @@ from jobs.errors import (
     RenderError,
     ServiceUnavailable,
 )
-from jobs.repository import ChunkPage, IdempotencyRecord, IdempotencyTaken, JobPage, Overdue
+from jobs.ports import ChunkPage, IdempotencyRecord, JobPage, Overdue
+from jobs.renderers import FrameRenderer
 
 P, Q = JobStatus.PROCESSING, JobStatus.QUEUED
 EPOCH0 = datetime.fromtimestamp(0).astimezone()
@@ -509,7 +511,7 @@ class FakeResultStore:
         return f"https://example.invalid/{key}?signed"
 
 
-class ScriptedRenderer:
+class ScriptedRenderer(FrameRenderer):
     """Paints a tiny real PNG; fails the first `fail_times` calls; calls `on_render` before each frame."""
 
     def __init__(self, *, fail_times: int = 0, on_render=None):

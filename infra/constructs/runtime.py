@@ -55,7 +55,7 @@ def app_task_definition(
         logging=ecs.LogDrivers.aws_logs(stream_prefix=role, log_group=log_group),
         readonly_root_filesystem=False,
         stop_timeout=None if stop_timeout_seconds is None else Duration.seconds(stop_timeout_seconds),
-        health_check=ecs.HealthCheck(command=["CMD", "python", "-m", "jobs.healthcheck"])
+        health_check=ecs.HealthCheck(command=["CMD", "python", "-m", "jobs.worker.healthcheck"])
         if role != "sweeper"
         else None,
     )

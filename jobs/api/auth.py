@@ -10,9 +10,9 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
-from .. import wiring
-from ..repository.api_keys import ApiKeyRecord
-from ..services.api_keys import hash_api_key, is_well_formed_api_key
+from jobs import wiring
+from jobs.ports.values import ApiKeyRecord
+from jobs.services.api_keys import hash_api_key, is_well_formed_api_key
 
 SESSION_KEY = "api_key_hash"
 

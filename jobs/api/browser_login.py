@@ -7,10 +7,10 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from ..services.api_keys import hash_api_key, is_well_formed_api_key
-from .auth import SESSION_KEY, key_cache
-from .errors import error_body
-from .throttling import auth_failures_wait, record_auth_failure
+from jobs.api.auth import SESSION_KEY, key_cache
+from jobs.api.errors import error_body
+from jobs.api.throttling import auth_failures_wait, record_auth_failure
+from jobs.services.api_keys import hash_api_key, is_well_formed_api_key
 
 
 def _next_url(request) -> str:

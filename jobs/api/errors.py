@@ -11,7 +11,7 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from ..errors import DomainError
+from jobs.errors import DomainError
 
 log = logging.getLogger(__name__)
 

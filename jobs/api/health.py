@@ -3,7 +3,7 @@
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from ..readiness import cached_check_all
+from jobs.adapters.readiness import cached_check_all
 
 
 class HealthzMiddleware:
@@ -20,7 +20,7 @@ class HealthzMiddleware:
 
 @require_GET
 def readyz(request) -> JsonResponse:
-    """Ready when the table, queues and bucket answer; the answer is cached a few seconds (jobs/readiness.py)."""
+    """Ready when the table, queues and bucket answer; cached a few seconds (jobs/adapters/readiness.py)."""
     checks = cached_check_all()
     ready = all(v == "ok" for v in checks.values())
     return JsonResponse({"status": "ready" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)

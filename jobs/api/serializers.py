@@ -8,8 +8,8 @@ from datetime import datetime
 
 from rest_framework import serializers
 
-from .. import domain
-from ..domain import Chunk, Job, JobStatus, OutputFormat, Priority
+from jobs import domain
+from jobs.domain import Chunk, Job, JobStatus, OutputFormat, Priority
 
 
 class StrictIntegerField(serializers.IntegerField):

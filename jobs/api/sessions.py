@@ -15,9 +15,9 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, SessionBase, UpdateError
 from django.utils.crypto import get_random_string
 
-from .. import aws
-from ..domain import utcnow
-from ..repository.sessions import DynamoSessionRepository
+from jobs.adapters import aws
+from jobs.domain import utcnow
+from jobs.repository.sessions import DynamoSessionRepository
 
 KEY_LENGTH = 32
 _KEY = re.compile(rf"[{re.escape(VALID_KEY_CHARS)}]{{{KEY_LENGTH}}}")

@@ -29,9 +29,9 @@ from django.conf import settings
 from django.http import JsonResponse
 from rest_framework.throttling import BaseThrottle
 
-from .. import wiring
-from ..errors import ServiceUnavailable
-from .errors import error_body
+from jobs import wiring
+from jobs.api.errors import error_body
+from jobs.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 

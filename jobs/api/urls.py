@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from .views import JobCancelApi, JobCollectionApi, JobDetailApi, JobFramesApi, JobRetryApi, JobTasksApi
+from jobs.api.views import JobCancelApi, JobCollectionApi, JobDetailApi, JobFramesApi, JobRetryApi, JobTasksApi
 
 JOB = r"^jobs/(?P<job_id>[0-9a-f]{32})"
 

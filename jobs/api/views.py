@@ -10,11 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import wiring
-from ..domain import Job, JobStatus, OutputFormat, Priority, Scene, utcnow
-from ..selectors import job_chunks, job_get, job_list, job_result_links, recorded_frames
-from ..services import JobSpec, job_cancel, job_create, job_retry
-from .serializers import (
+from jobs import wiring
+from jobs.api.serializers import (
     ErrorOutputSerializer,
     FramesQuerySerializer,
     JobCreateInputSerializer,
@@ -28,6 +25,9 @@ from .serializers import (
     task_representation,
     validate_idempotency_key,
 )
+from jobs.domain import Job, JobStatus, OutputFormat, Priority, Scene, utcnow
+from jobs.services import JobSpec, job_cancel, job_create, job_retry
+from jobs.services.selectors import job_chunks, job_get, job_list, job_result_links, recorded_frames
 
 ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 403, 404, 406, 409, 413, 415, 429, 503)}
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="32 hex digits")

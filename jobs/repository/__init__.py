@@ -1,123 +1,13 @@
 """The AWS boundary for state: DynamoDB items <-> domain objects; lost conditions -> domain errors.
 
-Services depend on the `JobRepository` protocol (with its `chunks`, a `ChunkRepository`);
+Services depend on the `JobRepository` protocol of jobs.ports (with its `chunks`, a `ChunkRepository`);
 `DynamoJobRepository` implements it on the one table (docs/ARCHITECTURE.md), and `tests/fakes.py` has an
 in-memory implementation for unit tests. The contract tests run against both.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Protocol
+from jobs.repository.api_keys import DynamoApiKeyRepository
+from jobs.repository.jobs import DynamoJobRepository
 
-from ..domain import Chunk, Failure, FrameResult, Job, JobStatus
-from .api_keys import DynamoApiKeyRepository
-from .jobs import DynamoJobRepository, IdempotencyTaken
-from .types import ChunkPage, IdempotencyRecord, JobPage, Overdue
-
-__all__ = [
-    "ApiKeyRepository",
-    "ChunkPage",
-    "ChunkRepository",
-    "DynamoApiKeyRepository",
-    "DynamoJobRepository",
-    "IdempotencyRecord",
-    "IdempotencyTaken",
-    "JobPage",
-    "JobRepository",
-    "Overdue",
-]
-
-
-class ChunkRepository(Protocol):
-    """The unit of work in either storage shape (see chunks.py)."""
-
-    def put(self, job: Job, chunks: list[Chunk]) -> None: ...
-    def list(self, job_id: str) -> list[Chunk]: ...
-    def page(self, job_id: str, *, cursor: str | None, limit: int) -> ChunkPage: ...
-    def claim(
-        self,
-        job_id: str,
-        index: int | None,
-        *,
-        attempt: int,
-        worker: str,
-        token: str,
-        now: datetime,
-        lease_seconds: int,
-    ) -> tuple[Job, Chunk]: ...
-    def record_frame(
-        self,
-        chunk: Chunk,
-        *,
-        token: str,
-        result: FrameResult,
-        render_seconds: float,
-        now: datetime,
-        lease_until: datetime,
-        has_preview: bool = False,
-        expires_at: datetime | None = None,
-    ) -> Chunk: ...
-    def renew(self, chunk: Chunk, *, token: str, until: datetime) -> None: ...
-    def release(self, chunk: Chunk, *, token: str, now: datetime, failure: Failure | None = None) -> Chunk: ...
-    def end(
-        self,
-        chunk: Chunk,
-        *,
-        token: str,
-        status: JobStatus,
-        now: datetime,
-        expires_at: datetime,
-        failure: Failure | None = None,
-    ) -> Chunk: ...
-    def drop(self, job_id: str, index: int | None, *, attempt: int, now: datetime) -> bool: ...
-    def fail(self, job_id: str, index: int | None, *, attempt: int, failure: Failure, now: datetime) -> bool: ...
-    def note_failure(
-        self, job_id: str, index: int | None, *, attempt: int, failure: Failure, now: datetime
-    ) -> Chunk: ...
-    def requeue(self, chunk: Chunk, *, attempt: int, now: datetime) -> bool: ...
-
-
-class JobRepository(Protocol):
-    """What services need from job storage; `chunks` holds the units of work."""
-
-    chunks: ChunkRepository
-
-    def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None: ...
-    def idempotency_record(self, pk: str) -> IdempotencyRecord | None: ...
-    def get(self, job_id: str) -> Job: ...
-    def reserve_frames(self, owner: str, frames: int, *, limit: int) -> None: ...
-    def release_frames(self, owner: str, frames: int) -> None: ...
-    def withdraw(self, job_id: str, *, idempotency_pk: str | None = None) -> None: ...
-    def list_for_owner(
-        self, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None
-    ) -> JobPage: ...
-    def begin_assembly(
-        self, job_id: str, *, attempt: int, worker: str, token: str, now: datetime, lease_seconds: int
-    ) -> Job: ...
-    def complete_assembly(
-        self, job_id: str, *, token: str, has_preview: bool, now: datetime, expires_at: datetime
-    ) -> Job: ...
-    def fail(self, job_id: str, *, attempt: int, failure: Failure, now: datetime, expires_at: datetime) -> Job: ...
-    def transition(
-        self,
-        job_id: str,
-        *,
-        attempt: int,
-        source: JobStatus,
-        target: JobStatus,
-        now: datetime,
-        expires_at: datetime | None = None,
-        when_lease_free: bool = False,
-    ) -> Job: ...
-    def retry(self, job_id: str, *, attempt: int, now: datetime) -> Job: ...
-    def advance_fanout(self, job_id: str, *, attempt: int, sent_before: int, sent_now: int) -> None: ...
-    def overdue(self, kind: str, status: JobStatus, *, now: datetime, limit: int) -> list[Overdue]: ...
-    def postpone(self, work: Overdue, *, until: datetime) -> bool: ...
-
-
-class ApiKeyRepository(Protocol):
-    def add(self, *, key_hash: str, owner: str, now: datetime) -> None: ...
-    def owner_for(self, key_hash: str) -> str | None: ...
-    def revoke(self, key_hash: str, *, now: datetime) -> bool: ...
-    def key_hashes_of(self, owner: str) -> list[str]: ...
+__all__ = ["DynamoApiKeyRepository", "DynamoJobRepository"]

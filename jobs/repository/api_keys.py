@@ -19,44 +19,16 @@ them (one Scan, once: `manage.py list_api_keys --reindex`); until then they work
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..aws import error_code, unavailable_as_503
-from .items import deserialize, iso, parse_iso, serialize, serialize_value
+from jobs.adapters.aws import error_code, unavailable_as_503
+from jobs.ports.values import ApiKeyRecord, Revocation, key_id_of
+from jobs.repository.items import deserialize, iso, parse_iso, serialize, serialize_value
 
-KEY_ID_LENGTH = 16
 ALL_KEYS = "APIKEYS"
-
-
-def key_id_of(key_hash: str) -> str:
-    return key_hash[:KEY_ID_LENGTH]
-
-
-@dataclass(frozen=True)
-class ApiKeyRecord:
-    """What is known of a key: never the key, only its hash and what it grants."""
-
-    key_hash: str
-    owner: str
-    key_id: str
-    scopes: frozenset[str]
-    created_at: datetime | None
-    revoked_at: datetime | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
-
-class Revocation(enum.Enum):
-    REVOKED = "revoked"
-    ALREADY_REVOKED = "already revoked"
-    NOT_FOUND = "not found"
 
 
 def _key(key_hash: str) -> dict[str, Any]:

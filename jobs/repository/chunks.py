@@ -14,11 +14,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..aws import error_code, unavailable_as_503
-from ..domain import Chunk, Failure, FrameResult, Job, JobStatus
-from ..errors import JobNotFound, JobNotRunning, JobStateConflict, LeaseLost
-from .cursor import decode_cursor, encode_cursor
-from .dynamo import (
+from jobs.adapters.aws import error_code, unavailable_as_503
+from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus
+from jobs.errors import JobNotFound, JobNotRunning, JobStateConflict, LeaseLost
+from jobs.ports.values import ChunkPage
+from jobs.repository.cursor import decode_cursor, encode_cursor
+from jobs.repository.dynamo import (
     FINISHED,
     TAKE_LEASE,
     cancellation_reasons,
@@ -30,7 +31,7 @@ from .dynamo import (
     settle_usage,
     update_params,
 )
-from .items import (
+from jobs.repository.items import (
     chunk_due_index,
     chunk_key,
     chunk_to_item,
@@ -48,7 +49,6 @@ from .items import (
     seconds,
     serialize,
 )
-from .types import ChunkPage
 
 log = logging.getLogger(__name__)
 TRANSACTION_LIMIT = 100

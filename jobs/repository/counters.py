@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..aws import unavailable_as_503
+from jobs.adapters.aws import unavailable_as_503
 
 
 class DynamoCounters:

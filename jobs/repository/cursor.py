@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core import signing
 
-from ..errors import InvalidCursor
+from jobs.errors import InvalidCursor
 
 SALT = "jobs.repository.cursor"
 

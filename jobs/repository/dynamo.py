@@ -15,10 +15,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..aws import error_code, unavailable_as_503
-from ..domain import Failure, JobStatus
-from ..errors import JobNotFound, JobStateConflict
-from .items import deserialize, iso, seconds, serialize_value, status_sort_key
+from jobs.adapters.aws import error_code, unavailable_as_503
+from jobs.domain import Failure, JobStatus
+from jobs.errors import JobNotFound, JobStateConflict
+from jobs.repository.items import deserialize, iso, seconds, serialize_value, status_sort_key
 
 log = logging.getLogger(__name__)
 NAMES = ("#status", "#error", "#results", "#index")

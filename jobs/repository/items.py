@@ -8,7 +8,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from ..domain import Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, Scene
+from jobs.domain import Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, Scene
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()

@@ -11,12 +11,20 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..aws import error_code, unavailable_as_503
-from ..domain import FINAL_STATES, Failure, Job, JobStatus, can_transition, sources
-from ..errors import InvalidCursor, JobAlreadyExists, JobNotFound, JobStateConflict, OwnerLimitReached
-from .chunks import DynamoChunkRepository
-from .cursor import decode_cursor, encode_cursor
-from .dynamo import (
+from jobs.adapters.aws import error_code, unavailable_as_503
+from jobs.domain import FINAL_STATES, Failure, Job, JobStatus, can_transition, sources
+from jobs.errors import (
+    IdempotencyTaken,
+    InvalidCursor,
+    JobAlreadyExists,
+    JobNotFound,
+    JobStateConflict,
+    OwnerLimitReached,
+)
+from jobs.ports.values import IdempotencyRecord, JobPage, Overdue
+from jobs.repository.chunks import DynamoChunkRepository
+from jobs.repository.cursor import decode_cursor, encode_cursor
+from jobs.repository.dynamo import (
     FINISHED,
     LEASE_FREE,
     TAKE_LEASE,
@@ -32,7 +40,7 @@ from .dynamo import (
     state_in,
     update_params,
 )
-from .items import (
+from jobs.repository.items import (
     chunk_key,
     deserialize,
     due_id,
@@ -49,7 +57,6 @@ from .items import (
     seconds,
     serialize,
 )
-from .types import IdempotencyRecord, JobPage, Overdue
 
 DEFAULT_PAGE = 20
 
@@ -396,7 +403,3 @@ class DynamoJobRepository:
         except JobStateConflict:
             return False
         return True
-
-
-class IdempotencyTaken(Exception):
-    """The idempotency record exists (and has not expired): the caller looks up the original job."""

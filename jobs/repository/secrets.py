@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from ..aws import error_code, unavailable_as_503
+from jobs.adapters.aws import error_code, unavailable_as_503
 
 
 class SecretsManagerStore:

@@ -14,8 +14,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..aws import error_code, unavailable_as_503
-from .items import epoch
+from jobs.adapters.aws import error_code, unavailable_as_503
+from jobs.repository.items import epoch
 
 
 def _key(session_hash: str) -> dict[str, Any]:

@@ -1,13 +1,13 @@
 """Use cases that change state: submit, fan out, render, assemble, cancel, retry; and API keys."""
 
-from .api_keys import api_key_create, hash_api_key
-from .control import enqueue_work, finish_cancel_if_idle, job_cancel, job_fail, job_retry
-from .deadletters import dead_letters_fail_jobs
-from .fanout import job_fanout
-from .ports import Clock, RenderContext, TaskQueue
-from .rendering import Outcome, chunk_error, chunk_process
-from .submit import JobSpec, job_create
-from .sweeper import sweep
+from jobs.ports import Clock, RenderContext, TaskQueue
+from jobs.services.api_keys import api_key_create, hash_api_key
+from jobs.services.control import enqueue_work, finish_cancel_if_idle, job_cancel, job_fail, job_retry
+from jobs.services.deadletters import dead_letters_fail_jobs
+from jobs.services.fanout import job_fanout
+from jobs.services.rendering import Outcome, chunk_error, chunk_process
+from jobs.services.submit import JobSpec, job_create
+from jobs.services.sweeper import sweep
 
 __all__ = [
     "Clock",

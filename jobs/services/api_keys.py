@@ -6,9 +6,9 @@ import hashlib
 import re
 import secrets
 from datetime import datetime
-from typing import Protocol
 
-from ..repository.api_keys import ApiKeyRecord, key_id_of
+from jobs.ports import ApiKeyRepository
+from jobs.ports.values import key_id_of
 
 KEY_PREFIX = "rk_"
 KEY_BYTES = 32
@@ -20,10 +20,6 @@ KEY_FORMAT = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9_-]{{43}}")
 SCOPE_HIGH = "high"  # may submit priority=high
 SCOPE_OPERATOR = "operator"  # may use operator endpoints
 SCOPES = frozenset({SCOPE_HIGH, SCOPE_OPERATOR})
-
-
-class ApiKeyStore(Protocol):
-    def add(self, *, key_hash: str, owner: str, now: datetime, scopes: frozenset[str]) -> ApiKeyRecord: ...
 
 
 def is_well_formed_api_key(key: str) -> bool:
@@ -39,7 +35,7 @@ def api_key_id(key: str) -> str:
     return key_id_of(hash_api_key(key))
 
 
-def api_key_create(*, repo: ApiKeyStore, owner: str, now: datetime, scopes: frozenset[str] = frozenset()) -> str:
+def api_key_create(*, repo: ApiKeyRepository, owner: str, now: datetime, scopes: frozenset[str] = frozenset()) -> str:
     """Make a random key, store only its hash and scopes, and return the key (shown once)."""
     unknown = set(scopes) - SCOPES
     if unknown:

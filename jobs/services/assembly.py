@@ -8,10 +8,9 @@ import logging
 
 from PIL import Image
 
-from ..domain import PREVIEW_MAX_FRAMES, FrameResult, Job, manifest_key, preview_key
-from ..errors import JobStateConflict
-from ..storage import ResultStore
-from .ports import RenderContext
+from jobs.domain import PREVIEW_MAX_FRAMES, FrameResult, Job, manifest_key, preview_key
+from jobs.errors import JobStateConflict
+from jobs.ports import RenderContext, ResultStore
 
 log = logging.getLogger(__name__)
 THUMB_WIDTH = 320

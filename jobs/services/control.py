@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from ..domain import UNFINISHED_STATES, Failure, Job, JobStatus
-from ..errors import JobNotFound, JobStateConflict
-from ..repository import JobRepository
-from .ports import TaskQueue
+from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
+from jobs.errors import JobNotFound, JobStateConflict
+from jobs.ports import JobRepository, TaskQueue
 
 log = logging.getLogger(__name__)
 RACE_ATTEMPTS = 3

@@ -6,10 +6,9 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
-from ..deadletters import DeadLetter
-from ..domain import Failure
-from ..repository import JobRepository
-from .control import job_fail
+from jobs.domain import Failure
+from jobs.ports import DeadLetter, JobRepository
+from jobs.services.control import job_fail
 
 log = logging.getLogger(__name__)
 DEAD_LETTERED = Failure(

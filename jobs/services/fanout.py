@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from ..domain import Job, JobStatus
-from ..errors import JobStateConflict
-from ..repository import JobRepository
-from .ports import TaskQueue
+from jobs.domain import Job, JobStatus
+from jobs.errors import JobStateConflict
+from jobs.ports import JobRepository, TaskQueue
 
 log = logging.getLogger(__name__)
 BATCH = 10

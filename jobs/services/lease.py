@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import JobStateConflict
+from jobs.errors import JobStateConflict
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ class LeaseKeeper:
         self._every = every
         self._last = time.monotonic()
         self._stop = threading.Event()
+        self._refused = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
         self.renewals = 0
 
@@ -39,6 +40,10 @@ class LeaseKeeper:
     def touched(self) -> None:
         self._last = time.monotonic()
 
+    def refused(self) -> bool:
+        """True once a renewal was refused: the renderer should stop (the next write says why)."""
+        return self._refused.is_set()
+
     def _run(self) -> None:
         while not self._stop.wait(min(self._every, 1.0)):
             if time.monotonic() - self._last < self._every:
@@ -48,7 +53,8 @@ class LeaseKeeper:
                 self.renewals += 1
                 self.touched()
             except JobStateConflict as exc:
-                log.info("lease renewal refused (%s); the render stops at its next frame", exc.message)
+                log.info("lease renewal refused (%s); the render stops", exc.message)
+                self._refused.set()
                 return
             except Exception:
                 log.warning("lease renewal failed; trying again", exc_info=True)

@@ -12,17 +12,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import time
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from ..domain import Chunk, Failure, FrameResult, Job, JobStatus, frame_key
-from ..errors import JobNotRunning, JobStateConflict, LeaseLost, RenderError
-from ..repository import JobRepository
-from .assembly import job_assemble, make_outputs
-from .control import finish_cancel_if_idle, job_fail
-from .lease import LeaseKeeper
-from .ports import RenderContext
+from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus, frame_key
+from jobs.errors import JobNotRunning, JobStateConflict, LeaseLost, RenderError
+from jobs.ports import JobRepository, RenderContext, RenderedFrame
+from jobs.services.assembly import job_assemble, make_outputs
+from jobs.services.control import finish_cancel_if_idle, job_fail
+from jobs.services.lease import LeaseKeeper
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +77,21 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
     frame_seconds: list[float] = []
     current = chunk
     try:
-        with LeaseKeeper(
-            lambda: repo.chunks.renew(current, token=token, until=ctx.lease_until()), every=ctx.heartbeat_seconds
-        ) as keeper:
-            for frame in list(chunk.frames)[chunk.frames_done :]:
+        with (
+            LeaseKeeper(
+                lambda: repo.chunks.renew(current, token=token, until=ctx.lease_until()), every=ctx.heartbeat_seconds
+            ) as keeper,
+            contextlib.closing(
+                ctx.renderer.render_chunk(job, chunk.frames[chunk.frames_done :], should_stop=keeper.refused)
+            ) as rendered,
+        ):
+            while current.frames_done < len(current.frames):
                 _check_shutdown(ctx, frames_left=len(current.frames) - current.frames_done, seconds=frame_seconds)
-                result, elapsed = _render_frame(ctx, job, frame)
-                frame_seconds.append(elapsed)
+                out = next(rendered, None)
+                if out is None:
+                    _renderer_ended_early(ctx, current, token, keeper)
+                result = _store_frame(ctx, job, out)
+                frame_seconds.append(out.seconds)
                 has_preview = False
                 if current.whole_job and current.frames_done + 1 == len(current.frames):
                     # The last frame of a one-chunk job completes the job: its outputs go first.
@@ -95,7 +101,7 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
                     current,
                     token=token,
                     result=result,
-                    render_seconds=elapsed,
+                    render_seconds=out.seconds,
                     now=now,
                     lease_until=ctx.lease_until(),
                     has_preview=has_preview,
@@ -123,6 +129,14 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
     return Outcome.DONE, 0
 
 
+def _renderer_ended_early(ctx: RenderContext, chunk: Chunk, token: str, keeper: LeaseKeeper) -> None:
+    """The renderer stopped before the chunk's last frame: because it was told to (the renewal names why,
+    raising LeaseLost or JobNotRunning), else it is a renderer fault."""
+    if keeper.refused():
+        ctx.repo.chunks.renew(chunk, token=token, until=ctx.lease_until())
+    raise RenderError(f"The renderer stopped after {chunk.frames_done} of {len(chunk.frames)} frames.")
+
+
 def _check_shutdown(ctx: RenderContext, *, frames_left: int, seconds: list[float]) -> None:
     left = ctx.grace_left()
     if left is None:
@@ -132,15 +146,11 @@ def _check_shutdown(ctx: RenderContext, *, frames_left: int, seconds: list[float
         raise _ReleaseForShutdown()
 
 
-def _render_frame(ctx: RenderContext, job: Job, frame: int) -> tuple[FrameResult, float]:
-    started = time.monotonic()
-    body = ctx.renderer.render(job, frame)
-    elapsed = time.monotonic() - started
+def _store_frame(ctx: RenderContext, job: Job, out: RenderedFrame) -> FrameResult:
     fmt = job.scene.output_format
-    result = ctx.store.put_frame(
-        key=frame_key(job.id, frame, fmt), frame=frame, body=body, content_type=fmt.content_type
+    return ctx.store.put_frame(
+        key=frame_key(job.id, out.frame, fmt), frame=out.frame, body=out.body, content_type=fmt.content_type
     )
-    return result, elapsed
 
 
 def _stopped(ctx: RenderContext, chunk: Chunk, token: str, job_status: str) -> Outcome:

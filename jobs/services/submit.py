@@ -8,12 +8,11 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from ..domain import Job, JobStatus, Priority, Scene, new_job_id
-from ..errors import IdempotencyKeyReused, PriorityNotAllowed, ServiceUnavailable
-from ..repository import IdempotencyRecord, IdempotencyTaken, JobRepository
-from .api_keys import SCOPE_HIGH
-from .control import enqueue_work
-from .ports import TaskQueue
+from jobs.domain import Job, JobStatus, Priority, Scene, new_job_id
+from jobs.errors import IdempotencyKeyReused, IdempotencyTaken, PriorityNotAllowed, ServiceUnavailable
+from jobs.ports import IdempotencyRecord, JobRepository, TaskQueue
+from jobs.services.api_keys import SCOPE_HIGH
+from jobs.services.control import enqueue_work
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL = timedelta(hours=24)

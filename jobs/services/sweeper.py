@@ -22,11 +22,10 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
-from ..domain import UNFINISHED_STATES, Failure, Job, JobStatus
-from ..errors import JobNotFound
-from ..repository import JobRepository, Overdue
-from .control import enqueue_work, finish_cancel_if_idle, job_fail
-from .ports import TaskQueue
+from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
+from jobs.errors import JobNotFound
+from jobs.ports import JobRepository, Overdue, TaskQueue
+from jobs.services.control import enqueue_work, finish_cancel_if_idle, job_fail
 
 log = logging.getLogger(__name__)
 SWEPT = (

@@ -161,11 +161,11 @@ def test_worker_health_check_follows_its_liveness_file(make_stack):
     stack = make_stack(api=False)
     stack.start_ready_worker()
     env = {**stack.merged_env(), "RENDER_ROLE": "worker", "RENDER_LIVENESS_FILE": str(stack.log_dir / "worker.alive")}
-    assert subprocess.run([sys.executable, "-m", "jobs.healthcheck"], cwd=ROOT, env=env).returncode == 0
+    assert subprocess.run([sys.executable, "-m", "jobs.worker.healthcheck"], cwd=ROOT, env=env).returncode == 0
     stack.kill("worker")
     stale = stack.log_dir / "worker.alive"
     os.utime(stale, (time.time() - 120, time.time() - 120))
-    assert subprocess.run([sys.executable, "-m", "jobs.healthcheck"], cwd=ROOT, env=env).returncode == 1
+    assert subprocess.run([sys.executable, "-m", "jobs.worker.healthcheck"], cwd=ROOT, env=env).returncode == 1
 
 
 def test_a_render_longer_than_the_visibility_timeout_runs_once(make_stack):

@@ -35,7 +35,7 @@ def test_image_shape_multi_stage_slim_non_root_pinned_with_healthcheck():
         if line and not line.startswith("#")
     )
     assert re.search(r"^USER 10001:10001$", final, re.M)
-    assert "HEALTHCHECK" in final and '"jobs.healthcheck"' in final
+    assert "HEALTHCHECK" in final and '"jobs.worker.healthcheck"' in final
     assert 'ENTRYPOINT ["/app/bin/entrypoint"]' in final and 'CMD ["api"]' in final
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", "tests", "cdk.out", "node_modules"} <= set(ignored)
@@ -105,12 +105,14 @@ def test_api_command_serves_healthz_behind_a_load_balancer(emulator, tmp_path):
         # The load balancer's X-Forwarded-Proto is trusted: links are https, on the configured host.
         assert created.status_code == 201 and created.headers["Location"].startswith("https://render.example.com/")
         check = subprocess.run(
-            [sys.executable, "-m", "jobs.healthcheck"], cwd=ROOT, env={**stack.merged_env(), "RENDER_ROLE": "api"}
+            [sys.executable, "-m", "jobs.worker.healthcheck"],
+            cwd=ROOT,
+            env={**stack.merged_env(), "RENDER_ROLE": "api"},
         )
         assert check.returncode == 0
     finally:
         stack.stop_all()
     check = subprocess.run(
-        [sys.executable, "-m", "jobs.healthcheck"], cwd=ROOT, env={**stack.merged_env(), "RENDER_ROLE": "api"}
+        [sys.executable, "-m", "jobs.worker.healthcheck"], cwd=ROOT, env={**stack.merged_env(), "RENDER_ROLE": "api"}
     )
     assert check.returncode == 1

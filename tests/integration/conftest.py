@@ -4,10 +4,10 @@ import uuid
 
 import pytest
 
-from jobs import aws
-from jobs.bootstrap import ensure_bucket, ensure_table
+from jobs.adapters import aws
+from jobs.adapters.bootstrap import ensure_bucket, ensure_table
+from jobs.adapters.s3 import S3ResultStore
 from jobs.repository import DynamoApiKeyRepository, DynamoJobRepository
-from jobs.storage import S3ResultStore
 
 
 @pytest.fixture

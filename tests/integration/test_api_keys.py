@@ -9,7 +9,8 @@ from django.core.cache import caches
 from django.core.management import CommandError, call_command
 from django.test import RequestFactory
 
-from jobs import aws, wiring
+from jobs import wiring
+from jobs.adapters import aws
 from jobs.api.auth import ApiKeyUser, BearerApiKeyAuthentication, key_cache
 from jobs.domain import utcnow
 from jobs.services import api_key_create, hash_api_key

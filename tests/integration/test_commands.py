@@ -13,8 +13,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from jobs import aws, wiring
-from jobs.deadletters import DeadLetterQueue
+from jobs import wiring
+from jobs.adapters import aws
+from jobs.adapters.dead_letter_queue import DeadLetterQueue
 from jobs.devstack.stack import ROOT
 from jobs.domain import JobStatus, utcnow
 from tests.fakes import FakeTaskQueue

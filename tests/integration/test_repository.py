@@ -6,10 +6,18 @@ from datetime import timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from jobs import aws
+from jobs.adapters import aws
 from jobs.domain import Failure, FrameResult, JobStatus, new_job_id
-from jobs.errors import InvalidCursor, JobAlreadyExists, JobNotFound, JobNotRunning, JobStateConflict, LeaseLost
-from jobs.repository import IdempotencyRecord, IdempotencyTaken
+from jobs.errors import (
+    IdempotencyTaken,
+    InvalidCursor,
+    JobAlreadyExists,
+    JobNotFound,
+    JobNotRunning,
+    JobStateConflict,
+    LeaseLost,
+)
+from jobs.ports import IdempotencyRecord
 from tests.conftest import T0
 from tests.fakes import InMemoryJobRepository
 

@@ -105,7 +105,7 @@ def test_malformed_keys_at_the_browser_login_are_not_looked_up(emulator, no_look
 
 
 def test_readyz_answers_from_a_short_cache_with_data_plane_calls_only(emulator, settings):
-    from jobs import readiness
+    from jobs.adapters import readiness
 
     settings.RENDER_READYZ_CACHE_SECONDS = 60
     getattr(readiness, "clear_cache", lambda: None)()
@@ -142,7 +142,7 @@ def session_item(cookie: str) -> dict | None:
 
     from django.conf import settings
 
-    from jobs import aws
+    from jobs.adapters import aws
 
     key = {"pk": {"S": f"SESSION#{hashlib.sha256(cookie.encode()).hexdigest()}"}, "sk": {"S": "SESSION"}}
     return aws.client("dynamodb").get_item(TableName=settings.RENDER_TABLE_NAME, Key=key).get("Item")

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from jobs import aws
+from jobs.adapters import aws
 from jobs.domain import Failure, FrameResult, JobStatus, Priority
 from jobs.services import job_cancel, job_fanout, job_retry, sweep
 from tests.conftest import T0

@@ -2,7 +2,7 @@
 
 import json
 
-from jobs import aws
+from jobs.adapters import aws
 from jobs.api import throttling
 from jobs.api.throttling import SharedCounter
 from jobs.repository.counters import DynamoCounters
@@ -64,7 +64,7 @@ def test_revoked_keys_stop_working(emulator):
     from jobs import wiring
     from jobs.api.auth import key_cache
     from jobs.domain import utcnow
-    from jobs.repository.api_keys import Revocation
+    from jobs.ports.values import Revocation
     from jobs.services import api_key_create, hash_api_key
 
     repo = wiring.api_key_repository()

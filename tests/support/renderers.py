@@ -5,15 +5,15 @@ import time
 from pathlib import Path
 
 from jobs.domain import Job
-from jobs.renderers import RenderError, paint_frame
+from jobs.renderers import FrameRenderer, RenderError, paint_frame
 
 
-class AlwaysFails:
+class AlwaysFails(FrameRenderer):
     def render(self, job: Job, frame: int) -> bytes:
         raise RenderError(f"scene {job.scene.name!r} frame {frame}: simulated crash")
 
 
-class FailsWhileFlagged:
+class FailsWhileFlagged(FrameRenderer):
     """Fails frames 6-10 while the file named by RENDER_TEST_FAIL_FLAG exists; otherwise paints (0.2 s a frame)."""
 
     def render(self, job: Job, frame: int) -> bytes:
@@ -23,7 +23,7 @@ class FailsWhileFlagged:
         return paint_frame(job, frame)
 
 
-class CrashesItsWorker:
+class CrashesItsWorker(FrameRenderer):
     """Kills the process that renders (as a segfault or the OOM killer would): poison work."""
 
     def render(self, job: Job, frame: int) -> bytes:

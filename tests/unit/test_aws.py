@@ -1,8 +1,8 @@
-"""jobs.aws: the region defaults to us-east-1 when nothing names one (no NoRegionError)."""
+"""jobs.adapters.aws: the region defaults to us-east-1 when nothing names one (no NoRegionError)."""
 
 import pytest
 
-from jobs import aws
+from jobs.adapters import aws
 
 
 @pytest.fixture

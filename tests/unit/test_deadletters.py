@@ -2,9 +2,9 @@
 
 from collections import Counter
 
-from jobs.deadletters import DeadLetter
 from jobs.domain import JobStatus
-from jobs.queueing import FANOUT_JOB, RENDER_CHUNK
+from jobs.ports import DeadLetter
+from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
 from jobs.services import Outcome, chunk_process, dead_letters_fail_jobs, job_fanout, job_retry
 from tests.conftest import T0
 from tests.unit.conftest import LEASE, RETENTION, drain, make_worker, submit

@@ -7,8 +7,8 @@ import pytest
 
 from jobs.domain import JobStatus
 from jobs.errors import JobStateConflict
-from jobs.selectors import job_chunks, job_result_links, recorded_frames
 from jobs.services import Outcome, chunk_error, chunk_process, job_cancel, job_fanout
+from jobs.services.selectors import job_chunks, job_result_links, recorded_frames
 from tests.fakes import ScriptedRenderer
 from tests.unit.conftest import LEASE, RETENTION, drain, make_worker, submit
 

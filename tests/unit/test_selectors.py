@@ -6,7 +6,7 @@ import pytest
 
 from jobs.domain import JobStatus
 from jobs.errors import InvalidCursor, JobNotFound
-from jobs.selectors import job_chunks, job_get
+from jobs.services.selectors import job_chunks, job_get
 from tests.conftest import T0
 from tests.unit.conftest import submit
 

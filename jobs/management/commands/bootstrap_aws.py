@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from jobs.bootstrap import bootstrap_all
+from jobs.adapters.bootstrap import bootstrap_all
 
 
 class Command(BaseCommand):

@@ -12,7 +12,8 @@ import re
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import aws, wiring
+from jobs import wiring
+from jobs.adapters import aws
 from jobs.domain import utcnow
 from jobs.errors import DomainError
 from jobs.repository.secrets import SecretsManagerStore

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs import wiring
-from jobs.bootstrap import bootstrap_all
+from jobs.adapters.bootstrap import bootstrap_all
 from jobs.devstack import envfile
 from jobs.devstack.stack import EMULATOR_CREDENTIALS, ROOT, Stack, wait_for_http
 from jobs.domain import utcnow

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand
 
 from jobs import wiring
-from jobs.repository.api_keys import ApiKeyRecord
+from jobs.ports.values import ApiKeyRecord
 
 EPOCH = datetime.fromtimestamp(0, UTC)
 COLUMNS = ("OWNER", "KEY ID", "CREATED", "REVOKED", "SCOPES")

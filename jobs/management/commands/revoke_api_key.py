@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs import wiring
 from jobs.domain import utcnow
-from jobs.repository.api_keys import KEY_ID_LENGTH, Revocation
+from jobs.ports.values import KEY_ID_LENGTH, Revocation
 from jobs.services import hash_api_key
 
 KEY_ID = re.compile(rf"^[0-9a-f]{{{KEY_ID_LENGTH}}}$")

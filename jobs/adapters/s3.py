@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol
 
-from .aws import unavailable_as_503
-from .domain import FrameResult
-
-
-class ResultStore(Protocol):
-    def put_frame(self, *, key: str, frame: int, body: bytes, content_type: str) -> FrameResult: ...
-    def put_bytes(self, *, key: str, body: bytes, content_type: str) -> None: ...
-    def get_bytes(self, key: str) -> bytes: ...
-    def presigned_url(self, key: str) -> str: ...
+from jobs.adapters.aws import unavailable_as_503
+from jobs.domain import FrameResult
 
 
 class S3ResultStore:

@@ -1,26 +1,18 @@
-"""Renderers by name: the default one simulates render time and paints a real image per frame."""
+"""The default renderer: simulates render time and paints a real image per frame (the job's parameters on it)."""
 
 from __future__ import annotations
 
 import colorsys
 import hashlib
-import importlib
 import io
 import random
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .domain import Job, OutputFormat
-from .errors import RenderError
-
-__all__ = ["RenderError", "Renderer", "SimulatedRenderer", "get_renderer", "paint_frame"]
-
-
-class Renderer(Protocol):
-    def render(self, job: Job, frame: int) -> bytes: ...
+from jobs.domain import Job, OutputFormat
+from jobs.renderers.base import FrameRenderer
 
 
 def parse_seconds_range(spec: str) -> tuple[float, float]:
@@ -32,7 +24,7 @@ def parse_seconds_range(spec: str) -> tuple[float, float]:
     return lo, hi
 
 
-class SimulatedRenderer:
+class SimulatedRenderer(FrameRenderer):
     """Sleeps a random time in the configured range, then draws the job's parameters onto an image."""
 
     def __init__(
@@ -81,13 +73,3 @@ def paint_frame(job: Job, frame: int) -> bytes:
     else:
         image.save(out, format="JPEG", quality=90)
     return out.getvalue()
-
-
-def get_renderer(name: str, *, simulated_seconds: str) -> Renderer:
-    """`simulated`, or `package.module:ClassName` for a renderer of your own (constructed without args)."""
-    if name == "simulated":
-        return SimulatedRenderer(seconds=simulated_seconds)
-    module, _, attr = name.partition(":")
-    if not attr:
-        raise ValueError(f"unknown renderer {name!r}: use 'simulated' or 'package.module:ClassName'")
-    return getattr(importlib.import_module(module), attr)()

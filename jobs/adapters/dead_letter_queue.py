@@ -8,34 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .aws import unavailable_as_503
-from .queueing import FANOUT_JOB, RENDER_CHUNK
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    message_id: str
-    receipt_handle: str
-    task: str | None
-    args: list
-    receive_count: int
-    sent_at: datetime | None
-
-    @property
-    def job_id(self) -> str | None:
-        return self.args[0] if self.args and isinstance(self.args[0], str) else None
-
-    def target(self) -> tuple[str, int | None, int] | None:
-        """(job id, chunk index or None, attempt) of a render or fan-out message; None for anything else."""
-        args = self.args
-        if self.task == RENDER_CHUNK and len(args) == 3:
-            return args[0], args[1], int(args[2])
-        if self.task == FANOUT_JOB and len(args) == 2:
-            return args[0], None, int(args[1])
-        return None
+from jobs.adapters.aws import unavailable_as_503
+from jobs.ports.values import DeadLetter
 
 
 def decode_celery_message(raw: str) -> tuple[str | None, list]:

@@ -8,7 +8,7 @@ import logging
 from botocore.exceptions import ClientError
 from django.conf import settings
 
-from . import aws
+from jobs.adapters import aws
 
 log = logging.getLogger(__name__)
 MAX_RECEIVE_COUNT = 5

@@ -1,4 +1,4 @@
-"""`python -m jobs.healthcheck`: the image's HEALTHCHECK, by role (RENDER_ROLE=api|worker).
+"""`python -m jobs.worker.healthcheck`: the image's HEALTHCHECK, by role (RENDER_ROLE=api|worker).
 
 api: GET /healthz on the local port answers 200. worker: the worker's event loop touched its liveness
 file within the last minute (see renderproject/celery.py).

@@ -12,7 +12,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import ServiceUnavailable
+from jobs.errors import ServiceUnavailable
 
 _lock = threading.Lock()
 DEFAULT_REGION = "us-east-1"  # when neither AWS_REGION, AWS_DEFAULT_REGION nor the profile names a region

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from .domain import FrameResult, Job, JobStatus, frame_key, manifest_key, preview_key
-from .errors import InvalidCursor, JobNotFound
-from .repository import ChunkPage, JobPage, JobRepository
-from .storage import ResultStore
+from jobs.domain import FrameResult, Job, JobStatus, frame_key, manifest_key, preview_key
+from jobs.errors import InvalidCursor, JobNotFound
+from jobs.ports import ChunkPage, JobPage, JobRepository, ResultStore
 
 
 def job_get(*, repo: JobRepository, owner: str, job_id: str) -> Job:

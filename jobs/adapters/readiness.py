@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from . import aws
+from jobs.adapters import aws
 
 PROBE_KEY = {"pk": {"S": "READYZ"}, "sk": {"S": "READYZ"}}  # never written: the GetItem finds nothing
 

@@ -11,11 +11,9 @@ from celery import current_app
 from django.conf import settings
 from kombu.exceptions import OperationalError
 
-from .domain import Priority
-from .errors import ServiceUnavailable
-
-RENDER_CHUNK = "jobs.render_chunk"
-FANOUT_JOB = "jobs.fanout_job"
+from jobs.domain import Priority
+from jobs.errors import ServiceUnavailable
+from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
 
 
 class CeleryTaskQueue:

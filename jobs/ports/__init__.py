@@ -1,0 +1,101 @@
+"""The ports: every interface the services need (repositories, result store, queue, renderer) and the values
+that cross them. Adapters (jobs.repository, jobs.adapters, jobs.renderers) implement these; services import
+only these and the domain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from jobs.domain import FrameResult, Job, Priority
+from jobs.ports.repositories import ApiKeyRepository, ChunkRepository, JobRepository
+from jobs.ports.values import (
+    FANOUT_JOB,
+    RENDER_CHUNK,
+    ChunkPage,
+    DeadLetter,
+    IdempotencyRecord,
+    JobPage,
+    Overdue,
+)
+
+__all__ = [
+    "FANOUT_JOB",
+    "RENDER_CHUNK",
+    "ApiKeyRepository",
+    "ChunkPage",
+    "ChunkRepository",
+    "Clock",
+    "DeadLetter",
+    "IdempotencyRecord",
+    "JobPage",
+    "JobRepository",
+    "Overdue",
+    "RenderContext",
+    "RenderedFrame",
+    "Renderer",
+    "ResultStore",
+    "TaskQueue",
+]
+
+Clock = Callable[[], datetime]
+
+
+class ResultStore(Protocol):
+    def put_frame(self, *, key: str, frame: int, body: bytes, content_type: str) -> FrameResult: ...
+    def put_bytes(self, *, key: str, body: bytes, content_type: str) -> None: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def presigned_url(self, key: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class RenderedFrame:
+    frame: int
+    body: bytes  # the image, in the job's output format
+    seconds: float  # how long this frame took to render
+
+
+class Renderer(Protocol):
+    """Renders the frames of one chunk, in order, yielding each one as soon as it exists.
+
+    - `frames` are the chunk's frames not yet recorded (after a takeover, the rest of the chunk).
+    - Raise `jobs.errors.RenderError` for a frame that cannot be made; its message is shown to the customer
+      (keep internals out of it). Any other exception is a worker error. Both go through the retry ladder.
+    - `should_stop()` turns true when the chunk must stop (cancel, lost lease): check it while waiting and
+      return early. The render loop also closes the iterator whenever it stops early (cancel, lost lease,
+      shutdown, an error), so a renderer that runs a process stops it in a `finally`.
+    """
+
+    def render_chunk(
+        self, job: Job, frames: Sequence[int], *, should_stop: Callable[[], bool]
+    ) -> Iterator[RenderedFrame]: ...
+
+
+class TaskQueue(Protocol):
+    """Sends messages that carry ids only, on the queue of the job's priority."""
+
+    def enqueue_chunk(self, *, job_id: str, index: int | None, attempt: int, priority: Priority) -> None: ...
+    def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None: ...
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """What a render runs with in a worker process: adapters, the process's identity, clock and limits."""
+
+    repo: JobRepository
+    store: ResultStore
+    renderer: Renderer
+    clock: Clock
+    name: str
+    lease_seconds: int
+    max_attempts: int
+    retention: timedelta
+    heartbeat_seconds: float = 20.0
+    max_crashes: int = 5  # claims whose holder died (poison work) before the chunk fails
+    # Seconds left before a requested shutdown must be done; None while the worker is not shutting down.
+    grace_left: Callable[[], float | None] = lambda: None
+
+    def lease_until(self) -> datetime:
+        return self.clock() + timedelta(seconds=self.lease_seconds)

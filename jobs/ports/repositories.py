@@ -1,0 +1,108 @@
+"""What services need from storage: the job and chunk repositories and the API-key store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus
+from jobs.ports.values import ApiKeyRecord, ChunkPage, IdempotencyRecord, JobPage, Overdue, Revocation
+
+
+class ChunkRepository(Protocol):
+    """The unit of work in either storage shape (see chunks.py)."""
+
+    def put(self, job: Job, chunks: list[Chunk]) -> None: ...
+    def list(self, job_id: str) -> list[Chunk]: ...
+    def page(self, job_id: str, *, cursor: str | None, limit: int) -> ChunkPage: ...
+    def claim(
+        self,
+        job_id: str,
+        index: int | None,
+        *,
+        attempt: int,
+        worker: str,
+        token: str,
+        now: datetime,
+        lease_seconds: int,
+    ) -> tuple[Job, Chunk]: ...
+    def record_frame(
+        self,
+        chunk: Chunk,
+        *,
+        token: str,
+        result: FrameResult,
+        render_seconds: float,
+        now: datetime,
+        lease_until: datetime,
+        has_preview: bool = False,
+        expires_at: datetime | None = None,
+    ) -> Chunk: ...
+    def renew(self, chunk: Chunk, *, token: str, until: datetime) -> None: ...
+    def release(self, chunk: Chunk, *, token: str, now: datetime, failure: Failure | None = None) -> Chunk: ...
+    def end(
+        self,
+        chunk: Chunk,
+        *,
+        token: str,
+        status: JobStatus,
+        now: datetime,
+        expires_at: datetime,
+        failure: Failure | None = None,
+    ) -> Chunk: ...
+    def drop(self, job_id: str, index: int | None, *, attempt: int, now: datetime) -> bool: ...
+    def fail(self, job_id: str, index: int | None, *, attempt: int, failure: Failure, now: datetime) -> bool: ...
+    def note_failure(
+        self, job_id: str, index: int | None, *, attempt: int, failure: Failure, now: datetime
+    ) -> Chunk: ...
+    def requeue(self, chunk: Chunk, *, attempt: int, now: datetime) -> bool: ...
+
+
+class JobRepository(Protocol):
+    """What services need from job storage; `chunks` holds the units of work."""
+
+    chunks: ChunkRepository
+
+    def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None: ...
+    def idempotency_record(self, pk: str) -> IdempotencyRecord | None: ...
+    def get(self, job_id: str) -> Job: ...
+    def reserve_frames(self, owner: str, frames: int, *, limit: int) -> None: ...
+    def release_frames(self, owner: str, frames: int) -> None: ...
+    def withdraw(self, job_id: str, *, idempotency_pk: str | None = None) -> None: ...
+    def list_for_owner(
+        self, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None
+    ) -> JobPage: ...
+    def begin_assembly(
+        self, job_id: str, *, attempt: int, worker: str, token: str, now: datetime, lease_seconds: int
+    ) -> Job: ...
+    def complete_assembly(
+        self, job_id: str, *, token: str, has_preview: bool, now: datetime, expires_at: datetime
+    ) -> Job: ...
+    def fail(self, job_id: str, *, attempt: int, failure: Failure, now: datetime, expires_at: datetime) -> Job: ...
+    def transition(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        source: JobStatus,
+        target: JobStatus,
+        now: datetime,
+        expires_at: datetime | None = None,
+        when_lease_free: bool = False,
+    ) -> Job: ...
+    def retry(self, job_id: str, *, attempt: int, now: datetime) -> Job: ...
+    def advance_fanout(self, job_id: str, *, attempt: int, sent_before: int, sent_now: int) -> None: ...
+    def overdue(self, kind: str, status: JobStatus, *, now: datetime, limit: int) -> list[Overdue]: ...
+    def postpone(self, work: Overdue, *, until: datetime) -> bool: ...
+
+
+class ApiKeyRepository(Protocol):
+    """Keys by the SHA-256 of the key (never the key itself)."""
+
+    def add(
+        self, *, key_hash: str, owner: str, now: datetime, scopes: frozenset[str] = frozenset()
+    ) -> ApiKeyRecord: ...
+    def record_for(self, key_hash: str) -> ApiKeyRecord | None: ...
+    def revoke(self, key_hash: str, *, now: datetime) -> Revocation: ...
+    def list_keys(self, *, owner: str | None = None) -> list[ApiKeyRecord]: ...
+    def with_key_id(self, key_id: str) -> list[ApiKeyRecord]: ...

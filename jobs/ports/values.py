@@ -1,0 +1,108 @@
+"""Value types that cross the ports: pages and records of the repositories, the message contract, dead letters."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from jobs.domain import Chunk, Job, JobStatus
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class ChunkPage:
+    chunks: list[Chunk]
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """`pk=IDEMPOTENCY#<owner>#<key>`: which job a key created, for which request body, until when."""
+
+    pk: str
+    job_id: str
+    request_hash: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """Work the sweeper should look at: a job (index None) or a chunk item in `status`, due before now.
+
+    `marker` identifies the index entry as read, so a postpone applies only if nobody moved it since.
+    """
+
+    job_id: str
+    index: int | None
+    status: JobStatus
+    attempt: int
+    marker: tuple[str, str]
+
+    @property
+    def is_job(self) -> bool:
+        return self.index is None
+
+
+# The message contract: task names and positional arguments (ids only) of the two kinds of work message.
+RENDER_CHUNK = "jobs.render_chunk"  # (job id, chunk index or None, attempt)
+FANOUT_JOB = "jobs.fanout_job"  # (job id, attempt)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    receipt_handle: str
+    task: str | None
+    args: list
+    receive_count: int
+    sent_at: datetime | None
+
+    @property
+    def job_id(self) -> str | None:
+        return self.args[0] if self.args and isinstance(self.args[0], str) else None
+
+    def target(self) -> tuple[str, int | None, int] | None:
+        """(job id, chunk index or None, attempt) of a render or fan-out message; None for anything else."""
+        args = self.args
+        if self.task == RENDER_CHUNK and len(args) == 3:
+            return args[0], args[1], int(args[2])
+        if self.task == FANOUT_JOB and len(args) == 2:
+            return args[0], None, int(args[1])
+        return None
+
+
+# API keys: the public key id is a prefix of the key's SHA-256 hash.
+KEY_ID_LENGTH = 16
+
+
+def key_id_of(key_hash: str) -> str:
+    return key_hash[:KEY_ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """What is known of a key: never the key, only its hash and what it grants."""
+
+    key_hash: str
+    owner: str
+    key_id: str
+    scopes: frozenset[str]
+    created_at: datetime | None
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Revocation(enum.Enum):
+    REVOKED = "revoked"
+    ALREADY_REVOKED = "already revoked"
+    NOT_FOUND = "not found"
