@@ -36,6 +36,21 @@ class JobStateConflict(DomainError):
     default_message = "The job's state does not allow this."
 
 
+class StaleWrite(JobStateConflict):
+    """A conditional write lost against the item as it now stands: it is `status` at `attempt`.
+
+    Callers that may decide again (re-read and retry, or see that the work is done) catch this type; other
+    conflicts (a request that the job's state does not allow at all) are plain JobStateConflicts.
+    `current` holds what the store returned of the item (the repository reads it for a lease takeover).
+    """
+
+    def __init__(self, status: str | None, attempt: int, *, current: dict[str, Any] | None = None):
+        super().__init__(f"It is {status} (attempt {attempt}).", details={"status": status, "attempt": attempt})
+        self.status = status
+        self.attempt = attempt
+        self.current = current or {}
+
+
 class InvalidCursor(DomainError):
     status_code = 400
     code = "invalid_cursor"

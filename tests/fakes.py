@@ -30,6 +30,7 @@ from jobs.errors import (
     OwnerLimitReached,
     RenderError,
     ServiceUnavailable,
+    StaleWrite,
 )
 from jobs.ports import ChunkPage, IdempotencyRecord, JobPage, Overdue
 from jobs.renderers import FrameRenderer
@@ -40,8 +41,8 @@ RUNNING_JOB_AUDIT = timedelta(minutes=10)
 FINAL = (JobStatus.CANCELLING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.COMPLETED)
 
 
-def _conflict(status: JobStatus, attempt: int) -> JobStateConflict:
-    return JobStateConflict(f"It is {status}.", details={"status": str(status), "attempt": attempt})
+def _conflict(status: JobStatus, attempt: int) -> StaleWrite:
+    return StaleWrite(str(status), attempt)
 
 
 def _lapsed(lease: datetime | None, now: datetime) -> bool:

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import Failure, JobStatus
-from jobs.errors import JobNotFound, JobStateConflict
+from jobs.errors import JobNotFound, StaleWrite
 from jobs.repository.items import deserialize, iso, seconds, serialize_value, status_sort_key
 
 log = logging.getLogger(__name__)
@@ -58,16 +58,15 @@ def update_params(
     return params
 
 
-def conflict_from(old: dict[str, Any] | None) -> JobStateConflict:
+# The lease holder's condition: the chunk (or one-chunk job) runs in this attempt under this token.
+HOLDS_LEASE = "#status = :st_processing AND lease_token = :token AND attempt = :attempt"
+
+
+def conflict_from(old: dict[str, Any] | None) -> StaleWrite | JobNotFound:
     if old is None:
         return JobNotFound()
     current = deserialize(old)
-    conflict = JobStateConflict(
-        f"It is {current.get('status')} (attempt {current.get('attempt')}).",
-        details={"status": current.get("status"), "attempt": int(current.get("attempt", 0))},
-    )
-    conflict.current = current
-    return conflict
+    return StaleWrite(current.get("status"), int(current.get("attempt", 0)), current=current)
 
 
 def conditional_update(

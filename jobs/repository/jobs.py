@@ -15,15 +15,13 @@ from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import FINAL_STATES, Failure, Job, JobStatus, can_transition, sources
 from jobs.errors import (
     IdempotencyTaken,
-    InvalidCursor,
     JobAlreadyExists,
     JobNotFound,
-    JobStateConflict,
     OwnerLimitReached,
 )
 from jobs.ports.values import IdempotencyRecord, JobPage, Overdue
+from jobs.repository import indexes
 from jobs.repository.chunks import DynamoChunkRepository
-from jobs.repository.cursor import decode_cursor, encode_cursor
 from jobs.repository.dynamo import (
     FINISHED,
     LEASE_FREE,
@@ -34,31 +32,23 @@ from jobs.repository.dynamo import (
     failure_values,
     give_back_usage,
     lease_values,
-    query_page,
     set_status,
     settle_usage,
     state_in,
     update_params,
 )
 from jobs.repository.items import (
-    chunk_key,
     deserialize,
-    due_id,
     due_index,
-    due_partition,
-    due_sort_key,
     epoch,
     iso,
     item_to_job,
     job_key,
     job_to_item,
-    owner_partition,
     parse_iso,
     seconds,
     serialize,
 )
-
-DEFAULT_PAGE = 20
 
 
 class DynamoJobRepository:
@@ -163,42 +153,8 @@ class DynamoJobRepository:
             )
 
     def list_for_owner(self, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None) -> JobPage:
-        """An owner's jobs, newest first; with a status, from gsi3 (owner, `<status>#<id>`), so pages are full.
-
-        A cursor carries the listing's status and limit: alone it continues the same listing, and with
-        another status it is refused.
-        """
-        scope = f"owner:{owner}"
-        start = None
-        if cursor:
-            start, listing = decode_cursor(cursor, scope)
-            if status is not None and listing.get("status") not in (None, str(status)):
-                raise InvalidCursor("This cursor continues a listing with another status filter.")
-            status = JobStatus(listing["status"]) if listing.get("status") else status
-            limit = limit or int(listing.get("limit") or DEFAULT_PAGE)
-        limit = limit or DEFAULT_PAGE
-        if status is None:
-            index, sort, values = "gsi1", "gsi1pk = :owner", {":owner": {"S": owner_partition(owner)}}
-        else:
-            index, sort = "gsi3", "gsi3pk = :owner AND begins_with(gsi3sk, :status)"
-            values = {":owner": {"S": owner_partition(owner)}, ":status": {"S": f"{status}#"}}
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": index,
-            "KeyConditionExpression": sort,
-            "ExpressionAttributeValues": values,
-            "ScanIndexForward": False,
-            "Limit": limit + 1,  # one more tells whether another page exists
-        }
-        items, _ = query_page(self._client, params, start=start)
-        more = len(items) > limit
-        items = items[:limit]
-        next_cursor = None
-        if more:
-            last = items[-1]
-            key = {k: {"S": last[k]} for k in ("pk", "sk", f"{index}pk", f"{index}sk")}
-            next_cursor = encode_cursor(key, scope, status=str(status) if status else None, limit=limit)
-        return JobPage(jobs=[item_to_job(i) for i in items], cursor=next_cursor)
+        """An owner's jobs, newest first (indexes.py: gsi1, or gsi3 with a status filter)."""
+        return indexes.list_for_owner(self._client, self._table, owner, status=status, cursor=cursor, limit=limit)
 
     # --- the job item as the assembler's lease ---------------------------------------------------
     def begin_assembly(
@@ -358,48 +314,9 @@ class DynamoJobRepository:
         self.reserve_frames(job.owner, job.frames_total, limit=0)
         return job
 
-    # --- the sweeper's index ---------------------------------------------------------------------
+    # --- the sweeper's index (indexes.py) ---------------------------------------------------------
     def overdue(self, kind: str, status: JobStatus, *, now: datetime, limit: int) -> list[Overdue]:
-        """Jobs (kind JOB) or chunk items (kind TASK) in `status` whose gsi2 due time is before `now`."""
-        partition = due_partition(kind, status)
-        with unavailable_as_503("DynamoDB"):
-            resp = self._client.query(
-                TableName=self._table,
-                IndexName="gsi2",
-                KeyConditionExpression="gsi2pk = :key AND gsi2sk < :now",
-                ExpressionAttributeValues={":key": {"S": partition}, ":now": {"S": iso(now)}},
-                Limit=limit,
-            )
-        out = []
-        for raw in resp.get("Items", []):
-            item = deserialize(raw)
-            out.append(
-                Overdue(
-                    job_id=item["job_id"] if kind == "TASK" else item["id"],
-                    index=int(item["index"]) if kind == "TASK" else None,
-                    status=status,
-                    attempt=int(item["attempt"]),
-                    marker=(item["gsi2pk"], item["gsi2sk"]),
-                )
-            )
-        return out
+        return indexes.overdue(self._client, self._table, kind, status, now=now, limit=limit)
 
     def postpone(self, work: Overdue, *, until: datetime) -> bool:
-        """Move an overdue item's due time; False if someone else moved it (or its state) first."""
-        key = job_key(work.job_id) if work.index is None else chunk_key(work.job_id, work.index)
-        try:
-            conditional_update(
-                self._client,
-                self._table,
-                key,
-                "SET gsi2sk = :next",
-                condition="gsi2pk = :key AND gsi2sk = :due",
-                values={
-                    ":next": due_sort_key(until, due_id(work.job_id, work.index)),
-                    ":key": work.marker[0],
-                    ":due": work.marker[1],
-                },
-            )
-        except JobStateConflict:
-            return False
-        return True
+        return indexes.postpone(self._client, self._table, work, until=until)

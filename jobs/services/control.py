@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta
 
 from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
-from jobs.errors import JobNotFound, JobStateConflict
+from jobs.errors import JobNotFound, JobStateConflict, StaleWrite
 from jobs.ports import JobRepository, TaskQueue
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,7 @@ def job_cancel(*, repo: JobRepository, job: Job, now: datetime, retention: timed
             if job.status is JobStatus.CANCELLING:
                 return job  # already on its way
             raise JobStateConflict(f"A {job.status} job cannot be cancelled.", details={"status": str(job.status)})
-        except JobStateConflict as exc:
-            if "attempt" not in exc.details:
-                raise
+        except StaleWrite:
             job = repo.get(job.id)  # it moved under us (a worker claimed it, say): decide again
     raise JobStateConflict("The job keeps changing; try again.")
 

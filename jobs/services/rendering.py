@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus, frame_key
-from jobs.errors import JobNotRunning, JobStateConflict, LeaseLost, RenderError
+from jobs.errors import JobNotRunning, JobStateConflict, LeaseLost, RenderError, StaleWrite
 from jobs.ports import JobRepository, RenderContext, RenderedFrame
 from jobs.services.assembly import job_assemble, make_outputs
 from jobs.services.control import finish_cancel_if_idle, job_fail
@@ -63,7 +63,7 @@ def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt
         return Outcome.SKIPPED, 0
     except JobStateConflict as exc:
         log.info("job %s chunk %s attempt %s not claimed: %s", job_id, index, attempt, exc.message)
-        if index is not None and exc.details.get("status") == JobStatus.COMPLETED:
+        if index is not None and isinstance(exc, StaleWrite) and exc.status == JobStatus.COMPLETED:
             _assemble_if_last(ctx, job_id, attempt)  # the assembler may have died: a redelivery finishes its work
         return Outcome.SKIPPED, 0
     if chunk.crashes >= ctx.max_crashes:
