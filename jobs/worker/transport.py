@@ -15,10 +15,36 @@ from __future__ import annotations
 import logging
 import time
 
+import kombu
 from kombu.transport import SQS
 from vine import promise
 
 logger = logging.getLogger(__name__)
+
+# The Channel below overrides kombu's private polling loop. These are the kombu versions it was written
+# and tested against, and the internals it relies on; another version must be checked (tests/unit/
+# test_transport.py) before this range is widened, or the priority order could silently stop holding.
+KOMBU_TESTED = ((5, 7), (5, 7))  # oldest and newest (major, minor), inclusive
+KOMBU_INTERNALS = ("_schedule_queue", "_get_bulk_async", "_loop1")
+
+
+def check_kombu(version: str = kombu.__version__, channel: type = SQS.Channel) -> None:
+    """Refuse to load on a kombu outside the tested range or without the internals overridden here."""
+    major_minor = tuple(int(part) for part in version.split(".")[:2])
+    low, high = KOMBU_TESTED
+    if not low <= major_minor <= high:
+        raise ImportError(
+            f"jobs.worker.transport was tested with kombu {low[0]}.{low[1]}-{high[0]}.{high[1]}, not {version}: "
+            "check the priority polling (tests/unit/test_transport.py) and widen KOMBU_TESTED"
+        )
+    missing = [name for name in KOMBU_INTERNALS if not callable(getattr(channel, name, None))]
+    if missing:
+        raise ImportError(
+            f"kombu {version}'s SQS channel lacks {', '.join(missing)}: the priority transport needs them"
+        )
+
+
+check_kombu()
 
 
 class Channel(SQS.Channel):

@@ -1,0 +1,111 @@
+"""The priority transport at the level of kombu's channel: which queue is polled when.
+
+The channel is built without a connection (its polling decisions need none); `_get_bulk_async` is
+replaced by a recorder and the clock by a fake, so the order of polls is observed exactly.
+"""
+
+import pytest
+
+from jobs.worker import transport
+from jobs.worker.transport import Channel, check_kombu
+
+ORDER = ["render-high", "render-normal", "render-low"]
+
+
+class Hub:
+    def __init__(self):
+        self.later: list[tuple[float, object, tuple]] = []
+
+    def call_later(self, delay, fn, *args):
+        self.later.append((delay, fn, args))
+
+
+class QoS:
+    def __init__(self):
+        self.free = True
+
+    def can_consume(self):
+        return self.free
+
+
+@pytest.fixture
+def now(monkeypatch):
+    clock = {"t": 100.0}
+    monkeypatch.setattr(transport.time, "monotonic", lambda: clock["t"])
+    return clock
+
+
+class Probe(Channel):
+    """The channel with plain attributes where kombu has properties that need a connection."""
+
+    qos = None
+    hub = None
+    transport_options = {"queue_order": ORDER}
+
+
+@pytest.fixture
+def channel(now):
+    ch = Probe.__new__(Probe)  # no connection: only the polling decisions are under test
+    ch._active_queues = list(reversed(ORDER))  # consumed in any order; the rank comes from queue_order
+    ch._polls_out = {}
+    ch.qos = QoS()
+    ch.hub = Hub()
+    ch.polled: list[str] = []
+    ch.waited: list[str] = []
+    ch._get_bulk_async = lambda queue, callback: ch.polled.append(queue)
+    ch._loop1 = lambda queue, fetched=None: ch.waited.append(queue)
+    return ch
+
+
+def test_a_lower_queue_waits_until_every_higher_one_has_had_a_quiet_long_poll(channel, now):
+    channel._schedule_queue("render-low")
+    assert channel.polled == [] and len(channel.hub.later) == 1  # nothing above it has polled yet
+
+    channel._schedule_queue("render-high")
+    assert channel.polled == ["render-high"]  # the top queue never waits
+
+    now["t"] += 0.05
+    channel._schedule_queue("render-normal")
+    assert channel.polled == ["render-high"]  # high's poll is too young to mean "empty"
+
+    now["t"] += 0.1
+    channel._schedule_queue("render-normal")
+    channel._schedule_queue("render-low")
+    assert channel.polled == ["render-high", "render-normal"]  # normal's own poll is still young
+
+    now["t"] += 0.11
+    channel._schedule_queue("render-low")
+    assert channel.polled == ["render-high", "render-normal", "render-low"]
+
+
+def test_work_on_a_higher_queue_holds_the_lower_ones_back_again(channel, now):
+    for queue in ORDER:
+        now["t"] += 0.2
+        channel._schedule_queue(queue)
+    assert channel.polled == ORDER
+
+    channel._polled("render-high", messages_fetched=1)  # high answered: it had work
+    assert channel.waited == ["render-high"]  # kombu's loop carries on for it
+    channel.polled.clear()
+    now["t"] += 1.0
+    channel._schedule_queue("render-low")
+    assert channel.polled == []  # high has no poll out: it may have more, so low waits
+
+
+def test_a_full_worker_leaves_the_wait_to_kombu(channel):
+    channel.qos.free = False
+    channel._schedule_queue("render-high")
+    assert channel.polled == [] and channel.waited == ["render-high"]
+
+
+def test_a_queue_no_longer_consumed_is_not_polled(channel):
+    channel._schedule_queue("render-elsewhere")
+    assert channel.polled == [] and channel.hub.later == []
+
+
+def test_kombu_outside_the_tested_range_is_refused_at_import():
+    check_kombu("5.7.0")
+    with pytest.raises(ImportError, match=r"tested with kombu 5\.7-5\.7, not 6\.0\.0"):
+        check_kombu("6.0.0")
+    with pytest.raises(ImportError, match="lacks _schedule_queue"):
+        check_kombu("5.7.0", channel=type("Bare", (), {"_get_bulk_async": print, "_loop1": print}))
