@@ -147,50 +147,57 @@ def item_to_job(item: dict[str, Any]) -> Job:
             output_format=OutputFormat(item["output_format"]),
             samples=int(item["samples"]),
         ),
-        frame_start=int(item["frame_start"]),
-        frame_end=int(item["frame_end"]),
         chunk_size=int(item["chunk_size"]),
         chunks_done=int(item.get("chunks_done", 0)),
         priority=Priority(item["priority"]),
-        status=JobStatus(item["status"]),
-        attempt=int(item["attempt"]),
         created_at=parse_iso(item["created_at"]),
         updated_at=parse_iso(item["updated_at"]),
-        started_at=parse_iso(item.get("started_at")),
-        finished_at=parse_iso(item.get("finished_at")),
-        error=item.get("error"),
-        error_code=item.get("error_code"),
-        frames_done=int(item.get("frames_done", 0)),
-        render_failures=int(item.get("render_failures", 0)),
-        crashes=int(item.get("crashes", 0)),
-        render_seconds=float(item.get("render_seconds", 0)),
-        worker=item.get("worker"),
-        lease_token=item.get("lease_token"),
-        lease_expires_at=from_seconds(item.get("lease_expires_at")),
-        results=tuple(map_to_result(r) for r in item.get("results", [])),
         has_preview=bool(item.get("has_preview", False)),
         fanout_sent=int(item.get("fanout_sent", -1)),
+        **_work_fields(item),
     )
 
 
-def chunk_to_item(task: Chunk, created_at: datetime) -> dict[str, Any]:
+def _work_fields(item: dict[str, Any]) -> dict[str, Any]:
+    """What a job item and a chunk item both hold: frames, state, attempt, lease, progress, outcome."""
+    return {
+        "frame_start": int(item["frame_start"]),
+        "frame_end": int(item["frame_end"]),
+        "status": JobStatus(item["status"]),
+        "attempt": int(item["attempt"]),
+        "frames_done": int(item.get("frames_done", 0)),
+        "render_failures": int(item.get("render_failures", 0)),
+        "crashes": int(item.get("crashes", 0)),
+        "render_seconds": float(item.get("render_seconds", 0)),
+        "worker": item.get("worker"),
+        "lease_token": item.get("lease_token"),
+        "lease_expires_at": from_seconds(item.get("lease_expires_at")),
+        "started_at": parse_iso(item.get("started_at")),
+        "finished_at": parse_iso(item.get("finished_at")),
+        "error": item.get("error"),
+        "error_code": item.get("error_code"),
+        "results": tuple(map_to_result(r) for r in item.get("results", [])),
+    }
+
+
+def chunk_to_item(chunk: Chunk, created_at: datetime) -> dict[str, Any]:
     """A chunk item (jobs of several chunks); a one-chunk job's chunk is its job item."""
     item: dict[str, Any] = {
-        "pk": f"JOB#{task.job_id}",
-        "sk": f"TASK#{task.index:05d}",
-        "job_id": task.job_id,
-        "index": task.index,
-        "frame_start": task.frame_start,
-        "frame_end": task.frame_end,
-        "status": str(task.status),
-        "attempt": task.attempt,
-        "frames_done": task.frames_done,
-        "render_failures": task.render_failures,
-        "crashes": task.crashes,
-        "render_seconds": decimal(task.render_seconds),
-        "results": [result_to_map(r) for r in task.results],
+        "pk": f"JOB#{chunk.job_id}",
+        "sk": f"TASK#{chunk.index:05d}",
+        "job_id": chunk.job_id,
+        "index": chunk.index,
+        "frame_start": chunk.frame_start,
+        "frame_end": chunk.frame_end,
+        "status": str(chunk.status),
+        "attempt": chunk.attempt,
+        "frames_done": chunk.frames_done,
+        "render_failures": chunk.render_failures,
+        "crashes": chunk.crashes,
+        "render_seconds": decimal(chunk.render_seconds),
+        "results": [result_to_map(r) for r in chunk.results],
     }
-    item.update(chunk_due_index(task.job_id, task.index, task.status, created_at))
+    item.update(chunk_due_index(chunk.job_id, chunk.index, chunk.status, created_at))
     return item
 
 
@@ -198,26 +205,7 @@ def item_to_chunk(item: dict[str, Any]) -> Chunk:
     """A chunk item, or a one-chunk job's item seen as its chunk."""
     if item.get("sk") == "JOB":
         return item_to_job(item).as_chunk()
-    return Chunk(
-        job_id=item["job_id"],
-        index=int(item["index"]),
-        frame_start=int(item["frame_start"]),
-        frame_end=int(item["frame_end"]),
-        status=JobStatus(item["status"]),
-        attempt=int(item["attempt"]),
-        frames_done=int(item.get("frames_done", 0)),
-        render_failures=int(item.get("render_failures", 0)),
-        crashes=int(item.get("crashes", 0)),
-        render_seconds=float(item.get("render_seconds", 0)),
-        worker=item.get("worker"),
-        lease_token=item.get("lease_token"),
-        lease_expires_at=from_seconds(item.get("lease_expires_at")),
-        started_at=parse_iso(item.get("started_at")),
-        finished_at=parse_iso(item.get("finished_at")),
-        error=item.get("error"),
-        error_code=item.get("error_code"),
-        results=tuple(map_to_result(r) for r in item.get("results", [])),
-    )
+    return Chunk(job_id=item["job_id"], index=int(item["index"]), **_work_fields(item))
 
 
 def serialize(item: dict[str, Any]) -> dict[str, Any]:
