@@ -9,6 +9,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from jobs.domain import Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, Scene
+from jobs.ports.values import IdempotencyRecord
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -206,6 +207,33 @@ def item_to_chunk(item: dict[str, Any]) -> Chunk:
     if item.get("sk") == "JOB":
         return item_to_job(item).as_chunk()
     return Chunk(job_id=item["job_id"], index=int(item["index"]), **_work_fields(item))
+
+
+def idempotency_key(pk: str) -> dict[str, Any]:
+    """`pk=IDEMPOTENCY#<owner>#<key>, sk=IDEMPOTENCY`: which job an Idempotency-Key created."""
+    return {"pk": {"S": pk}, "sk": {"S": "IDEMPOTENCY"}}
+
+
+def idempotency_to_item(record: IdempotencyRecord) -> dict[str, Any]:
+    return {
+        "pk": record.pk,
+        "sk": "IDEMPOTENCY",
+        "job_id": record.job_id,
+        "request_hash": record.request_hash,
+        "created_at": record.created_at.isoformat(),
+        "expires_at": epoch(record.expires_at),
+    }
+
+
+def item_to_idempotency(item: dict[str, Any]) -> IdempotencyRecord:
+    expires_at = datetime.fromtimestamp(int(item["expires_at"]), UTC)
+    return IdempotencyRecord(
+        pk=item["pk"],
+        job_id=item["job_id"],
+        request_hash=item["request_hash"],
+        created_at=parse_iso(item.get("created_at")) or expires_at,
+        expires_at=expires_at,
+    )
 
 
 def serialize(item: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ Which states a write accepts comes from the domain's state machine (`sources(tar
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -41,11 +41,13 @@ from jobs.repository.items import (
     deserialize,
     due_index,
     epoch,
+    idempotency_key,
+    idempotency_to_item,
     iso,
+    item_to_idempotency,
     item_to_job,
     job_key,
     job_to_item,
-    parse_iso,
     seconds,
     serialize,
 )
@@ -93,16 +95,7 @@ class DynamoJobRepository:
     def _idempotency_put(self, record: IdempotencyRecord) -> dict[str, Any]:
         return {
             "TableName": self._table,
-            "Item": serialize(
-                {
-                    "pk": record.pk,
-                    "sk": "IDEMPOTENCY",
-                    "job_id": record.job_id,
-                    "request_hash": record.request_hash,
-                    "created_at": record.created_at.isoformat(),
-                    "expires_at": epoch(record.expires_at),
-                }
-            ),
+            "Item": serialize(idempotency_to_item(record)),
             # A record past its expiry counts as absent even before DynamoDB's TTL deletes it.
             "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
             "ExpressionAttributeValues": {":now": {"N": str(epoch(record.created_at))}},
@@ -110,20 +103,8 @@ class DynamoJobRepository:
 
     def idempotency_record(self, pk: str) -> IdempotencyRecord | None:
         with unavailable_as_503("DynamoDB"):
-            resp = self._client.get_item(
-                TableName=self._table, Key={"pk": {"S": pk}, "sk": {"S": "IDEMPOTENCY"}}, ConsistentRead=True
-            )
-        if "Item" not in resp:
-            return None
-        item = deserialize(resp["Item"])
-        expires_at = datetime.fromtimestamp(int(item["expires_at"]), UTC)
-        return IdempotencyRecord(
-            pk=pk,
-            job_id=item["job_id"],
-            request_hash=item["request_hash"],
-            created_at=parse_iso(item.get("created_at")) or expires_at,
-            expires_at=expires_at,
-        )
+            resp = self._client.get_item(TableName=self._table, Key=idempotency_key(pk), ConsistentRead=True)
+        return item_to_idempotency(deserialize(resp["Item"])) if "Item" in resp else None
 
     def get(self, job_id: str) -> Job:
         with unavailable_as_503("DynamoDB"):
@@ -143,12 +124,7 @@ class DynamoJobRepository:
             self._client.transact_write_items(
                 TransactItems=[
                     {"Delete": delete},
-                    {
-                        "Delete": {
-                            "TableName": self._table,
-                            "Key": {"pk": {"S": idempotency_pk}, "sk": {"S": "IDEMPOTENCY"}},
-                        }
-                    },
+                    {"Delete": {"TableName": self._table, "Key": idempotency_key(idempotency_pk)}},
                 ]
             )
 
