@@ -2,8 +2,10 @@
 
 API (gunicorn) -> SQS -> `celery worker` -> S3, against the embedded emulator, in three scenarios:
 - `jobs`: N one-frame jobs with zero render time: jobs/s, p50/p95 submit-to-COMPLETED latency (from the
-  items' created_at/finished_at), AWS requests per job by service and action, idle polling per minute.
-- `frames`: one many-frame job (240 frames in chunks of 10): AWS requests per frame and per chunk.
+  items' created_at/finished_at), AWS requests per job by service and action, idle polling per minute;
+  the cost model (bench/cost.py); then the raw loop (bench/raw.py) on the same emulator, side by side.
+- `frames`: one many-frame job (240 frames in chunks of 10): AWS requests per frame and per chunk, the
+  cost per frame, and the raw loop's time for the same job.
 - `priority`: a backlog of low-priority chunks, then a high-priority job: how long the high job waited.
 - `load`: 1,000 jobs from 20 concurrent clients: all COMPLETED, none lost, none completed twice.
 Requests are counted by the emulator, so every process's traffic is seen at the HTTP layer; the bench's
@@ -28,6 +30,7 @@ import boto3
 import requests
 from botocore.config import Config
 
+from bench import cost, raw
 from jobs.devstack.emulator import OBSERVER_MARK
 from jobs.devstack.stack import Stack
 
@@ -98,6 +101,16 @@ class Bench:
         rows = self.stack.emulator_counts()
         return Counter({(r["service"], r["action"]): r["count"] for r in rows if r["who"] == "system"})
 
+    def cost(self, per: float, *, tables: tuple[str, ...] = (TABLE,)) -> cost.Cost:
+        return cost.cost_of(cost.capacity(self.stack.env["AWS_ENDPOINT_URL"]), self.counts(), per, tables=tables)
+
+    def stop_farm(self) -> None:
+        """Stop the API and workers (the emulator stays), so the raw loop runs alone on the same emulator."""
+        for name in [n for n in self.stack.processes if n != "emulator"]:
+            self.stack.stop(name)
+        time.sleep(2)  # let the last long polls end before counting again
+        self.stack.reset_emulator_counts()
+
 
 @contextmanager
 def running(*, workers: int, concurrency: int, render_seconds: str, log_level: str = "WARNING"):
@@ -161,6 +174,10 @@ def scenario_jobs(args) -> None:
             f"p95 {percentile(latencies, 95) * 1000:.0f} ms"
         )
         print_requests(counts, args.jobs, "job")
+        project_cost = bench.cost(args.jobs)
+        for line in project_cost.lines("job"):
+            print(f"  {line}")
+        project_rate = args.jobs / (last - first).total_seconds()
         if args.idle_seconds > 0:
             time.sleep(3)
             bench.stack.reset_emulator_counts()
@@ -171,6 +188,14 @@ def scenario_jobs(args) -> None:
                 f"  idle: {per_minute:.2f} ReceiveMessage per minute per queue per worker "
                 f"({idle} in {args.idle_seconds}s, {args.workers} workers x 3 queues)"
             )
+        bench.stop_farm()
+        consumers = args.workers * args.concurrency
+        result = raw.raw_jobs(bench.stack.env, jobs=args.jobs, clients=args.clients, consumers=consumers)
+        raw_cost = bench.cost(args.jobs + min(10, args.jobs), tables=("raw-jobs",))
+        print(f"  raw loop ({consumers} consumer threads, same emulator): {result['jobs_per_second']:.1f} jobs/s")
+        for line in raw_cost.lines("job"):
+            print(f"    raw {line}")
+        print(f"  throughput ratio project/raw: {project_rate / result['jobs_per_second']:.2f} (goal >= 0.85)")
 
 
 def scenario_frames(args) -> None:
@@ -196,6 +221,17 @@ def scenario_frames(args) -> None:
         )
         print_requests(counts, frames, "frame")
         print(f"  per chunk: {sum(counts.values()) / chunks:.1f} requests")
+        for line in bench.cost(frames).lines("frame"):
+            print(f"  {line}")
+        bench.stop_farm()
+        project = seconds_between(item, "created_at", "finished_at")
+        raw_seconds = raw.raw_frames(
+            bench.stack.env, frames=frames, chunk_size=chunk, consumers=args.workers * args.concurrency
+        )
+        print(
+            f"  raw loop: the same job in {raw_seconds:.1f}s; "
+            f"speed ratio project/raw {raw_seconds / project:.2f} (goal >= 0.7)"
+        )
 
 
 def scenario_priority(args) -> None:

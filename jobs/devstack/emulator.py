@@ -2,14 +2,17 @@
 
 Counting at the emulator sees every process (API, workers, kombu's pycurl polls) at the HTTP layer.
 DynamoDB calls are run one at a time, as moto is not safe under concurrency and DynamoDB's calls are
-atomic. `GET /_emulator/requests` returns the counts; `POST /_emulator/requests/reset` zeroes them. Requests
-whose User-Agent carries `render-observer` (the bench's own polling) are counted apart, as "observer".
+atomic. `GET /_emulator/requests` returns the counts; `POST /_emulator/requests/reset` zeroes them (and the
+capacity meter). Requests whose User-Agent carries `render-observer` (the bench's own polling) are counted
+apart, as "observer", and are not metered. `GET /_emulator/capacity` returns the DynamoDB capacity units
+the system's requests would cost on AWS (jobs/devstack/capacity.py).
 Run: `python -m jobs.devstack.emulator --port 4566`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import re
@@ -19,6 +22,8 @@ from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
+
+from jobs.devstack.capacity import READS, WRITES, CapacityMeter
 
 OBSERVER_MARK = "render-observer"
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
@@ -62,6 +67,7 @@ class CountingApp:
         self._lock = threading.Lock()
         self._dynamodb_lock = threading.Lock()
         self._counts: Counter[tuple[str, str, str]] = Counter()
+        self.meter = CapacityMeter(moto_table)
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -75,15 +81,36 @@ class CountingApp:
             # moto is not safe under concurrent requests (a transaction's rollback restores a whole-table
             # snapshot); DynamoDB makes each call atomic, so the emulator runs them one at a time.
             with self._dynamodb_lock:
+                if who == "system" and action in WRITES | READS:
+                    return self._metered(action, environ, start_response)
                 return list(self._app(environ, start_response))
         return self._app(environ, start_response)
+
+    def _metered(self, action: str, environ, start_response) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b"{}"
+        environ["wsgi.input"] = io.BytesIO(raw)
+        body = json.loads(raw or b"{}")
+        touched = self.meter.keys_written(action, body) if action in WRITES else []
+        before = self.meter.snapshot(touched)
+        response = list(self._app(environ, start_response))
+        if action in WRITES:
+            self.meter.charge_writes(touched, before, self.meter.snapshot(touched))
+        else:
+            with contextlib.suppress(ValueError):  # an error body: nothing read
+                self.meter.charge_read(action, body, json.loads(b"".join(response) or b"{}"))
+        return response
 
     def _control(self, environ, start_response):
         path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
         if path == "/_emulator/requests/reset" and method == "POST":
-            with self._lock:
+            with self._lock, self._dynamodb_lock:
                 self._counts.clear()
+                self.meter.clear()
             body = {"reset": True}
+        elif path == "/_emulator/capacity":
+            with self._dynamodb_lock:
+                body = self.meter.report()
         elif path == "/_emulator/requests":
             with self._lock:
                 body = {
@@ -98,6 +125,18 @@ class CountingApp:
             return [b'{"error": "unknown emulator path"}']
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(body).encode()]
+
+
+def moto_table(name: str):
+    """moto's table of that name, in whichever account and region holds it; None if there is none."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    for account in list(dynamodb_backends.keys()):
+        for backend in list(dynamodb_backends[account].values()):
+            table = backend.tables.get(name)
+            if table is not None:
+                return table
+    return None
 
 
 class QuietHandler(MotoRequestHandler):

@@ -1,0 +1,105 @@
+"""The emulator's capacity meter prices writes and reads as DynamoDB bills them (jobs/devstack/capacity.py)."""
+
+import json
+import urllib.request
+import uuid
+
+import boto3
+import pytest
+
+from jobs.devstack.capacity import item_size, value_size
+
+
+def test_item_sizes_follow_dynamodbs_rules():
+    assert value_size({"S": "héllo"}) == 6  # UTF-8 bytes
+    assert value_size({"N": "12345"}) == 4  # about a byte per two digits, plus one
+    assert value_size({"BOOL": True}) == 1
+    assert value_size({"L": [{"S": "ab"}, {"N": "1"}]}) == 3 + (1 + 2) + (1 + 2)
+    assert item_size({"pk": {"S": "JOB#1"}, "n": {"N": "7"}}) == (2 + 5) + (1 + 2)
+
+
+@pytest.fixture
+def metered(emulator):
+    """A fresh table with one ALL index and one KEYS_ONLY index, and the emulator's meter zeroed."""
+    endpoint = emulator.env["AWS_ENDPOINT_URL"]
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+    name = f"meter-{uuid.uuid4().hex[:8]}"
+    attrs = ["pk", "sk", "a", "b"]
+    client.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attrs],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "all",
+                "KeySchema": [{"AttributeName": "a", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                "IndexName": "keys",
+                "KeySchema": [{"AttributeName": "b", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+        ],
+    )
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/_emulator/requests/reset", method="POST")).close()
+
+    def units() -> dict:
+        with urllib.request.urlopen(f"{endpoint}/_emulator/capacity") as resp:
+            rows = json.load(resp)["units"]
+        return {(r["target"].replace(name, "t"), r["kind"]): r["units"] for r in rows if r["target"].startswith(name)}
+
+    return client, name, units
+
+
+def test_writes_cost_by_size_index_changes_and_transactions(metered):
+    client, table, units = metered
+    big = "x" * 1500  # makes the item (and its ALL-projected entry) two write units
+    client.put_item(TableName=table, Item={"pk": {"S": "p"}, "sk": {"S": "s"}, "a": {"S": "1"}, "big": {"S": big}})
+    assert units() == {("t", "write"): 2, ("t/all", "write"): 2}  # not in `keys`: it has no `b`
+
+    # An update of a projected attribute rewrites the ALL entry; `keys` still has no entry.
+    client.update_item(
+        TableName=table,
+        Key={"pk": {"S": "p"}, "sk": {"S": "s"}},
+        UpdateExpression="SET n = :n",
+        ExpressionAttributeValues={":n": {"N": "1"}},
+    )
+    assert units() == {("t", "write"): 4, ("t/all", "write"): 4}
+
+    # Moving an index key: a delete and a put in `all`; a new KEYS_ONLY entry (one small unit) in `keys`.
+    client.update_item(
+        TableName=table,
+        Key={"pk": {"S": "p"}, "sk": {"S": "s"}},
+        UpdateExpression="SET a = :a, b = :b",
+        ExpressionAttributeValues={":a": {"S": "2"}, ":b": {"S": "k"}},
+    )
+    assert units() == {("t", "write"): 6, ("t/all", "write"): 8, ("t/keys", "write"): 1}
+
+    # A failed condition costs the table write only.
+    with pytest.raises(client.exceptions.ConditionalCheckFailedException):
+        client.update_item(
+            TableName=table,
+            Key={"pk": {"S": "p"}, "sk": {"S": "s"}},
+            UpdateExpression="SET n = :n",
+            ConditionExpression="attribute_not_exists(pk)",
+            ExpressionAttributeValues={":n": {"N": "2"}},
+        )
+    assert units()[("t", "write")] == 8 and units()[("t/all", "write")] == 8
+
+    # A transaction doubles the table's units: one small new item, 1 x 2.
+    client.transact_write_items(
+        TransactItems=[{"Put": {"TableName": table, "Item": {"pk": {"S": "q"}, "sk": {"S": "s"}}}}]
+    )
+    assert units()[("t", "write")] == 10
+
+
+def test_reads_cost_by_size_and_consistency(metered):
+    client, table, units = metered
+    client.put_item(TableName=table, Item={"pk": {"S": "p"}, "sk": {"S": "s"}, "big": {"S": "y" * 5000}})
+    before = units().get(("t", "read"), 0)
+    client.get_item(TableName=table, Key={"pk": {"S": "p"}, "sk": {"S": "s"}}, ConsistentRead=True)
+    assert units()[("t", "read")] - before == 2  # 5 KB: two 4 KB units
+    client.get_item(TableName=table, Key={"pk": {"S": "p"}, "sk": {"S": "s"}})
+    assert units()[("t", "read")] - before == 3  # eventually consistent: half
