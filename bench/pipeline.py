@@ -36,6 +36,8 @@ from jobs.devstack.stack import Stack
 
 OWNER = "bench"
 TABLE = "render-jobs"
+PROJECTION = "id, #s, created_at, started_at, finished_at"
+NAMES = {"ExpressionAttributeNames": {"#s": "status"}}
 _local = threading.local()
 
 
@@ -71,21 +73,27 @@ class Bench:
 
     def items(self) -> list[dict]:
         """The bench owner's job items, read straight from the table (tagged: not counted as system traffic)."""
-        items, start = [], None
-        while True:
+        keys, start = [], None
+        while True:  # gsi1 projects keys only: list them, then read the items in batches
             resp = self.observer.query(
                 TableName=TABLE,
                 IndexName="gsi1",
                 KeyConditionExpression="gsi1pk = :o",
                 ExpressionAttributeValues={":o": {"S": f"OWNER#{OWNER}"}},
-                ProjectionExpression="id, #s, created_at, started_at, finished_at",
-                ExpressionAttributeNames={"#s": "status"},
                 **({"ExclusiveStartKey": start} if start else {}),
             )
-            items += resp["Items"]
+            keys += [{"pk": i["pk"], "sk": i["sk"]} for i in resp["Items"]]
             start = resp.get("LastEvaluatedKey")
             if not start:
-                return items
+                break
+        items = []
+        for first in range(0, len(keys), 100):
+            pending = {TABLE: {"Keys": keys[first : first + 100], "ProjectionExpression": PROJECTION, **NAMES}}
+            while pending:
+                resp = self.observer.batch_get_item(RequestItems=pending)
+                items += resp["Responses"].get(TABLE, [])
+                pending = resp.get("UnprocessedKeys") or {}
+        return items
 
     def wait_finished(self, ids: set[str], timeout: float = 600) -> dict[str, dict]:
         deadline = time.monotonic() + timeout

@@ -27,6 +27,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 
 GET, PUT, UPDATE, DELETE, QUERY = (f"dynamodb:{a}" for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"))
+BATCH_GET = "dynamodb:BatchGetItem"  # the listings read a page's items after a keys-only index Query
 
 JOB_ITEMS = "JOB#*"
 
@@ -44,9 +45,9 @@ SWEEPER_INDEXES = {"gsi2": ("JOB#*", "TASK#*")}
 # records (kept with the job in one transaction), API keys (lookup, create_api_key, revoke_api_key),
 # rate counters (an atomic ADD) and browser sessions.
 API_ITEMS = {
-    JOB_ITEMS: (GET, PUT, UPDATE, DELETE, QUERY),
+    JOB_ITEMS: (GET, BATCH_GET, PUT, UPDATE, DELETE, QUERY),
     "IDEMPOTENCY#*": (GET, PUT, DELETE),
-    "APIKEY#*": (GET, PUT, UPDATE),
+    "APIKEY#*": (GET, BATCH_GET, PUT, UPDATE),
     "THROTTLE#*": (UPDATE,),
     "SESSION#*": (GET, PUT, UPDATE, DELETE),
     USAGE_ITEMS: (UPDATE,),

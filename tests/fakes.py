@@ -229,6 +229,14 @@ class InMemoryChunkRepository:
                 self._jobs.chunk_items[(chunk.job_id, chunk.index)] = chunk
                 self._jobs.due[(chunk.job_id, chunk.index)] = (chunk.status, job.created_at)
 
+    def get(self, job_id: str, index: int | None) -> Chunk:
+        if index is None:
+            return self._jobs.get(job_id).as_chunk()
+        chunk = self._jobs.chunk_items.get((job_id, index))
+        if chunk is None:
+            raise JobNotFound()
+        return chunk
+
     def list(self, job_id: str) -> list[Chunk]:
         items = self._jobs.chunk_items
         return sorted((c for (j, _), c in items.items() if j == job_id), key=lambda c: c.index)
@@ -313,7 +321,7 @@ class InMemoryChunkRepository:
             )
             self._store(updated, due=None, now=now)
         else:
-            self._store(updated, due=(P, lease_until), now=now)
+            self._store(updated, due="keep", now=now)  # as DynamoDB: the sweeper's marker stays put
         if not chunk.whole_job:
             job = self._jobs.get(chunk.job_id)
             self._jobs._put(
@@ -323,7 +331,7 @@ class InMemoryChunkRepository:
 
     def renew(self, chunk, *, token, until) -> None:
         current = self._held(chunk, token)
-        self._store(current.replace(lease_expires_at=until), due=(P, until), now=None)
+        self._store(current.replace(lease_expires_at=until), due="keep", now=None)
 
     def release(self, chunk, *, token, now, failure=None) -> Chunk:
         current = self._held(chunk, token)

@@ -8,7 +8,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-INDEXES = ("gsi1", "gsi2", "gsi3")  # each with `<name>pk`/`<name>sk` string keys, all attributes projected
+from jobs.repository.items import INDEX_PROJECTIONS  # each index: `<name>pk`/`<name>sk` string keys
+
+INDEXES = tuple(INDEX_PROJECTIONS)
 
 
 class Data(Construct):
@@ -45,12 +47,16 @@ class Data(Construct):
         )
         # gsi1: an owner's jobs and API keys; gsi2: the sparse index of work that could get stuck (sweeper);
         # gsi3: an owner's jobs by status (gsi3pk = OWNER#<owner>, gsi3sk = <status>#<job id>).
-        for index in INDEXES:
+        # Projections: keys only for the listings, the few attributes the sweeper acts on for gsi2.
+        for index, attributes in INDEX_PROJECTIONS.items():
             self.table.add_global_secondary_index(
                 index_name=index,
                 partition_key=dynamodb.Attribute(name=f"{index}pk", type=dynamodb.AttributeType.STRING),
                 sort_key=dynamodb.Attribute(name=f"{index}sk", type=dynamodb.AttributeType.STRING),
-                projection_type=dynamodb.ProjectionType.ALL,
+                projection_type=dynamodb.ProjectionType.KEYS_ONLY
+                if attributes is None
+                else dynamodb.ProjectionType.INCLUDE,
+                non_key_attributes=list(attributes) if attributes else None,
             )
 
         # Server access logs cannot be written to a bucket encrypted with a customer key: SSE-S3 here.

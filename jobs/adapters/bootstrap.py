@@ -9,10 +9,17 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 
 from jobs.adapters import aws
+from jobs.repository.items import INDEX_PROJECTIONS
 
 log = logging.getLogger(__name__)
 MAX_RECEIVE_COUNT = 5
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+
+
+def projection(attributes: tuple[str, ...] | None) -> dict:
+    if attributes is None:
+        return {"ProjectionType": "KEYS_ONLY"}
+    return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(attributes)}
 
 
 def ensure_table(client, name: str) -> None:
@@ -35,9 +42,9 @@ def ensure_table(client, name: str) -> None:
                     {"AttributeName": f"{index}pk", "KeyType": "HASH"},
                     {"AttributeName": f"{index}sk", "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": projection(INDEX_PROJECTIONS[index]),
             }
-            for index in ("gsi1", "gsi2", "gsi3")
+            for index in INDEX_PROJECTIONS
         ],
     )
     client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})

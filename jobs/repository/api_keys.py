@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 
 from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.ports.values import ApiKeyRecord, Revocation, key_id_of
+from jobs.repository.dynamo import query_keys_then_items
 from jobs.repository.items import deserialize, iso, parse_iso, serialize, serialize_value
 
 ALL_KEYS = "APIKEYS"
@@ -35,8 +36,7 @@ def _key(key_hash: str) -> dict[str, Any]:
     return {"pk": {"S": f"APIKEY#{key_hash}"}, "sk": {"S": "APIKEY"}}
 
 
-def _record(raw: dict[str, Any]) -> ApiKeyRecord:
-    item = deserialize(raw)
+def _record(item: dict[str, Any]) -> ApiKeyRecord:
     key_hash = item["pk"].removeprefix("APIKEY#")
     return ApiKeyRecord(
         key_hash=key_hash,
@@ -78,7 +78,7 @@ class DynamoApiKeyRepository:
         with unavailable_as_503("DynamoDB"):
             resp = self._client.get_item(TableName=self._table, Key=_key(key_hash))
         item = resp.get("Item")
-        return _record(item) if item else None
+        return _record(deserialize(item)) if item else None
 
     def owner_for(self, key_hash: str) -> str | None:
         """The owner of an active key; None if it is unknown or revoked."""
@@ -153,16 +153,14 @@ class DynamoApiKeyRepository:
 
     def _query(self, index: str, condition: str, values: dict[str, str]) -> list[ApiKeyRecord]:
         records, start = [], None
+        params = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": {k: {"S": v} for k, v in values.items()},
+        }
         while True:
-            with unavailable_as_503("DynamoDB"):
-                resp = self._client.query(
-                    TableName=self._table,
-                    IndexName=index,
-                    KeyConditionExpression=condition,
-                    ExpressionAttributeValues={k: {"S": v} for k, v in values.items()},
-                    **({"ExclusiveStartKey": start} if start else {}),
-                )
-            records += [_record(i) for i in resp.get("Items", [])]
-            start = resp.get("LastEvaluatedKey")
+            _, items, start = query_keys_then_items(self._client, params, start=start)
+            records += [_record(i) for i in items]
             if not start:
                 return records

@@ -34,6 +34,7 @@ from jobs.repository.items import (
     chunk_due_index,
     chunk_key,
     chunk_to_item,
+    deserialize,
     due_id,
     due_sort_key,
     epoch,
@@ -88,6 +89,14 @@ class DynamoChunkRepository:
             "Item": serialize(chunk_to_item(chunk, job.created_at)),
             "ConditionExpression": "attribute_not_exists(pk)",
         }
+
+    def get(self, job_id: str, index: int | None) -> Chunk:
+        """One chunk as stored now (a one-chunk job's item seen as its chunk); JobNotFound if there is none."""
+        with unavailable_as_503("DynamoDB"):
+            resp = self._client.get_item(TableName=self._table, Key=chunk_key(job_id, index), ConsistentRead=True)
+        if "Item" not in resp:
+            raise JobNotFound()
+        return item_to_chunk(deserialize(resp["Item"]))
 
     def list(self, job_id: str) -> list[Chunk]:
         """Every chunk item of a job, in index order (one Query page per ~1 MB)."""
@@ -149,12 +158,8 @@ class DynamoChunkRepository:
         """Keep holding a chunk while a long frame renders; LeaseLost once it is no longer ours."""
         self._held_update(
             chunk,
-            "SET lease_expires_at = :lease, gsi2sk = :gsi2sk",
-            {
-                ":lease": seconds(until),
-                ":gsi2sk": due_sort_key(until, due_id(chunk.job_id, chunk.index)),
-                ":token": token,
-            },
+            "SET lease_expires_at = :lease",  # the sweeper's marker stays (see frames.py)
+            {":lease": seconds(until), ":token": token},
         )
 
     def release(self, chunk: Chunk, *, token: str, now: datetime, failure: Failure | None = None) -> Chunk:

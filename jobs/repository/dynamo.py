@@ -128,6 +128,32 @@ def query_page(client, params: dict[str, Any], *, start: dict | None) -> tuple[l
     return [deserialize(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
 
 
+def batch_get(client, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items of `keys`, deserialized, in the order of `keys`; keys with no item are left out.
+
+    Eventually consistent (half the read units), as the index that listed the keys is.
+    """
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for start in range(0, len(keys), 100):
+        pending: dict[str, Any] = {table: {"Keys": keys[start : start + 100]}}
+        while pending:
+            with unavailable_as_503("DynamoDB"):
+                resp = client.batch_get_item(RequestItems=pending)
+            for raw in resp.get("Responses", {}).get(table, []):
+                found[(raw["pk"]["S"], raw["sk"]["S"])] = deserialize(raw)
+            pending = resp.get("UnprocessedKeys") or {}
+    return [item for key in keys if (item := found.get((key["pk"]["S"], key["sk"]["S"]))) is not None]
+
+
+def query_keys_then_items(
+    client, params: dict[str, Any], *, start: dict | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict | None]:
+    """One Query page of a keys-only index, then its items: (index entries, items in the same order, next)."""
+    entries, last = query_page(client, params, start=start)
+    keys = [{"pk": {"S": e["pk"]}, "sk": {"S": e["sk"]}} for e in entries]
+    return entries, batch_get(client, params["TableName"], keys), last
+
+
 # A job or chunk reaches a final state: timestamps, TTL, and out of the sweeper's index and every lease.
 FINISHED = (
     "finished_at = :now, updated_at = :now, expires_at = :ttl REMOVE gsi2pk, gsi2sk, lease_token, lease_expires_at"

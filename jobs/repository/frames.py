@@ -29,8 +29,6 @@ from jobs.repository.items import (
     chunk_key,
     decimal,
     deserialize,
-    due_id,
-    due_sort_key,
     epoch,
     iso,
     job_key,
@@ -74,9 +72,10 @@ def record_frame(
         "SET frames_done = :next, #results = list_append(#results, :result), render_seconds = render_seconds + :secs"
     )
     if not last:
-        expression += ", updated_at = :now, lease_expires_at = :lease, gsi2sk = :gsi2sk"
+        # The lease moves on with the frame; the sweeper's marker (gsi2) stays where the claim put it, so a
+        # frame costs no index write (an overdue marker of a live lease is postponed, see services/sweeper.py).
+        expression += ", updated_at = :now, lease_expires_at = :lease"
         values[":lease"] = seconds(lease_until)
-        values[":gsi2sk"] = due_sort_key(lease_until, due_id(chunk.job_id, chunk.index))
     elif chunk.whole_job:
         status, listed = set_status(JobStatus.COMPLETED, chunk.job_id)
         expression += f", {status}, has_preview = :preview, chunks_done = chunks_total, {FINISHED}, #error, error_code"

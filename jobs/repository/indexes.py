@@ -13,7 +13,7 @@ from jobs.domain import JobStatus
 from jobs.errors import InvalidCursor, JobStateConflict
 from jobs.ports.values import JobPage, Overdue
 from jobs.repository.cursor import decode_cursor, encode_cursor
-from jobs.repository.dynamo import conditional_update, query_page
+from jobs.repository.dynamo import batch_get, conditional_update, query_page
 from jobs.repository.items import (
     chunk_key,
     deserialize,
@@ -33,6 +33,9 @@ def list_for_owner(
     client, table: str, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None
 ) -> JobPage:
     """An owner's jobs, newest first; with a status, from gsi3 (owner, `<status>#<id>`), so pages are full.
+
+    Both indexes project keys only: the page's items come from one BatchGetItem, so they show the jobs as
+    they are now (a job whose state moved on since the index was read is shown in its new state).
 
     A cursor carries the listing's status and limit: alone it continues the same listing, and with
     another status it is refused.
@@ -59,15 +62,16 @@ def list_for_owner(
         "ScanIndexForward": False,
         "Limit": limit + 1,  # one more tells whether another page exists
     }
-    items, _ = query_page(client, params, start=start)
-    more = len(items) > limit
-    items = items[:limit]
+    entries, _ = query_page(client, params, start=start)
+    more = len(entries) > limit
+    entries = entries[:limit]
     next_cursor = None
     if more:
-        last = items[-1]
+        last = entries[-1]
         key = {k: {"S": last[k]} for k in ("pk", "sk", f"{index}pk", f"{index}sk")}
         next_cursor = encode_cursor(key, scope, status=str(status) if status else None, limit=limit)
-    return JobPage(jobs=[item_to_job(i) for i in items], cursor=next_cursor)
+    keys = [{"pk": {"S": e["pk"]}, "sk": {"S": e["sk"]}} for e in entries]
+    return JobPage(jobs=[item_to_job(i) for i in batch_get(client, table, keys)], cursor=next_cursor)
 
 
 def overdue(client, table: str, kind: str, status: JobStatus, *, now: datetime, limit: int) -> list[Overdue]:

@@ -41,6 +41,17 @@ def decimal(value: float) -> Decimal:
 
 
 # --- keys: one builder per key and index -----------------------------------------------------------
+# The table's global secondary indexes and what each projects besides its keys and the table's (None:
+# keys only). An index entry is rewritten only when its keys or projected attributes change, so the
+# listings (gsi1, gsi3) project keys only and read the page's items with one BatchGetItem, and the
+# sweeper's gsi2 projects just what it acts on. Used by bootstrap and the CDK table alike.
+INDEX_PROJECTIONS: dict[str, tuple[str, ...] | None] = {
+    "gsi1": None,
+    "gsi2": ("id", "job_id", "index", "attempt"),
+    "gsi3": None,
+}
+
+
 def job_key(job_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
 

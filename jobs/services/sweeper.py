@@ -4,7 +4,9 @@
   or a fan-out died): their message is sent again; a duplicate of a message that does exist loses its
   claim, so this is safe.
 - PROCESSING chunks (and one-chunk jobs) whose lease lapsed: the worker died and its message is gone
-  (e.g. deleted after a redelivery lost its claim); a new message lets a worker take over.
+  (e.g. deleted after a redelivery lost its claim); a new message lets a worker take over. Their marker
+  is set when they are claimed and not moved while they render (that would cost an index write per frame),
+  so a marker overdue while its lease is still renewed is just postponed again.
 - CANCELLING jobs: CANCELLED once no live lease remains (a worker died mid-cancel).
 - Jobs of several chunks, QUEUED past the grace period or PROCESSING (due every RUNNING_JOB_AUDIT, or
   when an assembly lease lapses): an audit of their chunks checks that the job has a live path to an
@@ -72,6 +74,10 @@ def _act(repo: JobRepository, queue: TaskQueue, work: Overdue, now: datetime, re
         if not work.is_job and repo.chunks.drop(job.id, work.index, attempt=work.attempt, now=now):
             return "chunk_dropped"  # a leftover of a job that stopped
         return "skipped"
+    if work.status is JobStatus.PROCESSING and (not work.is_job or job.single_chunk):
+        held = job.as_chunk() if work.is_job else repo.chunks.get(job.id, work.index)
+        if held.held_by_live_lease(now):
+            return "lease_alive"  # rendering, and renewing its lease: postponed above, looked at again later
     if not work.is_job:
         queue.enqueue_chunk(job_id=job.id, index=work.index, attempt=job.attempt, priority=job.priority)
         return "chunk_requeued"

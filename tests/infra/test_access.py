@@ -136,6 +136,7 @@ DATA_KEY = {"kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKe
 EXPECTED_ACTIONS = {
     "api": {
         *("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"),
+        "dynamodb:BatchGetItem",
         "dynamodb:DescribeTable",
         *("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"),
         *("s3:GetObject", "s3:ListBucket"),
@@ -276,6 +277,7 @@ def test_the_api_has_its_items_its_indexes_and_no_dlq(stack):
         ("UpdateItem", "JOB#01HX"),  # cancel, retry
         ("Query", "JOB#01HX"),  # a job's tasks
         ("GetItem", "APIKEY#ab12"),  # authentication
+        ("BatchGetItem", "JOB#1"),  # a listing's page, after a keys-only index Query
         ("UpdateItem", "THROTTLE#key#123"),  # rate counters
         ("GetItem", "SESSION#s1"),
         ("PutItem", "SESSION#s1"),
@@ -368,11 +370,15 @@ OPERATOR_COMMANDS = {
             ("secretsmanager:TagResource", secret("render-farm/dev/api-keys/alice")),
         ],
     ),
-    "list_api_keys --owner alice": ("api", [("dynamodb:Query", index("gsi1", "APIKEYS#alice"))]),
+    "list_api_keys --owner alice": (
+        "api",
+        [("dynamodb:Query", index("gsi1", "APIKEYS#alice")), ("dynamodb:BatchGetItem", table("APIKEY#ab12"))],
+    ),
     "revoke_api_key": (
         "api",
         [
             ("dynamodb:Query", index("gsi1", "APIKEYS#alice")),
+            ("dynamodb:BatchGetItem", table("APIKEY#ab12")),
             ("dynamodb:GetItem", table("APIKEY#ab12")),
             ("dynamodb:UpdateItem", table("APIKEY#ab12")),
         ],
@@ -427,10 +433,11 @@ def test_the_dlq_commands_cannot_run_anywhere_else(stack):
 
 def test_no_keyless_dynamodb_action_is_granted(stack):
     """`ForAllValues` is vacuously true for a request without a partition key (the evaluator too), so a
-    LeadingKeys condition limits only actions that always name one: no Scan, no batch, no PartiQL."""
+    LeadingKeys condition limits only actions that always name one: no Scan, no PartiQL. BatchGetItem names
+    the partition key of every item it reads, so the condition holds for each (the listings use it)."""
     names, policies = stack
     assert policies["worker"].allows("dynamodb:GetItem", names.table)  # vacuous: no key in the request
-    keyed = {f"dynamodb:{a}" for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")}
+    keyed = {f"dynamodb:{a}" for a in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "Query")}
     for policy in policies.values():
         for statement in policy.statements:
             if "Condition" in statement and "dynamodb:LeadingKeys" in json.dumps(statement["Condition"]):

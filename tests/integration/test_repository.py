@@ -550,6 +550,26 @@ def test_dynamo_items_use_the_design_keys_and_sparse_index(dynamo_repo, table, m
     assert {j.id for j in listed.jobs} == {job.id, multi.id}
 
 
+@pytest.mark.parametrize("sk", ["JOB", "TASK#00000"])
+def test_frames_and_renewals_move_the_lease_but_not_the_sweepers_marker(dynamo_repo, table, make_job, sk):
+    """No index write per frame: gsi2 keeps the claim's marker while the lease moves on in the item."""
+    repo = dynamo_repo
+    if sk == "JOB":
+        job, index = make_job(frame_end=3), None
+        repo.add(job)
+    else:
+        job, index = _multi_job(repo, make_job, frames=(1, 3), chunk_size=3), 0
+    _, chunk = _claim(repo, job.id, index)
+    marker = (_raw(table, job.id, sk)["gsi2pk"]["S"], _raw(table, job.id, sk)["gsi2sk"]["S"])
+    later = T0 + timedelta(seconds=LEASE * 3)
+    chunk = _record(repo, chunk, now=later)
+    repo.chunks.renew(chunk, token=TOKEN, until=later + timedelta(seconds=LEASE * 2))
+    item = _raw(table, job.id, sk)
+    assert (item["gsi2pk"]["S"], item["gsi2sk"]["S"]) == marker
+    assert float(item["lease_expires_at"]["N"]) == (later + timedelta(seconds=LEASE * 2)).timestamp()
+    assert repo.chunks.get(job.id, index).held_by_live_lease(later)
+
+
 def test_tampered_and_foreign_cursors_are_refused(dynamo_repo, make_job):
     for _ in range(3):
         dynamo_repo.add(make_job())

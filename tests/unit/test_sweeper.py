@@ -217,3 +217,25 @@ def test_a_stopped_job_whose_chunk_failed_is_not_failed_again(repo, queue, clock
     repo.fail(job.id, attempt=1, failure=Failure("render_failed", "chunk 0: y"), now=T0, expires_at=T0 + RETENTION)
     assert run(repo, queue, AUDIT) == {"chunk_dropped": 1}  # chunk 1, left QUEUED
     assert repo.get(job.id).error == "chunk 0: y"
+
+
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_a_marker_overdue_while_its_lease_is_renewed_is_postponed_not_requeued(repo, queue, clock, chunks):
+    """Frames and renewals move the lease, not the sweeper's marker (no index write per frame): an overdue
+    marker of a chunk still rendering is looked at again later; once the lease lapses, it is requeued."""
+    if chunks == 1:
+        job = submit(repo, queue, clock)
+        queue.chunks.clear()
+        index = None
+    else:
+        job = _fanned_out(repo, queue, clock, chunks=2)
+        index = 0
+    chunk = _claim(repo, job.id, index, token="alive")
+    renewed_to = T0 + timedelta(seconds=LEASE + 300)
+    repo.chunks.renew(chunk, token="alive", until=renewed_to)  # the marker still says T0 + LEASE
+    past_marker = T0 + timedelta(seconds=LEASE + 1)
+    assert run(repo, queue, past_marker) == {"lease_alive": 1}
+    assert queue.chunks == []
+    done = run(repo, queue, renewed_to + GRACE)
+    assert done["chunk_requeued" if index == 0 else "job_requeued"] >= 1 and "lease_alive" not in done
+    assert (job.id, index, 1, Priority.HIGH) in queue.chunks
