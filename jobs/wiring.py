@@ -7,11 +7,11 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from jobs.adapters import aws
+from jobs.adapters import aws, bootstrap
 from jobs.adapters.s3 import S3ResultStore
 from jobs.ports import Renderer
 from jobs.renderers import get_renderer
-from jobs.repository import DynamoApiKeyRepository, DynamoJobRepository
+from jobs.repository import DynamoApiKeyRepository, DynamoJobRepository, schema
 
 
 @functools.cache
@@ -75,3 +75,16 @@ def reset() -> None:
     ):
         factory.cache_clear()
     aws.reset_clients()
+
+
+def bootstrap_all() -> dict[str, str]:
+    """Create what the configured settings name, where missing (table, queues, bucket); a summary to print."""
+    schema.ensure_table(aws.client("dynamodb"), settings.RENDER_TABLE_NAME)
+    urls = bootstrap.ensure_queues(
+        aws.client("sqs"),
+        list(settings.RENDER_QUEUE_NAMES.values()),
+        settings.RENDER_DLQ_NAME,
+        settings.RENDER_VISIBILITY_TIMEOUT,
+    )
+    bootstrap.ensure_bucket(aws.client("s3"), settings.RENDER_BUCKET_NAME)
+    return {"table": settings.RENDER_TABLE_NAME, "bucket": settings.RENDER_BUCKET_NAME, **urls}

@@ -35,8 +35,8 @@ def emulator():
     import os
 
     from jobs import wiring
-    from jobs.adapters.bootstrap import bootstrap_all
     from jobs.devstack.stack import Stack
+    from jobs.wiring import bootstrap_all
 
     stack = Stack()
     stack.start_emulator()

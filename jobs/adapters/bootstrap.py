@@ -6,50 +6,12 @@ import json
 import logging
 
 from botocore.exceptions import ClientError
-from django.conf import settings
 
 from jobs.adapters import aws
-from jobs.repository.items import INDEX_PROJECTIONS
 
 log = logging.getLogger(__name__)
 MAX_RECEIVE_COUNT = 5
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
-
-
-def projection(attributes: tuple[str, ...] | None) -> dict:
-    if attributes is None:
-        return {"ProjectionType": "KEYS_ONLY"}
-    return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(attributes)}
-
-
-def ensure_table(client, name: str) -> None:
-    try:
-        client.describe_table(TableName=name)
-        return
-    except ClientError as exc:
-        if aws.error_code(exc) != "ResourceNotFoundException":
-            raise
-    attrs = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"]
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attrs],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": index,
-                "KeySchema": [
-                    {"AttributeName": f"{index}pk", "KeyType": "HASH"},
-                    {"AttributeName": f"{index}sk", "KeyType": "RANGE"},
-                ],
-                "Projection": projection(INDEX_PROJECTIONS[index]),
-            }
-            for index in INDEX_PROJECTIONS
-        ],
-    )
-    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-    client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
-    log.info("created table %s", name)
 
 
 def ensure_queues(client, names: list[str], dlq_name: str, visibility_timeout: int) -> dict[str, str]:
@@ -97,16 +59,3 @@ def ensure_bucket(client, name: str) -> None:
         },
     )
     log.info("created bucket %s", name)
-
-
-def bootstrap_all() -> dict[str, str]:
-    """Everything the configured settings name; returns a summary for printing."""
-    ensure_table(aws.client("dynamodb"), settings.RENDER_TABLE_NAME)
-    urls = ensure_queues(
-        aws.client("sqs"),
-        list(settings.RENDER_QUEUE_NAMES.values()),
-        settings.RENDER_DLQ_NAME,
-        settings.RENDER_VISIBILITY_TIMEOUT,
-    )
-    ensure_bucket(aws.client("s3"), settings.RENDER_BUCKET_NAME)
-    return {"table": settings.RENDER_TABLE_NAME, "bucket": settings.RENDER_BUCKET_NAME, **urls}

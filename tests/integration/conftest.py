@@ -5,9 +5,10 @@ import uuid
 import pytest
 
 from jobs.adapters import aws
-from jobs.adapters.bootstrap import ensure_bucket, ensure_table
+from jobs.adapters.bootstrap import ensure_bucket
 from jobs.adapters.s3 import S3ResultStore
 from jobs.repository import DynamoApiKeyRepository, DynamoJobRepository
+from jobs.repository.schema import ensure_table
 
 
 @pytest.fixture

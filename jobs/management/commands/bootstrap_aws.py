@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from jobs.adapters.bootstrap import bootstrap_all
+from jobs.wiring import bootstrap_all
 
 
 class Command(BaseCommand):

@@ -12,7 +12,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs import wiring
-from jobs.adapters.bootstrap import bootstrap_all
 from jobs.devstack import envfile
 from jobs.devstack.stack import EMULATOR_CREDENTIALS, ROOT, Stack, wait_for_http
 from jobs.domain import utcnow
@@ -54,7 +53,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"Emulator on {endpoint} (request counts: {endpoint}/_emulator/requests)")
             os.environ.update(stack.env)
             wiring.reset()
-            bootstrap_all()
+            wiring.bootstrap_all()
             key = api_key_create(
                 repo=wiring.api_key_repository(), owner="dev", now=utcnow(), scopes=frozenset({SCOPE_HIGH})
             )
