@@ -194,12 +194,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "jobs.api.browsable.RenderFarmBrowsableRenderer",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["jobs.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "VIEW_DESCRIPTION_FUNCTION": "jobs.api.browsable.view_description",
     "UNAUTHENTICATED_TOKEN": None,
 }
 
