@@ -55,6 +55,7 @@ class Watched:
 
     def shot(self, label: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.wait_for_timeout(500)  # let the progress bar's width transition finish
         path = ARTIFACTS / f"{self.name}-{label}.png"
         self.page.screenshot(path=str(path), full_page=True)
         return path
