@@ -312,3 +312,8 @@ def manifest_key(job_id: str) -> str:
 
 def preview_key(job_id: str) -> str:
     return f"jobs/{job_id}/preview.png"
+
+
+def animation_key(job_id: str) -> str:
+    """The animated preview (WebP) of a finished job, made with the contact sheet from the same frames."""
+    return f"jobs/{job_id}/preview.webp"

@@ -133,6 +133,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # ETag on GET answers and 304 for If-None-Match: the console polls with conditional requests.
+    "django.middleware.http.ConditionalGetMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -194,12 +196,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "jobs.api.browsable.RenderFarmBrowsableRenderer",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["jobs.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "VIEW_DESCRIPTION_FUNCTION": "jobs.api.browsable.view_description",
     "UNAUTHENTICATED_TOKEN": None,
 }
 
@@ -264,6 +267,9 @@ RENDER_SQS_WAIT_SECONDS = env_int("RENDER_SQS_WAIT_SECONDS", 20)
 RENDER_READYZ_CACHE_SECONDS = env_int("RENDER_READYZ_CACHE_SECONDS", 5)
 # QUEUED work older than this with no progress gets its message sent again by the sweeper.
 RENDER_SWEEP_GRACE_SECONDS = env_int("RENDER_SWEEP_GRACE_SECONDS", 300)
+# Origins besides the result bucket's that console pages may load images from and upload to (CSP), e.g. a
+# scene-upload bucket on another host: space-separated, like "https://assets.s3.amazonaws.com".
+RENDER_CONSOLE_EXTRA_ORIGINS = env("RENDER_CONSOLE_EXTRA_ORIGINS", "").split()
 
 RENDER_QUEUE_NAMES = {p: f"{RENDER_QUEUE_PREFIX}render-{p}" for p in ("high", "normal", "low")}
 RENDER_DLQ_NAME = f"{RENDER_QUEUE_PREFIX}render-dlq"

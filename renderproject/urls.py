@@ -1,9 +1,9 @@
-"""Root URLs: the API, its schema and docs, the browsable API login, and the health probes."""
+"""Root URLs: the web console, the API, its schema and docs, the browser login, and the health probes."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from jobs.api import browser_login
+from jobs.api import browser_login, console
 from jobs.api.health import readyz
 
 login_patterns = (
@@ -12,6 +12,10 @@ login_patterns = (
 )
 
 urlpatterns = [
+    path("", console.jobs_page, name="console-jobs"),
+    path("jobs/new", console.new_job_page, name="console-new-job"),
+    re_path(r"^jobs/(?P<job_id>[0-9a-f]{32})$", console.job_page, name="console-job"),
+    path("login", browser_login.login, name="console-login"),
     path("api/", include("jobs.api.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

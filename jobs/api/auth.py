@@ -93,6 +93,19 @@ class BearerApiKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="render-farm"'
 
 
+def session_user(django_request) -> ApiKeyUser | None:
+    """The owner a browser session logged in as, or None; a session whose key was revoked is ended."""
+    session = django_request.session
+    key_hash = session.get(SESSION_KEY)
+    if not key_hash:
+        return None
+    record = key_cache.record_for(key_hash)
+    if record is None:
+        session.flush()
+        return None
+    return ApiKeyUser.of(record)
+
+
 class BrowserApiKeyAuthentication(SessionAuthentication):
     """The browsable API's login: the key's hash in a server-side session, with CSRF enforced.
 
@@ -101,16 +114,11 @@ class BrowserApiKeyAuthentication(SessionAuthentication):
     """
 
     def authenticate(self, request):
-        session = request._request.session
-        key_hash = session.get(SESSION_KEY)
-        if not key_hash:
-            return None
-        record = key_cache.record_for(key_hash)
-        if record is None:
-            session.flush()
+        user = session_user(request._request)
+        if user is None:
             return None
         self.enforce_csrf(request)
-        return ApiKeyUser.of(record), None
+        return user, None
 
 
 class BearerScheme(OpenApiAuthenticationExtension):

@@ -1,4 +1,4 @@
-"""Log in to the browsable API with an API key (its hash kept in a server-side session), and log out."""
+"""Log in to the console and the browsable API with an API key (its hash kept in a server-side session), and log out."""
 
 import math
 
@@ -8,20 +8,22 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from jobs.api.auth import SESSION_KEY, key_cache
+from jobs.api.console import with_csp
 from jobs.api.errors import error_body
 from jobs.api.throttling import auth_failures_wait, record_auth_failure
 from jobs.services.api_keys import hash_api_key, is_well_formed_api_key
 
 
 def _next_url(request) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or "/api/jobs"
+    target = request.POST.get("next") or request.GET.get("next") or "/"
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
-    return "/api/jobs"
+    return "/"
 
 
 def _form(request, error: str = "", status: int = 200):
-    return render(request, "jobs/login.html", {"error": error, "next": _next_url(request)}, status=status)
+    response = render(request, "jobs/login.html", {"error": error, "next": _next_url(request)}, status=status)
+    return with_csp(response)
 
 
 @require_http_methods(["GET", "POST"])

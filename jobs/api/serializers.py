@@ -136,7 +136,10 @@ class FrameOutputSerializer(serializers.Serializer):
 class ResultsOutputSerializer(serializers.Serializer):
     expires_in = serializers.IntegerField(help_text="Seconds the URLs below stay valid.")
     manifest_url = serializers.URLField(allow_null=True)
-    preview_url = serializers.URLField(allow_null=True)
+    preview_url = serializers.URLField(allow_null=True, help_text="A contact sheet of up to 16 frames (PNG).")
+    animation_url = serializers.URLField(
+        allow_null=True, help_text="The same frames as an animated WebP loop (jobs finished before it existed: 404)."
+    )
     frames = FrameOutputSerializer(many=True)
     frames_next_offset = serializers.IntegerField(
         allow_null=True, help_text="More frames: GET /api/jobs/<id>/frames?offset=<this>."

@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import exceptions, status
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -58,8 +60,74 @@ def _query(serializer_class, request: Request) -> dict:
     return query.validated_data
 
 
+class ApiRootApi(APIView):
+    """The render farm's REST API. Send `Authorization: Bearer <api key>`, or log in here with a key.
+
+    Every error has the shape `{"error": {"code", "message", "details"}}`. The OpenAPI schema is at
+    `/api/schema` and Swagger UI at `/api/docs`; the web console is at `/`.
+    """
+
+    name = "Render farm API"
+
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        placeholder = "0" * 32
+
+        def url(name: str, *args: str) -> str:
+            return request.build_absolute_uri(reverse(name, args=args)).replace(placeholder, "<job_id>")
+
+        return Response(
+            {
+                "jobs": url("job-collection"),
+                "job": url("job-detail", placeholder),
+                "job_tasks": url("job-tasks", placeholder),
+                "job_frames": url("job-frames", placeholder),
+                "job_cancel": url("job-cancel", placeholder),
+                "job_retry": url("job-retry", placeholder),
+                "schema": url("schema"),
+                "docs": url("docs"),
+                "console": request.build_absolute_uri("/"),
+            }
+        )
+
+
+class JobActionApi(APIView):
+    """A POST without a body on a job. In a browser (the browsable API) GET shows the job and a button
+    for the action instead of a 405; JSON clients still get 405 for GET."""
+
+    action_label = ""
+
+    @property
+    def allowed_methods(self):
+        return [m for m in super().allowed_methods if m != "GET"]
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, job_id: str) -> Response:
+        if not isinstance(request.accepted_renderer, BrowsableAPIRenderer):
+            raise exceptions.MethodNotAllowed(request.method)
+        job = job_get(repo=wiring.job_repository(), owner=request.user.owner, job_id=job_id)
+        return _job_response(request, job)
+
+
 class JobCollectionApi(APIView):
     """`GET /api/jobs` lists the caller's jobs, newest first; `POST /api/jobs` submits a job."""
+
+    name = "Jobs"
+
+    example_body = {
+        "scene": "shot_010",
+        "width": 1280,
+        "height": 720,
+        "output_format": "png",
+        "samples": 64,
+        "frame_start": 1,
+        "frame_end": 24,
+        "chunk_size": 4,
+        "priority": "normal",
+    }
 
     @extend_schema(
         operation_id="jobs_list",
@@ -122,14 +190,20 @@ class JobCollectionApi(APIView):
 class JobDetailApi(APIView):
     """`GET /api/jobs/<id>`: status, progress, ETA, timestamps, error and, once completed, result URLs."""
 
+    name = "Job"
+
     @extend_schema(operation_id="jobs_retrieve", parameters=[JOB_ID], responses={200: JobOutputSerializer, **ERRORS})
     def get(self, request: Request, job_id: str) -> Response:
         job = job_get(repo=wiring.job_repository(), owner=request.user.owner, job_id=job_id)
         return _job_response(request, job, with_results=True)
 
 
-class JobCancelApi(APIView):
+class JobCancelApi(JobActionApi):
     """`POST /api/jobs/<id>/cancel`: QUEUED jobs stop at once, PROCESSING ones between frames; 409 if finished."""
+
+    name = "Cancel job"
+
+    action_label = "Cancel this job"
 
     @extend_schema(
         operation_id="jobs_cancel", request=None, parameters=[JOB_ID], responses={200: JobOutputSerializer, **ERRORS}
@@ -140,8 +214,12 @@ class JobCancelApi(APIView):
         return _job_response(request, job_cancel(repo=repo, job=job, now=utcnow(), retention=wiring.retention()))
 
 
-class JobRetryApi(APIView):
+class JobRetryApi(JobActionApi):
     """`POST /api/jobs/<id>/retry`: a FAILED or CANCELLED job runs again, only its unfinished chunks; else 409."""
+
+    name = "Retry job"
+
+    action_label = "Retry this job"
 
     @extend_schema(
         operation_id="jobs_retry", request=None, parameters=[JOB_ID], responses={200: JobOutputSerializer, **ERRORS}
@@ -154,6 +232,8 @@ class JobRetryApi(APIView):
 
 class JobTasksApi(APIView):
     """`GET /api/jobs/<id>/tasks`: the job's chunks with state, attempt, worker, timings and error."""
+
+    name = "Job chunks"
 
     @extend_schema(
         operation_id="jobs_tasks",
@@ -171,6 +251,8 @@ class JobTasksApi(APIView):
 class JobFramesApi(APIView):
     """`GET /api/jobs/<id>/frames?offset=`: a page of presigned URLs of the job's frames stored so far (every
     frame once COMPLETED; manifest and preview only then)."""
+
+    name = "Job frames"
 
     @extend_schema(
         operation_id="jobs_frames",

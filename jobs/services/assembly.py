@@ -8,13 +8,14 @@ import logging
 
 from PIL import Image
 
-from jobs.domain import PREVIEW_MAX_FRAMES, FrameResult, Job, manifest_key, preview_key
+from jobs.domain import PREVIEW_MAX_FRAMES, FrameResult, Job, animation_key, manifest_key, preview_key
 from jobs.errors import JobStateConflict
 from jobs.ports import RenderContext, ResultStore
 
 log = logging.getLogger(__name__)
 THUMB_WIDTH = 320
 COLUMNS = 4
+ANIMATION_FRAME_MS = 125  # 8 frames a second: the sampled frames play as a short loop
 
 
 def build_manifest(job: Job, results: list[FrameResult]) -> dict:
@@ -35,12 +36,29 @@ def sample_frames(results: list[FrameResult], limit: int = PREVIEW_MAX_FRAMES) -
     return [ordered[round(i * step)] for i in range(limit)]
 
 
-def contact_sheet(images: list[bytes]) -> bytes:
+def _thumbnails(images: list[bytes]) -> list[Image.Image]:
     thumbs = []
     for body in images:
         image = Image.open(io.BytesIO(body)).convert("RGB")
         image.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 4))
         thumbs.append(image)
+    return thumbs
+
+
+def animation(images: list[bytes]) -> bytes:
+    """An animated WebP that loops over the frames, in order, at thumbnail size."""
+    thumbs = _thumbnails(images)
+    size = thumbs[0].size
+    thumbs = [t if t.size == size else t.resize(size) for t in thumbs]
+    out = io.BytesIO()
+    thumbs[0].save(
+        out, format="WEBP", save_all=True, append_images=thumbs[1:], duration=ANIMATION_FRAME_MS, loop=0, quality=70
+    )
+    return out.getvalue()
+
+
+def contact_sheet(images: list[bytes]) -> bytes:
+    thumbs = _thumbnails(images)
     cell_w = max(t.width for t in thumbs)
     cell_h = max(t.height for t in thumbs)
     columns = min(COLUMNS, len(thumbs))
@@ -54,7 +72,8 @@ def contact_sheet(images: list[bytes]) -> bytes:
 
 
 def make_outputs(*, store: ResultStore, job: Job, results: list[FrameResult]) -> bool:
-    """Write manifest.json and preview.png for a job of more than one frame; True if a preview was made.
+    """Write manifest.json, preview.png (contact sheet) and preview.webp (animated) for a job of more than
+    one frame; True if the previews were made.
 
     A one-frame job gets neither: its result stays on the job item, and an S3 PUT costs as much as
     twelve SQS requests.
@@ -68,6 +87,7 @@ def make_outputs(*, store: ResultStore, job: Job, results: list[FrameResult]) ->
     )
     images = [store.get_bytes(r.key) for r in sample_frames(results)]
     store.put_bytes(key=preview_key(job.id), body=contact_sheet(images), content_type="image/png")
+    store.put_bytes(key=animation_key(job.id), body=animation(images), content_type="image/webp")
     return True
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.domain import FrameResult, Job, JobStatus, frame_key, manifest_key, preview_key
+from jobs.domain import FrameResult, Job, JobStatus, animation_key, frame_key, manifest_key, preview_key
 from jobs.errors import InvalidCursor, JobNotFound
 from jobs.ports import ChunkPage, JobPage, JobRepository, ResultStore
 
@@ -64,6 +64,7 @@ def job_result_links(
         "expires_in": expires_in,
         "manifest_url": store.presigned_url(manifest_key(job.id)) if completed and multi else None,
         "preview_url": store.presigned_url(preview_key(job.id)) if completed and job.has_preview else None,
+        "animation_url": store.presigned_url(animation_key(job.id)) if completed and job.has_preview else None,
         "frames": frames,
         "frames_next_offset": following if following < len(numbers) else None,
     }

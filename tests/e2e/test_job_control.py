@@ -59,6 +59,8 @@ def test_a_24_frame_job_renders_in_parallel_chunks_with_manifest_and_preview(mak
         assert hashlib.sha256(body).hexdigest() == entry["sha256"] and len(body) == entry["size"]
     preview = Image.open(io.BytesIO(requests.get(done["results"]["preview_url"], timeout=10).content))
     assert preview.format == "PNG" and preview.width >= 4 * 100
+    animated = Image.open(io.BytesIO(requests.get(done["results"]["animation_url"], timeout=10).content))
+    assert animated.format == "WEBP" and animated.n_frames == 16 and animated.is_animated
 
     page = requests.get(
         f"{stack.api}/api/jobs/{job['id']}/frames?offset=20&limit=10", headers=stack.auth(), timeout=10

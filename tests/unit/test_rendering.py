@@ -224,6 +224,7 @@ def test_chunks_complete_the_job_once_with_manifest_preview_and_progress(repo, q
     links = job_result_links(store=store, job=done, expires_in=60, offset=10, limit=5)
     assert [f["frame"] for f in links["frames"]] == [11, 12] and links["frames_next_offset"] is None
     assert links["preview_url"].endswith("preview.png?signed")
+    assert links["animation_url"].endswith("preview.webp?signed")
 
 
 def test_assembly_runs_once_even_when_two_workers_try(repo, queue, clock, store):

@@ -89,15 +89,20 @@ class Command(BaseCommand):
         self.stdout.write(
             f"""
 Render farm is up.
-  API:        {api}/api/jobs
+  Console:    {api}/   (sign in with the key below)
+  API:        {api}/api/   (browsable in a browser once signed in)
   Docs:       {api}/api/docs   (schema: {api}/api/schema)
-  Browser:    {api}/api/auth/login/  (paste the key below)
   Health:     {api}/healthz  {api}/readyz
   Logs:       {log_dir}
   API key (owner "dev"):
 {key}
 
-Try:
+Try the CLI (renderctl, installed in .venv/bin):
+  export RENDER_API_URL={api} RENDER_API_KEY={key}
+  .venv/bin/renderctl submit --name demo --width 640 --height 360 --end 24 --chunk-size 4 --wait --download frames/
+  .venv/bin/renderctl list          # status ID, wait ID, cancel ID, retry ID, download ID DIR, logs ID
+
+Or curl:
   curl -s -X POST {api}/api/jobs -H "Authorization: Bearer {key}" \\
        -H "Content-Type: application/json" \\
        -d '{{"scene": "demo", "width": 640, "height": 360, "frame_start": 1, "frame_end": 1}}'

@@ -1,0 +1,394 @@
+// The render farm console: reads and writes only through the REST API (/api/...) with the browser session.
+// Text from the API is always set with textContent, never parsed as HTML.
+"use strict";
+
+const FINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+const POLL_MS = 1500;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "text") node.textContent = value;
+    else if (name === "className") node.className = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function csrfToken() {
+  const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+  return input ? input.value : "";
+}
+
+// A GET remembered by URL with its ETag: the next poll sends If-None-Match and a 304 reuses the last body.
+const etags = new Map();
+async function getJson(url) {
+  const seen = etags.get(url);
+  const headers = { Accept: "application/json" };
+  if (seen) headers["If-None-Match"] = seen.etag;
+  const resp = await fetch(url, { headers, cache: "no-store", credentials: "same-origin" });
+  if (resp.status === 304 && seen) return { status: 200, body: seen.body, fresh: false };
+  const body = await resp.json().catch(() => null);
+  const etag = resp.headers.get("ETag");
+  if (resp.ok && etag) etags.set(url, { etag, body });
+  return { status: resp.status, body, fresh: true };
+}
+
+async function send(method, url, body, extraHeaders = {}) {
+  const headers = { Accept: "application/json", "X-CSRFToken": csrfToken(), ...extraHeaders };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(url, {
+    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: resp.status, body: await resp.json().catch(() => null) };
+}
+
+function errorText(body, fallback) {
+  const error = body && body.error;
+  if (!error) return fallback;
+  const details = error.details && typeof error.details === "object" ? Object.entries(error.details) : [];
+  const extra = details.length && error.code === "invalid"
+    ? " " + details.map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(" ") : JSON.stringify(v)}`).join("; ")
+    : "";
+  return (error.message || fallback) + (extra && !error.message.includes(extra.trim()) ? " (" + extra.trim() + ")" : "");
+}
+
+function showMessage(text, isError = false) {
+  const box = document.getElementById("message");
+  if (!box) return;
+  box.hidden = !text;
+  box.textContent = text || "";
+  box.classList.toggle("error", isError);
+}
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+function age(iso) {
+  if (!iso) return "";
+  return duration((Date.now() - Date.parse(iso)) / 1000) + " ago";
+}
+
+function time(iso) {
+  return iso ? new Date(iso).toLocaleTimeString() : "";
+}
+
+function badge(status) {
+  return el("span", { className: `badge ${status}`, text: status });
+}
+
+function progressBar(progress) {
+  const percent = progress.frames_total ? Math.round((100 * progress.frames_done) / progress.frames_total) : 0;
+  const bar = el("div", { className: "bar" });
+  bar.style.width = `${percent}%`;
+  return el("div", {
+    className: "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100",
+    "aria-valuenow": String(percent), "aria-label": "Frames done",
+  }, bar);
+}
+
+function progressText(job) {
+  const p = job.progress;
+  let text = `${p.frames_done} / ${p.frames_total} frames`;
+  if (!FINAL.has(job.status) && p.eta_seconds !== null) text += ` · ETA ${duration(p.eta_seconds)}`;
+  return text;
+}
+
+// --- Jobs page --------------------------------------------------------------------------------------
+function jobsPage() {
+  const tbody = document.querySelector("#jobs tbody");
+  const filter = document.getElementById("status-filter");
+  const newer = document.getElementById("newer");
+  const older = document.getElementById("older");
+  const params = new URLSearchParams(location.search);
+  filter.value = params.get("status") || "";
+  let cursors = [null]; // cursors[i] loads page i
+  let page = 0;
+  let next = null;
+  let timer = null;
+
+  function row(job) {
+    const link = el("a", { href: `/jobs/${job.id}`, text: job.scene.name });
+    return el("tr", { "data-job-id": job.id },
+      el("td", { className: "scene" }, link),
+      el("td", {}, badge(job.status)),
+      el("td", { className: "progress-cell" }, progressBar(job.progress), el("small", { text: progressText(job) })),
+      el("td", { text: job.priority }),
+      el("td", { title: job.created_at, text: age(job.created_at) }));
+  }
+
+  async function load() {
+    clearTimeout(timer);
+    const query = new URLSearchParams({ limit: "20" });
+    const cursor = cursors[page];
+    if (cursor) query.set("cursor", cursor);
+    else if (filter.value) query.set("status", filter.value);
+    try {
+      const { status, body } = await getJson(`/api/jobs?${query}`);
+      if (status !== 200) { showMessage(errorText(body, `The API answered ${status}.`), true); return schedule(5000); }
+      showMessage("");
+      tbody.replaceChildren(...body.jobs.map(row));
+      document.getElementById("empty").hidden = body.jobs.length > 0;
+      next = body.next_cursor;
+      newer.disabled = page === 0;
+      older.disabled = !next;
+      schedule(body.jobs.some((j) => !FINAL.has(j.status)) ? POLL_MS : 5000);
+    } catch (err) {
+      showMessage("Cannot reach the API; retrying.", true);
+      schedule(5000);
+    }
+  }
+  function schedule(ms) { timer = setTimeout(load, ms); }
+
+  filter.addEventListener("change", () => {
+    const url = new URL(location.href);
+    if (filter.value) url.searchParams.set("status", filter.value); else url.searchParams.delete("status");
+    history.replaceState(null, "", url);
+    cursors = [null]; page = 0; load();
+  });
+  older.addEventListener("click", () => { cursors[page + 1] = next; page += 1; load(); });
+  newer.addEventListener("click", () => { page = Math.max(0, page - 1); load(); });
+  load();
+}
+
+// --- Job page ---------------------------------------------------------------------------------------
+function jobPage() {
+  const root = document.getElementById("job");
+  const id = root.dataset.jobId;
+  const api = `/api/jobs/${id}`;
+  const frames = document.getElementById("frames");
+  const shown = new Map(); // frame number -> <a> of its thumbnail
+  let timer = null;
+
+  function fact(name, value) {
+    return el("div", {}, el("dt", { text: name }), el("dd", { text: value === null || value === undefined ? "–" : String(value) }));
+  }
+
+  function renderJob(job) {
+    const status = document.getElementById("status");
+    status.className = `badge ${job.status}`;
+    status.textContent = job.status;
+    const percent = job.progress.frames_total ? Math.round((100 * job.progress.frames_done) / job.progress.frames_total) : 0;
+    const bar = root.querySelector(".progress");
+    bar.setAttribute("aria-valuenow", String(percent));
+    bar.querySelector(".bar").style.width = `${percent}%`;
+    document.getElementById("progress-text").textContent =
+      `${progressText(job)} · ${job.progress.chunks_done} / ${job.progress.chunks_total} chunks`;
+    document.getElementById("facts").replaceChildren(
+      fact("Frames", `${job.frame_start}–${job.frame_end}`),
+      fact("Size", `${job.scene.width}×${job.scene.height} ${job.scene.output_format}`),
+      fact("Samples", job.scene.samples),
+      fact("Chunk size", job.chunk_size),
+      fact("Priority", job.priority),
+      fact("Attempt", job.attempt),
+      fact("Created", new Date(job.created_at).toLocaleString()),
+      fact("Finished", job.finished_at ? new Date(job.finished_at).toLocaleString() : null),
+    );
+    const error = document.getElementById("error");
+    error.hidden = !job.error;
+    error.textContent = job.error ? `${job.error} (${job.error_code})` : "";
+    document.getElementById("cancel").hidden = !["QUEUED", "PROCESSING"].includes(job.status);
+    document.getElementById("retry").hidden = !["FAILED", "CANCELLED"].includes(job.status);
+    const results = job.results;
+    document.getElementById("finished").hidden = !results;
+    if (results) {
+      setImage("animation", results.animation_url);
+      setImage("contact-sheet", results.preview_url);
+      const manifest = document.getElementById("manifest");
+      manifest.hidden = !results.manifest_url;
+      if (results.manifest_url) manifest.href = results.manifest_url;
+    }
+  }
+
+  function setImage(elementId, url) {
+    const img = document.getElementById(elementId);
+    if (!url || img.dataset.loaded) return;
+    img.dataset.loaded = "1";
+    img.src = url;
+    img.hidden = false;
+  }
+
+  async function loadFrames() {
+    let offset = 0;
+    while (offset !== null) {
+      const { status, body } = await getJson(`${api}/frames?offset=${offset}&limit=1000`);
+      if (status !== 200) return;
+      for (const frame of body.frames) {
+        if (shown.has(frame.frame)) continue;
+        const img = el("img", { src: frame.url, alt: `Frame ${frame.frame}`, loading: "lazy", "data-frame": frame.frame });
+        const link = el("a", { href: frame.url, title: `Frame ${frame.frame}` }, img, el("span", { text: `#${frame.frame}` }));
+        shown.set(frame.frame, link);
+      }
+      offset = body.frames_next_offset;
+    }
+    const ordered = [...shown.keys()].sort((a, b) => a - b).map((n) => shown.get(n));
+    if (ordered.length !== frames.children.length) frames.replaceChildren(...ordered);
+  }
+
+  function chunkRow(task) {
+    const logButton = el("button", { type: "button", className: "secondary", text: "Show" });
+    logButton.addEventListener("click", () => showLog(task.index));
+    return el("tr", {},
+      el("td", { text: task.index }),
+      el("td", { text: `${task.frame_start}–${task.frame_end}` }),
+      el("td", {}, badge(task.status)),
+      el("td", {}, el("code", { text: task.worker || "–" })),
+      el("td", { text: task.attempt }),
+      el("td", { title: task.started_at || "", text: time(task.started_at) }),
+      el("td", { title: task.finished_at || "", text: time(task.finished_at) }),
+      el("td", { text: task.seconds_per_frame === null ? "" : task.seconds_per_frame.toFixed(2) }),
+      el("td", { className: "error", text: task.error ? `${task.error} (${task.error_code})` : "" }),
+      el("td", {}, logButton));
+  }
+
+  async function loadChunks() {
+    const rows = [];
+    let cursor = null;
+    do {
+      const query = new URLSearchParams({ limit: "1000" });
+      if (cursor) query.set("cursor", cursor);
+      const { status, body } = await getJson(`${api}/tasks?${query}`);
+      if (status !== 200) return;
+      rows.push(...body.tasks.map(chunkRow));
+      cursor = body.next_cursor;
+    } while (cursor);
+    document.querySelector("#chunks tbody").replaceChildren(...rows);
+  }
+
+  async function showLog(index) {
+    const box = document.getElementById("log");
+    box.hidden = false;
+    box.textContent = `Loading the log of chunk ${index}…`;
+    const resp = await fetch(`${api}/tasks/${index}/log`, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    const body = await resp.json().catch(() => null);
+    if (resp.status === 404) box.textContent = `Chunk ${index} has no render log (the simulated renderer writes none).`;
+    else if (!resp.ok) box.textContent = errorText(body, `The API answered ${resp.status}.`);
+    else box.textContent = (body.truncated ? "[… earlier lines cut …]\n" : "") + body.log;
+  }
+
+  async function refresh() {
+    clearTimeout(timer);
+    try {
+      const { status, body } = await getJson(api);
+      if (status !== 200) { showMessage(errorText(body, `The API answered ${status}.`), true); timer = setTimeout(refresh, 5000); return; }
+      renderJob(body);
+      await Promise.all([loadFrames(), loadChunks()]);
+      if (!FINAL.has(body.status)) timer = setTimeout(refresh, POLL_MS);
+    } catch (err) {
+      showMessage("Cannot reach the API; retrying.", true);
+      timer = setTimeout(refresh, 5000);
+    }
+  }
+
+  async function act(action) {
+    const button = document.getElementById(action);
+    button.disabled = true;
+    const { status, body } = await send("POST", `${api}/${action}`);
+    button.disabled = false;
+    if (status === 200) { showMessage(action === "cancel" ? "Cancel requested." : "Retry queued."); renderJob(body); }
+    else showMessage(errorText(body, `The API answered ${status}.`), true);
+    refresh();
+  }
+  document.getElementById("cancel").addEventListener("click", () => act("cancel"));
+  document.getElementById("retry").addEventListener("click", () => act("retry"));
+  refresh();
+}
+
+// --- New-job page -----------------------------------------------------------------------------------
+function newJobPage() {
+  const form = document.getElementById("new-job");
+  const renderer = form.elements.renderer;
+  const fileLabel = document.getElementById("scene-file-label");
+  renderer.addEventListener("change", () => { fileLabel.hidden = renderer.value !== "blender"; });
+  fileLabel.hidden = renderer.value !== "blender";
+
+  function uploadProgress(fraction, text) {
+    const box = document.getElementById("upload-progress");
+    box.hidden = false;
+    const percent = Math.round(100 * fraction);
+    box.setAttribute("aria-valuenow", String(percent));
+    box.querySelector(".bar").style.width = `${percent}%`;
+    const label = document.getElementById("upload-text");
+    label.hidden = false;
+    label.textContent = text;
+  }
+
+  async function sha256Hex(file) {
+    const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+    return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function put(upload, file) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open(upload.method || "PUT", upload.url);
+      for (const [name, value] of Object.entries(upload.headers || {})) xhr.setRequestHeader(name, value);
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) uploadProgress(e.loaded / e.total, `Uploading ${file.name}: ${Math.round(100 * e.loaded / e.total)}%`); };
+      xhr.onload = () => (xhr.status >= 200 && xhr.status < 300 ? resolve() : reject(new Error(`The upload was refused (HTTP ${xhr.status}).`)));
+      xhr.onerror = () => reject(new Error("The upload failed (network error)."));
+      xhr.send(file);
+    });
+  }
+
+  async function uploadScene(file) {
+    uploadProgress(0, `Checking ${file.name}…`);
+    const sha256 = await sha256Hex(file);
+    const { status, body } = await send("POST", "/api/assets", { sha256, size: file.size });
+    if (status === 404 && !(body && body.error && body.error.code !== "not_found")) {
+      throw new Error("This server does not accept scene uploads yet.");
+    }
+    if (status !== 200 && status !== 201) throw new Error(errorText(body, `The API answered ${status}.`));
+    if (body.upload) await put(body.upload, file);
+    uploadProgress(1, `${file.name} stored.`);
+    return sha256;
+  }
+
+  function jobBody() {
+    const f = form.elements;
+    const body = { scene: f.scene.value };
+    for (const name of ["width", "height", "samples", "frame_start", "frame_end", "chunk_size"]) {
+      if (f[name].value !== "") body[name] = Number(f[name].value);
+    }
+    body.output_format = f.output_format.value;
+    body.priority = f.priority.value;
+    if (renderer.value !== "simulated") body.renderer = renderer.value;
+    return body;
+  }
+
+  let idempotencyKey = crypto.randomUUID ? crypto.randomUUID() : String(Date.now());
+  form.addEventListener("input", () => { idempotencyKey = crypto.randomUUID ? crypto.randomUUID() : String(Date.now()); });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const submit = document.getElementById("submit");
+    submit.disabled = true;
+    showMessage("");
+    try {
+      const body = jobBody();
+      if (renderer.value === "blender") {
+        const file = form.elements.scene_file.files[0];
+        if (!file) throw new Error("Choose a .blend scene file for the Blender renderer.");
+        body.scene_file = await uploadScene(file);
+      }
+      const { status, body: answer } = await send("POST", "/api/jobs", body, { "Idempotency-Key": idempotencyKey });
+      if (status !== 201) throw new Error(errorText(answer, `The API answered ${status}.`));
+      location.assign(`/jobs/${answer.id}`);
+    } catch (err) {
+      showMessage(err.message, true);
+      submit.disabled = false;
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  if (page === "jobs") jobsPage();
+  else if (page === "job") jobPage();
+  else if (page === "new") newJobPage();
+});

@@ -1,0 +1,1 @@
+"""renderctl: the render farm's command line for users; it speaks only HTTP to the REST API."""

@@ -1,0 +1,3 @@
+from renderctl.cli import main
+
+main()

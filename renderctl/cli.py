@@ -1,0 +1,334 @@
+"""renderctl: submit render jobs, follow them, and download their frames.
+
+Exit codes: 0 success (for `wait`: COMPLETED), 1 an error (the API's message is printed), 2 bad usage,
+3 the job FAILED, 4 the job was CANCELLED, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+from rich.text import Text
+
+from renderctl import config as configuration
+from renderctl.client import ApiError, Client
+from renderctl.download import download as download_frames
+
+EXIT_ERROR, EXIT_FAILED, EXIT_CANCELLED, EXIT_INTERRUPTED = 1, 3, 4, 130
+FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+out = Console()
+err = Console(stderr=True)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
+
+
+def friendly(command):
+    """Any error becomes one line on stderr and an exit code; never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ApiError as exc:
+            detail = ""
+            if exc.code == "invalid" and isinstance(exc.details, dict):
+                detail = "; ".join(
+                    f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in exc.details.items()
+                )
+            err.print(
+                f"[red]error:[/red] {exc.message}" + (f" ({detail})" if detail and detail not in exc.message else ""),
+                markup=False,
+                highlight=False,
+            )
+            raise typer.Exit(EXIT_ERROR) from None
+        except configuration.ConfigError as exc:
+            err.print(Text.assemble(("error: ", "red"), str(exc)), highlight=False)
+            raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except OSError as exc:
+            err.print(Text.assemble(("error: ", "red"), str(exc)), highlight=False)
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return wrapper
+
+
+def client() -> Client:
+    cfg = configuration.load()
+    return Client(cfg.url, cfg.key)
+
+
+def show_json(data) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+def eta(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def summary_line(job: dict) -> str:
+    p = job["progress"]
+    line = f"{job['id']}  {job['status']:<10} {p['frames_done']}/{p['frames_total']} frames  {job['scene']['name']}"
+    if job.get("error"):
+        line += f"  error: {job['error']} ({job.get('error_code')})"
+    return line
+
+
+def exit_code_of(job: dict) -> int:
+    return {"COMPLETED": 0, "FAILED": EXIT_FAILED, "CANCELLED": EXIT_CANCELLED}.get(job["status"], EXIT_ERROR)
+
+
+@app.command()
+@friendly
+def login(
+    url: Annotated[str, typer.Option(help="The API's base URL.")] = configuration.DEFAULT_URL,
+    key: Annotated[str, typer.Option(help="An API key (asked for when not given).", prompt=True, hide_input=True)] = "",
+) -> None:
+    """Check an API key against the API and save it (with the URL) in the config file, readable only by you."""
+    Client(url, key).jobs(limit=1)
+    path = configuration.save(configuration.Config(url=url.rstrip("/"), key=key))
+    out.print(f"Logged in to {url}; saved to {path}")
+
+
+@app.command()
+@friendly
+def submit(
+    job_file: Annotated[Path | None, typer.Argument(help="A JSON file of job fields; flags override it.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Scene name (default: the scene file's name).")] = None,
+    scene: Annotated[Path | None, typer.Option("--scene", help="A .blend file to upload (Blender renderer).")] = None,
+    width: Annotated[int | None, typer.Option()] = None,
+    height: Annotated[int | None, typer.Option()] = None,
+    output_format: Annotated[str | None, typer.Option("--format", help="png or jpeg.")] = None,
+    samples: Annotated[int | None, typer.Option()] = None,
+    start: Annotated[int | None, typer.Option("--start", help="First frame.")] = None,
+    end: Annotated[int | None, typer.Option("--end", help="Last frame.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Frames per task.")] = None,
+    priority: Annotated[str | None, typer.Option(help="high, normal or low.")] = None,
+    renderer: Annotated[str | None, typer.Option(help="simulated or blender.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
+    download: Annotated[Path | None, typer.Option("--download", help="Then download its frames here.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Makes a retried submit safe (default: random).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Submit a job from flags and/or a job file; with --scene, upload the scene file first."""
+    body: dict = {}
+    if job_file is not None:
+        try:
+            body = json.loads(job_file.read_text())
+        except ValueError as exc:
+            raise ApiError(0, "invalid_job_file", f"{job_file} is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ApiError(0, "invalid_job_file", f"{job_file} must hold a JSON object of job fields")
+    flags = {
+        "scene": name, "width": width, "height": height, "output_format": output_format, "samples": samples,
+        "frame_start": start, "frame_end": end, "chunk_size": chunk_size, "priority": priority,
+        "renderer": renderer,
+    }  # fmt: skip
+    body.update({k: v for k, v in flags.items() if v is not None})
+    api = client()
+    if scene is not None:
+        body.setdefault("renderer", "blender")
+        body.setdefault("scene", scene.stem)
+        size = scene.stat().st_size
+        with Progress(TextColumn("upload {task.description}"), BarColumn(), TransferSpeedColumn(), console=err) as bar:
+            task = bar.add_task(scene.name, total=size)
+            body["scene_file"] = api.upload_scene(scene, progress=lambda n: bar.advance(task, n))
+    job = api.submit(body, idempotency_key=idempotency_key or str(uuid.uuid4()))
+    if as_json and not (wait or download):
+        show_json(job)
+        return
+    err.print(f"submitted {job['id']} ({job['progress']['frames_total']} frames)", markup=False, highlight=False)
+    if not (wait or download):
+        out.print(job["id"], markup=False, highlight=False)
+        return
+    job = follow(api, job["id"])
+    if download is not None and job["status"] == "COMPLETED":
+        fetch_all(api, job["id"], download, parallel=8)
+    if as_json:
+        show_json(job)
+    else:
+        out.print(summary_line(job), markup=False, highlight=False)
+    raise typer.Exit(exit_code_of(job))
+
+
+def follow(api: Client, job_id: str, *, interval: float = 1.0, timeout: float | None = None) -> dict:
+    """Poll until the job ends, with a live bar of frames done and the ETA; the final job."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    job = api.job(job_id)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames  ETA {task.fields[eta]}"),
+    )
+    with Progress(*columns, console=err, transient=not err.is_terminal) as bar:
+        task = bar.add_task(job["status"], total=job["progress"]["frames_total"], eta="-")
+        while True:
+            p = job["progress"]
+            bar.update(
+                task, completed=p["frames_done"], description=f"{job_id[:8]} {job['status']}", eta=eta(p["eta_seconds"])
+            )
+            if job["status"] in FINAL:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise ApiError(0, "timeout", f"job {job_id} is still {job['status']} after {timeout:g} s")
+            time.sleep(interval)
+            job = api.job(job_id)
+
+
+def fetch_all(api: Client, job_id: str, target: Path, *, parallel: int) -> None:
+    with Progress(TextColumn("download"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task("frames", total=None)
+        summary = download_frames(
+            api,
+            job_id,
+            target,
+            parallel=parallel,
+            on_plan=lambda total: bar.update(task, total=total),
+            on_file=lambda item, fetched: bar.advance(task),
+        )
+    err.print(
+        f"{summary.total} files in {target}: {summary.downloaded} downloaded, {summary.skipped} already there "
+        "(every file checked against its SHA-256)",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
+@friendly
+def status(job_id: str, as_json: JsonFlag = False) -> None:
+    """Show a job: status, progress, ETA, error."""
+    job = client().job(job_id)
+    if as_json:
+        show_json(job)
+        return
+    p = job["progress"]
+    out.print(summary_line(job), markup=False, highlight=False)
+    out.print(
+        f"  chunks {p['chunks_done']}/{p['chunks_total']}  ETA {eta(p['eta_seconds'])}  priority {job['priority']}"
+        f"  attempt {job['attempt']}  created {job['created_at']}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command("wait")
+@friendly
+def wait_command(
+    job_id: str,
+    timeout: Annotated[float | None, typer.Option(help="Give up (exit 1) after this many seconds.")] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Follow a job with a live progress bar; exit 0 when COMPLETED, 3 when FAILED, 4 when CANCELLED."""
+    job = follow(client(), job_id, interval=interval, timeout=timeout)
+    if as_json:
+        show_json(job)
+    else:
+        out.print(summary_line(job), markup=False, highlight=False)
+    raise typer.Exit(exit_code_of(job))
+
+
+@app.command("list")
+@friendly
+def list_command(
+    status_filter: Annotated[str | None, typer.Option("--status", help="Only jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="Jobs per page (1-100).")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="The next page (printed after a page).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Your jobs, newest first."""
+    page = client().jobs(status=status_filter, limit=limit, cursor=cursor)
+    if as_json:
+        show_json(page)
+        return
+    table = Table("id", "status", "frames", "priority", "scene", "created")
+    for job in page["jobs"]:
+        p = job["progress"]
+        table.add_row(
+            job["id"],
+            job["status"],
+            f"{p['frames_done']}/{p['frames_total']}",
+            job["priority"],
+            job["scene"]["name"],
+            job["created_at"],
+        )
+    out.print(table)
+    if page["next_cursor"]:
+        out.print(f"more: renderctl list --cursor {page['next_cursor']}", markup=False, highlight=False)
+
+
+@app.command()
+@friendly
+def cancel(
+    job_id: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a job (QUEUED at once; PROCESSING between frames)."""
+    if not yes and sys.stdin.isatty() and not typer.confirm(f"Cancel job {job_id}?"):
+        raise typer.Exit(EXIT_ERROR)
+    job = client().cancel(job_id)
+    show_json(job) if as_json else out.print(summary_line(job), markup=False, highlight=False)
+
+
+@app.command()
+@friendly
+def retry(job_id: str, as_json: JsonFlag = False) -> None:
+    """Run a FAILED or CANCELLED job again (only its unfinished chunks)."""
+    job = client().retry(job_id)
+    show_json(job) if as_json else out.print(summary_line(job), markup=False, highlight=False)
+
+
+@app.command()
+@friendly
+def download(
+    job_id: str,
+    directory: Annotated[Path, typer.Argument(help="Where the frames go (created if missing).")],
+    parallel: Annotated[int, typer.Option(help="Downloads at once.")] = 8,
+) -> None:
+    """Download a job's frames (and manifest.json), in parallel, each checked against its SHA-256.
+
+    Files already there with the right checksum are skipped, so running it again resumes.
+    """
+    fetch_all(client(), job_id, directory, parallel=parallel)
+
+
+@app.command()
+@friendly
+def logs(
+    job_id: str,
+    chunk: Annotated[int | None, typer.Option(help="Only this chunk.")] = None,
+) -> None:
+    """Print the render logs of a job's chunks (renderers that write none have none)."""
+    api = client()
+    indexes = [chunk] if chunk is not None else [t["index"] for t in api.tasks(job_id)]
+    for index in indexes:
+        entry = api.log(job_id, index)
+        if entry is None:
+            err.print(f"chunk {index}: no render log", markup=False, highlight=False)
+            continue
+        out.print(
+            f"--- chunk {index}" + (" (truncated)" if entry.get("truncated") else ""), markup=False, highlight=False
+        )
+        out.out(entry["log"], markup=False, highlight=False)
+
+
+def main() -> None:
+    app()
