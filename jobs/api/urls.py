@@ -2,11 +2,20 @@
 
 from django.urls import path, re_path
 
-from jobs.api.views import JobCancelApi, JobCollectionApi, JobDetailApi, JobFramesApi, JobRetryApi, JobTasksApi
+from jobs.api.views import (
+    FarmStatusApi,
+    JobCancelApi,
+    JobCollectionApi,
+    JobDetailApi,
+    JobFramesApi,
+    JobRetryApi,
+    JobTasksApi,
+)
 
 JOB = r"^jobs/(?P<job_id>[0-9a-f]{32})"
 
 urlpatterns = [
+    path("farm", FarmStatusApi.as_view(), name="farm-status"),
     path("jobs", JobCollectionApi.as_view(), name="job-collection"),
     re_path(JOB + r"$", JobDetailApi.as_view(), name="job-detail"),
     re_path(JOB + r"/cancel$", JobCancelApi.as_view(), name="job-cancel"),
