@@ -8,6 +8,8 @@ API (gunicorn) -> SQS -> `celery worker` -> S3, against the embedded emulator, i
   cost per frame, and the raw loop's time for the same job.
 - `priority`: a backlog of low-priority chunks, then a high-priority job: how long the high job waited.
 - `load`: 1,000 jobs from 20 concurrent clients: all COMPLETED, none lost, none completed twice.
+- `takeover`: AWS requests per frame of 3 s renders (the lease and visibility keepers' cost), then a worker
+  SIGKILLed mid-chunk: seconds from the kill to the chunk claimed by another worker.
 Requests are counted by the emulator, so every process's traffic is seen at the HTTP layer; the bench's
 own polling is tagged and left out.
 """
@@ -15,6 +17,10 @@ own polling is tagged and left out.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -302,9 +308,73 @@ def scenario_load(args) -> None:
             sys.exit(1)
 
 
+def worker_ids(stack: Stack, name: str) -> set[str]:
+    """The opaque ids (`w-...`, as on chunk items) of the processes of one worker's process group."""
+    group = stack.processes[name].pid
+    host, ids = socket.gethostname(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[2]) == group:  # field 5: the process group
+            ids.add("w-" + hashlib.sha256(f"{host}:{entry}".encode()).hexdigest()[:12])
+    return ids
+
+
+def scenario_takeover(args) -> None:
+    print(
+        "\n[takeover] 2 workers x 1, render time 3 s per frame; lease and visibility timeout from the settings "
+        f"(RENDER_LEASE_SECONDS={os.environ.get('RENDER_LEASE_SECONDS', 'default')}, "
+        f"RENDER_VISIBILITY_TIMEOUT={os.environ.get('RENDER_VISIBILITY_TIMEOUT', 'default')})"
+    )
+    with running(workers=2, concurrency=1, render_seconds="3") as bench:
+        bench.wait_finished({bench.submit()}, timeout=60)  # warm up
+        bench.stack.reset_emulator_counts()
+        frames = 20
+        job_id = bench.submit(frame_start=1, frame_end=frames, chunk_size=5)  # 4 chunks of 15 s
+        bench.wait_finished({job_id}, timeout=300)
+        counts = bench.counts()
+        # The workers' heartbeat items (none before issue 12); the one other PutItem is the submit.
+        heartbeats = counts.pop(("dynamodb", "PutItem"), 0) - 1
+        counts[("dynamodb", "PutItem")] = 1
+        print_requests(counts, frames, "frame (render path, idle polls included)")
+        print(f"  plus worker heartbeat PutItem: {heartbeats} ({heartbeats / frames:.2f} per frame)")
+
+        # A one-chunk job of 20 frames (60 s); kill its worker after two frames.
+        job_id = bench.submit(frame_start=1, frame_end=frames, chunk_size=frames)
+        key = {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
+        while True:
+            item = bench.observer.get_item(TableName=TABLE, Key=key, ConsistentRead=True).get("Item", {})
+            if int(item.get("frames_done", {}).get("N", "0")) >= 2:
+                break
+            time.sleep(0.2)
+        holder, token = item["worker"]["S"], item["lease_token"]["S"]
+        doomed = next(
+            n for n in list(bench.stack.processes) if n.startswith("worker") and holder in worker_ids(bench.stack, n)
+        )
+        killed = time.monotonic()
+        os.killpg(bench.stack.processes.pop(doomed).pid, signal.SIGKILL)
+        while True:
+            item = bench.observer.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
+            if item.get("lease_token", {}).get("S", token) != token and item["worker"]["S"] != holder:
+                break
+            if time.monotonic() - killed > 600:
+                sys.exit("no takeover within 600 s")
+            time.sleep(0.1)
+        took = time.monotonic() - killed
+        done = bench.wait_finished({job_id}, timeout=300)[job_id]
+        print(
+            f"  takeover: SIGKILL of {doomed} to the chunk claimed by another worker in {took:.1f} s; "
+            f"the job ended {done['status']['S']}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark the render pipeline end to end.")
-    parser.add_argument("--scenarios", default="jobs,frames,priority,load")
+    parser.add_argument("--scenarios", default="jobs,frames,priority,load,takeover")
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
@@ -316,7 +386,13 @@ def main() -> None:
     parser.add_argument("--load-jobs", type=int, default=1000)
     parser.add_argument("--load-clients", type=int, default=20)
     args = parser.parse_args()
-    scenarios = {"jobs": scenario_jobs, "frames": scenario_frames, "priority": scenario_priority, "load": scenario_load}
+    scenarios = {
+        "jobs": scenario_jobs,
+        "frames": scenario_frames,
+        "priority": scenario_priority,
+        "load": scenario_load,
+        "takeover": scenario_takeover,
+    }
     for name in args.scenarios.split(","):
         scenarios[name](args)
 

@@ -35,7 +35,9 @@ JOB_ITEMS = "JOB#*"
 # creates task items with transactional Puts, reads are GetItem and a Query of a job's partition.
 # `OWNER#<owner>` (sk USAGE): the owner's frames waiting or rendering, settled by the write that ends a job.
 USAGE_ITEMS = "OWNER#*"
-WORKER_ITEMS = {JOB_ITEMS: (GET, PUT, UPDATE, QUERY), USAGE_ITEMS: (UPDATE,)}
+# `WORKERS` (sk `WORKER#<id>`): each worker process's heartbeat item, a plain put every few seconds.
+WORKERS_PARTITION = "WORKERS"
+WORKER_ITEMS = {JOB_ITEMS: (GET, PUT, UPDATE, QUERY), USAGE_ITEMS: (UPDATE,), WORKERS_PARTITION: (PUT,)}
 # The sweeper (and `manage.py dlq` in its task): reads and conditional updates of job items only.
 SWEEPER_ITEMS = {JOB_ITEMS: (GET, UPDATE, QUERY), USAGE_ITEMS: (UPDATE,)}
 # gsi2, the sparse index of work that could get stuck: partitions `JOB#<STATUS>` and `TASK#<STATUS>`
@@ -51,11 +53,13 @@ API_ITEMS = {
     "THROTTLE#*": (UPDATE,),
     "SESSION#*": (GET, PUT, UPDATE, DELETE),
     USAGE_ITEMS: (UPDATE,),
+    WORKERS_PARTITION: (QUERY,),  # GET /api/farm and `farm_status` list the live workers
 }
 # gsi1: an owner's jobs (`OWNER#<owner>`) and API keys (`APIKEYS#<owner>`: list/revoke by owner);
 # gsi2: every API key in the fixed partition `APIKEYS` (list_api_keys, revoke by key id);
 # gsi3: an owner's jobs by status (partition `OWNER#<owner>`, sort `<status>#<job id>`).
-API_INDEXES = {"gsi1": ("OWNER#*", "APIKEYS#*"), "gsi2": ("APIKEYS",), "gsi3": ("OWNER#*",)}
+# gsi2 `JOB#<status>` too: the farm status counts running jobs by state there (Select=COUNT).
+API_INDEXES = {"gsi1": ("OWNER#*", "APIKEYS#*"), "gsi2": ("APIKEYS", "JOB#*"), "gsi3": ("OWNER#*",)}
 
 QUEUE_SEND = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
 QUEUE_CONSUME = (
@@ -170,6 +174,10 @@ def grant_least_privilege(
     api.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[results.bucket_arn]))
     grant_data_key(api, key, services=("dynamodb", "s3"))
     grant_api_key_secrets(api, stage)
+    # The farm status (GET /api/farm, `farm_status` in an API task): the DLQ's depth, an attribute only,
+    # and the age of the oldest message, which SQS publishes only to CloudWatch (no resource form).
+    grant_queues(api, [dlq], ("sqs:GetQueueAttributes", "sqs:GetQueueUrl"))
+    api.add_to_principal_policy(iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"]))
 
     grant_items(worker, table, WORKER_ITEMS)
     # Consume, and send: the fan-out's chunk messages, retries with backoff, a chunk released at shutdown.

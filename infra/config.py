@@ -23,8 +23,8 @@ class StageConfig:
     worker_on_demand_base: int = 0  # tasks kept on regular Fargate; the rest run on Fargate Spot
     worker_concurrency: int = 1
     worker_stop_timeout_seconds: int = 120  # Fargate's maximum; the worker's graceful shutdown fits in it
-    visibility_timeout_seconds: int = 90  # kept alive by the worker while it renders (see README)
-    lease_seconds: int = 60  # must be shorter than the visibility timeout
+    visibility_timeout_seconds: int = 15  # kept alive by the worker while it renders: a dead worker's chunk in 15 s
+    lease_seconds: int = 10  # must be shorter than the visibility timeout
     result_retention_days: int = 90
     infrequent_access_after_days: int = 30
     log_retention_days: int = 30

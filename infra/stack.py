@@ -17,7 +17,7 @@ from . import access
 from .config import StageConfig
 from .constructs.api_service import ApiService
 from .constructs.data import Data
-from .constructs.monitoring import Monitoring
+from .constructs.monitoring import Monitoring, metrics_namespace
 from .constructs.network import Network
 from .constructs.queues import RenderQueues
 from .constructs.runtime import AppRuntime
@@ -96,6 +96,7 @@ class RenderFarmStack(Stack):
                 "RENDER_BUCKET_NAME": data.results.bucket_name,
                 "RENDER_VISIBILITY_TIMEOUT": str(config.visibility_timeout_seconds),
                 "RENDER_LEASE_SECONDS": str(config.lease_seconds),
+                "RENDER_METRICS_NAMESPACE": metrics_namespace(config.stage),
                 "RENDER_RESULT_RETENTION_DAYS": str(config.result_retention_days),
                 **queues.environment(),
             },
@@ -176,6 +177,8 @@ class RenderFarmStack(Stack):
             alarm_email=config.alarm_email,
             oldest_message_alarm_seconds=config.oldest_message_alarm_seconds,
             key=data.key,
+            table=data.table,
+            worker_max_processes=config.worker_max_count * config.worker_concurrency,
         )
         # Alarms publish to the topic, which the data key encrypts.
         data.key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")

@@ -104,3 +104,9 @@ class OwnerLimitReached(DomainError):
 
 class IdempotencyTaken(Exception):
     """The idempotency record exists (and has not expired): the caller looks up the original job."""
+
+
+class OperatorOnly(DomainError):
+    status_code = 403
+    code = "operator_only"
+    default_message = "This endpoint is for operators; it needs an API key made with `create_api_key --operator`."

@@ -8,11 +8,7 @@ it again and, past the redrive count, the dead-letter handling fails the job.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
-import os
-import socket
 
 from celery import shared_task
 from django.conf import settings
@@ -23,21 +19,9 @@ from jobs.errors import JobNotFound
 from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
 from jobs.services import Outcome, RenderContext, chunk_error, chunk_process, job_fanout
 from jobs.worker import shutdown
+from jobs.worker.identity import worker_id
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def _worker_id(pid: int) -> str:
-    """An opaque id for this pool process (customers see it on chunks); the log maps it to host and pid."""
-    host = socket.gethostname()
-    wid = "w-" + hashlib.sha256(f"{host}:{pid}".encode()).hexdigest()[:12]
-    log.info("worker id %s is %s pid %d", wid, host, pid)
-    return wid
-
-
-def worker_id() -> str:
-    return _worker_id(os.getpid())
 
 
 def _context() -> RenderContext:
@@ -53,6 +37,7 @@ def _context() -> RenderContext:
         retention=wiring.retention(),
         heartbeat_seconds=settings.RENDER_HEARTBEAT_SECONDS,
         grace_left=lambda: shutdown.grace_left(settings.RENDER_SHUTDOWN_GRACE_SECONDS),
+        metrics=wiring.render_metrics(),
     )
 
 
@@ -80,6 +65,9 @@ def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
             max_attempts=settings.RENDER_MAX_ATTEMPTS,
             retention=wiring.retention(),
         )
+    if outcome is Outcome.HELD:  # `failures` is the seconds until the live lease lapses
+        queue = self.request.delivery_info.get("routing_key") or settings.RENDER_QUEUE_NAMES["normal"]
+        raise self.retry(args=(job_id, index, attempt), countdown=failures, queue=queue)
     if outcome in (Outcome.RETRY, Outcome.RELEASED):
         # A retry after a failure waits with backoff; a chunk released at shutdown goes straight back.
         countdown = 0 if outcome is Outcome.RELEASED else backoff(failures)

@@ -58,6 +58,42 @@ def task_queue():
     return CeleryTaskQueue()
 
 
+@functools.cache
+def metrics():
+    from jobs.adapters.metrics import EmbeddedMetrics
+
+    return EmbeddedMetrics(namespace=settings.RENDER_METRICS_NAMESPACE)
+
+
+@functools.cache
+def render_metrics():
+    """The render loop's metrics in a worker: embedded metrics, and the process's activity for its heartbeat."""
+    from jobs.worker.activity import ActivityMetrics
+
+    return ActivityMetrics(metrics())
+
+
+@functools.cache
+def farm_registry():
+    from jobs.repository.farm import DynamoFarm
+
+    return DynamoFarm(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
+
+
+@functools.cache
+def queue_stats():
+    from jobs.adapters.queue_stats import SqsQueueStats
+
+    return SqsQueueStats(
+        sqs=aws.client("sqs"),
+        cloudwatch=aws.client("cloudwatch"),
+        queues={p: settings.RENDER_QUEUE_NAMES[p] for p in ("high", "normal", "low")},
+        urls={p: url for p, url in settings.RENDER_QUEUE_URLS.items() if url},
+        dlq_name=settings.RENDER_DLQ_NAME,
+        dlq_url=settings.RENDER_DLQ_URL,
+    )
+
+
 def retention() -> timedelta:
     return timedelta(days=settings.RENDER_RESULT_RETENTION_DAYS)
 
@@ -72,6 +108,10 @@ def reset() -> None:
         renderer,
         task_queue,
         dead_letter_queue,
+        metrics,
+        render_metrics,
+        farm_registry,
+        queue_stats,
     ):
         factory.cache_clear()
     aws.reset_clients()

@@ -4,6 +4,7 @@ import os
 
 from celery import Celery, signals
 
+from jobs.worker import signals as worker_signals
 from jobs.worker.bootsteps import KeepMessagesInvisible, LivenessFile
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "renderproject.settings")
@@ -21,6 +22,28 @@ def _shutting_down(**kwargs):
     from jobs.worker import shutdown
 
     shutdown.request()
+
+
+@signals.worker_process_init.connect
+def _start_heartbeat(**kwargs):
+    """Each pool process (one render at a time) records its heartbeat; a process start is a metric too."""
+    from django.conf import settings
+
+    from jobs import wiring
+    from jobs.worker.heartbeat import Heartbeat
+
+    wiring.metrics().worker_started()
+    Heartbeat(wiring.farm_registry(), every=settings.RENDER_WORKER_HEARTBEAT_SECONDS, version=version()).start()
+
+
+def version() -> str:
+    """The running build: RENDER_VERSION (the image sets it), else the package's."""
+    return os.environ.get("RENDER_VERSION") or "dev"
+
+
+signals.task_received.connect(worker_signals.on_task_received, weak=False)
+signals.task_prerun.connect(worker_signals.on_task_prerun, weak=False)
+signals.task_postrun.connect(worker_signals.on_task_postrun, weak=False)
 
 
 @signals.celeryd_init.connect

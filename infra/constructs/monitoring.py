@@ -1,10 +1,12 @@
-"""Dashboard and alarms: queues, DLQ, job outcomes (from log events), API errors and latency, workers."""
+"""Dashboard and alarms: queues, DLQ, jobs, frames and API from the metrics the code writes (embedded metric
+format: jobs/adapters/metrics.py), load balancer targets, DynamoDB throttling, workers."""
 
 from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -14,6 +16,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 NAMESPACE = "RenderFarm"
+
+
+def metrics_namespace(stage: str) -> str:
+    """Where the code's embedded metrics land (RENDER_METRICS_NAMESPACE of every container)."""
+    return f"{NAMESPACE}/{stage}"
 
 
 class Monitoring(Construct):
@@ -32,6 +39,8 @@ class Monitoring(Construct):
         alarm_email: str | None,
         oldest_message_alarm_seconds: int,
         key: kms.IKey,
+        table: dynamodb.ITable,
+        worker_max_processes: int,
     ):
         super().__init__(scope, id)
         self.topic = sns.Topic(
@@ -41,22 +50,18 @@ class Monitoring(Construct):
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
         alarm_action = actions.SnsAction(self.topic)
 
-        outcomes = {}
-        for event, metric_name in (("job_completed", "JobsCompleted"), ("job_failed", "JobsFailed")):
-            logs.MetricFilter(
-                self,
-                metric_name,
-                log_group=worker_log_group,
-                filter_pattern=logs.FilterPattern.literal(f'"{event} job="'),
-                metric_namespace=NAMESPACE,
-                metric_name=metric_name,
-                metric_value="1",
-                default_value=0,
-            )
-            outcomes[metric_name] = cw.Metric(
-                namespace=NAMESPACE, metric_name=metric_name, statistic="Sum", period=Duration.minutes(5)
+        namespace = metrics_namespace(stage)
+
+        def metric(name: str, statistic: str = "Sum", minutes: int = 5, **dimensions: str) -> cw.Metric:
+            return cw.Metric(
+                namespace=namespace,
+                metric_name=name,
+                statistic=statistic,
+                period=Duration.minutes(minutes),
+                dimensions_map=dimensions or None,
             )
 
+        outcomes = {o: metric("JobsFinished", Outcome=o) for o in ("COMPLETED", "FAILED")}
         self.alarms: list[cw.Alarm] = []
         dlq_alarm = cw.Alarm(
             self,
@@ -106,6 +111,80 @@ class Monitoring(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
         )
+        api_p95 = metric("ApiLatency", statistic="p95", minutes=1)
+        self.alarms.append(
+            cw.Alarm(
+                self,
+                "ApiLatencyP95",
+                metric=api_p95,
+                threshold=1000,
+                evaluation_periods=5,
+                datapoints_to_alarm=3,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                alarm_description="API p95 latency above 1 s (3 of 5 minutes)",
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+        )
+        for status, threshold, what in ((401, 300, "unauthenticated"), (429, 300, "throttled")):
+            self.alarms.append(
+                cw.Alarm(
+                    self,
+                    f"Api{status}Spike",
+                    metric=metric("ApiRequests", Status=str(status)),
+                    threshold=threshold,
+                    evaluation_periods=1,
+                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    alarm_description=f"More than {threshold} {status} ({what}) API answers in 5 minutes",
+                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        self.alarms.append(
+            cw.Alarm(
+                self,
+                "UnhealthyApiTargets",
+                metric=target_group.metrics.unhealthy_host_count(period=Duration.minutes(1), statistic="Maximum"),
+                threshold=0,
+                evaluation_periods=3,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                alarm_description="Unhealthy API targets behind the load balancer for 3 minutes",
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+        )
+        throttled = cw.MathExpression(
+            expression="FILL(r, 0) + FILL(w, 0)",
+            using_metrics={
+                "r": table.metric("ReadThrottleEvents", statistic="Sum", period=Duration.minutes(5)),
+                "w": table.metric("WriteThrottleEvents", statistic="Sum", period=Duration.minutes(5)),
+            },
+            label="DynamoDB throttle events",
+            period=Duration.minutes(5),
+        )
+        self.alarms.append(
+            cw.Alarm(
+                self,
+                "DynamoDbThrottling",
+                metric=throttled,
+                threshold=0,
+                evaluation_periods=2,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                alarm_description="DynamoDB throttled reads or writes of the table (10 minutes in a row)",
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+        )
+        # Each worker pool process start is a WorkerStarts; scaling the farm to its maximum starts at most
+        # worker_max_processes in a window. Far more means processes (or tasks) die and restart: a crash loop.
+        self.alarms.append(
+            cw.Alarm(
+                self,
+                "WorkersCrashLooping",
+                metric=metric("WorkerStarts", minutes=15),
+                threshold=2 * max(worker_max_processes, 1),
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                alarm_description="Worker processes restarting far more than scaling explains (crash loop)",
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+        )
         for alarm in self.alarms:
             alarm.add_alarm_action(alarm_action)
 
@@ -138,9 +217,29 @@ class Monitoring(Construct):
             cw.GraphWidget(
                 title="Jobs completed / failed",
                 width=6,
-                left=[outcomes["JobsCompleted"]],
-                right=[outcomes["JobsFailed"]],
+                left=[outcomes["COMPLETED"]],
+                right=[outcomes["FAILED"]],
             ),
-            cw.GraphWidget(title="API 5xx % and p95 latency", width=6, left=[error_rate], right=[latency]),
+            cw.GraphWidget(title="API 5xx % and p95 latency", width=6, left=[error_rate], right=[latency, api_p95]),
             cw.GraphWidget(title="Running workers", width=6, left=[running_workers]),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Frames rendered; render seconds per frame (p50, p95)",
+                width=8,
+                left=[metric("FramesRendered", minutes=1)],
+                right=[metric("RenderSeconds", "p50", 1), metric("RenderSeconds", "p95", 1)],
+            ),
+            cw.GraphWidget(
+                title="Queue wait (submit to claim) and job duration, p95 (s)",
+                width=8,
+                left=[metric("QueueWait", "p95")],
+                right=[metric("JobDuration", "p95", Outcome="COMPLETED")],
+            ),
+            cw.GraphWidget(
+                title="API requests by status; worker starts",
+                width=8,
+                left=[metric("ApiRequests", Status=str(s)) for s in (200, 201, 400, 401, 403, 404, 409, 429, 503)],
+                right=[metric("WorkerStarts")],
+            ),
         )

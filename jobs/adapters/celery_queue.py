@@ -11,6 +11,7 @@ from celery import current_app
 from django.conf import settings
 from kombu.exceptions import OperationalError
 
+from jobs.adapters import logs
 from jobs.domain import Priority
 from jobs.errors import ServiceUnavailable
 from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
@@ -18,13 +19,16 @@ from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
 
 class CeleryTaskQueue:
     def enqueue_chunk(self, *, job_id: str, index: int | None, attempt: int, priority: Priority) -> None:
-        self._send(RENDER_CHUNK, (job_id, index, attempt), priority)
+        self._send(RENDER_CHUNK, (job_id, index, attempt), priority, job_id)
 
     def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None:
-        self._send(FANOUT_JOB, (job_id, attempt), priority)
+        self._send(FANOUT_JOB, (job_id, attempt), priority, job_id)
 
-    def _send(self, name: str, args: tuple, priority: Priority) -> None:
+    def _send(self, name: str, args: tuple, priority: Priority, job_id: str) -> None:
+        # The job id (and the request that sent it) travel in the message headers, so the worker's log
+        # lines about this message carry them from the moment it is received (jobs/worker/signals.py).
+        headers = {"job_id": job_id, "request_id": logs.current().get("request_id")}
         try:
-            current_app.send_task(name, args=args, queue=settings.RENDER_QUEUE_NAMES[str(priority)])
+            current_app.send_task(name, args=args, queue=settings.RENDER_QUEUE_NAMES[str(priority)], headers=headers)
         except (BotoCoreError, ClientError, OperationalError, OSError) as exc:
             raise ServiceUnavailable("The job queue (SQS) is unreachable; try again shortly.") from exc

@@ -11,6 +11,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
 from jobs import wiring
+from jobs.adapters import logs
 from jobs.ports.values import ApiKeyRecord
 from jobs.services.api_keys import hash_api_key, is_well_formed_api_key
 
@@ -36,6 +37,8 @@ class ApiKeyUser:
 
     @classmethod
     def of(cls, record: ApiKeyRecord) -> ApiKeyUser:
+        """The authenticated caller; from here on the request's log lines name its owner and key id."""
+        logs.bind(owner=record.owner, key_id=record.key_id)
         return cls(record.owner, key_id=record.key_id, scopes=record.scopes)
 
 

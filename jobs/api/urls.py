@@ -4,6 +4,7 @@ from django.urls import path, re_path
 
 from jobs.api.views import (
     ApiRootApi,
+    FarmStatusApi,
     JobCancelApi,
     JobCollectionApi,
     JobDetailApi,
@@ -16,6 +17,7 @@ JOB = r"^jobs/(?P<job_id>[0-9a-f]{32})"
 
 urlpatterns = [
     path("", ApiRootApi.as_view(), name="api-root"),
+    path("farm", FarmStatusApi.as_view(), name="farm-status"),
     path("jobs", JobCollectionApi.as_view(), name="job-collection"),
     re_path(JOB + r"$", JobDetailApi.as_view(), name="job-detail"),
     re_path(JOB + r"/cancel$", JobCancelApi.as_view(), name="job-cancel"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import wiring
+from jobs.adapters import logs
 from jobs.api.serializers import (
     ErrorOutputSerializer,
     FramesQuerySerializer,
@@ -28,9 +31,13 @@ from jobs.api.serializers import (
     validate_idempotency_key,
 )
 from jobs.domain import Job, JobStatus, OutputFormat, Priority, Scene, utcnow
+from jobs.errors import OperatorOnly
 from jobs.services import JobSpec, job_cancel, job_create, job_retry
+from jobs.services.api_keys import SCOPE_OPERATOR
+from jobs.services.farm import farm_status
 from jobs.services.selectors import job_chunks, job_get, job_list, job_result_links, recorded_frames
 
+log = logging.getLogger(__name__)
 ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 403, 404, 406, 409, 413, 415, 429, 503)}
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="32 hex digits")
 IDEMPOTENCY = OpenApiParameter(
@@ -87,6 +94,7 @@ class ApiRootApi(APIView):
                 "job_frames": url("job-frames", placeholder),
                 "job_cancel": url("job-cancel", placeholder),
                 "job_retry": url("job-retry", placeholder),
+                "farm": url("farm-status"),  # keys with the operator scope
                 "schema": url("schema"),
                 "docs": url("docs"),
                 "console": request.build_absolute_uri("/"),
@@ -181,6 +189,14 @@ class JobCollectionApi(APIView):
             scopes=request.user.scopes,
             frame_limit=settings.RENDER_MAX_ACTIVE_FRAMES_PER_OWNER,
         )
+        logs.bind(job_id=job.id)
+        log.info(
+            "job %s %s: %d frames, priority %s",
+            job.id,
+            "replayed" if replayed else "submitted",
+            job.frames_total,
+            job.priority,
+        )
         headers = {"Location": _job_url(request, job.id)}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -273,3 +289,13 @@ class JobFramesApi(APIView):
             recorded=None if job.status is JobStatus.COMPLETED else recorded_frames(repo=repo, job=job),
         )
         return Response(links)
+
+
+class FarmStatusApi(APIView):
+    """`GET /api/farm` (keys with the operator scope): live workers, queue depths, DLQ depth, jobs by state."""
+
+    @extend_schema(operation_id="farm_status", responses={200: dict, **ERRORS})
+    def get(self, request: Request) -> Response:
+        if SCOPE_OPERATOR not in request.user.scopes:
+            raise OperatorOnly()
+        return Response(farm_status(farm=wiring.farm_registry(), queues=wiring.queue_stats(), now=utcnow()))

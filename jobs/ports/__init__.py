@@ -5,12 +5,12 @@ only these and the domain."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from jobs.domain import FrameResult, Job, Priority
-from jobs.ports.repositories import ApiKeyRepository, ChunkRepository, JobRepository
+from jobs.ports.repositories import ApiKeyRepository, ChunkRepository, FarmRegistry, JobRepository, QueueStats
 from jobs.ports.values import (
     FANOUT_JOB,
     RENDER_CHUNK,
@@ -19,6 +19,8 @@ from jobs.ports.values import (
     IdempotencyRecord,
     JobPage,
     Overdue,
+    QueueDepth,
+    WorkerBeat,
 )
 
 __all__ = [
@@ -29,15 +31,21 @@ __all__ = [
     "ChunkRepository",
     "Clock",
     "DeadLetter",
+    "FarmRegistry",
     "IdempotencyRecord",
     "JobPage",
     "JobRepository",
+    "Metrics",
+    "NoMetrics",
     "Overdue",
+    "QueueDepth",
+    "QueueStats",
     "RenderContext",
     "RenderedFrame",
     "Renderer",
     "ResultStore",
     "TaskQueue",
+    "WorkerBeat",
 ]
 
 Clock = Callable[[], datetime]
@@ -80,6 +88,32 @@ class TaskQueue(Protocol):
     def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None: ...
 
 
+class Metrics(Protocol):
+    """What the render loop reports for the operators' metrics (the worker writes them as CloudWatch
+    embedded-metric log lines: jobs/adapters/metrics.py). Reporting never fails the work."""
+
+    def chunk_claimed(self, *, job_id: str, frames_done: int, queue_wait: float | None) -> None: ...
+    def frame_rendered(self, *, seconds: float) -> None: ...
+    def job_finished(self, *, outcome: str, seconds: float | None) -> None: ...
+    def chunk_failed(self, *, reason: str, retried: bool) -> None: ...
+
+
+class NoMetrics:
+    """Metrics that go nowhere (unit tests, commands)."""
+
+    def chunk_claimed(self, *, job_id: str, frames_done: int, queue_wait: float | None) -> None:
+        pass
+
+    def frame_rendered(self, *, seconds: float) -> None:
+        pass
+
+    def job_finished(self, *, outcome: str, seconds: float | None) -> None:
+        pass
+
+    def chunk_failed(self, *, reason: str, retried: bool) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class RenderContext:
     """What a render runs with in a worker process: adapters, the process's identity, clock and limits."""
@@ -96,6 +130,7 @@ class RenderContext:
     max_crashes: int = 5  # claims whose holder died (poison work) before the chunk fails
     # Seconds left before a requested shutdown must be done; None while the worker is not shutting down.
     grace_left: Callable[[], float | None] = lambda: None
+    metrics: Metrics = field(default_factory=NoMetrics)
 
     def lease_until(self) -> datetime:
         return self.clock() + timedelta(seconds=self.lease_seconds)

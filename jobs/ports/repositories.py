@@ -6,7 +6,16 @@ from datetime import datetime
 from typing import Protocol
 
 from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus
-from jobs.ports.values import ApiKeyRecord, ChunkPage, IdempotencyRecord, JobPage, Overdue, Revocation
+from jobs.ports.values import (
+    ApiKeyRecord,
+    ChunkPage,
+    IdempotencyRecord,
+    JobPage,
+    Overdue,
+    QueueDepth,
+    Revocation,
+    WorkerBeat,
+)
 
 
 class ChunkRepository(Protocol):
@@ -107,3 +116,18 @@ class ApiKeyRepository(Protocol):
     def revoke(self, key_hash: str, *, now: datetime) -> Revocation: ...
     def list_keys(self, *, owner: str | None = None) -> list[ApiKeyRecord]: ...
     def with_key_id(self, key_id: str) -> list[ApiKeyRecord]: ...
+
+
+class FarmRegistry(Protocol):
+    """Workers' heartbeat items and cheap counts of jobs by state (jobs/repository/farm.py)."""
+
+    def beat(self, beat: WorkerBeat) -> None: ...
+    def workers(self, *, now: datetime) -> list[WorkerBeat]: ...
+    def jobs_by_state(self) -> dict[str, int]: ...
+
+
+class QueueStats(Protocol):
+    """Depths of the render queues (by priority) and of the DLQ (jobs/adapters/queue_stats.py)."""
+
+    def queues(self) -> dict[str, QueueDepth]: ...
+    def dead_letters(self) -> QueueDepth: ...

@@ -106,3 +106,32 @@ class Revocation(enum.Enum):
     REVOKED = "revoked"
     ALREADY_REVOKED = "already revoked"
     NOT_FOUND = "not found"
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A worker process's heartbeat: who it is and what it renders now (jobs/repository/farm.py stores it)."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    beat_at: datetime
+    expires_at: datetime
+    job_id: str | None = None
+    chunk: int | None = None
+    attempt: int | None = None
+    frames_done: int = 0
+    frames_total: int = 0
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """One SQS queue as the farm status shows it (oldest_age: CloudWatch's figure, None where it has none)."""
+
+    name: str
+    visible: int
+    in_flight: int
+    delayed: int
+    oldest_age: float | None = None

@@ -103,5 +103,6 @@ def job_assemble(*, ctx: RenderContext, job: Job, token: str) -> Job | None:
     except JobStateConflict as exc:
         log.warning("job %s: assembly lease lost (%s)", job.id, exc.message)
         return None
-    log.info("job_completed job=%s frames=%d", job.id, len(results))  # a metric filter counts these
+    log.info("job_completed job=%s frames=%d", job.id, len(results))
+    ctx.metrics.job_finished(outcome="COMPLETED", seconds=(now - job.created_at).total_seconds())
     return done

@@ -32,6 +32,7 @@ class Outcome(StrEnum):
     RETRY = "retry"  # the render failed and will be retried: the caller schedules the retry
     FAILED = "failed"  # the render failed for the last time (or the chunk is poison)
     RELEASED = "released"  # handed back at worker shutdown: the caller sends its message again
+    HELD = "held"  # another holder's lease is still live: the caller sends the message again once it lapses
 
 
 class _ReleaseForShutdown(Exception):
@@ -65,11 +66,31 @@ def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt
         log.info("job %s chunk %s attempt %s not claimed: %s", job_id, index, attempt, exc.message)
         if index is not None and isinstance(exc, StaleWrite) and exc.status == JobStatus.COMPLETED:
             _assemble_if_last(ctx, job_id, attempt)  # the assembler may have died: a redelivery finishes its work
+        wait = _lease_left(exc, attempt, now)
+        if wait:  # a dead holder's message can come back before its lease lapses: look again then, not drop it
+            return Outcome.HELD, wait
         return Outcome.SKIPPED, 0
+    first = attempt == 1 and chunk.frames_done == 0 and chunk.crashes == 0 and chunk.render_failures == 0
+    ctx.metrics.chunk_claimed(
+        job_id=job_id,
+        frames_done=chunk.frames_done,
+        queue_wait=(now - job.created_at).total_seconds() if first else None,  # submit to first claim
+    )
     if chunk.crashes >= ctx.max_crashes:
         failure = Failure("poison", f"It crashed its worker {chunk.crashes} times (poison work); not tried again.")
         return _give_up(ctx, chunk, token, failure)
     return _render(ctx, job, chunk, token)
+
+
+def _lease_left(exc: JobStateConflict, attempt: int, now: datetime) -> int:
+    """Whole seconds (at least 1) until the live lease that refused this claim lapses; 0 if none does."""
+    if not isinstance(exc, StaleWrite) or exc.status != JobStatus.PROCESSING or exc.attempt != attempt:
+        return 0
+    current = exc.current
+    if not current.get("lease_token"):
+        return 0
+    left = float(current.get("lease_expires_at", 0)) - now.timestamp()
+    return int(left) + 1 if left > 0 else 0
 
 
 def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Outcome, int]:
@@ -108,6 +129,7 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
                     expires_at=now + ctx.retention,
                 )
                 keeper.touched()
+                ctx.metrics.frame_rendered(seconds=out.seconds)
     except LeaseLost:
         log.warning("%s: lease lost; leaving it to its new holder", current.name)
         return Outcome.STOPPED, 0
@@ -123,7 +145,8 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
         return _fail_or_retry(ctx, current, token, describe(exc))
     log.info("%s COMPLETED", current.name)
     if current.whole_job:
-        log.info("job_completed job=%s frames=%d", job.id, current.frames_done)  # a metric filter counts these
+        log.info("job_completed job=%s frames=%d", job.id, current.frames_done)
+        ctx.metrics.job_finished(outcome=JobStatus.COMPLETED, seconds=(ctx.clock() - job.created_at).total_seconds())
     else:
         _assemble_if_last(ctx, job.id, job.attempt)
     return Outcome.DONE, 0
@@ -174,6 +197,7 @@ def _fail_or_retry(ctx: RenderContext, chunk: Chunk, token: str, failure: Failur
             after = ctx.repo.chunks.release(chunk, token=token, now=ctx.clock(), failure=failure)
         except LeaseLost:
             return Outcome.STOPPED, 0
+        ctx.metrics.chunk_failed(reason=failure.code, retried=True)
         return Outcome.RETRY, after.render_failures
     return _give_up(ctx, chunk, token, failure)
 
@@ -187,8 +211,10 @@ def _give_up(ctx: RenderContext, chunk: Chunk, token: str, failure: Failure) -> 
         )
     except LeaseLost:
         return Outcome.STOPPED, 0
+    ctx.metrics.chunk_failed(reason=failure.code, retried=False)
+    ctx.metrics.job_finished(outcome=JobStatus.FAILED, seconds=None)
     if chunk.whole_job:
-        log.warning("job_failed job=%s code=%s", chunk.job_id, failure.code)  # a metric filter counts these
+        log.warning("job_failed job=%s code=%s", chunk.job_id, failure.code)
     else:
         job_fail(
             repo=ctx.repo,

@@ -39,7 +39,7 @@ class KeepMessagesInvisible(bootsteps.StartStopStep):
             if task_consumer is not None:
                 keeper.tick(task_consumer.channel)
 
-        self.tref = consumer.timer.call_repeatedly(max(1.0, settings.RENDER_HEARTBEAT_SECONDS), tick)
+        self.tref = consumer.timer.call_repeatedly(keeper.tick_seconds, tick)
 
     def stop(self, consumer):
         if getattr(self, "tref", None):

@@ -87,14 +87,17 @@ class Transport(SQS.Transport):
 class VisibilityKeeper:
     """Keeps the SQS messages this worker holds invisible while it works on them.
 
-    A consumer bootstep (renderproject/celery.py) calls `tick` from the worker's timer: every message
-    received more than half a visibility timeout ago gets a fresh one (ChangeMessageVisibility), so a
-    long render is never handed to a second worker, while a dead worker's message reappears within one
-    visibility timeout. Short tasks (most) finish before their first extension and cost nothing.
+    A consumer bootstep (jobs/worker/bootsteps.py) calls `tick` every `tick_seconds` from the worker's
+    timer (a local check, no request): a message gets a fresh visibility timeout (ChangeMessageVisibility)
+    only when `margin` seconds of its current one are left. So a message costs one request per
+    `visibility_timeout - margin` seconds held (none for a chunk shorter than that), a long render is
+    never handed to a second worker, and a dead worker's message reappears within one visibility timeout.
     """
 
     def __init__(self, *, visibility_timeout: int):
         self.visibility_timeout = visibility_timeout
+        self.margin = min(3.0, visibility_timeout / 2)  # covers a late tick and a slow request
+        self.tick_seconds = min(1.0, visibility_timeout / 4)
         self._extended_at: dict[str, float] = {}  # receipt handle -> when it was received or last extended
 
     def tick(self, channel) -> int:
@@ -113,7 +116,7 @@ class VisibilityKeeper:
             handle = sqs_message["ReceiptHandle"]
             live.add(handle)
             since = self._extended_at.setdefault(handle, now)
-            if now - since < self.visibility_timeout / 2:
+            if now - since < self.visibility_timeout - self.margin:
                 continue
             try:
                 channel.sqs().change_message_visibility(

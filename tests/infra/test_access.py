@@ -142,6 +142,7 @@ EXPECTED_ACTIONS = {
         *("s3:GetObject", "s3:ListBucket"),
         *("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"),
         *("secretsmanager:TagResource", "secretsmanager:DescribeSecret"),
+        "cloudwatch:GetMetricData",  # the farm status: age of the oldest message (no resource form)
         *DATA_KEY,
         *ECS_EXEC,
     },
@@ -174,7 +175,7 @@ def test_every_dynamodb_item_action_is_limited_by_partition_key(stack):
         for statement in policy.statements:
             if any(a.startswith("dynamodb:") and a != "dynamodb:DescribeTable" for a in actions([statement])):
                 keys = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-                assert keys and all(k.endswith("#*") or k == "APIKEYS" for k in keys), (role, statement)
+                assert keys and all(k.endswith("#*") or k in ("APIKEYS", "WORKERS") for k in keys), (role, statement)
                 assert not {"dynamodb:Scan", "dynamodb:BatchWriteItem"} & actions([statement])
 
 
@@ -187,6 +188,7 @@ def test_only_actions_without_a_resource_form_have_resource_star(dev):
         "ssmmessages:OpenControlChannel",
         "ssmmessages:OpenDataChannel",
         "logs:DescribeLogGroups",
+        "cloudwatch:GetMetricData",
     }
     for policy in resources(raw, "AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -288,15 +290,19 @@ def test_the_api_has_its_items_its_indexes_and_no_dlq(stack):
     assert api.allows("dynamodb:Query", names.index("gsi1"), **item("OWNER#alice"))
     assert api.allows("dynamodb:Query", names.index("gsi3"), **item("OWNER#alice#COMPLETED"))
     assert api.allows("dynamodb:DescribeTable", names.table)  # /readyz
-    assert not api.allows("dynamodb:Query", names.index("gsi2"), **item("JOB#QUEUED"))
+    assert api.allows("dynamodb:Query", names.index("gsi2"), **item("JOB#QUEUED"))  # farm status: jobs by state
+    assert not api.allows("dynamodb:Query", names.index("gsi2"), **item("TASK#QUEUED"))
+    assert api.allows("dynamodb:Query", names.table, **item("WORKERS"))  # farm status: live workers
+    assert not api.allows("dynamodb:PutItem", names.table, **item("WORKERS"))
     assert not api.allows("dynamodb:Scan", names.table)
     assert not api.allows("dynamodb:DeleteItem", names.table, **item("APIKEY#ab12"))  # keys are revoked, not deleted
     assert not api.allows("dynamodb:GetItem", names.table, **item("OTHER#1"))
     for queue in names.queues.values():
         assert api.allows("sqs:SendMessage", queue) and api.allows("sqs:GetQueueAttributes", queue)
         assert not api.allows("sqs:ReceiveMessage", queue)
-    for action in ("ReceiveMessage", "SendMessage", "DeleteMessage", "PurgeQueue", "GetQueueAttributes"):
+    for action in ("ReceiveMessage", "SendMessage", "DeleteMessage", "PurgeQueue"):
         assert not api.allows(f"sqs:{action}", names.dlq), action
+    assert api.allows("sqs:GetQueueAttributes", names.dlq)  # farm status: DLQ depth, never its messages
     assert api.allows("s3:GetObject", names.object("jobs/01HX/frames/00001.png"))  # presigned GETs
     assert api.allows("s3:ListBucket", names.bucket)  # HeadBucket (/readyz)
     assert not api.allows("s3:PutObject", names.object("jobs/01HX/frames/00001.png"))

@@ -277,7 +277,7 @@ def test_queues_encrypted_redriven_and_consistent_with_the_worker(dev):
         queue = queues[name]
         assert queue["SqsManagedSseEnabled"] is True
         assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
-        assert queue["VisibilityTimeout"] == int(worker_env["RENDER_VISIBILITY_TIMEOUT"]) == 90
+        assert queue["VisibilityTimeout"] == int(worker_env["RENDER_VISIBILITY_TIMEOUT"]) == 15  # takeover < 20 s
         assert int(worker_env["RENDER_LEASE_SECONDS"]) < queue["VisibilityTimeout"]
         assert queue["ReceiveMessageWaitTimeSeconds"] == 20
         assert name == f"{worker_env['RENDER_QUEUE_PREFIX']}render-{name.split('-')[-1]}"
@@ -377,8 +377,14 @@ def test_dashboard_shows_queues_dlq_jobs_api_and_workers(dev):
     for metric in (
         "ApproximateNumberOfMessagesVisible",
         "ApproximateAgeOfOldestMessage",
-        "JobsCompleted",
-        "JobsFailed",
+        "JobsFinished",
+        "FramesRendered",
+        "RenderSeconds",
+        "QueueWait",
+        "JobDuration",
+        "ApiRequests",
+        "ApiLatency",
+        "RenderFarm/dev",
         "HTTPCode_Target_5XX_Count",
         "TargetResponseTime",
         "RunningTaskCount",
@@ -399,8 +405,45 @@ def test_alarms_notify_the_topic(dev, prod):
     assert dlq["Threshold"] == 0 and dlq["ComparisonOperator"] == "GreaterThanThreshold"
     prod[1].has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"})
     template.resource_count_is("AWS::SNS::Subscription", 0)
-    filters = {f["Properties"]["FilterPattern"] for f in resources(raw, "AWS::Logs::MetricFilter").values()}
-    assert filters == {'"job_completed job="', '"job_failed job="'}
+    assert not resources(raw, "AWS::Logs::MetricFilter")  # metrics come from the code (EMF), not text filters
+
+
+def test_alarms_on_api_latency_auth_and_throttle_spikes_targets_dynamodb_and_crash_loops(dev):
+    raw, _ = dev
+    alarms = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()]
+
+    def named(metric_name, **dimensions):
+        found = [
+            a
+            for a in alarms
+            if a.get("MetricName") == metric_name
+            and {d["Name"]: d["Value"] for d in a.get("Dimensions", []) if d["Name"] != "TargetGroup"} == dimensions
+        ]
+        assert len(found) == 1, (metric_name, dimensions)
+        return found[0]
+
+    latency = named("ApiLatency")
+    assert latency["Namespace"] == "RenderFarm/dev" and latency["ExtendedStatistic"] == "p95"
+    assert latency["Threshold"] == 1000 and latency["DatapointsToAlarm"] == 3
+    for status in ("401", "429"):
+        spike = named("ApiRequests", Status=status)
+        assert spike["Statistic"] == "Sum" and spike["Threshold"] > 0
+    unhealthy = next(a for a in alarms if a.get("MetricName") == "UnHealthyHostCount")
+    assert unhealthy["Namespace"] == "AWS/ApplicationELB" and unhealthy["Threshold"] == 0
+    throttling = next(a for a in alarms if "DynamoDB throttled" in a["AlarmDescription"])
+    used = json.dumps(throttling["Metrics"])
+    assert "ReadThrottleEvents" in used and "WriteThrottleEvents" in used and throttling["Threshold"] == 0
+    crash = named("WorkerStarts")
+    assert crash["Namespace"] == "RenderFarm/dev" and crash["Period"] == 900 and crash["Threshold"] == 40
+    assert all(a.get("AlarmActions") for a in alarms)
+
+
+def test_containers_write_metrics_to_the_stage_namespace(dev):
+    raw, _ = dev
+    for task in resources(raw, "AWS::ECS::TaskDefinition").values():
+        for container in task["Properties"]["ContainerDefinitions"]:
+            env = {e["Name"]: e.get("Value") for e in container.get("Environment", [])}
+            assert env["RENDER_METRICS_NAMESPACE"] == "RenderFarm/dev"
 
 
 # --- whole-template checks --------------------------------------------------------------------------
