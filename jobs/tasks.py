@@ -36,6 +36,7 @@ def _context() -> RenderContext:
         max_crashes=settings.RENDER_MAX_CRASHES,
         retention=wiring.retention(),
         heartbeat_seconds=settings.RENDER_HEARTBEAT_SECONDS,
+        progress_seconds=settings.RENDER_PROGRESS_SECONDS,
         grace_left=lambda: shutdown.grace_left(settings.RENDER_SHUTDOWN_GRACE_SECONDS),
         metrics=wiring.render_metrics(),
     )

@@ -266,6 +266,9 @@ RENDER_VISIBILITY_TIMEOUT = env_int("RENDER_VISIBILITY_TIMEOUT", 15)
 RENDER_HEARTBEAT_SECONDS = env_float("RENDER_HEARTBEAT_SECONDS", max(0.5, min(5.0, RENDER_LEASE_SECONDS / 2)))
 if not 0 < RENDER_HEARTBEAT_SECONDS < RENDER_LEASE_SECONDS:
     raise ImproperlyConfigured("RENDER_HEARTBEAT_SECONDS must be above 0 and below RENDER_LEASE_SECONDS")
+# A chunk of a multi-chunk job puts its progress on the job item at most this often (and at its last
+# frame); the frames between cost one write each. Cancels reach a running chunk at its next publish.
+RENDER_PROGRESS_SECONDS = env_float("RENDER_PROGRESS_SECONDS", 2.0)
 # Each worker process writes a heartbeat item this often (live workers for `farm_status` and /api/farm);
 # it expires after three beats, so a killed worker drops out of the listing within that.
 RENDER_WORKER_HEARTBEAT_SECONDS = env_float("RENDER_WORKER_HEARTBEAT_SECONDS", 10.0)

@@ -57,6 +57,9 @@ class InMemoryJobRepository:
         self.chunk_items: dict[tuple[str, int], Chunk] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.due: dict[tuple[str, int | None], tuple[JobStatus, datetime]] = {}
+        # A multi-chunk job's published progress: chunk index -> frames done, and the completed chunks.
+        self.progress: dict[str, dict[int, int]] = {}
+        self.done_chunks: dict[str, set[int]] = {}
         self.usage: dict[str, int] = {}  # frames of each owner's jobs waiting or rendering
         self.chunks = InMemoryChunkRepository(self)
 
@@ -285,14 +288,19 @@ class InMemoryChunkRepository:
         return JobNotRunning(str(status)) if status in FINAL else _conflict(status, attempt)
 
     def record_frame(
-        self, chunk, *, token, result, render_seconds, now, lease_until, has_preview=False, expires_at=None
+        self,
+        chunk,
+        *,
+        token,
+        result,
+        render_seconds,
+        now,
+        lease_until,
+        has_preview=False,
+        expires_at=None,
+        publish=True,
     ) -> Chunk:
         current = self._held(chunk, token, extra=lambda c: c.frames_done == chunk.frames_done)
-        job = self._jobs.get(chunk.job_id)
-        if chunk.whole_job:
-            pass
-        elif job.status is not P or job.attempt != chunk.attempt:
-            raise JobNotRunning(str(job.status))
         last = current.frames_done + 1 == len(current.frames)
         updated = current.replace(
             frames_done=current.frames_done + 1,
@@ -322,12 +330,21 @@ class InMemoryChunkRepository:
             self._store(updated, due=None, now=now)
         else:
             self._store(updated, due="keep", now=now)  # as DynamoDB: the sweeper's marker stays put
-        if not chunk.whole_job:
-            job = self._jobs.get(chunk.job_id)
-            self._jobs._put(
-                job.replace(frames_done=job.frames_done + 1, chunks_done=job.chunks_done + int(last), updated_at=now)
-            )
+        if publish or last:
+            self.publish(updated, now=now)
         return updated
+
+    def publish(self, chunk, *, now) -> None:
+        """As DynamoDB: the chunk's frames done and completion, on the job item, while it runs this attempt."""
+        job = self._jobs.get(chunk.job_id)
+        if job.status is not P or job.attempt != chunk.attempt:
+            raise JobNotRunning(str(job.status))
+        progress = self._jobs.progress.setdefault(chunk.job_id, {})
+        done = self._jobs.done_chunks.setdefault(chunk.job_id, set())
+        progress[chunk.index] = chunk.frames_done
+        if chunk.status is JobStatus.COMPLETED:
+            done.add(chunk.index)
+        self._jobs._put(job.replace(frames_done=sum(progress.values()), chunks_done=len(done), updated_at=now))
 
     def renew(self, chunk, *, token, until) -> None:
         current = self._held(chunk, token)

@@ -154,6 +154,10 @@ class DynamoChunkRepository:
         """Store one frame's result, renewing the lease; the last frame completes the chunk (frames.py)."""
         return frames.record_frame(self._client, self._table, chunk, **frame)
 
+    def publish(self, chunk: Chunk, *, now: datetime) -> None:
+        """Put a chunk item's progress (and completion) on its job item again; idempotent (frames.py)."""
+        frames.publish_progress(self._client, self._table, chunk, now=now)
+
     def renew(self, chunk: Chunk, *, token: str, until: datetime) -> None:
         """Keep holding a chunk while a long frame renders; LeaseLost once it is no longer ours."""
         self._held_update(

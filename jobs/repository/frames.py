@@ -11,24 +11,18 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import Chunk, FrameResult, JobStatus
 from jobs.errors import JobNotRunning, LeaseLost, StaleWrite
 from jobs.repository.dynamo import (
     FINISHED,
     HOLDS_LEASE,
-    cancellation_reasons,
     conditional_update,
     set_status,
     settle_usage,
-    update_params,
 )
 from jobs.repository.items import (
     chunk_key,
     decimal,
-    deserialize,
     epoch,
     iso,
     job_key,
@@ -51,12 +45,14 @@ def record_frame(
     lease_until: datetime,
     has_preview: bool = False,
     expires_at: datetime | None = None,
+    publish: bool = True,
 ) -> Chunk:
     """Store one frame's result (renewing the lease); the chunk's last frame completes it.
 
-    For a one-chunk job the last frame completes the job (`has_preview`, `expires_at` apply); for a
-    chunk item the job's counters move in the same transaction, which also requires the job to be
-    PROCESSING in this attempt. JobNotRunning when the job stopped, LeaseLost when the lease is gone.
+    For a one-chunk job the last frame completes the job (`has_preview`, `expires_at` apply). A chunk item
+    is written alone (no transaction); with `publish`, and always at its last frame, its progress is then
+    published on the job item (`publish_progress`), which also requires the job to be PROCESSING in this
+    attempt. JobNotRunning when the job stopped, LeaseLost when the lease is gone.
     """
     last = chunk.frames_done + 1 == len(chunk.frames)
     values: dict[str, Any] = {
@@ -86,17 +82,47 @@ def record_frame(
             " REMOVE lease_token, lease_expires_at, gsi2pk, gsi2sk"
         )
     key, condition = chunk_key(chunk.job_id, chunk.index), f"{HOLDS_LEASE} AND frames_done = :done"
-    if chunk.whole_job:
-        _whole_job_write(client, table, key, expression, condition, values, finishes=last)
-    else:
-        update = update_params(table, key, expression, condition, values)
-        _chunk_item_write(client, table, chunk, update, last=last, now=now)
-    return chunk.replace(
+    after = chunk.replace(
         frames_done=chunk.frames_done + 1,
         results=(*chunk.results, result),
         render_seconds=chunk.render_seconds + render_seconds,
         status=JobStatus.COMPLETED if last else chunk.status,
     )
+    if chunk.whole_job:
+        _whole_job_write(client, table, key, expression, condition, values, finishes=last)
+        return after
+    try:
+        conditional_update(client, table, key, expression, condition=condition, values=values)
+    except StaleWrite as exc:
+        raise LeaseLost(exc.message) from exc
+    if publish or last:
+        publish_progress(client, table, after, now=now)
+    return after
+
+
+def publish_progress(client, table: str, chunk: Chunk, *, now: datetime) -> None:
+    """Put a chunk item's progress on its job item: `c<index>` = its frames done, and a completed chunk's
+    index into the set `done_chunks`. Both are idempotent (absolute values, a set), so a retried or
+    repeated publish counts nothing twice; the job's frames_done and chunks_done are read from them.
+
+    JobNotRunning when the job is not PROCESSING in the chunk's attempt (cancelled, failed, retried).
+    """
+    expression = f"SET c{chunk.index} = :n, updated_at = :now"
+    values: dict[str, Any] = {":n": chunk.frames_done, ":now": iso(now), ":attempt": chunk.attempt}
+    if chunk.status is JobStatus.COMPLETED:
+        expression += " ADD done_chunks :index"
+        values[":index"] = {chunk.index}
+    try:
+        conditional_update(
+            client,
+            table,
+            job_key(chunk.job_id),
+            expression,
+            condition="#status = :st_processing AND attempt = :attempt",
+            values=values,
+        )
+    except StaleWrite as exc:
+        raise JobNotRunning(exc.status) from exc
 
 
 def _whole_job_write(
@@ -111,26 +137,3 @@ def _whole_job_write(
         raise JobNotRunning(exc.status) from exc
     if finishes:
         settle_usage(client, table, item)
-
-
-def _chunk_item_write(client, table: str, chunk: Chunk, update: dict[str, Any], *, last: bool, now: datetime) -> None:
-    job_update = update_params(
-        table,
-        job_key(chunk.job_id),
-        "SET updated_at = :now ADD frames_done :one, chunks_done :chunks",
-        "#status = :st_processing AND attempt = :attempt",
-        {":one": 1, ":chunks": 1 if last else 0, ":now": iso(now), ":attempt": chunk.attempt},
-    )
-    try:
-        with unavailable_as_503("DynamoDB"):
-            client.transact_write_items(TransactItems=[{"Update": update}, {"Update": job_update}])
-    except ClientError as exc:
-        if error_code(exc) != "TransactionCanceledException":
-            raise
-        chunk_reason, job_reason = ([*cancellation_reasons(exc), {}, {}])[:2]
-        if chunk_reason.get("Code") == "ConditionalCheckFailed":
-            raise LeaseLost() from exc
-        if job_reason.get("Code") == "ConditionalCheckFailed":
-            status = deserialize(job_reason.get("Item", {})).get("status", "gone")
-            raise JobNotRunning(status) from exc
-        raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -112,6 +113,9 @@ def map_to_result(value: dict[str, Any]) -> FrameResult:
     )
 
 
+CHUNK_PROGRESS = re.compile(r"c\d+")  # `c<index>`: a chunk's frames done, published on its job item
+
+
 def job_to_item(job: Job) -> dict[str, Any]:
     item: dict[str, Any] = {
         "pk": f"JOB#{job.id}",
@@ -149,7 +153,7 @@ def job_to_item(job: Job) -> dict[str, Any]:
 
 
 def item_to_job(item: dict[str, Any]) -> Job:
-    return Job(
+    job = Job(
         id=item["id"],
         owner=item["owner"],
         scene=Scene(
@@ -168,6 +172,11 @@ def item_to_job(item: dict[str, Any]) -> Job:
         fanout_sent=int(item.get("fanout_sent", -1)),
         **_work_fields(item),
     )
+    if job.single_chunk:
+        return job
+    # A job of several chunks: progress as its chunks published it (repository/frames.py).
+    published = sum(int(v) for k, v in item.items() if CHUNK_PROGRESS.fullmatch(k))
+    return job.replace(frames_done=published, chunks_done=len(item.get("done_chunks") or ()))
 
 
 def _work_fields(item: dict[str, Any]) -> dict[str, Any]:

@@ -144,7 +144,8 @@ class DynamoJobRepository:
                 self._table,
                 job_key(job_id),
                 TAKE_LEASE,
-                condition="attempt = :attempt AND #status = :st_processing AND chunks_done = chunks_total"
+                condition="attempt = :attempt AND #status = :st_processing"
+                " AND attribute_exists(done_chunks) AND size(done_chunks) = chunks_total"
                 f" AND {LEASE_FREE}",
                 values={
                     **lease_values(worker=worker, token=token, now=now, lease_seconds=lease_seconds, attempt=attempt),

@@ -65,7 +65,11 @@ def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt
     except JobStateConflict as exc:
         log.info("job %s chunk %s attempt %s not claimed: %s", job_id, index, attempt, exc.message)
         if index is not None and isinstance(exc, StaleWrite) and exc.status == JobStatus.COMPLETED:
-            _assemble_if_last(ctx, job_id, attempt)  # the assembler may have died: a redelivery finishes its work
+            # Its worker may have died after completing it and before the job counted it, or the assembler
+            # may have died: a redelivery finishes their work (both steps are idempotent).
+            with contextlib.suppress(JobStateConflict):
+                repo.chunks.publish(repo.chunks.get(job_id, index), now=now)
+            _assemble_if_last(ctx, job_id, attempt)
         wait = _lease_left(exc, attempt, now)
         if wait:  # a dead holder's message can come back before its lease lapses: look again then, not drop it
             return Outcome.HELD, wait
@@ -97,6 +101,7 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
     repo = ctx.repo
     frame_seconds: list[float] = []
     current = chunk
+    published_at = None  # when this chunk last put its progress on the job item (multi-chunk jobs)
     try:
         with (
             LeaseKeeper(
@@ -118,6 +123,7 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
                     # The last frame of a one-chunk job completes the job: its outputs go first.
                     has_preview = make_outputs(store=ctx.store, job=job, results=[*current.results, result])
                 now = ctx.clock()
+                publish = published_at is None or (now - published_at).total_seconds() >= ctx.progress_seconds
                 current = repo.chunks.record_frame(
                     current,
                     token=token,
@@ -127,7 +133,10 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
                     lease_until=ctx.lease_until(),
                     has_preview=has_preview,
                     expires_at=now + ctx.retention,
+                    publish=publish,
                 )
+                if publish:
+                    published_at = now
                 keeper.touched()
                 ctx.metrics.frame_rendered(seconds=out.seconds)
     except LeaseLost:

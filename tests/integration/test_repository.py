@@ -363,8 +363,9 @@ def test_chunk_writes_stop_once_the_job_is_cancelling(repo, make_job):
     with pytest.raises(JobNotRunning) as stopped:
         _record(repo, chunk, frame=3)
     assert stopped.value.status == "CANCELLING"
-    assert repo.get(job.id).frames_done == 0  # the transaction wrote neither side
-    assert repo.chunks.list(job.id)[1].frames_done == 0
+    # The chunk item (which needs only the lease) keeps the frame; the job refused its publish.
+    assert repo.chunks.list(job.id)[1].frames_done == 1
+    assert repo.get(job.id).frames_done == 0
     ended = repo.chunks.end(chunk, token="t", status=JobStatus.CANCELLED, now=T0, expires_at=T0 + LATER)
     assert ended.status is JobStatus.CANCELLED and ended.lease_token is None
     assert repo.chunks.drop(job.id, 0, attempt=1, now=T0) is True

@@ -45,7 +45,11 @@ def store():
 
 
 def make_worker(repo, store, clock, renderer=None, name="w1", max_attempts=3, **overrides) -> RenderContext:
-    """A worker process's RenderContext on the fakes; `overrides` set any other field (grace_left, max_crashes)."""
+    """A worker process's RenderContext on the fakes; `overrides` set any other field (grace_left, max_crashes).
+
+    Progress is published on the job at every frame (progress_seconds 0) unless a test says otherwise.
+    """
+    overrides.setdefault("progress_seconds", 0)
     return RenderContext(
         repo=repo,
         store=store,
