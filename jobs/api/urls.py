@@ -2,7 +2,17 @@
 
 from django.urls import path, re_path
 
-from jobs.api.views import JobCancelApi, JobCollectionApi, JobDetailApi, JobFramesApi, JobRetryApi, JobTasksApi
+from jobs.api.views import (
+    AssetCollectionApi,
+    AssetDetailApi,
+    JobCancelApi,
+    JobCollectionApi,
+    JobDetailApi,
+    JobFramesApi,
+    JobRetryApi,
+    JobTaskLogApi,
+    JobTasksApi,
+)
 
 JOB = r"^jobs/(?P<job_id>[0-9a-f]{32})"
 
@@ -13,4 +23,7 @@ urlpatterns = [
     re_path(JOB + r"/retry$", JobRetryApi.as_view(), name="job-retry"),
     re_path(JOB + r"/tasks$", JobTasksApi.as_view(), name="job-tasks"),
     re_path(JOB + r"/frames$", JobFramesApi.as_view(), name="job-frames"),
+    re_path(JOB + r"/tasks/(?P<chunk>[0-9]{1,4})/log$", JobTaskLogApi.as_view(), name="job-task-log"),
+    path("assets", AssetCollectionApi.as_view(), name="asset-collection"),
+    re_path(r"^assets/(?P<sha256>[0-9a-f]{64})$", AssetDetailApi.as_view(), name="asset-detail"),
 ]

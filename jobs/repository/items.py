@@ -8,7 +8,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from jobs.domain import Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, Scene
+from jobs.domain import Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, RendererName, Scene
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -131,6 +131,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
         "render_seconds": decimal(job.render_seconds),
         "results": [result_to_map(r) for r in job.results],
         "fanout_sent": job.fanout_sent,
+        "renderer": str(job.renderer),
+        "scene_file": job.scene_file,
     }
     item.update(due_index("JOB", job.status, job.created_at, job.id))
     return item
@@ -142,10 +144,10 @@ def item_to_job(item: dict[str, Any]) -> Job:
         owner=item["owner"],
         scene=Scene(
             name=item["scene"],
-            width=int(item["width"]),
-            height=int(item["height"]),
+            width=_optional_int(item.get("width")),
+            height=_optional_int(item.get("height")),
             output_format=OutputFormat(item["output_format"]),
-            samples=int(item["samples"]),
+            samples=_optional_int(item.get("samples")),
         ),
         frame_start=int(item["frame_start"]),
         frame_end=int(item["frame_end"]),
@@ -170,7 +172,14 @@ def item_to_job(item: dict[str, Any]) -> Job:
         results=tuple(map_to_result(r) for r in item.get("results", [])),
         has_preview=bool(item.get("has_preview", False)),
         fanout_sent=int(item.get("fanout_sent", -1)),
+        renderer=RendererName(item.get("renderer", RendererName.SIMULATED)),
+        scene_file=item.get("scene_file"),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    """Width, height and samples of a Blender job are absent when the scene file's own apply."""
+    return None if value is None else int(value)
 
 
 def chunk_to_item(task: Chunk, created_at: datetime) -> dict[str, Any]:
