@@ -386,6 +386,10 @@ class DynamoChunkRepository:
                 values={":attempt": chunk.attempt, **values},
             )
         except JobStateConflict as exc:
+            status = exc.details.get("status")
+            if chunk.whole_job and status and status != JobStatus.PROCESSING:
+                # A one-chunk job's item is the job: it stopped (cancelled, failed, retried), as the fake says.
+                raise JobNotRunning(status) from exc
             raise LeaseLost(exc.message) from exc
         if settles:
             settle_usage(self._client, self._table, item)
