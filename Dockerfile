@@ -1,4 +1,5 @@
-# One image for the API, the workers and the sweeper: `bin/entrypoint api|worker|sweep|manage ...`.
+# Two images from one Dockerfile: `--target api` (the API and the sweeper: no Blender) and `--target worker`
+# (the same plus Debian's blender). Both run `bin/entrypoint api|worker|sweep|manage ...` as user 10001.
 
 # --- build: a virtualenv with the pinned runtime requirements ----------------------------------------
 FROM python:3.11-slim-bookworm AS build
@@ -7,8 +8,8 @@ RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
 
-# --- runtime: no compilers, no pip cache, a non-root user ----------------------------------------------
-FROM python:3.11-slim-bookworm
+# --- api: no compilers, no pip cache, a non-root user ------------------------------------------------
+FROM python:3.11-slim-bookworm AS api
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -31,3 +32,14 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["python", "-m", "jobs.worker.healthcheck"]
 ENTRYPOINT ["/app/bin/entrypoint"]
 CMD ["api"]
+
+# --- worker: the api image plus Blender (Debian bookworm's package: Cycles on CPU, no OpenImageDenoise).
+# Blender runs as the same unprivileged user, in a scratch directory per chunk (jobs/renderers/blender.py).
+FROM api AS worker
+USER 0:0
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends blender=3.4.1+dfsg-2+b1 \
+    && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+ENV RENDER_ROLE=worker
+CMD ["worker"]

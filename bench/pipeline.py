@@ -10,6 +10,9 @@ API (gunicorn) -> SQS -> `celery worker` -> S3, against the embedded emulator, i
 - `load`: 1,000 jobs from 20 concurrent clients: all COMPLETED, none lost, none completed twice.
 - `takeover`: AWS requests per frame of 3 s renders (the lease and visibility keepers' cost), then a worker
   SIGKILLed mid-chunk: seconds from the kill to the chunk claimed by another worker.
+- `blender`: the demo scene (scenes/demo_scene.py), 24 frames at 320x180, 16 samples: one job in 2 chunks
+  on 2 workers (upload included, submit to COMPLETED) against one Blender process rendering the same frames
+  with the same settings; prints the ratio farm / direct wall time and the seconds per frame of each.
 Requests are counted by the emulator, so every process's traffic is seen at the HTTP layer; the bench's
 own polling is tagged and left out.
 """
@@ -38,7 +41,7 @@ from botocore.config import Config
 
 from bench import cost, raw
 from jobs.devstack.emulator import OBSERVER_MARK
-from jobs.devstack.stack import Stack
+from jobs.devstack.stack import ROOT, Stack
 
 OWNER = "bench"
 TABLE = "render-jobs"
@@ -372,9 +375,89 @@ def scenario_takeover(args) -> None:
         )
 
 
+def scenario_blender(args) -> None:
+    import hashlib
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("blender") is None:
+        print("\n[blender] skipped: blender is not on the PATH")
+        return
+    frames, width, height, samples = args.blender_frames, 320, 180, 16
+    print(f"\n[blender] demo scene, {frames} frames {width}x{height} {samples} samples: 2 workers vs one process")
+    root = Path(tempfile.mkdtemp(prefix="bench-blender-"))
+    scene = root / "demo.blend"
+    demo, setup = ROOT / "scenes" / "demo_scene.py", ROOT / "jobs" / "renderers" / "blender_setup.py"
+    blender = ["blender", "-b", "--factory-startup", "-noaudio"]
+    subprocess.run(
+        [*blender, "--python", str(demo), "--", str(scene), str(width), str(height), str(frames)],
+        check=True,
+        capture_output=True,
+    )
+    config = {
+        "scene": str(scene),
+        "output": str(root / "direct" / "frame_#####"),
+        "format": "png",
+        "first": 1,
+        "last": frames,
+        "width": width,
+        "height": height,
+        "samples": samples,
+    }
+    started = time.monotonic()
+    subprocess.run(
+        [
+            *blender[:2],
+            "-Y",
+            *blender[2:],
+            str(scene),
+            "--python-exit-code",
+            "3",
+            "--python",
+            str(setup),
+            "-a",
+            "--",
+            json.dumps(config),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    direct = time.monotonic() - started
+    assert len(list((root / "direct").iterdir())) == frames
+
+    with running(workers=2, concurrency=1, render_seconds="0") as bench:
+        auth = {"Authorization": f"Bearer {bench.key}"}
+        body = scene.read_bytes()
+        started = time.monotonic()
+        sha = hashlib.sha256(body).hexdigest()
+        resp = session().post(f"{bench.api}/api/assets", json={"sha256": sha, "size": len(body)}, headers=auth)
+        ticket = resp.json()["upload"]
+        session().put(ticket["url"], data=body, headers=ticket["headers"]).raise_for_status()
+        job_id = bench.submit(
+            renderer="blender",
+            scene_file=sha,
+            frame_start=1,
+            frame_end=frames,
+            chunk_size=-(-frames // 2),
+            width=width,
+            height=height,
+            samples=samples,
+        )
+        item = bench.wait_finished({job_id}, timeout=600)[job_id]
+        farm = time.monotonic() - started  # includes the 2 s polling of wait_finished at most
+        inside = seconds_between(item, "created_at", "finished_at")
+    print(f"  {item['status']['S']}: farm {farm:.1f}s (submit to COMPLETED {inside:.1f}s), direct {direct:.1f}s")
+    print(
+        f"  ratio farm/direct: {inside / direct:.2f} (job item times), "
+        f"{farm / direct:.2f} (wall, with the upload and polling)"
+    )
+    print(f"  seconds per frame: farm {inside / frames:.2f}, direct {direct / frames:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark the render pipeline end to end.")
-    parser.add_argument("--scenarios", default="jobs,frames,priority,load,takeover")
+    parser.add_argument("--scenarios", default="jobs,frames,priority,load,takeover,blender")
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
@@ -385,6 +468,7 @@ def main() -> None:
     parser.add_argument("--priority-rounds", type=int, default=3)
     parser.add_argument("--load-jobs", type=int, default=1000)
     parser.add_argument("--load-clients", type=int, default=20)
+    parser.add_argument("--blender-frames", type=int, default=24)
     args = parser.parse_args()
     scenarios = {
         "jobs": scenario_jobs,
@@ -392,6 +476,7 @@ def main() -> None:
         "priority": scenario_priority,
         "load": scenario_load,
         "takeover": scenario_takeover,
+        "blender": scenario_blender,
     }
     for name in args.scenarios.split(","):
         scenarios[name](args)

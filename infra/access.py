@@ -54,6 +54,7 @@ API_ITEMS = {
     "SESSION#*": (GET, PUT, UPDATE, DELETE),
     USAGE_ITEMS: (UPDATE,),
     WORKERS_PARTITION: (QUERY,),  # GET /api/farm and `farm_status` list the live workers
+    "ASSET#*": (GET, PUT, UPDATE),  # declared scene files (POST /api/assets), kept by each job that uses one
 }
 # gsi1: an owner's jobs (`OWNER#<owner>`) and API keys (`APIKEYS#<owner>`: list/revoke by owner);
 # gsi2: every API key in the fixed partition `APIKEYS` (list_api_keys, revoke by key id);
@@ -87,7 +88,8 @@ API_KEY_SECRET_ACTIONS = (
 )
 # What S3 and DynamoDB ask KMS for on the caller's behalf when they use the data key.
 DATA_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*")
-RESULTS_PREFIX = "jobs/*"  # frames, manifests and previews: jobs/<id>/...
+RESULTS_PREFIX = "jobs/*"  # frames, manifests, previews and render logs: jobs/<id>/...
+ASSETS_PREFIX = "assets/*"  # scene files: assets/<owner slug>/<sha256>
 
 
 def api_key_secret_prefix(stage: str) -> str:
@@ -134,10 +136,10 @@ def grant_queues(role: iam.IRole, queues: list[sqs.IQueue], actions: tuple[str, 
     role.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=[q.queue_arn for q in queues]))
 
 
-def grant_results(role: iam.IRole, bucket: s3.IBucket, actions: tuple[str, ...]) -> None:
-    role.add_to_principal_policy(
-        iam.PolicyStatement(actions=list(actions), resources=[bucket.arn_for_objects(RESULTS_PREFIX)])
-    )
+def grant_results(
+    role: iam.IRole, bucket: s3.IBucket, actions: tuple[str, ...], *, prefix: str = RESULTS_PREFIX
+) -> None:
+    role.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=[bucket.arn_for_objects(prefix)]))
 
 
 def grant_api_key_secrets(role: iam.IRole, stage: str) -> None:
@@ -170,7 +172,9 @@ def grant_least_privilege(
     )
     grant_queues(api, render_queues, QUEUE_SEND)  # submit, retry; /readyz reads an attribute
     # Presigned GETs are signed with the API's credentials; HeadBucket (/readyz) needs ListBucket.
-    grant_results(api, results, ("s3:GetObject",))
+    grant_results(api, results, ("s3:GetObject",))  # presigned result GETs, render logs
+    # Scene files: presigned PUTs, HeadObject checks, the copy in place that keeps a used file from expiring.
+    grant_results(api, results, ("s3:GetObject", "s3:PutObject"), prefix=ASSETS_PREFIX)
     api.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[results.bucket_arn]))
     grant_data_key(api, key, services=("dynamodb", "s3"))
     grant_api_key_secrets(api, stage)
@@ -182,7 +186,8 @@ def grant_least_privilege(
     grant_items(worker, table, WORKER_ITEMS)
     # Consume, and send: the fan-out's chunk messages, retries with backoff, a chunk released at shutdown.
     grant_queues(worker, render_queues, (*QUEUE_CONSUME, "sqs:SendMessage"))
-    grant_results(worker, results, ("s3:GetObject", "s3:PutObject"))  # frames, manifest; the preview reads frames
+    grant_results(worker, results, ("s3:GetObject", "s3:PutObject"))  # frames, manifest, logs; preview reads frames
+    grant_results(worker, results, ("s3:GetObject",), prefix=ASSETS_PREFIX)  # the scene files it renders
     grant_data_key(worker, key, services=("dynamodb", "s3"))
 
     grant_items(sweeper, table, SWEEPER_ITEMS)

@@ -22,10 +22,14 @@ class StageConfig:
     worker_max_count: int = 20
     worker_on_demand_base: int = 0  # tasks kept on regular Fargate; the rest run on Fargate Spot
     worker_concurrency: int = 1
+    # Sized for real rendering (Blender, Cycles on CPU): a Fargate CPU/memory pair (4 vCPU, 8 GiB).
+    worker_cpu: int = 4096
+    worker_memory_mib: int = 8192
     worker_stop_timeout_seconds: int = 120  # Fargate's maximum; the worker's graceful shutdown fits in it
     visibility_timeout_seconds: int = 15  # kept alive by the worker while it renders: a dead worker's chunk in 15 s
     lease_seconds: int = 10  # must be shorter than the visibility timeout
     result_retention_days: int = 90
+    asset_retention_days: int = 30  # scene files, after their upload or the last job submitted with them
     infrequent_access_after_days: int = 30
     log_retention_days: int = 30
     alarm_email: str | None = None

@@ -10,7 +10,7 @@ from aws_cdk import Acknowledgment, Stack, Token, Validations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
-from .access import RESULTS_PREFIX, api_key_secret_prefix
+from .access import ASSETS_PREFIX, RESULTS_PREFIX, api_key_secret_prefix
 
 PACK = "AwsSolutions::AwsSolutions"
 
@@ -42,6 +42,8 @@ def acknowledge_justified(stack: Stack, *, stage: str, results: s3.Bucket, exec_
         **WILDCARDS,
         f"Resource::<{bucket_arn}.Arn>/{RESULTS_PREFIX}": "Result objects (jobs/<id>/...) of the stack's own "
         "bucket: the workers write and read frames, the API presigns GETs of them.",
+        f"Resource::<{bucket_arn}.Arn>/{ASSETS_PREFIX}": "Scene files (assets/<owner>/<sha256>) of the stack's "
+        "own bucket, content-addressed: the API presigns their PUTs and checks them, workers read them.",
         f"Resource::arn:<AWS::Partition>:secretsmanager:{stack.region}:{account}:secret:"
         f"{api_key_secret_prefix(stage)}*": "The secrets create_api_key stores new API keys in (one per key, "
         "named by the operator under this stage's prefix); no GetSecretValue.",

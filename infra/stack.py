@@ -48,6 +48,7 @@ class RenderFarmStack(Stack):
             self,
             "Data",
             retention_days=config.result_retention_days,
+            asset_retention_days=config.asset_retention_days,
             infrequent_access_after_days=config.infrequent_access_after_days,
             removal_policy=removal,
         )
@@ -88,18 +89,26 @@ class RenderFarmStack(Stack):
                 ),
             ),
         )
+        # Two targets of the one Dockerfile: the API and the sweeper run without Blender, workers with it.
+        environment = {
+            "RENDER_ENV": "production",
+            "RENDER_TABLE_NAME": data.table.table_name,
+            "RENDER_BUCKET_NAME": data.results.bucket_name,
+            "RENDER_VISIBILITY_TIMEOUT": str(config.visibility_timeout_seconds),
+            "RENDER_LEASE_SECONDS": str(config.lease_seconds),
+            "RENDER_METRICS_NAMESPACE": metrics_namespace(config.stage),
+            "RENDER_RESULT_RETENTION_DAYS": str(config.result_retention_days),
+            "RENDER_ASSET_RETENTION_DAYS": str(config.asset_retention_days),
+            **queues.environment(),
+        }
         runtime = AppRuntime(
-            image=image or ecs.ContainerImage.from_asset(str(ROOT), file="Dockerfile"),
-            environment={
-                "RENDER_ENV": "production",
-                "RENDER_TABLE_NAME": data.table.table_name,
-                "RENDER_BUCKET_NAME": data.results.bucket_name,
-                "RENDER_VISIBILITY_TIMEOUT": str(config.visibility_timeout_seconds),
-                "RENDER_LEASE_SECONDS": str(config.lease_seconds),
-                "RENDER_METRICS_NAMESPACE": metrics_namespace(config.stage),
-                "RENDER_RESULT_RETENTION_DAYS": str(config.result_retention_days),
-                **queues.environment(),
-            },
+            image=image or ecs.ContainerImage.from_asset(str(ROOT), file="Dockerfile", target="api"),
+            environment=environment,
+            log_retention=retention,
+        )
+        worker_runtime = AppRuntime(
+            image=image or ecs.ContainerImage.from_asset(str(ROOT), file="Dockerfile", target="worker"),
+            environment=environment,
             log_retention=retention,
         )
 
@@ -126,13 +135,15 @@ class RenderFarmStack(Stack):
             self,
             "Workers",
             cluster=cluster,
-            runtime=runtime,
+            runtime=worker_runtime,
             subnets=network.private_subnets,
             queues=list(queues.queues.values()),
             min_count=config.worker_min_count,
             max_count=config.worker_max_count,
             on_demand_base=config.worker_on_demand_base,
             concurrency=config.worker_concurrency,
+            cpu=config.worker_cpu,
+            memory_mib=config.worker_memory_mib,
             stop_timeout_seconds=config.worker_stop_timeout_seconds,
         )
         sweeper = Sweeper(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -81,13 +82,24 @@ MAX_SCENE_NAME = 200
 PREVIEW_MAX_FRAMES = 16  # the contact sheet samples at most this many frames
 
 
+class RendererName(StrEnum):
+    SIMULATED = "simulated"  # the default: a test pattern per frame (jobs/renderers/simulated.py)
+    BLENDER = "blender"  # the customer's own .blend (jobs/renderers/blender.py), named by `Job.scene_file`
+
+
+SHA256_HEX_LENGTH = 64
+
+
 @dataclass(frozen=True)
 class Scene:
+    """What to render. For a Blender job, width, height and samples may be None: the scene file's own
+    settings apply (output_format is always the worker's: frames are stored in the job's format)."""
+
     name: str
-    width: int
-    height: int
+    width: int | None
+    height: int | None
     output_format: OutputFormat
-    samples: int
+    samples: int | None
 
     def as_dict(self) -> dict:
         return {**dataclasses.asdict(self), "output_format": str(self.output_format)}
@@ -167,6 +179,8 @@ class Job:
     results: tuple[FrameResult, ...] = ()
     has_preview: bool = False
     fanout_sent: int = -1  # highest chunk index whose message the fan-out has sent, this attempt
+    renderer: RendererName = RendererName.SIMULATED
+    scene_file: str | None = None  # the SHA-256 of the owner's asset (Blender jobs), see asset_key
 
     @property
     def frames_total(self) -> int:
@@ -317,3 +331,19 @@ def preview_key(job_id: str) -> str:
 def animation_key(job_id: str) -> str:
     """The animated preview (WebP) of a finished job, made with the contact sheet from the same frames."""
     return f"jobs/{job_id}/preview.webp"
+
+
+def log_key(job_id: str, chunk: int) -> str:
+    """A chunk's render log (one-chunk jobs: chunk 0), as JSON `{"log", "truncated"}`."""
+    return f"jobs/{job_id}/logs/{chunk:05d}.json"
+
+
+def owner_slug(owner: str) -> str:
+    """An owner's name as a safe, fixed-length key segment (owner names may hold any character)."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:32]
+
+
+def asset_key(owner: str, sha256: str) -> str:
+    """Where an owner's scene file lives: content-addressed, and under the owner, so one owner's hash never
+    names another's file."""
+    return f"assets/{owner_slug(owner)}/{sha256}"

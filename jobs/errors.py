@@ -110,3 +110,41 @@ class OperatorOnly(DomainError):
     status_code = 403
     code = "operator_only"
     default_message = "This endpoint is for operators; it needs an API key made with `create_api_key --operator`."
+
+
+class AssetTooLarge(DomainError):
+    status_code = 413
+    code = "asset_too_large"
+    default_message = "The scene file is larger than this farm accepts."
+
+
+class AssetNotFound(DomainError):
+    status_code = 404
+    code = "not_found"
+    default_message = "No such asset."
+
+
+class AssetConflict(DomainError):
+    """The declared size disagrees with the file already stored under this SHA-256."""
+
+    status_code = 409
+    code = "asset_conflict"
+    default_message = "A file with this SHA-256 is already stored with another size; check the hash and size."
+
+
+class SceneFileMissing(DomainError):
+    status_code = 422
+    code = "scene_file_missing"
+    default_message = "The scene file has not been uploaded; POST /api/assets and PUT it first."
+
+
+class SceneFileMismatch(DomainError):
+    status_code = 422
+    code = "scene_file_mismatch"
+    default_message = "The uploaded scene file does not match its declared size or SHA-256; upload it again."
+
+
+class LogNotFound(DomainError):
+    status_code = 404
+    code = "not_found"
+    default_message = "No render log for this chunk (not started yet, or its renderer writes none)."

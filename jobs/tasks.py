@@ -29,6 +29,7 @@ def _context() -> RenderContext:
         repo=wiring.job_repository(),
         store=wiring.result_store(),
         renderer=wiring.renderer(),
+        renderers=wiring.offered_renderers(),
         clock=utcnow,
         name=worker_id(),
         lease_seconds=settings.RENDER_LEASE_SECONDS,

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 
 from jobs.adapters import aws, bootstrap
+from jobs.adapters.assets import S3AssetStore
 from jobs.adapters.s3 import S3ResultStore
 from jobs.ports import Renderer
 from jobs.renderers import get_renderer
 from jobs.repository import DynamoApiKeyRepository, DynamoJobRepository, schema
+from jobs.repository.assets import DynamoAssetRepository
+from jobs.services.assets import SceneFiles
 
 
 @functools.cache
@@ -49,6 +54,49 @@ def dead_letter_queue():
 @functools.cache
 def renderer() -> Renderer:
     return get_renderer(settings.RENDER_RENDERER, simulated_seconds=settings.RENDER_SIMULATED_SECONDS)
+
+
+@functools.cache
+def blender_renderer() -> Renderer:
+    from jobs.renderers.blender import BlenderRenderer, SceneCache
+
+    cache = SceneCache(
+        root=Path(settings.RENDER_BLENDER_CACHE_DIR),
+        max_bytes=settings.RENDER_BLENDER_CACHE_BYTES,
+        download=asset_store().download,
+    )
+    return BlenderRenderer(
+        binary=settings.RENDER_BLENDER_BINARY, cache=cache, frame_timeout=settings.RENDER_BLENDER_FRAME_TIMEOUT
+    )
+
+
+def offered_renderers() -> dict[str, Callable[[], Renderer]]:
+    """The renderers besides `simulated` this worker offers (RENDER_RENDERERS), built on first use."""
+    known = {"blender": blender_renderer}
+    unknown = sorted(set(settings.RENDER_RENDERERS) - set(known))
+    if unknown:
+        raise ValueError(f"RENDER_RENDERERS names unknown renderers: {', '.join(unknown)}")
+    return {name: known[name] for name in settings.RENDER_RENDERERS}
+
+
+@functools.cache
+def asset_repository() -> DynamoAssetRepository:
+    return DynamoAssetRepository(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
+
+
+@functools.cache
+def asset_store() -> S3AssetStore:
+    return S3AssetStore(
+        client=aws.client("s3"), bucket=settings.RENDER_BUCKET_NAME, upload_expiry=settings.RENDER_ASSET_UPLOAD_EXPIRY
+    )
+
+
+def asset_retention() -> timedelta:
+    return timedelta(days=settings.RENDER_ASSET_RETENTION_DAYS)
+
+
+def scene_files() -> SceneFiles:
+    return SceneFiles(repo=asset_repository(), store=asset_store(), retention=asset_retention())
 
 
 @functools.cache
@@ -106,6 +154,9 @@ def reset() -> None:
         throttle_counters,
         result_store,
         renderer,
+        blender_renderer,
+        asset_repository,
+        asset_store,
         task_queue,
         dead_letter_queue,
         metrics,
@@ -126,5 +177,10 @@ def bootstrap_all() -> dict[str, str]:
         settings.RENDER_DLQ_NAME,
         settings.RENDER_VISIBILITY_TIMEOUT,
     )
-    bootstrap.ensure_bucket(aws.client("s3"), settings.RENDER_BUCKET_NAME)
+    bootstrap.ensure_bucket(
+        aws.client("s3"),
+        settings.RENDER_BUCKET_NAME,
+        result_days=settings.RENDER_RESULT_RETENTION_DAYS,
+        asset_days=settings.RENDER_ASSET_RETENTION_DAYS,
+    )
     return {"table": settings.RENDER_TABLE_NAME, "bucket": settings.RENDER_BUCKET_NAME, **urls}

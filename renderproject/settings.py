@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -254,6 +255,17 @@ RENDER_BUCKET_NAME = env("RENDER_BUCKET_NAME", "render-results")
 RENDER_QUEUE_PREFIX = env("RENDER_QUEUE_PREFIX", "")
 RENDER_RENDERER = env("RENDER_RENDERER", "simulated")
 RENDER_SIMULATED_SECONDS = env("RENDER_SIMULATED_SECONDS", "2-5")
+# Scene files (assets): uploaded straight to S3 with a presigned PUT (one request, so at most 5 GiB).
+RENDER_MAX_ASSET_BYTES = env_int("RENDER_MAX_ASSET_BYTES", 2 * 1024**3)
+if not 0 < RENDER_MAX_ASSET_BYTES <= 5 * 1024**3:
+    raise ImproperlyConfigured("RENDER_MAX_ASSET_BYTES must be between 1 and 5 GiB (one presigned PUT)")
+RENDER_ASSET_UPLOAD_EXPIRY = env_int("RENDER_ASSET_UPLOAD_EXPIRY", 3600)
+# Other renderers a worker offers besides the simulated one (jobs choose with `renderer`).
+RENDER_RENDERERS = [r.strip() for r in env("RENDER_RENDERERS", "blender").split(",") if r.strip()]
+RENDER_BLENDER_BINARY = env("RENDER_BLENDER_BINARY", "blender")
+RENDER_BLENDER_FRAME_TIMEOUT = env_int("RENDER_BLENDER_FRAME_TIMEOUT", 1800)
+RENDER_BLENDER_CACHE_DIR = env("RENDER_BLENDER_CACHE_DIR", os.path.join(tempfile.gettempdir(), "render-scenes"))
+RENDER_BLENDER_CACHE_BYTES = env_int("RENDER_BLENDER_CACHE_BYTES", 10 * 1024**3)
 # A worker holds a chunk by a lease in DynamoDB and keeps its SQS message invisible while it works, so a
 # live render is never run twice and a SIGKILLed worker's chunk is taken over within a visibility timeout
 # (15 s: the takeover issue 12 asks for is under 20 s). Every recorded frame renews the lease in the same
@@ -284,6 +296,8 @@ RENDER_MAX_CRASHES = env_int("RENDER_MAX_CRASHES", 5)  # takeovers from dead hol
 RENDER_RETRY_BACKOFF_SECONDS = env_int("RENDER_RETRY_BACKOFF_SECONDS", 5)
 RENDER_RESULT_URL_EXPIRY = env_int("RENDER_RESULT_URL_EXPIRY", 3600)
 RENDER_RESULT_RETENTION_DAYS = env_int("RENDER_RESULT_RETENTION_DAYS", 30)
+# An asset is kept this long after its declaration or the last job submitted or retried with it.
+RENDER_ASSET_RETENTION_DAYS = env_int("RENDER_ASSET_RETENTION_DAYS", RENDER_RESULT_RETENTION_DAYS)
 RENDER_API_KEY_CACHE_SECONDS = env_int("RENDER_API_KEY_CACHE_SECONDS", 30)
 # Requests per API key per minute, counted in DynamoDB across every API process (see jobs/api/throttling.py).
 RENDER_THROTTLE_PER_MINUTE = env_int("RENDER_THROTTLE_PER_MINUTE", 1200)

@@ -5,6 +5,7 @@ The repository contract tests in tests/integration run against both this fake an
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from jobs.domain import (
     Job,
     JobStatus,
     Priority,
+    asset_key,
     can_transition,
     sources,
 )
@@ -32,7 +34,7 @@ from jobs.errors import (
     ServiceUnavailable,
     StaleWrite,
 )
-from jobs.ports import ChunkPage, IdempotencyRecord, JobPage, Overdue
+from jobs.ports import AssetRecord, ChunkPage, IdempotencyRecord, JobPage, Overdue, StoredAsset, UploadTicket
 from jobs.renderers import FrameRenderer
 
 P, Q = JobStatus.PROCESSING, JobStatus.QUEUED
@@ -533,6 +535,9 @@ class FakeResultStore:
     def get_bytes(self, key: str) -> bytes:
         return self.objects[key]
 
+    def get_optional(self, key: str) -> bytes | None:
+        return self.objects.get(key)
+
     def presigned_url(self, key: str) -> str:
         return f"https://example.invalid/{key}?signed"
 
@@ -559,3 +564,51 @@ class ScriptedRenderer(FrameRenderer):
         out = io.BytesIO()
         Image.new("RGB", (8, 8), (frame % 255, 0, 0)).save(out, format="PNG")
         return out.getvalue()
+
+
+class FakeAssetRepository:
+    """Asset records by (owner, sha256), like DynamoAssetRepository."""
+
+    def __init__(self):
+        self.records: dict[tuple[str, str], AssetRecord] = {}
+
+    def declare(self, record: AssetRecord) -> None:
+        self.records[(record.owner, record.sha256)] = record
+
+    def get(self, owner: str, sha256: str) -> AssetRecord | None:
+        return self.records.get((owner, sha256))
+
+    def extend(self, owner: str, sha256: str, *, until: datetime) -> None:
+        record = self.records.get((owner, sha256))
+        if record is not None and record.expires_at < until:
+            self.records[(owner, sha256)] = dataclasses.replace(record, expires_at=until)
+
+
+class FakeAssetStore:
+    """Stored scene files by (owner, sha256); `put` is what a client's presigned PUT would do."""
+
+    def __init__(self):
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.refreshed: list[tuple[str, str]] = []
+        self.tickets = 0
+
+    def put(self, owner: str, sha256: str, body: bytes) -> None:
+        self.objects[(owner, sha256)] = body
+
+    def upload_ticket(self, *, owner: str, sha256: str, size: int) -> UploadTicket:
+        self.tickets += 1
+        return UploadTicket(
+            url=f"https://example.invalid/{asset_key(owner, sha256)}?signed",
+            method="PUT",
+            headers={"Content-Type": "application/octet-stream"},
+            expires_in=3600,
+        )
+
+    def head(self, *, owner: str, sha256: str) -> StoredAsset | None:
+        body = self.objects.get((owner, sha256))
+        if body is None:
+            return None
+        return StoredAsset(size=len(body), sha256=hashlib.sha256(body).hexdigest(), last_modified=EPOCH0)
+
+    def refresh(self, *, owner: str, sha256: str) -> None:
+        self.refreshed.append((owner, sha256))

@@ -20,6 +20,7 @@ class Data(Construct):
         id: str,
         *,
         retention_days: int,
+        asset_retention_days: int,
         infrequent_access_after_days: int,
         removal_policy: RemovalPolicy,
     ):
@@ -96,7 +97,14 @@ class Data(Construct):
                     expiration=Duration.days(retention_days),
                     transitions=transitions,
                     abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
+                ),
+                # Scene files: counted from their upload or the last job that used them (a copy in place).
+                s3.LifecycleRule(
+                    id="assets",
+                    prefix="assets/",
+                    expiration=Duration.days(asset_retention_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                ),
             ],
             removal_policy=removal_policy,
             auto_delete_objects=removal_policy is RemovalPolicy.DESTROY,

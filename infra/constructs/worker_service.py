@@ -29,6 +29,8 @@ class WorkerService(Construct):
         max_count: int,
         on_demand_base: int,
         concurrency: int,
+        cpu: int,
+        memory_mib: int,
         stop_timeout_seconds: int,
     ):
         super().__init__(scope, id)
@@ -41,8 +43,8 @@ class WorkerService(Construct):
             runtime=runtime,
             role="worker",
             command=["worker", "--concurrency", str(concurrency)],
-            cpu=1024,
-            memory_mib=2048,
+            cpu=cpu,
+            memory_mib=memory_mib,
             stop_timeout_seconds=stop_timeout_seconds,
             environment={"RENDER_SHUTDOWN_GRACE_SECONDS": str(max(stop_timeout_seconds - 10, 5))},
         )

@@ -39,13 +39,33 @@ def ensure_queues(client, names: list[str], dlq_name: str, visibility_timeout: i
     return urls
 
 
-def ensure_bucket(client, name: str) -> None:
+def lifecycle_rules(*, result_days: int, asset_days: int) -> list[dict]:
+    """Results (`jobs/`) and scene files (`assets/`) expire like their DynamoDB items (docs/ARCHITECTURE.md)."""
+    return [
+        {"ID": "results", "Filter": {"Prefix": "jobs/"}, "Status": "Enabled", "Expiration": {"Days": result_days}},
+        {
+            "ID": "assets",
+            "Filter": {"Prefix": "assets/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": asset_days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        },
+    ]
+
+
+def ensure_bucket(client, name: str, *, result_days: int = 30, asset_days: int = 30) -> None:
     try:
         client.head_bucket(Bucket=name)
-        return
     except ClientError as exc:
         if aws.error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
             raise
+        _create_bucket(client, name)
+    client.put_bucket_lifecycle_configuration(
+        Bucket=name, LifecycleConfiguration={"Rules": lifecycle_rules(result_days=result_days, asset_days=asset_days)}
+    )
+
+
+def _create_bucket(client, name: str) -> None:
     region = client.meta.region_name
     kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     client.create_bucket(Bucket=name, **kwargs)

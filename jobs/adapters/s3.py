@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from jobs.adapters.aws import unavailable_as_503
+from botocore.exceptions import ClientError
+
+from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import FrameResult
 
 
@@ -35,6 +37,15 @@ class S3ResultStore:
     def get_bytes(self, key: str) -> bytes:
         with unavailable_as_503("S3"):
             return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+
+    def get_optional(self, key: str) -> bytes | None:
+        with unavailable_as_503("S3"):
+            try:
+                return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            except ClientError as exc:
+                if error_code(exc) in {"NoSuchKey", "404"}:
+                    return None
+                raise
 
     def presigned_url(self, key: str) -> str:
         # Presigning is local computation (no request), so it cannot fail on an outage.

@@ -9,7 +9,7 @@ from datetime import datetime
 from rest_framework import serializers
 
 from jobs import domain
-from jobs.domain import Chunk, Job, JobStatus, OutputFormat, Priority
+from jobs.domain import Chunk, Job, JobStatus, OutputFormat, Priority, RendererName
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -49,12 +49,48 @@ class RejectUnknownFieldsMixin:
         return super().to_internal_value(data)
 
 
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+DEFAULT_SAMPLES = 64  # simulated jobs; a Blender job without `samples` uses the scene file's
+
+
+class Sha256Field(serializers.CharField):
+    default_error_messages = {"sha256": "Must be a SHA-256 as 64 lowercase hexadecimal digits."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not SHA256_HEX.match(data):
+            self.fail("sha256")
+        return data
+
+
 class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     scene = StrictCharField(max_length=domain.MAX_SCENE_NAME, help_text="Scene name (shown on the frames).")
-    width = StrictIntegerField(min_value=domain.MIN_DIMENSION, max_value=domain.MAX_DIMENSION)
-    height = StrictIntegerField(min_value=domain.MIN_DIMENSION, max_value=domain.MAX_DIMENSION)
+    renderer = serializers.ChoiceField(
+        choices=[r.value for r in RendererName],
+        default="simulated",
+        help_text="simulated (a test pattern) or blender (the scene_file's .blend, Cycles on CPU).",
+    )
+    scene_file = Sha256Field(
+        required=False, help_text="Blender jobs: the SHA-256 of an asset you uploaded (POST /api/assets)."
+    )
+    width = StrictIntegerField(
+        min_value=domain.MIN_DIMENSION,
+        max_value=domain.MAX_DIMENSION,
+        required=False,
+        help_text="Required for simulated jobs; for Blender jobs it overrides the scene file's.",
+    )
+    height = StrictIntegerField(
+        min_value=domain.MIN_DIMENSION,
+        max_value=domain.MAX_DIMENSION,
+        required=False,
+        help_text="Required for simulated jobs; for Blender jobs it overrides the scene file's.",
+    )
     output_format = serializers.ChoiceField(choices=[f.value for f in OutputFormat], default="png")
-    samples = StrictIntegerField(min_value=1, max_value=domain.MAX_SAMPLES, default=64)
+    samples = StrictIntegerField(
+        min_value=1,
+        max_value=domain.MAX_SAMPLES,
+        required=False,
+        help_text=f"Simulated jobs: default {DEFAULT_SAMPLES}; Blender jobs: the scene file's unless given.",
+    )
     frame_start = StrictIntegerField(min_value=0, max_value=domain.MAX_FRAME_NUMBER, default=1)
     frame_end = StrictIntegerField(
         min_value=0, max_value=domain.MAX_FRAME_NUMBER, required=False, help_text="Defaults to frame_start."
@@ -68,6 +104,7 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
     priority = serializers.ChoiceField(choices=[p.value for p in Priority], default="normal")
 
     def validate(self, attrs):
+        self._validate_renderer(attrs)
         attrs.setdefault("frame_end", attrs["frame_start"])
         if attrs["frame_end"] < attrs["frame_start"]:
             raise serializers.ValidationError({"frame_end": ["Must be at least frame_start."]})
@@ -87,6 +124,52 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
                 }
             )
         return attrs
+
+    @staticmethod
+    def _validate_renderer(attrs) -> None:
+        if attrs["renderer"] == RendererName.BLENDER:
+            if "scene_file" not in attrs:
+                raise serializers.ValidationError({"scene_file": ["Required for renderer blender."]})
+            for name in ("width", "height", "samples"):
+                attrs.setdefault(name, None)
+            return
+        if "scene_file" in attrs:
+            raise serializers.ValidationError({"scene_file": ["Only renderer blender renders a scene file."]})
+        missing = [name for name in ("width", "height") if name not in attrs]
+        if missing:
+            raise serializers.ValidationError({name: ["This field is required."] for name in missing})
+        attrs.setdefault("samples", DEFAULT_SAMPLES)
+
+
+class AssetCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    sha256 = Sha256Field(help_text="SHA-256 of the file, 64 lowercase hex digits.")
+    size = StrictIntegerField(min_value=1, help_text="Size of the file in bytes.")
+
+
+class UploadOutputSerializer(serializers.Serializer):
+    url = serializers.URLField()
+    method = serializers.CharField()
+    headers = serializers.DictField(child=serializers.CharField(), help_text="Send exactly these headers.")
+    expires_in = serializers.IntegerField()
+
+
+class AssetCreateOutputSerializer(serializers.Serializer):
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    upload = UploadOutputSerializer(allow_null=True, help_text="null: already stored, nothing to upload.")
+
+
+class AssetOutputSerializer(serializers.Serializer):
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    uploaded = serializers.BooleanField()
+
+
+class TaskLogOutputSerializer(serializers.Serializer):
+    job_id = serializers.CharField()
+    chunk = serializers.IntegerField()
+    log = serializers.CharField(help_text="The renderer's output, its last 64 KiB.")
+    truncated = serializers.BooleanField(help_text="True when earlier output was dropped.")
 
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -111,10 +194,10 @@ class JobListQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
 class SceneOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
-    width = serializers.IntegerField()
-    height = serializers.IntegerField()
+    width = serializers.IntegerField(allow_null=True, help_text="null: the scene file's own (Blender jobs).")
+    height = serializers.IntegerField(allow_null=True, help_text="null: the scene file's own (Blender jobs).")
     output_format = serializers.CharField()
-    samples = serializers.IntegerField()
+    samples = serializers.IntegerField(allow_null=True, help_text="null: the scene file's own (Blender jobs).")
 
 
 class ProgressOutputSerializer(serializers.Serializer):
@@ -182,6 +265,8 @@ class JobOutputSerializer(serializers.Serializer):
     url = serializers.CharField()
     status = serializers.ChoiceField(choices=[s.value for s in JobStatus])
     priority = serializers.CharField()
+    renderer = serializers.CharField()
+    scene_file = serializers.CharField(allow_null=True)
     scene = SceneOutputSerializer()
     frame_start = serializers.IntegerField()
     frame_end = serializers.IntegerField()
@@ -209,6 +294,8 @@ def job_representation(job: Job, *, url: str, now: datetime, results: dict | Non
         "url": url,
         "status": str(job.status),
         "priority": str(job.priority),
+        "renderer": str(job.renderer),
+        "scene_file": job.scene_file,
         "scene": job.scene.as_dict(),
         "frame_start": job.frame_start,
         "frame_end": job.frame_end,

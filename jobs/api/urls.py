@@ -4,12 +4,15 @@ from django.urls import path, re_path
 
 from jobs.api.views import (
     ApiRootApi,
+    AssetCollectionApi,
+    AssetDetailApi,
     FarmStatusApi,
     JobCancelApi,
     JobCollectionApi,
     JobDetailApi,
     JobFramesApi,
     JobRetryApi,
+    JobTaskLogApi,
     JobTasksApi,
 )
 
@@ -24,4 +27,7 @@ urlpatterns = [
     re_path(JOB + r"/retry$", JobRetryApi.as_view(), name="job-retry"),
     re_path(JOB + r"/tasks$", JobTasksApi.as_view(), name="job-tasks"),
     re_path(JOB + r"/frames$", JobFramesApi.as_view(), name="job-frames"),
+    re_path(JOB + r"/tasks/(?P<chunk>[0-9]{1,4})/log$", JobTaskLogApi.as_view(), name="job-task-log"),
+    path("assets", AssetCollectionApi.as_view(), name="asset-collection"),
+    re_path(r"^assets/(?P<sha256>[0-9a-f]{64})$", AssetDetailApi.as_view(), name="asset-detail"),
 ]

@@ -17,6 +17,9 @@ from rest_framework.views import APIView
 from jobs import wiring
 from jobs.adapters import logs
 from jobs.api.serializers import (
+    AssetCreateInputSerializer,
+    AssetCreateOutputSerializer,
+    AssetOutputSerializer,
     ErrorOutputSerializer,
     FramesQuerySerializer,
     JobCreateInputSerializer,
@@ -26,20 +29,23 @@ from jobs.api.serializers import (
     PageQuerySerializer,
     ResultsOutputSerializer,
     TaskListOutputSerializer,
+    TaskLogOutputSerializer,
     job_representation,
     task_representation,
     validate_idempotency_key,
 )
-from jobs.domain import Job, JobStatus, OutputFormat, Priority, Scene, utcnow
+from jobs.domain import Job, JobStatus, OutputFormat, Priority, RendererName, Scene, utcnow
 from jobs.errors import OperatorOnly
-from jobs.services import JobSpec, job_cancel, job_create, job_retry
+from jobs.services import AssetStatus, JobSpec, asset_declare, asset_get, job_cancel, job_create, job_retry
 from jobs.services.api_keys import SCOPE_OPERATOR
 from jobs.services.farm import farm_status
-from jobs.services.selectors import job_chunks, job_get, job_list, job_result_links, recorded_frames
+from jobs.services.selectors import job_chunks, job_get, job_list, job_result_links, recorded_frames, task_log
 
 log = logging.getLogger(__name__)
-ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 403, 404, 406, 409, 413, 415, 429, 503)}
+ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 403, 404, 406, 409, 413, 415, 422, 429, 503)}
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="32 hex digits")
+CHUNK = OpenApiParameter("chunk", int, OpenApiParameter.PATH, description="chunk index (0 for a one-chunk job)")
+SHA256 = OpenApiParameter("sha256", str, OpenApiParameter.PATH, description="64 lowercase hex digits")
 IDEMPOTENCY = OpenApiParameter(
     "Idempotency-Key",
     str,
@@ -173,6 +179,7 @@ class JobCollectionApi(APIView):
             output_format=OutputFormat(v["output_format"]),
             samples=v["samples"],
         )
+        scene_file = v.get("scene_file")
         job, replayed = job_create(
             repo=wiring.job_repository(),
             queue=wiring.task_queue(),
@@ -183,11 +190,14 @@ class JobCollectionApi(APIView):
                 frame_end=v["frame_end"],
                 chunk_size=v["chunk_size"],
                 priority=Priority(v["priority"]),
+                renderer=RendererName(v["renderer"]),
+                scene_file=scene_file,
             ),
             idempotency_key=key,
             now=utcnow(),
             scopes=request.user.scopes,
             frame_limit=settings.RENDER_MAX_ACTIVE_FRAMES_PER_OWNER,
+            scene_files=wiring.scene_files() if scene_file else None,
         )
         logs.bind(job_id=job.id)
         log.info(
@@ -243,7 +253,10 @@ class JobRetryApi(JobActionApi):
     def post(self, request: Request, job_id: str) -> Response:
         repo = wiring.job_repository()
         job = job_get(repo=repo, owner=request.user.owner, job_id=job_id)
-        return _job_response(request, job_retry(repo=repo, queue=wiring.task_queue(), job=job, now=utcnow()))
+        retried = job_retry(
+            repo=repo, queue=wiring.task_queue(), job=job, now=utcnow(), scene_files=wiring.scene_files()
+        )
+        return _job_response(request, retried)
 
 
 class JobTasksApi(APIView):
@@ -299,3 +312,65 @@ class FarmStatusApi(APIView):
         if SCOPE_OPERATOR not in request.user.scopes:
             raise OperatorOnly()
         return Response(farm_status(farm=wiring.farm_registry(), queues=wiring.queue_stats(), now=utcnow()))
+
+
+class JobTaskLogApi(APIView):
+    """`GET /api/jobs/<id>/tasks/<n>/log`: the chunk's render log (the renderer's output, last 64 KiB)."""
+
+    @extend_schema(
+        operation_id="jobs_task_log", parameters=[JOB_ID, CHUNK], responses={200: TaskLogOutputSerializer, **ERRORS}
+    )
+    def get(self, request: Request, job_id: str, chunk: str) -> Response:
+        job = job_get(repo=wiring.job_repository(), owner=request.user.owner, job_id=job_id)
+        saved = task_log(store=wiring.result_store(), job=job, chunk=int(chunk))
+        return Response({"job_id": job.id, "chunk": int(chunk), **saved})
+
+
+def _asset_body(asset: AssetStatus) -> dict:
+    upload = asset.upload
+    return {
+        "sha256": asset.sha256,
+        "size": asset.size,
+        "upload": None
+        if upload is None
+        else {"url": upload.url, "method": upload.method, "headers": upload.headers, "expires_in": upload.expires_in},
+    }
+
+
+class AssetCollectionApi(APIView):
+    """`POST /api/assets`: declare a scene file by SHA-256 and size; 201 with a presigned PUT to upload it
+    straight to S3, or 200 with `upload: null` when it is already stored."""
+
+    @extend_schema(
+        operation_id="assets_create",
+        request=AssetCreateInputSerializer,
+        responses={201: AssetCreateOutputSerializer, 200: AssetCreateOutputSerializer, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = AssetCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        asset = asset_declare(
+            repo=wiring.asset_repository(),
+            store=wiring.asset_store(),
+            owner=request.user.owner,
+            sha256=data.validated_data["sha256"],
+            size=data.validated_data["size"],
+            max_bytes=settings.RENDER_MAX_ASSET_BYTES,
+            now=utcnow(),
+            retention=wiring.asset_retention(),
+        )
+        code = status.HTTP_200_OK if asset.uploaded else status.HTTP_201_CREATED
+        return Response(_asset_body(asset), status=code)
+
+
+class AssetDetailApi(APIView):
+    """`GET /api/assets/<sha256>`: the caller's asset, and whether its file is uploaded."""
+
+    @extend_schema(
+        operation_id="assets_retrieve", parameters=[SHA256], responses={200: AssetOutputSerializer, **ERRORS}
+    )
+    def get(self, request: Request, sha256: str) -> Response:
+        asset = asset_get(
+            repo=wiring.asset_repository(), store=wiring.asset_store(), owner=request.user.owner, sha256=sha256
+        )
+        return Response({"sha256": asset.sha256, "size": asset.size, "uploaded": asset.uploaded})

@@ -4,22 +4,26 @@ only these and the domain."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from jobs.domain import FrameResult, Job, Priority
+from jobs.domain import FrameResult, Job, Priority, RendererName
+from jobs.errors import RenderError
 from jobs.ports.repositories import ApiKeyRepository, ChunkRepository, FarmRegistry, JobRepository, QueueStats
 from jobs.ports.values import (
     FANOUT_JOB,
     RENDER_CHUNK,
+    AssetRecord,
     ChunkPage,
     DeadLetter,
     IdempotencyRecord,
     JobPage,
     Overdue,
     QueueDepth,
+    StoredAsset,
+    UploadTicket,
     WorkerBeat,
 )
 
@@ -27,6 +31,9 @@ __all__ = [
     "FANOUT_JOB",
     "RENDER_CHUNK",
     "ApiKeyRepository",
+    "AssetRecord",
+    "AssetRepository",
+    "AssetStore",
     "ChunkPage",
     "ChunkRepository",
     "Clock",
@@ -41,10 +48,13 @@ __all__ = [
     "QueueDepth",
     "QueueStats",
     "RenderContext",
+    "RenderLog",
     "RenderedFrame",
     "Renderer",
     "ResultStore",
+    "StoredAsset",
     "TaskQueue",
+    "UploadTicket",
     "WorkerBeat",
 ]
 
@@ -55,7 +65,30 @@ class ResultStore(Protocol):
     def put_frame(self, *, key: str, frame: int, body: bytes, content_type: str) -> FrameResult: ...
     def put_bytes(self, *, key: str, body: bytes, content_type: str) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
+    def get_optional(self, key: str) -> bytes | None: ...  # None when there is no such object
     def presigned_url(self, key: str) -> str: ...
+
+
+class AssetRepository(Protocol):
+    """Declared scene files (`ASSET#...` items, expired by TTL on `expires_at`)."""
+
+    def declare(self, record: AssetRecord) -> None: ...
+    def get(self, owner: str, sha256: str) -> AssetRecord | None: ...
+    def extend(self, owner: str, sha256: str, *, until: datetime) -> None: ...  # never shortens
+
+
+class AssetStore(Protocol):
+    """Scene files in S3 under `assets/<owner slug>/<sha256>` (jobs.domain.asset_key)."""
+
+    def upload_ticket(self, *, owner: str, sha256: str, size: int) -> UploadTicket: ...
+    def head(self, *, owner: str, sha256: str) -> StoredAsset | None: ...
+    def refresh(self, *, owner: str, sha256: str) -> None: ...  # restart the lifecycle clock (copy in place)
+
+
+class RenderLog(Protocol):
+    """Where a renderer writes its program's output for the chunk's log (the loop keeps the last part)."""
+
+    def write(self, text: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +101,9 @@ class RenderedFrame:
 class Renderer(Protocol):
     """Renders the frames of one chunk, in order, yielding each one as soon as it exists.
 
+    - `job` says what to render (`job.scene`: size, samples, format; `job.scene_file`: the owner's asset).
     - `frames` are the chunk's frames not yet recorded (after a takeover, the rest of the chunk).
+    - `log.write(text)` adds to the chunk's render log (kept in S3, last 64 KiB, shown by the API).
     - Raise `jobs.errors.RenderError` for a frame that cannot be made; its message is shown to the customer
       (keep internals out of it). Any other exception is a worker error. Both go through the retry ladder.
     - `should_stop()` turns true when the chunk must stop (cancel, lost lease): check it while waiting and
@@ -77,7 +112,7 @@ class Renderer(Protocol):
     """
 
     def render_chunk(
-        self, job: Job, frames: Sequence[int], *, should_stop: Callable[[], bool]
+        self, job: Job, frames: Sequence[int], *, should_stop: Callable[[], bool], log: RenderLog
     ) -> Iterator[RenderedFrame]: ...
 
 
@@ -120,7 +155,7 @@ class RenderContext:
 
     repo: JobRepository
     store: ResultStore
-    renderer: Renderer
+    renderer: Renderer  # the renderer of `simulated` jobs (RENDER_RENDERER: the simulated one by default)
     clock: Clock
     name: str
     lease_seconds: int
@@ -134,6 +169,18 @@ class RenderContext:
     # Seconds left before a requested shutdown must be done; None while the worker is not shutting down.
     grace_left: Callable[[], float | None] = lambda: None
     metrics: Metrics = field(default_factory=NoMetrics)
+    # The other renderers this worker offers, by job.renderer (RENDER_RENDERERS); built on first use.
+    renderers: Mapping[str, Callable[[], Renderer]] = field(default_factory=dict)
+    log_flush_seconds: float = 10.0  # how often a running chunk's render log is written to S3
 
     def lease_until(self) -> datetime:
         return self.clock() + timedelta(seconds=self.lease_seconds)
+
+    def renderer_for(self, job: Job) -> Renderer:
+        """The job's renderer on this worker; a RenderError (retried, then failing the job) if it has none."""
+        if job.renderer is RendererName.SIMULATED:
+            return self.renderer
+        make = self.renderers.get(str(job.renderer))
+        if make is None:
+            raise RenderError(f"The {job.renderer} renderer is not available on this worker.")
+        return make()

@@ -135,3 +135,34 @@ class QueueDepth:
     in_flight: int
     delayed: int
     oldest_age: float | None = None
+
+
+@dataclass(frozen=True)
+class AssetRecord:
+    """`pk=ASSET#<owner slug>#<sha256>`: an owner declared a scene file of this size; kept until `expires_at`."""
+
+    owner: str
+    sha256: str
+    size: int
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredAsset:
+    """What S3 holds under an asset's key (HeadObject): its size, S3's own SHA-256 checksum when it kept one
+    (hex; None when the store reports none, as the emulator does), and when it was last written."""
+
+    size: int
+    sha256: str | None
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """A presigned PUT: the client sends the raw bytes to `url` with exactly `headers`."""
+
+    url: str
+    method: str
+    headers: dict[str, str]
+    expires_in: int

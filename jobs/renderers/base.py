@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from jobs.domain import Job
-from jobs.ports import RenderedFrame
+from jobs.ports import RenderedFrame, RenderLog
 
 
 class FrameRenderer:
@@ -19,8 +19,9 @@ class FrameRenderer:
         raise NotImplementedError
 
     def render_chunk(
-        self, job: Job, frames: Sequence[int], *, should_stop: Callable[[], bool]
+        self, job: Job, frames: Sequence[int], *, should_stop: Callable[[], bool], log: RenderLog | None = None
     ) -> Iterator[RenderedFrame]:
+        """Frames made in-process write no render log (the chunk's log endpoint answers 404)."""
         for frame in frames:
             if should_stop():
                 return

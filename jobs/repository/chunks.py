@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import Chunk, Failure, Job, JobStatus
-from jobs.errors import JobNotFound, JobStateConflict, LeaseLost
+from jobs.errors import JobNotFound, JobNotRunning, JobStateConflict, LeaseLost, StaleWrite
 from jobs.ports.values import ChunkPage
 from jobs.repository import claims, frames
 from jobs.repository.cursor import decode_cursor, encode_cursor
@@ -232,7 +232,10 @@ class DynamoChunkRepository:
                 condition=condition,
                 values={":attempt": chunk.attempt, **values},
             )
-        except JobStateConflict as exc:
+        except StaleWrite as exc:
+            if chunk.whole_job and exc.status and exc.status != JobStatus.PROCESSING:
+                # A one-chunk job's item is the job: it stopped (cancelled, failed, retried), as the fake says.
+                raise JobNotRunning(exc.status) from exc
             raise LeaseLost(exc.message) from exc
         if settles:
             settle_usage(self._client, self._table, item)

@@ -9,7 +9,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from jobs.domain import Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, Scene
+from jobs.domain import Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, RendererName, Scene
 from jobs.ports.values import IdempotencyRecord
 
 _ser = TypeSerializer()
@@ -147,6 +147,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
         "render_seconds": decimal(job.render_seconds),
         "results": [result_to_map(r) for r in job.results],
         "fanout_sent": job.fanout_sent,
+        "renderer": str(job.renderer),
+        "scene_file": job.scene_file,
     }
     item.update(due_index("JOB", job.status, job.created_at, job.id))
     return item
@@ -158,10 +160,10 @@ def item_to_job(item: dict[str, Any]) -> Job:
         owner=item["owner"],
         scene=Scene(
             name=item["scene"],
-            width=int(item["width"]),
-            height=int(item["height"]),
+            width=_optional_int(item.get("width")),
+            height=_optional_int(item.get("height")),
             output_format=OutputFormat(item["output_format"]),
-            samples=int(item["samples"]),
+            samples=_optional_int(item.get("samples")),
         ),
         chunk_size=int(item["chunk_size"]),
         chunks_done=int(item.get("chunks_done", 0)),
@@ -171,6 +173,8 @@ def item_to_job(item: dict[str, Any]) -> Job:
         has_preview=bool(item.get("has_preview", False)),
         fanout_sent=int(item.get("fanout_sent", -1)),
         **_work_fields(item),
+        renderer=RendererName(item.get("renderer", RendererName.SIMULATED)),
+        scene_file=item.get("scene_file"),
     )
     if job.single_chunk:
         return job
@@ -199,6 +203,11 @@ def _work_fields(item: dict[str, Any]) -> dict[str, Any]:
         "error_code": item.get("error_code"),
         "results": tuple(map_to_result(r) for r in item.get("results", [])),
     }
+
+
+def _optional_int(value: Any) -> int | None:
+    """Width, height and samples of a Blender job are absent when the scene file's own apply."""
+    return None if value is None else int(value)
 
 
 def chunk_to_item(chunk: Chunk, created_at: datetime) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
 from jobs.errors import JobNotFound, JobStateConflict, StaleWrite
 from jobs.ports import JobRepository, TaskQueue
+from jobs.services.assets import SceneFiles
 
 log = logging.getLogger(__name__)
 RACE_ATTEMPTS = 3
@@ -99,10 +100,17 @@ def enqueue_work(*, queue: TaskQueue, job: Job) -> None:
         queue.enqueue_fanout(job_id=job.id, attempt=job.attempt, priority=job.priority)
 
 
-def job_retry(*, repo: JobRepository, queue: TaskQueue, job: Job, now: datetime) -> Job:
-    """FAILED | CANCELLED -> QUEUED as a new attempt; only chunks that did not complete are queued again."""
+def job_retry(
+    *, repo: JobRepository, queue: TaskQueue, job: Job, now: datetime, scene_files: SceneFiles | None = None
+) -> Job:
+    """FAILED | CANCELLED -> QUEUED as a new attempt; only chunks that did not complete are queued again.
+
+    A job with a scene file needs it still stored (422 scene_file_missing otherwise); the retry keeps it.
+    """
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise JobStateConflict(f"A {job.status} job cannot be retried.", details={"status": str(job.status)})
+    if job.scene_file and scene_files is not None:
+        scene_files.keep(owner=job.owner, sha256=job.scene_file, now=now)
     job = repo.retry(job.id, attempt=job.attempt, now=now)
     enqueue_work(queue=queue, job=job)
     return job

@@ -21,6 +21,7 @@ from jobs.ports import JobRepository, RenderContext, RenderedFrame
 from jobs.services.assembly import job_assemble, make_outputs
 from jobs.services.control import finish_cancel_if_idle, job_fail
 from jobs.services.lease import LeaseKeeper
+from jobs.services.render_log import ChunkLog
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +99,34 @@ def _lease_left(exc: JobStateConflict, attempt: int, now: datetime) -> int:
 
 
 def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Outcome, int]:
+    """Render the chunk; whatever the outcome, its render log (if the renderer wrote one) ends up in S3."""
+    chunk_log = ChunkLog(store=ctx.store, job_id=job.id, chunk=chunk.index or 0)
+    try:
+        return _render_frames(ctx, job, chunk, token, chunk_log)
+    finally:
+        _save_log(chunk_log)
+
+
+def _save_log(chunk_log: ChunkLog, every: float = 0.0) -> None:
+    try:
+        chunk_log.flush(every=every)
+    except Exception:  # a log that cannot be saved must not fail the frames
+        log.warning("could not save a render log", exc_info=True)
+
+
+def _render_frames(ctx: RenderContext, job: Job, chunk: Chunk, token: str, chunk_log: ChunkLog) -> tuple[Outcome, int]:
     repo = ctx.repo
     frame_seconds: list[float] = []
     current = chunk
     published_at = None  # when this chunk last put its progress on the job item (multi-chunk jobs)
     try:
+        renderer = ctx.renderer_for(job)
         with (
             LeaseKeeper(
                 lambda: repo.chunks.renew(current, token=token, until=ctx.lease_until()), every=ctx.heartbeat_seconds
             ) as keeper,
             contextlib.closing(
-                ctx.renderer.render_chunk(job, chunk.frames[chunk.frames_done :], should_stop=keeper.refused)
+                renderer.render_chunk(job, chunk.frames[chunk.frames_done :], should_stop=keeper.refused, log=chunk_log)
             ) as rendered,
         ):
             while current.frames_done < len(current.frames):
@@ -139,6 +157,7 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
                     published_at = now
                 keeper.touched()
                 ctx.metrics.frame_rendered(seconds=out.seconds)
+                _save_log(chunk_log, every=ctx.log_flush_seconds)
     except LeaseLost:
         log.warning("%s: lease lost; leaving it to its new holder", current.name)
         return Outcome.STOPPED, 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from jobs.domain import FrameResult, Job, JobStatus, animation_key, frame_key, manifest_key, preview_key
-from jobs.errors import InvalidCursor, JobNotFound
+from jobs.errors import InvalidCursor, JobNotFound, LogNotFound
 from jobs.ports import ChunkPage, JobPage, JobRepository, ResultStore
+from jobs.services.render_log import read_log
 
 
 def job_get(*, repo: JobRepository, owner: str, job_id: str) -> Job:
@@ -68,3 +69,13 @@ def job_result_links(
         "frames": frames,
         "frames_next_offset": following if following < len(numbers) else None,
     }
+
+
+def task_log(*, store: ResultStore, job: Job, chunk: int) -> dict:
+    """A chunk's saved render log `{"log", "truncated"}` (chunk 0 for a one-chunk job); 404 when none."""
+    if not 0 <= chunk < job.chunks_total:
+        raise LogNotFound(f"This job has chunks 0-{job.chunks_total - 1}.")
+    saved = read_log(store=store, job_id=job.id, chunk=chunk)
+    if saved is None:
+        raise LogNotFound()
+    return {"log": saved["log"], "truncated": bool(saved["truncated"])}

@@ -8,10 +8,11 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from jobs.domain import Job, JobStatus, Priority, Scene, new_job_id
+from jobs.domain import Job, JobStatus, Priority, RendererName, Scene, new_job_id
 from jobs.errors import IdempotencyKeyReused, IdempotencyTaken, PriorityNotAllowed, ServiceUnavailable
 from jobs.ports import IdempotencyRecord, JobRepository, TaskQueue
 from jobs.services.api_keys import SCOPE_HIGH
+from jobs.services.assets import SceneFiles
 from jobs.services.control import enqueue_work
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ class JobSpec:
     frame_end: int
     chunk_size: int
     priority: Priority
+    renderer: RendererName = RendererName.SIMULATED
+    scene_file: str | None = None  # the SHA-256 of the owner's asset; Blender jobs only
 
     def fingerprint(self) -> str:
         """A hash of the request as validated, so the same body in another key order still matches."""
@@ -41,6 +44,7 @@ def job_create(
     now: datetime,
     scopes: frozenset[str] = frozenset({SCOPE_HIGH}),
     frame_limit: int = 0,
+    scene_files: SceneFiles | None = None,
 ) -> tuple[Job, bool]:
     """Store a QUEUED job and send its first message; returns (job, replayed).
 
@@ -50,9 +54,15 @@ def job_create(
 
     Fairness: priority high needs a key with the high scope, and the owner's frames waiting or rendering
     may not pass `frame_limit` (0: no limit); both are refused before anything is written.
+    A job that names a scene file needs it declared and stored as declared (422 otherwise); it is then
+    kept at least `scene_files.retention` longer.
     """
     if spec.priority is Priority.HIGH and SCOPE_HIGH not in scopes:
         raise PriorityNotAllowed()
+    if spec.scene_file is not None:
+        if scene_files is None:
+            raise ValueError("a job with a scene file needs scene_files to check it")
+        scene_files.keep(owner=owner, sha256=spec.scene_file, now=now)
     job = Job(
         id=new_job_id(),
         owner=owner,
@@ -61,6 +71,8 @@ def job_create(
         frame_end=spec.frame_end,
         chunk_size=spec.chunk_size,
         priority=spec.priority,
+        renderer=spec.renderer,
+        scene_file=spec.scene_file,
         status=JobStatus.QUEUED,
         created_at=now,
         updated_at=now,

@@ -139,7 +139,7 @@ EXPECTED_ACTIONS = {
         "dynamodb:BatchGetItem",
         "dynamodb:DescribeTable",
         *("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"),
-        *("s3:GetObject", "s3:ListBucket"),
+        *("s3:GetObject", "s3:PutObject", "s3:ListBucket"),
         *("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"),
         *("secretsmanager:TagResource", "secretsmanager:DescribeSecret"),
         "cloudwatch:GetMetricData",  # the farm status: age of the oldest message (no resource form)
@@ -226,13 +226,24 @@ def test_workers_consume_and_send_render_messages_but_never_touch_the_dlq(stack)
         assert not worker.allows(f"sqs:{action}", names.dlq), action
 
 
+def test_the_api_presigns_asset_uploads_and_keeps_their_records(stack):
+    names, policies = stack
+    api = policies["api"]
+    scene = names.object("assets/0123456789abcdef0123456789abcdef/" + "a" * 64)
+    assert api.allows("s3:PutObject", scene) and api.allows("s3:GetObject", scene)  # presigned PUT, Head, copy
+    assert not api.allows("s3:DeleteObject", scene)
+    assert not api.allows("s3:PutObject", names.object("jobs/01HX/frames/00001.png"))
+
+
 def test_workers_read_and_write_result_objects_only(stack):
     names, policies = stack
     worker = policies["worker"]
     frame = names.object("jobs/01HX/frames/00001.png")
     assert worker.allows("s3:PutObject", frame) and worker.allows("s3:GetObject", frame)
     assert not worker.allows("s3:DeleteObject", frame)
-    assert not worker.allows("s3:PutObject", names.object("assets/scene.blend"))
+    # Scene files: read (the renderer downloads them), never written.
+    scene = names.object("assets/0123456789abcdef0123456789abcdef/" + "a" * 64)
+    assert worker.allows("s3:GetObject", scene) and not worker.allows("s3:PutObject", scene)
     assert not worker.allows("s3:ListBucket", names.bucket)
     # The data key only through S3 and DynamoDB, never a direct KMS call.
     assert worker.allows("kms:GenerateDataKey", names.data_key, **via("s3"))

@@ -24,10 +24,20 @@ def test_hadolint_is_clean():
 
 
 def test_image_shape_multi_stage_slim_non_root_pinned_with_healthcheck():
-    stages = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
-    assert len(stages) == 2 and all(s.startswith("python:3.11-slim") for s in stages)
-    final = DOCKERFILE.split("\nFROM ")[-1]
-    assert not re.search(r"apt-get|build-essential|gcc", final), "no compilers in the final stage"
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?", DOCKERFILE, re.M)
+    assert stages == [
+        ("python:3.11-slim-bookworm", "build"),
+        ("python:3.11-slim-bookworm", "api"),
+        ("api", "worker"),
+    ]
+    code = "\n".join(line for line in DOCKERFILE.splitlines() if not line.startswith("#"))
+    api, worker = code.split("\nFROM ")[2:]
+    assert not re.search(r"apt-get|build-essential|gcc|blender", api), "the API image: no compilers, no Blender"
+    # The worker image adds Debian's blender (pinned) and nothing else, and drops back to the same user.
+    assert re.search(r"install -y --no-install-recommends blender=[\w.+~-]+ \\$", worker, re.M)
+    assert not re.search(r"build-essential|gcc", worker)
+    assert re.search(r"^USER 10001:10001$", worker, re.M) and 'CMD ["worker"]' in worker
+    final = api
     assert "pip install --no-compile -r /tmp/requirements.txt" in DOCKERFILE
     assert all(
         "==" in line

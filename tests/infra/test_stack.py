@@ -199,6 +199,16 @@ def test_workers_run_on_spot_with_an_on_demand_base(dev, prod):
     assert int(env_of(worker)["RENDER_SHUTDOWN_GRACE_SECONDS"]) < 120
 
 
+def test_workers_are_sized_for_rendering_and_run_the_blender_image(dev):
+    raw, _ = dev
+    tasks = resources(raw, "AWS::ECS::TaskDefinition").values()
+    worker = next(t["Properties"] for t in tasks if t["Properties"]["ContainerDefinitions"][0]["Name"] == "worker")
+    api = next(t["Properties"] for t in tasks if t["Properties"]["ContainerDefinitions"][0]["Name"] == "api")
+    assert (worker["Cpu"], worker["Memory"]) == ("4096", "8192")  # stage settings workerCpu, workerMemoryMib
+    # Two image assets (Dockerfile targets api and worker): the worker's is not the API's.
+    assert worker["ContainerDefinitions"][0]["Image"] != api["ContainerDefinitions"][0]["Image"]
+
+
 def test_workers_scale_on_backlog_per_task_down_to_zero(dev):
     raw, _template = dev
     target = only(raw, "AWS::ApplicationAutoScaling::ScalableTarget", lambda r: r["Properties"]["MinCapacity"] == 0)
@@ -225,7 +235,7 @@ def test_workers_scale_on_backlog_per_task_down_to_zero(dev):
 # --- sweeper --------------------------------------------------------------------------------------
 
 
-def test_sweeper_is_a_scheduled_fargate_task_of_the_same_image(dev):
+def test_sweeper_is_a_scheduled_fargate_task_of_the_api_image(dev):
     raw, _template = dev
     schedule = only(raw, "AWS::Scheduler::Schedule")
     assert schedule["ScheduleExpression"] == "rate(5 minutes)"
@@ -235,7 +245,7 @@ def test_sweeper_is_a_scheduled_fargate_task_of_the_same_image(dev):
     # Operators run `manage dlq ...` in a sweeper task with run-task overrides (README): what they need.
     for output in ("ClusterName", "SweeperTaskDefinition", "SweeperSecurityGroup", "PrivateSubnets", "SweeperLogGroup"):
         assert output in raw["Outputs"], output
-    assert roles["sweeper"]["Image"] == roles["worker"]["Image"] == roles["api"]["Image"]
+    assert roles["sweeper"]["Image"] == roles["api"]["Image"] != roles["worker"]["Image"]  # no Blender needed
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -300,8 +310,9 @@ def test_results_bucket_private_tls_kms_lifecycle_and_logged(dev):
     }
     sse = results["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms" and sse["BucketKeyEnabled"] is True
-    rule = results["LifecycleConfiguration"]["Rules"][0]
-    assert rule["ExpirationInDays"] == 90
+    rule, assets = results["LifecycleConfiguration"]["Rules"]
+    assert rule["Prefix"] == "jobs/" and rule["ExpirationInDays"] == 90
+    assert assets["Prefix"] == "assets/" and assets["ExpirationInDays"] == 30
     assert rule["Transitions"] == [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}]
     tls = [
         s

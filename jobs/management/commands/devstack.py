@@ -5,6 +5,7 @@ this checkout targets this stack (see jobs/devstack/envfile.py); the file is rem
 """
 
 import os
+import shutil
 import signal
 import time
 
@@ -17,6 +18,21 @@ from jobs.devstack.stack import EMULATOR_CREDENTIALS, ROOT, Stack, wait_for_http
 from jobs.domain import utcnow
 from jobs.services import api_key_create
 from jobs.services.api_keys import SCOPE_HIGH
+
+# A copy-paste example for the banner: build the demo scene, declare it, PUT it to S3, submit a job.
+BLENDER_EXAMPLE = r"""
+Blender jobs: rendered here ({binary}). Build a demo scene, upload it, render 24 frames in 2 chunks:
+  blender -b --factory-startup --python scenes/demo_scene.py -- /tmp/demo.blend
+  SHA=$(sha256sum /tmp/demo.blend | cut -d' ' -f1); SIZE=$(stat -c %s /tmp/demo.blend)
+  curl -s -X POST {api}/api/assets -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \
+       -d "{\"sha256\": \"$SHA\", \"size\": $SIZE}" > /tmp/demo-upload.json
+  field() { python3 -c "import json; print(json.load(open('/tmp/demo-upload.json'))['upload']$1)"; }
+  curl -s -X PUT --data-binary @/tmp/demo.blend "$(field "['url']")" -H "Content-Type: application/octet-stream" \
+       -H "x-amz-checksum-sha256: $(field "['headers']['x-amz-checksum-sha256']")"   # skip if upload is null
+  curl -s -X POST {api}/api/jobs -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \
+       -d "{\"scene\": \"demo\", \"renderer\": \"blender\", \"scene_file\": \"$SHA\",
+            \"frame_end\": 24, \"chunk_size\": 12}"
+"""
 
 
 class Command(BaseCommand):
@@ -85,6 +101,18 @@ class Command(BaseCommand):
             envfile.remove(env_file)
             stack.stop_all()
 
+    @staticmethod
+    def _blender_example(api: str, key: str) -> str:
+        """Whether Blender jobs render here, and a copy-paste example: build the demo scene, upload, submit."""
+
+        binary = shutil.which(settings.RENDER_BLENDER_BINARY)
+        if binary is None:
+            return (
+                f"\nBlender jobs: NOT rendered here ({settings.RENDER_BLENDER_BINARY!r} is not on the PATH); they fail "
+                "with 'Blender is not available on this worker'. Install Debian's blender and restart to render them.\n"
+            )
+        return BLENDER_EXAMPLE.replace("{binary}", binary).replace("{api}", api).replace("{key}", key)
+
     def _banner(self, api: str, key: str, log_dir, env_file) -> None:
         self.stdout.write(
             f"""
@@ -108,7 +136,7 @@ Or curl:
        -d '{{"scene": "demo", "width": 640, "height": 360, "frame_start": 1, "frame_end": 1}}'
   curl -s {api}/api/jobs -H "Authorization: Bearer {key}"
   (more in the README: frames in chunks, cancel, retry, tasks, priorities, Idempotency-Key)
-
+{self._blender_example(api, key)}
 From another terminal in this checkout, commands target this stack (settings in {env_file}):
   make key OWNER=alice                                 # another API key
   .venv/bin/python manage.py dlq list                  # or sweep, create_api_key, revoke_api_key ...

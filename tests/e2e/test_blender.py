@@ -1,0 +1,200 @@
+"""Blender jobs end to end: real `blender -b` processes in real workers, scenes built by the tests.
+
+Skipped (with the reason shown) where `blender` is not on the PATH; CI installs Debian's package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image, ImageChops
+
+from jobs.adapters import aws
+from jobs.devstack.stack import ROOT
+
+if shutil.which("blender") is None:
+    pytest.skip("blender is not on the PATH: the Blender tier is skipped (CI installs it)", allow_module_level=True)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("blender")]
+DEMO = ROOT / "scenes" / "demo_scene.py"
+AUTOEXEC = ROOT / "tests" / "support" / "autoexec_scene.py"
+
+
+def build(script: Path, out: Path, *args: str) -> Path:
+    argv = ["blender", "-b", "--factory-startup", "-noaudio", "--python", str(script), "--", str(out), *args]
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    return out
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    return build(DEMO, tmp_path_factory.mktemp("scenes") / "demo.blend", "64", "36", "8")
+
+
+def upload(stack, body: bytes, *, declared: bytes | None = None) -> str:
+    """Declare (the SHA-256 and size of `declared`, by default the body) and PUT `body` as the client would."""
+    declared = body if declared is None else declared
+    sha = hashlib.sha256(declared).hexdigest()
+    resp = requests.post(
+        f"{stack.api}/api/assets", json={"sha256": sha, "size": len(declared)}, headers=stack.auth(), timeout=10
+    )
+    assert resp.status_code == 201, resp.text
+    ticket = resp.json()["upload"]
+    put = requests.put(ticket["url"], data=body, headers=ticket["headers"], timeout=30)
+    assert put.status_code == 200, put.text
+    assert requests.get(f"{stack.api}/api/assets/{sha}", headers=stack.auth(), timeout=10).json()["uploaded"]
+    return sha
+
+
+def blender_job(stack, sha: str, **body) -> dict:
+    return stack.submit(renderer="blender", scene_file=sha, **{"width": 64, "height": 36, "samples": 4, **body})
+
+
+def blenders_under(root: Path) -> list[int]:
+    """Pids of live processes whose command line names a path under `root` (the worker's scene cache)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+                state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State"))
+            except (OSError, StopIteration):
+                continue
+            if str(root) in cmdline and "blender" in cmdline and "zombie" not in state:
+                pids.append(int(entry.name))
+    return pids
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+def frame_keys(stack, job_id: str) -> list[str]:
+    resp = aws.client("s3").list_objects_v2(Bucket=stack.env["RENDER_BUCKET_NAME"], Prefix=f"jobs/{job_id}/frames/")
+    return sorted(o["Key"] for o in resp.get("Contents", []))
+
+
+def test_a_scene_renders_in_two_chunks_on_two_workers(make_stack, scene, tmp_path):
+    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(tmp_path / "cache"))
+    stack.start_ready_worker("w1")
+    stack.start_ready_worker("w2")
+    sha = upload(stack, scene.read_bytes())
+    job = blender_job(stack, sha, frame_start=1, frame_end=8, chunk_size=4)
+    assert job["renderer"] == "blender" and job["scene_file"] == sha
+
+    done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=90)
+    assert done["status"] == "COMPLETED", done
+    images = []
+    manifest = requests.get(done["results"]["manifest_url"], timeout=10).json()
+    for link, entry in zip(done["results"]["frames"], manifest["frames"], strict=True):
+        body = requests.get(link["url"], timeout=10).content
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"]
+        image = Image.open(io.BytesIO(body))
+        assert image.format == "PNG" and image.size == (64, 36)
+        low, high = zip(*image.convert("RGB").getextrema(), strict=True)
+        assert max(high) - min(low) > 30, f"frame {link['frame']} is a flat colour"
+        images.append(image.convert("RGB"))
+    assert len(images) == 8
+    for before, after in itertools.pairwise(images):
+        assert ImageChops.difference(before, after).getbbox() is not None, "consecutive frames are identical"
+    tasks = requests.get(f"{stack.api}/api/jobs/{job['id']}/tasks", headers=stack.auth(), timeout=10).json()["tasks"]
+    workers = {t["worker"] for t in tasks}
+    assert len(workers) == 2, workers  # both chunks at once, one per worker
+
+    log = requests.get(f"{stack.api}/api/jobs/{job['id']}/tasks/1/log", headers=stack.auth(), timeout=10)
+    assert log.status_code == 200 and log.json()["chunk"] == 1 and log.json()["truncated"] is False
+    assert "Blender 3" in log.json()["log"] and "RENDERFARM_SAVED 8 " in log.json()["log"]
+    missing = requests.get(f"{stack.api}/api/jobs/{job['id']}/tasks/2/log", headers=stack.auth(), timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert not blenders_under(tmp_path / "cache")
+
+
+def test_cancel_mid_chunk_stops_blender_and_writes_nothing_after(make_stack, scene, tmp_path):
+    cache = tmp_path / "cache"
+    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(cache), RENDER_LEASE_SECONDS="3", RENDER_VISIBILITY_TIMEOUT="6")
+    stack.start_ready_worker()
+    sha = upload(stack, scene.read_bytes())
+    # Slow frames (about a second each) so the cancel lands while Blender renders.
+    job = blender_job(stack, sha, frame_start=1, frame_end=8, chunk_size=8, width=320, height=180, samples=300)
+    stack.wait_for(job["id"], lambda j: j["progress"]["frames_done"] >= 1, timeout=60)
+    assert blenders_under(cache), "Blender should be rendering"
+    resp = requests.post(f"{stack.api}/api/jobs/{job['id']}/cancel", headers=stack.auth(), timeout=10)
+    assert resp.status_code == 200, resp.text
+    done = stack.wait_for_status(job["id"], "CANCELLED", timeout=30)
+    assert done["progress"]["frames_done"] < 8
+    wait_until(lambda: not blenders_under(cache), 5, "Blender to stop")
+    written = frame_keys(stack, job["id"])
+    assert len(written) <= done["progress"]["frames_done"] + 1  # at most the frame rendering at the cancel
+    time.sleep(2)
+    assert frame_keys(stack, job["id"]) == written, "a frame was written after CANCELLED"
+
+
+def test_a_worker_killed_mid_chunk_leaves_no_blender_and_the_job_completes_once(make_stack, scene, tmp_path):
+    cache = tmp_path / "cache"
+    # The message comes back (visibility, extended every half of it while the worker lived) after the lease
+    # lapsed (renewed every second), so the redelivery takes the chunk over.
+    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(cache), RENDER_LEASE_SECONDS="3", RENDER_VISIBILITY_TIMEOUT="9")
+    stack.start_ready_worker("doomed")
+    sha = upload(stack, scene.read_bytes())
+    job = blender_job(stack, sha, frame_start=1, frame_end=6, chunk_size=6, width=160, height=90, samples=200)
+    stack.wait_for(job["id"], lambda j: j["progress"]["frames_done"] >= 1, timeout=60)
+    assert blenders_under(cache)
+    stack.kill("doomed")  # SIGKILL to the worker's process group; Blender has a session of its own
+    wait_until(lambda: not blenders_under(cache), 5, "the parent-death signal to kill Blender")
+    stack.start_ready_worker("rescuer")
+
+    done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=90)
+    assert done["status"] == "COMPLETED", done
+    assert len(done["results"]["frames"]) == 6
+    completed = f"job_completed job={job['id']}"
+    wait_until(lambda: completed in stack.log("rescuer"), 5, "the rescuer's log line")
+    time.sleep(1)  # a second completion would show up here
+    assert stack.log("rescuer").count(completed) == 1
+    assert completed not in stack.log("doomed")
+    assert not blenders_under(cache)
+
+
+def test_untrusted_scene_files(make_stack, scene, tmp_path):
+    """Embedded scripts never run; a file that is not a scene and content that is not the declared file fail
+    the job with a clear error (and Blender's own line in the chunk's log)."""
+    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(tmp_path / "cache"), RENDER_MAX_ATTEMPTS="1")
+    stack.start_ready_worker()
+
+    marker = tmp_path / "the-scene-ran-its-own-code"
+    evil = build(AUTOEXEC, tmp_path / "evil.blend", str(marker))
+    # The scene really would run its script where auto-run is allowed (-y):
+    subprocess.run(["blender", "-b", "-y", "--factory-startup", str(evil)], check=True, capture_output=True)
+    assert marker.exists()
+    marker.unlink()
+    autoexec = blender_job(stack, upload(stack, evil.read_bytes()))
+    corrupt = blender_job(stack, upload(stack, os.urandom(4096)))
+    good = scene.read_bytes()
+    tampered = blender_job(stack, upload(stack, good[:-8] + b"tampered", declared=good))
+
+    for job_id in (autoexec["id"], corrupt["id"], tampered["id"]):
+        stack.wait_for_status(job_id, "COMPLETED", "FAILED", timeout=60)
+    assert stack.job(autoexec["id"])["status"] == "COMPLETED"  # it rendered (the factory scene it was saved from)
+    assert not marker.exists(), "the scene's embedded script ran"
+
+    failed = stack.job(corrupt["id"])
+    assert failed["status"] == "FAILED" and failed["error_code"] == "render_failed"
+    assert "File format is not supported" in failed["error"], failed["error"]
+    log = requests.get(f"{stack.api}/api/jobs/{corrupt['id']}/tasks/0/log", headers=stack.auth(), timeout=10)
+    assert "Error: File format is not supported" in log.json()["log"]
+
+    failed = stack.job(tampered["id"])
+    assert failed["status"] == "FAILED" and "does not match its SHA-256" in failed["error"], failed
