@@ -339,7 +339,7 @@ class InMemoryChunkRepository:
     def publish(self, chunk, *, now) -> None:
         """As DynamoDB: the chunk's frames done and completion, on the job item, while it runs this attempt."""
         job = self._jobs.get(chunk.job_id)
-        if job.status is not P or job.attempt != chunk.attempt:
+        if job.status not in (Q, P) or job.attempt != chunk.attempt:
             raise JobNotRunning(str(job.status))
         progress = self._jobs.progress.setdefault(chunk.job_id, {})
         done = self._jobs.done_chunks.setdefault(chunk.job_id, set())

@@ -105,7 +105,8 @@ def publish_progress(client, table: str, chunk: Chunk, *, now: datetime) -> None
     index into the set `done_chunks`. Both are idempotent (absolute values, a set), so a retried or
     repeated publish counts nothing twice; the job's frames_done and chunks_done are read from them.
 
-    JobNotRunning when the job is not PROCESSING in the chunk's attempt (cancelled, failed, retried).
+    JobNotRunning when the job is not running in the chunk's attempt (cancelled, failed, retried). A job
+    still QUEUED in that attempt takes it too: a retry's fan-out counts the chunks kept from earlier attempts.
     """
     expression = f"SET c{chunk.index} = :n, updated_at = :now"
     values: dict[str, Any] = {":n": chunk.frames_done, ":now": iso(now), ":attempt": chunk.attempt}
@@ -118,7 +119,7 @@ def publish_progress(client, table: str, chunk: Chunk, *, now: datetime) -> None
             table,
             job_key(chunk.job_id),
             expression,
-            condition="#status = :st_processing AND attempt = :attempt",
+            condition="#status IN (:st_queued, :st_processing) AND attempt = :attempt",
             values=values,
         )
     except StaleWrite as exc:

@@ -8,6 +8,7 @@ out, so a fan-out that dies halfway resends at most one batch, whose duplicates 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 
@@ -52,7 +53,11 @@ def _chunks_of_attempt(repo: JobRepository, job: Job, now: datetime) -> list[int
         chunk = existing.get(index)
         if chunk is not None and chunk.attempt < job.attempt:
             if chunk.status is JobStatus.COMPLETED:
-                continue  # finished in an earlier attempt: its frames are kept
+                # Finished in an earlier attempt: its frames are kept, and it counts in this attempt too
+                # (it may have completed as its job stopped, before it could say so).
+                with contextlib.suppress(JobStateConflict):
+                    repo.chunks.publish(chunk.replace(attempt=job.attempt), now=now)
+                continue
             repo.chunks.requeue(chunk, attempt=job.attempt, now=now)
         indexes.append(index)
     return indexes

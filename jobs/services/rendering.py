@@ -69,7 +69,8 @@ def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt
             # Its worker may have died after completing it and before the job counted it, or the assembler
             # may have died: a redelivery finishes their work (both steps are idempotent).
             with contextlib.suppress(JobStateConflict):
-                repo.chunks.publish(repo.chunks.get(job_id, index), now=now)
+                done = repo.chunks.get(job_id, index)
+                repo.chunks.publish(done.replace(attempt=attempt), now=now)  # completed: it counts in any attempt
             _assemble_if_last(ctx, job_id, attempt)
         wait = _lease_left(exc, attempt, now)
         if wait:  # a dead holder's message can come back before its lease lapses: look again then, not drop it

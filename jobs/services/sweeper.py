@@ -20,12 +20,13 @@ both act on it; everything else it does is idempotent anyway.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
 from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
-from jobs.errors import JobNotFound
+from jobs.errors import JobNotFound, JobStateConflict
 from jobs.ports import JobRepository, Overdue, TaskQueue
 from jobs.services.control import enqueue_work, finish_cancel_if_idle, job_fail
 
@@ -111,7 +112,11 @@ def audit(*, repo: JobRepository, queue: TaskQueue, job: Job, now: datetime, ret
         return "job_failed"
     if job.lease_token and job.lease_expires_at and job.lease_expires_at > now:
         return "assembling"
-    # Every chunk is done: the assembly did not run or its worker died. Any chunk message finds its chunk
+    # Every chunk is done: the assembly did not run or its worker died, or a chunk's worker died before it
+    # counted its chunk on the job. Count them all again (idempotent), then any chunk message finds its chunk
     # done and runs the assembly again.
+    for chunk in current + kept:
+        with contextlib.suppress(JobStateConflict):
+            repo.chunks.publish(chunk.replace(attempt=job.attempt), now=now)
     queue.enqueue_chunk(job_id=job.id, index=job.chunks_total - 1, attempt=job.attempt, priority=job.priority)
     return "assembly_requeued"

@@ -111,3 +111,24 @@ def test_a_multi_chunk_job_cancelled_before_its_fanout_and_retried_renders_every
     assert drain(repo, queue, make_worker(repo, store, clock)) == [Outcome.DONE] * 3
     done = repo.get(job.id)
     assert (done.status, done.attempt, done.frames_done) == (JobStatus.COMPLETED, 2, 15)
+
+
+def test_a_chunk_that_completed_as_its_job_was_cancelled_counts_when_the_job_is_retried(repo, queue, clock, store):
+    """The chunk's last frame is recorded on its item, but the job refused the publish (it was cancelling):
+    the retry's fan-out keeps the chunk and counts it, so the retried job completes."""
+    job = submit(repo, queue, clock, frames=(1, 4), chunk_size=2)
+
+    def cancel_on_the_last_frame_of_chunk_0(j, frame):
+        if frame == 2:
+            job_cancel(repo=repo, job=repo.get(j.id), now=clock(), retention=RETENTION)
+
+    drain(repo, queue, make_worker(repo, store, clock, ScriptedRenderer(on_render=cancel_on_the_last_frame_of_chunk_0)))
+    cancelled = repo.get(job.id)
+    assert cancelled.status is JobStatus.CANCELLED and cancelled.chunks_done == 0
+    assert repo.chunks.list(job.id)[0].status is JobStatus.COMPLETED  # recorded, never counted on the job
+    job_retry(repo=repo, queue=queue, job=cancelled, now=clock())
+    renderer = ScriptedRenderer()
+    drain(repo, queue, make_worker(repo, store, clock, renderer))
+    done = repo.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.frames_done == 4 and done.chunks_done == 2
+    assert renderer.calls == [3, 4]  # only the chunk that did not complete

@@ -329,7 +329,10 @@ function newJobPage() {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open(upload.method || "PUT", upload.url);
-      for (const [name, value] of Object.entries(upload.headers || {})) xhr.setRequestHeader(name, value);
+      for (const [name, value] of Object.entries(upload.headers || {})) {
+        // The browser sets Content-Length itself (from the file) and refuses a script that tries to.
+        if (name.toLowerCase() !== "content-length") xhr.setRequestHeader(name, value);
+      }
       xhr.upload.onprogress = (e) => { if (e.lengthComputable) uploadProgress(e.loaded / e.total, `Uploading ${file.name}: ${Math.round(100 * e.loaded / e.total)}%`); };
       xhr.onload = () => (xhr.status >= 200 && xhr.status < 300 ? resolve() : reject(new Error(`The upload was refused (HTTP ${xhr.status}).`)));
       xhr.onerror = () => reject(new Error("The upload failed (network error)."));
