@@ -42,6 +42,7 @@ from botocore.config import Config
 from bench import cost, raw
 from jobs.devstack.emulator import OBSERVER_MARK
 from jobs.devstack.stack import ROOT, Stack
+from jobs.repository.items import OWNER_SHARDS
 
 OWNER = "bench"
 TABLE = "render-jobs"
@@ -82,19 +83,21 @@ class Bench:
 
     def items(self) -> list[dict]:
         """The bench owner's job items, read straight from the table (tagged: not counted as system traffic)."""
-        keys, start = [], None
-        while True:  # gsi1 projects keys only: list them, then read the items in batches
-            resp = self.observer.query(
-                TableName=TABLE,
-                IndexName="gsi1",
-                KeyConditionExpression="gsi1pk = :o",
-                ExpressionAttributeValues={":o": {"S": f"OWNER#{OWNER}"}},
-                **({"ExclusiveStartKey": start} if start else {}),
-            )
-            keys += [{"pk": i["pk"], "sk": i["sk"]} for i in resp["Items"]]
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                break
+        keys = []
+        for shard in range(OWNER_SHARDS):  # gsi1 projects keys only, over the owner's shards: list, then read
+            start = None
+            while True:
+                resp = self.observer.query(
+                    TableName=TABLE,
+                    IndexName="gsi1",
+                    KeyConditionExpression="gsi1pk = :o",
+                    ExpressionAttributeValues={":o": {"S": f"OWNER#{OWNER}#{shard}"}},
+                    **({"ExclusiveStartKey": start} if start else {}),
+                )
+                keys += [{"pk": i["pk"], "sk": i["sk"]} for i in resp["Items"]]
+                start = resp.get("LastEvaluatedKey")
+                if not start:
+                    break
         items = []
         for first in range(0, len(keys), 100):
             pending = {TABLE: {"Keys": keys[first : first + 100], "ProjectionExpression": PROJECTION, **NAMES}}

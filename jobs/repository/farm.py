@@ -19,7 +19,7 @@ from datetime import datetime
 from jobs.adapters.aws import unavailable_as_503
 from jobs.domain import JobStatus
 from jobs.ports.values import WorkerBeat
-from jobs.repository.items import due_partition, from_seconds, iso, parse_iso
+from jobs.repository.items import due_partitions, from_seconds, iso, parse_iso
 
 PARTITION = "WORKERS"
 ACTIVE_STATES = (JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.CANCELLING)
@@ -72,20 +72,22 @@ class DynamoFarm:
         counts = {}
         with unavailable_as_503("DynamoDB"):
             for status in ACTIVE_STATES:
-                total, start = 0, None
-                while True:
-                    resp = self._client.query(
-                        TableName=self._table,
-                        IndexName="gsi2",
-                        KeyConditionExpression="gsi2pk = :key",
-                        ExpressionAttributeValues={":key": {"S": due_partition("JOB", status)}},
-                        Select="COUNT",
-                        **({"ExclusiveStartKey": start} if start else {}),
-                    )
-                    total += resp["Count"]
-                    start = resp.get("LastEvaluatedKey")
-                    if not start:
-                        break
+                total = 0
+                for partition in due_partitions("JOB", status):
+                    start = None
+                    while True:
+                        resp = self._client.query(
+                            TableName=self._table,
+                            IndexName="gsi2",
+                            KeyConditionExpression="gsi2pk = :key",
+                            ExpressionAttributeValues={":key": {"S": partition}},
+                            Select="COUNT",
+                            **({"ExclusiveStartKey": start} if start else {}),
+                        )
+                        total += resp["Count"]
+                        start = resp.get("LastEvaluatedKey")
+                        if not start:
+                            break
                 counts[str(status)] = total
         return counts
 

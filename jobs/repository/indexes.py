@@ -18,12 +18,12 @@ from jobs.repository.items import (
     chunk_key,
     deserialize,
     due_id,
-    due_partition,
+    due_partitions,
     due_sort_key,
     iso,
     item_to_job,
     job_key,
-    owner_partition,
+    owner_partitions,
 )
 
 DEFAULT_PAGE = 20
@@ -34,70 +34,93 @@ def list_for_owner(
 ) -> JobPage:
     """An owner's jobs, newest first; with a status, from gsi3 (owner, `<status>#<id>`), so pages are full.
 
-    Both indexes project keys only: the page's items come from one BatchGetItem, so they show the jobs as
-    they are now (a job whose state moved on since the index was read is shown in its new state).
-
-    A cursor carries the listing's status and limit: alone it continues the same listing, and with
-    another status it is refused.
+    The owner's jobs are spread over OWNER_SHARDS partitions (items.py): every shard is queried for one
+    page more than asked, the entries are merged by sort key (both sort keys order by creation, newest
+    last), and the cursor is the last sort key shown, so the next page asks each shard for what sorts
+    below it. Both indexes project keys only: the page's items come from one BatchGetItem, so they show
+    the jobs as they are now. A cursor carries the listing's status and limit: alone it continues the
+    same listing, and with another status it is refused.
     """
     scope = f"owner:{owner}"
-    start = None
+    below = None
     if cursor:
-        start, listing = decode_cursor(cursor, scope)
+        position, listing = decode_cursor(cursor, scope)
         if status is not None and listing.get("status") not in (None, str(status)):
             raise InvalidCursor("This cursor continues a listing with another status filter.")
         status = JobStatus(listing["status"]) if listing.get("status") else status
         limit = limit or int(listing.get("limit") or DEFAULT_PAGE)
+        below = position.get("below")
+        if not isinstance(below, str):
+            raise InvalidCursor()
     limit = limit or DEFAULT_PAGE
-    if status is None:
-        index, sort, values = "gsi1", "gsi1pk = :owner", {":owner": {"S": owner_partition(owner)}}
-    else:
-        index, sort = "gsi3", "gsi3pk = :owner AND begins_with(gsi3sk, :status)"
-        values = {":owner": {"S": owner_partition(owner)}, ":status": {"S": f"{status}#"}}
-    params: dict[str, Any] = {
-        "TableName": table,
-        "IndexName": index,
-        "KeyConditionExpression": sort,
-        "ExpressionAttributeValues": values,
-        "ScanIndexForward": False,
-        "Limit": limit + 1,  # one more tells whether another page exists
-    }
-    entries, _ = query_page(client, params, start=start)
-    more = len(entries) > limit
+    index = "gsi1" if status is None else "gsi3"
+    entries: list[dict[str, Any]] = []
+    for partition in owner_partitions(owner):
+        entries += _shard_page(client, table, index, partition, status=status, below=below, limit=limit + 1)
+    entries.sort(key=lambda e: e[f"{index}sk"], reverse=True)
+    more = len(entries) > limit  # one more than the page tells whether another page exists
     entries = entries[:limit]
     next_cursor = None
     if more:
-        last = entries[-1]
-        key = {k: {"S": last[k]} for k in ("pk", "sk", f"{index}pk", f"{index}sk")}
-        next_cursor = encode_cursor(key, scope, status=str(status) if status else None, limit=limit)
+        below = entries[-1][f"{index}sk"]
+        next_cursor = encode_cursor({"below": below}, scope, status=str(status) if status else None, limit=limit)
     keys = [{"pk": {"S": e["pk"]}, "sk": {"S": e["sk"]}} for e in entries]
     return JobPage(jobs=[item_to_job(i) for i in batch_get(client, table, keys)], cursor=next_cursor)
 
 
+def _shard_page(
+    client, table: str, index: str, partition: str, *, status: JobStatus | None, below: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` entries of one shard, newest first, whose sort key is below `below` (if given)."""
+    values: dict[str, Any] = {":owner": {"S": partition}}
+    if status is None:
+        condition = "gsi1pk = :owner" + (" AND gsi1sk < :below" if below else "")
+    elif below:
+        # One condition per sort key: BETWEEN the state's first key and the cursor (inclusive, dropped below).
+        condition = "gsi3pk = :owner AND gsi3sk BETWEEN :status AND :below"
+        values[":status"] = {"S": f"{status}#"}
+    else:
+        condition = "gsi3pk = :owner AND begins_with(gsi3sk, :status)"
+        values[":status"] = {"S": f"{status}#"}
+    if below:
+        values[":below"] = {"S": below}
+    params = {
+        "TableName": table,
+        "IndexName": index,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": False,
+        "Limit": limit + (1 if status is not None and below else 0),
+    }
+    entries, _ = query_page(client, params, start=None)
+    return [e for e in entries if below is None or e[f"{index}sk"] < below][:limit]
+
+
 def overdue(client, table: str, kind: str, status: JobStatus, *, now: datetime, limit: int) -> list[Overdue]:
-    """Jobs (kind JOB) or chunk items (kind TASK) in `status` whose gsi2 due time is before `now`."""
-    partition = due_partition(kind, status)
-    with unavailable_as_503("DynamoDB"):
-        resp = client.query(
-            TableName=table,
-            IndexName="gsi2",
-            KeyConditionExpression="gsi2pk = :key AND gsi2sk < :now",
-            ExpressionAttributeValues={":key": {"S": partition}, ":now": {"S": iso(now)}},
-            Limit=limit,
-        )
+    """Jobs (kind JOB) or chunk items (kind TASK) in `status` whose gsi2 due time is before `now`, the most
+    overdue first, from every shard of that kind and state."""
     out = []
-    for raw in resp.get("Items", []):
-        item = deserialize(raw)
-        out.append(
-            Overdue(
-                job_id=item["job_id"] if kind == "TASK" else item["id"],
-                index=int(item["index"]) if kind == "TASK" else None,
-                status=status,
-                attempt=int(item["attempt"]),
-                marker=(item["gsi2pk"], item["gsi2sk"]),
+    for partition in due_partitions(kind, status):
+        with unavailable_as_503("DynamoDB"):
+            resp = client.query(
+                TableName=table,
+                IndexName="gsi2",
+                KeyConditionExpression="gsi2pk = :key AND gsi2sk < :now",
+                ExpressionAttributeValues={":key": {"S": partition}, ":now": {"S": iso(now)}},
+                Limit=limit,
             )
-        )
-    return out
+        for raw in resp.get("Items", []):
+            item = deserialize(raw)
+            out.append(
+                Overdue(
+                    job_id=item["job_id"] if kind == "TASK" else item["id"],
+                    index=int(item["index"]) if kind == "TASK" else None,
+                    status=status,
+                    attempt=int(item["attempt"]),
+                    marker=(item["gsi2pk"], item["gsi2sk"]),
+                )
+            )
+    return sorted(out, key=lambda work: work.marker[1])[:limit]
 
 
 def postpone(client, table: str, work: Overdue, *, until: datetime) -> bool:

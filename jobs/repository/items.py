@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -73,25 +74,49 @@ def due_sort_key(due: datetime, item_id: str) -> str:
     return f"{iso(due)}#{item_id}"
 
 
+# Index partitions that many jobs write are sharded by a hash of the job id, so no partition key takes more
+# than its share of a partition's 1,000 writes a second at 1,000 jobs and 10,000 frames a second (the
+# arithmetic: docs/ARCHITECTURE.md, "Keys at 1,000 jobs a second"). Readers query every shard and merge.
+DUE_SHARDS = 8  # gsi2: `<kind>#<status>#<n>`
+OWNER_SHARDS = 8  # gsi1 and gsi3: `OWNER#<owner>#<n>`
+
+
+def shard_of(item_id: str, shards: int) -> int:
+    """An item's shard: stable, and even over ids (job ids start with a timestamp, so not their prefix)."""
+    return int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % shards
+
+
 def due_index(kind: str, status: JobStatus, due: datetime, item_id: str) -> dict[str, str]:
     """The sparse gsi2 attributes: present only while work could get stuck, sorted by when it is due.
 
-    `kind` is JOB (job items) or TASK (chunk items of jobs of several chunks).
+    `kind` is JOB (job items) or TASK (chunk items of jobs of several chunks); the shard follows the item,
+    so even one big job's chunks spread over every shard.
     """
-    return {"gsi2pk": due_partition(kind, status), "gsi2sk": due_sort_key(due, item_id)}
+    shard = shard_of(item_id, DUE_SHARDS)
+    return {"gsi2pk": due_partition(kind, status, shard), "gsi2sk": due_sort_key(due, item_id)}
 
 
-def due_partition(kind: str, status: JobStatus) -> str:
-    return f"{kind}#{status}"
+def due_partition(kind: str, status: JobStatus, shard: int) -> str:
+    return f"{kind}#{status}#{shard}"
+
+
+def due_partitions(kind: str, status: JobStatus) -> list[str]:
+    """Every shard of one kind and state of work: the sweeper and the farm status read them all."""
+    return [due_partition(kind, status, n) for n in range(DUE_SHARDS)]
 
 
 def chunk_due_index(job_id: str, index: int | None, status: JobStatus, due: datetime) -> dict[str, str]:
     return due_index("JOB" if index is None else "TASK", status, due, due_id(job_id, index))
 
 
-def owner_partition(owner: str) -> str:
-    """gsi1 and gsi3 partition: an owner's jobs."""
-    return f"OWNER#{owner}"
+def owner_partition(owner: str, job_id: str) -> str:
+    """gsi1 and gsi3 partition: the shard of an owner's jobs that holds this job."""
+    return f"OWNER#{owner}#{shard_of(job_id, OWNER_SHARDS)}"
+
+
+def owner_partitions(owner: str) -> list[str]:
+    """Every shard of an owner's jobs: listings query them all and merge by sort key."""
+    return [f"OWNER#{owner}#{n}" for n in range(OWNER_SHARDS)]
 
 
 def status_sort_key(status: JobStatus, job_id: str) -> str:
@@ -120,9 +145,9 @@ def job_to_item(job: Job) -> dict[str, Any]:
     item: dict[str, Any] = {
         "pk": f"JOB#{job.id}",
         "sk": "JOB",
-        "gsi1pk": owner_partition(job.owner),
+        "gsi1pk": owner_partition(job.owner, job.id),
         "gsi1sk": f"{iso(job.created_at)}#{job.id}",
-        "gsi3pk": owner_partition(job.owner),
+        "gsi3pk": owner_partition(job.owner, job.id),
         "gsi3sk": status_sort_key(job.status, job.id),
         "id": job.id,
         "owner": job.owner,

@@ -18,6 +18,7 @@ from jobs.errors import (
     LeaseLost,
 )
 from jobs.ports import IdempotencyRecord
+from jobs.repository.items import DUE_SHARDS, owner_partition, shard_of
 from tests.conftest import T0
 from tests.fakes import InMemoryJobRepository
 
@@ -492,7 +493,7 @@ def _listed_as(table, job_id):
     """The job's status and its gsi3 sort key, after checking that they agree."""
     item = _raw(table, job_id)
     status = item["status"]["S"]
-    assert item["gsi3pk"]["S"] == "OWNER#alice"
+    assert item["gsi3pk"]["S"] == owner_partition("alice", job_id)
     assert item["gsi3sk"]["S"] == f"{status}#{job_id}", "gsi3sk out of step with the status"
     return status
 
@@ -502,12 +503,14 @@ def test_dynamo_items_use_the_design_keys_and_sparse_index(dynamo_repo, table, m
     job = make_job(frame_end=2)
     repo.add(job)
     item = _raw(table, job.id)
-    assert item["gsi1pk"]["S"] == "OWNER#alice"
+    assert item["gsi1pk"]["S"] == owner_partition("alice", job.id) and item["gsi1pk"]["S"].startswith("OWNER#alice#")
     assert item["gsi1sk"]["S"].endswith(f"#{job.id}")
-    assert item["gsi2pk"]["S"] == "JOB#QUEUED"
+    assert item["gsi2pk"]["S"] == f"JOB#QUEUED#{shard_of(job.id, DUE_SHARDS)}"
     assert _listed_as(table, job.id) == "QUEUED"
     _, chunk = _claim(repo, job.id)
-    assert _listed_as(table, job.id) == "PROCESSING" and _raw(table, job.id)["gsi2pk"]["S"] == "JOB#PROCESSING"
+    assert _listed_as(table, job.id) == "PROCESSING" and _raw(table, job.id)["gsi2pk"]["S"].startswith(
+        "JOB#PROCESSING#"
+    )
     repo.chunks.end(chunk, token="t", status=JobStatus.FAILED, now=T0, expires_at=T0 + LATER, failure=BOOM)
     item = _raw(table, job.id)
     assert "gsi2pk" not in item and int(item["expires_at"]["N"]) == int((T0 + LATER).timestamp())
@@ -527,7 +530,9 @@ def test_dynamo_items_use_the_design_keys_and_sparse_index(dynamo_repo, table, m
 
     multi = _multi_job(repo, make_job, frames=(1, 2), chunk_size=1)
     chunk_item = _raw(table, multi.id, "TASK#00000")
-    assert chunk_item["gsi2pk"]["S"] == "TASK#QUEUED" and chunk_item["gsi2sk"]["S"].endswith(f"#{multi.id}#00000")
+    assert chunk_item["gsi2pk"]["S"] == f"TASK#QUEUED#{shard_of(multi.id + '#00000', DUE_SHARDS)}" and chunk_item[
+        "gsi2sk"
+    ]["S"].endswith(f"#{multi.id}#00000")
     assert "gsi1pk" not in chunk_item and "gsi3pk" not in chunk_item  # only job items are listed
     _claim(repo, multi.id, 0)
     assert _listed_as(table, multi.id) == "PROCESSING"
