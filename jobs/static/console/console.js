@@ -358,6 +358,7 @@ function newJobPage() {
     }
     body.output_format = f.output_format.value;
     body.priority = f.priority.value;
+    if (f.callback_url.value.trim()) body.callback_url = f.callback_url.value.trim();
     if (renderer.value !== "simulated") body.renderer = renderer.value;
     return body;
   }
