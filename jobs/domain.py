@@ -167,6 +167,7 @@ class Job:
     results: tuple[FrameResult, ...] = ()
     has_preview: bool = False
     fanout_sent: int = -1  # highest chunk index whose message the fan-out has sent, this attempt
+    callback_url: str | None = None  # POSTed the job when it ends (webhooks: jobs/services/webhooks.py)
 
     @property
     def frames_total(self) -> int:

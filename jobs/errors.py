@@ -110,3 +110,14 @@ class OperatorOnly(DomainError):
     status_code = 403
     code = "operator_only"
     default_message = "This endpoint is for operators; it needs an API key made with `create_api_key --operator`."
+
+
+class WebhookSecretMissing(DomainError):
+    """A job with a callback_url from an owner who has no webhook secret: nothing could sign its deliveries."""
+
+    status_code = 409
+    code = "webhook_secret_missing"
+    default_message = (
+        "A callback_url needs a webhook secret to sign deliveries: create one with POST /api/webhook-secret "
+        "(or `manage.py create_webhook_secret --owner NAME`), then submit again."
+    )

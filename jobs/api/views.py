@@ -26,16 +26,19 @@ from jobs.api.serializers import (
     PageQuerySerializer,
     ResultsOutputSerializer,
     TaskListOutputSerializer,
+    WebhookSecretOutputSerializer,
     job_representation,
     task_representation,
     validate_idempotency_key,
 )
 from jobs.domain import Job, JobStatus, OutputFormat, Priority, Scene, utcnow
 from jobs.errors import OperatorOnly
+from jobs.presentation import job_detail
 from jobs.services import JobSpec, job_cancel, job_create, job_retry
 from jobs.services.api_keys import SCOPE_OPERATOR
 from jobs.services.farm import farm_status
 from jobs.services.selectors import job_chunks, job_get, job_list, job_result_links, recorded_frames
+from jobs.services.webhooks import webhook_secret_rotate
 
 log = logging.getLogger(__name__)
 ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 403, 404, 406, 409, 413, 415, 429, 503)}
@@ -54,11 +57,10 @@ def _job_url(request: Request, job_id: str) -> str:
 
 
 def _job_response(request: Request, job: Job, *, with_results: bool = False, **kwargs) -> Response:
-    results = None
-    if with_results and job.status is JobStatus.COMPLETED:
-        store, expiry = wiring.result_store(), settings.RENDER_RESULT_URL_EXPIRY
-        results = job_result_links(store=store, job=job, expires_in=expiry)
-    return Response(job_representation(job, url=_job_url(request, job.id), now=utcnow(), results=results), **kwargs)
+    url = _job_url(request, job.id)
+    if with_results:
+        return Response(job_detail(job, url=url, now=utcnow()), **kwargs)
+    return Response(job_representation(job, url=url, now=utcnow()), **kwargs)
 
 
 def _query(serializer_class, request: Request) -> dict:
@@ -135,6 +137,7 @@ class JobCollectionApi(APIView):
         "frame_end": 24,
         "chunk_size": 4,
         "priority": "normal",
+        "callback_url": "https://example.com/hooks/render",
     }
 
     @extend_schema(
@@ -183,8 +186,10 @@ class JobCollectionApi(APIView):
                 frame_end=v["frame_end"],
                 chunk_size=v["chunk_size"],
                 priority=Priority(v["priority"]),
+                callback_url=v.get("callback_url"),
             ),
             idempotency_key=key,
+            hooks=wiring.webhook_repository(),
             now=utcnow(),
             scopes=request.user.scopes,
             frame_limit=settings.RENDER_MAX_ACTIVE_FRAMES_PER_OWNER,
@@ -227,7 +232,10 @@ class JobCancelApi(JobActionApi):
     def post(self, request: Request, job_id: str) -> Response:
         repo = wiring.job_repository()
         job = job_get(repo=repo, owner=request.user.owner, job_id=job_id)
-        return _job_response(request, job_cancel(repo=repo, job=job, now=utcnow(), retention=wiring.retention()))
+        cancelled = job_cancel(
+            repo=repo, job=job, now=utcnow(), retention=wiring.retention(), notifier=wiring.job_notifier()
+        )
+        return _job_response(request, cancelled)
 
 
 class JobRetryApi(JobActionApi):
@@ -299,3 +307,17 @@ class FarmStatusApi(APIView):
         if SCOPE_OPERATOR not in request.user.scopes:
             raise OperatorOnly()
         return Response(farm_status(farm=wiring.farm_registry(), queues=wiring.queue_stats(), now=utcnow()))
+
+
+class WebhookSecretApi(APIView):
+    """`POST /api/webhook-secret`: a new secret that signs your webhooks (shown once; the old one stops at once)."""
+
+    name = "Webhook secret"
+
+    @extend_schema(operation_id="webhook_secret_rotate", request=None, responses={201: WebhookSecretOutputSerializer})
+    def post(self, request: Request) -> Response:
+        secret = webhook_secret_rotate(hooks=wiring.webhook_repository(), owner=request.user.owner, now=utcnow())
+        return Response(
+            {"secret": secret, "owner": request.user.owner, "signature": "HMAC-SHA256 over <timestamp>.<body>"},
+            status=status.HTTP_201_CREATED,
+        )

@@ -22,8 +22,19 @@ from jobs.ports.values import (
     QueueDepth,
     WorkerBeat,
 )
+from jobs.ports.webhooks import (
+    DELIVER_WEBHOOK,
+    DeliveryTry,
+    JobNotifier,
+    NoNotifier,
+    SendResult,
+    WebhookDelivery,
+    WebhookRepository,
+    WebhookSender,
+)
 
 __all__ = [
+    "DELIVER_WEBHOOK",
     "FANOUT_JOB",
     "RENDER_CHUNK",
     "ApiKeyRepository",
@@ -31,12 +42,15 @@ __all__ = [
     "ChunkRepository",
     "Clock",
     "DeadLetter",
+    "DeliveryTry",
     "FarmRegistry",
     "IdempotencyRecord",
+    "JobNotifier",
     "JobPage",
     "JobRepository",
     "Metrics",
     "NoMetrics",
+    "NoNotifier",
     "Overdue",
     "QueueDepth",
     "QueueStats",
@@ -44,7 +58,11 @@ __all__ = [
     "RenderedFrame",
     "Renderer",
     "ResultStore",
+    "SendResult",
     "TaskQueue",
+    "WebhookDelivery",
+    "WebhookRepository",
+    "WebhookSender",
     "WorkerBeat",
 ]
 
@@ -86,6 +104,9 @@ class TaskQueue(Protocol):
 
     def enqueue_chunk(self, *, job_id: str, index: int | None, attempt: int, priority: Priority) -> None: ...
     def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None: ...
+    def enqueue_webhook(
+        self, *, job_id: str, attempt: int, event: str, priority: Priority, countdown: int = 0
+    ) -> None: ...
 
 
 class Metrics(Protocol):
@@ -131,6 +152,7 @@ class RenderContext:
     # Seconds left before a requested shutdown must be done; None while the worker is not shutting down.
     grace_left: Callable[[], float | None] = lambda: None
     metrics: Metrics = field(default_factory=NoMetrics)
+    notifier: JobNotifier = field(default_factory=NoNotifier)  # told when a write here ends the job
 
     def lease_until(self) -> datetime:
         return self.clock() + timedelta(seconds=self.lease_seconds)

@@ -9,8 +9,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from jobs.domain import Job, JobStatus, Priority, Scene, new_job_id
-from jobs.errors import IdempotencyKeyReused, IdempotencyTaken, PriorityNotAllowed, ServiceUnavailable
-from jobs.ports import IdempotencyRecord, JobRepository, TaskQueue
+from jobs.errors import (
+    IdempotencyKeyReused,
+    IdempotencyTaken,
+    PriorityNotAllowed,
+    ServiceUnavailable,
+    WebhookSecretMissing,
+)
+from jobs.ports import IdempotencyRecord, JobRepository, TaskQueue, WebhookRepository
 from jobs.services.api_keys import SCOPE_HIGH
 from jobs.services.control import enqueue_work
 
@@ -25,10 +31,12 @@ class JobSpec:
     frame_end: int
     chunk_size: int
     priority: Priority
+    callback_url: str | None = None
 
     def fingerprint(self) -> str:
         """A hash of the request as validated, so the same body in another key order still matches."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()
+        fields = {k: v for k, v in asdict(self).items() if not (k == "callback_url" and v is None)}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def job_create(
@@ -41,6 +49,7 @@ def job_create(
     now: datetime,
     scopes: frozenset[str] = frozenset({SCOPE_HIGH}),
     frame_limit: int = 0,
+    hooks: WebhookRepository | None = None,
 ) -> tuple[Job, bool]:
     """Store a QUEUED job and send its first message; returns (job, replayed).
 
@@ -49,10 +58,13 @@ def job_create(
     withdrawn and the caller gets 503 (nothing accepted, nothing left behind).
 
     Fairness: priority high needs a key with the high scope, and the owner's frames waiting or rendering
-    may not pass `frame_limit` (0: no limit); both are refused before anything is written.
+    may not pass `frame_limit` (0: no limit); both are refused before anything is written. A job with a
+    callback URL needs its owner to have a webhook secret (`hooks`), else 409 webhook_secret_missing.
     """
     if spec.priority is Priority.HIGH and SCOPE_HIGH not in scopes:
         raise PriorityNotAllowed()
+    if spec.callback_url and (hooks is None or hooks.secret(owner) is None):
+        raise WebhookSecretMissing()
     job = Job(
         id=new_job_id(),
         owner=owner,
@@ -64,6 +76,7 @@ def job_create(
         status=JobStatus.QUEUED,
         created_at=now,
         updated_at=now,
+        callback_url=spec.callback_url,
     )
     record = None
     if idempotency_key is not None:
