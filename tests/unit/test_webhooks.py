@@ -45,7 +45,7 @@ def test_the_signature_is_hmac_sha256_over_timestamp_dot_body():
         "192.168.1.1",
         "169.254.169.254",  # the instance metadata service
         "100.64.0.1",  # carrier-grade NAT
-        "0.0.0.0",
+        "0.0.0.0",  # noqa: S104 (an address under test, not a bind)
         "224.0.0.1",
         "::1",
         "fe80::1",
@@ -99,7 +99,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
     answers: list[int] = []
     seen: list[tuple[str, dict, bytes]] = []
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).seen.append((self.path, dict(self.headers), body))
         code = type(self).answers.pop(0) if type(self).answers else 200
