@@ -26,10 +26,6 @@ from renderctl.download import download as download_frames
 
 EXIT_ERROR, EXIT_FAILED, EXIT_CANCELLED, EXIT_INTERRUPTED = 1, 3, 4, 130
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
-JOB_FIELDS = {
-    "scene", "width", "height", "output_format", "samples", "frame_start", "frame_end", "chunk_size", "priority",
-    "renderer", "scene_file", "callback_url",
-}  # fmt: skip
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 out = Console()
