@@ -66,6 +66,9 @@ def stack(emulator, tmp_path_factory):
     stack.bootstrap()
     stack.key = stack.create_api_key("e2e", "--allow-high")
     stack.api = stack.start_api(workers=1, threads=4)
+    made = requests.post(f"{stack.api}/api/webhook-secret", headers=stack.auth(), timeout=10)
+    assert made.status_code == 201, made.text
+    stack.secret = made.json()["secret"]
     stack.start_ready_worker()
     yield stack
     stack.stop_all()
@@ -85,16 +88,15 @@ def webhook_settled(job: dict) -> bool:
 
 
 def test_a_callback_needs_a_secret_then_a_completed_job_is_posted_once_signed(stack, receiver):
+    other = stack.create_api_key("no-secret-yet")
     refused = requests.post(
         f"{stack.api}/api/jobs",
         json={"scene": "e2e", "width": 64, "height": 64, "callback_url": f"{receiver}/done"},
-        headers=stack.auth(),
+        headers={"Authorization": f"Bearer {other}"},
         timeout=10,
     )
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "webhook_secret_missing"
-    made = requests.post(f"{stack.api}/api/webhook-secret", headers=stack.auth(), timeout=10)
-    assert made.status_code == 201
-    secret = made.json()["secret"]
+    secret = stack.secret
 
     job = stack.submit(frame_start=1, frame_end=3, chunk_size=1, callback_url=f"{receiver}/done")
     assert job["callback_url"] == f"{receiver}/done"
