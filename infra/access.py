@@ -3,7 +3,9 @@
 The DynamoDB items of the one table (docs/ARCHITECTURE.md) are told apart by their partition key's prefix, so a
 role is limited to its items with the `dynamodb:LeadingKeys` condition:
 - `JOB#<id>`: a job (`sk=JOB`) and its chunks (`sk=TASK#nnnnn`), the only items workers and the sweeper touch;
-- `APIKEY#<sha256>`, `IDEMPOTENCY#<owner>#<key>`, `THROTTLE#<subject>#<window>`, `SESSION#...`: the API's.
+- `APIKEY#<sha256>`, `IDEMPOTENCY#<owner>#<key>`, `THROTTLE#<subject>#<window>`, `SESSION#...`: the API's;
+- `HOOKSECRET#<owner>`: an owner's webhook signing secret, written by the API, read by the API and workers.
+A job's webhook deliveries are items of its own partition (`JOB#<id>`, `sk=HOOK#<attempt>#<status>`).
 
 `ForAllValues:StringLike` on `dynamodb:LeadingKeys` is vacuously true for a request that names no
 partition key (a Scan), so no statement here allows Scan or any other keyless action on items.
@@ -37,12 +39,19 @@ JOB_ITEMS = "JOB#*"
 USAGE_ITEMS = "OWNER#*"
 # `WORKERS` (sk `WORKER#<id>`): each worker process's heartbeat item, a plain put every few seconds.
 WORKERS_PARTITION = "WORKERS"
-WORKER_ITEMS = {JOB_ITEMS: (GET, PUT, UPDATE, QUERY), USAGE_ITEMS: (UPDATE,), WORKERS_PARTITION: (PUT,)}
+# `HOOKSECRET#<owner>`: the webhook secret a worker signs a delivery with (read only).
+WEBHOOK_SECRETS = "HOOKSECRET#*"
+WORKER_ITEMS = {
+    JOB_ITEMS: (GET, PUT, UPDATE, QUERY),
+    USAGE_ITEMS: (UPDATE,),
+    WORKERS_PARTITION: (PUT,),
+    WEBHOOK_SECRETS: (GET,),
+}
 # The sweeper (and `manage.py dlq` in its task): reads and conditional updates of job items only.
 SWEEPER_ITEMS = {JOB_ITEMS: (GET, UPDATE, QUERY), USAGE_ITEMS: (UPDATE,)}
 # gsi2, the sparse index of work that could get stuck: partitions `JOB#<STATUS>` and `TASK#<STATUS>`
-# (a later `JOB#<STATUS>#<n>` sharding still matches).
-SWEEPER_INDEXES = {"gsi2": ("JOB#*", "TASK#*")}
+# (a later `JOB#<STATUS>#<n>` sharding still matches), and `HOOK#PENDING` (webhook deliveries not done).
+SWEEPER_INDEXES = {"gsi2": ("JOB#*", "TASK#*", "HOOK#*")}
 # The API: jobs (submit, withdraw on a failed enqueue, cancel, retry, a job's tasks), idempotency
 # records (kept with the job in one transaction), API keys (lookup, create_api_key, revoke_api_key),
 # rate counters (an atomic ADD) and browser sessions.
@@ -55,6 +64,7 @@ API_ITEMS = {
     USAGE_ITEMS: (UPDATE,),
     WORKERS_PARTITION: (QUERY,),  # GET /api/farm and `farm_status` list the live workers
     "ASSET#*": (GET, PUT, UPDATE),  # declared scene files (POST /api/assets), kept by each job that uses one
+    WEBHOOK_SECRETS: (GET, UPDATE),  # POST /api/webhook-secret, create_webhook_secret; submit checks one exists
 }
 # gsi1: an owner's jobs (`OWNER#<owner>`) and API keys (`APIKEYS#<owner>`: list/revoke by owner);
 # gsi2: every API key in the fixed partition `APIKEYS` (list_api_keys, revoke by key id);

@@ -99,6 +99,8 @@ class RenderFarmStack(Stack):
             "RENDER_METRICS_NAMESPACE": metrics_namespace(config.stage),
             "RENDER_RESULT_RETENTION_DAYS": str(config.result_retention_days),
             "RENDER_ASSET_RETENTION_DAYS": str(config.asset_retention_days),
+            # the `url` of a job in webhook bodies (workers have no request to build it from)
+            **({"RENDER_PUBLIC_URL": f"https://{config.domain_name}"} if config.domain_name else {}),
             **queues.environment(),
         }
         runtime = AppRuntime(

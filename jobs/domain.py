@@ -181,6 +181,7 @@ class Job:
     fanout_sent: int = -1  # highest chunk index whose message the fan-out has sent, this attempt
     renderer: RendererName = RendererName.SIMULATED
     scene_file: str | None = None  # the SHA-256 of the owner's asset (Blender jobs), see asset_key
+    callback_url: str | None = None  # POSTed the job when it ends (webhooks: jobs/services/webhooks.py)
 
     @property
     def frames_total(self) -> int:

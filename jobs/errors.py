@@ -148,3 +148,14 @@ class LogNotFound(DomainError):
     status_code = 404
     code = "not_found"
     default_message = "No render log for this chunk (not started yet, or its renderer writes none)."
+
+
+class WebhookSecretMissing(DomainError):
+    """A job with a callback_url from an owner who has no webhook secret: nothing could sign its deliveries."""
+
+    status_code = 409
+    code = "webhook_secret_missing"
+    default_message = (
+        "A callback_url needs a webhook secret to sign deliveries: create one with POST /api/webhook-secret "
+        "(or `manage.py create_webhook_secret --owner NAME`), then submit again."
+    )

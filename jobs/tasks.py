@@ -12,12 +12,16 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
+from rest_framework.renderers import JSONRenderer
 
 from jobs import wiring
-from jobs.domain import utcnow
+from jobs.domain import JobStatus, utcnow
 from jobs.errors import JobNotFound
 from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
+from jobs.ports.webhooks import DELIVER_WEBHOOK
+from jobs.presentation import job_detail
 from jobs.services import Outcome, RenderContext, chunk_error, chunk_process, job_fanout
+from jobs.services.webhooks import webhook_deliver
 from jobs.worker import shutdown
 from jobs.worker.identity import worker_id
 
@@ -40,6 +44,7 @@ def _context() -> RenderContext:
         progress_seconds=settings.RENDER_PROGRESS_SECONDS,
         grace_left=lambda: shutdown.grace_left(settings.RENDER_SHUTDOWN_GRACE_SECONDS),
         metrics=wiring.render_metrics(),
+        notifier=wiring.job_notifier(),
     )
 
 
@@ -66,6 +71,7 @@ def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
             now=utcnow(),
             max_attempts=settings.RENDER_MAX_ATTEMPTS,
             retention=wiring.retention(),
+            notifier=wiring.job_notifier(),
         )
     if outcome is Outcome.HELD:  # `failures` is the seconds until the live lease lapses
         queue = self.request.delivery_info.get("routing_key") or settings.RENDER_QUEUE_NAMES["normal"]
@@ -88,3 +94,33 @@ def fanout_job(job_id: str, attempt: int) -> int:
     except JobNotFound:
         log.warning("job %s does not exist; nothing to fan out", job_id)
         return 0
+
+
+def _job_body(job_id: str) -> bytes:
+    """The job's JSON exactly as `GET /api/jobs/<id>` shows it (its URL from RENDER_PUBLIC_URL)."""
+    job = wiring.job_repository().get(job_id)
+    document = job_detail(job, url=f"{settings.RENDER_PUBLIC_URL}/api/jobs/{job.id}", now=utcnow())
+    return JSONRenderer().render(document)
+
+
+@shared_task(bind=True, name=DELIVER_WEBHOOK, max_retries=None)
+def deliver_webhook(self, job_id: str, attempt: int, event: str) -> str:
+    """POST the job's end to its callback URL (one try); a failed try comes back after its backoff."""
+    try:
+        wait = webhook_deliver(
+            hooks=wiring.webhook_repository(),
+            sender=wiring.webhook_sender(),
+            body_of=_job_body,
+            job_id=job_id,
+            attempt=attempt,
+            event=JobStatus(event),
+            clock=utcnow,
+            policy=wiring.webhook_policy(),
+        )
+    except JobNotFound:
+        log.warning("job %s does not exist; no webhook", job_id)
+        return "gone"
+    if wait is None:
+        return "done"
+    queue = self.request.delivery_info.get("routing_key") or settings.RENDER_QUEUE_NAMES["normal"]
+    raise self.retry(args=(job_id, attempt, event), countdown=wait, queue=queue)

@@ -142,6 +142,47 @@ def queue_stats():
     )
 
 
+@functools.cache
+def webhook_repository():
+    from jobs.repository.webhooks import DynamoWebhookRepository
+
+    return DynamoWebhookRepository(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
+
+
+def webhook_policy():
+    from jobs.services.webhooks import WebhookPolicy
+
+    return WebhookPolicy(
+        max_tries=settings.RENDER_WEBHOOK_MAX_TRIES,
+        backoff_seconds=settings.RENDER_WEBHOOK_BACKOFF_SECONDS,
+        lease_seconds=int(settings.RENDER_WEBHOOK_CONNECT_TIMEOUT + 3 * settings.RENDER_WEBHOOK_READ_TIMEOUT) + 5,
+        grace_seconds=settings.RENDER_SWEEP_GRACE_SECONDS,
+    )
+
+
+@functools.cache
+def job_notifier():
+    """What services tell when a job ends: opens its webhook delivery and sends the message."""
+    from jobs.domain import utcnow
+    from jobs.services.webhooks import WebhookNotifier
+
+    return WebhookNotifier(
+        hooks=webhook_repository(), queue=task_queue(), clock=utcnow, policy=webhook_policy(), retention=retention()
+    )
+
+
+@functools.cache
+def webhook_sender():
+    from jobs.adapters.webhook_sender import HttpWebhookSender
+
+    return HttpWebhookSender(
+        https_only=settings.RENDER_WEBHOOK_HTTPS_ONLY,
+        allow_private=settings.RENDER_WEBHOOK_ALLOW_PRIVATE,
+        connect_timeout=settings.RENDER_WEBHOOK_CONNECT_TIMEOUT,
+        read_timeout=settings.RENDER_WEBHOOK_READ_TIMEOUT,
+    )
+
+
 def retention() -> timedelta:
     return timedelta(days=settings.RENDER_RESULT_RETENTION_DAYS)
 
@@ -163,6 +204,9 @@ def reset() -> None:
         render_metrics,
         farm_registry,
         queue_stats,
+        webhook_repository,
+        job_notifier,
+        webhook_sender,
     ):
         factory.cache_clear()
     aws.reset_clients()

@@ -120,6 +120,7 @@ def submit(
     chunk_size: Annotated[int | None, typer.Option(help="Frames per task.")] = None,
     priority: Annotated[str | None, typer.Option(help="high, normal or low.")] = None,
     renderer: Annotated[str | None, typer.Option(help="simulated or blender.")] = None,
+    callback_url: Annotated[str | None, typer.Option(help="POSTed the job when it ends (webhook).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
     download: Annotated[Path | None, typer.Option("--download", help="Then download its frames here.")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Makes a retried submit safe (default: random).")] = None,
@@ -137,7 +138,7 @@ def submit(
     flags = {
         "scene": name, "width": width, "height": height, "output_format": output_format, "samples": samples,
         "frame_start": start, "frame_end": end, "chunk_size": chunk_size, "priority": priority,
-        "renderer": renderer,
+        "renderer": renderer, "callback_url": callback_url,
     }  # fmt: skip
     body.update({k: v for k, v in flags.items() if v is not None})
     api = client()

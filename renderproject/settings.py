@@ -295,6 +295,16 @@ RENDER_MAX_ACTIVE_FRAMES_PER_OWNER = env_int("RENDER_MAX_ACTIVE_FRAMES_PER_OWNER
 RENDER_MAX_CRASHES = env_int("RENDER_MAX_CRASHES", 5)  # takeovers from dead holders before a chunk is poison
 RENDER_RETRY_BACKOFF_SECONDS = env_int("RENDER_RETRY_BACKOFF_SECONDS", 5)
 RENDER_RESULT_URL_EXPIRY = env_int("RENDER_RESULT_URL_EXPIRY", 3600)
+# Webhooks (README "Webhooks"): tries of one delivery, the first retry's delay (doubling, at most 900 s),
+# the sender's timeouts, and whether callback URLs may reach non-public addresses (the local stack, tests).
+RENDER_WEBHOOK_MAX_TRIES = env_int("RENDER_WEBHOOK_MAX_TRIES", 6)
+RENDER_WEBHOOK_BACKOFF_SECONDS = env_int("RENDER_WEBHOOK_BACKOFF_SECONDS", 15)
+RENDER_WEBHOOK_CONNECT_TIMEOUT = env_float("RENDER_WEBHOOK_CONNECT_TIMEOUT", 3.0)
+RENDER_WEBHOOK_READ_TIMEOUT = env_float("RENDER_WEBHOOK_READ_TIMEOUT", 5.0)
+RENDER_WEBHOOK_ALLOW_PRIVATE = env_bool("RENDER_WEBHOOK_ALLOW_PRIVATE", False)
+RENDER_WEBHOOK_HTTPS_ONLY = RENDER_ENV == "production"
+# The API's public base URL, for the `url` of a job in webhook bodies (workers have no request to build it from).
+RENDER_PUBLIC_URL = env("RENDER_PUBLIC_URL", "").rstrip("/")
 RENDER_RESULT_RETENTION_DAYS = env_int("RENDER_RESULT_RETENTION_DAYS", 30)
 # An asset is kept this long after its declaration or the last job submitted or retried with it.
 RENDER_ASSET_RETENTION_DAYS = env_int("RENDER_ASSET_RETENTION_DAYS", RENDER_RESULT_RETENTION_DAYS)

@@ -502,6 +502,7 @@ class FakeTaskQueue:
     def __init__(self, *, down: bool = False):
         self.chunks: list[tuple[str, int | None, int, Priority]] = []
         self.fanouts: list[tuple[str, int, Priority]] = []
+        self.webhooks: list[tuple[str, int, str]] = []
         self.down = down
 
     def enqueue_chunk(self, *, job_id, index, attempt, priority) -> None:
@@ -511,6 +512,10 @@ class FakeTaskQueue:
     def enqueue_fanout(self, *, job_id, attempt, priority) -> None:
         self._check()
         self.fanouts.append((job_id, attempt, priority))
+
+    def enqueue_webhook(self, *, job_id, attempt, event, priority, countdown=0) -> None:
+        self._check()
+        self.webhooks.append((job_id, attempt, event))
 
     def _check(self) -> None:
         if self.down:
@@ -612,3 +617,80 @@ class FakeAssetStore:
 
     def refresh(self, *, owner: str, sha256: str) -> None:
         self.refreshed.append((owner, sha256))
+
+
+class FakeWebhooks:
+    """In-memory jobs.ports.WebhookRepository: the same conditions as jobs/repository/webhooks.py."""
+
+    def __init__(self):
+        import dataclasses
+
+        self._replace = dataclasses.replace
+        self.deliveries: dict[tuple, object] = {}
+        self.due: dict[tuple, object] = {}
+        self.secrets: dict[str, str] = {}
+
+    def open(self, delivery, *, due, expires_at) -> bool:
+        key = (delivery.job_id, delivery.job_attempt, str(delivery.event))
+        if key in self.deliveries:
+            return False
+        self.deliveries[key] = self._replace(delivery, marker=("HOOK#PENDING", due.isoformat()))
+        self.due[key] = due
+        return True
+
+    def get(self, job_id, job_attempt, event):
+        return self.deliveries.get((job_id, job_attempt, str(event)))
+
+    def latest(self, job_id):
+        mine = [d for (j, _, _), d in self.deliveries.items() if j == job_id]
+        return max(mine, key=lambda d: d.job_attempt) if mine else None
+
+    def begin(self, delivery, *, token, now, until):
+        from jobs.errors import StaleWrite
+
+        key = (delivery.job_id, delivery.job_attempt, str(delivery.event))
+        d = self.deliveries[key]
+        if d.state != "pending" or (d.lease_until is not None and d.lease_until >= now):
+            raise StaleWrite(d.state, d.job_attempt)
+        self.deliveries[key] = d = self._replace(d, lease_token=token, lease_until=until)
+        return d
+
+    def record(self, delivery, *, token, entry, state, due):
+        from jobs.errors import StaleWrite
+
+        key = (delivery.job_id, delivery.job_attempt, str(delivery.event))
+        d = self.deliveries[key]
+        if d.lease_token != token:
+            raise StaleWrite(d.state, d.job_attempt)
+        marker = ("HOOK#PENDING", due.isoformat()) if due is not None else None
+        self.deliveries[key] = d = self._replace(
+            d,
+            state=state,
+            tries=entry.attempt,
+            deliveries=(*d.deliveries, entry)[-10:],
+            lease_token=None,
+            lease_until=None,
+            marker=marker,
+        )
+        if due is None:
+            self.due.pop(key, None)
+        else:
+            self.due[key] = due
+        return d
+
+    def overdue(self, *, now, limit):
+        return [self.deliveries[k] for k, due in self.due.items() if due < now][:limit]
+
+    def postpone(self, delivery, *, until) -> bool:
+        key = (delivery.job_id, delivery.job_attempt, str(delivery.event))
+        if self.deliveries[key].marker != delivery.marker:
+            return False
+        self.deliveries[key] = self._replace(self.deliveries[key], marker=("HOOK#PENDING", until.isoformat()))
+        self.due[key] = until
+        return True
+
+    def secret(self, owner):
+        return self.secrets.get(owner)
+
+    def put_secret(self, owner, secret, *, now):
+        self.secrets[owner] = secret

@@ -15,6 +15,7 @@ from jobs.adapters import logs
 from jobs.domain import Priority
 from jobs.errors import ServiceUnavailable
 from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
+from jobs.ports.webhooks import DELIVER_WEBHOOK
 
 
 class CeleryTaskQueue:
@@ -24,11 +25,20 @@ class CeleryTaskQueue:
     def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None:
         self._send(FANOUT_JOB, (job_id, attempt), priority, job_id)
 
-    def _send(self, name: str, args: tuple, priority: Priority, job_id: str) -> None:
+    def enqueue_webhook(self, *, job_id: str, attempt: int, event: str, priority: Priority, countdown: int = 0) -> None:
+        self._send(DELIVER_WEBHOOK, (job_id, attempt, event), priority, job_id, countdown=countdown)
+
+    def _send(self, name: str, args: tuple, priority: Priority, job_id: str, *, countdown: int = 0) -> None:
         # The job id (and the request that sent it) travel in the message headers, so the worker's log
         # lines about this message carry them from the moment it is received (jobs/worker/signals.py).
         headers = {"job_id": job_id, "request_id": logs.current().get("request_id")}
         try:
-            current_app.send_task(name, args=args, queue=settings.RENDER_QUEUE_NAMES[str(priority)], headers=headers)
+            current_app.send_task(
+                name,
+                args=args,
+                queue=settings.RENDER_QUEUE_NAMES[str(priority)],
+                headers=headers,
+                countdown=countdown or None,
+            )
         except (BotoCoreError, ClientError, OperationalError, OSError) as exc:
             raise ServiceUnavailable("The job queue (SQS) is unreachable; try again shortly.") from exc

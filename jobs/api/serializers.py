@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime
 
+from django.conf import settings
 from rest_framework import serializers
 
 from jobs import domain
-from jobs.domain import Chunk, Job, JobStatus, OutputFormat, Priority, RendererName
+from jobs.callbacks import MAX_CALLBACK_URL, CallbackRefused, check_callback_url
+from jobs.domain import Chunk, JobStatus, OutputFormat, Priority, RendererName
+from jobs.presentation import (  # noqa: F401 (the API's output shapes, shared with webhook bodies)
+    FrameOutputSerializer,
+    JobOutputSerializer,
+    ProgressOutputSerializer,
+    ResultsOutputSerializer,
+    SceneOutputSerializer,
+    WebhookOutputSerializer,
+    job_representation,
+)
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -38,6 +48,31 @@ class StrictCharField(serializers.CharField):
         if refused is not None:
             self.fail("control", char=f"U+{ord(refused):04X}")
         return super().to_internal_value(data)
+
+
+class CallbackUrlField(serializers.CharField):
+    """An absolute URL the webhook sender may call (jobs.callbacks: scheme, length, literal addresses)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=MAX_CALLBACK_URL, **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            return check_callback_url(
+                data,
+                https_only=settings.RENDER_WEBHOOK_HTTPS_ONLY,
+                allow_private=settings.RENDER_WEBHOOK_ALLOW_PRIVATE,
+            )
+        except CallbackRefused as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+
+class WebhookSecretOutputSerializer(serializers.Serializer):
+    secret = serializers.CharField(help_text="Shown once. Verify X-Render-Signature with it (README, Webhooks).")
+    owner = serializers.CharField()
+    signature = serializers.CharField()
 
 
 class RejectUnknownFieldsMixin:
@@ -102,6 +137,10 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
         help_text="Frames per task; chunks render in parallel on several workers.",
     )
     priority = serializers.ChoiceField(choices=[p.value for p in Priority], default="normal")
+    callback_url = CallbackUrlField(
+        required=False,
+        help_text="POSTed the job (signed) when it ends COMPLETED, FAILED or CANCELLED; https in production.",
+    )
 
     def validate(self, attrs):
         self._validate_renderer(attrs)
@@ -192,43 +231,6 @@ class JobListQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, required=False)
 
 
-class SceneOutputSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    width = serializers.IntegerField(allow_null=True, help_text="null: the scene file's own (Blender jobs).")
-    height = serializers.IntegerField(allow_null=True, help_text="null: the scene file's own (Blender jobs).")
-    output_format = serializers.CharField()
-    samples = serializers.IntegerField(allow_null=True, help_text="null: the scene file's own (Blender jobs).")
-
-
-class ProgressOutputSerializer(serializers.Serializer):
-    frames_done = serializers.IntegerField()
-    frames_total = serializers.IntegerField()
-    ratio = serializers.FloatField()
-    chunks_done = serializers.IntegerField()
-    chunks_total = serializers.IntegerField()
-    eta_seconds = serializers.FloatField(allow_null=True, help_text="At the frame rate measured so far.")
-
-
-class FrameOutputSerializer(serializers.Serializer):
-    frame = serializers.IntegerField()
-    url = serializers.URLField()
-    size = serializers.IntegerField(required=False)
-    sha256 = serializers.CharField(required=False)
-
-
-class ResultsOutputSerializer(serializers.Serializer):
-    expires_in = serializers.IntegerField(help_text="Seconds the URLs below stay valid.")
-    manifest_url = serializers.URLField(allow_null=True)
-    preview_url = serializers.URLField(allow_null=True, help_text="A contact sheet of up to 16 frames (PNG).")
-    animation_url = serializers.URLField(
-        allow_null=True, help_text="The same frames as an animated WebP loop (jobs finished before it existed: 404)."
-    )
-    frames = FrameOutputSerializer(many=True)
-    frames_next_offset = serializers.IntegerField(
-        allow_null=True, help_text="More frames: GET /api/jobs/<id>/frames?offset=<this>."
-    )
-
-
 class FramesQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     offset = serializers.IntegerField(min_value=0, max_value=domain.MAX_FRAMES_PER_JOB, default=0)
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
@@ -255,70 +257,14 @@ class TaskOutputSerializer(serializers.Serializer):
     error_code = serializers.CharField(allow_null=True)
 
 
-class TaskListOutputSerializer(serializers.Serializer):
-    tasks = TaskOutputSerializer(many=True)
-    next_cursor = serializers.CharField(allow_null=True)
-
-
-class JobOutputSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    url = serializers.CharField()
-    status = serializers.ChoiceField(choices=[s.value for s in JobStatus])
-    priority = serializers.CharField()
-    renderer = serializers.CharField()
-    scene_file = serializers.CharField(allow_null=True)
-    scene = SceneOutputSerializer()
-    frame_start = serializers.IntegerField()
-    frame_end = serializers.IntegerField()
-    chunk_size = serializers.IntegerField()
-    attempt = serializers.IntegerField()
-    progress = ProgressOutputSerializer()
-    error = serializers.CharField(allow_null=True, help_text="What went wrong, for a person to read.")
-    error_code = serializers.CharField(allow_null=True, help_text="A stable code: render_failed, poison, ...")
-    created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    updated_at = serializers.DateTimeField()
-    results = ResultsOutputSerializer(allow_null=True, required=False)
-
-
 class JobListOutputSerializer(serializers.Serializer):
     jobs = JobOutputSerializer(many=True)
     next_cursor = serializers.CharField(allow_null=True)
 
 
-def job_representation(job: Job, *, url: str, now: datetime, results: dict | None = None) -> dict:
-    """The job as the API shows it; `results` only where the caller asked for result URLs."""
-    data = {
-        "id": job.id,
-        "url": url,
-        "status": str(job.status),
-        "priority": str(job.priority),
-        "renderer": str(job.renderer),
-        "scene_file": job.scene_file,
-        "scene": job.scene.as_dict(),
-        "frame_start": job.frame_start,
-        "frame_end": job.frame_end,
-        "chunk_size": job.chunk_size,
-        "attempt": job.attempt,
-        "progress": {
-            "frames_done": job.frames_done,
-            "frames_total": job.frames_total,
-            "ratio": job.progress,
-            "chunks_done": job.chunks_done,
-            "chunks_total": job.chunks_total,
-            "eta_seconds": job.eta_seconds(now),
-        },
-        "error": job.error,
-        "error_code": job.error_code,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "updated_at": job.updated_at,
-    }
-    if results is not None:
-        data["results"] = results
-    return JobOutputSerializer(data).data
+class TaskListOutputSerializer(serializers.Serializer):
+    tasks = TaskOutputSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
 
 
 def task_representation(chunk: Chunk) -> dict:

@@ -14,6 +14,7 @@ from jobs.api.views import (
     JobRetryApi,
     JobTaskLogApi,
     JobTasksApi,
+    WebhookSecretApi,
 )
 
 JOB = r"^jobs/(?P<job_id>[0-9a-f]{32})"
@@ -22,6 +23,7 @@ urlpatterns = [
     path("", ApiRootApi.as_view(), name="api-root"),
     path("farm", FarmStatusApi.as_view(), name="farm-status"),
     path("jobs", JobCollectionApi.as_view(), name="job-collection"),
+    path("webhook-secret", WebhookSecretApi.as_view(), name="webhook-secret"),
     re_path(JOB + r"$", JobDetailApi.as_view(), name="job-detail"),
     re_path(JOB + r"/cancel$", JobCancelApi.as_view(), name="job-cancel"),
     re_path(JOB + r"/retry$", JobRetryApi.as_view(), name="job-retry"),

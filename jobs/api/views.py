@@ -30,16 +30,19 @@ from jobs.api.serializers import (
     ResultsOutputSerializer,
     TaskListOutputSerializer,
     TaskLogOutputSerializer,
+    WebhookSecretOutputSerializer,
     job_representation,
     task_representation,
     validate_idempotency_key,
 )
 from jobs.domain import Job, JobStatus, OutputFormat, Priority, RendererName, Scene, utcnow
 from jobs.errors import OperatorOnly
+from jobs.presentation import job_detail
 from jobs.services import AssetStatus, JobSpec, asset_declare, asset_get, job_cancel, job_create, job_retry
 from jobs.services.api_keys import SCOPE_OPERATOR
 from jobs.services.farm import farm_status
 from jobs.services.selectors import job_chunks, job_get, job_list, job_result_links, recorded_frames, task_log
+from jobs.services.webhooks import webhook_secret_rotate
 
 log = logging.getLogger(__name__)
 ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 403, 404, 406, 409, 413, 415, 422, 429, 503)}
@@ -60,11 +63,10 @@ def _job_url(request: Request, job_id: str) -> str:
 
 
 def _job_response(request: Request, job: Job, *, with_results: bool = False, **kwargs) -> Response:
-    results = None
-    if with_results and job.status is JobStatus.COMPLETED:
-        store, expiry = wiring.result_store(), settings.RENDER_RESULT_URL_EXPIRY
-        results = job_result_links(store=store, job=job, expires_in=expiry)
-    return Response(job_representation(job, url=_job_url(request, job.id), now=utcnow(), results=results), **kwargs)
+    url = _job_url(request, job.id)
+    if with_results:
+        return Response(job_detail(job, url=url, now=utcnow()), **kwargs)
+    return Response(job_representation(job, url=url, now=utcnow()), **kwargs)
 
 
 def _query(serializer_class, request: Request) -> dict:
@@ -141,6 +143,7 @@ class JobCollectionApi(APIView):
         "frame_end": 24,
         "chunk_size": 4,
         "priority": "normal",
+        "callback_url": "https://example.com/hooks/render",
     }
 
     @extend_schema(
@@ -192,8 +195,10 @@ class JobCollectionApi(APIView):
                 priority=Priority(v["priority"]),
                 renderer=RendererName(v["renderer"]),
                 scene_file=scene_file,
+                callback_url=v.get("callback_url"),
             ),
             idempotency_key=key,
+            hooks=wiring.webhook_repository(),
             now=utcnow(),
             scopes=request.user.scopes,
             frame_limit=settings.RENDER_MAX_ACTIVE_FRAMES_PER_OWNER,
@@ -237,7 +242,10 @@ class JobCancelApi(JobActionApi):
     def post(self, request: Request, job_id: str) -> Response:
         repo = wiring.job_repository()
         job = job_get(repo=repo, owner=request.user.owner, job_id=job_id)
-        return _job_response(request, job_cancel(repo=repo, job=job, now=utcnow(), retention=wiring.retention()))
+        cancelled = job_cancel(
+            repo=repo, job=job, now=utcnow(), retention=wiring.retention(), notifier=wiring.job_notifier()
+        )
+        return _job_response(request, cancelled)
 
 
 class JobRetryApi(JobActionApi):
@@ -374,3 +382,19 @@ class AssetDetailApi(APIView):
             repo=wiring.asset_repository(), store=wiring.asset_store(), owner=request.user.owner, sha256=sha256
         )
         return Response({"sha256": asset.sha256, "size": asset.size, "uploaded": asset.uploaded})
+
+
+class WebhookSecretApi(APIView):
+    """`POST /api/webhook-secret`: a new secret that signs your webhooks (shown once; the old one stops at once)."""
+
+    name = "Webhook secret"
+
+    @extend_schema(
+        operation_id="webhook_secret_rotate", request=None, responses={201: WebhookSecretOutputSerializer, **ERRORS}
+    )
+    def post(self, request: Request) -> Response:
+        secret = webhook_secret_rotate(hooks=wiring.webhook_repository(), owner=request.user.owner, now=utcnow())
+        return Response(
+            {"secret": secret, "owner": request.user.owner, "signature": "HMAC-SHA256 over <timestamp>.<body>"},
+            status=status.HTTP_201_CREATED,
+        )

@@ -26,8 +26,19 @@ from jobs.ports.values import (
     UploadTicket,
     WorkerBeat,
 )
+from jobs.ports.webhooks import (
+    DELIVER_WEBHOOK,
+    DeliveryTry,
+    JobNotifier,
+    NoNotifier,
+    SendResult,
+    WebhookDelivery,
+    WebhookRepository,
+    WebhookSender,
+)
 
 __all__ = [
+    "DELIVER_WEBHOOK",
     "FANOUT_JOB",
     "RENDER_CHUNK",
     "ApiKeyRepository",
@@ -38,12 +49,15 @@ __all__ = [
     "ChunkRepository",
     "Clock",
     "DeadLetter",
+    "DeliveryTry",
     "FarmRegistry",
     "IdempotencyRecord",
+    "JobNotifier",
     "JobPage",
     "JobRepository",
     "Metrics",
     "NoMetrics",
+    "NoNotifier",
     "Overdue",
     "QueueDepth",
     "QueueStats",
@@ -52,9 +66,13 @@ __all__ = [
     "RenderedFrame",
     "Renderer",
     "ResultStore",
+    "SendResult",
     "StoredAsset",
     "TaskQueue",
     "UploadTicket",
+    "WebhookDelivery",
+    "WebhookRepository",
+    "WebhookSender",
     "WorkerBeat",
 ]
 
@@ -121,6 +139,9 @@ class TaskQueue(Protocol):
 
     def enqueue_chunk(self, *, job_id: str, index: int | None, attempt: int, priority: Priority) -> None: ...
     def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None: ...
+    def enqueue_webhook(
+        self, *, job_id: str, attempt: int, event: str, priority: Priority, countdown: int = 0
+    ) -> None: ...
 
 
 class Metrics(Protocol):
@@ -172,6 +193,7 @@ class RenderContext:
     # The other renderers this worker offers, by job.renderer (RENDER_RENDERERS); built on first use.
     renderers: Mapping[str, Callable[[], Renderer]] = field(default_factory=dict)
     log_flush_seconds: float = 10.0  # how often a running chunk's render log is written to S3
+    notifier: JobNotifier = field(default_factory=NoNotifier)  # told when a write here ends the job
 
     def lease_until(self) -> datetime:
         return self.clock() + timedelta(seconds=self.lease_seconds)

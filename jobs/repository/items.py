@@ -175,6 +175,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
         "renderer": str(job.renderer),
         "scene_file": job.scene_file,
     }
+    if job.callback_url:
+        item["callback_url"] = job.callback_url
     item.update(due_index("JOB", job.status, job.created_at, job.id))
     return item
 
@@ -197,6 +199,7 @@ def item_to_job(item: dict[str, Any]) -> Job:
         updated_at=parse_iso(item["updated_at"]),
         has_preview=bool(item.get("has_preview", False)),
         fanout_sent=int(item.get("fanout_sent", -1)),
+        callback_url=item.get("callback_url"),
         **_work_fields(item),
         renderer=RendererName(item.get("renderer", RendererName.SIMULATED)),
         scene_file=item.get("scene_file"),

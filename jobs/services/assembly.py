@@ -8,7 +8,7 @@ import logging
 
 from PIL import Image
 
-from jobs.domain import PREVIEW_MAX_FRAMES, FrameResult, Job, animation_key, manifest_key, preview_key
+from jobs.domain import PREVIEW_MAX_FRAMES, FrameResult, Job, JobStatus, animation_key, manifest_key, preview_key
 from jobs.errors import JobStateConflict
 from jobs.ports import RenderContext, ResultStore
 
@@ -104,5 +104,6 @@ def job_assemble(*, ctx: RenderContext, job: Job, token: str) -> Job | None:
         log.warning("job %s: assembly lease lost (%s)", job.id, exc.message)
         return None
     log.info("job_completed job=%s frames=%d", job.id, len(results))
+    ctx.notifier.job_ended(done, JobStatus.COMPLETED)
     ctx.metrics.job_finished(outcome="COMPLETED", seconds=(now - job.created_at).total_seconds())
     return done

@@ -7,19 +7,22 @@ from datetime import datetime, timedelta
 
 from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
 from jobs.errors import JobNotFound, JobStateConflict, StaleWrite
-from jobs.ports import JobRepository, TaskQueue
+from jobs.ports import JobNotifier, JobRepository, NoNotifier, TaskQueue
 from jobs.services.assets import SceneFiles
 
 log = logging.getLogger(__name__)
 RACE_ATTEMPTS = 3
+SILENT = NoNotifier()  # callers that end jobs pass the process's notifier (wiring.job_notifier)
 
 
-def job_cancel(*, repo: JobRepository, job: Job, now: datetime, retention: timedelta) -> Job:
+def job_cancel(
+    *, repo: JobRepository, job: Job, now: datetime, retention: timedelta, notifier: JobNotifier = SILENT
+) -> Job:
     """QUEUED -> CANCELLED at once; PROCESSING -> CANCELLING, and CANCELLED once no worker is on it."""
     for _ in range(RACE_ATTEMPTS):
         try:
             if job.status is JobStatus.QUEUED:
-                return repo.transition(
+                cancelled = repo.transition(
                     job.id,
                     attempt=job.attempt,
                     source=JobStatus.QUEUED,
@@ -27,12 +30,16 @@ def job_cancel(*, repo: JobRepository, job: Job, now: datetime, retention: timed
                     now=now,
                     expires_at=now + retention,
                 )
+                notifier.job_ended(cancelled, JobStatus.CANCELLED)
+                return cancelled
             if job.status is JobStatus.PROCESSING:
                 job = repo.transition(
                     job.id, attempt=job.attempt, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=now
                 )
                 return (
-                    finish_cancel_if_idle(repo=repo, job_id=job.id, attempt=job.attempt, now=now, retention=retention)
+                    finish_cancel_if_idle(
+                        repo=repo, job_id=job.id, attempt=job.attempt, now=now, retention=retention, notifier=notifier
+                    )
                     or job
                 )
             if job.status is JobStatus.CANCELLING:
@@ -44,7 +51,13 @@ def job_cancel(*, repo: JobRepository, job: Job, now: datetime, retention: timed
 
 
 def finish_cancel_if_idle(
-    *, repo: JobRepository, job_id: str, attempt: int, now: datetime, retention: timedelta
+    *,
+    repo: JobRepository,
+    job_id: str,
+    attempt: int,
+    now: datetime,
+    retention: timedelta,
+    notifier: JobNotifier = SILENT,
 ) -> Job | None:
     """CANCELLING -> CANCELLED when no worker holds a live lease on the job or any of its chunks."""
     if not _no_live_chunk(repo, job_id, now):
@@ -62,6 +75,7 @@ def finish_cancel_if_idle(
     except JobStateConflict:
         return None
     log.info("job %s CANCELLED", job_id)
+    notifier.job_ended(job, JobStatus.CANCELLED)
     return job
 
 
@@ -70,7 +84,14 @@ def _no_live_chunk(repo: JobRepository, job_id: str, now: datetime) -> bool:
 
 
 def job_fail(
-    *, repo: JobRepository, job_id: str, attempt: int, failure: Failure, now: datetime, retention: timedelta
+    *,
+    repo: JobRepository,
+    job_id: str,
+    attempt: int,
+    failure: Failure,
+    now: datetime,
+    retention: timedelta,
+    notifier: JobNotifier = SILENT,
 ) -> Job | None:
     """The job FAILS in this attempt (whoever holds it), and its chunks that no live lease holds are CANCELLED
     at once; held ones stop at their next frame. None if the job had already stopped."""
@@ -79,6 +100,7 @@ def job_fail(
     except (JobStateConflict, JobNotFound):
         return None
     log.warning("job_failed job=%s code=%s", job_id, failure.code)  # a metric filter counts these
+    notifier.job_ended(job, JobStatus.FAILED)
     stop_idle_chunks(repo=repo, job_id=job_id, attempt=attempt, now=now)
     return job
 

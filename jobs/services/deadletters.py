@@ -7,8 +7,8 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from jobs.domain import Failure
-from jobs.ports import DeadLetter, JobRepository
-from jobs.services.control import job_fail
+from jobs.ports import DeadLetter, JobNotifier, JobRepository
+from jobs.services.control import SILENT, job_fail
 
 log = logging.getLogger(__name__)
 DEAD_LETTERED = Failure(
@@ -17,7 +17,12 @@ DEAD_LETTERED = Failure(
 
 
 def dead_letters_fail_jobs(
-    *, repo: JobRepository, letters: list[DeadLetter], now: datetime, retention: timedelta
+    *,
+    repo: JobRepository,
+    letters: list[DeadLetter],
+    now: datetime,
+    retention: timedelta,
+    notifier: JobNotifier = SILENT,
 ) -> Counter:
     """Mark the jobs of dead-lettered messages FAILED with the reason; the letters stay for operators."""
     done: Counter = Counter()
@@ -29,7 +34,13 @@ def dead_letters_fail_jobs(
         job_id, index, attempt = target
         repo.chunks.fail(job_id, index, attempt=attempt, failure=DEAD_LETTERED, now=now)
         failed = job_fail(
-            repo=repo, job_id=job_id, attempt=attempt, failure=DEAD_LETTERED, now=now, retention=retention
+            repo=repo,
+            job_id=job_id,
+            attempt=attempt,
+            failure=DEAD_LETTERED,
+            now=now,
+            retention=retention,
+            notifier=notifier,
         )
         done["job_failed" if failed else "already_final"] += 1
     return done

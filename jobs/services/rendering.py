@@ -17,9 +17,9 @@ from enum import StrEnum
 
 from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus, frame_key
 from jobs.errors import JobNotRunning, JobStateConflict, LeaseLost, RenderError, StaleWrite
-from jobs.ports import JobRepository, RenderContext, RenderedFrame
+from jobs.ports import JobNotifier, JobRepository, RenderContext, RenderedFrame
 from jobs.services.assembly import job_assemble, make_outputs
-from jobs.services.control import finish_cancel_if_idle, job_fail
+from jobs.services.control import SILENT, finish_cancel_if_idle, job_fail
 from jobs.services.lease import LeaseKeeper
 from jobs.services.render_log import ChunkLog
 
@@ -61,7 +61,9 @@ def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt
         log.info("job %s chunk %s attempt %s not claimed: job is %s", job_id, index, attempt, exc.status)
         repo.chunks.drop(job_id, index, attempt=attempt, now=now)
         if exc.status == JobStatus.CANCELLING:
-            finish_cancel_if_idle(repo=repo, job_id=job_id, attempt=attempt, now=now, retention=ctx.retention)
+            finish_cancel_if_idle(
+                repo=repo, job_id=job_id, attempt=attempt, now=now, retention=ctx.retention, notifier=ctx.notifier
+            )
         return Outcome.SKIPPED, 0
     except JobStateConflict as exc:
         log.info("job %s chunk %s attempt %s not claimed: %s", job_id, index, attempt, exc.message)
@@ -84,7 +86,7 @@ def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt
     )
     if chunk.crashes >= ctx.max_crashes:
         failure = Failure("poison", f"It crashed its worker {chunk.crashes} times (poison work); not tried again.")
-        return _give_up(ctx, chunk, token, failure)
+        return _give_up(ctx, job, chunk, token, failure)
     return _render(ctx, job, chunk, token)
 
 
@@ -168,14 +170,15 @@ def _render_frames(ctx: RenderContext, job: Job, chunk: Chunk, token: str, chunk
         log.info("%s released at shutdown after %d frames", current.name, current.frames_done)
         return Outcome.RELEASED, 0
     except JobNotRunning as exc:
-        return _stopped(ctx, current, token, exc.status), 0
+        return _stopped(ctx, job, current, token, exc.status), 0
     except Exception as exc:
         log.exception("%s: render failed", current.name)
-        return _fail_or_retry(ctx, current, token, describe(exc))
+        return _fail_or_retry(ctx, job, current, token, describe(exc))
     log.info("%s COMPLETED", current.name)
     if current.whole_job:
         log.info("job_completed job=%s frames=%d", job.id, current.frames_done)
         ctx.metrics.job_finished(outcome=JobStatus.COMPLETED, seconds=(ctx.clock() - job.created_at).total_seconds())
+        ctx.notifier.job_ended(job, JobStatus.COMPLETED)
     else:
         _assemble_if_last(ctx, job.id, job.attempt)
     return Outcome.DONE, 0
@@ -205,7 +208,7 @@ def _store_frame(ctx: RenderContext, job: Job, out: RenderedFrame) -> FrameResul
     )
 
 
-def _stopped(ctx: RenderContext, chunk: Chunk, token: str, job_status: str) -> Outcome:
+def _stopped(ctx: RenderContext, job: Job, chunk: Chunk, token: str, job_status: str) -> Outcome:
     """The job left PROCESSING while this chunk rendered: the chunk ends CANCELLED (a one-chunk job with it)."""
     now = ctx.clock()
     log.info("%s stopped between frames: job is %s", chunk.name, job_status)
@@ -213,14 +216,22 @@ def _stopped(ctx: RenderContext, chunk: Chunk, token: str, job_status: str) -> O
         ctx.repo.chunks.end(chunk, token=token, status=JobStatus.CANCELLED, now=now, expires_at=now + ctx.retention)
     except LeaseLost:
         return Outcome.STOPPED
-    if job_status == JobStatus.CANCELLING and not chunk.whole_job:
+    if chunk.whole_job:  # a one-chunk job ended with its chunk: CANCELLED from CANCELLING
+        if job_status == JobStatus.CANCELLING:
+            ctx.notifier.job_ended(job, JobStatus.CANCELLED)
+    elif job_status == JobStatus.CANCELLING:
         finish_cancel_if_idle(
-            repo=ctx.repo, job_id=chunk.job_id, attempt=chunk.attempt, now=now, retention=ctx.retention
+            repo=ctx.repo,
+            job_id=chunk.job_id,
+            attempt=chunk.attempt,
+            now=now,
+            retention=ctx.retention,
+            notifier=ctx.notifier,
         )
     return Outcome.STOPPED
 
 
-def _fail_or_retry(ctx: RenderContext, chunk: Chunk, token: str, failure: Failure) -> tuple[Outcome, int]:
+def _fail_or_retry(ctx: RenderContext, job: Job, chunk: Chunk, token: str, failure: Failure) -> tuple[Outcome, int]:
     if chunk.render_failures + 1 < ctx.max_attempts:
         try:
             after = ctx.repo.chunks.release(chunk, token=token, now=ctx.clock(), failure=failure)
@@ -228,10 +239,10 @@ def _fail_or_retry(ctx: RenderContext, chunk: Chunk, token: str, failure: Failur
             return Outcome.STOPPED, 0
         ctx.metrics.chunk_failed(reason=failure.code, retried=True)
         return Outcome.RETRY, after.render_failures
-    return _give_up(ctx, chunk, token, failure)
+    return _give_up(ctx, job, chunk, token, failure)
 
 
-def _give_up(ctx: RenderContext, chunk: Chunk, token: str, failure: Failure) -> tuple[Outcome, int]:
+def _give_up(ctx: RenderContext, job: Job, chunk: Chunk, token: str, failure: Failure) -> tuple[Outcome, int]:
     """The chunk fails for good; so does its job (policy: its other chunks stop at their next frame)."""
     now = ctx.clock()
     try:
@@ -244,6 +255,7 @@ def _give_up(ctx: RenderContext, chunk: Chunk, token: str, failure: Failure) -> 
     ctx.metrics.job_finished(outcome=JobStatus.FAILED, seconds=None)
     if chunk.whole_job:
         log.warning("job_failed job=%s code=%s", chunk.job_id, failure.code)
+        ctx.notifier.job_ended(job, JobStatus.FAILED)
     else:
         job_fail(
             repo=ctx.repo,
@@ -252,6 +264,7 @@ def _give_up(ctx: RenderContext, chunk: Chunk, token: str, failure: Failure) -> 
             failure=Failure(failure.code, f"chunk {chunk.index}: {failure.message}"),
             now=now,
             retention=ctx.retention,
+            notifier=ctx.notifier,
         )
     return Outcome.FAILED, chunk.render_failures + 1
 
@@ -266,6 +279,7 @@ def chunk_error(
     now: datetime,
     max_attempts: int,
     retention: timedelta,
+    notifier: JobNotifier = SILENT,
 ) -> tuple[Outcome, int]:
     """An error outside the render loop (a worker that cannot build its renderer, say) is a failed attempt.
 
@@ -288,6 +302,7 @@ def chunk_error(
         failure=Failure(failure.code, label + failure.message),
         now=now,
         retention=retention,
+        notifier=notifier,
     )
     return Outcome.FAILED, chunk.render_failures
 

@@ -9,8 +9,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from jobs.domain import Job, JobStatus, Priority, RendererName, Scene, new_job_id
-from jobs.errors import IdempotencyKeyReused, IdempotencyTaken, PriorityNotAllowed, ServiceUnavailable
-from jobs.ports import IdempotencyRecord, JobRepository, TaskQueue
+from jobs.errors import (
+    IdempotencyKeyReused,
+    IdempotencyTaken,
+    PriorityNotAllowed,
+    ServiceUnavailable,
+    WebhookSecretMissing,
+)
+from jobs.ports import IdempotencyRecord, JobRepository, TaskQueue, WebhookRepository
 from jobs.services.api_keys import SCOPE_HIGH
 from jobs.services.assets import SceneFiles
 from jobs.services.control import enqueue_work
@@ -28,10 +34,12 @@ class JobSpec:
     priority: Priority
     renderer: RendererName = RendererName.SIMULATED
     scene_file: str | None = None  # the SHA-256 of the owner's asset; Blender jobs only
+    callback_url: str | None = None
 
     def fingerprint(self) -> str:
         """A hash of the request as validated, so the same body in another key order still matches."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()
+        fields = {k: v for k, v in asdict(self).items() if not (k == "callback_url" and v is None)}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def job_create(
@@ -45,6 +53,7 @@ def job_create(
     scopes: frozenset[str] = frozenset({SCOPE_HIGH}),
     frame_limit: int = 0,
     scene_files: SceneFiles | None = None,
+    hooks: WebhookRepository | None = None,
 ) -> tuple[Job, bool]:
     """Store a QUEUED job and send its first message; returns (job, replayed).
 
@@ -55,10 +64,13 @@ def job_create(
     Fairness: priority high needs a key with the high scope, and the owner's frames waiting or rendering
     may not pass `frame_limit` (0: no limit); both are refused before anything is written.
     A job that names a scene file needs it declared and stored as declared (422 otherwise); it is then
-    kept at least `scene_files.retention` longer.
+    kept at least `scene_files.retention` longer. A job with a callback URL needs its owner to have a
+    webhook secret (`hooks`), else 409 webhook_secret_missing.
     """
     if spec.priority is Priority.HIGH and SCOPE_HIGH not in scopes:
         raise PriorityNotAllowed()
+    if spec.callback_url and (hooks is None or hooks.secret(owner) is None):
+        raise WebhookSecretMissing()
     if spec.scene_file is not None:
         if scene_files is None:
             raise ValueError("a job with a scene file needs scene_files to check it")
@@ -76,6 +88,7 @@ def job_create(
         status=JobStatus.QUEUED,
         created_at=now,
         updated_at=now,
+        callback_url=spec.callback_url,
     )
     record = None
     if idempotency_key is not None:

@@ -14,6 +14,7 @@
   chunk fails the job; chunks stopped while the job runs fail it with a clear error; all chunks done
   means the assembly runs again.
 - Chunks left unfinished by a job that stopped (failed, cancelled, retried) are CANCELLED.
+- Webhook deliveries still pending well after they were due (`HOOK#PENDING`) get their message again.
 Every item it acts on is first postponed by a conditional write, so two sweepers running at once never
 both act on it; everything else it does is idempotent anyway.
 """
@@ -23,12 +24,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
 from jobs.errors import JobNotFound, JobStateConflict
-from jobs.ports import JobRepository, Overdue, TaskQueue
-from jobs.services.control import enqueue_work, finish_cancel_if_idle, job_fail
+from jobs.ports import JobNotifier, JobRepository, Overdue, TaskQueue, WebhookRepository
+from jobs.services.control import SILENT, enqueue_work, finish_cancel_if_idle, job_fail
+from jobs.services.webhooks import webhooks_sweep
 
 log = logging.getLogger(__name__)
 SWEPT = (
@@ -48,9 +51,12 @@ def sweep(
     queued_grace: timedelta,
     retention: timedelta,
     limit: int = 500,
+    notifier: JobNotifier = SILENT,
+    hooks: WebhookRepository | None = None,
 ) -> Counter:
     """One pass over the overdue items; returns what it did, by kind."""
     done: Counter = Counter()
+    ctx = _Sweep(repo=repo, queue=queue, now=now, retention=retention, notifier=notifier)
     for kind, status in SWEPT:
         # QUEUED work is overdue only after the grace period; a lease is overdue as soon as it lapses.
         cutoff = now - queued_grace if status is JobStatus.QUEUED else now
@@ -58,18 +64,32 @@ def sweep(
             if not repo.postpone(work, until=now + queued_grace):
                 continue  # another sweeper has it
             try:
-                done[_act(repo, queue, work, now, retention)] += 1
+                done[_act(ctx, work)] += 1
             except JobNotFound:
                 done["gone"] += 1
+    if hooks is not None:
+        done.update(webhooks_sweep(hooks=hooks, queue=queue, now=now, grace=queued_grace, limit=limit))
     if done:
         log.info("sweep: %s", dict(done))
     return done
 
 
-def _act(repo: JobRepository, queue: TaskQueue, work: Overdue, now: datetime, retention: timedelta) -> str:
+@dataclass(frozen=True)
+class _Sweep:
+    repo: JobRepository
+    queue: TaskQueue
+    now: datetime
+    retention: timedelta
+    notifier: JobNotifier
+
+
+def _act(ctx: _Sweep, work: Overdue) -> str:
+    repo, queue, now, retention = ctx.repo, ctx.queue, ctx.now, ctx.retention
     job = repo.get(work.job_id)
     if work.is_job and work.status is JobStatus.CANCELLING:
-        finished = finish_cancel_if_idle(repo=repo, job_id=job.id, attempt=job.attempt, now=now, retention=retention)
+        finished = finish_cancel_if_idle(
+            repo=repo, job_id=job.id, attempt=job.attempt, now=now, retention=retention, notifier=ctx.notifier
+        )
         return "cancel_finished" if finished else "cancel_waiting"
     if job.status not in UNFINISHED_STATES or work.attempt != job.attempt:
         if not work.is_job and repo.chunks.drop(job.id, work.index, attempt=work.attempt, now=now):
@@ -85,10 +105,18 @@ def _act(repo: JobRepository, queue: TaskQueue, work: Overdue, now: datetime, re
     if job.single_chunk:
         enqueue_work(queue=queue, job=job)
         return "job_requeued"
-    return audit(repo=repo, queue=queue, job=job, now=now, retention=retention)
+    return audit(repo=repo, queue=queue, job=job, now=now, retention=retention, notifier=ctx.notifier)
 
 
-def audit(*, repo: JobRepository, queue: TaskQueue, job: Job, now: datetime, retention: timedelta) -> str:
+def audit(
+    *,
+    repo: JobRepository,
+    queue: TaskQueue,
+    job: Job,
+    now: datetime,
+    retention: timedelta,
+    notifier: JobNotifier = SILENT,
+) -> str:
     """Check that a running job of several chunks has a way to an end; repair it, or fail it with a reason."""
     chunks = repo.chunks.list(job.id)
     current = [c for c in chunks if c.attempt == job.attempt]
@@ -107,7 +135,15 @@ def audit(*, repo: JobRepository, queue: TaskQueue, job: Job, now: datetime, ret
             if failed
             else Failure("stalled", f"chunks {', '.join(str(c.index) for c in stopped)} stopped while the job ran.")
         )
-        job_fail(repo=repo, job_id=job.id, attempt=job.attempt, failure=failure, now=now, retention=retention)
+        job_fail(
+            repo=repo,
+            job_id=job.id,
+            attempt=job.attempt,
+            failure=failure,
+            now=now,
+            retention=retention,
+            notifier=notifier,
+        )
         log.warning("job %s had no way to finish: %s", job.id, failure.message)
         return "job_failed"
     if job.lease_token and job.lease_expires_at and job.lease_expires_at > now:

@@ -209,6 +209,9 @@ def test_workers_touch_job_items_only(stack):
         for action in ("GetItem", "UpdateItem", "PutItem"):
             assert not worker.allows(f"dynamodb:{action}", names.table, **item(pk)), (action, pk)
     assert not worker.allows("dynamodb:DeleteItem", names.table, **item("JOB#01HX"))
+    assert worker.allows("dynamodb:GetItem", names.table, **item("HOOKSECRET#alice"))  # signs webhooks
+    for action in ("PutItem", "UpdateItem"):
+        assert not worker.allows(f"dynamodb:{action}", names.table, **item("HOOKSECRET#alice")), action
     assert not worker.allows("dynamodb:Scan", names.table)
     for index in ("gsi1", "gsi2", "gsi3"):
         assert not worker.allows("dynamodb:Query", names.index(index), **item("JOB#QUEUED")), index
@@ -258,6 +261,8 @@ def test_the_sweeper_queries_gsi2_for_job_and_task_partitions_only(stack):
     for partition in ("JOB#QUEUED", "JOB#PROCESSING", "JOB#CANCELLING", "TASK#QUEUED", "TASK#PROCESSING"):
         assert sweeper.allows("dynamodb:Query", names.index("gsi2"), **item(partition)), partition
     assert sweeper.allows("dynamodb:Query", names.index("gsi2"), **item("JOB#QUEUED#7"))  # sharded later
+    assert sweeper.allows("dynamodb:Query", names.index("gsi2"), **item("HOOK#PENDING"))  # webhook deliveries
+    assert not sweeper.allows("dynamodb:GetItem", names.table, **item("HOOKSECRET#alice"))
     assert not sweeper.allows("dynamodb:Query", names.index("gsi2"), **item("APIKEYS#alice"))
     assert not sweeper.allows("dynamodb:Query", names.index("gsi1"), **item("OWNER#alice"))
     assert not sweeper.allows("dynamodb:Scan", names.index("gsi2"))
@@ -295,6 +300,8 @@ def test_the_api_has_its_items_its_indexes_and_no_dlq(stack):
         ("GetItem", "SESSION#s1"),
         ("PutItem", "SESSION#s1"),
         ("DeleteItem", "SESSION#s1"),
+        ("GetItem", "HOOKSECRET#alice"),  # submit with a callback_url: the owner has a secret
+        ("UpdateItem", "HOOKSECRET#alice"),  # POST /api/webhook-secret
     ]
     for action, pk in requests:
         assert api.allows(f"dynamodb:{action}", names.table, **item(pk)), (action, pk)
@@ -307,6 +314,7 @@ def test_the_api_has_its_items_its_indexes_and_no_dlq(stack):
     assert not api.allows("dynamodb:PutItem", names.table, **item("WORKERS"))
     assert not api.allows("dynamodb:Scan", names.table)
     assert not api.allows("dynamodb:DeleteItem", names.table, **item("APIKEY#ab12"))  # keys are revoked, not deleted
+    assert not api.allows("dynamodb:DeleteItem", names.table, **item("HOOKSECRET#alice"))
     assert not api.allows("dynamodb:GetItem", names.table, **item("OTHER#1"))
     for queue in names.queues.values():
         assert api.allows("sqs:SendMessage", queue) and api.allows("sqs:GetQueueAttributes", queue)
@@ -400,10 +408,15 @@ OPERATOR_COMMANDS = {
             ("dynamodb:UpdateItem", table("APIKEY#ab12")),
         ],
     ),
+    "create_webhook_secret --owner alice": (
+        "api",
+        [("dynamodb:GetItem", table("HOOKSECRET#alice")), ("dynamodb:UpdateItem", table("HOOKSECRET#alice"))],
+    ),
     "sweep": (
         "sweeper",
         [
             ("dynamodb:Query", index("gsi2", "JOB#QUEUED")),
+            ("dynamodb:Query", index("gsi2", "HOOK#PENDING")),
             ("dynamodb:Query", index("gsi2", "TASK#PROCESSING")),
             ("dynamodb:GetItem", table("JOB#01HX")),
             ("dynamodb:UpdateItem", table("JOB#01HX")),  # postpone, fail dead-lettered, finish a cancel

@@ -63,13 +63,22 @@ def make_worker(repo, store, clock, renderer=None, name="w1", max_attempts=3, **
     )
 
 
-def spec(frames=(1, 1), chunk_size=5, priority=Priority.HIGH, name="shot"):
+def spec(frames=(1, 1), chunk_size=5, priority=Priority.HIGH, name="shot", callback_url=None):
     scene = Scene(name=name, width=64, height=32, output_format=OutputFormat.PNG, samples=8)
-    return JobSpec(scene=scene, frame_start=frames[0], frame_end=frames[1], chunk_size=chunk_size, priority=priority)
+    return JobSpec(
+        scene=scene,
+        frame_start=frames[0],
+        frame_end=frames[1],
+        chunk_size=chunk_size,
+        priority=priority,
+        callback_url=callback_url,
+    )
 
 
-def submit(repo, queue, clock, key=None, **kwargs):
-    job, _ = job_create(repo=repo, queue=queue, owner="alice", spec=spec(**kwargs), idempotency_key=key, now=clock())
+def submit(repo, queue, clock, key=None, hooks=None, **kwargs):
+    job, _ = job_create(
+        repo=repo, queue=queue, owner="alice", spec=spec(**kwargs), idempotency_key=key, now=clock(), hooks=hooks
+    )
     return job
 
 

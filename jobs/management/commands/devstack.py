@@ -51,6 +51,8 @@ class Command(BaseCommand):
                 f"{running.get('AWS_ENDPOINT_URL')}); stop it first (its settings are in {env_file})."
             )
         stack = Stack(log_dir=ROOT / ".devstack" / "logs")
+        # Webhook receivers of a laptop listen on 127.0.0.1 (README "Webhooks"): allowed here unless told not to.
+        stack.env["RENDER_WEBHOOK_ALLOW_PRIVATE"] = os.environ.get("RENDER_WEBHOOK_ALLOW_PRIVATE", "1")
         stopping = False
 
         def on_signal(signum, frame):

@@ -84,7 +84,11 @@ class Command(BaseCommand):
         # Poison work first: a job whose message was dead-lettered fails rather than being re-enqueued.
         letters = wiring.dead_letter_queue().receive(limit=100)
         failed = dead_letters_fail_jobs(
-            repo=wiring.job_repository(), letters=letters, now=now, retention=wiring.retention()
+            repo=wiring.job_repository(),
+            letters=letters,
+            now=now,
+            retention=wiring.retention(),
+            notifier=wiring.job_notifier(),
         )
         swept = sweep(
             repo=wiring.job_repository(),
@@ -92,6 +96,8 @@ class Command(BaseCommand):
             now=now,
             queued_grace=timedelta(seconds=settings.RENDER_SWEEP_GRACE_SECONDS),
             retention=wiring.retention(),
+            notifier=wiring.job_notifier(),
+            hooks=wiring.webhook_repository(),
         )
         counts = {f"dlq_{k}": v for k, v in as_counts(failed).items()}
         for kind, n in as_counts(swept).items():

@@ -159,6 +159,12 @@ function jobsPage() {
 }
 
 // --- Job page ---------------------------------------------------------------------------------------
+function webhookText(hook) {
+  // "delivered · try 3: 200 (tries: 500, 500, 200)": the state and every try kept on the job
+  const tries = hook.deliveries.map((d) => (d.status_code !== undefined ? String(d.status_code) : d.error));
+  return `${hook.state} · ${hook.url}` + (tries.length ? ` (tries: ${tries.join(", ")})` : "");
+}
+
 function jobPage() {
   const root = document.getElementById("job");
   const id = root.dataset.jobId;
@@ -190,6 +196,7 @@ function jobPage() {
       fact("Attempt", job.attempt),
       fact("Created", new Date(job.created_at).toLocaleString()),
       fact("Finished", job.finished_at ? new Date(job.finished_at).toLocaleString() : null),
+      ...(job.webhook ? [fact("Webhook", webhookText(job.webhook))] : []),
     );
     const error = document.getElementById("error");
     error.hidden = !job.error;
@@ -361,6 +368,7 @@ function newJobPage() {
     }
     body.output_format = f.output_format.value;
     body.priority = f.priority.value;
+    if (f.callback_url.value.trim()) body.callback_url = f.callback_url.value.trim();
     if (renderer.value !== "simulated") body.renderer = renderer.value;
     return body;
   }

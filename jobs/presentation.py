@@ -1,0 +1,163 @@
+"""The job as clients see it: the output shapes of the API, shared by the webhook bodies the workers send
+(a webhook POSTs exactly what `GET /api/jobs/<id>` answers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rest_framework import serializers
+
+from jobs.domain import Job, JobStatus
+from jobs.ports import WebhookDelivery
+
+
+class SceneOutputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    width = serializers.IntegerField(allow_null=True, help_text="null: the scene file's own (Blender jobs).")
+    height = serializers.IntegerField(allow_null=True, help_text="null: the scene file's own (Blender jobs).")
+    output_format = serializers.CharField()
+    samples = serializers.IntegerField(allow_null=True, help_text="null: the scene file's own (Blender jobs).")
+
+
+class ProgressOutputSerializer(serializers.Serializer):
+    frames_done = serializers.IntegerField()
+    frames_total = serializers.IntegerField()
+    ratio = serializers.FloatField()
+    chunks_done = serializers.IntegerField()
+    chunks_total = serializers.IntegerField()
+    eta_seconds = serializers.FloatField(allow_null=True, help_text="At the frame rate measured so far.")
+
+
+class FrameOutputSerializer(serializers.Serializer):
+    frame = serializers.IntegerField()
+    url = serializers.URLField()
+    size = serializers.IntegerField(required=False)
+    sha256 = serializers.CharField(required=False)
+
+
+class ResultsOutputSerializer(serializers.Serializer):
+    expires_in = serializers.IntegerField(help_text="Seconds the URLs below stay valid.")
+    manifest_url = serializers.URLField(allow_null=True)
+    preview_url = serializers.URLField(allow_null=True, help_text="A contact sheet of up to 16 frames (PNG).")
+    animation_url = serializers.URLField(
+        allow_null=True, help_text="The same frames as an animated WebP loop (jobs finished before it existed: 404)."
+    )
+    frames = FrameOutputSerializer(many=True)
+    frames_next_offset = serializers.IntegerField(
+        allow_null=True, help_text="More frames: GET /api/jobs/<id>/frames?offset=<this>."
+    )
+
+
+class DeliveryTryOutputSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    attempt = serializers.IntegerField(help_text="1 for the first try, 2 for the first retry...")
+    status_code = serializers.IntegerField(required=False, help_text="The receiver's answer.")
+    error = serializers.CharField(required=False, help_text="Why there was no answer (timeout, refused address...).")
+
+
+class WebhookOutputSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    event = serializers.CharField(allow_null=True, help_text="The end being delivered: COMPLETED, FAILED, CANCELLED.")
+    job_attempt = serializers.IntegerField(allow_null=True)
+    state = serializers.ChoiceField(
+        choices=["waiting", "pending", "delivered", "failed"],
+        help_text="waiting: the job has not ended; pending: being delivered or retried; delivered; failed: gave up.",
+    )
+    deliveries = DeliveryTryOutputSerializer(many=True, help_text="The last ten tries.")
+
+
+class JobOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    url = serializers.CharField()
+    status = serializers.ChoiceField(choices=[s.value for s in JobStatus])
+    priority = serializers.CharField()
+    renderer = serializers.CharField()
+    scene_file = serializers.CharField(allow_null=True)
+    scene = SceneOutputSerializer()
+    frame_start = serializers.IntegerField()
+    frame_end = serializers.IntegerField()
+    chunk_size = serializers.IntegerField()
+    attempt = serializers.IntegerField()
+    progress = ProgressOutputSerializer()
+    error = serializers.CharField(allow_null=True, help_text="What went wrong, for a person to read.")
+    error_code = serializers.CharField(allow_null=True, help_text="A stable code: render_failed, poison, ...")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+    results = ResultsOutputSerializer(allow_null=True, required=False)
+    callback_url = serializers.CharField(allow_null=True, help_text="POSTed the job when it ends (webhooks).")
+    webhook = WebhookOutputSerializer(allow_null=True, required=False)
+
+
+def webhook_representation(job: Job, delivery: WebhookDelivery | None) -> dict | None:
+    """The webhook of a job with a callback URL: its latest end's delivery, or `waiting` before any end."""
+    if not job.callback_url:
+        return None
+    current = delivery is not None and delivery.job_attempt == job.attempt
+    return {
+        "url": job.callback_url,
+        "event": str(delivery.event) if current else None,
+        "job_attempt": delivery.job_attempt if current else None,
+        "state": delivery.state if current else "waiting",
+        "deliveries": [t.as_dict() for t in delivery.deliveries] if current else [],
+    }
+
+
+def job_representation(
+    job: Job,
+    *,
+    url: str,
+    now: datetime,
+    results: dict | None = None,
+    webhook: dict | None = None,
+) -> dict:
+    """The job as the API shows it; `results` and `webhook` only where the caller read them (the job's page)."""
+    data = {
+        "id": job.id,
+        "url": url,
+        "status": str(job.status),
+        "priority": str(job.priority),
+        "renderer": str(job.renderer),
+        "scene_file": job.scene_file,
+        "scene": job.scene.as_dict(),
+        "frame_start": job.frame_start,
+        "frame_end": job.frame_end,
+        "chunk_size": job.chunk_size,
+        "attempt": job.attempt,
+        "progress": {
+            "frames_done": job.frames_done,
+            "frames_total": job.frames_total,
+            "ratio": job.progress,
+            "chunks_done": job.chunks_done,
+            "chunks_total": job.chunks_total,
+            "eta_seconds": job.eta_seconds(now),
+        },
+        "error": job.error,
+        "error_code": job.error_code,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "updated_at": job.updated_at,
+        "callback_url": job.callback_url,
+    }
+    if results is not None:
+        data["results"] = results
+    if webhook is not None:
+        data["webhook"] = webhook
+    return JobOutputSerializer(data).data
+
+
+def job_detail(job: Job, *, url: str, now: datetime) -> dict:
+    """What `GET /api/jobs/<id>` answers and a webhook POSTs: the job, its result URLs once COMPLETED, and
+    its webhook's deliveries when it has a callback URL."""
+    from django.conf import settings
+
+    from jobs import wiring
+    from jobs.services.selectors import job_result_links
+
+    results = None
+    if job.status is JobStatus.COMPLETED:
+        results = job_result_links(store=wiring.result_store(), job=job, expires_in=settings.RENDER_RESULT_URL_EXPIRY)
+    webhook = webhook_representation(job, wiring.webhook_repository().latest(job.id)) if job.callback_url else None
+    return job_representation(job, url=url, now=now, results=results, webhook=webhook)
