@@ -171,8 +171,26 @@ def scenario_jobs(args) -> None:
         "render time 0"
     )
     with running(workers=args.workers, concurrency=args.concurrency, render_seconds="0") as bench:
+        time.sleep(3)
+        print(f"  {memory_line(bench, 'idle')}")
         warm = bench.submit_many(min(10, args.jobs), args.clients)  # warm caches (queue URLs, keys, connections)
         bench.wait_finished(set(warm), timeout=120)
+        pickups = []
+        for _ in range(20):  # idle workers: submit one job at a time, how soon is it PROCESSING?
+            job = bench.submit()
+            key = {"pk": {"S": f"JOB#{job}"}, "sk": {"S": "JOB"}}
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                item = bench.observer.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
+                if item["status"]["S"] == "COMPLETED":
+                    break
+                time.sleep(0.05)
+            pickups.append(seconds_between(item, "created_at", "started_at"))
+            time.sleep(1.0)  # idle again: every queue back in its long poll
+        print(
+            f"  idle pickup, submit to PROCESSING: p50 {statistics.median(pickups) * 1000:.0f} ms, "
+            f"max {max(pickups) * 1000:.0f} ms (goal p50 <= 25 ms)"
+        )
         bench.stack.reset_emulator_counts()
         started = time.monotonic()
         ids = set(bench.submit_many(args.jobs, args.clients))
@@ -194,6 +212,7 @@ def scenario_jobs(args) -> None:
             f"p95 {percentile(latencies, 95) * 1000:.0f} ms"
         )
         print_requests(counts, args.jobs, "job")
+        print(f"  {memory_line(bench, 'after the run')}")
         project_cost = bench.cost(args.jobs)
         for line in project_cost.lines("job"):
             print(f"  {line}")
@@ -312,6 +331,47 @@ def scenario_load(args) -> None:
         print("  " + ("OK: every job completed exactly once" if ok else "FAILED: lost or doubled work"))
         if not ok:
             sys.exit(1)
+
+
+def group_pids(group: int) -> list[int]:
+    """The processes of one process group (a worker's main process and its pool, gunicorn and its workers)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[2]) == group:  # field 5: the process group
+            pids.append(int(entry))
+    return pids
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of the processes, summed, in MiB (VmRSS)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def memory_line(bench: Bench, label: str) -> str:
+    stack = bench.stack
+    workers = [n for n in stack.processes if n.startswith("worker")]
+    worker = max((rss_mib(group_pids(stack.processes[n].pid)) for n in workers), default=0.0)
+    api = [pid for pid in group_pids(stack.processes["api"].pid) if pid != stack.processes["api"].pid]
+    per_api = max((rss_mib([pid]) for pid in api), default=0.0)
+    emulator = rss_mib([stack.processes["emulator"].pid])
+    return (
+        f"memory {label}: a worker group (main + pool) {worker:.0f} MiB; an API worker process {per_api:.0f} MiB; "
+        f"emulator {emulator:.0f} MiB"
+    )
 
 
 def worker_ids(stack: Stack, name: str) -> set[str]:
@@ -458,9 +518,30 @@ def scenario_blender(args) -> None:
     print(f"  seconds per frame: farm {inside / frames:.2f}, direct {direct / frames:.2f}")
 
 
+def scenario_soak(args) -> None:
+    rounds, jobs = args.soak_rounds, args.soak_jobs
+    print(
+        f"\n[soak] {rounds} rounds of {jobs} one-frame jobs then one {args.frames}-frame job (chunks of "
+        f"{args.chunk_size}) into one emulator; {args.workers} workers x {args.concurrency}, render time 0"
+    )
+    with running(workers=args.workers, concurrency=args.concurrency, render_seconds="0") as bench:
+        times = []
+        for n in range(rounds):
+            bench.wait_finished(set(bench.submit_many(jobs, args.clients)), timeout=1800)
+            job_id = bench.submit(frame_start=1, frame_end=args.frames, chunk_size=args.chunk_size)
+            item = bench.wait_finished({job_id}, timeout=900)[job_id]
+            times.append(seconds_between(item, "created_at", "finished_at"))
+            emulator = rss_mib([bench.stack.processes["emulator"].pid])
+            print(
+                f"  round {n + 1}: {(n + 1) * (jobs + 1)} jobs in the table; the {args.frames}-frame job took "
+                f"{times[-1]:.1f}s; emulator {emulator:.0f} MiB"
+            )
+        print(f"  last / first {args.frames}-frame job: {times[-1] / times[0]:.2f} (goal <= 1.2)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark the render pipeline end to end.")
-    parser.add_argument("--scenarios", default="jobs,frames,priority,load,takeover,blender")
+    parser.add_argument("--scenarios", default="jobs,frames,priority,load,takeover,soak,blender")
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
@@ -472,6 +553,8 @@ def main() -> None:
     parser.add_argument("--load-jobs", type=int, default=1000)
     parser.add_argument("--load-clients", type=int, default=20)
     parser.add_argument("--blender-frames", type=int, default=24)
+    parser.add_argument("--soak-rounds", type=int, default=5)
+    parser.add_argument("--soak-jobs", type=int, default=600)
     args = parser.parse_args()
     scenarios = {
         "jobs": scenario_jobs,
@@ -479,6 +562,7 @@ def main() -> None:
         "priority": scenario_priority,
         "load": scenario_load,
         "takeover": scenario_takeover,
+        "soak": scenario_soak,
         "blender": scenario_blender,
     }
     for name in args.scenarios.split(","):

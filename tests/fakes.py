@@ -257,8 +257,9 @@ class InMemoryChunkRepository:
         if index is not None:
             if job.attempt != attempt or job.status not in (Q, P):
                 raise self._not_claimed(job.status, job.attempt)
-            job = self._jobs._put(job.replace(status=P, started_at=job.started_at or now, updated_at=now))
-            self._jobs.due[(job_id, None)] = (P, now + RUNNING_JOB_AUDIT)
+            if job.status is Q:  # as DynamoDB: only the first chunk writes the job (the others read it)
+                job = self._jobs._put(job.replace(status=P, started_at=job.started_at or now, updated_at=now))
+                self._jobs.due[(job_id, None)] = (P, now + RUNNING_JOB_AUDIT)
         current = self._get(job_id, index)
         claimable = current.attempt == attempt and (
             current.status is Q or (current.status is P and not current.lease_token)

@@ -9,8 +9,9 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from jobs.adapters.aws import unavailable_as_503
 from jobs.domain import Chunk, Job, JobStatus
-from jobs.errors import JobNotRunning, JobStateConflict, StaleWrite
+from jobs.errors import JobNotFound, JobNotRunning, JobStateConflict, StaleWrite
 from jobs.repository.dynamo import (
     TAKE_LEASE,
     conditional_update,
@@ -20,6 +21,7 @@ from jobs.repository.dynamo import (
 from jobs.repository.items import (
     chunk_due_index,
     chunk_key,
+    deserialize,
     due_index,
     iso,
     item_to_chunk,
@@ -95,9 +97,19 @@ def claim(
 def _start(client, table: str, job_id: str, *, attempt: int, now: datetime) -> Job:
     """A chunk of a job of several chunks starts: the job becomes PROCESSING (if it was QUEUED).
 
-    While it runs, the job stays in the sweeper's index, due every RUNNING_JOB_AUDIT for an audit of
-    its chunks (a job whose chunks all stopped without finishing must not wait forever).
+    Only the first chunk writes the job (the state, `started_at`, and its place in the sweeper's index, due
+    every RUNNING_JOB_AUDIT for an audit of its chunks: a job whose chunks all stopped without finishing must
+    not wait forever); the others find it PROCESSING with one read, so a chunk start costs no job write and
+    no index write. A job stopped between that read and the chunk's claim is noticed at the chunk's first
+    publish (repository/frames.py).
     """
+    with unavailable_as_503("DynamoDB"):
+        resp = client.get_item(TableName=table, Key=job_key(job_id), ConsistentRead=True)
+    if "Item" not in resp:
+        raise JobNotFound()
+    current = deserialize(resp["Item"])
+    if current.get("status") == JobStatus.PROCESSING and int(current.get("attempt", 0)) == attempt:
+        return item_to_job(current)
     status, values = set_status(JobStatus.PROCESSING, job_id)
     try:
         return item_to_job(
