@@ -2,11 +2,10 @@
 
 from django.urls import path, re_path
 
+from jobs.api.assets import AssetCollectionApi, AssetDetailApi
+from jobs.api.operators import FarmStatusApi, WebhookSecretApi
 from jobs.api.views import (
     ApiRootApi,
-    AssetCollectionApi,
-    AssetDetailApi,
-    FarmStatusApi,
     JobCancelApi,
     JobCollectionApi,
     JobDetailApi,
@@ -14,7 +13,6 @@ from jobs.api.views import (
     JobRetryApi,
     JobTaskLogApi,
     JobTasksApi,
-    WebhookSecretApi,
 )
 
 JOB = r"^jobs/(?P<job_id>[0-9a-f]{32})"

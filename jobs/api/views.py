@@ -17,9 +17,6 @@ from rest_framework.views import APIView
 from jobs import wiring
 from jobs.adapters import logs
 from jobs.api.serializers import (
-    AssetCreateInputSerializer,
-    AssetCreateOutputSerializer,
-    AssetOutputSerializer,
     ErrorOutputSerializer,
     FramesQuerySerializer,
     JobCreateInputSerializer,
@@ -30,25 +27,19 @@ from jobs.api.serializers import (
     ResultsOutputSerializer,
     TaskListOutputSerializer,
     TaskLogOutputSerializer,
-    WebhookSecretOutputSerializer,
     job_representation,
     task_representation,
     validate_idempotency_key,
 )
 from jobs.domain import Job, JobStatus, OutputFormat, Priority, RendererName, Scene, utcnow
-from jobs.errors import OperatorOnly
 from jobs.presentation import job_detail
-from jobs.services import AssetStatus, JobSpec, asset_declare, asset_get, job_cancel, job_create, job_retry
-from jobs.services.api_keys import SCOPE_OPERATOR
-from jobs.services.farm import farm_status
+from jobs.services import JobSpec, job_cancel, job_create, job_retry
 from jobs.services.selectors import job_chunks, job_get, job_list, job_result_links, recorded_frames, task_log
-from jobs.services.webhooks import webhook_secret_rotate
 
 log = logging.getLogger(__name__)
 ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 403, 404, 406, 409, 413, 415, 422, 429, 503)}
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="32 hex digits")
 CHUNK = OpenApiParameter("chunk", int, OpenApiParameter.PATH, description="chunk index (0 for a one-chunk job)")
-SHA256 = OpenApiParameter("sha256", str, OpenApiParameter.PATH, description="64 lowercase hex digits")
 IDEMPOTENCY = OpenApiParameter(
     "Idempotency-Key",
     str,
@@ -312,16 +303,6 @@ class JobFramesApi(APIView):
         return Response(links)
 
 
-class FarmStatusApi(APIView):
-    """`GET /api/farm` (keys with the operator scope): live workers, queue depths, DLQ depth, jobs by state."""
-
-    @extend_schema(operation_id="farm_status", responses={200: dict, **ERRORS})
-    def get(self, request: Request) -> Response:
-        if SCOPE_OPERATOR not in request.user.scopes:
-            raise OperatorOnly()
-        return Response(farm_status(farm=wiring.farm_registry(), queues=wiring.queue_stats(), now=utcnow()))
-
-
 class JobTaskLogApi(APIView):
     """`GET /api/jobs/<id>/tasks/<n>/log`: the chunk's render log (the renderer's output, last 64 KiB)."""
 
@@ -332,69 +313,3 @@ class JobTaskLogApi(APIView):
         job = job_get(repo=wiring.job_repository(), owner=request.user.owner, job_id=job_id)
         saved = task_log(store=wiring.result_store(), job=job, chunk=int(chunk))
         return Response({"job_id": job.id, "chunk": int(chunk), **saved})
-
-
-def _asset_body(asset: AssetStatus) -> dict:
-    upload = asset.upload
-    return {
-        "sha256": asset.sha256,
-        "size": asset.size,
-        "upload": None
-        if upload is None
-        else {"url": upload.url, "method": upload.method, "headers": upload.headers, "expires_in": upload.expires_in},
-    }
-
-
-class AssetCollectionApi(APIView):
-    """`POST /api/assets`: declare a scene file by SHA-256 and size; 201 with a presigned PUT to upload it
-    straight to S3, or 200 with `upload: null` when it is already stored."""
-
-    @extend_schema(
-        operation_id="assets_create",
-        request=AssetCreateInputSerializer,
-        responses={201: AssetCreateOutputSerializer, 200: AssetCreateOutputSerializer, **ERRORS},
-    )
-    def post(self, request: Request) -> Response:
-        data = AssetCreateInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        asset = asset_declare(
-            repo=wiring.asset_repository(),
-            store=wiring.asset_store(),
-            owner=request.user.owner,
-            sha256=data.validated_data["sha256"],
-            size=data.validated_data["size"],
-            max_bytes=settings.RENDER_MAX_ASSET_BYTES,
-            now=utcnow(),
-            retention=wiring.asset_retention(),
-        )
-        code = status.HTTP_200_OK if asset.uploaded else status.HTTP_201_CREATED
-        return Response(_asset_body(asset), status=code)
-
-
-class AssetDetailApi(APIView):
-    """`GET /api/assets/<sha256>`: the caller's asset, and whether its file is uploaded."""
-
-    @extend_schema(
-        operation_id="assets_retrieve", parameters=[SHA256], responses={200: AssetOutputSerializer, **ERRORS}
-    )
-    def get(self, request: Request, sha256: str) -> Response:
-        asset = asset_get(
-            repo=wiring.asset_repository(), store=wiring.asset_store(), owner=request.user.owner, sha256=sha256
-        )
-        return Response({"sha256": asset.sha256, "size": asset.size, "uploaded": asset.uploaded})
-
-
-class WebhookSecretApi(APIView):
-    """`POST /api/webhook-secret`: a new secret that signs your webhooks (shown once; the old one stops at once)."""
-
-    name = "Webhook secret"
-
-    @extend_schema(
-        operation_id="webhook_secret_rotate", request=None, responses={201: WebhookSecretOutputSerializer, **ERRORS}
-    )
-    def post(self, request: Request) -> Response:
-        secret = webhook_secret_rotate(hooks=wiring.webhook_repository(), owner=request.user.owner, now=utcnow())
-        return Response(
-            {"secret": secret, "owner": request.user.owner, "signature": "HMAC-SHA256 over <timestamp>.<body>"},
-            status=status.HTTP_201_CREATED,
-        )

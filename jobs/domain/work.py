@@ -1,91 +1,14 @@
-"""Render jobs as plain Python: states, allowed transitions, limits, and the job record itself."""
+"""The records of the work: what to render (Scene), a frame's result, a failure, the job and its chunks."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 
-
-class JobStatus(StrEnum):
-    QUEUED = "QUEUED"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLING = "CANCELLING"
-    CANCELLED = "CANCELLED"
-
-
-TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    # QUEUED -> FAILED: work that failed before any frame started (a dead-lettered fan-out, an
-    # unexpected error before the claim, poison work).
-    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
-    JobStatus.PROCESSING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLING}),
-    JobStatus.CANCELLING: frozenset({JobStatus.CANCELLED}),
-    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
-    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),
-    JobStatus.COMPLETED: frozenset(),
-}
-
-# States in which work could get stuck; only these are indexed by the sparse gsi2.
-ACTIVE_STATES = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.CANCELLING})
-
-
-FINAL_STATES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
-# A chunk (of a running job) still has work to do in these states.
-UNFINISHED_STATES = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
-
-
-def can_transition(src: JobStatus, dst: JobStatus) -> bool:
-    """True when the job state machine (docs/ARCHITECTURE.md) allows moving from `src` to `dst`."""
-    return dst in TRANSITIONS[src]
-
-
-def sources(target: JobStatus) -> frozenset[JobStatus]:
-    """Every state from which the state machine allows moving to `target`."""
-    return frozenset(src for src, dsts in TRANSITIONS.items() if target in dsts)
-
-
-class Priority(StrEnum):
-    HIGH = "high"
-    NORMAL = "normal"
-    LOW = "low"
-
-
-class OutputFormat(StrEnum):
-    PNG = "png"
-    JPEG = "jpeg"
-
-    @property
-    def extension(self) -> str:
-        return "png" if self is OutputFormat.PNG else "jpg"
-
-    @property
-    def content_type(self) -> str:
-        return "image/png" if self is OutputFormat.PNG else "image/jpeg"
-
-
-# Documented limits (README "Limits"); the API answers 400 past them.
-MAX_DIMENSION = 4096
-MIN_DIMENSION = 16
-MAX_SAMPLES = 4096
-MAX_FRAME_NUMBER = 99_999  # frame keys are five digits
-MAX_FRAMES_PER_JOB = 10_000
-MAX_CHUNKS_PER_JOB = 1_000
-MAX_CHUNK_SIZE = 100
-DEFAULT_CHUNK_SIZE = 5
-MAX_SCENE_NAME = 200
-PREVIEW_MAX_FRAMES = 16  # the contact sheet samples at most this many frames
-
-
-class RendererName(StrEnum):
-    SIMULATED = "simulated"  # the default: a test pattern per frame (jobs/renderers/simulated.py)
-    BLENDER = "blender"  # the customer's own .blend (jobs/renderers/blender.py), named by `Job.scene_file`
-
+from jobs.domain.states import DEFAULT_CHUNK_SIZE, JobStatus, OutputFormat, Priority, RendererName
 
 SHA256_HEX_LENGTH = 64
 
@@ -315,36 +238,3 @@ class Chunk:
 
     def replace(self, **changes) -> Chunk:
         return dataclasses.replace(self, **changes)
-
-
-def frame_key(job_id: str, frame: int, output_format: OutputFormat) -> str:
-    return f"jobs/{job_id}/frames/{frame:05d}.{output_format.extension}"
-
-
-def manifest_key(job_id: str) -> str:
-    return f"jobs/{job_id}/manifest.json"
-
-
-def preview_key(job_id: str) -> str:
-    return f"jobs/{job_id}/preview.png"
-
-
-def animation_key(job_id: str) -> str:
-    """The animated preview (WebP) of a finished job, made with the contact sheet from the same frames."""
-    return f"jobs/{job_id}/preview.webp"
-
-
-def log_key(job_id: str, chunk: int) -> str:
-    """A chunk's render log (one-chunk jobs: chunk 0), as JSON `{"log", "truncated"}`."""
-    return f"jobs/{job_id}/logs/{chunk:05d}.json"
-
-
-def owner_slug(owner: str) -> str:
-    """An owner's name as a safe, fixed-length key segment (owner names may hold any character)."""
-    return hashlib.sha256(owner.encode()).hexdigest()[:32]
-
-
-def asset_key(owner: str, sha256: str) -> str:
-    """Where an owner's scene file lives: content-addressed, and under the owner, so one owner's hash never
-    names another's file."""
-    return f"assets/{owner_slug(owner)}/{sha256}"
