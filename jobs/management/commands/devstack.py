@@ -19,19 +19,12 @@ from jobs.domain import utcnow
 from jobs.services import api_key_create
 from jobs.services.api_keys import SCOPE_HIGH
 
-# A copy-paste example for the banner: build the demo scene, declare it, PUT it to S3, submit a job.
+# A copy-paste example for the banner: build the demo scene, then one renderctl command uploads it (straight
+# to S3, with a progress bar), submits, follows the job and downloads its frames (README: the same with curl).
 BLENDER_EXAMPLE = r"""
-Blender jobs: rendered here ({binary}). Build a demo scene, upload it, render 24 frames in 2 chunks:
+Blender jobs: rendered here ({binary}). Build the demo scene, then upload it and render 24 frames in 2 chunks:
   blender -b --factory-startup --python scenes/demo_scene.py -- /tmp/demo.blend
-  SHA=$(sha256sum /tmp/demo.blend | cut -d' ' -f1); SIZE=$(stat -c %s /tmp/demo.blend)
-  curl -s -X POST {api}/api/assets -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \
-       -d "{\"sha256\": \"$SHA\", \"size\": $SIZE}" > /tmp/demo-upload.json
-  field() { python3 -c "import json; print(json.load(open('/tmp/demo-upload.json'))['upload']$1)"; }
-  curl -s -X PUT --data-binary @/tmp/demo.blend "$(field "['url']")" -H "Content-Type: application/octet-stream" \
-       -H "x-amz-checksum-sha256: $(field "['headers']['x-amz-checksum-sha256']")"   # skip if upload is null
-  curl -s -X POST {api}/api/jobs -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \
-       -d "{\"scene\": \"demo\", \"renderer\": \"blender\", \"scene_file\": \"$SHA\",
-            \"frame_end\": 24, \"chunk_size\": 12}"
+  .venv/bin/renderctl submit --scene /tmp/demo.blend --end 24 --chunk-size 12 --wait --download demo-frames/
 """
 
 
