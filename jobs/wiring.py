@@ -162,13 +162,16 @@ def webhook_policy():
 
 @functools.cache
 def job_notifier():
-    """What services tell when a job ends: opens its webhook delivery and sends the message."""
+    """What services tell when a job ends: counted in the metrics (jobs by outcome, duration), then its
+    webhook delivery opened and its message sent."""
     from jobs.domain import utcnow
+    from jobs.services.outcomes import CountingNotifier
     from jobs.services.webhooks import WebhookNotifier
 
-    return WebhookNotifier(
+    hooks = WebhookNotifier(
         hooks=webhook_repository(), queue=task_queue(), clock=utcnow, policy=webhook_policy(), retention=retention()
     )
+    return CountingNotifier(hooks, metrics=metrics(), clock=utcnow)
 
 
 @functools.cache

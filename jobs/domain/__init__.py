@@ -11,7 +11,6 @@ from jobs.domain.keys import (
     preview_key,
 )
 from jobs.domain.states import (
-    TRANSITIONS,
     ACTIVE_STATES,
     DEFAULT_CHUNK_SIZE,
     FINAL_STATES,
@@ -24,6 +23,7 @@ from jobs.domain.states import (
     MAX_SCENE_NAME,
     MIN_DIMENSION,
     PREVIEW_MAX_FRAMES,
+    TRANSITIONS,
     UNFINISHED_STATES,
     JobStatus,
     OutputFormat,
@@ -46,7 +46,6 @@ from jobs.domain.work import (
 )
 
 __all__ = [
-    "TRANSITIONS",
     "ACTIVE_STATES",
     "DEFAULT_CHUNK_SIZE",
     "FINAL_STATES",
@@ -61,6 +60,7 @@ __all__ = [
     "MIN_DIMENSION",
     "PREVIEW_MAX_FRAMES",
     "SHA256_HEX_LENGTH",
+    "TRANSITIONS",
     "UNFINISHED_STATES",
     "Chunk",
     "Failure",

@@ -105,5 +105,4 @@ def job_assemble(*, ctx: RenderContext, job: Job, token: str) -> Job | None:
         return None
     log.info("job_completed job=%s frames=%d", job.id, len(results))
     ctx.notifier.job_ended(done, JobStatus.COMPLETED)
-    ctx.metrics.job_finished(outcome="COMPLETED", seconds=(now - job.created_at).total_seconds())
     return done

@@ -177,7 +177,6 @@ def _render_frames(ctx: RenderContext, job: Job, chunk: Chunk, token: str, chunk
     log.info("%s COMPLETED", current.name)
     if current.whole_job:
         log.info("job_completed job=%s frames=%d", job.id, current.frames_done)
-        ctx.metrics.job_finished(outcome=JobStatus.COMPLETED, seconds=(ctx.clock() - job.created_at).total_seconds())
         ctx.notifier.job_ended(job, JobStatus.COMPLETED)
     else:
         _assemble_if_last(ctx, job.id, job.attempt)
@@ -252,7 +251,6 @@ def _give_up(ctx: RenderContext, job: Job, chunk: Chunk, token: str, failure: Fa
     except LeaseLost:
         return Outcome.STOPPED, 0
     ctx.metrics.chunk_failed(reason=failure.code, retried=False)
-    ctx.metrics.job_finished(outcome=JobStatus.FAILED, seconds=None)
     if chunk.whole_job:
         log.warning("job_failed job=%s code=%s", chunk.job_id, failure.code)
         ctx.notifier.job_ended(job, JobStatus.FAILED)
