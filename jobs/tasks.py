@@ -103,7 +103,7 @@ def _job_body(job_id: str) -> bytes:
     return JSONRenderer().render(document)
 
 
-@shared_task(bind=True, name=DELIVER_WEBHOOK, max_retries=None)
+@shared_task(bind=True, name=DELIVER_WEBHOOK, max_retries=None, time_limit=60)  # a hung POST never holds a worker
 def deliver_webhook(self, job_id: str, attempt: int, event: str) -> str:
     """POST the job's end to its callback URL (one try); a failed try comes back after its backoff."""
     try:

@@ -246,7 +246,13 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": RENDER_LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env("RENDER_LOG_LEVEL", "INFO")},
-    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    # httpx logs every request's URL at INFO, and a webhook URL may hold a secret in its path.
+    "loggers": {
+        "botocore": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }
 
 # --- Render farm -------------------------------------------------------------------------------

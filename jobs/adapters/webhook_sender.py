@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,6 +39,7 @@ class HttpWebhookSender:
         allow_private: bool,
         connect_timeout: float = 3.0,
         read_timeout: float = 5.0,
+        total_timeout: float = 10.0,
         max_response_bytes: int = 4096,
         resolver: Resolver = resolve,
     ):
@@ -45,6 +48,9 @@ class HttpWebhookSender:
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
         self._max_response = max_response_bytes
         self._resolve = resolver
+        # httpx's timeouts are per socket operation: a receiver that drips a byte at a time would hold a
+        # worker for ever. The whole exchange gets a wall-clock limit, enforced by closing the connection.
+        self._total = total_timeout
 
     def post(self, url: str, *, body: bytes, headers: dict[str, str]) -> SendResult:
         try:
@@ -54,27 +60,32 @@ class HttpWebhookSender:
         except OSError as exc:
             return SendResult(error=f"The host could not be resolved ({type(exc).__name__}).")
         extensions = {"sni_hostname": server_name} if server_name else {}
+        client = httpx.Client(follow_redirects=False, timeout=self._timeout, trust_env=False)
+        cutoff = threading.Timer(self._total, client.close)  # ends a slow exchange mid-read
+        cutoff.daemon = True
+        cutoff.start()
+        started = time.monotonic()
         try:
             with (
-                httpx.Client(follow_redirects=False, timeout=self._timeout, trust_env=False) as client,
+                client,
                 client.stream(
-                    "POST",
-                    target,
-                    content=body,
-                    headers={**headers, "Host": host_header},
-                    extensions=extensions,
+                    "POST", target, content=body, headers={**headers, "Host": host_header}, extensions=extensions
                 ) as resp,
             ):
                 read = 0
                 for chunk in resp.iter_raw():
                     read += len(chunk)
-                    if read >= self._max_response:
+                    if read >= self._max_response or time.monotonic() - started > self._total:
                         break  # the answer's body is not ours to store; its status code is what counts
                 return SendResult(status_code=resp.status_code)
         except httpx.TimeoutException:
             return SendResult(error="Timed out.")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, RuntimeError, OSError) as exc:
+            if time.monotonic() - started >= self._total:
+                return SendResult(error=f"Timed out (no answer within {self._total:g} s).")
             return SendResult(error=f"The connection failed ({type(exc).__name__}).")
+        finally:
+            cutoff.cancel()
 
     def _target(self, url: str) -> tuple[str, str, str | None]:
         """(the URL with the checked IP as its host, the Host header, the TLS server name or None)."""

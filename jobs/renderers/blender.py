@@ -219,13 +219,11 @@ class _BlenderRun:
         while pending:
             if should_stop():
                 return
+            if time.monotonic() > deadline:  # checked on every pass: a render that prints all along is limited too
+                raise RenderError(f"Frame {self.current} took longer than {frame_timeout:g} s (the per-frame limit).")
             try:
                 line = self.lines.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                if time.monotonic() > deadline:
-                    raise RenderError(
-                        f"Frame {self.current} took longer than {frame_timeout:g} s (the per-frame limit)."
-                    ) from None
                 continue
             if line is None:
                 raise RenderError(self._ended_early())

@@ -30,7 +30,14 @@ def main():
     scene = bpy.context.scene
     if scene.camera is None:
         fail(f"Scene {scene.name!r} has no active camera.")
+    if bpy.data.libraries:
+        # A linked library reads another file from the worker (even another owner's cached scene).
+        fail("The scene links other .blend files (libraries); make them local or pack them into one file.")
     render = scene.render
+    # The compositor's File Output nodes and the sequencer could write files anywhere the worker can: the
+    # farm writes the rendered frames itself, to its own directory.
+    render.use_compositing = False
+    render.use_sequencer = False
     render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.use_denoising = False

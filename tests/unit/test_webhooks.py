@@ -255,3 +255,33 @@ def test_a_lost_message_is_sent_again_by_the_sweeper_once(repo, hooks, clock):
 def test_a_callback_needs_the_owners_secret(repo, queue, clock):
     with pytest.raises(WebhookSecretMissing):
         submit(repo, queue, clock, frames=(1, 1), callback_url="https://example.com/h", hooks=FakeWebhooks())
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_total_limit():
+    """httpx's read timeout is per read: a byte every 0.2 s never trips it. The whole exchange is limited."""
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def drip():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100:
+                conn.sendall(bytes([byte]))
+                time.sleep(0.2)
+        except OSError:
+            pass  # the sender hung up
+        finally:
+            conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    sender = HttpWebhookSender(https_only=False, allow_private=True, read_timeout=1.0, total_timeout=1.5)
+    started = time.monotonic()
+    result = sender.post(f"http://127.0.0.1:{listener.getsockname()[1]}/", body=b"{}", headers={})
+    listener.close()
+    assert time.monotonic() - started < 4
+    assert result.status_code is None and "Timed out" in result.error
