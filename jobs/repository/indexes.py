@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from jobs.adapters.aws import unavailable_as_503
-from jobs.domain import JobStatus
+from jobs.domain import Job, JobStatus
 from jobs.errors import InvalidCursor, JobStateConflict
 from jobs.ports.values import JobPage, Overdue
 from jobs.repository.cursor import decode_cursor, encode_cursor
@@ -23,6 +23,7 @@ from jobs.repository.items import (
     iso,
     item_to_job,
     job_key,
+    listing_group,
     owner_partitions,
 )
 
@@ -54,34 +55,56 @@ def list_for_owner(
             raise InvalidCursor()
     limit = limit or DEFAULT_PAGE
     index = "gsi1" if status is None else "gsi3"
-    entries: list[dict[str, Any]] = []
-    for partition in owner_partitions(owner):
-        entries += _shard_page(client, table, index, partition, status=status, below=below, limit=limit + 1)
-    entries.sort(key=lambda e: e[f"{index}sk"], reverse=True)
-    more = len(entries) > limit  # one more than the page tells whether another page exists
-    entries = entries[:limit]
-    next_cursor = None
-    if more:
+    group = None if status is None else listing_group(status)
+    page: list[tuple[str, Job]] = []  # (sort key, job), newest first, one more than the page if there is more
+    while len(page) <= limit:
+        entries, exhausted = _merged(client, table, owner, index, group=group, below=below, limit=limit + 1)
+        keys = [{"pk": {"S": e["pk"]}, "sk": {"S": e["sk"]}} for e in entries]
+        found = {item["id"]: item_to_job(item) for item in batch_get(client, table, keys)}
+        for entry in entries:
+            job = found.get(entry["pk"].removeprefix("JOB#"))
+            # An active group holds three states: the items, read now, say which each job is in.
+            if job is not None and (status is None or job.status is status):
+                page.append((entry[f"{index}sk"], job))
+        if exhausted or not entries:
+            break
         below = entries[-1][f"{index}sk"]
-        next_cursor = encode_cursor({"below": below}, scope, status=str(status) if status else None, limit=limit)
-    keys = [{"pk": {"S": e["pk"]}, "sk": {"S": e["sk"]}} for e in entries]
-    return JobPage(jobs=[item_to_job(i) for i in batch_get(client, table, keys)], cursor=next_cursor)
+    next_cursor = None
+    if len(page) > limit:
+        page = page[:limit]
+        next_cursor = encode_cursor({"below": page[-1][0]}, scope, status=str(status) if status else None, limit=limit)
+    return JobPage(jobs=[job for _, job in page], cursor=next_cursor)
+
+
+def _merged(
+    client, table: str, owner: str, index: str, *, group: str | None, below: str | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` entries of the owner's shards below `below`, merged newest first, and whether that is
+    all there is (every shard answered fewer than asked and nothing was cut)."""
+    entries: list[dict[str, Any]] = []
+    full = False
+    for partition in owner_partitions(owner):
+        got = _shard_page(client, table, index, partition, group=group, below=below, limit=limit)
+        full = full or len(got) >= limit
+        entries += got
+    entries.sort(key=lambda e: e[f"{index}sk"], reverse=True)
+    return entries[:limit], not full and len(entries) <= limit
 
 
 def _shard_page(
-    client, table: str, index: str, partition: str, *, status: JobStatus | None, below: str | None, limit: int
+    client, table: str, index: str, partition: str, *, group: str | None, below: str | None, limit: int
 ) -> list[dict[str, Any]]:
     """Up to `limit` entries of one shard, newest first, whose sort key is below `below` (if given)."""
     values: dict[str, Any] = {":owner": {"S": partition}}
-    if status is None:
+    if group is None:
         condition = "gsi1pk = :owner" + (" AND gsi1sk < :below" if below else "")
     elif below:
-        # One condition per sort key: BETWEEN the state's first key and the cursor (inclusive, dropped below).
-        condition = "gsi3pk = :owner AND gsi3sk BETWEEN :status AND :below"
-        values[":status"] = {"S": f"{status}#"}
+        # One condition per sort key: BETWEEN the group's first key and the cursor (inclusive, dropped below).
+        condition = "gsi3pk = :owner AND gsi3sk BETWEEN :group AND :below"
+        values[":group"] = {"S": f"{group}#"}
     else:
-        condition = "gsi3pk = :owner AND begins_with(gsi3sk, :status)"
-        values[":status"] = {"S": f"{status}#"}
+        condition = "gsi3pk = :owner AND begins_with(gsi3sk, :group)"
+        values[":group"] = {"S": f"{group}#"}
     if below:
         values[":below"] = {"S": below}
     params = {
@@ -90,7 +113,7 @@ def _shard_page(
         "KeyConditionExpression": condition,
         "ExpressionAttributeValues": values,
         "ScanIndexForward": False,
-        "Limit": limit + (1 if status is not None and below else 0),
+        "Limit": limit + (1 if group is not None and below else 0),
     }
     entries, _ = query_page(client, params, start=None)
     return [e for e in entries if below is None or e[f"{index}sk"] < below][:limit]

@@ -10,7 +10,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from jobs.domain import Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, RendererName, Scene
+from jobs.domain import ACTIVE_STATES, Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, RendererName, Scene
 from jobs.ports.values import IdempotencyRecord
 
 _ser = TypeSerializer()
@@ -119,9 +119,15 @@ def owner_partitions(owner: str) -> list[str]:
     return [f"OWNER#{owner}#{n}" for n in range(OWNER_SHARDS)]
 
 
+def listing_group(status: JobStatus) -> str:
+    """gsi3's group of a state: a final state is its own group; QUEUED, PROCESSING and CANCELLING share
+    `ACTIVE`, so a job's claim (QUEUED -> PROCESSING) leaves its listing entry alone (no index write)."""
+    return "ACTIVE" if status in ACTIVE_STATES else str(status)
+
+
 def status_sort_key(status: JobStatus, job_id: str) -> str:
-    """gsi3's sort key: the job's state, then its id (ids sort by creation time), for filtered listings."""
-    return f"{status}#{job_id}"
+    """gsi3's sort key: the job's listing group, then its id (ids sort by creation time)."""
+    return f"{listing_group(status)}#{job_id}"
 
 
 def result_to_map(result: FrameResult) -> dict[str, Any]:
