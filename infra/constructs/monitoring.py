@@ -63,31 +63,36 @@ class Monitoring(Construct):
 
         outcomes = {o: metric("JobsFinished", Outcome=o) for o in ("COMPLETED", "FAILED")}
         self.alarms: list[cw.Alarm] = []
-        dlq_alarm = cw.Alarm(
-            self,
+
+        def alarm(name: str, watched: cw.IMetric, *, threshold: float, periods: int, description: str, **more) -> None:
+            """An alarm above `threshold` for `periods` periods; no data is not a breach."""
+            made = cw.Alarm(
+                self,
+                name,
+                metric=watched,
+                threshold=threshold,
+                evaluation_periods=periods,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                alarm_description=description,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                **more,
+            )
+            self.alarms.append(made)
+
+        alarm(
             "DlqNotEmpty",
-            metric=dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(1), statistic="Maximum"),
+            dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(1), statistic="Maximum"),
             threshold=0,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            alarm_description="Messages in the render DLQ: poison work (manage.py dlq list)",
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            periods=1,
+            description="Messages in the render DLQ: poison work (manage.py dlq list)",
         )
-        self.alarms.append(dlq_alarm)
         for priority, queue in queues.items():
-            self.alarms.append(
-                cw.Alarm(
-                    self,
-                    f"OldestMessage{priority.capitalize()}",
-                    metric=queue.metric_approximate_age_of_oldest_message(
-                        period=Duration.minutes(1), statistic="Maximum"
-                    ),
-                    threshold=oldest_message_alarm_seconds,
-                    evaluation_periods=5,
-                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                    alarm_description=f"{priority} render work waited longer than {oldest_message_alarm_seconds}s",
-                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                )
+            alarm(
+                f"OldestMessage{priority.capitalize()}",
+                queue.metric_approximate_age_of_oldest_message(period=Duration.minutes(1), statistic="Maximum"),
+                threshold=oldest_message_alarm_seconds,
+                periods=5,
+                description=f"{priority} render work waited longer than {oldest_message_alarm_seconds}s",
             )
         requests = load_balancer.metrics.request_count(period=Duration.minutes(5))
         errors = target_group.metrics.http_code_target(
@@ -99,56 +104,30 @@ class Monitoring(Construct):
             label="API 5xx %",
             period=Duration.minutes(5),
         )
-        self.alarms.append(
-            cw.Alarm(
-                self,
-                "Api5xxRate",
-                metric=error_rate,
-                threshold=5,
-                evaluation_periods=2,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                alarm_description="More than 5% of API responses are 5xx",
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            )
-        )
+        alarm("Api5xxRate", error_rate, threshold=5, periods=2, description="More than 5% of API responses are 5xx")
         api_p95 = metric("ApiLatency", statistic="p95", minutes=1)
-        self.alarms.append(
-            cw.Alarm(
-                self,
-                "ApiLatencyP95",
-                metric=api_p95,
-                threshold=1000,
-                evaluation_periods=5,
-                datapoints_to_alarm=3,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                alarm_description="API p95 latency above 1 s (3 of 5 minutes)",
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            )
+        alarm(
+            "ApiLatencyP95",
+            api_p95,
+            threshold=1000,
+            periods=5,
+            datapoints_to_alarm=3,
+            description="API p95 latency above 1 s (3 of 5 minutes)",
         )
         for status, threshold, what in ((401, 300, "unauthenticated"), (429, 300, "throttled")):
-            self.alarms.append(
-                cw.Alarm(
-                    self,
-                    f"Api{status}Spike",
-                    metric=metric("ApiRequests", Status=str(status)),
-                    threshold=threshold,
-                    evaluation_periods=1,
-                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                    alarm_description=f"More than {threshold} {status} ({what}) API answers in 5 minutes",
-                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                )
+            alarm(
+                f"Api{status}Spike",
+                metric("ApiRequests", Status=str(status)),
+                threshold=threshold,
+                periods=1,
+                description=f"More than {threshold} {status} ({what}) API answers in 5 minutes",
             )
-        self.alarms.append(
-            cw.Alarm(
-                self,
-                "UnhealthyApiTargets",
-                metric=target_group.metrics.unhealthy_host_count(period=Duration.minutes(1), statistic="Maximum"),
-                threshold=0,
-                evaluation_periods=3,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                alarm_description="Unhealthy API targets behind the load balancer for 3 minutes",
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            )
+        alarm(
+            "UnhealthyApiTargets",
+            target_group.metrics.unhealthy_host_count(period=Duration.minutes(1), statistic="Maximum"),
+            threshold=0,
+            periods=3,
+            description="Unhealthy API targets behind the load balancer for 3 minutes",
         )
         throttled = cw.MathExpression(
             expression="FILL(r, 0) + FILL(w, 0)",
@@ -159,31 +138,21 @@ class Monitoring(Construct):
             label="DynamoDB throttle events",
             period=Duration.minutes(5),
         )
-        self.alarms.append(
-            cw.Alarm(
-                self,
-                "DynamoDbThrottling",
-                metric=throttled,
-                threshold=0,
-                evaluation_periods=2,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                alarm_description="DynamoDB throttled reads or writes of the table (10 minutes in a row)",
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            )
+        alarm(
+            "DynamoDbThrottling",
+            throttled,
+            threshold=0,
+            periods=2,
+            description="DynamoDB throttled reads or writes of the table (10 minutes in a row)",
         )
         # Each worker pool process start is a WorkerStarts; scaling the farm to its maximum starts at most
         # worker_max_processes in a window. Far more means processes (or tasks) die and restart: a crash loop.
-        self.alarms.append(
-            cw.Alarm(
-                self,
-                "WorkersCrashLooping",
-                metric=metric("WorkerStarts", minutes=15),
-                threshold=2 * max(worker_max_processes, 1),
-                evaluation_periods=1,
-                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                alarm_description="Worker processes restarting far more than scaling explains (crash loop)",
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-            )
+        alarm(
+            "WorkersCrashLooping",
+            metric("WorkerStarts", minutes=15),
+            threshold=2 * max(worker_max_processes, 1),
+            periods=1,
+            description="Worker processes restarting far more than scaling explains (crash loop)",
         )
         for alarm in self.alarms:
             alarm.add_alarm_action(alarm_action)

@@ -127,15 +127,23 @@ class CountingApp:
         return [json.dumps(body).encode()]
 
 
+_TABLES: dict[str, tuple] = {}  # name -> (moto's backend, its table), checked on every use
+
+
 def moto_table(name: str):
     """moto's table of that name, in whichever account and region holds it; None if there is none."""
     from moto.dynamodb.models import dynamodb_backends
 
+    cached = _TABLES.get(name)
+    if cached is not None and cached[0].tables.get(name) is cached[1]:
+        return cached[1]  # the meter asks several times per write: skip the walk over every backend
     for account in list(dynamodb_backends.keys()):
         for backend in list(dynamodb_backends[account].values()):
             table = backend.tables.get(name)
             if table is not None:
+                _TABLES[name] = (backend, table)
                 return table
+    _TABLES.pop(name, None)
     return None
 
 

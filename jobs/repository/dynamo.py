@@ -70,9 +70,17 @@ def conflict_from(old: dict[str, Any] | None) -> StaleWrite | JobNotFound:
 
 
 def conditional_update(
-    client, table: str, key: dict, expression: str, *, condition: str, values: dict | None = None
+    client,
+    table: str,
+    key: dict,
+    expression: str,
+    *,
+    condition: str,
+    values: dict | None = None,
+    returns: bool = True,
 ) -> dict:
-    """UpdateItem returning the new item; a lost condition raises JobStateConflict (or JobNotFound).
+    """UpdateItem returning the new item ({} with `returns=False`, for writes whose result nobody reads);
+    a lost condition raises JobStateConflict (or JobNotFound).
 
     Safe under botocore's retries: every write stamps the item with a fresh `last_write` id, so when a
     retry finds the condition failed because the first try did apply (its response was lost to a
@@ -85,7 +93,7 @@ def conditional_update(
     try:
         with unavailable_as_503("DynamoDB"):
             resp = client.update_item(
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_NEW" if returns else "NONE",
                 **update_params(table, key, expression, condition, {**(values or {}), ":write_id": write_id}),
             )
     except ClientError as exc:
@@ -95,7 +103,7 @@ def conditional_update(
         if current is not None and current.get("last_write", {}).get("S") == write_id:
             return deserialize(current)  # our own earlier try applied; this was botocore retrying it
         raise conflict_from(current) from exc
-    return deserialize(resp["Attributes"])
+    return deserialize(resp.get("Attributes", {}))
 
 
 def cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:

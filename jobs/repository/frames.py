@@ -92,7 +92,7 @@ def record_frame(
         _whole_job_write(client, table, key, expression, condition, values, finishes=last)
         return after
     try:
-        conditional_update(client, table, key, expression, condition=condition, values=values)
+        conditional_update(client, table, key, expression, condition=condition, values=values, returns=False)
     except StaleWrite as exc:
         raise LeaseLost(exc.message) from exc
     if publish or last:
@@ -121,6 +121,7 @@ def publish_progress(client, table: str, chunk: Chunk, *, now: datetime) -> None
             expression,
             condition="#status IN (:st_queued, :st_processing) AND attempt = :attempt",
             values=values,
+            returns=False,
         )
     except StaleWrite as exc:
         raise JobNotRunning(exc.status) from exc
@@ -131,7 +132,7 @@ def _whole_job_write(
 ) -> None:
     """One conditional update of a one-chunk job's item (safe under botocore's retries, like every other)."""
     try:
-        item = conditional_update(client, table, key, expression, condition=condition, values=values)
+        item = conditional_update(client, table, key, expression, condition=condition, values=values, returns=finishes)
     except StaleWrite as exc:
         if exc.status == JobStatus.PROCESSING:
             raise LeaseLost() from exc
