@@ -43,6 +43,7 @@ from bench import cost, raw
 from jobs.devstack.emulator import OBSERVER_MARK
 from jobs.devstack.stack import ROOT, Stack
 from jobs.repository.items import OWNER_SHARDS
+from jobs.worker.identity import worker_id_of
 
 OWNER = "bench"
 TABLE = "render-jobs"
@@ -383,10 +384,7 @@ def memory_line(bench: Bench, label: str) -> str:
 def worker_ids(stack: Stack, name: str) -> set[str]:
     """The opaque ids (`w-...`, as on chunk items) of the processes of one worker's process group."""
     host = socket.gethostname()
-    return {
-        "w-" + hashlib.sha256(f"{host}:{pid}".encode()).hexdigest()[:12]
-        for pid in group_pids(stack.processes[name].pid)
-    }
+    return {worker_id_of(host, pid) for pid in group_pids(stack.processes[name].pid)}
 
 
 def scenario_takeover(args) -> None:
@@ -438,7 +436,6 @@ def scenario_takeover(args) -> None:
 
 
 def scenario_blender(args) -> None:
-    import hashlib
     import json
     import shutil
     import subprocess

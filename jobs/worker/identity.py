@@ -11,11 +11,16 @@ import socket
 log = logging.getLogger(__name__)
 
 
+def worker_id_of(host: str, pid: int) -> str:
+    """The opaque id of the process `pid` on `host` (customers see it on chunks, not the host or pid)."""
+    return "w-" + hashlib.sha256(f"{host}:{pid}".encode()).hexdigest()[:12]
+
+
 @functools.cache
 def _worker_id(pid: int) -> str:
-    """An opaque id for this pool process (customers see it on chunks); the log maps it to host and pid."""
+    """This pool process's id; the log maps it to host and pid."""
     host = socket.gethostname()
-    wid = "w-" + hashlib.sha256(f"{host}:{pid}".encode()).hexdigest()[:12]
+    wid = worker_id_of(host, pid)
     log.info("worker id %s is %s pid %d", wid, host, pid)
     return wid
 
