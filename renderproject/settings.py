@@ -274,19 +274,22 @@ RENDER_BLENDER_CACHE_DIR = env("RENDER_BLENDER_CACHE_DIR", os.path.join(tempfile
 RENDER_BLENDER_CACHE_BYTES = env_int("RENDER_BLENDER_CACHE_BYTES", 10 * 1024**3)
 # A worker holds a chunk by a lease in DynamoDB and keeps its SQS message invisible while it works, so a
 # live render is never run twice and a SIGKILLed worker's chunk is taken over within a visibility timeout
-# (15 s: the takeover issue 12 asks for is under 20 s). Every recorded frame renews the lease in the same
-# write; a background thread renews it only after RENDER_HEARTBEAT_SECONDS without one, so frames shorter
-# than that cost no extra request. The worker's main process extends each message it holds shortly before
-# its visibility ends (jobs/worker/transport.py: VisibilityKeeper). The lease must lapse no later than the
+# (15 s: the takeover issue 12 asks for is under 20 s). Every progress write renews the lease; a background
+# thread speaks only after RENDER_HEARTBEAT_SECONDS without one (recording the frames waiting, or renewing
+# the lease alone). The worker's main process extends each message it holds shortly before its visibility
+# ends (jobs/worker/transport.py: VisibilityKeeper). The lease must lapse no later than the
 # message reappears; a redelivery that still finds a live lease waits for it instead of dropping the work.
 RENDER_LEASE_SECONDS = env_int("RENDER_LEASE_SECONDS", 10)
 RENDER_VISIBILITY_TIMEOUT = env_int("RENDER_VISIBILITY_TIMEOUT", 15)
-RENDER_HEARTBEAT_SECONDS = env_float("RENDER_HEARTBEAT_SECONDS", max(0.5, min(5.0, RENDER_LEASE_SECONDS / 2)))
+RENDER_HEARTBEAT_SECONDS = env_float("RENDER_HEARTBEAT_SECONDS", max(0.5, min(8.0, RENDER_LEASE_SECONDS * 0.8)))
 if not 0 < RENDER_HEARTBEAT_SECONDS < RENDER_LEASE_SECONDS:
     raise ImproperlyConfigured("RENDER_HEARTBEAT_SECONDS must be above 0 and below RENDER_LEASE_SECONDS")
-# A chunk of a multi-chunk job puts its progress on the job item at most this often (and at its last
-# frame); the frames between cost one write each. Cancels reach a running chunk at its next publish.
-RENDER_PROGRESS_SECONDS = env_float("RENDER_PROGRESS_SECONDS", 2.0)
+# A rendering chunk records the frames it has stored in S3 in one write once the last write is this old (and
+# at its last frame); a chunk of a multi-chunk job publishes its progress on the job item in the same
+# transaction. Progress in the API lags by at most this plus a frame; a cancel reaches a running chunk at its
+# next write; a worker that dies loses at most this much rendering (its next holder renders those frames
+# again, to the same keys). By default the heartbeat's period: one write per heartbeat, whoever makes it.
+RENDER_PROGRESS_SECONDS = env_float("RENDER_PROGRESS_SECONDS", RENDER_HEARTBEAT_SECONDS)
 # Each worker process writes a heartbeat item this often (live workers for `farm_status` and /api/farm);
 # it expires after three beats, so a killed worker drops out of the listing within that.
 RENDER_WORKER_HEARTBEAT_SECONDS = env_float("RENDER_WORKER_HEARTBEAT_SECONDS", 10.0)

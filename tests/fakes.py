@@ -290,24 +290,25 @@ class InMemoryChunkRepository:
     def _not_claimed(status: JobStatus, attempt: int) -> JobStateConflict:
         return JobNotRunning(str(status)) if status in FINAL else _conflict(status, attempt)
 
-    def record_frame(
+    def record_frames(
         self,
         chunk,
         *,
         token,
-        result,
+        results,
         render_seconds,
         now,
         lease_until,
         has_preview=False,
         expires_at=None,
-        publish=True,
     ) -> Chunk:
         current = self._held(chunk, token, extra=lambda c: c.frames_done == chunk.frames_done)
-        last = current.frames_done + 1 == len(current.frames)
+        if not chunk.whole_job:  # as DynamoDB: the chunk item's write and its publish are one transaction
+            self._check_running(chunk)
+        last = current.frames_done + len(results) == len(current.frames)
         updated = current.replace(
-            frames_done=current.frames_done + 1,
-            results=(*current.results, result),
+            frames_done=current.frames_done + len(results),
+            results=(*current.results, *results),
             render_seconds=current.render_seconds + render_seconds,
             lease_expires_at=lease_until,
         )
@@ -333,21 +334,25 @@ class InMemoryChunkRepository:
             self._store(updated, due=None, now=now)
         else:
             self._store(updated, due="keep", now=now)  # as DynamoDB: the sweeper's marker stays put
-        if publish or last:
+        if not chunk.whole_job:
             self.publish(updated, now=now)
         return updated
 
     def publish(self, chunk, *, now) -> None:
         """As DynamoDB: the chunk's frames done and completion, on the job item, while it runs this attempt."""
-        job = self._jobs.get(chunk.job_id)
-        if job.status not in (Q, P) or job.attempt != chunk.attempt:
-            raise JobNotRunning(str(job.status))
+        job = self._check_running(chunk)
         progress = self._jobs.progress.setdefault(chunk.job_id, {})
         done = self._jobs.done_chunks.setdefault(chunk.job_id, set())
         progress[chunk.index] = chunk.frames_done
         if chunk.status is JobStatus.COMPLETED:
             done.add(chunk.index)
         self._jobs._put(job.replace(frames_done=sum(progress.values()), chunks_done=len(done), updated_at=now))
+
+    def _check_running(self, chunk) -> Job:
+        job = self._jobs.get(chunk.job_id)
+        if job.status not in (Q, P) or job.attempt != chunk.attempt:
+            raise JobNotRunning(str(job.status))
+        return job
 
     def renew(self, chunk, *, token, until) -> None:
         current = self._held(chunk, token)

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from jobs.devstack import moto_fixes
 from jobs.devstack.capacity import READS, WRITES, CapacityMeter
 
 OBSERVER_MARK = "render-observer"
@@ -78,8 +79,8 @@ class CountingApp:
         with self._lock:
             self._counts[(who, service, action)] += 1
         if service == "dynamodb":
-            # moto is not safe under concurrent requests (a transaction's rollback restores a whole-table
-            # snapshot); DynamoDB makes each call atomic, so the emulator runs them one at a time.
+            # moto is not safe under concurrent requests (a transaction's rollback restores the items it
+            # saved, moto_fixes.py); DynamoDB makes each call atomic, so the emulator runs them one at a time.
             with self._dynamodb_lock:
                 if who == "system" and action in WRITES | READS:
                     return self._metered(action, environ, start_response)
@@ -153,6 +154,7 @@ class QuietHandler(MotoRequestHandler):
 
 
 def make_emulator(host: str, port: int):
+    moto_fixes.apply()
     app = CountingApp(DomainDispatcherApplication(create_backend_app))
     return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
 

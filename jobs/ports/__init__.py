@@ -183,9 +183,9 @@ class RenderContext:
     max_attempts: int
     retention: timedelta
     heartbeat_seconds: float = 20.0
-    # A chunk of a multi-chunk job publishes its progress on the job item at most this often (and at its
-    # last frame): frames between cost one write each, on the chunk item alone.
-    progress_seconds: float = 2.0
+    # A rendering chunk records its frames in one write at most this often (and at its last frame); a chunk
+    # of a multi-chunk job publishes its progress on the job item with each (services/progress.py).
+    progress_seconds: float = 8.0
     max_crashes: int = 5  # claims whose holder died (poison work) before the chunk fails
     # Seconds left before a requested shutdown must be done; None while the worker is not shutting down.
     grace_left: Callable[[], float | None] = lambda: None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -36,18 +37,17 @@ class ChunkRepository(Protocol):
         now: datetime,
         lease_seconds: int,
     ) -> tuple[Job, Chunk]: ...
-    def record_frame(
+    def record_frames(
         self,
         chunk: Chunk,
         *,
         token: str,
-        result: FrameResult,
+        results: Sequence[FrameResult],
         render_seconds: float,
         now: datetime,
         lease_until: datetime,
         has_preview: bool = False,
         expires_at: datetime | None = None,
-        publish: bool = True,
     ) -> Chunk: ...
     def publish(self, chunk: Chunk, *, now: datetime) -> None: ...
     def renew(self, chunk: Chunk, *, token: str, until: datetime) -> None: ...

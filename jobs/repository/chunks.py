@@ -150,9 +150,10 @@ class DynamoChunkRepository:
             lease_seconds=lease_seconds,
         )
 
-    def record_frame(self, chunk: Chunk, **frame: Any) -> Chunk:
-        """Store one frame's result, renewing the lease; the last frame completes the chunk (frames.py)."""
-        return frames.record_frame(self._client, self._table, chunk, **frame)
+    def record_frames(self, chunk: Chunk, **frames_: Any) -> Chunk:
+        """Store the frames rendered since the last write, renewing the lease; the write holding the last frame
+        completes the chunk (frames.py)."""
+        return frames.record_frames(self._client, self._table, chunk, **frames_)
 
     def publish(self, chunk: Chunk, *, now: datetime) -> None:
         """Put a chunk item's progress (and completion) on its job item again; idempotent (frames.py)."""

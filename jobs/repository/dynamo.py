@@ -110,6 +110,39 @@ def cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
     return exc.response.get("CancellationReasons", [])
 
 
+def conditional_transaction(client, updates: list[tuple[str, dict, str, str, dict]]) -> tuple[int, Exception] | None:
+    """Conditional updates `(table, key, expression, condition, values)` applied all or none, in one
+    TransactWriteItems; None when applied, else the position of the first update whose condition failed and
+    its conflict (StaleWrite or JobNotFound, from the item as it stands).
+
+    Safe under retries like `conditional_update`: every item is stamped with one `last_write` id, so a retry
+    that finds the first try applied counts as done; on AWS the request token makes a retry idempotent too.
+    """
+    write_id = uuid.uuid4().hex
+    items = []
+    for table, key, expression, condition, values in updates:
+        if not expression.startswith("SET "):
+            raise ValueError(f"conditional updates start with SET: {expression!r}")
+        stamped = f"SET last_write = :write_id, {expression[4:]}"
+        items.append({"Update": update_params(table, key, stamped, condition, {**values, ":write_id": write_id})})
+    try:
+        with unavailable_as_503("DynamoDB"):
+            client.transact_write_items(TransactItems=items, ClientRequestToken=write_id)
+    except ClientError as exc:
+        if error_code(exc) != "TransactionCanceledException":
+            raise
+        reasons = cancellation_reasons(exc)
+        for position, reason in enumerate(reasons):
+            if reason.get("Code") != "ConditionalCheckFailed":
+                continue
+            current = reason.get("Item")
+            if current is not None and current.get("last_write", {}).get("S") == write_id:
+                return None  # our own earlier try applied (all of it); this was a retry
+            return position, conflict_from(current)
+        raise  # cancelled for another reason (a conflicting transaction, throttling): the caller's error
+    return None
+
+
 def lease_values(*, worker: str, token: str, now: datetime, lease_seconds: int, attempt: int) -> dict[str, Any]:
     return {
         ":worker": worker,

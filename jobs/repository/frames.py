@@ -1,13 +1,15 @@
-"""Recording one rendered frame: the lease holder's per-frame write, in either storage shape of a chunk.
+"""Recording rendered frames: the lease holder's progress write, in either storage shape of a chunk.
 
-A one-chunk job's item takes one conditional update; a chunk item and its job's counters move in one
-transaction that also requires the job to be PROCESSING in this attempt. Used by
-DynamoChunkRepository.record_frame.
+A one-chunk job's item takes one conditional update; a chunk item's update and the publish of its progress
+on its job item (which requires the job to be running in this attempt) are one transaction. One write
+records every frame rendered since the last one (services/progress.py decides when). Used by
+DynamoChunkRepository.record_frames.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +18,7 @@ from jobs.errors import JobNotRunning, LeaseLost, StaleWrite
 from jobs.repository.dynamo import (
     FINISHED,
     HOLDS_LEASE,
+    conditional_transaction,
     conditional_update,
     set_status,
     settle_usage,
@@ -33,32 +36,33 @@ from jobs.repository.items import (
 log = logging.getLogger(__name__)
 
 
-def record_frame(
+def record_frames(
     client,
     table: str,
     chunk: Chunk,
     *,
     token: str,
-    result: FrameResult,
+    results: Sequence[FrameResult],
     render_seconds: float,
     now: datetime,
     lease_until: datetime,
     has_preview: bool = False,
     expires_at: datetime | None = None,
-    publish: bool = True,
 ) -> Chunk:
-    """Store one frame's result (renewing the lease); the chunk's last frame completes it.
+    """Store the results of the frames rendered since the last write (renewing the lease); the write that
+    holds the chunk's last frame completes it.
 
-    For a one-chunk job the last frame completes the job (`has_preview`, `expires_at` apply). A chunk item
-    is written alone (no transaction); with `publish`, and always at its last frame, its progress is then
-    published on the job item (`publish_progress`), which also requires the job to be PROCESSING in this
-    attempt. JobNotRunning when the job stopped, LeaseLost when the lease is gone.
+    For a one-chunk job the last write completes the job (`has_preview`, `expires_at` apply). A chunk item's
+    write and the publish of its progress on the job item (`publish_progress`, which requires the job to be
+    running in this attempt) are one transaction: one request per write, whatever it carries.
+    JobNotRunning when the job stopped, LeaseLost when the lease is gone.
     """
-    last = chunk.frames_done + 1 == len(chunk.frames)
+    done = chunk.frames_done + len(results)
+    last = done == len(chunk.frames)
     values: dict[str, Any] = {
-        ":next": chunk.frames_done + 1,
+        ":next": done,
         ":done": chunk.frames_done,
-        ":result": [result_to_map(result)],
+        ":result": [result_to_map(r) for r in results],
         ":secs": decimal(render_seconds),
         ":token": token,
         ":attempt": chunk.attempt,
@@ -68,8 +72,8 @@ def record_frame(
         "SET frames_done = :next, #results = list_append(#results, :result), render_seconds = render_seconds + :secs"
     )
     if not last:
-        # The lease moves on with the frame; the sweeper's marker (gsi2) stays where the claim put it, so a
-        # frame costs no index write (an overdue marker of a live lease is postponed, see services/sweeper.py).
+        # The lease moves on with the frames; the sweeper's marker (gsi2) stays where the claim put it, so a
+        # write costs no index write (an overdue marker of a live lease is postponed, see services/sweeper.py).
         expression += ", updated_at = :now, lease_expires_at = :lease"
         values[":lease"] = seconds(lease_until)
     elif chunk.whole_job:
@@ -83,20 +87,22 @@ def record_frame(
         )
     key, condition = chunk_key(chunk.job_id, chunk.index), f"{HOLDS_LEASE} AND frames_done = :done"
     after = chunk.replace(
-        frames_done=chunk.frames_done + 1,
-        results=(*chunk.results, result),
+        frames_done=done,
+        results=(*chunk.results, *results),
         render_seconds=chunk.render_seconds + render_seconds,
         status=JobStatus.COMPLETED if last else chunk.status,
     )
     if chunk.whole_job:
         _whole_job_write(client, table, key, expression, condition, values, finishes=last)
         return after
-    try:
-        conditional_update(client, table, key, expression, condition=condition, values=values, returns=False)
-    except StaleWrite as exc:
-        raise LeaseLost(exc.message) from exc
-    if publish or last:
-        publish_progress(client, table, after, now=now)
+    lost = conditional_transaction(
+        client, [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *_publish(after, now))]
+    )
+    if lost is not None:
+        position, conflict = lost
+        if position == 0:
+            raise LeaseLost() from conflict
+        raise JobNotRunning(conflict.status if isinstance(conflict, StaleWrite) else "gone") from conflict
     return after
 
 
@@ -108,23 +114,23 @@ def publish_progress(client, table: str, chunk: Chunk, *, now: datetime) -> None
     JobNotRunning when the job is not running in the chunk's attempt (cancelled, failed, retried). A job
     still QUEUED in that attempt takes it too: a retry's fan-out counts the chunks kept from earlier attempts.
     """
+    expression, condition, values = _publish(chunk, now)
+    try:
+        conditional_update(
+            client, table, job_key(chunk.job_id), expression, condition=condition, values=values, returns=False
+        )
+    except StaleWrite as exc:
+        raise JobNotRunning(exc.status) from exc
+
+
+def _publish(chunk: Chunk, now: datetime) -> tuple[str, str, dict[str, Any]]:
+    """The job item's update that publishes a chunk's progress: expression, condition, values."""
     expression = f"SET c{chunk.index} = :n, updated_at = :now"
     values: dict[str, Any] = {":n": chunk.frames_done, ":now": iso(now), ":attempt": chunk.attempt}
     if chunk.status is JobStatus.COMPLETED:
         expression += " ADD done_chunks :index"
         values[":index"] = {chunk.index}
-    try:
-        conditional_update(
-            client,
-            table,
-            job_key(chunk.job_id),
-            expression,
-            condition="#status IN (:st_queued, :st_processing) AND attempt = :attempt",
-            values=values,
-            returns=False,
-        )
-    except StaleWrite as exc:
-        raise JobNotRunning(exc.status) from exc
+    return expression, "#status IN (:st_queued, :st_processing) AND attempt = :attempt", values
 
 
 def _whole_job_write(

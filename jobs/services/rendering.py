@@ -21,6 +21,7 @@ from jobs.ports import JobNotifier, JobRepository, RenderContext, RenderedFrame
 from jobs.services.assembly import job_assemble, make_outputs
 from jobs.services.control import SILENT, finish_cancel_if_idle, job_fail
 from jobs.services.lease import LeaseKeeper
+from jobs.services.progress import ChunkProgress
 from jobs.services.render_log import ChunkLog
 
 log = logging.getLogger(__name__)
@@ -118,77 +119,67 @@ def _save_log(chunk_log: ChunkLog, every: float = 0.0) -> None:
 
 
 def _render_frames(ctx: RenderContext, job: Job, chunk: Chunk, token: str, chunk_log: ChunkLog) -> tuple[Outcome, int]:
-    repo = ctx.repo
     frame_seconds: list[float] = []
-    current = chunk
-    published_at = None  # when this chunk last put its progress on the job item (multi-chunk jobs)
+    progress = ChunkProgress(ctx, chunk, token=token)
+    frames = chunk.frames
     try:
         renderer = ctx.renderer_for(job)
         with (
-            LeaseKeeper(
-                lambda: repo.chunks.renew(current, token=token, until=ctx.lease_until()), every=ctx.heartbeat_seconds
-            ) as keeper,
+            LeaseKeeper(progress.keep_alive, every=ctx.heartbeat_seconds) as keeper,
             contextlib.closing(
-                renderer.render_chunk(job, chunk.frames[chunk.frames_done :], should_stop=keeper.refused, log=chunk_log)
+                renderer.render_chunk(job, frames[chunk.frames_done :], should_stop=keeper.refused, log=chunk_log)
             ) as rendered,
         ):
-            while current.frames_done < len(current.frames):
-                _check_shutdown(ctx, frames_left=len(current.frames) - current.frames_done, seconds=frame_seconds)
+            while (done := progress.frames_rendered) < len(frames):
+                progress.raise_refusal()
+                _check_shutdown(ctx, frames_left=len(frames) - done, seconds=frame_seconds)
                 out = next(rendered, None)
                 if out is None:
-                    _renderer_ended_early(ctx, current, token, keeper)
+                    _renderer_ended_early(progress, done, len(frames))
                 result = _store_frame(ctx, job, out)
                 frame_seconds.append(out.seconds)
                 has_preview = False
-                if current.whole_job and current.frames_done + 1 == len(current.frames):
+                if chunk.whole_job and done + 1 == len(frames):
                     # The last frame of a one-chunk job completes the job: its outputs go first.
-                    has_preview = make_outputs(store=ctx.store, job=job, results=[*current.results, result])
-                now = ctx.clock()
-                publish = published_at is None or (now - published_at).total_seconds() >= ctx.progress_seconds
-                current = repo.chunks.record_frame(
-                    current,
-                    token=token,
-                    result=result,
-                    render_seconds=out.seconds,
-                    now=now,
-                    lease_until=ctx.lease_until(),
-                    has_preview=has_preview,
-                    expires_at=now + ctx.retention,
-                    publish=publish,
-                )
-                if publish:
-                    published_at = now
-                keeper.touched()
+                    has_preview = make_outputs(store=ctx.store, job=job, results=[*progress.results(), result])
+                if progress.add(result, out.seconds, has_preview=has_preview):
+                    keeper.touched()
                 ctx.metrics.frame_rendered(seconds=out.seconds)
                 _save_log(chunk_log, every=ctx.log_flush_seconds)
     except LeaseLost:
-        log.warning("%s: lease lost; leaving it to its new holder", current.name)
+        log.warning("%s: lease lost; leaving it to its new holder", chunk.name)
         return Outcome.STOPPED, 0
     except _ReleaseForShutdown:
-        with contextlib.suppress(LeaseLost):
-            repo.chunks.release(current, token=token, now=ctx.clock())
-        log.info("%s released at shutdown after %d frames", current.name, current.frames_done)
+        with contextlib.suppress(JobStateConflict):
+            progress.flush()  # the frames rendered so far are not rendered again
+            ctx.repo.chunks.release(progress.current, token=token, now=ctx.clock())
+        log.info("%s released at shutdown after %d frames", chunk.name, progress.current.frames_done)
         return Outcome.RELEASED, 0
     except JobNotRunning as exc:
-        return _stopped(ctx, job, current, token, exc.status), 0
+        return _stopped(ctx, job, progress.current, token, exc.status), 0
     except Exception as exc:
-        log.exception("%s: render failed", current.name)
-        return _fail_or_retry(ctx, job, current, token, describe(exc))
-    log.info("%s COMPLETED", current.name)
-    if current.whole_job:
-        log.info("job_completed job=%s frames=%d", job.id, current.frames_done)
+        log.exception("%s: render failed", chunk.name)
+        try:
+            progress.flush()  # the frames before the failed one are kept for the retry
+        except LeaseLost:
+            return Outcome.STOPPED, 0
+        except JobNotRunning as stop:
+            return _stopped(ctx, job, progress.current, token, stop.status), 0
+        return _fail_or_retry(ctx, job, progress.current, token, describe(exc))
+    log.info("%s COMPLETED", chunk.name)
+    if chunk.whole_job:
+        log.info("job_completed job=%s frames=%d", job.id, len(frames))
         ctx.notifier.job_ended(job, JobStatus.COMPLETED)
     else:
         _assemble_if_last(ctx, job.id, job.attempt)
     return Outcome.DONE, 0
 
 
-def _renderer_ended_early(ctx: RenderContext, chunk: Chunk, token: str, keeper: LeaseKeeper) -> None:
-    """The renderer stopped before the chunk's last frame: because it was told to (the renewal names why,
-    raising LeaseLost or JobNotRunning), else it is a renderer fault."""
-    if keeper.refused():
-        ctx.repo.chunks.renew(chunk, token=token, until=ctx.lease_until())
-    raise RenderError(f"The renderer stopped after {chunk.frames_done} of {len(chunk.frames)} frames.")
+def _renderer_ended_early(progress: ChunkProgress, done: int, total: int) -> None:
+    """The renderer stopped before the chunk's last frame: because it was told to (the refused write or
+    renewal names why, LeaseLost or JobNotRunning), else it is a renderer fault."""
+    progress.raise_refusal()
+    raise RenderError(f"The renderer stopped after {done} of {total} frames.")
 
 
 def _check_shutdown(ctx: RenderContext, *, frames_left: int, seconds: list[float]) -> None:

@@ -44,11 +44,13 @@ def _result(frame):
     return FrameResult(frame=frame, key=f"k{frame}", size=1, sha256="0" * 64, content_type="image/png")
 
 
-def _record(repo, chunk, *, token=TOKEN, frame=None, seconds=1.0, now=T0, **kwargs):
-    return repo.chunks.record_frame(
+def _record(repo, chunk, *, token=TOKEN, frame=None, seconds=1.0, now=T0, count=1, **kwargs):
+    """Record `count` frames in one write (a chunk item's publishes its progress on the job in the same)."""
+    first = frame if frame is not None else chunk.frame_start + chunk.frames_done
+    return repo.chunks.record_frames(
         chunk,
         token=token,
-        result=_result(frame if frame is not None else chunk.frame_start + chunk.frames_done),
+        results=[_result(first + n) for n in range(count)],
         render_seconds=seconds,
         now=now,
         lease_until=now + timedelta(seconds=LEASE),
@@ -369,6 +371,10 @@ def test_chunk_frames_count_on_the_job_atomically_and_the_last_one_completes_the
     assert (job_now.status, job_now.frames_done, job_now.chunks_done) == (JobStatus.PROCESSING, 2, 1)
     with pytest.raises(JobStateConflict):  # not every chunk is done yet
         repo.begin_assembly(job.id, attempt=1, worker="a", token="x", now=T0, lease_seconds=LEASE)
+    _, batched = _claim(repo, job.id, 1)
+    assert _record(repo, batched, count=2, seconds=2.0).status is JobStatus.COMPLETED  # two frames, one write
+    assert [r.frame for r in repo.chunks.list(job.id)[1].results] == [3, 4]
+    assert (repo.get(job.id).frames_done, repo.get(job.id).chunks_done) == (4, 2)
 
 
 def test_chunk_writes_stop_once_the_job_is_cancelling(repo, make_job):
@@ -378,8 +384,8 @@ def test_chunk_writes_stop_once_the_job_is_cancelling(repo, make_job):
     with pytest.raises(JobNotRunning) as stopped:
         _record(repo, chunk, frame=3)
     assert stopped.value.status == "CANCELLING"
-    # The chunk item (which needs only the lease) keeps the frame; the job refused its publish.
-    assert repo.chunks.list(job.id)[1].frames_done == 1
+    # The chunk item's write and the job's publish are one: neither took the frame.
+    assert repo.chunks.list(job.id)[1].frames_done == 0
     assert repo.get(job.id).frames_done == 0
     ended = repo.chunks.end(chunk, token="t", status=JobStatus.CANCELLED, now=T0, expires_at=T0 + LATER)
     assert ended.status is JobStatus.CANCELLED and ended.lease_token is None

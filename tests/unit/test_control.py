@@ -113,9 +113,9 @@ def test_a_multi_chunk_job_cancelled_before_its_fanout_and_retried_renders_every
     assert (done.status, done.attempt, done.frames_done) == (JobStatus.COMPLETED, 2, 15)
 
 
-def test_a_chunk_that_completed_as_its_job_was_cancelled_counts_when_the_job_is_retried(repo, queue, clock, store):
-    """The chunk's last frame is recorded on its item, but the job refused the publish (it was cancelling):
-    the retry's fan-out keeps the chunk and counts it, so the retried job completes."""
+def test_a_chunk_whose_last_frame_met_a_cancel_is_finished_by_the_retry(repo, queue, clock, store):
+    """The chunk's last frame write is refused with the job's publish (one transaction): the chunk did not
+    complete, so the retry renders that frame again, keeps the frames recorded before it, and completes."""
     job = submit(repo, queue, clock, frames=(1, 4), chunk_size=2)
 
     def cancel_on_the_last_frame_of_chunk_0(j, frame):
@@ -125,10 +125,11 @@ def test_a_chunk_that_completed_as_its_job_was_cancelled_counts_when_the_job_is_
     drain(repo, queue, make_worker(repo, store, clock, ScriptedRenderer(on_render=cancel_on_the_last_frame_of_chunk_0)))
     cancelled = repo.get(job.id)
     assert cancelled.status is JobStatus.CANCELLED and cancelled.chunks_done == 0
-    assert repo.chunks.list(job.id)[0].status is JobStatus.COMPLETED  # recorded, never counted on the job
+    stopped = repo.chunks.list(job.id)[0]
+    assert stopped.status is JobStatus.CANCELLED and stopped.frames_done == 1  # frame 2 was not recorded
     job_retry(repo=repo, queue=queue, job=cancelled, now=clock())
     renderer = ScriptedRenderer()
     drain(repo, queue, make_worker(repo, store, clock, renderer))
     done = repo.get(job.id)
     assert done.status is JobStatus.COMPLETED and done.frames_done == 4 and done.chunks_done == 2
-    assert renderer.calls == [3, 4]  # only the chunk that did not complete
+    assert renderer.calls == [2, 3, 4]  # frame 1 was kept

@@ -241,11 +241,10 @@ def test_assembly_runs_once_even_when_two_workers_try(repo, queue, clock, store)
         repo.begin_assembly(job.id, attempt=1, worker="w3", token="t", now=clock(), lease_seconds=LEASE)
 
 
-# A one-chunk job's frame write is conditional on the job running, so the frame rendering when the cancel
-# came is not recorded; a chunk item records it (the chunk write needs only the lease) and the publish on the
-# job that follows finds the job stopped, so that frame, stored in S3, is kept and listed.
+# Every frame write is conditional on the job running (a chunk item's write and its publish on the job are
+# one transaction), so in both shapes the frame rendering when the cancel came is not recorded or listed.
 @pytest.mark.parametrize(
-    ("frames", "cancel_at", "kept"), [((1, 3), 2, [1]), ((1, 10), 3, [1, 2, 3])], ids=["one_chunk", "chunks"]
+    ("frames", "cancel_at", "kept"), [((1, 3), 2, [1]), ((1, 10), 3, [1, 2])], ids=["one_chunk", "chunks"]
 )
 def test_the_recorded_frames_of_a_cancelled_job_are_listed(repo, queue, clock, store, frames, cancel_at, kept):
     """Bug 5: a job that did not complete listed no frames, though its good frames are stored."""
@@ -310,9 +309,10 @@ def test_the_worker_id_customers_see_is_opaque():
     assert ":" not in wid and (len(socket.gethostname()) < 4 or socket.gethostname() not in wid)
 
 
-def test_a_chunk_publishes_its_progress_on_the_job_at_most_every_progress_seconds(repo, queue, clock, store):
-    """Frames between publishes cost one write (the chunk item); the job's progress lags by at most
-    progress_seconds and is exact once the chunk completes. A cancel is noticed at the next publish."""
+def test_a_chunk_records_its_frames_in_one_write_every_progress_seconds(repo, queue, clock, store):
+    """Frames between writes wait in the worker (they are in S3 already); one write records them all and
+    publishes the chunk's progress on the job, which lags by at most progress_seconds plus a frame and is
+    exact once the chunk completes. A cancel is noticed at the next write."""
     job = submit(repo, queue, clock, frames=(1, 20), chunk_size=10)
     seen = []
 
@@ -322,12 +322,12 @@ def test_a_chunk_publishes_its_progress_on_the_job_at_most_every_progress_second
 
     worker = make_worker(repo, store, clock, ScriptedRenderer(on_render=one_second_a_frame), progress_seconds=2)
     assert drain(repo, queue, worker) == [Outcome.DONE] * 2
-    assert seen[:10] == [0, 1, 1, 3, 3, 5, 5, 7, 7, 9]  # chunk 0 published at frames 1, 3, 5, 7, 9 and the last
+    assert seen[:10] == [0, 0, 2, 2, 4, 4, 6, 6, 8, 8]  # chunk 0 wrote at frames 2, 4, 6, 8 and 10
     assert seen[10] == 10  # complete once the chunk is
     assert repo.get(job.id).frames_done == 20 and repo.get(job.id).status is JobStatus.COMPLETED
 
 
-def test_a_cancel_reaches_a_throttled_chunk_at_its_next_publish(repo, queue, clock, store):
+def test_a_cancel_reaches_a_batching_chunk_at_its_next_write(repo, queue, clock, store):
     job = submit(repo, queue, clock, frames=(1, 20), chunk_size=10)
 
     def cancel_at_frame_2(j, frame):
@@ -338,4 +338,4 @@ def test_a_cancel_reaches_a_throttled_chunk_at_its_next_publish(repo, queue, clo
     worker = make_worker(repo, store, clock, ScriptedRenderer(on_render=cancel_at_frame_2), progress_seconds=2)
     drain(repo, queue, worker)
     assert repo.get(job.id).status is JobStatus.CANCELLED
-    assert sorted(store.objects) == [f"jobs/{job.id}/frames/0000{f}.png" for f in (1, 2, 3)]  # 3 published
+    assert sorted(store.objects) == [f"jobs/{job.id}/frames/0000{f}.png" for f in (1, 2)]  # written at frame 2

@@ -1,0 +1,178 @@
+"""Fixes to moto's DynamoDB that the emulator applies: costs real DynamoDB does not have, which grow with the
+table and made a local stack left running slower and slower. Behaviour is unchanged; only the work is.
+
+- TransactWriteItems: moto deep-copies every table a transaction touches, to roll back if it fails (a
+  240-frame job's writes copied the whole table dozens of times). Here only the items the transaction
+  names are copied, and restored if it fails.
+- Query: moto walks every item of the table for each one. On the table's own key it now walks that
+  partition only; on an index, the items whose index key has the queried value, from a map of the
+  table by that attribute that is built once per table state (every write makes the next query rebuild
+  it), so the sweeper's and the listings' back-to-back queries over an index's shards pay one walk.
+- Memory: moto keeps every DynamoDB `Item` object it ever creates in a class-level list (for its
+  introspection API), including the copies each Query and transaction makes, so the emulator grew by about
+  1 KB per item any query returned. DynamoDB items are no longer tracked there.
+
+The emulator runs DynamoDB calls one at a time (emulator.py), which these rely on.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections import defaultdict
+from typing import Any
+
+_APPLIED = False
+
+
+def apply() -> None:
+    global _APPLIED
+    if _APPLIED:
+        return
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import Table
+
+    Item.instances_tracked = _Untracked()
+    models.DynamoDBBackend.transact_write_items = _rolled_back_by_item(models.DynamoDBBackend.transact_write_items)
+    models.copy = _NoTableCopies(Table)  # the module's `copy.deepcopy(table)` now returns the table itself
+    Table.query = _one_partition(Table.query)
+    for name in _WRITES:
+        setattr(models.DynamoDBBackend, name, _counted(getattr(models.DynamoDBBackend, name)))
+    _APPLIED = True
+
+
+# Every call of moto's backend that changes a table (the batch and transaction calls go through the first
+# three too, and are counted themselves in case they do not).
+_WRITES = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "batch_write_item",
+    "execute_statement",
+    "create_table",
+    "update_table",
+    "delete_table",
+)
+_state = {"version": 0}  # bumped by every write: index maps built at an older version are stale
+_index_maps: dict[tuple[int, str], tuple[int, dict]] = {}  # (id(table), attribute) -> (version, map)
+
+
+def _counted(method):
+    @functools.wraps(method)
+    def write(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _state["version"] += 1
+
+    return write
+
+
+def _items_with(table, attribute: str, value) -> list:
+    """The table's items whose `attribute` is `value`, from a map rebuilt only after a write."""
+    key = (id(table), attribute)
+    cached = _index_maps.get(key)
+    if cached is None or cached[0] != _state["version"]:
+        groups: dict = defaultdict(list)
+        for item in type(table).all_items(table):
+            found = item.attrs.get(attribute)
+            if found is not None:
+                groups[found].append(item)
+        cached = (_state["version"], groups)
+        _index_maps[key] = cached
+    return cached[1].get(value, [])
+
+
+class _Untracked(list):
+    """A list that keeps nothing: moto appends every instance of a model class to one."""
+
+    def append(self, _instance: Any) -> None:
+        pass
+
+
+class _NoTableCopies:
+    """Stands in for the `copy` module inside moto.dynamodb.models: deep copies of anything but a table."""
+
+    def __init__(self, table_type: type):
+        self._table_type = table_type
+
+    def deepcopy(self, value: Any, memo: dict | None = None) -> Any:
+        if isinstance(value, self._table_type):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+def _rolled_back_by_item(transact):
+    @functools.wraps(transact)
+    def transact_write_items(self, transact_items: list[dict[str, Any]]) -> None:
+        saved = []
+        for entry in transact_items:
+            op = next(iter(entry.values()), {})
+            table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if table is None:
+                continue
+            keys = op.get("Key") or {
+                name: op.get("Item", {}).get(name) for name in (table.hash_key_attr, table.range_key_attr) if name
+            }
+            try:
+                hash_key, range_key = self.get_keys_value(table, keys)
+            except Exception:  # a malformed key: moto's own call reports it; nothing to save
+                hash_key = None
+            if hash_key is not None:
+                saved.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+        try:
+            transact(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(saved):
+                _restore(table, hash_key, range_key, item)
+            raise
+
+    return transact_write_items
+
+
+def _restore(table, hash_key, range_key, item) -> None:
+    if table.range_key_attr:
+        partition = table.items[hash_key]
+        if item is None:
+            partition.pop(range_key, None)
+            if not partition:
+                table.items.pop(hash_key, None)
+        else:
+            partition[range_key] = item
+    elif item is None:
+        table.items.pop(hash_key, None)
+    else:
+        table.items[hash_key] = item
+
+
+def _one_partition(query):
+    @functools.wraps(query)
+    def one_partition_query(self, hash_key, *args, **kwargs):
+        # moto's backend passes index_name as the 8th argument (after self); keep both ways working.
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        conditions = kwargs.get("hash_key_conditions") or []
+        if index_name and len(conditions) == 1:
+            items = _items_with(self, *conditions[0])
+        elif index_name or hash_key is None:
+            return query(self, hash_key, *args, **kwargs)
+        else:
+            partition = self.items.get(hash_key)
+            if partition is None:
+                items = []
+            elif self.range_key_attr:
+                items = list(partition.values())
+            else:
+                items = [partition]
+        # This call's walk: the candidates only (moto still checks every condition; calls run one at a time).
+        self.all_items = lambda: iter(items)
+        try:
+            return query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    return one_partition_query

@@ -1,0 +1,101 @@
+"""Frames recorded in batches (services/progress.py): what waits, what is kept when a chunk stops early."""
+
+import secrets
+
+import pytest
+
+from jobs.domain import FrameResult, JobStatus
+from jobs.errors import JobNotRunning, LeaseLost
+from jobs.services import Outcome, chunk_process, job_cancel, job_fanout
+from jobs.services.progress import ChunkProgress
+from tests.fakes import ScriptedRenderer
+from tests.unit.conftest import LEASE, RETENTION, make_worker, submit
+
+
+def _result(frame: int) -> FrameResult:
+    return FrameResult(frame=frame, key=f"k{frame}", size=1, sha256="0" * 64, content_type="image/png")
+
+
+def _claimed(repo, queue, clock, store, *, frames=(1, 10), chunk_size=5, progress_seconds=100.0):
+    job = submit(repo, queue, clock, frames=frames, chunk_size=chunk_size)
+    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    ctx = make_worker(repo, store, clock, progress_seconds=progress_seconds)
+    token = secrets.token_hex(4)
+    _, chunk = repo.chunks.claim(job.id, 0, attempt=1, worker="w", token=token, now=clock(), lease_seconds=LEASE)
+    return job, ctx, ChunkProgress(ctx, chunk, token=token)
+
+
+def test_frames_wait_until_a_write_is_due_then_one_write_records_them_all(repo, queue, clock, store):
+    job, _, progress = _claimed(repo, queue, clock, store, progress_seconds=2.0)
+    assert not progress.add(_result(1), 0.5)
+    clock.advance(1)
+    assert not progress.add(_result(2), 0.5)
+    assert repo.chunks.list(job.id)[0].frames_done == 0 and progress.frames_rendered == 2
+    clock.advance(1)
+    assert progress.add(_result(3), 0.5)  # two seconds since the claim: frames 1-3 in one write
+    stored = repo.chunks.list(job.id)[0]
+    assert stored.frames_done == 3 and [r.frame for r in stored.results] == [1, 2, 3]
+    assert stored.render_seconds == 1.5 and repo.get(job.id).frames_done == 3  # published on the job
+    assert not progress.add(_result(4), 0.5)
+    assert progress.add(_result(5), 0.5)  # the chunk's last frame is written at once
+    assert repo.chunks.list(job.id)[0].status is JobStatus.COMPLETED
+
+
+def test_the_lease_keeper_records_waiting_frames_or_renews_the_lease_alone(repo, queue, clock, store):
+    job, ctx, progress = _claimed(repo, queue, clock, store)
+    clock.advance(LEASE - 1)
+    progress.keep_alive()  # nothing waits: a renewal
+    renewed = repo.chunks.list(job.id)[0]
+    assert renewed.frames_done == 0 and renewed.lease_expires_at == ctx.lease_until()
+    progress.add(_result(1), 1.0)
+    progress.keep_alive()  # a frame waits: recorded, which renews the lease too
+    assert repo.chunks.list(job.id)[0].frames_done == 1 and repo.get(job.id).frames_done == 1
+
+
+def test_a_refusal_met_by_the_keeper_is_raised_to_the_render_loop(repo, queue, clock, store):
+    job, _, progress = _claimed(repo, queue, clock, store)
+    progress.add(_result(1), 1.0)
+    job_cancel(repo=repo, job=repo.get(job.id), now=clock(), retention=RETENTION)
+    with pytest.raises(JobNotRunning):
+        progress.keep_alive()  # the job refused the write (the chunk item with it: one transaction)
+    with pytest.raises(JobNotRunning):  # and so does every later call, whichever thread makes it
+        progress.add(_result(2), 1.0)
+    with pytest.raises(JobNotRunning):
+        progress.raise_refusal()
+
+
+def test_a_lost_lease_is_kept_as_the_refusal(repo, queue, clock, store):
+    job, _, progress = _claimed(repo, queue, clock, store)
+    clock.advance(LEASE + 1)
+    repo.chunks.claim(job.id, 0, attempt=1, worker="other", token="theirs", now=clock(), lease_seconds=LEASE)
+    with pytest.raises(LeaseLost):
+        progress.keep_alive()
+    with pytest.raises(LeaseLost):
+        progress.flush()
+
+
+def test_a_failed_frame_keeps_the_frames_waiting_before_it_for_the_retry(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
+    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    failing = ScriptedRenderer()
+    failing.on_render = lambda j, f: setattr(failing, "fail_times", 1) if f == 3 else None
+    worker = make_worker(repo, store, clock, failing, progress_seconds=100.0)
+    assert chunk_process(ctx=worker, job_id=job.id, index=0, attempt=1) == (Outcome.RETRY, 1)
+    assert repo.chunks.list(job.id)[0].frames_done == 2  # frames 1 and 2 were recorded before the release
+    again = ScriptedRenderer()
+    assert chunk_process(ctx=make_worker(repo, store, clock, again), job_id=job.id, index=0, attempt=1)[0] is (
+        Outcome.DONE
+    )
+    assert again.calls == [3, 4, 5]
+
+
+def test_a_shutdown_release_keeps_the_frames_waiting(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
+    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    rendered = ScriptedRenderer()
+    grace = {"left": None}
+    rendered.on_render = lambda j, f: grace.update(left=0.0) if f == 2 else None  # SIGTERM during frame 2
+    leaving = make_worker(repo, store, clock, rendered, grace_left=lambda: grace["left"], progress_seconds=100.0)
+    assert chunk_process(ctx=leaving, job_id=job.id, index=0, attempt=1) == (Outcome.RELEASED, 0)
+    task = repo.chunks.list(job.id)[0]
+    assert task.frames_done == 2 and task.lease_token is None
