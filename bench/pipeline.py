@@ -199,10 +199,12 @@ def scenario_jobs(args) -> None:
             f"max {max(pickups) * 1000:.0f} ms (goal p50 <= 25 ms)"
         )
         bench.stack.reset_emulator_counts()
+        cpu_before = cpu_by_role(bench.stack)
         started = time.monotonic()
         ids = set(bench.submit_many(args.jobs, args.clients))
         accepted = time.monotonic() - started
         items = bench.wait_finished(ids)
+        cpu = {role: cpu_by_role(bench.stack)[role] - seconds for role, seconds in cpu_before.items()}
         counts = bench.counts()
         done = [i for i in items.values() if i["status"]["S"] == "COMPLETED"]
         latencies = [seconds_between(i, "created_at", "finished_at") for i in done]
@@ -219,6 +221,11 @@ def scenario_jobs(args) -> None:
             f"p95 {percentile(latencies, 95) * 1000:.0f} ms"
         )
         print_requests(counts, args.jobs, "job")
+        print(
+            "  CPU per job: "
+            + ", ".join(f"{role} {seconds / args.jobs * 1000:.1f} ms" for role, seconds in cpu.items())
+            + f" (all: {sum(cpu.values()) / args.jobs * 1000:.1f} ms on {os.cpu_count()} cores)"
+        )
         print(f"  {memory_line(bench, 'after the run')}")
         project_cost = bench.cost(args.jobs)
         for line in project_cost.lines("job"):
@@ -236,9 +243,18 @@ def scenario_jobs(args) -> None:
             )
         bench.stop_farm()
         consumers = args.workers * args.concurrency
+        emulator_before, loop_before = cpu_by_role(bench.stack)["emulator"], sum(os.times()[:2])
         result = raw.raw_jobs(bench.stack.env, jobs=args.jobs, clients=args.clients, consumers=consumers)
+        raw_cpu = {
+            "emulator": cpu_by_role(bench.stack)["emulator"] - emulator_before,
+            "raw loop (producer and consumers)": sum(os.times()[:2]) - loop_before,
+        }
         raw_cost = bench.cost(args.jobs + min(10, args.jobs), tables=("raw-jobs",))
         print(f"  raw loop ({consumers} consumer threads, same emulator): {result['jobs_per_second']:.1f} jobs/s")
+        print(
+            "    raw CPU per job: "
+            + ", ".join(f"{role} {seconds / args.jobs * 1000:.1f} ms" for role, seconds in raw_cpu.items())
+        )
         for line in raw_cost.lines("job"):
             print(f"    raw {line}")
         print(f"  throughput ratio project/raw: {project_rate / result['jobs_per_second']:.2f} (goal >= 0.85)")
@@ -262,8 +278,9 @@ def scenario_frames(args) -> None:
             f"({frames / seconds_between(item, 'created_at', 'finished_at'):.0f} frames/s)"
         )
         print(
-            f"  fan-out: {counts[('sqs', 'SendMessage')] - 1} chunk messages for {chunks} chunks, "
-            f"{counts[('dynamodb', 'TransactWriteItems')] - frames} task-creating transactions"
+            f"  fan-out: {counts[('sqs', 'SendMessage')] - 1} chunk messages for {chunks} chunks; "
+            f"{counts[('dynamodb', 'TransactWriteItems')]} transactions (the chunk items' creation, and each "
+            "chunk's progress writes: one per RENDER_PROGRESS_SECONDS of frames and at its end)"
         )
         print_requests(counts, frames, "frame")
         print(f"  per chunk: {sum(counts.values()) / chunks:.1f} requests")
@@ -355,13 +372,49 @@ def group_pids(group: int) -> list[int]:
     return pids
 
 
-def rss_mib(pids: list[int]) -> float:
-    """Resident memory of the processes, summed, in MiB (VmRSS)."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of the processes so far, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / ticks
+
+
+def cpu_by_role(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of the emulator, the API (gunicorn and its workers) and every worker group."""
+    groups = {"emulator": [], "API": [], "workers": []}
+    for name, proc in stack.processes.items():
+        role = "workers" if name.startswith("worker") else "API" if name == "api" else "emulator"
+        if name == "emulator":
+            groups[role].append(proc.pid)
+        elif name == "api" or name.startswith("worker"):
+            groups[role] += group_pids(proc.pid)
+    return {role: cpu_seconds(pids) for role, pids in groups.items()}
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of the processes, summed, in MiB (VmRSS): pages a forked pool shares with its parent
+    are counted once per process."""
+    return _proc_sum(pids, "status", "VmRSS:")
+
+
+def pss_mib(pids: list[int]) -> float:
+    """Proportional set size of the processes, summed, in MiB: each shared page is split between the
+    processes that share it, so the sum is the memory the group really takes."""
+    return _proc_sum(pids, "smaps_rollup", "Pss:")
+
+
+def _proc_sum(pids: list[int], name: str, field: str) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+                if line.startswith(field):
                     total += int(line.split()[1])
         except OSError:
             continue
@@ -370,14 +423,16 @@ def rss_mib(pids: list[int]) -> float:
 
 def memory_line(bench: Bench, label: str) -> str:
     stack = bench.stack
-    workers = [n for n in stack.processes if n.startswith("worker")]
-    worker = max((rss_mib(group_pids(stack.processes[n].pid)) for n in workers), default=0.0)
+    workers = [group_pids(stack.processes[n].pid) for n in stack.processes if n.startswith("worker")]
+    worker = max((pss_mib(pids) for pids in workers), default=0.0)
+    worker_rss = max((rss_mib(pids) for pids in workers), default=0.0)
     api = [pid for pid in group_pids(stack.processes["api"].pid) if pid != stack.processes["api"].pid]
-    per_api = max((rss_mib([pid]) for pid in api), default=0.0)
+    per_api = max((pss_mib([pid]) for pid in api), default=0.0)
+    per_api_rss = max((rss_mib([pid]) for pid in api), default=0.0)
     emulator = rss_mib([stack.processes["emulator"].pid])
     return (
-        f"memory {label}: a worker group (main + pool) {worker:.0f} MiB; an API worker process {per_api:.0f} MiB; "
-        f"emulator {emulator:.0f} MiB"
+        f"memory {label}: a worker group (main + pool) {worker:.0f} MiB PSS ({worker_rss:.0f} MiB RSS summed); "
+        f"an API worker process {per_api:.0f} MiB PSS ({per_api_rss:.0f} MiB RSS); emulator {emulator:.0f} MiB"
     )
 
 

@@ -40,6 +40,16 @@ def scope(**fields: object) -> Iterator[None]:
         _context.reset(token)
 
 
+@contextmanager
+def within(**fields: object) -> Iterator[None]:
+    """The current context plus these fields, for one item of a larger unit of work (the sweeper's)."""
+    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
 def start(**fields: object) -> contextvars.Token:
     """Like `scope`, for hooks that begin and end in separate calls (Celery's prerun/postrun); see `end`."""
     return _context.set({k: v for k, v in fields.items() if v is not None})

@@ -78,7 +78,7 @@ class SqsQueueStats:
             resp = self._cloudwatch.get_metric_data(
                 MetricDataQueries=queries,
                 StartTime=now - timedelta(minutes=5),
-                EndTime=now,
+                EndTime=now + timedelta(minutes=1),  # the current minute's period included
                 ScanBy="TimestampDescending",
             )
         except Exception:  # an optional figure: the rest of the status still helps

@@ -5,6 +5,7 @@ only these and the domain."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -55,6 +56,7 @@ __all__ = [
     "JobNotifier",
     "JobPage",
     "JobRepository",
+    "LogContext",
     "Metrics",
     "NoMetrics",
     "NoNotifier",
@@ -74,9 +76,20 @@ __all__ = [
     "WebhookRepository",
     "WebhookSender",
     "WorkerBeat",
+    "no_log_context",
 ]
 
 Clock = Callable[[], datetime]
+
+
+class LogContext(Protocol):
+    """Adds fields (job_id, chunk, attempt, ...) to every log line written inside it (jobs/adapters/logs.py)."""
+
+    def __call__(self, **fields: object) -> AbstractContextManager[None]: ...
+
+
+def no_log_context(**fields: object) -> AbstractContextManager[None]:
+    return nullcontext()
 
 
 class ResultStore(Protocol):

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from jobs.domain import Failure
-from jobs.ports import DeadLetter, JobNotifier, JobRepository
+from jobs.ports import DeadLetter, JobNotifier, JobRepository, LogContext, no_log_context
 from jobs.services.control import SILENT, job_fail
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ def dead_letters_fail_jobs(
     now: datetime,
     retention: timedelta,
     notifier: JobNotifier = SILENT,
+    log_context: LogContext = no_log_context,
 ) -> Counter:
     """Mark the jobs of dead-lettered messages FAILED with the reason; the letters stay for operators."""
     done: Counter = Counter()
@@ -32,15 +33,17 @@ def dead_letters_fail_jobs(
             done["unknown"] += 1
             continue
         job_id, index, attempt = target
-        repo.chunks.fail(job_id, index, attempt=attempt, failure=DEAD_LETTERED, now=now)
-        failed = job_fail(
-            repo=repo,
-            job_id=job_id,
-            attempt=attempt,
-            failure=DEAD_LETTERED,
-            now=now,
-            retention=retention,
-            notifier=notifier,
-        )
+        with log_context(job_id=job_id, chunk=index, attempt=attempt):
+            repo.chunks.fail(job_id, index, attempt=attempt, failure=DEAD_LETTERED, now=now)
+            failed = job_fail(
+                repo=repo,
+                job_id=job_id,
+                attempt=attempt,
+                failure=DEAD_LETTERED,
+                now=now,
+                retention=retention,
+                notifier=notifier,
+            )
+            log.warning("dead-lettered message: job %s", "failed" if failed else "already final")
         done["job_failed" if failed else "already_final"] += 1
     return done

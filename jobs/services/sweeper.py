@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
 from jobs.errors import JobNotFound, JobStateConflict
-from jobs.ports import JobNotifier, JobRepository, Overdue, TaskQueue, WebhookRepository
+from jobs.ports import JobNotifier, JobRepository, LogContext, Overdue, TaskQueue, WebhookRepository, no_log_context
 from jobs.services.control import SILENT, enqueue_work, finish_cancel_if_idle, job_fail
 from jobs.services.webhooks import webhooks_sweep
 
@@ -53,20 +53,25 @@ def sweep(
     limit: int = 500,
     notifier: JobNotifier = SILENT,
     hooks: WebhookRepository | None = None,
+    log_context: LogContext = no_log_context,
 ) -> Counter:
-    """One pass over the overdue items; returns what it did, by kind."""
+    """One pass over the overdue items; returns what it did, by kind. Each item's log lines carry its job,
+    chunk and attempt (`log_context`)."""
     done: Counter = Counter()
     ctx = _Sweep(repo=repo, queue=queue, now=now, retention=retention, notifier=notifier)
     for kind, status in SWEPT:
         # QUEUED work is overdue only after the grace period; a lease is overdue as soon as it lapses.
         cutoff = now - queued_grace if status is JobStatus.QUEUED else now
         for work in repo.overdue(kind, status, now=cutoff, limit=limit):
-            if not repo.postpone(work, until=now + queued_grace):
-                continue  # another sweeper has it
-            try:
-                done[_act(ctx, work)] += 1
-            except JobNotFound:
-                done["gone"] += 1
+            with log_context(job_id=work.job_id, chunk=work.index, attempt=work.attempt):
+                if not repo.postpone(work, until=now + queued_grace):
+                    continue  # another sweeper has it
+                try:
+                    outcome = _act(ctx, work)
+                except JobNotFound:
+                    outcome = "gone"
+                done[outcome] += 1
+                log.info("sweep: overdue %s %s: %s", work.status, "job" if work.is_job else "chunk", outcome)
     if hooks is not None:
         done.update(webhooks_sweep(hooks=hooks, queue=queue, now=now, grace=queued_grace, limit=limit))
     if done:

@@ -239,3 +239,25 @@ def test_a_marker_overdue_while_its_lease_is_renewed_is_postponed_not_requeued(r
     done = run(repo, queue, renewed_to + GRACE)
     assert done["chunk_requeued" if index == 0 else "job_requeued"] >= 1 and "lease_alive" not in done
     assert (job.id, index, 1, Priority.HIGH) in queue.chunks
+
+
+def test_each_item_the_sweeper_acts_on_is_logged_within_its_job_chunk_and_attempt(repo, queue, clock, caplog):
+    """Operators grep a job's id: the sweeper's lines about it carry it (the command binds logs.within)."""
+    import logging
+
+    from jobs.adapters import logs
+
+    job = _fanned_out(repo, queue, clock)
+    _claim(repo, job.id, 1)  # its worker dies holding chunk 1; chunk 0's message was lost
+    queue.chunks.clear()
+    caplog.handler.addFilter(logs.ContextFilter())
+    with caplog.at_level(logging.INFO, "jobs.services.sweeper"):
+        sweep(repo=repo, queue=queue, now=AUDIT, queued_grace=GRACE, retention=RETENTION, log_context=logs.within)
+    about = {
+        (getattr(r, "chunk", None), getattr(r, "attempt", None), r.getMessage())
+        for r in caplog.records
+        if getattr(r, "job_id", None) == job.id
+    }
+    assert (0, 1, "sweep: overdue QUEUED chunk: chunk_requeued") in about
+    assert (1, 1, "sweep: overdue PROCESSING chunk: chunk_requeued") in about
+    assert logs.current() == {}  # nothing left bound after the pass

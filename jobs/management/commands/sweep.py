@@ -7,7 +7,9 @@ the services name them; the dead-letter ones prefixed `dlq_`; only non-zero coun
 
 import dataclasses
 import json
+import socket
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -15,6 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from jobs import wiring
+from jobs.adapters import logs
 from jobs.domain import utcnow
 from jobs.services import dead_letters_fail_jobs, sweep
 
@@ -80,6 +83,11 @@ class Command(BaseCommand):
             time.sleep(loop)
 
     def _pass(self) -> dict[str, int]:
+        # Every line of a pass carries its id and the sweeper's name; each item's, its job, chunk and attempt.
+        with logs.scope(request_id=f"sweep-{uuid.uuid4().hex[:12]}", worker=f"sweeper-{socket.gethostname()}"):
+            return self._sweep()
+
+    def _sweep(self) -> dict[str, int]:
         now = utcnow()
         # Poison work first: a job whose message was dead-lettered fails rather than being re-enqueued.
         letters = wiring.dead_letter_queue().receive(limit=100)
@@ -89,6 +97,7 @@ class Command(BaseCommand):
             now=now,
             retention=wiring.retention(),
             notifier=wiring.job_notifier(),
+            log_context=logs.within,
         )
         swept = sweep(
             repo=wiring.job_repository(),
@@ -98,6 +107,7 @@ class Command(BaseCommand):
             retention=wiring.retention(),
             notifier=wiring.job_notifier(),
             hooks=wiring.webhook_repository(),
+            log_context=logs.within,
         )
         counts = {f"dlq_{k}": v for k, v in as_counts(failed).items()}
         for kind, n in as_counts(swept).items():
