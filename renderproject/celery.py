@@ -24,6 +24,19 @@ def _shutting_down(**kwargs):
     shutdown.request()
 
 
+@signals.worker_init.connect
+def _share_with_the_pool(**kwargs):
+    """Before the pool forks: load the AWS service models the pool processes' clients will use, and freeze
+    what is loaded so far out of the garbage collector's reach, so the processes keep sharing those pages
+    with this one instead of each copying them."""
+    import gc
+
+    from jobs.adapters import aws
+
+    aws.load_models(("dynamodb", "sqs", "s3"))
+    gc.freeze()
+
+
 @signals.worker_process_init.connect
 def _start_heartbeat(**kwargs):
     """Each pool process (one render at a time) records its heartbeat; a process start is a metric too."""

@@ -61,6 +61,14 @@ def client(service: str):
         return _session().client(service, config=config)
 
 
+def load_models(services: tuple[str, ...]) -> None:
+    """Load and keep the services' API models (what a first client costs), without making a client."""
+    loader = _session()._session.get_component("data_loader")
+    for service in services:
+        loader.load_service_model(service, "service-2")
+        loader.load_service_model(service, "endpoint-rule-set-1")
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests that change AWS_ENDPOINT_URL call this)."""
     client.cache_clear()

@@ -8,6 +8,8 @@ table and made a local stack left running slower and slower. Behaviour is unchan
   partition only; on an index, the items whose index key has the queried value, from a map of the
   table by that attribute that is built once per table state (every write makes the next query rebuild
   it), so the sweeper's and the listings' back-to-back queries over an index's shards pay one walk.
+- Dispatch: moto's server lists its ~200 service packages on disk (a listdir and a stat each) for every
+  request to find the backend for a host; the list and each host's backend are kept after the first look.
 - Memory: moto keeps every DynamoDB `Item` object it ever creates in a class-level list (for its
   introspection API), including the copies each Query and transaction makes, so the emulator grew by about
   1 KB per item any query returned. DynamoDB items are no longer tracked there.
@@ -37,6 +39,7 @@ def apply() -> None:
     models.DynamoDBBackend.transact_write_items = _rolled_back_by_item(models.DynamoDBBackend.transact_write_items)
     models.copy = _NoTableCopies(Table)  # the module's `copy.deepcopy(table)` now returns the table itself
     Table.query = _one_partition(Table.query)
+    _dispatch_once()
     for name in _WRITES:
         setattr(models.DynamoDBBackend, name, _counted(getattr(models.DynamoDBBackend, name)))
     _APPLIED = True
@@ -83,6 +86,24 @@ def _items_with(table, attribute: str, value) -> list:
         cached = (_state["version"], groups)
         _index_maps[key] = cached
     return cached[1].get(value, [])
+
+
+def _dispatch_once() -> None:
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules
+    find = DomainDispatcherApplication.get_backend_for_host
+    found: dict = {}
+
+    @functools.wraps(find)
+    def get_backend_for_host(self, host):
+        if host not in found:
+            found[host] = find(self, host)
+        return found[host]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
 
 
 class _Untracked(list):
