@@ -87,15 +87,3 @@ def test_a_failed_frame_keeps_the_frames_waiting_before_it_for_the_retry(repo, q
         Outcome.DONE
     )
     assert again.calls == [3, 4, 5]
-
-
-def test_a_shutdown_release_keeps_the_frames_waiting(repo, queue, clock, store):
-    job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
-    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
-    rendered = ScriptedRenderer()
-    grace = {"left": None}
-    rendered.on_render = lambda j, f: grace.update(left=0.0) if f == 2 else None  # SIGTERM during frame 2
-    leaving = make_worker(repo, store, clock, rendered, grace_left=lambda: grace["left"], progress_seconds=100.0)
-    assert chunk_process(ctx=leaving, job_id=job.id, index=0, attempt=1) == (Outcome.RELEASED, 0)
-    task = repo.chunks.list(job.id)[0]
-    assert task.frames_done == 2 and task.lease_token is None

@@ -267,13 +267,23 @@ def test_the_recorded_frames_of_a_cancelled_job_are_listed(repo, queue, clock, s
 # --- worker shutdown ------------------------------------------------------------------------------
 
 
-def test_shutdown_releases_a_chunk_that_will_not_fit_in_the_grace_period(repo, queue, clock, store):
+@pytest.mark.parametrize("progress_seconds", [0, 100], ids=["frames_recorded", "frames_waiting"])
+def test_shutdown_releases_a_chunk_that_will_not_fit_in_the_grace_period(repo, queue, clock, store, progress_seconds):
+    """Frames waiting to be recorded (progress_seconds not reached) are recorded before the release."""
     job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
     job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
     rendered = ScriptedRenderer()
     grace = {"left": None}
     rendered.on_render = lambda j, f: grace.update(left=0.0) if f == 2 else None  # SIGTERM during frame 2
-    leaving = make_worker(repo, store, clock, rendered, name="leaving", grace_left=lambda: grace["left"])
+    leaving = make_worker(
+        repo,
+        store,
+        clock,
+        rendered,
+        name="leaving",
+        progress_seconds=progress_seconds,
+        grace_left=lambda: grace["left"],
+    )
     assert chunk_process(ctx=leaving, job_id=job.id, index=0, attempt=1) == (Outcome.RELEASED, 0)
     assert rendered.calls == [1, 2]
     task = repo.chunks.list(job.id)[0]
