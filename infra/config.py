@@ -27,7 +27,7 @@ class StageConfig:
     worker_memory_mib: int = 8192
     worker_stop_timeout_seconds: int = 120  # Fargate's maximum; the worker's graceful shutdown fits in it
     visibility_timeout_seconds: int = 15  # kept alive by the worker while it renders: a dead worker's chunk in 15 s
-    lease_seconds: int = 10  # must be shorter than the visibility timeout
+    lease_seconds: int = 12  # must be shorter than the visibility timeout
     result_retention_days: int = 90
     asset_retention_days: int = 30  # scene files, after their upload or the last job submitted with them
     infrequent_access_after_days: int = 30

@@ -279,9 +279,10 @@ RENDER_BLENDER_CACHE_BYTES = env_int("RENDER_BLENDER_CACHE_BYTES", 10 * 1024**3)
 # the lease alone). The worker's main process extends each message it holds shortly before its visibility
 # ends (jobs/worker/transport.py: VisibilityKeeper). The lease must lapse no later than the
 # message reappears; a redelivery that still finds a live lease waits for it instead of dropping the work.
-RENDER_LEASE_SECONDS = env_int("RENDER_LEASE_SECONDS", 10)
+# The heartbeat leaves a third of the lease for a slow write and its retries (lease 12 s, heartbeat 8 s).
+RENDER_LEASE_SECONDS = env_int("RENDER_LEASE_SECONDS", 12)
 RENDER_VISIBILITY_TIMEOUT = env_int("RENDER_VISIBILITY_TIMEOUT", 15)
-RENDER_HEARTBEAT_SECONDS = env_float("RENDER_HEARTBEAT_SECONDS", max(0.5, min(8.0, RENDER_LEASE_SECONDS * 0.8)))
+RENDER_HEARTBEAT_SECONDS = env_float("RENDER_HEARTBEAT_SECONDS", max(0.5, min(8.0, RENDER_LEASE_SECONDS * 2 / 3)))
 if not 0 < RENDER_HEARTBEAT_SECONDS < RENDER_LEASE_SECONDS:
     raise ImproperlyConfigured("RENDER_HEARTBEAT_SECONDS must be above 0 and below RENDER_LEASE_SECONDS")
 # A rendering chunk records the frames it has stored in S3 in one write once the last write is this old (and

@@ -227,6 +227,9 @@ class InMemoryChunkRepository:
 
     def __init__(self, jobs: InMemoryJobRepository):
         self._jobs = jobs
+        self._writes: dict[str, Chunk] = {}  # record_frames by write id, as DynamoDB's `last_write` stamp
+        self.lost_responses = 0  # the next progress writes apply, then raise as if their response was lost
+        self.failing_writes = 0  # the next progress writes raise without applying (AWS unreachable)
 
     def put(self, job: Job, chunks: list[Chunk]) -> None:
         for chunk in chunks:
@@ -301,7 +304,22 @@ class InMemoryChunkRepository:
         lease_until,
         has_preview=False,
         expires_at=None,
+        write_id=None,
     ) -> Chunk:
+        if write_id is not None and write_id in self._writes:  # as DynamoDB's last_write: this write applied
+            return self._writes[write_id]
+        if self.failing_writes > 0:
+            self.failing_writes -= 1
+            raise ServiceUnavailable("DynamoDB is unreachable.")
+        after = self._record_frames(chunk, token, results, render_seconds, now, lease_until, has_preview)
+        if write_id is not None:
+            self._writes[write_id] = after
+        if self.lost_responses > 0:
+            self.lost_responses -= 1
+            raise ServiceUnavailable("DynamoDB timed out.")
+        return after
+
+    def _record_frames(self, chunk, token, results, render_seconds, now, lease_until, has_preview) -> Chunk:
         current = self._held(chunk, token, extra=lambda c: c.frames_done == chunk.frames_done)
         if not chunk.whole_job:  # as DynamoDB: the chunk item's write and its publish are one transaction
             self._check_running(chunk)

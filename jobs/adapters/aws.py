@@ -27,6 +27,7 @@ _UNAVAILABLE_CODES = {
     "RequestLimitExceeded",
     "SlowDown",
     "RequestTimeout",
+    "TransactionConflictException",  # an item in a transaction at that moment; still there after retries
 }
 
 

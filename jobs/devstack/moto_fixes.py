@@ -57,6 +57,9 @@ _WRITES = (
     "create_table",
     "update_table",
     "delete_table",
+    "restore_table_from_backup",
+    "restore_table_to_point_in_time",
+    "import_table",
 )
 _state = {"version": 0}  # bumped by every write: index maps built at an older version are stale
 _index_maps: dict[tuple[int, str], tuple[int, dict]] = {}  # (id(table), attribute) -> (version, map)
@@ -78,11 +81,13 @@ def _items_with(table, attribute: str, value) -> list:
     key = (id(table), attribute)
     cached = _index_maps.get(key)
     if cached is None or cached[0] != _state["version"]:
+        for stale in [k for k, (version, _) in _index_maps.items() if version != _state["version"]]:
+            del _index_maps[stale]  # maps of an older state (or of a deleted table) are never read again
         groups: dict = defaultdict(list)
         for item in type(table).all_items(table):
             found = item.attrs.get(attribute)
-            if found is not None:
-                groups[found].append(item)
+            if found is not None and found.type in ("S", "N", "B"):
+                groups[found].append(item)  # only scalars can be index keys (DynamoDB skips the rest)
         cached = (_state["version"], groups)
         _index_maps[key] = cached
     return cached[1].get(value, [])

@@ -7,7 +7,9 @@ values, so the states a write accepts are written once, from the domain's state 
 from __future__ import annotations
 
 import logging
+import random
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -17,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import Failure, JobStatus
-from jobs.errors import JobNotFound, StaleWrite
+from jobs.errors import JobNotFound, ServiceUnavailable, StaleWrite
 from jobs.repository.items import deserialize, iso, seconds, serialize_value, status_sort_key
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,15 @@ def conflict_from(old: dict[str, Any] | None) -> StaleWrite | JobNotFound:
     return StaleWrite(current.get("status"), int(current.get("attempt", 0)), current=current)
 
 
+# DynamoDB refuses a write to an item that a transaction is changing at that moment (TransactionConflict);
+# botocore does not retry it, so these writes do, a few times with jitter, as the same write.
+CONFLICT_RETRIES = 5
+
+
+def _conflict_pause(attempt: int) -> None:
+    time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not security
+
+
 def conditional_update(
     client,
     table: str,
@@ -78,69 +89,87 @@ def conditional_update(
     condition: str,
     values: dict | None = None,
     returns: bool = True,
+    write_id: str | None = None,
 ) -> dict:
     """UpdateItem returning the new item ({} with `returns=False`, for writes whose result nobody reads);
     a lost condition raises JobStateConflict (or JobNotFound).
 
-    Safe under botocore's retries: every write stamps the item with a fresh `last_write` id, so when a
-    retry finds the condition failed because the first try did apply (its response was lost to a
-    timeout), the item it gets back carries our id and the write counts as done, not as a conflict.
+    Safe under retries: every write stamps the item with a `last_write` id (fresh, or the caller's
+    `write_id` when it may try the same write again), so when a retry finds the condition failed because an
+    earlier try did apply (its response was lost to a timeout), the item it gets back carries our id and the
+    write counts as done, not as a conflict. A transaction conflict on the item is retried.
     """
-    write_id = uuid.uuid4().hex
+    write_id = write_id or uuid.uuid4().hex
     if not expression.startswith("SET "):
         raise ValueError(f"conditional updates start with SET: {expression!r}")
     expression = f"SET last_write = :write_id, {expression[4:]}"
-    try:
-        with unavailable_as_503("DynamoDB"):
-            resp = client.update_item(
-                ReturnValues="ALL_NEW" if returns else "NONE",
-                **update_params(table, key, expression, condition, {**(values or {}), ":write_id": write_id}),
-            )
-    except ClientError as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":
-            raise
-        current = exc.response.get("Item")
-        if current is not None and current.get("last_write", {}).get("S") == write_id:
-            return deserialize(current)  # our own earlier try applied; this was botocore retrying it
-        raise conflict_from(current) from exc
-    return deserialize(resp.get("Attributes", {}))
+    params = update_params(table, key, expression, condition, {**(values or {}), ":write_id": write_id})
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            with unavailable_as_503("DynamoDB"):  # a conflict still there after the retries: 503
+                try:
+                    resp = client.update_item(ReturnValues="ALL_NEW" if returns else "NONE", **params)
+                except ClientError as exc:
+                    if error_code(exc) == "TransactionConflictException" and attempt < CONFLICT_RETRIES:
+                        _conflict_pause(attempt)
+                        continue
+                    raise
+            return deserialize(resp.get("Attributes", {}))
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            current = exc.response.get("Item")
+            if current is not None and current.get("last_write", {}).get("S") == write_id:
+                return deserialize(current)  # our own earlier try applied; this was a retry
+            raise conflict_from(current) from exc
+    raise AssertionError("unreachable")
 
 
 def cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
     return exc.response.get("CancellationReasons", [])
 
 
-def conditional_transaction(client, updates: list[tuple[str, dict, str, str, dict]]) -> tuple[int, Exception] | None:
+def conditional_transaction(
+    client, updates: list[tuple[str, dict, str, str, dict]], *, write_id: str | None = None
+) -> tuple[int, Exception] | None:
     """Conditional updates `(table, key, expression, condition, values)` applied all or none, in one
     TransactWriteItems; None when applied, else the position of the first update whose condition failed and
     its conflict (StaleWrite or JobNotFound, from the item as it stands).
 
-    Safe under retries like `conditional_update`: every item is stamped with one `last_write` id, so a retry
-    that finds the first try applied counts as done; on AWS the request token makes a retry idempotent too.
+    Safe under retries like `conditional_update`: every item is stamped with one `last_write` id (the
+    caller's `write_id` when it may try the same write again), so a retry that finds an earlier try applied
+    counts as done; on AWS each request's token makes botocore's own retries idempotent too. A transaction
+    cancelled only by a conflict with another write to one of its items is tried again; still conflicting
+    after that, it is ServiceUnavailable.
     """
-    write_id = uuid.uuid4().hex
+    write_id = write_id or uuid.uuid4().hex
     items = []
     for table, key, expression, condition, values in updates:
         if not expression.startswith("SET "):
             raise ValueError(f"conditional updates start with SET: {expression!r}")
         stamped = f"SET last_write = :write_id, {expression[4:]}"
         items.append({"Update": update_params(table, key, stamped, condition, {**values, ":write_id": write_id})})
-    try:
-        with unavailable_as_503("DynamoDB"):
-            client.transact_write_items(TransactItems=items, ClientRequestToken=write_id)
-    except ClientError as exc:
-        if error_code(exc) != "TransactionCanceledException":
-            raise
-        reasons = cancellation_reasons(exc)
-        for position, reason in enumerate(reasons):
-            if reason.get("Code") != "ConditionalCheckFailed":
-                continue
-            current = reason.get("Item")
-            if current is not None and current.get("last_write", {}).get("S") == write_id:
-                return None  # our own earlier try applied (all of it); this was a retry
-            return position, conflict_from(current)
-        raise  # cancelled for another reason (a conflicting transaction, throttling): the caller's error
-    return None
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            with unavailable_as_503("DynamoDB"):
+                client.transact_write_items(TransactItems=items, ClientRequestToken=uuid.uuid4().hex)
+            return None
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = cancellation_reasons(exc)
+            for position, reason in enumerate(reasons):
+                if reason.get("Code") != "ConditionalCheckFailed":
+                    continue
+                current = reason.get("Item")
+                if current is not None and current.get("last_write", {}).get("S") == write_id:
+                    return None  # our own earlier try applied (all of it); this was a retry
+                return position, conflict_from(current)
+            if not any(r.get("Code") == "TransactionConflict" for r in reasons):
+                raise  # cancelled for another reason (a validation error): the caller's bug, not a state
+            if attempt < CONFLICT_RETRIES:
+                _conflict_pause(attempt)
+    raise ServiceUnavailable("DynamoDB is busy with conflicting writes; try again shortly.")
 
 
 def lease_values(*, worker: str, token: str, now: datetime, lease_seconds: int, attempt: int) -> dict[str, Any]:

@@ -48,6 +48,7 @@ def record_frames(
     lease_until: datetime,
     has_preview: bool = False,
     expires_at: datetime | None = None,
+    write_id: str | None = None,
 ) -> Chunk:
     """Store the results of the frames rendered since the last write (renewing the lease); the write that
     holds the chunk's last frame completes it.
@@ -55,7 +56,8 @@ def record_frames(
     For a one-chunk job the last write completes the job (`has_preview`, `expires_at` apply). A chunk item's
     write and the publish of its progress on the job item (`publish_progress`, which requires the job to be
     running in this attempt) are one transaction: one request per write, whatever it carries.
-    JobNotRunning when the job stopped, LeaseLost when the lease is gone.
+    JobNotRunning when the job stopped, LeaseLost when the lease is gone. A caller that tries the same
+    write again after an error passes the same `write_id`: if the first try applied, the retry counts as done.
     """
     done = chunk.frames_done + len(results)
     last = done == len(chunk.frames)
@@ -93,10 +95,12 @@ def record_frames(
         status=JobStatus.COMPLETED if last else chunk.status,
     )
     if chunk.whole_job:
-        _whole_job_write(client, table, key, expression, condition, values, finishes=last)
+        _whole_job_write(client, table, key, expression, condition, values, finishes=last, write_id=write_id)
         return after
     lost = conditional_transaction(
-        client, [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *_publish(after, now))]
+        client,
+        [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *_publish(after, now))],
+        write_id=write_id,
     )
     if lost is not None:
         position, conflict = lost
@@ -134,11 +138,21 @@ def _publish(chunk: Chunk, now: datetime) -> tuple[str, str, dict[str, Any]]:
 
 
 def _whole_job_write(
-    client, table: str, key: dict, expression: str, condition: str, values: dict, *, finishes: bool
+    client,
+    table: str,
+    key: dict,
+    expression: str,
+    condition: str,
+    values: dict,
+    *,
+    finishes: bool,
+    write_id: str | None,
 ) -> None:
-    """One conditional update of a one-chunk job's item (safe under botocore's retries, like every other)."""
+    """One conditional update of a one-chunk job's item (safe under retries, like every other)."""
     try:
-        item = conditional_update(client, table, key, expression, condition=condition, values=values, returns=finishes)
+        item = conditional_update(
+            client, table, key, expression, condition=condition, values=values, returns=finishes, write_id=write_id
+        )
     except StaleWrite as exc:
         if exc.status == JobStatus.PROCESSING:
             raise LeaseLost() from exc

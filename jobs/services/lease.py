@@ -57,5 +57,6 @@ class LeaseKeeper:
                 self._refused.set()
                 return
             except Exception:
+                # Not touched: tried again within a second, not a heartbeat later (the lease is running out).
                 log.warning("lease renewal failed; trying again", exc_info=True)
-                self.touched()
+                self._stop.wait(1.0)

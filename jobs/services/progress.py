@@ -10,16 +10,23 @@ noticed) per `progress_seconds`, not per frame.
 Frames rendered but not yet recorded when a worker dies are rendered again by the chunk's next holder (to
 the same S3 keys); nothing is recorded twice, because every write requires the frames done that it follows.
 A refused write (lost lease, stopped job) is kept and raised again by every later call, whichever thread
-meets it first.
+meets it first. Any other error (AWS unreachable, a timeout) is retried a few times as the same write (one
+write id, so a try that applied but lost its response counts as done), then raised.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+import uuid
 
 from jobs.domain import Chunk, FrameResult
 from jobs.errors import JobStateConflict
 from jobs.ports import RenderContext
+
+log = logging.getLogger(__name__)
+WRITE_TRIES = 3  # a progress write after an AWS error: tried again after 0.5 s, then 1 s
 
 
 class ChunkProgress:
@@ -31,6 +38,7 @@ class ChunkProgress:
         self._pending_seconds = 0.0
         self._written_at = ctx.clock()  # the claim wrote the chunk last
         self._refused: JobStateConflict | None = None
+        self._has_preview = False  # for the write holding a one-chunk job's last frame (its outputs are made)
         self.current = chunk  # the chunk as its item now stands
 
     @property
@@ -38,6 +46,12 @@ class ChunkProgress:
         """Frames recorded plus frames waiting to be."""
         with self._lock:
             return self.current.frames_done + len(self._pending)
+
+    @property
+    def complete(self) -> bool:
+        """Every frame of the chunk is recorded (the chunk, or the one-chunk job, is COMPLETED)."""
+        with self._lock:
+            return self.current.frames_done == len(self.current.frames)
 
     def results(self) -> list[FrameResult]:
         with self._lock:
@@ -49,10 +63,11 @@ class ChunkProgress:
             self._raise_refusal()
             self._pending.append(result)
             self._pending_seconds += seconds
+            self._has_preview = self._has_preview or has_preview
             now = self._ctx.clock()
             last = self.current.frames_done + len(self._pending) == len(self.current.frames)
             if last or (now - self._written_at).total_seconds() >= self._ctx.progress_seconds:
-                self._write(has_preview=has_preview)
+                self._write()
                 return True
             return False
 
@@ -70,6 +85,8 @@ class ChunkProgress:
                 self._write()
                 return
             self._raise_refusal()
+            if self.current.frames_done == len(self.current.frames):
+                return  # complete: nothing holds a lease any more
             try:
                 self._ctx.repo.chunks.renew(self.current, token=self._token, until=self._ctx.lease_until())
             except JobStateConflict as exc:
@@ -85,23 +102,32 @@ class ChunkProgress:
         if self._refused is not None:
             raise self._refused
 
-    def _write(self, *, has_preview: bool = False) -> None:
+    def _write(self) -> None:
         self._raise_refusal()
-        now = self._ctx.clock()
-        try:
-            self.current = self._ctx.repo.chunks.record_frames(
-                self.current,
-                token=self._token,
-                results=tuple(self._pending),
-                render_seconds=self._pending_seconds,
-                now=now,
-                lease_until=self._ctx.lease_until(),
-                has_preview=has_preview,
-                expires_at=now + self._ctx.retention,
-            )
-            self._pending.clear()
-            self._pending_seconds = 0.0
-            self._written_at = now
-        except JobStateConflict as exc:
-            self._refused = exc
-            raise
+        write_id = uuid.uuid4().hex  # one id for every try of this write
+        for attempt in range(WRITE_TRIES):
+            now = self._ctx.clock()
+            try:
+                self.current = self._ctx.repo.chunks.record_frames(
+                    self.current,
+                    token=self._token,
+                    results=tuple(self._pending),
+                    render_seconds=self._pending_seconds,
+                    now=now,
+                    lease_until=self._ctx.lease_until(),
+                    has_preview=self._has_preview,
+                    expires_at=now + self._ctx.retention,
+                    write_id=write_id,
+                )
+                break
+            except JobStateConflict as exc:
+                self._refused = exc
+                raise
+            except Exception:
+                if attempt + 1 == WRITE_TRIES:
+                    raise
+                log.warning("%s: progress write failed; trying it again", self.current.name, exc_info=True)
+                time.sleep(0.5 * 2**attempt)
+        self._pending.clear()
+        self._pending_seconds = 0.0
+        self._written_at = now

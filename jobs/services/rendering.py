@@ -150,11 +150,7 @@ def _render_frames(ctx: RenderContext, job: Job, chunk: Chunk, token: str, chunk
         log.warning("%s: lease lost; leaving it to its new holder", chunk.name)
         return Outcome.STOPPED, 0
     except _ReleaseForShutdown:
-        with contextlib.suppress(JobStateConflict):
-            progress.flush()  # the frames rendered so far are not rendered again
-            ctx.repo.chunks.release(progress.current, token=token, now=ctx.clock())
-        log.info("%s released at shutdown after %d frames", chunk.name, progress.current.frames_done)
-        return Outcome.RELEASED, 0
+        return _release_at_shutdown(ctx, job, progress, token), 0
     except JobNotRunning as exc:
         return _stopped(ctx, job, progress.current, token, exc.status), 0
     except Exception as exc:
@@ -165,14 +161,40 @@ def _render_frames(ctx: RenderContext, job: Job, chunk: Chunk, token: str, chunk
             return Outcome.STOPPED, 0
         except JobNotRunning as stop:
             return _stopped(ctx, job, progress.current, token, stop.status), 0
+        if progress.complete:  # the error was the last write's, and the retry above recorded it
+            return _completed(ctx, job, chunk), 0
         return _fail_or_retry(ctx, job, progress.current, token, describe(exc))
+    return _completed(ctx, job, chunk), 0
+
+
+def _completed(ctx: RenderContext, job: Job, chunk: Chunk) -> Outcome:
     log.info("%s COMPLETED", chunk.name)
     if chunk.whole_job:
-        log.info("job_completed job=%s frames=%d", job.id, len(frames))
+        log.info("job_completed job=%s frames=%d", job.id, len(chunk.frames))
         ctx.notifier.job_ended(job, JobStatus.COMPLETED)
     else:
         _assemble_if_last(ctx, job.id, job.attempt)
-    return Outcome.DONE, 0
+    return Outcome.DONE
+
+
+def _release_at_shutdown(ctx: RenderContext, job: Job, progress: ChunkProgress, token: str) -> Outcome:
+    """Record the frames rendered so far (they are not rendered again), then hand the chunk back."""
+    try:
+        progress.flush()
+    except JobNotRunning as exc:
+        return _stopped(ctx, job, progress.current, token, exc.status)
+    except LeaseLost:
+        return Outcome.STOPPED
+    except Exception:  # AWS unreachable: those frames are rendered again; the release is still worth a try
+        log.warning("%s: frames not recorded before the release", progress.current.name, exc_info=True)
+    try:
+        ctx.repo.chunks.release(progress.current, token=token, now=ctx.clock())
+    except JobNotRunning as exc:
+        return _stopped(ctx, job, progress.current, token, exc.status)
+    except LeaseLost:
+        return Outcome.STOPPED
+    log.info("%s released at shutdown after %d frames", progress.current.name, progress.current.frames_done)
+    return Outcome.RELEASED
 
 
 def _renderer_ended_early(progress: ChunkProgress, done: int, total: int) -> None:

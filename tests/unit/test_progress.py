@@ -87,3 +87,69 @@ def test_a_failed_frame_keeps_the_frames_waiting_before_it_for_the_retry(repo, q
         Outcome.DONE
     )
     assert again.calls == [3, 4, 5]
+
+
+def _quick_retries(monkeypatch):
+    monkeypatch.setattr("jobs.services.progress.time.sleep", lambda seconds: None)
+
+
+class _Notes:
+    def __init__(self):
+        self.ended = []
+
+    def job_ended(self, job, status):
+        self.ended.append((job.id, status))
+
+
+def test_a_write_whose_response_was_lost_is_tried_again_as_the_same_write(repo, queue, clock, store, monkeypatch):
+    """The last write of a one-chunk job applied but its response was lost: the retry (same write id) counts
+    as done, and the job ends COMPLETED with its preview, told to the notifier once."""
+    _quick_retries(monkeypatch)
+    job = submit(repo, queue, clock, frames=(1, 3))
+    queue.chunks.clear()
+    notes = _Notes()
+    repo.chunks.lost_responses = 1
+    worker = make_worker(repo, store, clock, notifier=notes, progress_seconds=100.0)
+    assert chunk_process(ctx=worker, job_id=job.id, index=None, attempt=1)[0] is Outcome.DONE
+    done = repo.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.frames_done == 3 and done.has_preview
+    assert notes.ended == [(job.id, JobStatus.COMPLETED)]
+
+
+@pytest.mark.parametrize("index", [None, 0], ids=["one_chunk", "chunk_item"])
+def test_a_last_write_that_keeps_failing_is_recorded_by_the_flush_and_the_chunk_completes(
+    repo, queue, clock, store, monkeypatch, index
+):
+    """AWS unreachable for every try of the last write, then back: the flush on the error path records it,
+    and the chunk ends as completed (not as a failed render of a finished chunk)."""
+    _quick_retries(monkeypatch)
+    job = submit(repo, queue, clock, frames=(1, 3) if index is None else (1, 6), chunk_size=3)
+    if index is not None:
+        job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    queue.chunks.clear()
+    notes = _Notes()
+    repo.chunks.failing_writes = 3  # every try of the one write (the last frame's: progress_seconds is long)
+    worker = make_worker(repo, store, clock, notifier=notes, progress_seconds=100.0)
+    assert chunk_process(ctx=worker, job_id=job.id, index=index, attempt=1) == (Outcome.DONE, 0)
+    chunk = repo.chunks.get(job.id, index)
+    assert chunk.status is JobStatus.COMPLETED and chunk.render_failures == 0
+    if index is None:
+        assert notes.ended == [(job.id, JobStatus.COMPLETED)] and repo.get(job.id).has_preview
+
+
+def test_a_shutdown_that_meets_a_cancel_ends_the_chunk_cancelled(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
+    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    rendered = ScriptedRenderer()
+    grace = {"left": None}
+
+    def cancel_then_sigterm(j, frame):
+        if frame == 2:
+            job_cancel(repo=repo, job=repo.get(j.id), now=clock(), retention=RETENTION)
+            grace["left"] = 0.0
+
+    rendered.on_render = cancel_then_sigterm
+    leaving = make_worker(repo, store, clock, rendered, grace_left=lambda: grace["left"], progress_seconds=100.0)
+    assert chunk_process(ctx=leaving, job_id=job.id, index=0, attempt=1) == (Outcome.STOPPED, 0)
+    assert repo.chunks.list(job.id)[0].status is JobStatus.CANCELLED
+    assert repo.get(job.id).status is JobStatus.CANCELLED  # no other chunk holds a lease: the cancel finished
