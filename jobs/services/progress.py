@@ -39,6 +39,8 @@ class ChunkProgress:
         self._written_at = ctx.clock()  # the claim wrote the chunk last
         self._refused: JobStateConflict | None = None
         self._has_preview = False  # for the write holding a one-chunk job's last frame (its outputs are made)
+        # The id and size of a write that raised (it may have applied): the same batch is written as it again.
+        self._unsure: tuple[str, int] | None = None
         self.current = chunk  # the chunk as its item now stands
 
     @property
@@ -104,7 +106,10 @@ class ChunkProgress:
 
     def _write(self) -> None:
         self._raise_refusal()
-        write_id = uuid.uuid4().hex  # one id for every try of this write
+        if self._unsure is not None and self._unsure[1] == len(self._pending):
+            write_id = self._unsure[0]  # the same batch as the write that raised: if that one applied, this is it
+        else:
+            write_id = uuid.uuid4().hex  # one id for every try of this write
         for attempt in range(WRITE_TRIES):
             now = self._ctx.clock()
             try:
@@ -125,9 +130,11 @@ class ChunkProgress:
                 raise
             except Exception:
                 if attempt + 1 == WRITE_TRIES:
+                    self._unsure = (write_id, len(self._pending))
                     raise
                 log.warning("%s: progress write failed; trying it again", self.current.name, exc_info=True)
                 time.sleep(0.5 * 2**attempt)
         self._pending.clear()
         self._pending_seconds = 0.0
         self._written_at = now
+        self._unsure = None

@@ -153,3 +153,29 @@ def test_a_shutdown_that_meets_a_cancel_ends_the_chunk_cancelled(repo, queue, cl
     assert chunk_process(ctx=leaving, job_id=job.id, index=0, attempt=1) == (Outcome.STOPPED, 0)
     assert repo.chunks.list(job.id)[0].status is JobStatus.CANCELLED
     assert repo.get(job.id).status is JobStatus.CANCELLED  # no other chunk holds a lease: the cancel finished
+
+
+def test_a_last_write_that_applied_while_every_try_failed_is_recognised_by_the_flush(
+    repo, queue, clock, store, monkeypatch
+):
+    """The first try applied but its response was lost, and the two retries never reached DynamoDB: the error
+    path's flush writes the same batch with the same write id, so it counts as done, not as a lost lease."""
+    _quick_retries(monkeypatch)
+    job = submit(repo, queue, clock, frames=(1, 3))
+    queue.chunks.clear()
+    notes = _Notes()
+    repo.chunks.lost_responses = 1
+
+    def unreachable_after_one(original=repo.chunks.record_frames, calls=[]):  # noqa: B006 - a call counter
+        def record(chunk, **kwargs):
+            calls.append(1)
+            if len(calls) in (2, 3):
+                raise ConnectionError("DynamoDB is unreachable")
+            return original(chunk, **kwargs)
+
+        return record
+
+    monkeypatch.setattr(repo.chunks, "record_frames", unreachable_after_one())
+    worker = make_worker(repo, store, clock, notifier=notes, progress_seconds=100.0)
+    assert chunk_process(ctx=worker, job_id=job.id, index=None, attempt=1) == (Outcome.DONE, 0)
+    assert repo.get(job.id).status is JobStatus.COMPLETED and notes.ended == [(job.id, JobStatus.COMPLETED)]
