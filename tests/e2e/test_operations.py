@@ -59,7 +59,8 @@ def test_one_job_is_followed_by_its_id_through_the_json_logs_and_no_secret_is_lo
 
 
 def test_farm_status_and_api_farm_show_live_workers_and_a_killed_one_drops_out(make_stack):
-    stack = make_stack(RENDER_SIMULATED_SECONDS="1", RENDER_WORKER_HEARTBEAT_SECONDS="1")
+    # Progress written every second, so the first frames show while both chunks are still rendering.
+    stack = make_stack(RENDER_SIMULATED_SECONDS="1", RENDER_WORKER_HEARTBEAT_SECONDS="1", RENDER_PROGRESS_SECONDS="1")
     operator = stack.create_api_key("ops", "--operator")
     stack.start_ready_worker("steady")
     stack.start_ready_worker("doomed")
