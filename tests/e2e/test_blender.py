@@ -125,7 +125,15 @@ def test_a_scene_renders_in_two_chunks_on_two_workers(make_stack, scene, tmp_pat
 
 def test_cancel_mid_chunk_stops_blender_and_writes_nothing_after(make_stack, scene, tmp_path):
     cache = tmp_path / "cache"
-    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(cache), RENDER_LEASE_SECONDS="3", RENDER_VISIBILITY_TIMEOUT="6")
+    # Progress written every half second: each frame is recorded as it comes, so what S3 holds after the
+    # cancel is the recorded frames plus at most the one uploaded as the cancel landed (with the default 8 s
+    # batches, up to 8 s of uploaded frames stay unrecorded and unlisted; tests/unit covers that).
+    stack = make_stack(
+        RENDER_BLENDER_CACHE_DIR=str(cache),
+        RENDER_LEASE_SECONDS="3",
+        RENDER_VISIBILITY_TIMEOUT="6",
+        RENDER_PROGRESS_SECONDS="0.5",
+    )
     stack.start_ready_worker()
     sha = upload(stack, scene.read_bytes())
     # Slow frames (about a second each) so the cancel lands while Blender renders.
