@@ -17,7 +17,8 @@ class LeaseKeeper:
 
     Every progress write renews the lease (services/progress.py), so this thread only speaks during waits
     longer than `every`. When a renewal is refused (the lease was lost, or the job is stopping) it stops;
-    the next frame write then fails and the render stops there.
+    the refusal is kept (ChunkProgress) and the render loop raises it: the render stops there. A renewal that
+    fails otherwise (AWS unreachable) is tried again within a second.
     """
 
     def __init__(self, renew: Callable[[], None], *, every: float):
