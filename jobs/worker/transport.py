@@ -8,14 +8,21 @@ of low-priority chunks therefore never holds up high-priority work by more than 
 (and, rarely, one low message already received by an idle long poll). It costs no extra requests: each
 queue still has at most one poll out at a time, and a waiting poll is reused, not repeated.
 Selected with Celery's `broker_transport` setting; the order comes from the `queue_order` option.
+
+The channels of one process also share one boto3 session (per set of credentials): kombu makes a session
+for every SQS client, and each session loads botocore's endpoint and model data again (about 9 MiB), once
+per channel: up to one per thread of an API process and its producer pool.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
+import boto3
 import kombu
+from botocore.config import Config
 from kombu.transport import SQS
 from vine import promise
 
@@ -25,7 +32,7 @@ logger = logging.getLogger(__name__)
 # and tested against, and the internals it relies on; another version must be checked (tests/unit/
 # test_transport.py) before this range is widened, or the priority order could silently stop holding.
 KOMBU_TESTED = ((5, 7), (5, 7))  # oldest and newest (major, minor), inclusive
-KOMBU_INTERNALS = ("_schedule_queue", "_get_bulk_async", "_loop1")
+KOMBU_INTERNALS = ("_schedule_queue", "_get_bulk_async", "_loop1", "_new_boto_client")
 
 
 def check_kombu(version: str = kombu.__version__, channel: type = SQS.Channel) -> None:
@@ -47,8 +54,39 @@ def check_kombu(version: str = kombu.__version__, channel: type = SQS.Channel) -
 check_kombu()
 
 
+_sessions: dict[tuple, boto3.Session] = {}
+_sessions_lock = threading.Lock()  # a boto3 session is not safe to make clients from in two threads at once
+
+
+def shared_session(region, access_key_id, secret_access_key, session_token) -> boto3.Session:
+    """This process's boto3 session for these credentials (None: the default chain), made once."""
+    key = (region, access_key_id, secret_access_key, session_token)
+    if key not in _sessions:
+        _sessions[key] = boto3.Session(
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+        )
+    return _sessions[key]
+
+
 class Channel(SQS.Channel):
     quiet_seconds = 0.1
+
+    def _new_boto_client(
+        self, service, region, access_key_id, secret_access_key, session_token=None, config=None
+    ):  # kombu's, with a shared session instead of a new one per client
+        is_secure = self.is_secure if self.is_secure is not None else True
+        client_kwargs = {"use_ssl": is_secure}
+        if self.endpoint_url is not None:
+            client_kwargs["endpoint_url"] = self.endpoint_url
+        client_config = Config(**(self.transport_options.get("client-config") or {}))
+        if config is not None:
+            client_config = client_config.merge(config)
+        with _sessions_lock:
+            session = shared_session(region, access_key_id, secret_access_key, session_token)
+            return session.client(service, config=client_config, **client_kwargs)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

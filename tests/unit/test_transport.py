@@ -109,3 +109,24 @@ def test_kombu_outside_the_tested_range_is_refused_at_import():
         check_kombu("6.0.0")
     with pytest.raises(ImportError, match="lacks _schedule_queue"):
         check_kombu("5.7.0", channel=type("Bare", (), {"_get_bulk_async": print, "_loop1": print}))
+
+
+def test_every_channel_of_a_process_makes_its_sqs_clients_from_one_session(monkeypatch):
+    """kombu makes a boto3 session per client (each loads botocore's data again, ~9 MiB); ours share one per
+    set of credentials, and the clients keep kombu's endpoint and client config."""
+    from jobs.worker import transport
+
+    monkeypatch.setattr(transport, "_sessions", {})
+
+    class Bare(transport.Channel):  # no connection: only the client making is under test
+        is_secure, endpoint_url = False, "http://127.0.0.1:9"
+        transport_options = {"client-config": {"max_pool_connections": 3}}
+
+    channels = [Bare.__new__(Bare) for _ in range(3)]
+    clients = [ch._new_boto_client("sqs", "us-east-1", "k", "s") for ch in channels]
+    assert len(transport._sessions) == 1 and clients[0] is not clients[1]
+    assert clients[0]._loader is clients[1]._loader is clients[2]._loader  # botocore's data, loaded once
+    assert clients[0].meta.endpoint_url == "http://127.0.0.1:9"
+    assert clients[0].meta.config.max_pool_connections == 3 and clients[0].meta.region_name == "us-east-1"
+    other = channels[0]._new_boto_client("sqs", "us-east-1", "k2", "s2")
+    assert len(transport._sessions) == 2 and other._request_signer._credentials.access_key == "k2"
