@@ -80,6 +80,18 @@ def _conflict_pause(attempt: int) -> None:
     time.sleep(random.uniform(0, 0.05 * 2**attempt))  # noqa: S311 - jitter, not security
 
 
+def _stamped(expression: str) -> str:
+    """The update expression that also sets `last_write` (the write's id, recognised on a retry)."""
+    if not expression.startswith("SET "):
+        raise ValueError(f"conditional updates start with SET: {expression!r}")
+    return f"SET last_write = :write_id, {expression[4:]}"
+
+
+def _applied_by(item: dict | None, write_id: str) -> bool:
+    """The item as a failed condition returned it carries this write's id: an earlier try of it applied."""
+    return item is not None and item.get("last_write", {}).get("S") == write_id
+
+
 def conditional_update(
     client,
     table: str,
@@ -100,10 +112,7 @@ def conditional_update(
     write counts as done, not as a conflict. A transaction conflict on the item is retried.
     """
     write_id = write_id or uuid.uuid4().hex
-    if not expression.startswith("SET "):
-        raise ValueError(f"conditional updates start with SET: {expression!r}")
-    expression = f"SET last_write = :write_id, {expression[4:]}"
-    params = update_params(table, key, expression, condition, {**(values or {}), ":write_id": write_id})
+    params = update_params(table, key, _stamped(expression), condition, {**(values or {}), ":write_id": write_id})
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
             with unavailable_as_503("DynamoDB"):  # a conflict still there after the retries: 503
@@ -119,7 +128,7 @@ def conditional_update(
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             current = exc.response.get("Item")
-            if current is not None and current.get("last_write", {}).get("S") == write_id:
+            if _applied_by(current, write_id):
                 return deserialize(current)  # our own earlier try applied; this was a retry
             raise conflict_from(current) from exc
     raise AssertionError("unreachable")
@@ -145,10 +154,8 @@ def conditional_transaction(
     write_id = write_id or uuid.uuid4().hex
     items = []
     for table, key, expression, condition, values in updates:
-        if not expression.startswith("SET "):
-            raise ValueError(f"conditional updates start with SET: {expression!r}")
-        stamped = f"SET last_write = :write_id, {expression[4:]}"
-        items.append({"Update": update_params(table, key, stamped, condition, {**values, ":write_id": write_id})})
+        stamped = update_params(table, key, _stamped(expression), condition, {**values, ":write_id": write_id})
+        items.append({"Update": stamped})
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
             with unavailable_as_503("DynamoDB"):
@@ -162,7 +169,7 @@ def conditional_transaction(
                 if reason.get("Code") != "ConditionalCheckFailed":
                     continue
                 current = reason.get("Item")
-                if current is not None and current.get("last_write", {}).get("S") == write_id:
+                if _applied_by(current, write_id):
                     return None  # our own earlier try applied (all of it); this was a retry
                 return position, conflict_from(current)
             if not any(r.get("Code") == "TransactionConflict" for r in reasons):
