@@ -571,6 +571,16 @@ class FakeResultStore:
         return f"https://example.invalid/{key}?signed"
 
 
+class RecordingNotifier:
+    """A JobNotifier that records (job id, final status) for every job it is told ended."""
+
+    def __init__(self):
+        self.ended: list[tuple[str, JobStatus]] = []
+
+    def job_ended(self, job: Job, status: JobStatus) -> None:
+        self.ended.append((job.id, status))
+
+
 class ScriptedRenderer(FrameRenderer):
     """Paints a tiny real PNG; fails the first `fail_times` calls; calls `on_render` before each frame."""
 

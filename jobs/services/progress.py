@@ -53,7 +53,10 @@ class ChunkProgress:
     def complete(self) -> bool:
         """Every frame of the chunk is recorded (the chunk, or the one-chunk job, is COMPLETED)."""
         with self._lock:
-            return self.current.frames_done == len(self.current.frames)
+            return self._complete()
+
+    def _complete(self) -> bool:
+        return self.current.frames_done == len(self.current.frames)
 
     def results(self) -> list[FrameResult]:
         with self._lock:
@@ -87,8 +90,8 @@ class ChunkProgress:
                 self._write()
                 return
             self._raise_refusal()
-            if self.current.frames_done == len(self.current.frames):
-                return  # complete: nothing holds a lease any more
+            if self._complete():
+                return  # nothing holds a lease any more
             try:
                 self._ctx.repo.chunks.renew(self.current, token=self._token, until=self._ctx.lease_until())
             except JobStateConflict as exc:

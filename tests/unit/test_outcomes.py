@@ -6,20 +6,19 @@ from jobs.domain import JobStatus
 from jobs.errors import RenderError
 from jobs.services import job_cancel
 from jobs.services.outcomes import CountingNotifier
-from tests.fakes import ScriptedRenderer
+from tests.fakes import RecordingNotifier, ScriptedRenderer
 from tests.unit.conftest import RETENTION, drain, make_worker, submit
 
 
-class Recorded:
+class Recorded(RecordingNotifier):
+    """The notifier behind the counting one, and the metrics it counts into."""
+
     def __init__(self):
+        super().__init__()
         self.finished = Counter()
-        self.ended = []
 
     def job_finished(self, *, outcome, seconds):
         self.finished[outcome] += 1
-
-    def job_ended(self, job, status):
-        self.ended.append((job.id, status))
 
 
 def test_every_end_is_counted_once_and_passed_on(repo, queue, clock, store):

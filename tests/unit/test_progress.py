@@ -8,7 +8,7 @@ from jobs.domain import FrameResult, JobStatus
 from jobs.errors import JobNotRunning, LeaseLost
 from jobs.services import Outcome, chunk_process, job_cancel, job_fanout
 from jobs.services.progress import ChunkProgress
-from tests.fakes import ScriptedRenderer
+from tests.fakes import RecordingNotifier, ScriptedRenderer
 from tests.unit.conftest import LEASE, RETENTION, make_worker, submit
 
 
@@ -93,21 +93,13 @@ def _quick_retries(monkeypatch):
     monkeypatch.setattr("jobs.services.progress.time.sleep", lambda seconds: None)
 
 
-class _Notes:
-    def __init__(self):
-        self.ended = []
-
-    def job_ended(self, job, status):
-        self.ended.append((job.id, status))
-
-
 def test_a_write_whose_response_was_lost_is_tried_again_as_the_same_write(repo, queue, clock, store, monkeypatch):
     """The last write of a one-chunk job applied but its response was lost: the retry (same write id) counts
     as done, and the job ends COMPLETED with its preview, told to the notifier once."""
     _quick_retries(monkeypatch)
     job = submit(repo, queue, clock, frames=(1, 3))
     queue.chunks.clear()
-    notes = _Notes()
+    notes = RecordingNotifier()
     repo.chunks.lost_responses = 1
     worker = make_worker(repo, store, clock, notifier=notes, progress_seconds=100.0)
     assert chunk_process(ctx=worker, job_id=job.id, index=None, attempt=1)[0] is Outcome.DONE
@@ -127,7 +119,7 @@ def test_a_last_write_that_keeps_failing_is_recorded_by_the_flush_and_the_chunk_
     if index is not None:
         job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
     queue.chunks.clear()
-    notes = _Notes()
+    notes = RecordingNotifier()
     repo.chunks.failing_writes = 3  # every try of the one write (the last frame's: progress_seconds is long)
     worker = make_worker(repo, store, clock, notifier=notes, progress_seconds=100.0)
     assert chunk_process(ctx=worker, job_id=job.id, index=index, attempt=1) == (Outcome.DONE, 0)
@@ -163,7 +155,7 @@ def test_a_last_write_that_applied_while_every_try_failed_is_recognised_by_the_f
     _quick_retries(monkeypatch)
     job = submit(repo, queue, clock, frames=(1, 3))
     queue.chunks.clear()
-    notes = _Notes()
+    notes = RecordingNotifier()
     repo.chunks.lost_responses = 1
 
     def unreachable_after_one(original=repo.chunks.record_frames, calls=[]):  # noqa: B006 - a call counter
