@@ -88,6 +88,11 @@ class RenderError(Exception):
     chunk is retried with backoff, then fails the job."""
 
 
+class SceneRefused(RenderError):
+    """The scene file does something the farm does not allow (it could run code or reach files outside its
+    sandbox). Rendering it again cannot help, so the job fails at once; the message names the feature."""
+
+
 class PriorityNotAllowed(DomainError):
     status_code = 403
     code = "priority_not_allowed"

@@ -57,16 +57,38 @@ def renderer() -> Renderer:
 
 
 @functools.cache
+def sandbox():
+    """How Blender is confined on this worker (RENDER_SANDBOX; jobs/sandbox/)."""
+    program = settings.RENDER_BLENDER_BINARY
+    if settings.RENDER_SANDBOX == "sidecar":
+        from jobs.sandbox.client import SidecarSandbox
+
+        return SidecarSandbox(socket_path=settings.RENDER_SANDBOX_SOCKET)
+    if settings.RENDER_SANDBOX == "none":
+        from jobs.sandbox.unconfined import Unconfined
+
+        return Unconfined(program=program)
+    from jobs.sandbox.bubblewrap import BubblewrapSandbox
+
+    return BubblewrapSandbox(program=program, uid=settings.RENDER_SANDBOX_UID)
+
+
+@functools.cache
 def blender_renderer() -> Renderer:
-    from jobs.renderers.blender import BlenderRenderer, SceneCache
+    from jobs.renderers.blender import BlenderRenderer, SandboxLimits, SceneCache
 
     cache = SceneCache(
         root=Path(settings.RENDER_BLENDER_CACHE_DIR),
         max_bytes=settings.RENDER_BLENDER_CACHE_BYTES,
         download=asset_store().download,
     )
+    limits = SandboxLimits(
+        memory_bytes=settings.RENDER_SANDBOX_MEMORY_MB * 1024**2,
+        file_bytes=settings.RENDER_SANDBOX_FILE_MB * 1024**2,
+        processes=settings.RENDER_SANDBOX_PROCESSES,
+    )
     return BlenderRenderer(
-        binary=settings.RENDER_BLENDER_BINARY, cache=cache, frame_timeout=settings.RENDER_BLENDER_FRAME_TIMEOUT
+        sandbox=sandbox(), cache=cache, frame_timeout=settings.RENDER_BLENDER_FRAME_TIMEOUT, limits=limits
     )
 
 
@@ -198,6 +220,7 @@ def reset() -> None:
         throttle_counters,
         result_store,
         renderer,
+        sandbox,
         blender_renderer,
         asset_repository,
         asset_store,

@@ -270,6 +270,22 @@ RENDER_BLENDER_BINARY = env("RENDER_BLENDER_BINARY", "blender")
 RENDER_BLENDER_FRAME_TIMEOUT = env_int("RENDER_BLENDER_FRAME_TIMEOUT", 1800)
 RENDER_BLENDER_CACHE_DIR = env("RENDER_BLENDER_CACHE_DIR", os.path.join(tempfile.gettempdir(), "render-scenes"))
 RENDER_BLENDER_CACHE_BYTES = env_int("RENDER_BLENDER_CACHE_BYTES", 10 * 1024**3)
+# How Blender is confined (jobs/sandbox/): `bwrap` (bubblewrap: namespaces, where user namespaces exist),
+# `sidecar` (ECS Fargate: the task's sandbox container, reached on RENDER_SANDBOX_SOCKET), `none` (local only).
+RENDER_SANDBOX = env("RENDER_SANDBOX", "bwrap")
+if RENDER_SANDBOX not in ("bwrap", "sidecar", "none"):
+    raise ImproperlyConfigured(f"RENDER_SANDBOX must be 'bwrap', 'sidecar' or 'none', got {RENDER_SANDBOX!r}")
+if RENDER_SANDBOX == "none" and RENDER_ENV == "production":
+    raise ImproperlyConfigured("RENDER_SANDBOX=none is for local measurements only; production renders sandboxed")
+RENDER_SANDBOX_SOCKET = env("RENDER_SANDBOX_SOCKET", "/sandbox/run/sandbox.sock")
+# The uid renders run as when the worker is root (bwrap), or the first of the sidecar's uids (one per slot).
+RENDER_SANDBOX_UID = env_int("RENDER_SANDBOX_UID", 10002)
+if RENDER_SANDBOX_UID <= 0:
+    raise ImproperlyConfigured("RENDER_SANDBOX_UID must be an unprivileged uid (above 0)")
+# Limits of one Blender process: address space, largest file written, processes and threads of its uid.
+RENDER_SANDBOX_MEMORY_MB = env_int("RENDER_SANDBOX_MEMORY_MB", 8192)
+RENDER_SANDBOX_FILE_MB = env_int("RENDER_SANDBOX_FILE_MB", 4096)
+RENDER_SANDBOX_PROCESSES = env_int("RENDER_SANDBOX_PROCESSES", 1024)
 # A worker holds a chunk by a lease in DynamoDB and keeps its SQS message invisible while it works, so a
 # live render is never run twice and a SIGKILLed worker's chunk is taken over within a visibility timeout
 # (15 s: the takeover issue 12 asks for is under 20 s). Every progress write renews the lease; a background

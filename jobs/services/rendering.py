@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus, frame_key
-from jobs.errors import JobNotRunning, JobStateConflict, LeaseLost, RenderError, StaleWrite
+from jobs.errors import JobNotRunning, JobStateConflict, LeaseLost, RenderError, SceneRefused, StaleWrite
 from jobs.ports import JobNotifier, JobRepository, RenderContext, RenderedFrame
 from jobs.services.assembly import job_assemble, make_outputs
 from jobs.services.control import SILENT, finish_cancel_if_idle, job_fail
@@ -25,6 +25,9 @@ from jobs.services.progress import ChunkProgress
 from jobs.services.render_log import ChunkLog
 
 log = logging.getLogger(__name__)
+
+
+SCENE_REFUSED = "scene_refused"  # the file itself is refused: failing again and again would change nothing
 
 
 class Outcome(StrEnum):
@@ -43,6 +46,8 @@ class _ReleaseForShutdown(Exception):
 
 def describe(exc: BaseException) -> Failure:
     """What the customer sees of an error: a renderer's own message, or a generic one (details go to the log)."""
+    if isinstance(exc, SceneRefused):
+        return Failure(SCENE_REFUSED, str(exc))
     if isinstance(exc, RenderError):
         return Failure("render_failed", str(exc) or "The renderer failed.")
     return Failure(
@@ -244,7 +249,7 @@ def _stopped(ctx: RenderContext, job: Job, chunk: Chunk, token: str, job_status:
 
 
 def _fail_or_retry(ctx: RenderContext, job: Job, chunk: Chunk, token: str, failure: Failure) -> tuple[Outcome, int]:
-    if chunk.render_failures + 1 < ctx.max_attempts:
+    if failure.code != SCENE_REFUSED and chunk.render_failures + 1 < ctx.max_attempts:
         try:
             after = ctx.repo.chunks.release(chunk, token=token, now=ctx.clock(), failure=failure)
         except LeaseLost:

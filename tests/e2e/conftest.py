@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -102,3 +105,63 @@ def make_stack(emulator, tmp_path: Path):
     yield make
     for stack in stacks:
         stack.stop_all()
+
+
+@pytest.fixture
+def render_cache():
+    """A worker's scene cache directory that a sandboxed render's own uid can pass through (o+x on the way),
+    as RENDER_BLENDER_CACHE_DIR's default (under /tmp) is; pytest's tmp_path is under a 0700 directory."""
+    path = Path(tempfile.mkdtemp(prefix="render-cache-"))
+    os.chmod(path, 0o711)  # noqa: S103 (passable, not listable)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Sidecar:
+    """The render sandbox's sidecar daemon as a real process (jobs/sandbox/sidecar.py), stopped by its pid."""
+
+    def __init__(self, *, root: Path, socket_path: Path, program: str, env: dict[str, str] | None = None):
+        from jobs.sandbox import SandboxUnavailable
+        from jobs.sandbox.client import SidecarSandbox
+
+        self.root, self.socket_path = root, socket_path
+        argv = [sys.executable, "-m", "jobs.sandbox.sidecar", "--socket", str(socket_path), "--root", str(root)]
+        argv += ["--program", program, "--uid-base", "20100", "--slots", "4", "--worker-gid", "0"]
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.client = SidecarSandbox(socket_path=str(socket_path))
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.client.ping()
+                return
+            except SandboxUnavailable:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError(f"the sidecar did not start: {self.output()}") from None
+                time.sleep(0.05)
+
+    def output(self) -> str:
+        return self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def start_sidecar():
+    """Start sidecars (root only: the daemon switches each run to a uid of its own; CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox sidecar starts as root (CI runs as root); skipped for a non-root run")
+    started: list[Sidecar] = []
+
+    def start(**kwargs) -> Sidecar:
+        started.append(Sidecar(**kwargs))
+        return started[-1]
+
+    yield start
+    for sidecar in started:
+        sidecar.stop()

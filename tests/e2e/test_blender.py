@@ -60,18 +60,22 @@ def blender_job(stack, sha: str, **body) -> dict:
 
 
 def blenders_under(root: Path) -> list[int]:
-    """Pids of live processes whose command line names a path under `root` (the worker's scene cache)."""
-    pids = []
+    """Pids of live processes whose command line names a path under `root` (the worker's scene cache) and
+    Blender (the sandbox's launcher, or Blender itself), with every process they started."""
+    live: dict[int, tuple[int, str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-                state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State"))
-            except (OSError, StopIteration):
+                status = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
+            except OSError:
                 continue
-            if str(root) in cmdline and "blender" in cmdline and "zombie" not in state:
-                pids.append(int(entry.name))
-    return pids
+            if "zombie" not in status.get("State", ""):
+                live[int(entry.name)] = (int(status.get("PPid", "0")), cmdline)
+    found = {pid for pid, (_, cmdline) in live.items() if str(root) in cmdline and "blender" in cmdline}
+    while more := {pid for pid, (parent, _) in live.items() if parent in found} - found:
+        found |= more
+    return sorted(found)
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -88,8 +92,8 @@ def frame_keys(stack, job_id: str) -> list[str]:
     return sorted(o["Key"] for o in resp.get("Contents", []))
 
 
-def test_a_scene_renders_in_two_chunks_on_two_workers(make_stack, scene, tmp_path):
-    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(tmp_path / "cache"))
+def test_a_scene_renders_in_two_chunks_on_two_workers(make_stack, scene, render_cache):
+    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(render_cache))
     stack.start_ready_worker("w1")
     stack.start_ready_worker("w2")
     sha = upload(stack, scene.read_bytes())
@@ -120,11 +124,11 @@ def test_a_scene_renders_in_two_chunks_on_two_workers(make_stack, scene, tmp_pat
     assert "Blender 3" in log.json()["log"] and "RENDERFARM_SAVED 8 " in log.json()["log"]
     missing = requests.get(f"{stack.api}/api/jobs/{job['id']}/tasks/2/log", headers=stack.auth(), timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-    assert not blenders_under(tmp_path / "cache")
+    assert not blenders_under(render_cache)
 
 
-def test_cancel_mid_chunk_stops_blender_and_writes_nothing_after(make_stack, scene, tmp_path):
-    cache = tmp_path / "cache"
+def test_cancel_mid_chunk_stops_blender_and_writes_nothing_after(make_stack, scene, render_cache):
+    cache = render_cache
     # Progress written every half second: each frame is recorded as it comes, so what S3 holds after the
     # cancel is the recorded frames plus at most the one uploaded as the cancel landed (with the default 8 s
     # batches, up to 8 s of uploaded frames stay unrecorded and unlisted; tests/unit covers that).
@@ -151,8 +155,8 @@ def test_cancel_mid_chunk_stops_blender_and_writes_nothing_after(make_stack, sce
     assert frame_keys(stack, job["id"]) == written, "a frame was written after CANCELLED"
 
 
-def test_a_worker_killed_mid_chunk_leaves_no_blender_and_the_job_completes_once(make_stack, scene, tmp_path):
-    cache = tmp_path / "cache"
+def test_a_worker_killed_mid_chunk_leaves_no_blender_and_the_job_completes_once(make_stack, scene, render_cache):
+    cache = render_cache
     # The message comes back (visibility, extended every half of it while the worker lived) after the lease
     # lapsed (renewed every second), so the redelivery takes the chunk over.
     stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(cache), RENDER_LEASE_SECONDS="3", RENDER_VISIBILITY_TIMEOUT="9")
@@ -176,10 +180,10 @@ def test_a_worker_killed_mid_chunk_leaves_no_blender_and_the_job_completes_once(
     assert not blenders_under(cache)
 
 
-def test_untrusted_scene_files(make_stack, scene, tmp_path):
+def test_untrusted_scene_files(make_stack, scene, tmp_path, render_cache):
     """Embedded scripts never run; a file that is not a scene and content that is not the declared file fail
     the job with a clear error (and Blender's own line in the chunk's log)."""
-    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(tmp_path / "cache"), RENDER_MAX_ATTEMPTS="1")
+    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(render_cache), RENDER_MAX_ATTEMPTS="1")
     stack.start_ready_worker()
 
     marker = tmp_path / "the-scene-ran-its-own-code"
