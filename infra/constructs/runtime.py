@@ -9,6 +9,8 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+TMP_VOLUME = "tmp"  # the writable /tmp of a container whose root filesystem is read-only
+
 
 @dataclass(frozen=True)
 class AppRuntime:
@@ -34,7 +36,8 @@ def app_task_definition(
     """A Fargate task definition running `bin/entrypoint <command>` with its own log group.
 
     `RENDER_ROLE` (api, worker, sweeper) tells the app which role it runs; only the roles given `secrets`
-    (the API: DJANGO_SECRET_KEY) can read them, through their own execution role.
+    (the API: DJANGO_SECRET_KEY) can read them, through their own execution role. The root filesystem is
+    read-only (the code under /app is root's and cannot be rewritten); /tmp is a task volume of its own.
     """
     log_group = logs.LogGroup(scope, f"{id}Logs", retention=runtime.log_retention, removal_policy=RemovalPolicy.DESTROY)
     task = ecs.FargateTaskDefinition(
@@ -53,12 +56,14 @@ def app_task_definition(
         environment={**runtime.environment, "RENDER_ROLE": role, **(environment or {})},
         secrets=secrets,
         logging=ecs.LogDrivers.aws_logs(stream_prefix=role, log_group=log_group),
-        readonly_root_filesystem=False,
+        readonly_root_filesystem=True,
         stop_timeout=None if stop_timeout_seconds is None else Duration.seconds(stop_timeout_seconds),
         health_check=ecs.HealthCheck(command=["CMD", "python", "-m", "jobs.worker.healthcheck"])
         if role != "sweeper"
         else None,
     )
+    task.add_volume(name=TMP_VOLUME)
+    container.add_mount_points(ecs.MountPoint(container_path="/tmp", source_volume=TMP_VOLUME, read_only=False))  # noqa: S108
     if port is not None:
         container.add_port_mappings(ecs.PortMapping(container_port=port))
     return task, log_group

@@ -28,7 +28,7 @@ SCENE_NAME = "scene.blend"  # where the scene file appears in the work directory
 KINDS = ("bwrap", "sidecar", "none")
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(OSError):
     """The sandbox cannot run here (not installed, no namespaces, no sidecar): a fault of the worker, not the
     scene. The message says what is missing, for an operator."""
 
@@ -76,6 +76,10 @@ class Sandbox(Protocol):
 
     def workdir(self, scratch: Path) -> str:
         """Where the scratch directory appears to the program."""
+        ...
+
+    def check(self) -> object:
+        """Raises SandboxUnavailable, saying what is missing, unless a run could start here now."""
         ...
 
     def start(

@@ -47,7 +47,7 @@ class BubblewrapSandbox:
     def start(
         self, args: list[str], *, scratch: Path, scene: Path, env: dict[str, str], limits: Limits
     ) -> LocalProcess:
-        bwrap = self._available()
+        bwrap = self.check()
         executable = shutil.which(self.program)
         if executable is None or not executable.startswith("/usr/"):
             raise SandboxUnavailable(f"{self.program!r} is not installed under /usr on this worker")
@@ -97,8 +97,9 @@ class BubblewrapSandbox:
         """The uid the program runs as: its own when the worker is root, else the worker's (mapped)."""
         return self.uid if os.geteuid() == 0 else None
 
-    def _available(self) -> str:
-        """bubblewrap's path, once shown to start a sandbox here (user namespaces allowed)."""
+    def check(self) -> str:
+        """bubblewrap's path, once shown to start a sandbox here (user namespaces allowed); else
+        SandboxUnavailable saying what is missing."""
         binary = shutil.which(self.binary)
         if binary is None:
             raise SandboxUnavailable(

@@ -43,8 +43,8 @@ class SidecarSandbox:
             raise SandboxUnavailable(f"the render sandbox refused the run: {first.get('error', first)}")
         return SidecarProcess(conn, reader)
 
-    def ping(self) -> None:
-        """Raises SandboxUnavailable unless the sidecar answers (the worker's start-up check)."""
+    def check(self) -> None:
+        """Raises SandboxUnavailable unless the sidecar answers (its container's health check)."""
         with contextlib.closing(self._connect()) as conn:
             conn.sendall(b'{"ping": true}\n')
             if "pong" not in _message(conn.makefile("rb").readline()):

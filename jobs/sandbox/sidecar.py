@@ -268,7 +268,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--uid-base", type=int, default=int(env("RENDER_SANDBOX_UID", "20000")))
     parser.add_argument("--slots", type=int, default=int(env("RENDER_SANDBOX_SLOTS", "16")))
     parser.add_argument("--worker-gid", type=int, default=int(env("RENDER_SANDBOX_WORKER_GID", "10001")))
+    parser.add_argument("--ping", action="store_true", help="only ask a running sidecar whether it answers")
     args = parser.parse_args(argv)
+    if args.ping:  # the container's health check
+        from jobs.sandbox.client import SidecarSandbox
+
+        try:
+            SidecarSandbox(socket_path=args.socket).check()
+        except OSError as exc:
+            raise SystemExit(f"render sandbox: {exc}") from None
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if os.geteuid() != 0:
         raise SystemExit("render sandbox: must start as root (it runs each render as a uid of its own)")

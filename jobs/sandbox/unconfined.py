@@ -23,12 +23,16 @@ class Unconfined:
     def workdir(self, scratch: Path) -> str:
         return str(scratch)
 
-    def start(
-        self, args: list[str], *, scratch: Path, scene: Path, env: dict[str, str], limits: Limits
-    ) -> LocalProcess:
+    def check(self) -> str:
         executable = shutil.which(self.program)
         if executable is None:
             raise SandboxUnavailable(f"{self.program!r} is not on this worker's PATH")
+        return executable
+
+    def start(
+        self, args: list[str], *, scratch: Path, scene: Path, env: dict[str, str], limits: Limits
+    ) -> LocalProcess:
+        executable = self.check()
         link_scene(scene, scratch / SCENE_NAME)
         limits = Limits(**{**limits.as_dict(), "processes": 0})  # the worker's own uid: not a limit of the run
         return popen(

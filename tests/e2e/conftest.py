@@ -134,7 +134,7 @@ class Sidecar:
         deadline = time.monotonic() + 15
         while True:
             try:
-                self.client.ping()
+                self.client.check()
                 return
             except SandboxUnavailable:
                 if self.proc.poll() is not None or time.monotonic() > deadline:

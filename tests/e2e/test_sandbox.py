@@ -100,7 +100,7 @@ def test_bubblewrap_holds_code_that_runs_inside_it(places, listener, monkeypatch
     monkeypatch.setenv("RENDER_SECRET_OF_THE_WORKER", SECRET)
     sandbox = BubblewrapSandbox(program=PYTHON)
     try:
-        sandbox._available()
+        sandbox.check()
     except SandboxUnavailable as exc:
         pytest.skip(f"bubblewrap cannot run here: {exc}")
     scratch, scene = scratch_with_scene(root)

@@ -165,7 +165,7 @@ def test_a_scene_running_its_code_in_bubblewrap_reaches_nothing(hostile, render_
     monkeypatch.setenv("RENDER_SECRET_OF_THE_WORKER", SECRET)
     sandbox = BubblewrapSandbox(program="blender")
     try:
-        sandbox._available()
+        sandbox.check()
     except SandboxUnavailable as exc:
         pytest.skip(f"bubblewrap cannot run here: {exc}")
     report = contained_blender(sandbox, render_cache, scenes / "freestyle.blend", outside, listener)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,10 @@ def test_image_shape_multi_stage_slim_non_root_pinned_with_healthcheck():
     assert re.search(r"^USER 10001:10001$", final, re.M)
     assert "HEALTHCHECK" in final and '"jobs.worker.healthcheck"' in final
     assert 'ENTRYPOINT ["/app/bin/entrypoint"]' in final and 'CMD ["api"]' in final
+    # The code is root's (no --chown): the app's user cannot rewrite what later processes run.
+    assert not re.search(r"^COPY --chown", api, re.M) and "COPY jobs ./jobs" in api
+    assert 'VOLUME ["/tmp"]' in api and 'VOLUME ["/sandbox"]' in worker  # read-only roots: task volumes
+    assert "chown 10001:10001 /sandbox" in worker and "chmod 0711 /sandbox" in worker
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", "tests", "cdk.out", "node_modules"} <= set(ignored)
 
@@ -126,3 +132,36 @@ def test_api_command_serves_healthz_behind_a_load_balancer(emulator, tmp_path):
         [sys.executable, "-m", "jobs.worker.healthcheck"], cwd=ROOT, env={**stack.merged_env(), "RENDER_ROLE": "api"}
     )
     assert check.returncode == 1
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (CI installs it)")
+def test_the_api_and_the_worker_run_on_a_read_only_root_with_a_writable_tmp(emulator, tmp_path):
+    """As the task definitions run them (ReadonlyRootFilesystem, a /tmp volume): here a bubblewrap view of this
+    machine, read-only but for a fresh /tmp, with the network shared so the emulator answers."""
+    port = free_port()
+    stack = Stack(log_dir=tmp_path)
+    stack.env.update(emulator.env)
+    stack.env.update(
+        {
+            "RENDER_ENV": "production",
+            "DJANGO_SECRET_KEY": SECRET,
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            "RENDER_API_BIND": f"127.0.0.1:{port}",
+            "PYTHONDONTWRITEBYTECODE": "1",  # as the image sets it
+            "RENDER_LIVENESS_FILE": "/tmp/worker-alive",
+        }
+    )
+    view = ["bwrap", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev", "--die-with-parent"]
+    try:
+        stack._spawn("api", [*view, str(ENTRYPOINT), "api"])
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        assert requests.get(f"http://127.0.0.1:{port}/api/docs", timeout=10).status_code == 200
+        worker = stack._spawn("worker", [*view, str(ENTRYPOINT), "worker", "--concurrency", "1"])
+        deadline = time.monotonic() + 60
+        while " ready." not in (tmp_path / "worker.log").read_text(errors="replace"):
+            assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+            time.sleep(0.2)
+    finally:
+        stack.stop_all()
+    for name in ("api", "worker"):
+        assert "Read-only file system" not in (tmp_path / f"{name}.log").read_text(errors="replace"), name

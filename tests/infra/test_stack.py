@@ -204,9 +204,53 @@ def test_workers_are_sized_for_rendering_and_run_the_blender_image(dev):
     tasks = resources(raw, "AWS::ECS::TaskDefinition").values()
     worker = next(t["Properties"] for t in tasks if t["Properties"]["ContainerDefinitions"][0]["Name"] == "worker")
     api = next(t["Properties"] for t in tasks if t["Properties"]["ContainerDefinitions"][0]["Name"] == "api")
+    assert [c["Name"] for c in worker["ContainerDefinitions"]] == ["worker", "sandbox"]
     assert (worker["Cpu"], worker["Memory"]) == ("4096", "8192")  # stage settings workerCpu, workerMemoryMib
     # Two image assets (Dockerfile targets api and worker): the worker's is not the API's.
     assert worker["ContainerDefinitions"][0]["Image"] != api["ContainerDefinitions"][0]["Image"]
+
+
+def test_blender_runs_in_a_sandbox_container_of_the_worker_task(dev):
+    """Fargate has no user namespaces (no bubblewrap): Blender runs in the task's `sandbox` container, which
+    shares only the /sandbox volume with the worker and nothing of the application's settings or secrets."""
+    raw, _ = dev
+    roles = containers(raw)
+    worker, sandbox = roles["worker"], roles["sandbox"]
+    assert worker["task"] is not None and sandbox["task"] == worker["task"]  # one task, two containers
+    assert "PidMode" not in worker["task"]  # each container keeps its own PID namespace
+    assert sandbox["Command"] == ["sandbox"] and sandbox["User"] == "0" and sandbox["Essential"] is True
+    assert sandbox["Image"] == worker["Image"]  # the worker image: Blender, and the sidecar's code
+    env = env_of(sandbox)
+    assert set(env) == {
+        "RENDER_SANDBOX_SOCKET",
+        "RENDER_SANDBOX_ROOT",
+        "RENDER_SANDBOX_UID",
+        "RENDER_SANDBOX_SLOTS",
+        "RENDER_SANDBOX_WORKER_GID",
+    }
+    assert "Secrets" not in sandbox and int(env["RENDER_SANDBOX_UID"]) > 10001
+    linux = sandbox["LinuxParameters"]
+    assert linux["InitProcessEnabled"] is True and "Add" not in linux["Capabilities"]
+    assert {"NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "NET_BIND_SERVICE"} <= set(linux["Capabilities"]["Drop"])
+    assert "--ping" in sandbox["HealthCheck"]["Command"]
+
+    worker_env = env_of(worker)
+    assert worker_env["RENDER_SANDBOX"] == "sidecar"
+    assert worker_env["RENDER_SANDBOX_SOCKET"] == env["RENDER_SANDBOX_SOCKET"]
+    assert env["RENDER_SANDBOX_ROOT"].startswith(worker_env["RENDER_BLENDER_CACHE_DIR"] + "/")
+    assert worker["DependsOn"] == [{"ContainerName": "sandbox", "Condition": "HEALTHY"}]
+    mounts = {c: {m["ContainerPath"]: m["SourceVolume"] for m in roles[c]["MountPoints"]} for c in roles}
+    assert mounts["sandbox"]["/sandbox"] == mounts["worker"]["/sandbox"]
+    assert "/tmp" not in mounts["sandbox"]  # nothing writable in it but the shared volume
+
+
+def test_every_container_has_a_read_only_root_and_its_own_tmp(dev):
+    raw, _ = dev
+    for name, container in containers(raw).items():
+        assert container["ReadonlyRootFilesystem"] is True, name
+        if name != "sandbox":
+            volume = {m["ContainerPath"]: m["SourceVolume"] for m in container["MountPoints"]}["/tmp"]
+            assert volume in {v["Name"] for v in container["task"]["Volumes"]}
 
 
 def test_workers_scale_on_backlog_per_task_down_to_zero(dev):
@@ -334,6 +378,9 @@ def test_only_the_api_gets_the_django_secret_key(dev):
     assert json.dumps(roles["api"]["Secrets"]).count(secret) == 1
     for role, container in roles.items():
         assert "DJANGO_SECRET_KEY" not in env_of(container)
+        if role == "sandbox":  # runs no Django (test_blender_runs_in_a_sandbox_container_of_the_worker_task)
+            assert "Secrets" not in container
+            continue
         assert env_of(container)["RENDER_ENV"] == "production"
         assert env_of(container)["RENDER_ROLE"] == role  # the app needs no DJANGO_SECRET_KEY as worker or sweeper
         if role != "api":
@@ -453,8 +500,9 @@ def test_containers_write_metrics_to_the_stage_namespace(dev):
     raw, _ = dev
     for task in resources(raw, "AWS::ECS::TaskDefinition").values():
         for container in task["Properties"]["ContainerDefinitions"]:
-            env = {e["Name"]: e.get("Value") for e in container.get("Environment", [])}
-            assert env["RENDER_METRICS_NAMESPACE"] == "RenderFarm/dev"
+            if container["Name"] != "sandbox":  # the sidecar writes logs, no metrics
+                env = {e["Name"]: e.get("Value") for e in container.get("Environment", [])}
+                assert env["RENDER_METRICS_NAMESPACE"] == "RenderFarm/dev"
 
 
 # --- whole-template checks --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from jobs import wiring
 from jobs.devstack import envfile
 from jobs.devstack.stack import EMULATOR_CREDENTIALS, ROOT, Stack, wait_for_http
 from jobs.domain import utcnow
+from jobs.sandbox import SandboxUnavailable
 from jobs.services import api_key_create
 from jobs.services.api_keys import SCOPE_HIGH
 
@@ -104,9 +105,17 @@ class Command(BaseCommand):
         if binary is None:
             return (
                 f"\nBlender jobs: NOT rendered here ({settings.RENDER_BLENDER_BINARY!r} is not on the PATH); they fail "
-                "with 'Blender is not available on this worker'. Install Debian's blender and restart to render them.\n"
+                "with 'Blender cannot run on this worker'. Install Debian's blender and restart to render them.\n"
             )
-        return BLENDER_EXAMPLE.replace("{binary}", binary).replace("{api}", api).replace("{key}", key)
+        try:
+            wiring.sandbox().check()
+        except SandboxUnavailable as exc:
+            return (
+                f"\nBlender jobs: NOT rendered here: Blender runs only sandboxed, and {exc}. Install Debian's "
+                "bubblewrap and restart (or, for a local measurement only, RENDER_SANDBOX=none).\n"
+            )
+        where = f"{binary}, sandboxed by {settings.RENDER_SANDBOX}"
+        return BLENDER_EXAMPLE.replace("{binary}", where).replace("{api}", api).replace("{key}", key)
 
     def _banner(self, api: str, key: str, log_dir, env_file) -> None:
         self.stdout.write(
