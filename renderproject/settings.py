@@ -137,6 +137,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "jobs.api.observe.RequestContextMiddleware",  # request id, owner and job in every log line; API metrics
+    # A strict Content-Security-Policy on every response whose view set none (the console sets its own).
+    "jobs.api.security_headers.ContentSecurityPolicyMiddleware",
     "jobs.api.health.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "jobs.api.throttling.AuthFailureLimitMiddleware",
@@ -148,6 +150,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# What SecurityMiddleware and XFrameOptionsMiddleware send on every response: Django's defaults, stated here so
+# a change of default cannot drop them silently (tests/integration/test_security_headers.py checks them).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 ROOT_URLCONF = "renderproject.urls"
 WSGI_APPLICATION = "renderproject.wsgi.application"
