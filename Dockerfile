@@ -28,7 +28,8 @@ COPY manage.py ./
 COPY bin ./bin
 COPY renderproject ./renderproject
 COPY jobs ./jobs
-# collectstatic needs settings that production refuses without a real key: give it a throwaway one.
+# collectstatic needs settings that production refuses without a real key: give it a throwaway one, which
+# settings accept for collectstatic only (BUILD_SECRET_KEY): a container started with it stops.
 RUN DJANGO_SECRET_KEY=collectstatic-only-not-used-at-runtime-0123456789abcdef RENDER_ENV=production \
     python manage.py collectstatic --noinput --verbosity 0
 VOLUME ["/tmp"]

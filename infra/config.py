@@ -1,4 +1,9 @@
-"""Deployment settings, read from CDK context (`cdk deploy -c key=value`), with defaults for a dev stage."""
+"""Deployment settings, read from CDK context (`cdk deploy -c key=value`), with defaults for a dev stage.
+
+Every stage is production-grade (HTTPS required, WAF on, data retained when the stack is deleted) unless it is
+named in NON_PRODUCTION_STAGES or the context says `production=false`: a stage called `production`, `live`
+or anything new fails safe instead of deploying plain HTTP with deletable data.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,20 @@ from constructs import Node
 
 # AWS WAF's bounds for a rate-based rule's limit (requests per evaluation window, per IP).
 WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
+# The only stage names that are not production-grade by default (README "Deploy to AWS"); a short, exact list,
+# so a typo or a new name gets the safe side.
+NON_PRODUCTION_STAGES = ("dev", "test", "ci")
+TRUE, FALSE = ("1", "true", "yes"), ("0", "false", "no")
 
 
 @dataclass(frozen=True)
 class StageConfig:
     stage: str = "dev"
-    certificate_arn: str | None = None  # HTTPS on the ALB (HTTP is redirected); none: plain HTTP (not prod)
-    allow_plain_http: bool = False  # lets stage prod synthesize without a certificate (a throwaway test stack)
+    # Production-grade: HTTPS required, WAF on by default, table, bucket and keys retained on deletion.
+    # None: every stage but NON_PRODUCTION_STAGES; `-c production=false` makes any stage a throwaway one.
+    production: bool | None = None
+    certificate_arn: str | None = None  # HTTPS on the ALB (HTTP is redirected); none: plain HTTP (non-production)
+    allow_plain_http: bool = False  # lets a production-grade stage synthesize without a certificate (a test stack)
     domain_name: str | None = None  # the API's host name (Django ALLOWED_HOSTS); default: the ALB's DNS name
     api_desired_count: int = 2
     api_max_count: int = 6
@@ -37,12 +49,14 @@ class StageConfig:
     sweep_every_minutes: int = 5
     nat_gateways: int = 1
     interface_endpoints: bool = False  # SQS, ECR, Logs, Secrets Manager endpoints (see README: cost)
-    waf_enabled: bool | None = None  # AWS WAF on the ALB; None: on for stage prod, off elsewhere
+    waf_enabled: bool | None = None  # AWS WAF on the ALB; None: on for production-grade stages, off elsewhere
     waf_rate_limit: int = 2000  # requests per client IP per 5 minutes before WAF blocks that IP
 
     def __post_init__(self):
+        if self.production is None:
+            object.__setattr__(self, "production", self.stage not in NON_PRODUCTION_STAGES)
         if self.waf_enabled is None:
-            object.__setattr__(self, "waf_enabled", self.stage == "prod")
+            object.__setattr__(self, "waf_enabled", self.production)
 
     @classmethod
     def from_context(cls, node: Node) -> StageConfig:
@@ -55,7 +69,7 @@ class StageConfig:
             if field.type in ("int",):
                 raw = int(raw)
             elif field.type in ("bool", "bool | None"):
-                raw = str(raw).lower() in ("1", "true", "yes")
+                raw = _flag(key, raw)
             values[name] = raw
         config = cls(**values)
         if config.infrequent_access_after_days < 30:
@@ -64,12 +78,21 @@ class StageConfig:
             raise ValueError("leaseSeconds must be shorter than visibilityTimeoutSeconds")
         if config.worker_stop_timeout_seconds > 120:
             raise ValueError("workerStopTimeoutSeconds cannot exceed Fargate's 120 s")
-        if config.stage == "prod" and not config.certificate_arn and not config.allow_plain_http:
+        if config.production and not config.certificate_arn and not config.allow_plain_http:
             raise ValueError(
-                "stage=prod needs certificateArn: production serves HTTPS only (API keys travel in every request). "
-                "For a throwaway test stack without TLS, pass -c allowPlainHttp=true explicitly."
+                f"stage={config.stage} is production-grade (only {', '.join(NON_PRODUCTION_STAGES)} are not, "
+                "unless -c production=false) and needs certificateArn: production serves HTTPS only (API keys "
+                "travel in every request). For a throwaway test stack without TLS, pass -c allowPlainHttp=true."
             )
         low, high = WAF_RATE_LIMIT_RANGE
         if not low <= config.waf_rate_limit <= high:
             raise ValueError(f"wafRateLimit must be between {low} and {high} requests per 5 minutes (AWS WAF's range)")
         return config
+
+
+def _flag(key: str, raw: object) -> bool:
+    """A context flag: true/false, yes/no or 1/0 (any case); anything else is refused, not read as false."""
+    text = str(raw).strip().lower()
+    if text not in TRUE + FALSE:
+        raise ValueError(f"{key} must be true or false, got {raw!r}")
+    return text in TRUE

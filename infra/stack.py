@@ -35,7 +35,8 @@ class RenderFarmStack(Stack):
     ):
         super().__init__(scope, id, **kwargs)
         retention = log_retention(config.log_retention_days)
-        removal = RemovalPolicy.RETAIN if config.stage == "prod" else RemovalPolicy.DESTROY
+        # Production-grade stages keep the table, the buckets and the keys when the stack is deleted.
+        removal = RemovalPolicy.RETAIN if config.production else RemovalPolicy.DESTROY
 
         network = Network(
             self,

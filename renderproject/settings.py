@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import sys
 import tempfile
 from pathlib import Path
 
@@ -39,6 +40,11 @@ def env_bool(name: str, default: bool) -> bool:
 
 # Published in this repository's history: refused whenever DEBUG is off.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+# The Dockerfile's collectstatic step loads production settings, which need a key: it passes this one. It is
+# public (in the Dockerfile and in every image's build history), so it is accepted by that command only, which
+# signs nothing; anything else started with it stops (tests/infra/test_image.py reads it from the Dockerfile).
+BUILD_SECRET_KEY = "collectstatic-only-not-used-at-runtime-0123456789abcdef"
+COLLECTING_STATIC = sys.argv[1:2] == ["collectstatic"]
 ENVIRONMENTS = ("local", "production")
 # Processes that never sign anything (no sessions, cursors or CSRF tokens): in production only the API
 # task is given DJANGO_SECRET_KEY.
@@ -83,7 +89,8 @@ def local_secret_key(path: Path) -> str:
 def secret_key() -> str:
     """DJANGO_SECRET_KEY, checked; else a key no one else knows, where that is safe.
 
-    - Given: at least 32 characters, and never the published dev key unless DEBUG is on.
+    - Given: at least 32 characters, never the published dev key unless DEBUG is on, and never the
+      Dockerfile's build-only key outside collectstatic.
     - Not given, worker or sweeper (they sign nothing): a random key per process.
     - Not given, API in production: refused.
     - Not given, locally (DEBUG is off by default there too, so the dev key would be refused): a random
@@ -94,6 +101,10 @@ def secret_key() -> str:
         if given == DEV_SECRET_KEY and not DEBUG:
             raise ImproperlyConfigured(
                 "DJANGO_SECRET_KEY is the published development key; it is refused unless DEBUG is on"
+            )
+        if given == BUILD_SECRET_KEY and not COLLECTING_STATIC:
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY is the Dockerfile's build-only key (public); only collectstatic accepts it"
             )
         if len(given) < 32:
             raise ImproperlyConfigured("DJANGO_SECRET_KEY must be a random value of at least 32 characters")
@@ -137,6 +148,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "jobs.api.observe.RequestContextMiddleware",  # request id, owner and job in every log line; API metrics
+    # A strict Content-Security-Policy on every response whose view set none (the console sets its own).
+    "jobs.api.security_headers.ContentSecurityPolicyMiddleware",
     "jobs.api.health.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "jobs.api.throttling.AuthFailureLimitMiddleware",
@@ -148,6 +161,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# What SecurityMiddleware and XFrameOptionsMiddleware send on every response: Django's defaults, stated here so
+# a change of default cannot drop them silently (tests/integration/test_security_headers.py checks them).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 ROOT_URLCONF = "renderproject.urls"
 WSGI_APPLICATION = "renderproject.wsgi.application"

@@ -91,7 +91,7 @@ class ApiService(Construct):
             )
             self.load_balancer.add_redirect(source_port=80, target_port=443)
             self.url = f"https://{host}"
-        else:  # a dev stage without a certificate: plain HTTP
+        else:  # no certificate: plain HTTP (a non-production stage, or allowPlainHttp)
             listener = self.load_balancer.add_listener("Http", port=80, open=True)
             self.url = f"http://{host}"
         self.target_group = listener.add_targets(

@@ -45,4 +45,7 @@ class RenderFarmBrowsableRenderer(BrowsableAPIRenderer):
         context = super().get_context(data, accepted_media_type, renderer_context)
         view = renderer_context["view"]
         context["action_label"] = getattr(view, "action_label", None)
+        # DRF inlines Pygments' stylesheet (a <style> element) when Pygments is installed, for Markdown
+        # descriptions; ours are not Markdown (view_description), and the CSP allows no inline style.
+        context["code_style"] = None
         return context

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
@@ -16,6 +17,7 @@ from rest_framework.views import APIView
 
 from jobs import wiring
 from jobs.adapters import logs
+from jobs.api.parsers import StrictJSONParser
 from jobs.api.serializers import (
     ErrorOutputSerializer,
     FramesQuerySerializer,
@@ -106,6 +108,9 @@ class JobActionApi(APIView):
     for the action instead of a 405; JSON clients still get 405 for GET."""
 
     action_label = ""
+    # The button is a plain form: a browser posts its CSRF token form-encoded, which the CSRF check reads
+    # (through request.POST, so a JSON-only parser list made it a 415). The view reads no body either way.
+    parser_classes = [StrictJSONParser, FormParser]
 
     @property
     def allowed_methods(self):

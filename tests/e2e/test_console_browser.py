@@ -1,4 +1,5 @@
-"""The web console in a real browser (Debian's chromium driven by Playwright) against the real local stack.
+"""The web console, the browsable API and Swagger UI in a real browser (Debian's chromium driven by Playwright)
+against the real local stack, each page under its Content-Security-Policy with no violation.
 
 Skipped, with the reason, when Playwright or chromium is missing. Screenshots land in .artifacts/browser/
 (RENDER_TEST_ARTIFACTS overrides), also when a test fails.
@@ -6,6 +7,7 @@ Skipped, with the reason, when Playwright or chromium is missing. Screenshots la
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -43,13 +45,22 @@ def browser():
 
 
 class Watched:
-    """A page whose console errors and uncaught exceptions are collected (a test fails on any)."""
+    """A page whose console errors, uncaught exceptions and Content-Security-Policy violations are collected
+    (a test fails on any)."""
 
     def __init__(self, browser, name: str, **context):
         self.name = name
         self.context = browser.new_context(**context)
-        self.page = self.context.new_page()
         self.errors: list[str] = []
+        # Every document reports what its policy blocked (the directive and what it refused) as it happens.
+        self.context.expose_binding(
+            "reportCspViolation", lambda source, what: self.errors.append(f"{source['frame'].url}: CSP {what}")
+        )
+        self.context.add_init_script(
+            "document.addEventListener('securitypolicyviolation', e =>"
+            " window.reportCspViolation(`${e.effectiveDirective} refused ${e.blockedURI || e.sample}`))"
+        )
+        self.page = self.context.new_page()
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"{self.page.url}: {m.text}"))
         self.page.on("pageerror", lambda e: self.errors.append(f"{self.page.url}: {e}"))
 
@@ -156,3 +167,61 @@ def test_pages_fit_a_phone_and_log_no_errors(make_stack, browser):
     page.get_by_role("button", name="Submit job").click()
     expect(page.get_by_role("alert")).to_contain_text("width")  # the API's message, shown
     assert [e for e in watched.errors if "status of 400" not in e] == []  # the refused POST is the only one
+
+
+def test_api_docs_list_the_operations_and_try_one_under_the_default_policy(make_stack, browser):
+    stack = make_stack()
+    watched = Watched(browser, "docs", viewport={"width": 1280, "height": 900})
+    page = watched.page
+    try:
+        response = page.goto(stack.api + "/api/docs")
+        assert "script-src 'self'" in response.headers["content-security-policy"]  # no inline script allowed
+        expect(page.get_by_role("heading", name=re.compile("Render farm API"))).to_be_visible()
+        expect(page.get_by_role("button", name=re.compile(r"^POST\s+\/api\/jobs$"))).to_be_visible()
+        expect(page.get_by_role("button", name=re.compile(r"^GET\s+\/api\/jobs\/\{job_id\}$"))).to_be_visible()
+        # Authorize with the key and run GET /api/jobs from the page: Swagger UI's own requests pass the policy.
+        page.get_by_role("button", name="Authorize").click()
+        bearer = page.get_by_role("textbox", name="auth-bearer-value")
+        bearer.fill(stack.key)
+        page.locator("form", has=bearer).get_by_role("button", name="Apply credentials").click()
+        page.get_by_role("button", name="Close").first.click()
+        page.get_by_role("button", name=re.compile(r"^GET\s+\/api\/jobs$")).click()
+        page.get_by_role("button", name="Try it out").click()
+        page.get_by_role("button", name="Execute").click()
+        expect(page.locator(".live-responses-table").get_by_role("cell", name="200", exact=True)).to_be_visible()
+        watched.shot("tried")
+    except Exception:
+        watched.shot("failure")
+        raise
+    assert watched.errors == []
+
+
+def test_the_browsable_api_renders_posts_and_acts_under_the_default_policy(make_stack, browser):
+    stack = make_stack()
+    watched = Watched(browser, "browsable", viewport={"width": 1280, "height": 900})
+    page = watched.page
+    try:
+        page.goto(stack.api + "/login?next=/api/jobs")
+        page.get_by_label("API key").fill(stack.key)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+        expect(page.get_by_role("button", name="Log out")).to_be_visible()
+        # The raw-content form posts a job (a form to this origin), and the answer is shown.
+        body = {"scene": "from the browsable API", "width": 64, "height": 64}
+        page.get_by_role("textbox", name="Content").fill(json.dumps(body))
+        page.get_by_role("button", name="POST").click()
+        expect(page.locator(".response-info")).to_contain_text("HTTP 201 Created")
+        job_id = re.search(r'"id": "([0-9a-f]{32})"', page.locator(".response-info").inner_text()).group(1)
+        # OPTIONS runs through DRF's ajax-form.js (a script file and a request to this origin).
+        page.goto(f"{stack.api}/api/jobs/{job_id}")
+        page.get_by_role("button", name="OPTIONS").click()
+        expect(page.locator(".response-info")).to_contain_text("HTTP 200 OK")
+        expect(page.locator(".request-info")).to_contain_text("OPTIONS")
+        page.goto(f"{stack.api}/api/jobs/{job_id}/cancel")
+        page.get_by_role("button", name="Cancel this job").click()
+        expect(page.locator(".response-info")).to_contain_text('"status": "CANCELLED"')
+        watched.shot("cancelled")
+    except Exception:
+        watched.shot("failure")
+        raise
+    assert watched.errors == []

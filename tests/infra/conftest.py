@@ -49,3 +49,16 @@ def dev(tmp_path_factory):
 @pytest.fixture(scope="session")
 def prod(tmp_path_factory):
     return synth(tmp_path_factory.mktemp("cdk-prod"), PROD)
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory):
+    """A stage under a name the config has never heard of: production-grade by default."""
+    return synth(tmp_path_factory.mktemp("cdk-live"), {"stage": "live", "certificateArn": PROD["certificateArn"]})
+
+
+@pytest.fixture(scope="session")
+def staging_plain(tmp_path_factory):
+    """A production-grade stage with both escape hatches used: plain HTTP and no WAF, data still retained."""
+    context = {"stage": "staging", "allowPlainHttp": "true", "wafEnabled": "false"}
+    return synth(tmp_path_factory.mktemp("cdk-staging"), context)

@@ -57,12 +57,45 @@ def test_image_shape_multi_stage_slim_non_root_pinned_with_healthcheck():
     assert {".venv", ".git", "tests", "cdk.out", "node_modules"} <= set(ignored)
 
 
+def build_only_secret() -> str:
+    """The throwaway key the Dockerfile's collectstatic step passes (on that RUN line only)."""
+    (key,) = re.findall(r"DJANGO_SECRET_KEY=(\S+)", DOCKERFILE)
+    return key
+
+
 def test_collectstatic_as_the_image_runs_it(tmp_path):
-    env = {**os.environ, "DJANGO_SECRET_KEY": SECRET, "RENDER_ENV": "production", "DJANGO_STATIC_ROOT": str(tmp_path)}
+    (run,) = [line for line in DOCKERFILE.split("\nRUN ") if "DJANGO_SECRET_KEY=" in line]
+    assert "manage.py collectstatic" in run and "ENV DJANGO_SECRET_KEY" not in DOCKERFILE  # never kept in the image
+    env = {
+        **os.environ,
+        "DJANGO_SECRET_KEY": build_only_secret(),
+        "RENDER_ENV": "production",
+        "DJANGO_STATIC_ROOT": str(tmp_path),
+    }
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], cwd=ROOT, env=env, check=True
     )
     assert (tmp_path / "rest_framework").is_dir() and (tmp_path / "drf_spectacular_sidecar").is_dir()
+    assert (tmp_path / "api" / "swagger_ui.css").is_file()  # the docs page's styles, now a file
+
+
+def test_the_dockerfiles_build_only_secret_is_the_one_settings_refuse_at_run_time():
+    from django.conf import settings
+
+    assert build_only_secret() == settings.BUILD_SECRET_KEY
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env = {
+        **clean,
+        "PATH": f"{BIN}:{clean['PATH']}",
+        "RENDER_ENV": "production",
+        "DJANGO_SECRET_KEY": build_only_secret(),
+        "RENDER_API_BIND": f"127.0.0.1:{free_port()}",
+    }
+    for command in (["manage", "check"], ["api"]):  # the API stops at start (a gunicorn that served would time out)
+        result = subprocess.run(
+            [str(ENTRYPOINT), *command], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60
+        )
+        assert result.returncode != 0 and "build-only key" in result.stderr, result.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

@@ -161,7 +161,48 @@ def test_waf_guards_the_load_balancer_in_prod_with_the_common_rules_and_a_rate_l
     assert association["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
     alb = next(iter(resources(raw, "AWS::ElasticLoadBalancingV2::LoadBalancer")))
     assert association["ResourceArn"] == {"Ref": alb}
-    assert not resources(dev[0], "AWS::WAFv2::WebACL"), "off by default outside prod"
+    assert not resources(dev[0], "AWS::WAFv2::WebACL"), "off by default on a non-production stage"
+
+
+# --- production-grade unless the stage says otherwise ------------------------------------------------
+
+DATA = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::KMS::Key")
+
+
+def deletion_policies(template: dict) -> set[tuple[str, str]]:
+    """(kind, DeletionPolicy) of the table, the buckets and the KMS keys."""
+    return {(kind, r["DeletionPolicy"]) for kind in DATA for r in resources(template, kind).values()}
+
+
+def test_a_stage_of_any_other_name_is_production_grade_https_waf_and_retained(live, dev):
+    raw, _ = live
+    https = only(raw, "AWS::ElasticLoadBalancingV2::Listener", lambda r: r["Properties"]["Port"] == 443)
+    assert https["Protocol"] == "HTTPS" and https["SslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    http = only(raw, "AWS::ElasticLoadBalancingV2::Listener", lambda r: r["Properties"]["Port"] == 80)
+    assert http["DefaultActions"][0]["Type"] == "redirect"
+    assert http["DefaultActions"][0]["RedirectConfig"]["Protocol"] == "HTTPS"
+    acl_id, _ = only_item(raw, "AWS::WAFv2::WebACL")
+    association = only(raw, "AWS::WAFv2::WebACLAssociation")
+    assert association["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    assert association["ResourceArn"] == {
+        "Ref": next(iter(resources(raw, "AWS::ElasticLoadBalancingV2::LoadBalancer")))
+    }
+    assert deletion_policies(raw) == {(kind, "Retain") for kind in DATA}
+    assert all(r.get("UpdateReplacePolicy") == "Retain" for kind in DATA for r in resources(raw, kind).values())
+    assert not [r for r in raw["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"]
+    # ...while dev, a listed non-production stage, deletes its data with the stack and empties its buckets.
+    assert deletion_policies(dev[0]) == {(kind, "Delete") for kind in DATA}
+    assert [r for r in dev[0]["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"]
+
+
+def test_the_escape_hatches_lift_only_what_they_name(staging_plain):
+    raw, _ = staging_plain
+    listener = only(raw, "AWS::ElasticLoadBalancingV2::Listener")  # allowPlainHttp: one plain HTTP listener
+    assert (
+        listener["Port"] == 80 and listener["Protocol"] == "HTTP" and listener["DefaultActions"][0]["Type"] == "forward"
+    )
+    assert not resources(raw, "AWS::WAFv2::WebACL") and not resources(raw, "AWS::WAFv2::WebACLAssociation")
+    assert deletion_policies(raw) == {(kind, "Retain") for kind in DATA}  # still production-grade data
 
 
 def test_api_health_check_circuit_breaker_and_autoscaling(dev):
@@ -562,21 +603,53 @@ def test_bad_context_is_refused(bad):
         config_from(bad)
 
 
-def test_prod_without_tls_is_refused_unless_explicitly_allowed():
-    with pytest.raises(ValueError, match=r"stage=prod needs certificateArn.*allowPlainHttp=true"):
-        config_from({"stage": "prod"})
+TLS = {"certificateArn": "arn:aws:acm:us-east-1:1:certificate/x"}
+
+
+@pytest.mark.parametrize("stage", ["prod", "production", "live", "prd", "staging", "Dev", "dev2", "qa"])
+def test_every_stage_but_the_listed_ones_is_production_grade_and_needs_tls(stage):
+    with pytest.raises(ValueError, match=rf"stage={stage} is production-grade.*certificateArn.*allowPlainHttp=true"):
+        config_from({"stage": stage})
     with pytest.raises(ValueError, match="certificateArn"):
-        config_from({"stage": "prod", "allowPlainHttp": "false"})
-    assert config_from({"stage": "prod", "allowPlainHttp": "true"}).certificate_arn is None  # a test stack
-    assert config_from({"stage": "prod", "certificateArn": "arn:aws:acm:us-east-1:1:certificate/x"}).stage == "prod"
-    assert config_from({"stage": "staging"}).certificate_arn is None  # other stages may serve plain HTTP
+        config_from({"stage": stage, "allowPlainHttp": "false"})
+    config = config_from({"stage": stage, **TLS})
+    assert config.production is True and config.waf_enabled is True
+    plain = config_from({"stage": stage, "allowPlainHttp": "true"})  # a throwaway test stack, said explicitly
+    assert plain.certificate_arn is None and plain.production is True and plain.waf_enabled is True
 
 
-def test_waf_is_on_by_default_in_prod_only_and_its_rate_limit_is_configurable():
-    tls = {"certificateArn": "arn:aws:acm:us-east-1:1:certificate/x"}
-    assert config_from({"stage": "prod", **tls}).waf_enabled is True
-    assert config_from({"stage": "prod", **tls, "wafEnabled": "false"}).waf_enabled is False
+@pytest.mark.parametrize("stage", ["dev", "test", "ci"])
+def test_the_listed_non_production_stages_may_serve_plain_http_without_waf(stage):
+    config = config_from({"stage": stage})
+    assert config.production is False and config.certificate_arn is None and config.waf_enabled is False
+    assert config_from({"stage": stage, "production": "true", **TLS}).waf_enabled is True  # opting in
+    with pytest.raises(ValueError, match="certificateArn"):
+        config_from({"stage": stage, "production": "true"})
+
+
+def test_production_false_makes_any_stage_a_throwaway_one():
+    config = config_from({"stage": "dev-alice", "production": "false"})
+    assert config.production is False and config.waf_enabled is False and config.certificate_arn is None
+
+
+@pytest.mark.parametrize("key", ["production", "allowPlainHttp", "wafEnabled", "interfaceEndpoints"])
+@pytest.mark.parametrize("value", ["flase", "", "on", "2"])
+def test_a_flag_that_is_not_true_or_false_is_refused_not_read_as_false(key, value):
+    with pytest.raises(ValueError, match=f"{key} must be true or false"):
+        config_from({"stage": "prod", **TLS, key: value})
+
+
+def test_flags_accept_true_false_in_any_case_and_json_booleans():
+    assert config_from({"stage": "prod", **TLS, "wafEnabled": "FALSE"}).waf_enabled is False
+    assert config_from({"stage": "prod", **TLS, "wafEnabled": False}).waf_enabled is False
+    assert config_from({"stage": "dev", "wafEnabled": True}).waf_enabled is True
+    assert config_from({"stage": "dev", "interfaceEndpoints": "Yes"}).interface_endpoints is True
+
+
+def test_waf_is_on_by_default_on_production_grade_stages_and_its_rate_limit_is_configurable():
+    assert config_from({"stage": "prod", **TLS}).waf_enabled is True
+    assert config_from({"stage": "prod", **TLS, "wafEnabled": "false"}).waf_enabled is False
     assert config_from({}).waf_enabled is False
-    assert config_from({"stage": "staging", "wafEnabled": "true"}).waf_enabled is True
+    assert config_from({"stage": "test", "wafEnabled": "true"}).waf_enabled is True
     assert config_from({}).waf_rate_limit == 2000
     assert config_from({"wafRateLimit": "300"}).waf_rate_limit == 300

@@ -1,6 +1,8 @@
 """The browsable API as a person sees it: who is logged in, action buttons, an example body, plain text, a root."""
 
+import re
 import uuid
+from urllib.parse import urlencode
 
 from rest_framework.test import APIClient
 
@@ -41,6 +43,30 @@ def test_cancel_page_opens_on_the_job_and_a_button_not_a_405(emulator):
     assert refused.status_code == 405 and "GET" not in refused["Allow"]
     done = browser.post(f"/api/jobs/{job['id']}/cancel", HTTP_ACCEPT="text/html")
     assert done.status_code == 200 and "CANCELLED" in done.content.decode()
+
+
+def test_the_action_button_posts_as_a_browser_does_with_its_csrf_token(emulator):
+    browser = browser_for("button-owner")
+    job = browser.post("/api/jobs", VALID, format="json").json()
+    strict = APIClient(enforce_csrf_checks=True, REMOTE_ADDR="10.0.0.8")
+    strict.cookies = browser.cookies
+    page = html(strict.get(f"/api/jobs/{job['id']}/cancel", HTTP_ACCEPT="text/html"))
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    # The button is a plain form: its body is the CSRF token, form-encoded (not JSON, which once made it a 415).
+    done = strict.post(
+        f"/api/jobs/{job['id']}/cancel",
+        urlencode({"csrfmiddlewaretoken": token}),
+        content_type="application/x-www-form-urlencoded",
+        HTTP_ACCEPT="text/html",
+    )
+    assert done.status_code == 200 and "&quot;status&quot;: &quot;CANCELLED&quot;" in done.content.decode()
+    refused = strict.post(
+        f"/api/jobs/{job['id']}/retry",
+        "",
+        content_type="application/x-www-form-urlencoded",
+        HTTP_ACCEPT="application/json",
+    )
+    assert refused.status_code == 403  # without the token the session's POST is refused
 
 
 def test_post_form_has_an_example_body_and_descriptions_have_no_backticks(emulator):

@@ -51,6 +51,19 @@ def test_the_dev_secret_is_refused_whenever_debug_is_off(tmp_path, env):
     refused(tmp_path, "published development key", RENDER_ENV=env, DJANGO_SECRET_KEY=DEV_SECRET)
 
 
+@pytest.mark.parametrize(("env", "role"), [("production", "api"), ("production", "worker"), ("local", "api")])
+def test_the_dockerfiles_build_only_secret_is_refused_outside_collectstatic(tmp_path, env, role):
+    from renderproject.settings import BUILD_SECRET_KEY
+
+    refused(tmp_path, "build-only key", RENDER_ENV=env, RENDER_ROLE=role, DJANGO_SECRET_KEY=BUILD_SECRET_KEY)
+
+
+def test_the_build_only_secret_is_refused_even_with_debug_on(tmp_path):
+    from renderproject.settings import BUILD_SECRET_KEY
+
+    refused(tmp_path, "build-only key", RENDER_ENV="local", DJANGO_DEBUG="1", DJANGO_SECRET_KEY=BUILD_SECRET_KEY)
+
+
 def test_the_dev_secret_is_allowed_locally_with_debug_on(tmp_path):
     loaded, _ = load(tmp_path, RENDER_ENV="local", DJANGO_DEBUG="1", DJANGO_SECRET_KEY=DEV_SECRET)
     assert loaded["SECRET_KEY"] == DEV_SECRET and loaded["DEBUG"] is True

@@ -2,13 +2,25 @@
 delivery service on fakes (opened once per end, retried with backoff, never POSTed twice after a success)."""
 
 import http.server
+import ipaddress
+import random
+import re
 import threading
 from datetime import timedelta
 
 import pytest
 
 from jobs.adapters.webhook_sender import HttpWebhookSender
-from jobs.callbacks import CallbackRefused, check_address, check_callback_url, signature, signature_valid
+from jobs.callbacks import (
+    REFUSED_IPV4,
+    REFUSED_IPV6,
+    CallbackRefused,
+    check_address,
+    check_callback_url,
+    refusal,
+    signature,
+    signature_valid,
+)
 from jobs.domain import JobStatus
 from jobs.errors import WebhookSecretMissing
 from jobs.ports import SendResult
@@ -36,34 +48,107 @@ def test_the_signature_is_hmac_sha256_over_timestamp_dot_body():
 # --- address and URL policy ------------------------------------------------------------------------
 
 
+# Every range the policy refuses, with its reason and a public address just outside it (or, for blocks outside
+# 2000::/3 whose neighbours are refused too, a public one). The range's first, middle and last addresses are
+# refused (the middle one for this reason); the neighbour passes.
+RANGES = [
+    ("0.0.0.0/8", "this network", "1.0.0.1"),
+    ("10.0.0.0/8", "private", "11.0.0.1"),
+    ("100.64.0.0/10", "carrier-grade NAT", "100.128.0.1"),
+    ("127.0.0.0/8", "loopback", "128.0.0.1"),
+    ("169.254.0.0/16", "link-local", "169.255.0.1"),  # 169.254.169.254: the instance metadata service
+    ("172.16.0.0/12", "private", "172.32.0.1"),
+    ("192.0.0.0/24", "IETF protocol assignments", "192.0.1.1"),
+    ("192.0.2.0/24", "documentation", "192.0.3.1"),
+    ("192.88.99.0/24", "6to4 relay", "192.88.98.1"),
+    ("192.168.0.0/16", "private", "192.169.0.1"),
+    ("198.18.0.0/15", "benchmarking", "198.20.0.1"),
+    ("198.51.100.0/24", "documentation", "198.51.101.1"),
+    ("203.0.113.0/24", "documentation", "203.0.114.1"),
+    ("224.0.0.0/4", "multicast", "223.255.255.1"),
+    ("240.0.0.0/4", "reserved or broadcast", "223.1.1.1"),  # 255.255.255.255 is its last address
+    ("::/128", "unspecified", "2606:4700:4700::1111"),
+    ("::1/128", "loopback", "2606:4700:4700::1111"),
+    ("::/96", "IPv4-compatible", "2606:4700:4700::1111"),
+    ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation", "64:ff9b::808:808"),
+    ("100::/64", "discard-only", "2606:4700:4700::1111"),
+    ("100:0:0:1::/64", "dummy prefix", "2606:4700:4700::1111"),
+    ("2001::/23", "Teredo", "2001:200::1"),
+    ("2001:db8::/32", "documentation", "2001:db9::1"),
+    ("3fff::/20", "documentation", "3fff:1000::1"),
+    ("5f00::/16", "segment routing", "2606:4700:4700::1111"),
+    ("fc00::/7", "unique local", "2606:4700:4700::1111"),
+    ("fe80::/10", "link-local", "2606:4700:4700::1111"),
+    ("fec0::/10", "site-local", "2606:4700:4700::1111"),
+    ("ff00::/8", "multicast", "2606:4700:4700::1111"),
+    ("4000::/2", "outside global unicast", "3fff:ffff::1"),  # IANA allocates global unicast from 2000::/3 only
+]
+
+
+@pytest.mark.parametrize(("network", "reason", "public"), RANGES, ids=[r[0] for r in RANGES])
+def test_every_non_global_range_is_refused_and_its_public_neighbour_passes(network, reason, public):
+    net = ipaddress.ip_network(network)
+    with pytest.raises(CallbackRefused, match=re.escape(reason)):
+        check_address(net[net.num_addresses // 2], allow_private=False)
+    for address in (net[0], net[-1]):  # the edges (::/96 starts with ::, refused as unspecified)
+        with pytest.raises(CallbackRefused):
+            check_address(address, allow_private=False)
+        check_address(address, allow_private=True)
+    check_address(public, allow_private=False)
+
+
+def test_the_table_covers_every_range_the_policy_names():
+    listed = {ipaddress.ip_network(r[0]) for r in RANGES}
+    assert {net for net, _ in (*REFUSED_IPV4, *REFUSED_IPV6)} <= listed
+
+
 @pytest.mark.parametrize(
-    "address",
+    ("refused", "why", "public"),
     [
-        "127.0.0.1",
-        "10.1.2.3",
-        "172.16.0.1",
-        "192.168.1.1",
-        "169.254.169.254",  # the instance metadata service
-        "100.64.0.1",  # carrier-grade NAT
-        "0.0.0.0",  # noqa: S104 (an address under test, not a bind)
-        "224.0.0.1",
-        "::1",
-        "fe80::1",
-        "fc00::1",
-        "::ffff:127.0.0.1",  # IPv4 inside IPv6
-        "::ffff:169.254.169.254",
-        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        ("::ffff:127.0.0.1", "IPv4-mapped of 127.0.0.1: loopback", "::ffff:8.8.8.8"),
+        ("::ffff:169.254.169.254", "link-local", "::ffff:93.184.216.34"),
+        ("64:ff9b::a00:1", "NAT64 of 10.0.0.1: private", "64:ff9b::808:808"),
+        ("64:ff9b::c058:6301", "NAT64 of 192.88.99.1: deprecated 6to4", "64:ff9b::5db8:d822"),
+        ("2002:7f00:1::1", "6to4 of 127.0.0.1: loopback", "2002:808:808::1"),
+        ("2002:c612:1::1", "6to4 of 198.18.0.1: benchmarking", "2002:5db8:d822::1"),
     ],
 )
-def test_non_public_addresses_are_refused_unless_allowed(address):
-    with pytest.raises(CallbackRefused):
-        check_address(address, allow_private=False)
-    check_address(address, allow_private=True)
+def test_ipv4_inside_ipv6_is_judged_as_ipv4(refused, why, public):
+    with pytest.raises(CallbackRefused, match=re.escape(why)):
+        check_address(refused, allow_private=False)
+    check_address(public, allow_private=False)
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"])
+@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "192.31.196.1", "2606:4700:4700::1111", "2a00::1"])
 def test_public_addresses_pass(address):
     check_address(address, allow_private=False)
+
+
+def test_a_zone_id_does_not_hide_a_link_local_address():
+    with pytest.raises(CallbackRefused, match="link-local"):
+        check_address("fe80::1%eth0", allow_private=False)
+
+
+def test_the_policy_is_at_least_as_strict_as_this_pythons_is_global():
+    # is_global changes between Python releases; whatever this one calls non-global is refused here too,
+    # except that IPv4 inside IPv6 (NAT64's 64:ff9b::/96, 6to4) is judged by its IPv4 address, as the policy says.
+    rng = random.Random(18)
+    samples = [ipaddress.IPv4Address(rng.getrandbits(32)) for _ in range(20_000)]
+    samples += [ipaddress.IPv6Address((1 << 125) | rng.getrandbits(125)) for _ in range(5_000)]  # 2000::/3
+    samples += [ipaddress.IPv6Address((0x2002 << 112) | rng.getrandbits(112)) for _ in range(2_000)]  # 6to4
+    nat64 = ipaddress.ip_network("64:ff9b::/96")
+    samples += [nat64[rng.getrandbits(32)] for _ in range(2_000)]
+
+    def python_says_global(ip) -> bool:
+        if ip in nat64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF).is_global
+        if ip.version == 6 and ip.sixtofour is not None:
+            return ip.sixtofour.is_global
+        return ip.is_global
+
+    missed = [ip for ip in samples if not python_says_global(ip) and refusal(ip) is None]
+    assert missed == []
+    assert any(refusal(ip) is None for ip in samples[20_000:])  # the IPv6 samples are not all refused anyway
 
 
 @pytest.mark.parametrize(
@@ -77,6 +162,9 @@ def test_public_addresses_pass(address):
         ("https://exa mple.com/", "spaces"),
         ("https://127.0.0.1/hook", "not public"),
         ("https://[::1]:8443/hook", "not public"),
+        ("https://[fec0::1]/hook", "site-local"),
+        ("https://192.88.99.1/hook", "6to4 relay"),
+        ("https://[64:ff9b::a9fe:a9fe]/hook", "NAT64 of 169.254.169.254"),
         ("https://example.com:99999/", "valid"),
     ],
 )
@@ -147,6 +235,13 @@ def test_the_sender_follows_no_redirect_and_refuses_private_addresses(receiver):
     assert refused.permanent and "not public" in refused.error and len(_Receiver.seen) == 1
     rebinding = HttpWebhookSender(https_only=False, allow_private=False, resolver=lambda h, p: ["8.8.8.8", "10.0.0.1"])
     assert rebinding.post("http://mixed.example/", body=b"{}", headers={}).permanent
+
+
+@pytest.mark.parametrize("resolved", ["fec0::1", "3fff::1", "192.88.99.1", "198.18.0.1", "64:ff9b::a9fe:a9fe"])
+def test_the_sender_refuses_a_host_that_resolves_into_a_special_purpose_range(resolved):
+    sender = HttpWebhookSender(https_only=False, allow_private=False, resolver=lambda host, port: [resolved])
+    result = sender.post("http://hook.example/", body=b"{}", headers={})
+    assert result.permanent and "not public" in result.error and result.status_code is None
 
 
 def test_the_sender_times_out_quickly():
