@@ -9,6 +9,7 @@ class DomainError(Exception):
     status_code = 400
     code = "bad_request"
     default_message = "Bad request."
+    retry_after: int | None = None  # seconds, sent as Retry-After: the request may succeed if sent again then
 
     def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None):
         self.message = message or self.default_message
@@ -147,6 +148,40 @@ class SceneFileMismatch(DomainError):
     status_code = 422
     code = "scene_file_mismatch"
     default_message = "The uploaded scene file does not match its declared size or SHA-256; upload it again."
+
+
+class SceneFileInspecting(DomainError):
+    """The job leaves its frame range to the scene file, whose settings a worker is still reading."""
+
+    status_code = 409
+    code = "scene_file_inspecting"
+    default_message = (
+        "The farm is still reading the scene file's settings (it takes a few seconds once uploaded); send the "
+        "job again shortly, or give frame_start and frame_end."
+    )
+    retry_after = 3
+
+
+class SceneFileUnreadable(DomainError):
+    status_code = 422
+    code = "scene_file_unreadable"
+    default_message = "Blender could not read the scene file."
+
+
+class SceneFileRefused(DomainError):
+    """What the farm's Blender found in the file and will not render (the message names it and the fix)."""
+
+    status_code = 422
+    code = "scene_refused"
+    default_message = "The scene file uses something the farm does not allow."
+
+
+class SceneFilesMissing(DomainError):
+    """The file reads files from outside itself and the job asks to fail on that (the default)."""
+
+    status_code = 422
+    code = "scene_files_missing"
+    default_message = "The scene file reads files that are not packed into it."
 
 
 class LogNotFound(DomainError):

@@ -73,6 +73,13 @@ class JobOutputSerializer(serializers.Serializer):
     priority = serializers.CharField()
     renderer = serializers.CharField()
     scene_file = serializers.CharField(allow_null=True)
+    fail_on_missing_files = serializers.BooleanField(
+        help_text="Blender jobs: a file that reads files from outside itself fails (true) or renders without them."
+    )
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What the farm changed or could not do of the file's own settings (Blender jobs), for a person.",
+    )
     scene = SceneOutputSerializer()
     frame_start = serializers.IntegerField()
     frame_end = serializers.IntegerField()
@@ -120,6 +127,8 @@ def job_representation(
         "priority": str(job.priority),
         "renderer": str(job.renderer),
         "scene_file": job.scene_file,
+        "fail_on_missing_files": job.fail_on_missing_files,
+        "warnings": list(job.warnings),
         "scene": job.scene.as_dict(),
         "frame_start": job.frame_start,
         "frame_end": job.frame_end,

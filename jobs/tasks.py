@@ -17,10 +17,11 @@ from rest_framework.renderers import JSONRenderer
 from jobs import wiring
 from jobs.domain import JobStatus, utcnow
 from jobs.errors import JobNotFound
-from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
+from jobs.ports.values import FANOUT_JOB, INSPECT_ASSET, RENDER_CHUNK
 from jobs.ports.webhooks import DELIVER_WEBHOOK
 from jobs.presentation import job_detail
 from jobs.services import Outcome, RenderContext, chunk_error, chunk_process, job_fanout
+from jobs.services.assets import asset_inspect
 from jobs.services.webhooks import webhook_deliver
 from jobs.worker import shutdown
 from jobs.worker.identity import worker_id
@@ -94,6 +95,24 @@ def fanout_job(job_id: str, attempt: int) -> int:
     except JobNotFound:
         log.warning("job %s does not exist; nothing to fan out", job_id)
         return 0
+
+
+@shared_task(name=INSPECT_ASSET)
+def inspect_asset(sha256: str, owner: str) -> str:
+    """Read an uploaded scene file's settings with this worker's Blender (sandboxed) and keep them on the
+    asset; a duplicate finds them there. An error leaves it pending: the next look at the asset asks again."""
+    try:
+        inspection = asset_inspect(
+            repo=wiring.asset_repository(),
+            inspector=wiring.blender_renderer().inspect,
+            owner=owner,
+            sha256=sha256,
+            now=utcnow(),
+        )
+    except Exception:
+        log.exception("scene file %s of %s: inspection failed", sha256[:12], owner)
+        return "error"
+    return "gone" if inspection is None else inspection.state
 
 
 def _job_body(job_id: str) -> bytes:

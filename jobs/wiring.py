@@ -118,7 +118,7 @@ def asset_retention() -> timedelta:
 
 
 def scene_files() -> SceneFiles:
-    return SceneFiles(repo=asset_repository(), store=asset_store(), retention=asset_retention())
+    return SceneFiles(repo=asset_repository(), store=asset_store(), queue=task_queue(), retention=asset_retention())
 
 
 @functools.cache

@@ -34,7 +34,17 @@ from jobs.errors import (
     ServiceUnavailable,
     StaleWrite,
 )
-from jobs.ports import AssetRecord, ChunkPage, IdempotencyRecord, JobPage, Overdue, StoredAsset, UploadTicket
+from jobs.ports import (
+    INSPECTION_PENDING,
+    AssetInspection,
+    AssetRecord,
+    ChunkPage,
+    IdempotencyRecord,
+    JobPage,
+    Overdue,
+    StoredAsset,
+    UploadTicket,
+)
 from jobs.renderers import FrameRenderer
 
 P, Q = JobStatus.PROCESSING, JobStatus.QUEUED
@@ -95,6 +105,10 @@ class InMemoryJobRepository:
             return self.jobs[job_id]
         except KeyError:
             raise JobNotFound() from None
+
+    def note_warnings(self, job_id: str, warnings: list[str]) -> None:
+        job = self.get(job_id)
+        self.jobs[job_id] = job.replace(warnings=tuple(sorted({*job.warnings, *warnings})))
 
     def withdraw(self, job_id: str, *, idempotency_pk: str | None = None) -> None:
         self._job_if(job_id, lambda j: j.status is Q)
@@ -527,6 +541,7 @@ class FakeTaskQueue:
         self.chunks: list[tuple[str, int | None, int, Priority]] = []
         self.fanouts: list[tuple[str, int, Priority]] = []
         self.webhooks: list[tuple[str, int, str]] = []
+        self.inspections: list[tuple[str, str]] = []
         self.down = down
 
     def enqueue_chunk(self, *, job_id, index, attempt, priority) -> None:
@@ -540,6 +555,10 @@ class FakeTaskQueue:
     def enqueue_webhook(self, *, job_id, attempt, event, priority, countdown=0) -> None:
         self._check()
         self.webhooks.append((job_id, attempt, event))
+
+    def enqueue_inspection(self, *, owner, sha256) -> None:
+        self._check()
+        self.inspections.append((owner, sha256))
 
     def _check(self) -> None:
         if self.down:
@@ -621,6 +640,22 @@ class FakeAssetRepository:
         record = self.records.get((owner, sha256))
         if record is not None and record.expires_at < until:
             self.records[(owner, sha256)] = dataclasses.replace(record, expires_at=until)
+
+    def request_inspection(self, owner: str, sha256: str, *, now: datetime, stale_before: datetime) -> bool:
+        record = self.records.get((owner, sha256))
+        current = None if record is None else record.inspection
+        if record is None or (
+            current is not None and (current.state != INSPECTION_PENDING or current.requested_at >= stale_before)
+        ):
+            return False
+        pending = AssetInspection(state=INSPECTION_PENDING, requested_at=now)
+        self.records[(owner, sha256)] = dataclasses.replace(record, inspection=pending)
+        return True
+
+    def record_inspection(self, owner: str, sha256: str, inspection: AssetInspection) -> None:
+        record = self.records.get((owner, sha256))
+        if record is not None:
+            self.records[(owner, sha256)] = dataclasses.replace(record, inspection=inspection)
 
 
 class FakeAssetStore:

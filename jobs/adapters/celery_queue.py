@@ -14,7 +14,7 @@ from kombu.exceptions import OperationalError
 from jobs.adapters import logs
 from jobs.domain import Priority
 from jobs.errors import ServiceUnavailable
-from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
+from jobs.ports.values import FANOUT_JOB, INSPECT_ASSET, RENDER_CHUNK
 from jobs.ports.webhooks import DELIVER_WEBHOOK
 
 
@@ -28,7 +28,10 @@ class CeleryTaskQueue:
     def enqueue_webhook(self, *, job_id: str, attempt: int, event: str, priority: Priority, countdown: int = 0) -> None:
         self._send(DELIVER_WEBHOOK, (job_id, attempt, event), priority, job_id, countdown=countdown)
 
-    def _send(self, name: str, args: tuple, priority: Priority, job_id: str, *, countdown: int = 0) -> None:
+    def enqueue_inspection(self, *, owner: str, sha256: str) -> None:
+        self._send(INSPECT_ASSET, (sha256, owner), Priority.HIGH, None)
+
+    def _send(self, name: str, args: tuple, priority: Priority, job_id: str | None, *, countdown: int = 0) -> None:
         # The job id (and the request that sent it) travel in the message headers, so the worker's log
         # lines about this message carry them from the moment it is received (jobs/worker/signals.py).
         headers = {"job_id": job_id, "request_id": logs.current().get("request_id")}

@@ -56,13 +56,32 @@ class AssetCollectionApi(APIView):
 
 
 class AssetDetailApi(APIView):
-    """`GET /api/assets/<sha256>`: the caller's asset, and whether its file is uploaded."""
+    """`GET /api/assets/<sha256>`: the caller's asset, whether its file is uploaded and, once it is, the
+    file's own settings as the farm's Blender reads them (asked for on the first look; `pending` for a few
+    seconds), with what it would refuse and the files it reads from outside itself."""
 
     @extend_schema(
         operation_id="assets_retrieve", parameters=[SHA256], responses={200: AssetOutputSerializer, **ERRORS}
     )
     def get(self, request: Request, sha256: str) -> Response:
         asset = asset_get(
-            repo=wiring.asset_repository(), store=wiring.asset_store(), owner=request.user.owner, sha256=sha256
+            repo=wiring.asset_repository(),
+            store=wiring.asset_store(),
+            queue=wiring.task_queue(),
+            owner=request.user.owner,
+            sha256=sha256,
+            now=utcnow(),
         )
-        return Response({"sha256": asset.sha256, "size": asset.size, "uploaded": asset.uploaded})
+        inspection, settings = None, None
+        if asset.inspection is not None:
+            report = asset.inspection.report or {}
+            settings = report.get("settings")
+            inspection = {
+                "state": asset.inspection.state,
+                "error": asset.inspection.error,
+                "refused": report.get("refused", []),
+                "missing_files": report.get("missing_files", []),
+                "substitutions": report.get("substitutions", []),
+            }
+        body = {"sha256": asset.sha256, "size": asset.size, "uploaded": asset.uploaded}
+        return Response(AssetOutputSerializer({**body, "settings": settings, "inspection": inspection}).data)

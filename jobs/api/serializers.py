@@ -20,6 +20,7 @@ from jobs.presentation import (  # noqa: F401 (the API's output shapes, shared w
     WebhookOutputSerializer,
     job_representation,
 )
+from jobs.services.submit import FRAME_RANGE, OUTPUT_FORMAT
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -119,16 +120,30 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
         required=False,
         help_text="Required for simulated jobs; for Blender jobs it overrides the scene file's.",
     )
-    output_format = serializers.ChoiceField(choices=[f.value for f in OutputFormat], default="png")
+    output_format = serializers.ChoiceField(
+        choices=[f.value for f in OutputFormat],
+        required=False,
+        help_text="png (default for simulated jobs), jpeg or exr (Blender jobs); Blender jobs: the file's if absent.",
+    )
     samples = StrictIntegerField(
         min_value=1,
         max_value=domain.MAX_SAMPLES,
         required=False,
         help_text=f"Simulated jobs: default {DEFAULT_SAMPLES}; Blender jobs: the scene file's unless given.",
     )
-    frame_start = StrictIntegerField(min_value=0, max_value=domain.MAX_FRAME_NUMBER, default=1)
+    frame_start = StrictIntegerField(
+        min_value=0,
+        max_value=domain.MAX_FRAME_NUMBER,
+        required=False,
+        help_text="Default 1; Blender jobs: with frame_end absent too, the scene file's frame range.",
+    )
     frame_end = StrictIntegerField(
         min_value=0, max_value=domain.MAX_FRAME_NUMBER, required=False, help_text="Defaults to frame_start."
+    )
+    fail_on_missing_files = serializers.BooleanField(
+        required=False,
+        help_text="Blender jobs (default true): a file that reads images, fonts or caches from outside itself "
+        "fails (at submit when the file is inspected, else at its first chunk); false renders without them.",
     )
     chunk_size = StrictIntegerField(
         min_value=1,
@@ -144,24 +159,26 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
 
     def validate(self, attrs):
         self._validate_renderer(attrs)
-        attrs.setdefault("frame_end", attrs["frame_start"])
-        if attrs["frame_end"] < attrs["frame_start"]:
-            raise serializers.ValidationError({"frame_end": ["Must be at least frame_start."]})
-        count = attrs["frame_end"] - attrs["frame_start"] + 1
-        if count > domain.MAX_FRAMES_PER_JOB:
-            raise serializers.ValidationError(
-                {"frame_end": [f"A job renders at most {domain.MAX_FRAMES_PER_JOB} frames; this asks for {count}."]}
-            )
-        chunks = domain.chunk_count(count, attrs["chunk_size"])
-        if chunks > domain.MAX_CHUNKS_PER_JOB:
-            raise serializers.ValidationError(
-                {
-                    "chunk_size": [
-                        f"{count} frames in chunks of {attrs['chunk_size']} make {chunks} chunks; "
-                        f"at most {domain.MAX_CHUNKS_PER_JOB} are allowed, so raise chunk_size."
-                    ]
-                }
-            )
+        from_file = []
+        if attrs["renderer"] == RendererName.BLENDER and "frame_start" not in attrs:
+            if "frame_end" in attrs:
+                raise serializers.ValidationError(
+                    {"frame_start": ["Give frame_start with frame_end (or neither, for the scene file's range)."]}
+                )
+            from_file.append(FRAME_RANGE)
+            attrs["frame_start"] = attrs["frame_end"] = None
+        else:
+            attrs.setdefault("frame_start", 1)
+            attrs.setdefault("frame_end", attrs["frame_start"])
+            if problem := domain.frame_range_problem(attrs["frame_start"], attrs["frame_end"], attrs["chunk_size"]):
+                raise serializers.ValidationError({problem[0]: [problem[1]]})
+        if "output_format" not in attrs:
+            if attrs["renderer"] == RendererName.BLENDER:
+                from_file.append(OUTPUT_FORMAT)
+            attrs["output_format"] = OutputFormat.PNG.value
+        if attrs["output_format"] == OutputFormat.EXR and attrs["renderer"] != RendererName.BLENDER:
+            raise serializers.ValidationError({"output_format": ["exr is for Blender jobs."]})
+        attrs["from_file"] = tuple(sorted(from_file))
         return attrs
 
     @staticmethod
@@ -172,8 +189,9 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
             for name in ("width", "height", "samples"):
                 attrs.setdefault(name, None)
             return
-        if "scene_file" in attrs:
-            raise serializers.ValidationError({"scene_file": ["Only renderer blender renders a scene file."]})
+        for name in ("scene_file", "fail_on_missing_files"):
+            if name in attrs:
+                raise serializers.ValidationError({name: ["Only for renderer blender (a scene file)."]})
         missing = [name for name in ("width", "height") if name not in attrs]
         if missing:
             raise serializers.ValidationError({name: ["This field is required."] for name in missing})
@@ -198,10 +216,51 @@ class AssetCreateOutputSerializer(serializers.Serializer):
     upload = UploadOutputSerializer(allow_null=True, help_text="null: already stored, nothing to upload.")
 
 
+class SceneSettingsOutputSerializer(serializers.Serializer):
+    scene = serializers.CharField(help_text="The scene Blender renders (the file's active scene).")
+    engine = serializers.CharField(help_text="cycles, eevee or workbench")
+    frame_start = serializers.IntegerField()
+    frame_end = serializers.IntegerField()
+    frame_step = serializers.IntegerField()
+    fps = serializers.FloatField()
+    width = serializers.IntegerField(help_text="Pixels, with the file's resolution percentage applied.")
+    height = serializers.IntegerField()
+    samples = serializers.IntegerField(allow_null=True)
+    film_transparent = serializers.BooleanField(help_text="Frames keep an alpha channel (PNG RGBA, EXR).")
+    output_format = serializers.CharField(help_text="What the job stores by default: png, jpeg or exr.")
+    file_format = serializers.CharField(help_text="The file's own output format, as Blender names it.")
+    color_mode = serializers.CharField()
+    compositing = serializers.BooleanField()
+    camera = serializers.CharField(allow_null=True)
+    blender = serializers.CharField(help_text="The version of Blender that read the file.")
+
+
+class MissingFileOutputSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    name = serializers.CharField()
+    path = serializers.CharField()
+    fix = serializers.CharField()
+
+
+class InspectionOutputSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(
+        choices=["pending", "done", "failed"],
+        help_text="pending: a worker's Blender is reading the file (seconds); done; failed (see error).",
+    )
+    error = serializers.CharField(allow_null=True)
+    refused = serializers.ListField(child=serializers.CharField(), help_text="What the farm will not render.")
+    missing_files = MissingFileOutputSerializer(many=True, help_text="Files it reads from outside itself.")
+    substitutions = serializers.ListField(
+        child=serializers.CharField(), help_text="What this farm does instead of what the file asks (warnings)."
+    )
+
+
 class AssetOutputSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
     size = serializers.IntegerField()
     uploaded = serializers.BooleanField()
+    settings = SceneSettingsOutputSerializer(allow_null=True, help_text="The file's settings, once inspected.")
+    inspection = InspectionOutputSerializer(allow_null=True, help_text="Null until the file is uploaded.")
 
 
 class TaskLogOutputSerializer(serializers.Serializer):

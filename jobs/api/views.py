@@ -192,6 +192,8 @@ class JobCollectionApi(APIView):
                 renderer=RendererName(v["renderer"]),
                 scene_file=scene_file,
                 callback_url=v.get("callback_url"),
+                fail_on_missing_files=v.get("fail_on_missing_files", True),
+                from_file=v["from_file"],
             ),
             idempotency_key=key,
             hooks=wiring.webhook_repository(),

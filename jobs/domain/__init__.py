@@ -34,6 +34,7 @@ from jobs.domain.states import (
 )
 from jobs.domain.work import (
     MAX_ERROR_MESSAGE,
+    MAX_WARNING,
     SHA256_HEX_LENGTH,
     Chunk,
     Failure,
@@ -41,6 +42,7 @@ from jobs.domain.work import (
     Job,
     Scene,
     chunk_count,
+    frame_range_problem,
     new_job_id,
     utcnow,
 )
@@ -57,6 +59,7 @@ __all__ = [
     "MAX_FRAME_NUMBER",
     "MAX_SAMPLES",
     "MAX_SCENE_NAME",
+    "MAX_WARNING",
     "MIN_DIMENSION",
     "PREVIEW_MAX_FRAMES",
     "SHA256_HEX_LENGTH",
@@ -76,6 +79,7 @@ __all__ = [
     "can_transition",
     "chunk_count",
     "frame_key",
+    "frame_range_problem",
     "log_key",
     "manifest_key",
     "new_job_id",

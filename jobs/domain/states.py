@@ -53,14 +53,20 @@ class Priority(StrEnum):
 class OutputFormat(StrEnum):
     PNG = "png"
     JPEG = "jpeg"
+    EXR = "exr"  # OpenEXR (Blender jobs): RGBA half float; no previews (browsers and Pillow cannot show it)
 
     @property
     def extension(self) -> str:
-        return "png" if self is OutputFormat.PNG else "jpg"
+        return {"png": "png", "jpeg": "jpg", "exr": "exr"}[self.value]
 
     @property
     def content_type(self) -> str:
-        return "image/png" if self is OutputFormat.PNG else "image/jpeg"
+        return {"png": "image/png", "jpeg": "image/jpeg", "exr": "image/x-exr"}[self.value]
+
+    @property
+    def viewable(self) -> bool:
+        """Whether browsers (and the previews, made with Pillow) can show it."""
+        return self is not OutputFormat.EXR
 
 
 # Documented limits (README "Limits"); the API answers 400 past them.

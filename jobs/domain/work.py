@@ -8,7 +8,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from jobs.domain.states import DEFAULT_CHUNK_SIZE, JobStatus, OutputFormat, Priority, RendererName
+from jobs.domain.states import (
+    DEFAULT_CHUNK_SIZE,
+    MAX_CHUNKS_PER_JOB,
+    MAX_FRAME_NUMBER,
+    MAX_FRAMES_PER_JOB,
+    JobStatus,
+    OutputFormat,
+    Priority,
+    RendererName,
+)
 
 SHA256_HEX_LENGTH = 64
 
@@ -43,6 +52,7 @@ class FrameResult:
 
 
 MAX_ERROR_MESSAGE = 500
+MAX_WARNING = 400  # characters of one warning on a job
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,9 @@ class Job:
     fanout_sent: int = -1  # highest chunk index whose message the fan-out has sent, this attempt
     renderer: RendererName = RendererName.SIMULATED
     scene_file: str | None = None  # the SHA-256 of the owner's asset (Blender jobs), see asset_key
+    # Blender jobs: a file that reads files from outside itself fails at its first chunk, unless this is off
+    fail_on_missing_files: bool = True
+    warnings: tuple[str, ...] = ()  # what the owner should know: the farm's changes to the file's settings
     callback_url: str | None = None  # POSTed the job when it ends (webhooks: jobs/services/webhooks.py)
 
     @property
@@ -181,6 +194,24 @@ class Job:
 
 def chunk_count(frames: int, chunk_size: int) -> int:
     return -(-frames // chunk_size)
+
+
+def frame_range_problem(start: int, end: int, chunk_size: int) -> tuple[str, str] | None:
+    """(field, message) of what is wrong with a job's frames, or None: the limits of README "Limits"."""
+    if not 0 <= start <= MAX_FRAME_NUMBER or not 0 <= end <= MAX_FRAME_NUMBER:
+        return "frame_start", f"Frame numbers are 0 to {MAX_FRAME_NUMBER}."
+    if end < start:
+        return "frame_end", "Must be at least frame_start."
+    count = end - start + 1
+    if count > MAX_FRAMES_PER_JOB:
+        return "frame_end", f"A job renders at most {MAX_FRAMES_PER_JOB} frames; this asks for {count}."
+    chunks = chunk_count(count, chunk_size)
+    if chunks > MAX_CHUNKS_PER_JOB:
+        return "chunk_size", (
+            f"{count} frames in chunks of {chunk_size} make {chunks} chunks; at most {MAX_CHUNKS_PER_JOB} are "
+            "allowed, so raise chunk_size."
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,12 @@ from jobs.errors import RenderError
 from jobs.ports.repositories import ApiKeyRepository, ChunkRepository, FarmRegistry, JobRepository, QueueStats
 from jobs.ports.values import (
     FANOUT_JOB,
+    INSPECT_ASSET,
+    INSPECTION_DONE,
+    INSPECTION_FAILED,
+    INSPECTION_PENDING,
     RENDER_CHUNK,
+    AssetInspection,
     AssetRecord,
     ChunkPage,
     DeadLetter,
@@ -41,8 +46,13 @@ from jobs.ports.webhooks import (
 __all__ = [
     "DELIVER_WEBHOOK",
     "FANOUT_JOB",
+    "INSPECTION_DONE",
+    "INSPECTION_FAILED",
+    "INSPECTION_PENDING",
+    "INSPECT_ASSET",
     "RENDER_CHUNK",
     "ApiKeyRepository",
+    "AssetInspection",
     "AssetRecord",
     "AssetRepository",
     "AssetStore",
@@ -107,6 +117,13 @@ class AssetRepository(Protocol):
     def get(self, owner: str, sha256: str) -> AssetRecord | None: ...
     def extend(self, owner: str, sha256: str, *, until: datetime) -> None: ...  # never shortens
 
+    def request_inspection(self, owner: str, sha256: str, *, now: datetime, stale_before: datetime) -> bool:
+        """Mark the inspection pending unless it is done, failed, or pending since `stale_before` or later; True
+        when this call asked for it (so exactly one caller sends its message)."""
+        ...
+
+    def record_inspection(self, owner: str, sha256: str, inspection: AssetInspection) -> None: ...
+
 
 class AssetStore(Protocol):
     """Scene files in S3 under `assets/<owner slug>/<sha256>` (jobs.domain.asset_key)."""
@@ -120,6 +137,11 @@ class RenderLog(Protocol):
     """Where a renderer writes its program's output for the chunk's log (the loop keeps the last part)."""
 
     def write(self, text: str) -> None: ...
+
+    def warn(self, message: str) -> None:
+        """Something the job's owner should know (a setting of their file the farm changed, a file it could not
+        read): kept on the job and shown with it, besides the log."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -155,6 +177,7 @@ class TaskQueue(Protocol):
     def enqueue_webhook(
         self, *, job_id: str, attempt: int, event: str, priority: Priority, countdown: int = 0
     ) -> None: ...
+    def enqueue_inspection(self, *, owner: str, sha256: str) -> None: ...  # at high priority: a person waits
 
 
 class Metrics(Protocol):

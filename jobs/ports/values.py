@@ -50,9 +50,10 @@ class Overdue:
         return self.index is None
 
 
-# The message contract: task names and positional arguments (ids only) of the two kinds of work message.
+# The message contract: task names and positional arguments (ids only) of the kinds of work message.
 RENDER_CHUNK = "jobs.render_chunk"  # (job id, chunk index or None, attempt)
 FANOUT_JOB = "jobs.fanout_job"  # (job id, attempt)
+INSPECT_ASSET = "jobs.inspect_asset"  # (scene file's SHA-256, owner)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,26 @@ class QueueDepth:
     oldest_age: float | None = None
 
 
+# The states of a scene file's inspection (what Blender reads of its settings, once, on a worker).
+INSPECTION_PENDING, INSPECTION_DONE, INSPECTION_FAILED = "pending", "done", "failed"
+
+
+@dataclass(frozen=True)
+class AssetInspection:
+    """What a worker's Blender read of a scene file (jobs/renderers/blender_setup.py, inspect mode): `report`
+    has `settings` (engine, frame range, resolution, samples, ...), `refused`, `missing_files` and
+    `substitutions`; `error` is why it could not be read."""
+
+    state: str
+    requested_at: datetime
+    report: dict | None = None
+    error: str | None = None
+
+    @property
+    def settings(self) -> dict:
+        return (self.report or {}).get("settings") or {}
+
+
 @dataclass(frozen=True)
 class AssetRecord:
     """`pk=ASSET#<owner slug>#<sha256>`: an owner declared a scene file of this size; kept until `expires_at`."""
@@ -146,6 +167,7 @@ class AssetRecord:
     size: int
     created_at: datetime
     expires_at: datetime
+    inspection: AssetInspection | None = None
 
 
 @dataclass(frozen=True)

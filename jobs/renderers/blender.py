@@ -54,8 +54,11 @@ SAVED = re.compile(r"^RENDERFARM_SAVED (?P<frame>\d+) (?P<path>.+)$")
 FRAME = re.compile(r"^Fra:(?P<frame>\d+) ")
 SAMPLE = re.compile(r"\| Sample (?P<n>\d+)/(?P<of>\d+)")
 REFUSED = re.compile(r"^RENDERFARM_REFUSED: (?P<message>.+)")
+WARNING = re.compile(r"^RENDERFARM_WARNING: (?P<message>.+)")
+INSPECTION = re.compile(r"^RENDERFARM_INSPECTION (?P<report>\{.*\})$")
 ERROR = re.compile(r"^(?:RENDERFARM_ERROR: |Error: |ERROR |EXCEPTION[: ])(?P<message>.+)")
-OUTPUT_NAME = re.compile(r"^frame_(?P<frame>\d+)\.(png|jpg)$")
+OUTPUT_NAME = re.compile(r"^frame_(?P<frame>\d+)\.(png|jpg|exr)$")
+INSPECT_SECONDS = 120.0  # Blender's start and the file's load
 
 
 @dataclass(frozen=True)
@@ -95,17 +98,45 @@ class BlenderRenderer:
         scene = self.cache.path(owner=job.owner, sha256=job.scene_file)
         scratch = self.cache.scratch()
         try:
+            config = {
+                "format": str(job.scene.output_format),
+                "first": frames[0],
+                "last": frames[-1],
+                "width": job.scene.width,
+                "height": job.scene.height,
+                "samples": job.scene.samples,
+                "missing_files": "fail" if job.fail_on_missing_files else "render",
+            }
             limits = self.limits.for_chunk(len(frames), self.frame_timeout)
-            try:
-                run = _BlenderRun(self.sandbox, scratch, scene, job, frames, log, limits)
-            except SandboxUnavailable as exc:
-                raise RenderError(f"Blender cannot run on this worker: {exc}.") from None
+            run = _start(self.sandbox, scratch, scene, config, log, limits, frames)
             try:
                 yield from run.frames(should_stop=should_stop, frame_timeout=self.frame_timeout)
             finally:
                 run.stop()
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def inspect(self, *, owner: str, sha256: str) -> dict:
+        """The file's settings, what the farm would refuse in it and the files it reads from outside
+        (blender_setup.py's inspect mode, in the sandbox); RenderError when Blender cannot read it."""
+        scene = self.cache.path(owner=owner, sha256=sha256)
+        scratch = self.cache.scratch()
+        try:
+            limits = self.limits.for_chunk(0, 0)
+            run = _start(self.sandbox, scratch, scene, {"mode": "inspect"}, None, limits, [0])
+            try:
+                return run.inspection(timeout=INSPECT_SECONDS)
+            finally:
+                run.stop()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _start(sandbox: Sandbox, scratch: Path, scene: Path, config: dict, log, limits: Limits, frames) -> _BlenderRun:
+    try:
+        return _BlenderRun(sandbox, scratch, scene, config, frames, log, limits)
+    except SandboxUnavailable as exc:
+        raise RenderError(f"Blender cannot run on this worker: {exc}.") from None
 
 
 class _BlenderRun:
@@ -116,7 +147,7 @@ class _BlenderRun:
         sandbox: Sandbox,
         scratch: Path,
         scene: Path,
-        job: Job,
+        config: dict,
         frames: Sequence[int],
         log: RenderLog | None,
         limits: Limits,
@@ -127,18 +158,14 @@ class _BlenderRun:
         self.workdir = workdir
         self.out = PurePosixPath(workdir) / "out"
         config = {
+            **config,
             "scene": f"{workdir}/{SCENE_NAME}",
             "scratch": workdir,
             "output": f"{self.out}/frame_#####",
-            "format": str(job.scene.output_format),
-            "first": frames[0],
-            "last": frames[-1],
-            "width": job.scene.width,
-            "height": job.scene.height,
-            "samples": job.scene.samples,
         }
         args = ["-b", "-Y", "--factory-startup", "-noaudio", config["scene"], "--python-exit-code", "3"]
         # The setup script travels as an argument, so the sandbox needs no file of the worker's but the scene.
+        # `-a` renders the animation (the frame range the script set); an inspection exits before it.
         args += ["--python-expr", SETUP_SOURCE, "-a", "--", json.dumps(config)]
         env = {
             "HOME": workdir,
@@ -153,6 +180,7 @@ class _BlenderRun:
         self.current = frames[0]
         self.error: str | None = None
         self.refused: str | None = None
+        self.report: dict | None = None
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.proc: SandboxedProcess = sandbox.start(args, scratch=scratch, scene=scene, env=env, limits=limits)
         self.reader = threading.Thread(target=self._read, name="blender-output", daemon=True)
@@ -201,11 +229,32 @@ class _BlenderRun:
             self.current = int(match["frame"])
         elif match := REFUSED.match(line):
             self.refused = self.refused or self._customer(match["message"])
+        elif match := WARNING.match(line):
+            if self.log is not None:
+                self.log.warn(self._customer(match["message"]))
+        elif match := INSPECTION.match(line):
+            with contextlib.suppress(ValueError):
+                self.report = json.loads(match["report"])
         elif match := ERROR.match(line):
             self.error = self.error or self._customer(match["message"])
         elif match := SAVED.match(line):
             return PurePosixPath(match["path"])
         return None
+
+    def inspection(self, *, timeout: float) -> dict:
+        """Wait for the inspection report (inspect mode), or raise what ended Blender first."""
+        deadline = time.monotonic() + timeout
+        while self.report is None:
+            if time.monotonic() > deadline:
+                raise RenderError(f"Blender did not read the scene file within {timeout:g} s.")
+            try:
+                line = self.lines.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if line is None:
+                self._ended_early()
+            self._take(line)
+        return self.report
 
     def _customer(self, message: str) -> str:
         # Paths inside the sandbox mean nothing to the customer: `scene.blend` is their file.
@@ -245,6 +294,8 @@ class _BlenderRun:
 
     def _ended_early(self) -> None:
         code = self.proc.wait()
+        if self.report is not None:
+            return
         if self.refused:
             raise SceneRefused(self.refused)
         if self.error:

@@ -1,15 +1,22 @@
-"""Run inside Blender (`blender -b ... --python blender_setup.py -a -- <json>`) after the scene file loads.
+"""Run inside Blender (`blender -b -Y ... scene.blend --python-expr <this file> -a -- <json>`) after the file loads.
 
-First an allow-list: a file that uses something that could run code or read or write outside the chunk's
-scratch directory is refused with a line `RENDERFARM_REFUSED: <what, where, how to fix>` (the job fails at
-once with that message; retrying cannot help). Then what stays in scratch is forced there (simulation and
-point caches), the compositor's File Output nodes are removed, and the worker's settings are applied:
-output path and format, the frame range, Cycles on CPU without denoising, and the job's overrides of width,
-height and samples. Lines starting `RENDERFARM_ERROR:` are errors for the customer; both are read by
-jobs/renderers/blender.py. No imports beyond bpy and the standard library.
-
-This is one of two walls: Blender itself runs in a sandbox (jobs/sandbox/) that sees only its scratch
-directory, this file and the system's read-only files, with no network.
+It renders what the file says, with as few changes as the farm needs, and says what it changed:
+- An allow-list first: a file that uses something that could run code (Freestyle in Python Scripting mode,
+  Open Shading Language) or links other .blend files is refused with `RENDERFARM_REFUSED: <what, where,
+  how to fix>` (the job fails at once; retrying cannot help). Files it reads from outside itself (images,
+  fonts, sounds, volumes, caches, clips that are not packed) are refused the same way with
+  `missing_files: fail` (the job's `fail_on_missing_files`, on by default), else rendered without them (the
+  sandbox could not reach them anyway) with a warning.
+- Then what stays in scratch is forced there (simulation and point caches), the compositor's File Output
+  nodes are removed, and the worker's settings are applied: output path and format (PNG with the file's
+  alpha and bit depth, JPEG, or OpenEXR), the frame range, and only the overrides the job gives (width,
+  height, samples). The engine, its settings, film transparency and the compositor are the file's; for
+  Cycles the device is the CPU and denoising is off (this Blender has no OpenImageDenoise).
+- Each change to the file's own settings is a line `RENDERFARM_WARNING: <text>`; errors for the customer
+  are `RENDERFARM_ERROR: <text>`; both are read by jobs/renderers/blender.py.
+- `mode: inspect` prints `RENDERFARM_INSPECTION <json>`: the file's settings, what it would refuse and the
+  files it reads from outside, without rendering (the API shows it at GET /api/assets/<sha256>).
+No imports beyond bpy and the standard library. Blender itself runs in a sandbox (jobs/sandbox/).
 """
 
 import json
@@ -17,8 +24,10 @@ import sys
 
 import bpy
 
-LISTED = 5  # refused items named in the message; the rest are counted
+LISTED = 5  # items named in a message; the rest are counted
 PACK = "pack it into the .blend (File > External Data > Pack Resources)"
+ENGINES = {"CYCLES": "cycles", "BLENDER_EEVEE": "eevee", "BLENDER_WORKBENCH": "workbench"}
+FILE_FORMATS = {"PNG": "png", "JPEG": "jpeg", "OPEN_EXR": "exr", "OPEN_EXR_MULTILAYER": "exr"}
 
 
 def fail(message):
@@ -26,11 +35,18 @@ def fail(message):
     raise SystemExit(3)
 
 
+def listed(items):
+    shown = "; ".join(items[:LISTED])
+    return shown + (f"; and {len(items) - LISTED} more" if len(items) > LISTED else "")
+
+
 def refuse(problems):
-    shown = "; ".join(problems[:LISTED])
-    more = f"; and {len(problems) - LISTED} more" if len(problems) > LISTED else ""
-    print(f"RENDERFARM_REFUSED: The scene file is refused: {shown}{more}.", flush=True)
+    print(f"RENDERFARM_REFUSED: The scene file is refused: {listed(problems)}.", flush=True)
     raise SystemExit(3)
+
+
+def warn(text):
+    print(f"RENDERFARM_WARNING: {text}", flush=True)
 
 
 def report_saved(scene, *args):
@@ -52,7 +68,7 @@ def _node_trees():
 
 
 def refusals():
-    """What the file does that the farm does not allow, each as `<what> (<where>): <how to fix>`."""
+    """What the file does that the farm never allows, each as `<what> (<where>): <how to fix>`."""
     problems = []
     for lib in bpy.data.libraries:
         problems.append(f"a linked library ({lib.filepath}): make its data local or append it into one file")
@@ -70,6 +86,16 @@ def refusals():
                 f"Open Shading Language (scene {scene.name!r}) compiles and runs scripts: turn Open Shading "
                 "Language off"
             )
+    return problems
+
+
+def outside_files():
+    """Files the scene would read from outside itself: [{"kind", "name", "path", "fix"}]."""
+    found = []
+
+    def add(kind, name, path, fix=PACK):
+        found.append({"kind": kind, "name": name, "path": path or "", "fix": fix})
+
     files = (
         ("image", bpy.data.images, lambda i: i.source in {"FILE", "SEQUENCE", "MOVIE", "TILED"}),
         ("sound", bpy.data.sounds, lambda s: True),
@@ -79,30 +105,41 @@ def refusals():
     for kind, blocks, from_file in files:
         for block in blocks:
             if block.users and from_file(block) and not _packed(block):
-                problems.append(f"{kind} {block.name!r} is read from {block.filepath or 'a file'}: {PACK}")
+                add(kind, block.name, block.filepath)
     for clip in bpy.data.movieclips:
         if clip.users:
-            problems.append(f"movie clip {clip.name!r} is read from {clip.filepath}: movie clips cannot be packed")
+            add("movie clip", clip.name, clip.filepath, "movie clips cannot be packed: render them into images")
     for cache in bpy.data.cache_files:
         if cache.users:
-            problems.append(
-                f"cache file {cache.name!r} is read from {cache.filepath}: Alembic/USD caches cannot be packed; "
-                "apply the animation or bake it into the file"
-            )
+            add("cache file", cache.name, cache.filepath, "Alembic/USD caches cannot be packed: apply or bake them")
     for tree in _node_trees():
         for node in tree.nodes:
             if node.bl_idname == "ShaderNodeTexIES" and node.mode == "EXTERNAL":
-                problems.append(f"IES texture {node.name!r} is read from {node.filepath}: set it to Internal")
+                add("IES texture", node.name, node.filepath, "set it to Internal")
     for obj in bpy.data.objects:
         for mod in obj.modifiers:
-            where = f"object {obj.name!r}, modifier {mod.name!r}"
+            name = f"{obj.name}/{mod.name}"
             if mod.type == "MESH_CACHE":
-                problems.append(f"a Mesh Cache modifier ({where}) reads {mod.filepath}: apply it")
+                add("Mesh Cache modifier", name, mod.filepath, "apply the modifier")
             elif mod.type == "MULTIRES" and mod.is_external:
-                problems.append(f"external multires data ({where}) is read from {mod.filepath}: pack it")
+                add("external multires data", name, mod.filepath, "pack it")
             elif mod.type == "OCEAN" and mod.is_cached:
-                problems.append(f"a baked ocean ({where}) is read from {mod.filepath}: delete the bake")
-    return problems
+                add("baked ocean", name, mod.filepath, "delete the bake")
+    for scene in bpy.data.scenes:
+        editor = scene.sequence_editor
+        for strip in editor.sequences_all if editor is not None and scene.render.use_sequencer else ():
+            if strip.type in {"MOVIE", "IMAGE"}:
+                add(
+                    f"{strip.type.lower()} strip",
+                    strip.name,
+                    getattr(strip, "filepath", "") or strip.directory,
+                    "render the strip's media into the file's images and pack them",
+                )
+    return found
+
+
+def describe(files):
+    return [f"{f['kind']} {f['name']!r} is read from {f['path'] or 'a file'}: {f['fix']}" for f in files]
 
 
 def point_caches():
@@ -142,11 +179,123 @@ def confine_caches(scratch):
 
 def remove_file_outputs():
     """The compositor's File Output nodes would write anywhere: the farm writes the frames itself."""
+    removed = 0
     for scene in bpy.data.scenes:
         tree = scene.node_tree
         if tree is not None:
             for node in [n for n in tree.nodes if n.bl_idname == "CompositorNodeOutputFile"]:
                 tree.nodes.remove(node)
+                removed += 1
+    return removed
+
+
+def samples_of(scene):
+    engine = scene.render.engine
+    if engine == "CYCLES":
+        return scene.cycles.samples
+    if engine == "BLENDER_EEVEE":
+        return scene.eevee.taa_render_samples
+    if engine == "BLENDER_WORKBENCH":
+        return int(scene.display.render_aa) if scene.display.render_aa.isdigit() else 1
+    return None
+
+
+def settings_of(scene):
+    """The file's own render settings, as the API shows them."""
+    render = scene.render
+    image = render.image_settings
+    return {
+        "scene": scene.name,
+        "engine": ENGINES.get(render.engine, render.engine.lower()),
+        "frame_start": scene.frame_start,
+        "frame_end": scene.frame_end,
+        "frame_step": scene.frame_step,
+        "fps": round(render.fps / render.fps_base, 3),
+        "width": render.resolution_x * render.resolution_percentage // 100,
+        "height": render.resolution_y * render.resolution_percentage // 100,
+        "samples": samples_of(scene),
+        "film_transparent": bool(render.film_transparent),
+        "output_format": FILE_FORMATS.get(image.file_format, "png"),
+        "file_format": image.file_format,
+        "color_mode": image.color_mode,
+        "compositing": bool(render.use_compositing and scene.use_nodes and scene.node_tree is not None),
+        "camera": scene.camera.name if scene.camera is not None else None,
+        "blender": bpy.app.version_string,
+    }
+
+
+def substitutions(scene):
+    """What this farm cannot do as the file asks, and does instead (warnings)."""
+    changes = []
+    engine = scene.render.engine
+    if engine == "CYCLES":
+        if scene.cycles.device != "CPU":
+            changes.append("Cycles renders on the CPU here (the file asks for the GPU; workers have none)")
+        denoise = scene.cycles.use_denoising or any(layer.cycles.denoising_store_passes for layer in scene.view_layers)
+        if denoise:
+            changes.append("denoising is off: this farm's Blender has no OpenImageDenoise")
+    elif engine not in ENGINES:
+        fail(f"The render engine {engine!r} (an add-on) is not available on this farm; use Cycles, EEVEE or Workbench.")
+    if scene.frame_step != 1:
+        changes.append(f"every frame of the range is rendered (the file's frame step is {scene.frame_step})")
+    return changes
+
+
+def inspect(scene):
+    report = {
+        "settings": settings_of(scene),
+        "refused": refusals(),
+        "missing_files": outside_files(),
+        "substitutions": substitutions(scene) if scene.camera is not None else [],
+    }
+    print("RENDERFARM_INSPECTION " + json.dumps(report), flush=True)
+
+
+def apply_output(render, fmt, film_transparent):
+    """The frame format the job stores: PNG keeps the file's bit depth and alpha, EXR is RGBA half float."""
+    image = render.image_settings
+    file_format, depth = image.file_format, image.color_depth
+    if fmt == "exr":
+        image.file_format = "OPEN_EXR"
+        image.color_mode = "RGBA"
+        image.color_depth = depth if file_format in {"OPEN_EXR", "OPEN_EXR_MULTILAYER"} else "16"
+    elif fmt == "jpeg":
+        image.file_format = "JPEG"
+        image.color_mode = "RGB"
+        if file_format != "JPEG":
+            image.quality = 90
+    else:
+        image.file_format = "PNG"
+        image.color_mode = "RGBA" if film_transparent else "RGB"
+        image.color_depth = depth if file_format == "PNG" and depth in {"8", "16"} else "8"
+    return image
+
+
+def override(render, scene, cfg):
+    """The job's overrides of the file, each reported."""
+    changed = []
+    width = render.resolution_x * render.resolution_percentage // 100
+    height = render.resolution_y * render.resolution_percentage // 100
+    if cfg.get("width") and cfg["width"] != width:
+        changed.append(f"width {cfg['width']} (the file's is {width})")
+    if cfg.get("height") and cfg["height"] != height:
+        changed.append(f"height {cfg['height']} (the file's is {height})")
+    if cfg.get("width") or cfg.get("height"):
+        render.resolution_x = cfg.get("width") or width
+        render.resolution_y = cfg.get("height") or height
+        render.resolution_percentage = 100
+    if cfg.get("samples"):
+        engine, own = render.engine, samples_of(scene)
+        if engine == "CYCLES":
+            scene.cycles.samples = cfg["samples"]
+        elif engine == "BLENDER_EEVEE":
+            scene.eevee.taa_render_samples = cfg["samples"]
+        if engine == "BLENDER_WORKBENCH":
+            warn("samples do not apply to Workbench; the file's anti-aliasing is used")
+        elif cfg["samples"] != own:
+            changed.append(f"samples {cfg['samples']} (the file's is {own})")
+    if changed:
+        warn("the job overrides the file: " + ", ".join(changed))
 
 
 def main():
@@ -154,44 +303,44 @@ def main():
     if bpy.data.filepath != cfg["scene"]:
         fail("The file is not a Blender scene Blender could open.")
     scene = bpy.context.scene
+    if cfg.get("mode") == "inspect":
+        inspect(scene)
+        return
     problems = refusals()
+    outside = outside_files()
+    if outside and cfg.get("missing_files", "fail") == "fail":
+        problems += describe(outside)
     if problems:
         refuse(problems)
+    if outside:
+        warn("rendered without files it reads from outside itself: " + listed(describe(outside)))
     if scene.camera is None:
         fail(f"Scene {scene.name!r} has no active camera.")
+    for change in substitutions(scene):
+        warn(change)
     confine_caches(cfg["scratch"])
-    remove_file_outputs()
+    if remove_file_outputs():
+        warn("the compositor's File Output nodes are not run (the farm stores the frames itself)")
     render = scene.render
-    render.use_compositing = False
-    render.use_sequencer = False
-    render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.use_denoising = False
-    if cfg.get("width"):
-        render.resolution_x, render.resolution_percentage = cfg["width"], 100
-    if cfg.get("height"):
-        render.resolution_y, render.resolution_percentage = cfg["height"], 100
-    if cfg.get("samples"):
-        scene.cycles.samples = cfg["samples"]
+    if scene.render.engine == "CYCLES":
+        scene.cycles.device = "CPU"
+        scene.cycles.use_denoising = False
+        for layer in scene.view_layers:
+            layer.cycles.denoising_store_passes = False
+    override(render, scene, cfg)
     render.filepath = cfg["output"]
     render.use_file_extension = True
     render.use_overwrite = True
     render.use_placeholder = False
-    render.use_persistent_data = True  # keep the scene's BVH between the chunk's frames
-    image = render.image_settings
-    image.file_format = "JPEG" if cfg["format"] == "jpeg" else "PNG"
-    image.color_mode = "RGB"
-    if image.file_format == "PNG":
-        image.color_depth = "8"
-    else:
-        image.quality = 90
+    render.use_persistent_data = True  # keep the scene's data between the chunk's frames
+    image = apply_output(render, cfg["format"], render.film_transparent)
     scene.frame_start, scene.frame_end, scene.frame_step = cfg["first"], cfg["last"], 1
     bpy.app.handlers.render_write.append(report_saved)
     width = render.resolution_x * render.resolution_percentage // 100
     height = render.resolution_y * render.resolution_percentage // 100
     print(
-        f"RENDERFARM_READY frames {cfg['first']}-{cfg['last']} {width}x{height} "
-        f"{scene.cycles.samples} samples {image.file_format}",
+        f"RENDERFARM_READY frames {cfg['first']}-{cfg['last']} {width}x{height} {render.engine} "
+        f"{samples_of(scene)} samples {image.file_format} {image.color_mode}",
         flush=True,
     )
 

@@ -183,6 +183,10 @@ def job_to_item(job: Job) -> dict[str, Any]:
     }
     if job.callback_url:
         item["callback_url"] = job.callback_url
+    if not job.fail_on_missing_files:
+        item["keep_missing"] = True
+    if job.warnings:
+        item["warnings"] = set(job.warnings)
     item.update(due_index("JOB", job.status, job.created_at, job.id))
     return item
 
@@ -209,6 +213,8 @@ def item_to_job(item: dict[str, Any]) -> Job:
         **_work_fields(item),
         renderer=RendererName(item.get("renderer", RendererName.SIMULATED)),
         scene_file=item.get("scene_file"),
+        fail_on_missing_files=not item.get("keep_missing", False),
+        warnings=tuple(sorted(item.get("warnings") or ())),
     )
     if job.single_chunk:
         return job

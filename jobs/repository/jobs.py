@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobs.adapters.aws import error_code, unavailable_as_503
-from jobs.domain import FINAL_STATES, Failure, Job, JobStatus, can_transition, sources
+from jobs.domain import FINAL_STATES, MAX_WARNING, Failure, Job, JobStatus, can_transition, sources
 from jobs.errors import (
     IdempotencyTaken,
     JobAlreadyExists,
@@ -112,6 +112,24 @@ class DynamoJobRepository:
         if "Item" not in resp:
             raise JobNotFound()
         return item_to_job(deserialize(resp["Item"]))
+
+    def note_warnings(self, job_id: str, warnings: list[str]) -> None:
+        """Add warnings to the job (a set: noting the same ones again changes nothing)."""
+        if not warnings:
+            return
+        with unavailable_as_503("DynamoDB"):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=job_key(job_id),
+                    UpdateExpression="ADD warnings :w",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":w": {"SS": [w[:MAX_WARNING] for w in warnings]}},
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                raise JobNotFound() from None
 
     def withdraw(self, job_id: str, *, idempotency_pk: str | None = None) -> None:
         """Delete a job that was never enqueued (still QUEUED), with its idempotency record."""

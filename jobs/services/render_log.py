@@ -18,6 +18,7 @@ class ChunkLog:
     def __init__(self, *, store: ResultStore, job_id: str, chunk: int, monotonic: Callable[[], float] = time.monotonic):
         self._store, self._key = store, log_key(job_id, chunk)
         self._text = ""
+        self.warnings: list[str] = []  # in the order first seen, each once
         self._truncated = False
         self._dirty = False
         self._monotonic = monotonic
@@ -31,6 +32,10 @@ class ChunkLog:
             self._text = self._text[-LOG_LIMIT:]
             self._truncated = True
         self._dirty = True
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     @property
     def text(self) -> str:

@@ -114,6 +114,18 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
         return _render_frames(ctx, job, chunk, token, chunk_log)
     finally:
         _save_log(chunk_log)
+        _note_warnings(ctx, job, chunk, chunk_log.warnings)
+
+
+def _note_warnings(ctx: RenderContext, job: Job, chunk: Chunk, warnings: list[str]) -> None:
+    """What the renderer warned of goes on the job. Every chunk of a job renders the same file, so the first
+    chunk speaks for the job (one write, and only when there is something to say)."""
+    if not warnings or chunk.index not in (None, 0) or set(warnings) <= set(job.warnings):
+        return
+    try:
+        ctx.repo.note_warnings(job.id, warnings)
+    except Exception:  # a warning that cannot be written must not fail the frames; the log has it too
+        log.warning("%s: could not note the renderer's warnings on the job", chunk.name, exc_info=True)
 
 
 def _save_log(chunk_log: ChunkLog, every: float = 0.0) -> None:

@@ -5,18 +5,31 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
-from jobs.domain import Job, JobStatus, Priority, RendererName, Scene, new_job_id
+from jobs.domain import Job, JobStatus, OutputFormat, Priority, RendererName, Scene, frame_range_problem, new_job_id
 from jobs.errors import (
+    DomainError,
     IdempotencyKeyReused,
     IdempotencyTaken,
     PriorityNotAllowed,
+    SceneFileInspecting,
+    SceneFileRefused,
+    SceneFilesMissing,
+    SceneFileUnreadable,
     ServiceUnavailable,
     WebhookSecretMissing,
 )
-from jobs.ports import IdempotencyRecord, JobRepository, TaskQueue, WebhookRepository
+from jobs.ports import (
+    INSPECTION_DONE,
+    INSPECTION_FAILED,
+    AssetInspection,
+    IdempotencyRecord,
+    JobRepository,
+    TaskQueue,
+    WebhookRepository,
+)
 from jobs.services.api_keys import SCOPE_HIGH
 from jobs.services.assets import SceneFiles
 from jobs.services.control import enqueue_work
@@ -25,20 +38,27 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
+FRAME_RANGE, OUTPUT_FORMAT = "frame_range", "output_format"  # what a Blender job may leave to its scene file
+MISSING_LISTED = 10  # files named in a scene_files_missing answer
+
+
 @dataclass(frozen=True)
 class JobSpec:
     scene: Scene
-    frame_start: int
-    frame_end: int
+    frame_start: int | None  # None (with frame_end): the scene file's range (FRAME_RANGE in from_file)
+    frame_end: int | None
     chunk_size: int
     priority: Priority
     renderer: RendererName = RendererName.SIMULATED
     scene_file: str | None = None  # the SHA-256 of the owner's asset; Blender jobs only
     callback_url: str | None = None
+    fail_on_missing_files: bool = True  # Blender jobs: refuse a file that reads files from outside itself
+    from_file: tuple[str, ...] = ()  # what the request left to the scene file (FRAME_RANGE, OUTPUT_FORMAT)
 
     def fingerprint(self) -> str:
         """A hash of the request as validated, so the same body in another key order still matches."""
-        fields = {k: v for k, v in asdict(self).items() if not (k == "callback_url" and v is None)}
+        defaults = {"callback_url": None, "fail_on_missing_files": True, "from_file": ()}
+        fields = {k: v for k, v in asdict(self).items() if not (k in defaults and v == defaults[k])}
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -71,10 +91,11 @@ def job_create(
         raise PriorityNotAllowed()
     if spec.callback_url and (hooks is None or hooks.secret(owner) is None):
         raise WebhookSecretMissing()
+    request_spec = spec
     if spec.scene_file is not None:
         if scene_files is None:
             raise ValueError("a job with a scene file needs scene_files to check it")
-        scene_files.keep(owner=owner, sha256=spec.scene_file, now=now)
+        spec = from_the_file(spec, scene_files.keep(owner=owner, sha256=spec.scene_file, now=now))
     job = Job(
         id=new_job_id(),
         owner=owner,
@@ -85,6 +106,7 @@ def job_create(
         priority=spec.priority,
         renderer=spec.renderer,
         scene_file=spec.scene_file,
+        fail_on_missing_files=spec.fail_on_missing_files,
         status=JobStatus.QUEUED,
         created_at=now,
         updated_at=now,
@@ -95,7 +117,7 @@ def job_create(
         record = IdempotencyRecord(
             pk=f"IDEMPOTENCY#{owner}#{idempotency_key}",
             job_id=job.id,
-            request_hash=spec.fingerprint(),
+            request_hash=request_spec.fingerprint(),  # the request as sent: a replay matches before resolving
             created_at=now,
             expires_at=now + IDEMPOTENCY_TTL,
         )
@@ -115,6 +137,46 @@ def job_create(
         repo.release_frames(owner, job.frames_total)
         raise
     return job, False
+
+
+def from_the_file(spec: JobSpec, inspection: AssetInspection) -> JobSpec:
+    """The job with what it left to its scene file filled in from the file's inspection, after the checks
+    the inspection allows at submit: what the farm refuses in the file (422 scene_refused) and files it reads
+    from outside itself (422 scene_files_missing, unless the job renders without them). A range left to a
+    file still being inspected is 409 scene_file_inspecting (Retry-After); a format falls back to PNG."""
+    if inspection.state == INSPECTION_FAILED:
+        raise SceneFileUnreadable(f"Blender could not read the scene file: {inspection.error}")
+    if inspection.state != INSPECTION_DONE:
+        if FRAME_RANGE in spec.from_file:
+            raise SceneFileInspecting()
+        return spec  # checked by the first chunk instead
+    report = inspection.report or {}
+    if report.get("refused"):
+        raise SceneFileRefused(
+            "The scene file is refused: " + "; ".join(report["refused"]) + ".", details={"refused": report["refused"]}
+        )
+    missing = report.get("missing_files") or []
+    if missing and spec.fail_on_missing_files:
+        named = "; ".join(f"{m['kind']} {m['name']!r} ({m['path'] or 'no path'})" for m in missing[:MISSING_LISTED])
+        raise SceneFilesMissing(
+            f"The scene file reads {len(missing)} file(s) from outside itself: {named}. Pack them into the .blend "
+            "(File > External Data > Pack Resources), or submit with fail_on_missing_files false to render without.",
+            details={"missing_files": missing[:MISSING_LISTED]},
+        )
+    settings = inspection.settings
+    changes: dict = {}
+    if FRAME_RANGE in spec.from_file:
+        start, end = int(settings["frame_start"]), int(settings["frame_end"])
+        if problem := frame_range_problem(start, end, spec.chunk_size):
+            raise DomainError(
+                f"The scene file's frame range {start}-{end} cannot be rendered as one job: {problem[1]} Give "
+                "frame_start and frame_end (or chunk_size).",
+                details={"frame_range": [start, end]},
+            )
+        changes.update(frame_start=start, frame_end=end)
+    if OUTPUT_FORMAT in spec.from_file:
+        changes["scene"] = replace(spec.scene, output_format=OutputFormat(settings.get("output_format", "png")))
+    return replace(spec, **changes)
 
 
 def _replay(repo: JobRepository, record: IdempotencyRecord) -> Job:

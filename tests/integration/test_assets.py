@@ -35,11 +35,19 @@ def test_declare_upload_submit(client):  # noqa: F811
     # The checksum and length are signed into the URL: real S3 refuses other content or another length.
     assert "x-amz-checksum-sha256" in ticket["url"] and "content-length" in ticket["url"]
     assert set(ticket["headers"]) == {"Content-Type", "Content-Length", "x-amz-checksum-sha256"}
-    assert client.get(f"/api/assets/{SHA}").json() == {"sha256": SHA, "size": len(BODY), "uploaded": False}
+    assert client.get(f"/api/assets/{SHA}").json() == {
+        "sha256": SHA,
+        "size": len(BODY),
+        "uploaded": False,
+        "settings": None,
+        "inspection": None,  # nothing to read before the upload
+    }
     assert_error(submit(client, BLENDER_JOB), 422, "scene_file_missing")
 
     assert put(ticket, BODY).status_code == 200
-    assert client.get(f"/api/assets/{SHA}").json()["uploaded"] is True
+    uploaded = client.get(f"/api/assets/{SHA}").json()
+    assert uploaded["uploaded"] is True and uploaded["settings"] is None
+    assert uploaded["inspection"]["state"] == "pending"  # a worker's Blender reads it (tests/e2e: the real one)
     again = declare(client)
     assert again.status_code == 200 and again.json()["upload"] is None
 

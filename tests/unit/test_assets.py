@@ -36,18 +36,18 @@ def declare(repo, store, owner="alice", sha=SHA, size=SIZE, max_bytes=10**6):
 def test_a_new_asset_gets_an_upload_then_none_once_stored(repo, store):
     first = declare(repo, store)
     assert first.upload is not None and not first.uploaded
-    assert asset_get(repo=repo, store=store, owner="alice", sha256=SHA).uploaded is False
+    assert asset_get(repo=repo, store=store, queue=FakeTaskQueue(), owner="alice", sha256=SHA, now=T0).uploaded is False
     store.put("alice", SHA, BODY)
     again = declare(repo, store)
     assert again.upload is None and again.uploaded
-    assert asset_get(repo=repo, store=store, owner="alice", sha256=SHA).uploaded is True
+    assert asset_get(repo=repo, store=store, queue=FakeTaskQueue(), owner="alice", sha256=SHA, now=T0).uploaded is True
 
 
 def test_assets_are_per_owner(repo, store):
     declare(repo, store)
     store.put("alice", SHA, BODY)
     with pytest.raises(AssetNotFound):
-        asset_get(repo=repo, store=store, owner="bob", sha256=SHA)
+        asset_get(repo=repo, store=store, queue=FakeTaskQueue(), owner="bob", sha256=SHA, now=T0)
     # Bob must upload his own copy: his key is another one.
     assert declare(repo, store, owner="bob").upload is not None
     assert asset_key("alice", SHA) != asset_key("bob", SHA)
@@ -83,7 +83,7 @@ def submit(jobs, scene_files, sha=SHA, owner="alice"):
 
 def test_a_job_needs_its_scene_file_stored_as_declared(repo, store):
     jobs = InMemoryJobRepository()
-    files = SceneFiles(repo=repo, store=store, retention=DAYS)
+    files = SceneFiles(repo=repo, store=store, queue=FakeTaskQueue(), retention=DAYS)
     with pytest.raises(SceneFileMissing):
         submit(jobs, files)  # never declared
     declare(repo, store)
