@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("console-browser")]
 CHROMIUM = os.environ.get("RENDER_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("RENDER_TEST_ARTIFACTS", ROOT / ".artifacts" / "browser"))
 HOSTILE = 'shot <b>"bold"</b> <img src=x onerror=alert(1)>'
+DEMO_SCENE = ROOT / "scenes" / "demo_scene.py"
 MARKER = "/static/console/favicon.svg?marker"  # fetched to know every earlier request has been seen
 needs_blender = pytest.mark.skipif(
     shutil.which("blender") is None, reason="blender is not on the PATH: the console's Blender tests are skipped"
@@ -67,6 +69,27 @@ def completed_job(stack) -> dict:
     """A finished simulated job of two chunks at 320x180 (the shape issue 19 was reported with)."""
     job = stack.submit(scene="completed", width=320, height=180, frame_start=1, frame_end=4, chunk_size=2)
     return stack.wait_for_status(job["id"], "COMPLETED", timeout=60)
+
+
+@pytest.fixture(scope="module")
+def blend_file(tmp_path_factory) -> Path:
+    """The demo scene at 96x54, two frames, 16 samples: what a Blender job left to the file renders at."""
+    out = tmp_path_factory.mktemp("scenes") / "demo.blend"
+    argv = [
+        "blender",
+        "-b",
+        "--factory-startup",
+        "-noaudio",
+        "--python",
+        str(DEMO_SCENE),
+        "--",
+        str(out),
+        "96",
+        "54",
+        "2",
+    ]
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    return out
 
 
 class Watched:
@@ -301,6 +324,46 @@ def test_a_blender_job_at_the_files_resolution_says_so_and_offers_its_log(stack,
         expect(page.get_by_text("No frame was rendered before the job failed.")).to_be_visible()
         page.get_by_role("button", name="Show").click()
         expect(page.locator("#log")).to_contain_text("Blender")
+        watched.shot("job")
+        assert watched.errors == []
+
+
+@needs_blender
+def test_the_form_leaves_a_blender_jobs_settings_to_the_scene_file(stack, browser, blend_file):
+    """Issue 19: switching to blender kept 640x360 and 64 samples, so a 96x54 scene rendered at 640x360. Now
+    they start blank, saying the file decides, are not sent, and the job page shows the frames' real size."""
+    with watching(browser, stack, "form-blender") as watched:
+        page = watched.page
+        page.goto(stack.api + "/jobs/new")
+        renderer = page.get_by_label("Renderer")
+        fields = [page.get_by_label(name, exact=True) for name in ("Width", "Height", "Samples")]
+        renderer.select_option("blender")
+        for field in fields:
+            expect(field).to_have_value("")
+            expect(field).to_have_attribute("placeholder", "from the file")
+        expect(page.get_by_text("Left blank, the width, height and samples are the scene file's own.")).to_be_visible()
+        renderer.select_option("simulated")
+        for field, value in zip(fields, ("640", "360", "64"), strict=True):
+            expect(field).to_have_value(value)
+        renderer.select_option("blender")
+        expect(fields[0]).to_have_value("")
+        watched.shot("new")
+
+        page.get_by_label("Scene name").fill("left to the file")
+        page.get_by_label("Blender scene file (.blend)").set_input_files(str(blend_file))
+        page.get_by_label("Last frame").fill("2")
+        page.get_by_label("Frames per chunk").fill("2")
+        with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/jobs")) as submitted:
+            page.get_by_role("button", name="Submit job").click()
+        sent = submitted.value.post_data_json
+        assert sent["renderer"] == "blender" and not {"width", "height", "samples"} & set(sent), sent
+
+        expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f]{32}$"), timeout=30_000)
+        expect(page.locator("#status")).to_have_text("COMPLETED", timeout=90_000)
+        expect(fact(page, "Size")).to_have_text("96\u00d754 png (the file's)")  # the frames' own size
+        expect(fact(page, "Samples")).to_have_text("the file's")
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator("#log")).to_contain_text("RENDERFARM_SAVED 2 ")
         watched.shot("job")
         assert watched.errors == []
 

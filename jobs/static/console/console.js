@@ -408,12 +408,48 @@ function jobPage() {
 }
 
 // --- New-job page -----------------------------------------------------------------------------------
+// Fields a Blender job may leave to the scene file: blank ones are not sent, and the API renders with the
+// file's own (jobs/api/serializers.py). The frame range is not among them: absent, the API renders frame 1.
+const FROM_FILE = ["width", "height", "samples"];
+
+// The scene file's own values, from the body of GET /api/assets/<sha256>. That body has only sha256, size
+// and uploaded today, so every field says "from the file"; once it carries the scene's resolution and
+// samples, map them here (and fetch it once the file is uploaded) and the placeholders show them.
+function sceneFileValues(asset) {
+  return { width: asset.width, height: asset.height, samples: asset.samples };
+}
+
 function newJobPage() {
   const form = document.getElementById("new-job");
   const renderer = form.elements.renderer;
   const fileLabel = document.getElementById("scene-file-label");
-  renderer.addEventListener("change", () => { fileLabel.hidden = renderer.value !== "blender"; });
-  fileLabel.hidden = renderer.value !== "blender";
+  const fileHint = document.getElementById("from-file-hint");
+  // What was in the three fields for each renderer, restored when switching back to it.
+  const kept = { simulated: {}, blender: Object.fromEntries(FROM_FILE.map((name) => [name, ""])) };
+  let shownFor = "simulated";
+
+  function showFileValues(values) {
+    for (const name of FROM_FILE) {
+      const known = values[name];
+      form.elements[name].placeholder = known === undefined || known === null ? "from the file" : `${known} (from the file)`;
+    }
+  }
+
+  function switchRenderer() {
+    const blender = renderer.value === "blender";
+    fileLabel.hidden = !blender;
+    fileHint.hidden = !blender;
+    if (renderer.value === shownFor) return;
+    for (const name of FROM_FILE) {
+      kept[shownFor][name] = form.elements[name].value;
+      form.elements[name].value = kept[renderer.value][name] ?? form.elements[name].defaultValue;
+      if (!blender) form.elements[name].placeholder = "";
+    }
+    if (blender) showFileValues(sceneFileValues({}));
+    shownFor = renderer.value;
+  }
+  renderer.addEventListener("change", switchRenderer);
+  switchRenderer();
 
   function uploadProgress(fraction, text) {
     const box = document.getElementById("upload-progress");
