@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,14 +78,15 @@ class E2EStack(Stack):
         return proc
 
 
-@pytest.fixture
-def make_stack(emulator, tmp_path: Path):
-    """Build stacks on fresh resource names (so no stray message from another test reaches these workers)."""
+@contextlib.contextmanager
+def stack_factory(emulator, log_root: Path) -> Iterator:
+    """Yields `make(**env)`, which builds a stack on fresh resource names (so no stray message from another
+    test reaches its workers); every stack made is stopped on exit."""
     stacks: list[E2EStack] = []
 
     def make(*, api: bool = True, **env: str) -> E2EStack:
         suffix = uuid.uuid4().hex[:8]
-        stack = E2EStack(log_dir=tmp_path / f"logs-{suffix}")
+        stack = E2EStack(log_dir=log_root / f"logs-{suffix}")
         stack.env.update(emulator.env)
         stack.env.update(
             {
@@ -102,9 +105,25 @@ def make_stack(emulator, tmp_path: Path):
             stack.api = stack.start_api(workers=1, threads=4)
         return stack
 
-    yield make
-    for stack in stacks:
-        stack.stop_all()
+    try:
+        yield make
+    finally:
+        for stack in stacks:
+            stack.stop_all()
+
+
+@pytest.fixture
+def make_stack(emulator, tmp_path: Path):
+    """Stacks for one test."""
+    with stack_factory(emulator, tmp_path) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def make_module_stack(emulator, tmp_path_factory):
+    """Stacks shared by the tests of one module (each test leaves no job running)."""
+    with stack_factory(emulator, tmp_path_factory.mktemp("stacks")) as make:
+        yield make
 
 
 @pytest.fixture

@@ -159,10 +159,44 @@ function jobsPage() {
 }
 
 // --- Job page ---------------------------------------------------------------------------------------
+const UNFINISHED_CHUNK = new Set(["QUEUED", "PROCESSING"]);
+// Once the job is final, its chunks can still move: the messages of queued chunks of a cancelled job are
+// dropped (the chunk marked CANCELLED) as workers receive them. The page polls the chunks alone until none
+// is unfinished, for at most this many more polls, then stops.
+const SETTLE_POLLS = 40;
+const SETTLE_MS = 3000;
+
 function webhookText(hook) {
   // "delivered · try 3: 200 (tries: 500, 500, 200)": the state and every try kept on the job
   const tries = hook.deliveries.map((d) => (d.status_code !== undefined ? String(d.status_code) : d.error));
   return `${hook.state} · ${hook.url}` + (tries.length ? ` (tries: ${tries.join(", ")})` : "");
+}
+
+// "320×180 png"; a Blender job's null width/height mean the scene file's own: the frames' real size once one
+// has loaded (`measured`), else said in words.
+function sizeText(scene, measured) {
+  const { width, height, output_format: format } = scene;
+  if (width !== null && height !== null) return `${width}×${height} ${format}`;
+  if (measured) return `${measured.width}×${measured.height} ${format} (the file's)`;
+  if (width === null && height === null) return `the file's resolution, ${format}`;
+  return `${width ?? "the file's width"}×${height ?? "the file's height"} ${format}`;
+}
+
+// A chunk has a render log only if its renderer writes one (Blender; the simulated renderer writes none) and
+// it has started; asking for any other would be a 404, which the browser reports as a console error.
+function chunkHasLog(job, task) {
+  return job.renderer === "blender" && task.started_at !== null;
+}
+
+function framesNote(job, count) {
+  const each = count ? " Each links to its file." : "";
+  if (job.status === "COMPLETED") return `All ${count} frames.${each}`;
+  if (job.status === "CANCELLED" || job.status === "FAILED") {
+    const how = job.status === "CANCELLED" ? "was cancelled" : "failed";
+    const frames = `${count} frame${count === 1 ? "" : "s"}`;
+    return count ? `The ${frames} rendered before the job ${how}.${each}` : `No frame was rendered before the job ${how}.`;
+  }
+  return "Frames appear here as they finish. Each links to its file.";
 }
 
 function jobPage() {
@@ -171,13 +205,34 @@ function jobPage() {
   const api = `/api/jobs/${id}`;
   const frames = document.getElementById("frames");
   const shown = new Map(); // frame number -> <a> of its thumbnail
+  let job = null; // the last job read
+  let measured = null; // {width, height} of the first frame that loaded
+  let actionNote = null; // {text, error, while}: what Cancel/Retry answered, shown while the job's status is in `while`
   let timer = null;
+  let inFlight = false;
+  let again = false;
+  let settlePolls = 0;
 
   function fact(name, value) {
     return el("div", {}, el("dt", { text: name }), el("dd", { text: value === null || value === undefined ? "–" : String(value) }));
   }
 
-  function renderJob(job) {
+  function renderFacts() {
+    document.getElementById("facts").replaceChildren(
+      fact("Frames", `${job.frame_start}–${job.frame_end}`),
+      fact("Size", sizeText(job.scene, measured)),
+      fact("Samples", job.scene.samples === null ? "the file's" : job.scene.samples),
+      fact("Chunk size", job.chunk_size),
+      fact("Priority", job.priority),
+      fact("Attempt", job.attempt),
+      fact("Created", new Date(job.created_at).toLocaleString()),
+      fact("Finished", job.finished_at ? new Date(job.finished_at).toLocaleString() : null),
+      ...(job.webhook ? [fact("Webhook", webhookText(job.webhook))] : []),
+    );
+  }
+
+  function renderJob(body) {
+    job = body;
     const status = document.getElementById("status");
     status.className = `badge ${job.status}`;
     status.textContent = job.status;
@@ -187,22 +242,15 @@ function jobPage() {
     bar.querySelector(".bar").style.width = `${percent}%`;
     document.getElementById("progress-text").textContent =
       `${progressText(job)} · ${job.progress.chunks_done} / ${job.progress.chunks_total} chunks`;
-    document.getElementById("facts").replaceChildren(
-      fact("Frames", `${job.frame_start}–${job.frame_end}`),
-      fact("Size", `${job.scene.width}×${job.scene.height} ${job.scene.output_format}`),
-      fact("Samples", job.scene.samples),
-      fact("Chunk size", job.chunk_size),
-      fact("Priority", job.priority),
-      fact("Attempt", job.attempt),
-      fact("Created", new Date(job.created_at).toLocaleString()),
-      fact("Finished", job.finished_at ? new Date(job.finished_at).toLocaleString() : null),
-      ...(job.webhook ? [fact("Webhook", webhookText(job.webhook))] : []),
-    );
+    renderFacts();
     const error = document.getElementById("error");
     error.hidden = !job.error;
     error.textContent = job.error ? `${job.error} (${job.error_code})` : "";
     document.getElementById("cancel").hidden = !["QUEUED", "PROCESSING"].includes(job.status);
     document.getElementById("retry").hidden = !["FAILED", "CANCELLED"].includes(job.status);
+    if (actionNote && actionNote.while && !actionNote.while.has(job.status)) actionNote = null;
+    showMessage(actionNote ? actionNote.text : "", Boolean(actionNote && actionNote.error));
+    document.getElementById("frames-note").textContent = framesNote(job, shown.size);
     const results = job.results;
     document.getElementById("finished").hidden = !results;
     if (results) {
@@ -222,6 +270,12 @@ function jobPage() {
     img.hidden = false;
   }
 
+  function measure(img) {
+    if (measured || !img.naturalWidth) return;
+    measured = { width: img.naturalWidth, height: img.naturalHeight };
+    if (job) renderFacts();
+  }
+
   async function loadFrames() {
     let offset = 0;
     while (offset !== null) {
@@ -230,6 +284,7 @@ function jobPage() {
       for (const frame of body.frames) {
         if (shown.has(frame.frame)) continue;
         const img = el("img", { src: frame.url, alt: `Frame ${frame.frame}`, loading: "lazy", "data-frame": frame.frame });
+        img.addEventListener("load", () => measure(img), { once: true });
         const link = el("a", { href: frame.url, title: `Frame ${frame.frame}` }, img, el("span", { text: `#${frame.frame}` }));
         shown.set(frame.frame, link);
       }
@@ -237,11 +292,15 @@ function jobPage() {
     }
     const ordered = [...shown.keys()].sort((a, b) => a - b).map((n) => shown.get(n));
     if (ordered.length !== frames.children.length) frames.replaceChildren(...ordered);
+    document.getElementById("frames-note").textContent = framesNote(job, shown.size);
   }
 
   function chunkRow(task) {
-    const logButton = el("button", { type: "button", className: "secondary", text: "Show" });
-    logButton.addEventListener("click", () => showLog(task.index));
+    let log = el("span", { className: "muted", title: "No render log: the simulated renderer writes none, and a chunk has one only once it started.", text: "–" });
+    if (chunkHasLog(job, task)) {
+      log = el("button", { type: "button", className: "secondary", title: `The render log of chunk ${task.index}`, text: "Show" });
+      log.addEventListener("click", () => showLog(task.index));
+    }
     return el("tr", {},
       el("td", { text: task.index }),
       el("td", { text: `${task.frame_start}–${task.frame_end}` }),
@@ -252,55 +311,95 @@ function jobPage() {
       el("td", { title: task.finished_at || "", text: time(task.finished_at) }),
       el("td", { text: task.seconds_per_frame === null ? "" : task.seconds_per_frame.toFixed(2) }),
       el("td", { className: "error", text: task.error ? `${task.error} (${task.error_code})` : "" }),
-      el("td", {}, logButton));
+      el("td", {}, log));
   }
 
+  // The chunks as the API has them now; true when every one of them is finished (none QUEUED or PROCESSING).
   async function loadChunks() {
-    const rows = [];
+    const tasks = [];
     let cursor = null;
     do {
       const query = new URLSearchParams({ limit: "1000" });
       if (cursor) query.set("cursor", cursor);
       const { status, body } = await getJson(`${api}/tasks?${query}`);
-      if (status !== 200) return;
-      rows.push(...body.tasks.map(chunkRow));
+      if (status !== 200) return false;
+      tasks.push(...body.tasks);
       cursor = body.next_cursor;
     } while (cursor);
-    document.querySelector("#chunks tbody").replaceChildren(...rows);
+    document.querySelector("#chunks tbody").replaceChildren(...tasks.map(chunkRow));
+    return !tasks.some((t) => UNFINISHED_CHUNK.has(t.status));
   }
 
   async function showLog(index) {
     const box = document.getElementById("log");
     box.hidden = false;
     box.textContent = `Loading the log of chunk ${index}…`;
-    const resp = await fetch(`${api}/tasks/${index}/log`, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-    const body = await resp.json().catch(() => null);
-    if (resp.status === 404) box.textContent = `Chunk ${index} has no render log (the simulated renderer writes none).`;
-    else if (!resp.ok) box.textContent = errorText(body, `The API answered ${resp.status}.`);
+    let status, body;
+    try {
+      ({ status, body } = await send("GET", `${api}/tasks/${index}/log`));
+    } catch (err) {
+      box.textContent = "Cannot reach the API.";
+      return;
+    }
+    if (status === 404) box.textContent = `Chunk ${index} has no render log saved yet.`;
+    else if (status !== 200) box.textContent = errorText(body, `The API answered ${status}.`);
     else box.textContent = (body.truncated ? "[… earlier lines cut …]\n" : "") + body.log;
   }
 
+  // One poll: the job, its frames and its chunks while it runs; once it is final, the frames and chunks one
+  // last time, then the chunks alone until they are all finished. Returns how long until the next, or null.
+  async function poll() {
+    if (job && FINAL.has(job.status) && settlePolls > 0) {
+      settlePolls -= 1;
+      const settled = await loadChunks();
+      return settled || settlePolls === 0 ? null : SETTLE_MS;
+    }
+    const { status, body } = await getJson(api);
+    if (status !== 200) {
+      showMessage(errorText(body, `The API answered ${status}.`), true);
+      return 5000;
+    }
+    renderJob(body);
+    const [, settled] = await Promise.all([loadFrames(), loadChunks()]);
+    if (!FINAL.has(job.status)) return POLL_MS;
+    settlePolls = SETTLE_POLLS;
+    return settled ? null : SETTLE_MS;
+  }
+
+  // Runs a poll now (or right after the one in flight) and schedules the next: one chain of polls at a time.
   async function refresh() {
     clearTimeout(timer);
+    timer = null;
+    if (inFlight) { again = true; return; }
+    inFlight = true;
+    let next;
     try {
-      const { status, body } = await getJson(api);
-      if (status !== 200) { showMessage(errorText(body, `The API answered ${status}.`), true); timer = setTimeout(refresh, 5000); return; }
-      renderJob(body);
-      await Promise.all([loadFrames(), loadChunks()]);
-      if (!FINAL.has(body.status)) timer = setTimeout(refresh, POLL_MS);
+      next = await poll();
     } catch (err) {
       showMessage("Cannot reach the API; retrying.", true);
-      timer = setTimeout(refresh, 5000);
+      next = 5000;
     }
+    inFlight = false;
+    if (again) { again = false; refresh(); }
+    else if (next !== null) timer = setTimeout(refresh, next);
   }
 
   async function act(action) {
+    if (action === "cancel" && !confirm(`Cancel “${job ? job.scene.name : id}”? Frames rendered so far are kept; Retry renders the rest.`)) return;
     const button = document.getElementById(action);
     button.disabled = true;
     const { status, body } = await send("POST", `${api}/${action}`);
     button.disabled = false;
-    if (status === 200) { showMessage(action === "cancel" ? "Cancel requested." : "Retry queued."); renderJob(body); }
-    else showMessage(errorText(body, `The API answered ${status}.`), true);
+    if (status === 200) {
+      actionNote = action === "cancel"
+        ? { text: "Cancel requested: the workers stop at their next frame.", while: new Set(["PROCESSING", "CANCELLING"]) }
+        : { text: "Retry queued.", while: new Set(["QUEUED"]) };
+      settlePolls = 0;
+      renderJob(body);
+    } else {
+      actionNote = { text: errorText(body, `The API answered ${status}.`), error: true, while: null }; // until the next action
+      showMessage(actionNote.text, true);
+    }
     refresh();
   }
   document.getElementById("cancel").addEventListener("click", () => act("cancel"));
@@ -309,12 +408,48 @@ function jobPage() {
 }
 
 // --- New-job page -----------------------------------------------------------------------------------
+// Fields a Blender job may leave to the scene file: blank ones are not sent, and the API renders with the
+// file's own (jobs/api/serializers.py). The frame range is not among them: absent, the API renders frame 1.
+const FROM_FILE = ["width", "height", "samples"];
+
+// The scene file's own values, from the body of GET /api/assets/<sha256>. That body has only sha256, size
+// and uploaded today, so every field says "from the file"; once it carries the scene's resolution and
+// samples, map them here (and fetch it once the file is uploaded) and the placeholders show them.
+function sceneFileValues(asset) {
+  return { width: asset.width, height: asset.height, samples: asset.samples };
+}
+
 function newJobPage() {
   const form = document.getElementById("new-job");
   const renderer = form.elements.renderer;
   const fileLabel = document.getElementById("scene-file-label");
-  renderer.addEventListener("change", () => { fileLabel.hidden = renderer.value !== "blender"; });
-  fileLabel.hidden = renderer.value !== "blender";
+  const fileHint = document.getElementById("from-file-hint");
+  // What was in the three fields for each renderer, restored when switching back to it.
+  const kept = { simulated: {}, blender: Object.fromEntries(FROM_FILE.map((name) => [name, ""])) };
+  let shownFor = "simulated";
+
+  function showFileValues(values) {
+    for (const name of FROM_FILE) {
+      const known = values[name];
+      form.elements[name].placeholder = known === undefined || known === null ? "from the file" : `${known} (from the file)`;
+    }
+  }
+
+  function switchRenderer() {
+    const blender = renderer.value === "blender";
+    fileLabel.hidden = !blender;
+    fileHint.hidden = !blender;
+    if (renderer.value === shownFor) return;
+    for (const name of FROM_FILE) {
+      kept[shownFor][name] = form.elements[name].value;
+      form.elements[name].value = kept[renderer.value][name] ?? form.elements[name].defaultValue;
+      if (!blender) form.elements[name].placeholder = "";
+    }
+    if (blender) showFileValues(sceneFileValues({}));
+    shownFor = renderer.value;
+  }
+  renderer.addEventListener("change", switchRenderer);
+  switchRenderer();
 
   function uploadProgress(fraction, text) {
     const box = document.getElementById("upload-progress");
