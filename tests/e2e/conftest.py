@@ -126,14 +126,22 @@ def make_module_stack(emulator, tmp_path_factory):
         yield make
 
 
-@pytest.fixture
-def render_cache():
+@contextlib.contextmanager
+def passable_directory(prefix: str = "render-cache-") -> Iterator[Path]:
     """A worker's scene cache directory that a sandboxed render's own uid can pass through (o+x on the way),
     as RENDER_BLENDER_CACHE_DIR's default (under /tmp) is; pytest's tmp_path is under a 0700 directory."""
-    path = Path(tempfile.mkdtemp(prefix="render-cache-"))
+    path = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(path, 0o711)  # noqa: S103 (passable, not listable)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def render_cache():
+    with passable_directory() as path:
+        yield path
 
 
 class Sidecar:

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from jobs.devstack.stack import ROOT
+from tests.e2e.conftest import passable_directory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("console-browser")]
 
@@ -48,14 +49,15 @@ if sync_playwright is None or not Path(CHROMIUM).exists():
 
 
 @pytest.fixture(scope="module")
-def stack(make_module_stack, tmp_path_factory):
-    stack = make_module_stack(
-        RENDER_SIMULATED_SECONDS="0.5",
-        RENDER_MAX_ATTEMPTS="1",  # the broken scene file fails once, not three times
-        RENDER_BLENDER_CACHE_DIR=str(tmp_path_factory.mktemp("blender-cache")),
-    )
-    stack.start_ready_worker("w1")
-    return stack
+def stack(make_module_stack):
+    with passable_directory() as cache:
+        stack = make_module_stack(
+            RENDER_SIMULATED_SECONDS="0.5",
+            RENDER_MAX_ATTEMPTS="1",  # the broken scene file fails once, not three times
+            RENDER_BLENDER_CACHE_DIR=str(cache),
+        )
+        stack.start_ready_worker("w1")
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +325,7 @@ def test_a_blender_job_at_the_files_resolution_says_so_and_offers_its_log(stack,
     A file that is no .blend fails in Blender: no frame ever, so the page can only say it in words; the chunk
     ran Blender, so its log is offered and shown."""
     sha = upload(stack, b"BLENDER-v300 but not a scene at all\n" * 100)
-    job = submit_blender(stack, scene_file=sha, scene="broken file")
+    job = submit_blender(stack, scene_file=sha, scene="broken file", frame_start=1, frame_end=1)  # not the file's
     stack.wait_for_status(job["id"], "FAILED", timeout=90)
     with watching(browser, stack, "blender-failed") as watched:
         page = watched.page
