@@ -234,6 +234,7 @@ if RENDER_LOG_FORMAT not in ("json", "text"):
     raise ImproperlyConfigured(f"RENDER_LOG_FORMAT must be 'json' or 'text', got {RENDER_LOG_FORMAT!r}")
 # CloudWatch namespace of the metrics the code writes as embedded-metric log lines (jobs/adapters/metrics.py).
 RENDER_METRICS_NAMESPACE = env("RENDER_METRICS_NAMESPACE", "RenderFarm")
+LOGGING_CONFIG = "jobs.adapters.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

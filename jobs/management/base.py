@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import ConnectionError as EndpointUnreachable
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.devstack import envfile
@@ -18,7 +17,7 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 def aws_failure_line(exc: ServiceUnavailable | BotoCoreError | ClientError) -> str:
-    """What failed, why (botocore's one-line reason), and where the command was aiming."""
+    """What failed, why (botocore's one-line reason, which names the endpoint), and whether a local stack is up."""
     if isinstance(exc, ServiceUnavailable):
         what = exc.message.removesuffix(" try again shortly.").removesuffix(";")
         reason = _root_cause(exc) if exc.__cause__ is not None else None
@@ -26,13 +25,10 @@ def aws_failure_line(exc: ServiceUnavailable | BotoCoreError | ClientError) -> s
         what = "AWS refused the request" if isinstance(exc, ClientError) else "the AWS call failed"
         reason = exc
     line = f"{what} ({reason})" if reason is not None else what
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        line += f"; the endpoint is {endpoint}"
-        if envfile.read(envfile.env_path()) is None:
-            line += " (no local stack is running: `make run` starts one)"
-    elif isinstance(reason, NoCredentialsError):
+    if isinstance(reason, NoCredentialsError):
         line += "; no local stack is running (`make run` starts one) and no AWS credentials are set"
+    elif isinstance(reason, EndpointUnreachable) and envfile.read(envfile.env_path()) is None:
+        line += "; no local stack is running (`make run` starts one)"
     return line + ". --traceback shows the details."
 
 
