@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CDK's jsii runs on Node 20 here; keep its warnings and caches out of the way.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: run key test lint unit integration e2e infra synth bench install clean
+.PHONY: run worker key test lint unit integration e2e infra synth bench install clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,16 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(STAMP)
 
+# WORKERS worker processes of CONCURRENCY pool processes each (default 1 and RENDER_WORKER_CONCURRENCY, 1).
+WORKERS ?= 1
+CONCURRENCY ?=
+CONCURRENCY_FLAG = $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))
 run: $(STAMP)
-	$(PY) manage.py devstack
+	$(PY) manage.py devstack --workers $(WORKERS) $(CONCURRENCY_FLAG)
+
+# One more worker, in this terminal, for the stack `make run` has up (read from .devstack/env; refused when none is).
+worker: $(STAMP)
+	@$(PY) manage.py devstack_worker $(CONCURRENCY_FLAG)
 
 # A new API key on the stack `make run` has up (read from .devstack/env; refused when none is running).
 OWNER ?= dev

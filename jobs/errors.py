@@ -59,9 +59,32 @@ class InvalidCursor(DomainError):
 
 
 class ServiceUnavailable(DomainError):
+    """A service the farm depends on did not answer (an outage, throttling, no route): the farm's fault.
+
+    `component` is the farm's own name for it (`job state storage`, `result storage`, ...), the words a
+    customer is shown when a job fails on it; `doing` says what the farm was doing then, where it knows.
+    """
+
     status_code = 503
     code = "service_unavailable"
     default_message = "A backing service is unreachable; try again shortly."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        component: str = "a service of the farm",
+        doing: str | None = None,
+        details: dict[str, Any] | None = None,
+    ):
+        super().__init__(message, details=details)
+        self.component = component
+        self.doing = doing
+
+    def for_customers(self) -> str:
+        """E.g. `could not store frame 3: result storage unavailable` (never an AWS name or host)."""
+        what = f"{self.component} unavailable"
+        return f"{self.doing}: {what}" if self.doing else what
 
 
 class LeaseLost(JobStateConflict):

@@ -87,7 +87,9 @@ class JobOutputSerializer(serializers.Serializer):
     attempt = serializers.IntegerField()
     progress = ProgressOutputSerializer()
     error = serializers.CharField(allow_null=True, help_text="What went wrong, for a person to read.")
-    error_code = serializers.CharField(allow_null=True, help_text="A stable code: render_failed, poison, ...")
+    error_code = serializers.CharField(
+        allow_null=True, help_text="A stable code: render_failed, farm_unavailable, poison, ..."
+    )
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)

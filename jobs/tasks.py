@@ -40,6 +40,7 @@ def _context() -> RenderContext:
         lease_seconds=settings.RENDER_LEASE_SECONDS,
         max_attempts=settings.RENDER_MAX_ATTEMPTS,
         max_crashes=settings.RENDER_MAX_CRASHES,
+        max_outage_attempts=settings.RENDER_MAX_OUTAGE_ATTEMPTS,
         retention=wiring.retention(),
         heartbeat_seconds=settings.RENDER_HEARTBEAT_SECONDS,
         progress_seconds=settings.RENDER_PROGRESS_SECONDS,
@@ -71,6 +72,7 @@ def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
             error=exc,
             now=utcnow(),
             max_attempts=settings.RENDER_MAX_ATTEMPTS,
+            max_outage_attempts=settings.RENDER_MAX_OUTAGE_ATTEMPTS,
             retention=wiring.retention(),
             notifier=wiring.job_notifier(),
         )

@@ -17,7 +17,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 from rich.text import Text
 
 from renderctl import config as configuration
@@ -28,9 +27,18 @@ EXIT_ERROR, EXIT_FAILED, EXIT_CANCELLED, EXIT_INTERRUPTED = 1, 3, 4, 130
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-out = Console()
-err = Console(stderr=True)
+# Lines are never wrapped by rich (a terminal folds them itself): copied ids and piped lines stay whole.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the API's JSON (for scripts).")]
+JobRef = Annotated[
+    str, typer.Argument(metavar="ID", help="A job id, or a unique prefix of one of your jobs (4 or more hex digits).")
+]
+
+
+def error_line(message: str) -> None:
+    """One line on stderr, `error: ` in red on a terminal; the message is never read as markup or wrapped."""
+    err.print(Text.assemble(("error: ", "red"), message), highlight=False)
 
 
 def friendly(command):
@@ -46,21 +54,14 @@ def friendly(command):
                 detail = "; ".join(
                     f"{k}: {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in exc.details.items()
                 )
-            err.print(
-                f"[red]error:[/red] {exc.message}" + (f" ({detail})" if detail and detail not in exc.message else ""),
-                markup=False,
-                highlight=False,
-            )
+            error_line(exc.message + (f" ({detail})" if detail and detail not in exc.message else ""))
             raise typer.Exit(EXIT_ERROR) from None
-        except configuration.ConfigError as exc:
-            err.print(Text.assemble(("error: ", "red"), str(exc)), highlight=False)
+        except (configuration.ConfigError, OSError) as exc:
+            error_line(str(exc))
             raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except OSError as exc:
-            err.print(Text.assemble(("error: ", "red"), str(exc)), highlight=False)
-            raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper
 
@@ -213,9 +214,10 @@ def fetch_all(api: Client, job_id: str, target: Path, *, parallel: int) -> None:
 
 @app.command()
 @friendly
-def status(job_id: str, as_json: JsonFlag = False) -> None:
+def status(job_id: JobRef, as_json: JsonFlag = False) -> None:
     """Show a job: status, progress, ETA, error."""
-    job = client().job(job_id)
+    api = client()
+    job = api.job(api.resolve(job_id))
     if as_json:
         show_json(job)
         return
@@ -232,13 +234,14 @@ def status(job_id: str, as_json: JsonFlag = False) -> None:
 @app.command("wait")
 @friendly
 def wait_command(
-    job_id: str,
+    job_id: JobRef,
     timeout: Annotated[float | None, typer.Option(help="Give up (exit 1) after this many seconds.")] = None,
     interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Follow a job with a live progress bar; exit 0 when COMPLETED, 3 when FAILED, 4 when CANCELLED."""
-    job = follow(client(), job_id, interval=interval, timeout=timeout)
+    api = client()
+    job = follow(api, api.resolve(job_id), interval=interval, timeout=timeout)
     if as_json:
         show_json(job)
     else:
@@ -249,28 +252,30 @@ def wait_command(
 @app.command("list")
 @friendly
 def list_command(
-    status_filter: Annotated[str | None, typer.Option("--status", help="Only jobs in this state.")] = None,
+    status_filter: Annotated[str | None, typer.Option("--status", help="Only jobs in this state (any case).")] = None,
     limit: Annotated[int, typer.Option(help="Jobs per page (1-100).")] = 20,
     cursor: Annotated[str | None, typer.Option(help="The next page (printed after a page).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Your jobs, newest first."""
-    page = client().jobs(status=status_filter, limit=limit, cursor=cursor)
+    """Your jobs, newest first: one line each, its full id first."""
+    page = client().jobs(status=status_filter.upper() if status_filter else None, limit=limit, cursor=cursor)
     if as_json:
         show_json(page)
         return
-    table = Table("id", "status", "frames", "priority", "scene", "created")
+    if not page["jobs"]:
+        out.print("No jobs.")
+        return
+    rows = [("ID", "STATUS", "FRAMES", "PRIORITY", "CREATED", "SCENE")]
     for job in page["jobs"]:
         p = job["progress"]
-        table.add_row(
-            job["id"],
-            job["status"],
-            f"{p['frames_done']}/{p['frames_total']}",
-            job["priority"],
-            job["scene"]["name"],
-            job["created_at"],
-        )
-    out.print(table)
+        created = job["created_at"][:16].replace("T", " ")  # to the minute, UTC; --json has it exactly
+        frames = f"{p['frames_done']}/{p['frames_total']}"
+        rows.append((job["id"], job["status"], frames, job["priority"], created, job["scene"]["name"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        # Plain columns, not a table that would shorten cells to fit the terminal: ids stay whole.
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
+        out.print(f"{line}  {row[5]}", markup=False, highlight=False)
     if page["next_cursor"]:
         out.print(f"more: renderctl list --cursor {page['next_cursor']}", markup=False, highlight=False)
 
@@ -278,29 +283,32 @@ def list_command(
 @app.command()
 @friendly
 def cancel(
-    job_id: str,
+    job_id: JobRef,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Cancel a job (QUEUED at once; PROCESSING between frames)."""
+    api = client()
+    job_id = api.resolve(job_id)
     if not yes and sys.stdin.isatty() and not typer.confirm(f"Cancel job {job_id}?"):
         raise typer.Exit(EXIT_ERROR)
-    job = client().cancel(job_id)
+    job = api.cancel(job_id)
     show_json(job) if as_json else out.print(summary_line(job), markup=False, highlight=False)
 
 
 @app.command()
 @friendly
-def retry(job_id: str, as_json: JsonFlag = False) -> None:
+def retry(job_id: JobRef, as_json: JsonFlag = False) -> None:
     """Run a FAILED or CANCELLED job again (only its unfinished chunks)."""
-    job = client().retry(job_id)
+    api = client()
+    job = api.retry(api.resolve(job_id))
     show_json(job) if as_json else out.print(summary_line(job), markup=False, highlight=False)
 
 
 @app.command()
 @friendly
 def download(
-    job_id: str,
+    job_id: JobRef,
     directory: Annotated[Path, typer.Argument(help="Where the frames go (created if missing).")],
     parallel: Annotated[int, typer.Option(help="Downloads at once.")] = 8,
 ) -> None:
@@ -308,17 +316,19 @@ def download(
 
     Files already there with the right checksum are skipped, so running it again resumes.
     """
-    fetch_all(client(), job_id, directory, parallel=parallel)
+    api = client()
+    fetch_all(api, api.resolve(job_id), directory, parallel=parallel)
 
 
 @app.command()
 @friendly
 def logs(
-    job_id: str,
+    job_id: JobRef,
     chunk: Annotated[int | None, typer.Option(help="Only this chunk.")] = None,
 ) -> None:
     """Print the render logs of a job's chunks (renderers that write none have none)."""
     api = client()
+    job_id = api.resolve(job_id)
     indexes = [chunk] if chunk is not None else [t["index"] for t in api.tasks(job_id)]
     for index in indexes:
         entry = api.log(job_id, index)
@@ -328,7 +338,8 @@ def logs(
         out.print(
             f"--- chunk {index}" + (" (truncated)" if entry.get("truncated") else ""), markup=False, highlight=False
         )
-        out.out(entry["log"], markup=False, highlight=False)
+        text = entry["log"]  # as the renderer wrote it: out() reads no markup and wraps nothing
+        out.out(text, end="" if text.endswith("\n") else "\n", highlight=False)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import httpx
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 UPLOAD_BLOCK = 1024 * 1024
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+JOB_ID_PREFIX = re.compile(r"^[0-9a-f]{4,31}$")  # as git: at least 4 hex digits
 
 
 class ApiError(Exception):
@@ -56,6 +59,31 @@ class Client:
         elif status:
             params["status"] = status
         return self.request("GET", "/api/jobs", params=params)
+
+    def resolve(self, ref: str) -> str:
+        """The full id of a job given by its id or a unique prefix of one of the caller's jobs.
+
+        A prefix is looked for in every page of the caller's jobs (one request per 100 jobs), so it is
+        refused when two jobs share it, and it never reaches another owner's job.
+        """
+        ref = ref.strip().lower()
+        if JOB_ID.match(ref):
+            return ref
+        if not JOB_ID_PREFIX.match(ref):
+            raise ApiError(0, "invalid_job_id", f"{ref!r} is not a job id: 32 hex digits, or a prefix of 4 or more")
+        matches, cursor = [], None
+        while True:
+            page = self.jobs(limit=100, cursor=cursor)
+            matches += [job["id"] for job in page["jobs"] if job["id"].startswith(ref)]
+            cursor = page["next_cursor"]
+            if len(matches) > 1 or not cursor:
+                break
+        if not matches:
+            raise ApiError(404, "not_found", f"none of your jobs has an id starting with {ref}")
+        if len(matches) > 1:
+            shown = ", ".join(matches)
+            raise ApiError(0, "ambiguous_job_id", f"more than one of your jobs starts with {ref} ({shown}): add digits")
+        return matches[0]
 
     def cancel(self, job_id: str) -> dict:
         return self.request("POST", f"/api/jobs/{job_id}/cancel")

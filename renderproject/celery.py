@@ -60,6 +60,18 @@ signals.task_postrun.connect(worker_signals.on_task_postrun, weak=False)
 
 
 @signals.celeryd_init.connect
+def _logs_from_the_first_line(instance, **kwargs):
+    """The project's logging before Celery's start-up checks warn (their warnings become log lines); with JSON
+    logs no banner, whose lines are no JSON (the ` ready.` line is a log line and stays)."""
+    import django
+    from django.conf import settings
+
+    django.setup()
+    if settings.RENDER_LOG_FORMAT == "json":
+        instance.quiet = True
+
+
+@signals.celeryd_init.connect
 def _refuse_a_broken_configuration(**kwargs):
     """A worker that could not render anything refuses to start, with one clear line, instead of taking
     messages and failing every one of them."""

@@ -253,6 +253,7 @@ if RENDER_LOG_FORMAT not in ("json", "text"):
     raise ImproperlyConfigured(f"RENDER_LOG_FORMAT must be 'json' or 'text', got {RENDER_LOG_FORMAT!r}")
 # CloudWatch namespace of the metrics the code writes as embedded-metric log lines (jobs/adapters/metrics.py).
 RENDER_METRICS_NAMESPACE = env("RENDER_METRICS_NAMESPACE", "RenderFarm")
+LOGGING_CONFIG = "jobs.adapters.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -333,6 +334,9 @@ RENDER_SHUTDOWN_GRACE_SECONDS = env_int("RENDER_SHUTDOWN_GRACE_SECONDS", 30)
 if RENDER_LEASE_SECONDS >= RENDER_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured("RENDER_LEASE_SECONDS must be shorter than RENDER_VISIBILITY_TIMEOUT")
 RENDER_MAX_ATTEMPTS = env_int("RENDER_MAX_ATTEMPTS", 3)
+# Attempts of a chunk whose failure was the farm's own (its storage or queue unavailable, not the scene): with
+# the doubling backoff, 8 retry for about ten minutes before the job fails.
+RENDER_MAX_OUTAGE_ATTEMPTS = env_int("RENDER_MAX_OUTAGE_ATTEMPTS", 8)
 # Fairness: frames of an owner's jobs waiting or rendering (QUEUED, PROCESSING, CANCELLING); 0 for no limit.
 RENDER_MAX_ACTIVE_FRAMES_PER_OWNER = env_int("RENDER_MAX_ACTIVE_FRAMES_PER_OWNER", 100_000)
 RENDER_MAX_CRASHES = env_int("RENDER_MAX_CRASHES", 5)  # takeovers from dead holders before a chunk is poison

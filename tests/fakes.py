@@ -566,11 +566,18 @@ class FakeTaskQueue:
 
 
 class FakeResultStore:
+    """S3ResultStore in memory; once `down_after` more puts have succeeded it is unavailable, as S3 in an outage."""
+
     def __init__(self):
         self.objects: dict[str, bytes] = {}
         self.puts = 0
+        self.down_after: int | None = None
 
     def put_frame(self, *, key, frame, body, content_type) -> FrameResult:
+        if self.down_after is not None:
+            if self.down_after <= 0:
+                raise ServiceUnavailable("S3 is unreachable; try again shortly.", component="result storage")
+            self.down_after -= 1
         self.put_bytes(key=key, body=body, content_type=content_type)
         return FrameResult(
             frame=frame, key=key, size=len(body), sha256=hashlib.sha256(body).hexdigest(), content_type=content_type

@@ -22,6 +22,7 @@ from jobs.ports.values import StoredAsset, UploadTicket
 
 CONTENT_TYPE = "application/octet-stream"
 CHUNK = 1024 * 1024
+COMPONENT = "scene file storage"  # what a customer is told is unavailable when this bucket is
 
 
 def checksum_header(sha256_hex: str) -> str:
@@ -53,7 +54,7 @@ class S3AssetStore:
 
     def head(self, *, owner: str, sha256: str) -> StoredAsset | None:
         try:
-            with unavailable_as_503("S3"):
+            with unavailable_as_503("S3", component=COMPONENT):
                 resp = self._client.head_object(
                     Bucket=self._bucket, Key=asset_key(owner, sha256), ChecksumMode="ENABLED"
                 )
@@ -69,7 +70,7 @@ class S3AssetStore:
     def refresh(self, *, owner: str, sha256: str) -> None:
         """Copy the object onto itself: its age (what the lifecycle rule counts) starts again."""
         key = asset_key(owner, sha256)
-        with unavailable_as_503("S3"):
+        with unavailable_as_503("S3", component=COMPONENT):
             self._client.copy_object(
                 Bucket=self._bucket,
                 Key=key,
@@ -83,7 +84,7 @@ class S3AssetStore:
     def download(self, *, owner: str, sha256: str, dest: Path) -> None:
         """Write the asset to `dest`, verifying its SHA-256 on the way; a mismatch is a RenderError."""
         try:
-            with unavailable_as_503("S3"):
+            with unavailable_as_503("S3", component=COMPONENT):
                 body = self._client.get_object(Bucket=self._bucket, Key=asset_key(owner, sha256))["Body"]
         except ClientError as exc:
             if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:

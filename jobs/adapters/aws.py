@@ -80,15 +80,24 @@ def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+# What the farm calls each service when it tells a customer that one failed (errors.ServiceUnavailable).
+COMPONENTS = {"DynamoDB": "job state storage", "S3": "storage", "SQS": "job queue", "Secrets Manager": "secret storage"}
+
+
 @contextlib.contextmanager
-def unavailable_as_503(what: str) -> Iterator[None]:
-    """Turn connection failures and AWS-side faults into ServiceUnavailable; let other errors through."""
+def unavailable_as_503(what: str, *, component: str | None = None) -> Iterator[None]:
+    """Turn connection failures and AWS-side faults into ServiceUnavailable; let other errors through.
+
+    `what` is the AWS service (for operators' messages); `component` the farm's name for what it holds,
+    by default the service's in COMPONENTS.
+    """
+    component = component or COMPONENTS.get(what, what)
     try:
         yield
     except ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if error_code(exc) in _UNAVAILABLE_CODES or status >= 500:
-            raise ServiceUnavailable(f"{what} is unavailable; try again shortly.") from exc
+            raise ServiceUnavailable(f"{what} is unavailable; try again shortly.", component=component) from exc
         raise
     except BotoCoreError as exc:
-        raise ServiceUnavailable(f"{what} is unreachable; try again shortly.") from exc
+        raise ServiceUnavailable(f"{what} is unreachable; try again shortly.", component=component) from exc

@@ -44,4 +44,6 @@ class CeleryTaskQueue:
                 countdown=countdown or None,
             )
         except (BotoCoreError, ClientError, OperationalError, OSError) as exc:
-            raise ServiceUnavailable("The job queue (SQS) is unreachable; try again shortly.") from exc
+            raise ServiceUnavailable(
+                "The job queue (SQS) is unreachable; try again shortly.", component="job queue"
+            ) from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import logging.config
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,10 +67,15 @@ def end(token: contextvars.Token | None) -> None:
 
 
 class ContextFilter(logging.Filter):
-    """Copies the current context onto each record (explicit `extra=` values win)."""
+    """Copies the current context onto each record (explicit `extra=` values win).
+
+    Django logs a response's status (`django.request`) after the request's scope has ended: such a record
+    gets the context its request kept (`request.log_context`, set by jobs/api/observe.py).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in _context.get().items():
+        context = _context.get() or getattr(getattr(record, "request", None), "log_context", None) or {}
+        for key, value in context.items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
@@ -103,6 +109,13 @@ class TextFormatter(logging.Formatter):
             head, sep, tail = line.partition("\n")  # keep a traceback below the line
             line = f"{head} [{context}]{sep}{tail}"
         return line
+
+
+def configure(config: dict) -> None:
+    """Django's LOGGING_CONFIG: the LOGGING dict, and Python warnings (Celery's, libraries') as log lines, so
+    they are JSON lines too when the logs are."""
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
 
 
 _TRACE_ROOT = re.compile(r"Root=([0-9A-Za-z-]{1,64})")

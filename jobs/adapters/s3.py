@@ -9,6 +9,8 @@ from botocore.exceptions import ClientError
 from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import FrameResult
 
+COMPONENT = "result storage"  # what a customer is told is unavailable when this bucket is
+
 
 class S3ResultStore:
     """A private bucket; re-running a frame overwrites its object rather than adding one."""
@@ -20,7 +22,7 @@ class S3ResultStore:
 
     def put_frame(self, *, key: str, frame: int, body: bytes, content_type: str) -> FrameResult:
         digest = hashlib.sha256(body).hexdigest()
-        with unavailable_as_503("S3"):
+        with unavailable_as_503("S3", component=COMPONENT):
             self._client.put_object(
                 Bucket=self._bucket,
                 Key=key,
@@ -31,15 +33,15 @@ class S3ResultStore:
         return FrameResult(frame=frame, key=key, size=len(body), sha256=digest, content_type=content_type)
 
     def put_bytes(self, *, key: str, body: bytes, content_type: str) -> None:
-        with unavailable_as_503("S3"):
+        with unavailable_as_503("S3", component=COMPONENT):
             self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
 
     def get_bytes(self, key: str) -> bytes:
-        with unavailable_as_503("S3"):
+        with unavailable_as_503("S3", component=COMPONENT):
             return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
 
     def get_optional(self, key: str) -> bytes | None:
-        with unavailable_as_503("S3"):
+        with unavailable_as_503("S3", component=COMPONENT):
             try:
                 return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
             except ClientError as exc:

@@ -23,6 +23,7 @@ class RequestContextMiddleware:
         started = time.monotonic()
         with logs.scope(request_id=request_id):
             response = self.get_response(request)
+            request.log_context = logs.current()  # for Django's line about this response, logged after this
             if request.path not in QUIET:
                 milliseconds = (time.monotonic() - started) * 1000
                 match = getattr(request, "resolver_match", None)

@@ -223,6 +223,7 @@ class RenderContext:
     # of a multi-chunk job publishes its progress on the job item with each (services/progress.py).
     progress_seconds: float = 8.0
     max_crashes: int = 5  # claims whose holder died (poison work) before the chunk fails
+    max_outage_attempts: int = 8  # failed attempts before a chunk fails when the farm's own services failed
     # Seconds left before a requested shutdown must be done; None while the worker is not shutting down.
     grace_left: Callable[[], float | None] = lambda: None
     metrics: Metrics = field(default_factory=NoMetrics)

@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from jobs.adapters.aws import error_code, unavailable_as_503
+from jobs.adapters.aws import COMPONENTS, error_code, unavailable_as_503
 from jobs.domain import Failure, JobStatus
 from jobs.errors import JobNotFound, ServiceUnavailable, StaleWrite
 from jobs.repository.items import deserialize, iso, seconds, serialize_value, status_sort_key
@@ -176,7 +176,9 @@ def conditional_transaction(
                 raise  # cancelled for another reason (a validation error): the caller's bug, not a state
             if attempt < CONFLICT_RETRIES:
                 _conflict_pause(attempt)
-    raise ServiceUnavailable("DynamoDB is busy with conflicting writes; try again shortly.")
+    raise ServiceUnavailable(
+        "DynamoDB is busy with conflicting writes; try again shortly.", component=COMPONENTS["DynamoDB"]
+    )
 
 
 def lease_values(*, worker: str, token: str, now: datetime, lease_seconds: int, attempt: int) -> dict[str, Any]:

@@ -16,7 +16,15 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus, frame_key
-from jobs.errors import JobNotRunning, JobStateConflict, LeaseLost, RenderError, SceneRefused, StaleWrite
+from jobs.errors import (
+    JobNotRunning,
+    JobStateConflict,
+    LeaseLost,
+    RenderError,
+    SceneRefused,
+    ServiceUnavailable,
+    StaleWrite,
+)
 from jobs.ports import JobNotifier, JobRepository, RenderContext, RenderedFrame
 from jobs.services.assembly import job_assemble, make_outputs
 from jobs.services.control import SILENT, finish_cancel_if_idle, job_fail
@@ -44,12 +52,18 @@ class _ReleaseForShutdown(Exception):
     """The worker is shutting down and the rest of the chunk will not fit in the grace period."""
 
 
+FARM_UNAVAILABLE = "farm_unavailable"  # one of the farm's own services failed: not the scene's fault
+
+
 def describe(exc: BaseException) -> Failure:
-    """What the customer sees of an error: a renderer's own message, or a generic one (details go to the log)."""
+    """What the customer sees of an error: a renderer's own message, which of the farm's services failed, or a
+    generic one (details go to the log)."""
     if isinstance(exc, SceneRefused):
         return Failure(SCENE_REFUSED, str(exc))
     if isinstance(exc, RenderError):
         return Failure("render_failed", str(exc) or "The renderer failed.")
+    if isinstance(exc, ServiceUnavailable):
+        return Failure(FARM_UNAVAILABLE, exc.for_customers())
     return Failure(
         "worker_error", f"The worker hit an unexpected error ({type(exc).__name__}); the operators' log has details."
     )
@@ -232,9 +246,13 @@ def _check_shutdown(ctx: RenderContext, *, frames_left: int, seconds: list[float
 
 def _store_frame(ctx: RenderContext, job: Job, out: RenderedFrame) -> FrameResult:
     fmt = job.scene.output_format
-    return ctx.store.put_frame(
-        key=frame_key(job.id, out.frame, fmt), frame=out.frame, body=out.body, content_type=fmt.content_type
-    )
+    try:
+        return ctx.store.put_frame(
+            key=frame_key(job.id, out.frame, fmt), frame=out.frame, body=out.body, content_type=fmt.content_type
+        )
+    except ServiceUnavailable as exc:
+        exc.doing = f"could not store frame {out.frame}"
+        raise
 
 
 def _stopped(ctx: RenderContext, job: Job, chunk: Chunk, token: str, job_status: str) -> Outcome:
@@ -260,8 +278,18 @@ def _stopped(ctx: RenderContext, job: Job, chunk: Chunk, token: str, job_status:
     return Outcome.STOPPED
 
 
+def attempts_for(failure: Failure, *, max_attempts: int, max_outage_attempts: int) -> int:
+    """How many failed attempts end a chunk: an outage of the farm's own services gets the longer ladder, so a
+    storage outage of minutes delays jobs instead of failing them; a refused scene file ends it at once (the
+    file would be refused again). One count of failures serves them all."""
+    if failure.code == SCENE_REFUSED:
+        return 1
+    return max_outage_attempts if failure.code == FARM_UNAVAILABLE else max_attempts
+
+
 def _fail_or_retry(ctx: RenderContext, job: Job, chunk: Chunk, token: str, failure: Failure) -> tuple[Outcome, int]:
-    if failure.code != SCENE_REFUSED and chunk.render_failures + 1 < ctx.max_attempts:
+    allowed = attempts_for(failure, max_attempts=ctx.max_attempts, max_outage_attempts=ctx.max_outage_attempts)
+    if chunk.render_failures + 1 < allowed:
         try:
             after = ctx.repo.chunks.release(chunk, token=token, now=ctx.clock(), failure=failure)
         except LeaseLost:
@@ -306,6 +334,7 @@ def chunk_error(
     error: BaseException,
     now: datetime,
     max_attempts: int,
+    max_outage_attempts: int,
     retention: timedelta,
     notifier: JobNotifier = SILENT,
 ) -> tuple[Outcome, int]:
@@ -319,7 +348,8 @@ def chunk_error(
         chunk = repo.chunks.note_failure(job_id, index, attempt=attempt, failure=failure, now=now)
     except JobStateConflict:
         return Outcome.SKIPPED, 0  # finished, held by a live worker, or another attempt: not ours to count
-    if chunk.render_failures < max_attempts:
+    allowed = attempts_for(failure, max_attempts=max_attempts, max_outage_attempts=max_outage_attempts)
+    if chunk.render_failures < allowed:
         return Outcome.RETRY, chunk.render_failures
     repo.chunks.fail(job_id, index, attempt=attempt, failure=failure, now=now)
     label = "" if index is None else f"chunk {index}: "

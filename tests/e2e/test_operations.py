@@ -88,3 +88,40 @@ def test_farm_status_and_api_farm_show_live_workers_and_a_killed_one_drops_out(m
         time.sleep(0.5)
     assert len(alive) == 1
     assert stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=90)["status"] == "COMPLETED"
+
+
+def every_line_json(text: str) -> list[dict]:
+    lines = text.splitlines()
+    assert lines, "no output"
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}") from None
+    return [json.loads(line) for line in lines]
+
+
+def test_with_json_logs_every_line_of_the_api_and_a_worker_is_json_and_access_lines_carry_the_request_id(make_stack):
+    stack = make_stack(api=False, RENDER_LOG_FORMAT="json")
+    stack.api = stack.start_api(workers=1, threads=2)
+    trace = {"X-Amzn-Trace-Id": "Root=1-6789abcd-0123456789abcdef01234567"}
+    traced = requests.get(f"{stack.api}/api/jobs", headers={**stack.auth(), **trace}, timeout=10)
+    refused = requests.get(f"{stack.api}/api/jobs", timeout=10)  # no key: 401, and a random request id
+    assert traced.status_code == 200 and refused.status_code == 401
+    stack.start_ready_worker("w1")
+    stack.stop("api")  # its shutdown lines too
+
+    api = every_line_json(stack.log("api"))
+    for resp in (traced, refused):
+        request_id = resp.headers["X-Request-Id"]
+        access = [r for r in api if r["logger"] == "gunicorn.access" and r["request_id"] == request_id]
+        assert len(access) == 1 and access[0]["path"] == "/api/jobs" and access[0]["status"] == resp.status_code
+        mine = [r for r in api if r.get("request_id") == request_id]
+        assert {r["logger"] for r in mine} >= {"gunicorn.access", "render.api"}
+    assert traced.headers["X-Request-Id"] == "1-6789abcd-0123456789abcdef01234567"
+    unauthorized = next(r for r in api if r["logger"] == "django.request")  # logged after the request's middleware
+    assert unauthorized["request_id"] == refused.headers["X-Request-Id"]
+    assert any(r["logger"] == "gunicorn.error" and r["message"].startswith("Starting gunicorn") for r in api)
+
+    worker = every_line_json(stack.log("w1"))  # its start-up: no banner, and the ready line is a log line
+    assert any(r["message"].endswith(" ready.") for r in worker)

@@ -1,4 +1,4 @@
-"""renderctl end to end: the installed console script against a real API, workers and the emulator's S3."""
+"""renderctl end to end: the command line (this checkout's code) against a real API, workers and the emulator's S3."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,26 +16,30 @@ from jobs.devstack.stack import ROOT
 
 pytestmark = pytest.mark.e2e
 
-RENDERCTL = Path(ROOT) / ".venv" / "bin" / "renderctl"
+# What the console script runs (renderctl.cli:main), from this checkout: .venv's script may be another's.
+RENDERCTL = [sys.executable, "-m", "renderctl"]
+
+
+def run_renderctl(*args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*RENDERCTL, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture
 def renderctl(tmp_path):
-    if not RENDERCTL.exists():
-        pytest.skip("renderctl is not installed in .venv (make install installs it)")
-
-    def run(stack, *args: str, key: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(
+        stack, *args: str, key: str | None = None, timeout: float = 120, columns: int = 200
+    ) -> subprocess.CompletedProcess:
         env = {
             "PATH": os.environ["PATH"],
             "HOME": str(tmp_path),
             "RENDERCTL_CONFIG": str(tmp_path / "renderctl.json"),
             "RENDER_API_URL": stack.api,
             "RENDER_API_KEY": stack.key if key is None else key,
-            "COLUMNS": "200",
+            "COLUMNS": str(columns),
         }
-        return subprocess.run(
-            [str(RENDERCTL), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        return run_renderctl(*args, env=env, timeout=timeout)
 
     return run
 
@@ -107,8 +112,10 @@ def test_a_failed_job_exits_3(make_stack, renderctl):
 
 def test_errors_are_the_apis_message_never_a_traceback(make_stack, renderctl, tmp_path):
     stack = make_stack(api=True)
-    bad = renderctl(stack, "submit", "--name", "x", "--width", "3", "--height", "64")
+    bad = renderctl(stack, "submit", "--name", "x", "--width", "3", "--height", "64", columns=40)
     assert bad.returncode == 1 and "width" in bad.stderr and "Traceback" not in bad.stderr
+    # One line, however narrow the terminal, starting with `error: ` (no markup printed as text).
+    assert bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1 and "[" not in bad.stderr
     missing = renderctl(stack, "status", "0" * 32)
     assert missing.returncode == 1 and "error:" in missing.stderr and "Traceback" not in missing.stderr
     unknown_key = renderctl(stack, "list", key="rk_" + "A" * 43)
@@ -117,8 +124,8 @@ def test_errors_are_the_apis_message_never_a_traceback(make_stack, renderctl, tm
     broken.write_text("{not json")
     refused = renderctl(stack, "submit", str(broken))
     assert refused.returncode == 1 and "not valid JSON" in refused.stderr and "Traceback" not in refused.stderr
-    nowhere = subprocess.run(
-        [str(RENDERCTL), "list"],
+    nowhere = run_renderctl(
+        "list",
         env={
             "PATH": os.environ["PATH"],
             "HOME": str(tmp_path),
@@ -126,10 +133,6 @@ def test_errors_are_the_apis_message_never_a_traceback(make_stack, renderctl, tm
             "RENDER_API_URL": "http://127.0.0.1:9",
             "RENDER_API_KEY": stack.key,
         },
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
     )
     assert nowhere.returncode == 1 and "cannot reach the API" in nowhere.stderr and "Traceback" not in nowhere.stderr
 
@@ -138,24 +141,41 @@ def test_login_saves_the_key_readable_only_by_its_owner(make_stack, renderctl, t
     stack = make_stack()
     config = tmp_path / "cfg" / "renderctl.json"
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RENDERCTL_CONFIG": str(config)}
-    login = subprocess.run(
-        [str(RENDERCTL), "login", "--url", stack.api, "--key", stack.key],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    login = run_renderctl("login", "--url", stack.api, "--key", stack.key, env=env)
     assert login.returncode == 0, login.stderr
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert json.loads(config.read_text()) == {"url": stack.api, "key": stack.key}
-    listed = subprocess.run([str(RENDERCTL), "list"], env=env, capture_output=True, text=True, check=False, timeout=60)
+    listed = run_renderctl("list", env=env)
     assert listed.returncode == 0, listed.stderr
-    wrong = subprocess.run(
-        [str(RENDERCTL), "login", "--url", stack.api, "--key", "rk_nope"],
-        env={**env, "RENDERCTL_CONFIG": str(tmp_path / "other.json")},
-        capture_output=True,
-        text=True,
-        check=False,
+    wrong = run_renderctl(
+        "login", "--url", stack.api, "--key", "rk_nope", env={**env, "RENDERCTL_CONFIG": str(tmp_path / "other.json")}
     )
     assert wrong.returncode == 1 and not (tmp_path / "other.json").exists()
+
+
+def test_logs_list_and_id_prefixes_on_a_job_with_render_logs(make_stack, renderctl):
+    stack = make_stack(RENDER_RENDERER="tests.support.renderers:WritesALog")
+    stack.start_ready_worker("w1")
+    submitted = renderctl(stack, "submit", "--name", "logged", "--width", "64", "--height", "64", "--end", "4",
+                          "--chunk-size", "2", "--wait", "--json")  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = json.loads(submitted.stdout)["id"]
+
+    # The log is printed as the renderer wrote it (text in brackets is not markup), chunk by chunk.
+    logs = renderctl(stack, "logs", job_id[:8])
+    assert logs.returncode == 0 and "Traceback" not in logs.stderr, logs.stderr
+    assert "--- chunk 0\nFra:1 [red]Sample 1/1[/red] | Saved frame 1\nFra:2 [red]" in logs.stdout
+    assert "--- chunk 1\nFra:3 [red]Sample 1/1[/red] | Saved frame 3\nFra:4 [red]" in logs.stdout
+
+    # In a narrow terminal the listing keeps whole ids (the first column) and any case of a state works.
+    listing = renderctl(stack, "list", "--status", "completed", columns=40)
+    assert listing.returncode == 0, listing.stderr
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == ["ID", job_id]
+    assert renderctl(stack, "list", "--status", "Cancelled").stdout == "No jobs.\n"
+
+    shown = renderctl(stack, "status", job_id[:5].upper())
+    assert shown.returncode == 0 and shown.stdout.startswith(f"{job_id}  COMPLETED"), shown
+    unknown = renderctl(stack, "status", ("0" if job_id[0] != "0" else "1") * 6)
+    assert unknown.returncode == 1 and "none of your jobs has an id starting with" in unknown.stderr
+    short = renderctl(stack, "logs", job_id[:3])
+    assert short.returncode == 1 and "is not a job id" in short.stderr

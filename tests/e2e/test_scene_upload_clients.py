@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 import requests
 
-from jobs.devstack.stack import ROOT
+from tests.e2e.test_renderctl import run_renderctl
 
 pytestmark = pytest.mark.e2e
-RENDERCTL = Path(ROOT) / ".venv" / "bin" / "renderctl"
 SCENE = b"BLENDER-v300 not really a blend file, but bytes to store\n" * 2000
 
 
@@ -35,20 +32,11 @@ def test_renderctl_submit_scene_uploads_then_submits_a_blender_job(make_stack, t
     scene = tmp_path / "shot.blend"
     scene.write_bytes(SCENE)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RENDER_API_URL": stack.api, "RENDER_API_KEY": stack.key}
-    run = subprocess.run(
-        [str(RENDERCTL), "submit", "--scene", str(scene), "--end", "2", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    run = run_renderctl("submit", "--scene", str(scene), "--end", "2", "--json", env=env, timeout=120)
     assert run.returncode == 0, run.stderr
     assert hashlib.sha256(SCENE).hexdigest() in run.stdout and '"blender"' in run.stdout
     # The same file again: already stored, no second PUT, still a job.
-    again = subprocess.run(
-        [str(RENDERCTL), "submit", "--scene", str(scene)], env=env, capture_output=True, text=True, check=False
-    )
+    again = run_renderctl("submit", "--scene", str(scene), env=env)
     assert again.returncode == 0, again.stderr
 
 

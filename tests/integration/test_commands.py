@@ -110,3 +110,49 @@ def test_sweep_prints_a_summary_and_replay_retries_the_failed_job(dlq, queue, dy
     assert replayed == f"dlq replay: deleted 1 dead letter(s); retried 1 job(s): {poison.id}\n"
     assert dynamo_repo.get(poison.id).status is JobStatus.QUEUED and dynamo_repo.get(poison.id).attempt == 2
     assert run("dlq", "list") == "The dead-letter queue is empty.\n"
+
+
+OPERATOR_COMMANDS = [
+    ["farm_status"],
+    ["dlq", "list"],
+    ["dlq", "replay", "--json"],
+    ["sweep"],
+    ["create_api_key", "--owner", "alice"],
+    ["revoke_api_key", "--owner", "alice"],
+    ["list_api_keys"],
+    ["bootstrap_aws"],
+    ["create_webhook_secret", "--owner", "alice"],
+]
+
+
+@pytest.mark.parametrize(
+    ("aim", "reason"),
+    [
+        ({}, "no local stack is running (`make run` starts one) and no AWS credentials are set"),
+        (
+            {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"},
+            'Could not connect to the endpoint URL: "http://127.0.0.1:9/"',
+        ),
+    ],
+    ids=["no_stack_no_credentials", "endpoint_down"],
+)
+def test_operator_commands_say_in_one_line_that_aws_is_unreachable(tmp_path, aim, reason):
+    """No stack up, AWS unreachable: one line on stderr and exit 1 from every command, never a traceback."""
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RENDER_", "CELERY_"))}
+    shell.update(
+        {
+            "RENDER_DEVSTACK_ENV": str(tmp_path / "no-stack"),
+            "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **aim,
+        }
+    )
+    for command in OPERATOR_COMMANDS if not aim else OPERATOR_COMMANDS[:2]:  # any endpoint fails the same way
+        done = subprocess.run(
+            [sys.executable, "manage.py", *command], cwd=ROOT, env=shell, capture_output=True, text=True, timeout=60
+        )
+        lines = done.stderr.splitlines()
+        assert done.returncode == 1, (command, done.stderr)
+        assert len(lines) == 1 and lines[0].startswith("CommandError: ") and reason in lines[0], (command, lines)
+        assert done.stdout == ""

@@ -1,11 +1,18 @@
-"""S3 storage against the emulator: deterministic keys, checksums, presigned downloads."""
+"""S3 storage against the emulator: deterministic keys, checksums, presigned downloads; S3 unreachable."""
 
 import hashlib
 import json
+from datetime import timedelta
 
+import boto3
 import requests
+from botocore.config import Config
 
-from jobs.domain import OutputFormat, frame_key
+from jobs.adapters.s3 import S3ResultStore
+from jobs.domain import JobStatus, OutputFormat, frame_key, utcnow
+from jobs.ports import RenderContext
+from jobs.renderers import SimulatedRenderer
+from jobs.services import Outcome, chunk_process
 
 
 def test_put_frame_and_download_through_a_presigned_url(store):
@@ -32,3 +39,32 @@ def test_put_and_get_bytes(store):
     resp = requests.get(store.presigned_url("jobs/j3/manifest.json"), timeout=5)
     assert resp.json() == {"frames": [1]} and resp.headers["Content-Type"] == "application/json"
     assert store.get_bytes("jobs/j3/manifest.json") == b'{"frames": [1]}'
+
+
+def test_a_job_whose_frames_cannot_be_stored_fails_naming_the_farms_result_storage(dynamo_repo, make_job):
+    """S3 unreachable (nothing listens where the client points) while DynamoDB works: the customer reads which
+    part of the farm failed, and the chunk is retried on the outage ladder before the job fails."""
+    unreachable = boto3.session.Session().client(
+        "s3",
+        endpoint_url="http://127.0.0.1:9",
+        config=Config(connect_timeout=1, retries={"mode": "standard", "max_attempts": 1}),
+    )
+    down = S3ResultStore(client=unreachable, bucket="unused", url_expiry=300)
+    job = make_job(frame_start=3, frame_end=4)
+    dynamo_repo.add(job)
+    ctx = RenderContext(
+        repo=dynamo_repo,
+        store=down,
+        renderer=SimulatedRenderer(seconds="0"),
+        clock=utcnow,
+        name="w1",
+        lease_seconds=30,
+        max_attempts=1,
+        max_outage_attempts=2,
+        retention=timedelta(days=1),
+    )
+    assert chunk_process(ctx=ctx, job_id=job.id, index=None, attempt=1) == (Outcome.RETRY, 1)
+    assert chunk_process(ctx=ctx, job_id=job.id, index=None, attempt=1) == (Outcome.FAILED, 2)
+    failed = dynamo_repo.get(job.id)
+    assert (failed.status, failed.error_code) == (JobStatus.FAILED, "farm_unavailable")
+    assert failed.error == "could not store frame 3: result storage unavailable"

@@ -31,3 +31,29 @@ class CrashesItsWorker(FrameRenderer):
 
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
+
+
+class WritesALog(FrameRenderer):
+    """Paints frames and logs a line per frame as Blender's output would be logged, brackets included."""
+
+    def render(self, job: Job, frame: int) -> bytes:
+        return paint_frame(job, frame)
+
+    def render_chunk(self, job: Job, frames, *, should_stop, log=None):
+        for out in super().render_chunk(job, frames, should_stop=should_stop, log=log):
+            log.write(f"Fra:{out.frame} [red]Sample 1/1[/red] | Saved frame {out.frame}\n")
+            yield out
+
+
+class EarlierContract:
+    """A plugin written to the earlier documented contract: `render(job, frame) -> bytes` and nothing else."""
+
+    def render(self, job: Job, frame: int) -> bytes:
+        return paint_frame(job, frame)
+
+
+class NotARenderer:
+    """A class that is no renderer at all (neither render_chunk nor render)."""
+
+    def paint(self, job: Job, frame: int) -> bytes:
+        return paint_frame(job, frame)

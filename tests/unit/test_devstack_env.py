@@ -5,6 +5,8 @@ import os
 import subprocess
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from jobs.devstack import envfile
 from jobs.devstack.stack import EMULATOR_CREDENTIALS
@@ -106,3 +108,17 @@ def test_a_stack_on_an_endpoint_of_its_own_writes_no_credentials():
     assert "AWS_ACCESS_KEY_ID" not in values
     assert values["AWS_REGION"] == values["AWS_DEFAULT_REGION"] == "eu-west-1"
     assert values["CELERY_BROKER_URL"] == "sqs://x"
+
+
+def test_make_worker_refuses_without_a_running_stack(tmp_path, monkeypatch):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / "env"
+    envfile.write(stale, {"AWS_ENDPOINT_URL": ENDPOINT}, pid=gone.pid)  # its stack was killed with SIGKILL
+    for path in (tmp_path / "missing", stale):
+        monkeypatch.setenv(envfile.PATH_VARIABLE, str(path))
+        with pytest.raises(CommandError) as refused:
+            call_command("devstack_worker")
+        assert (
+            str(refused.value) == f"No local stack is running ({path} is missing or stale): start one with `make run`."
+        )

@@ -37,3 +37,20 @@ def test_get_renderer_by_dotted_path_and_unknown_names():
     assert get_renderer("tests.fakes:ScriptedRenderer", simulated_seconds="0").render is not None
     with pytest.raises(ValueError):
         get_renderer("blender", simulated_seconds="0")
+
+
+def test_a_renderer_of_the_earlier_contract_is_adapted_and_renders_a_whole_job(repo, queue, store, clock):
+    """`render(job, frame)` alone was the documented plugin contract before render_chunk: it still works."""
+    from tests.unit.conftest import drain, make_worker, submit
+
+    renderer = get_renderer("tests.support.renderers:EarlierContract", simulated_seconds="0")
+    job = submit(repo, queue, clock, frames=(1, 6), chunk_size=3)
+    drain(repo, queue, make_worker(repo, store, clock, renderer=renderer))
+    done = repo.get(job.id)
+    assert done.status == "COMPLETED" and done.frames_done == 6
+    assert Image.open(io.BytesIO(store.objects[f"jobs/{job.id}/frames/00004.png"])).size == (64, 32)
+
+
+def test_a_class_that_is_no_renderer_is_refused_when_loaded_not_at_its_first_chunk():
+    with pytest.raises(TypeError, match=r"NotARenderer has neither render_chunk.*nor render"):
+        get_renderer("tests.support.renderers:NotARenderer", simulated_seconds="0")

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from jobs.domain import JobStatus
-from jobs.errors import JobStateConflict
+from jobs.errors import JobStateConflict, ServiceUnavailable
 from jobs.services import Outcome, chunk_error, chunk_process, job_cancel, job_fanout
 from jobs.services.selectors import job_chunks, job_result_links, recorded_frames
 from tests.fakes import ScriptedRenderer
@@ -128,7 +128,14 @@ def test_a_chunk_whose_holders_died_max_crashes_times_fails_as_poison(repo, queu
 
 def errored(ctx, **kwargs):
     """chunk_error as the Celery task calls it: with the repository and limits, no renderer."""
-    return chunk_error(repo=ctx.repo, now=ctx.clock(), max_attempts=ctx.max_attempts, retention=ctx.retention, **kwargs)
+    return chunk_error(
+        repo=ctx.repo,
+        now=ctx.clock(),
+        max_attempts=ctx.max_attempts,
+        max_outage_attempts=ctx.max_outage_attempts,
+        retention=ctx.retention,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("multi", [False, True], ids=["one_chunk", "chunk_item"])
@@ -349,3 +356,44 @@ def test_a_cancel_reaches_a_batching_chunk_at_its_next_write(repo, queue, clock,
     drain(repo, queue, worker)
     assert repo.get(job.id).status is JobStatus.CANCELLED
     assert sorted(store.objects) == [f"jobs/{job.id}/frames/0000{f}.png" for f in (1, 2)]  # written at frame 2
+
+
+# --- failures of the farm's own services ------------------------------------------------------------
+
+
+def test_result_storage_down_is_named_and_retried_on_the_longer_ladder_then_fails_the_job(repo, queue, clock, store):
+    job = _fanned_out(repo, queue, clock, frames=(1, 10), chunk_size=5)
+    store.down_after = 2  # frames 1 and 2 stored, then S3 stops answering
+    worker = make_worker(repo, store, clock, max_attempts=2, max_outage_attempts=4)
+    for failures in (1, 2, 3):  # past max_attempts (2): an outage is the farm's fault, not the scene's
+        assert chunk_process(ctx=worker, job_id=job.id, index=0, attempt=1) == (Outcome.RETRY, failures)
+        chunk = repo.chunks.list(job.id)[0]
+        assert (chunk.error_code, chunk.error) == (
+            "farm_unavailable",
+            "could not store frame 3: result storage unavailable",
+        )
+        assert chunk.frames_done == 2  # the frames stored before the outage are kept for the retry
+    assert chunk_process(ctx=worker, job_id=job.id, index=0, attempt=1) == (Outcome.FAILED, 4)
+    failed = repo.get(job.id)
+    assert (failed.status, failed.error_code) == (JobStatus.FAILED, "farm_unavailable")
+    assert failed.error == "chunk 0: could not store frame 3: result storage unavailable"
+
+
+def test_a_render_failure_keeps_the_shorter_ladder(repo, queue, clock, store):
+    job = submit(repo, queue, clock)
+    queue.chunks.clear()
+    worker = make_worker(repo, store, clock, ScriptedRenderer(fail_times=10), max_attempts=2, max_outage_attempts=8)
+    assert chunk_process(ctx=worker, job_id=job.id, index=None, attempt=1) == (Outcome.RETRY, 1)
+    assert chunk_process(ctx=worker, job_id=job.id, index=None, attempt=1) == (Outcome.FAILED, 2)
+    assert repo.get(job.id).error_code == "render_failed"
+
+
+def test_job_state_storage_down_outside_the_render_is_named_and_on_the_longer_ladder(repo, queue, clock, store):
+    job = submit(repo, queue, clock)
+    queue.chunks.clear()
+    ctx = make_worker(repo, None, clock, max_attempts=1, max_outage_attempts=2)
+    down = ServiceUnavailable("DynamoDB is unreachable; try again shortly.", component="job state storage")
+    assert errored(ctx, job_id=job.id, index=None, attempt=1, error=down) == (Outcome.RETRY, 1)
+    assert errored(ctx, job_id=job.id, index=None, attempt=1, error=down) == (Outcome.FAILED, 2)
+    failed = repo.get(job.id)
+    assert (failed.error_code, failed.error) == ("farm_unavailable", "job state storage unavailable")

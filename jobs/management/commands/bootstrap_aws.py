@@ -1,11 +1,10 @@
 """`manage.py bootstrap_aws`: create the table, queues and bucket where missing (safe to run again)."""
 
-from django.core.management.base import BaseCommand
-
+from jobs.management.base import OperatorCommand
 from jobs.wiring import bootstrap_all
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Create the DynamoDB table, SQS queues (with DLQ) and S3 bucket where missing."
 
     def handle(self, *args, **options):

@@ -10,12 +10,13 @@ secret's ARN and the key id are printed. If that write fails the new key is revo
 import re
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from jobs import wiring
 from jobs.adapters import aws
 from jobs.domain import utcnow
 from jobs.errors import DomainError
+from jobs.management.base import OperatorCommand
 from jobs.repository.secrets import SecretsManagerStore
 from jobs.services import api_key_create, hash_api_key
 from jobs.services.api_keys import SCOPE_HIGH, SCOPE_OPERATOR, api_key_id
@@ -24,7 +25,7 @@ OWNER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")  # what Secrets Manager accepts
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Create an API key for an owner and print it, or store it in Secrets Manager (only its hash is kept)."
 
     def add_arguments(self, parser):

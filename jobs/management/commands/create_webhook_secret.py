@@ -5,15 +5,16 @@ table (`HOOKSECRET#<owner>`) because the workers must use it to sign; owners can
 with `POST /api/webhook-secret`.
 """
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from jobs import wiring
 from jobs.domain import utcnow
+from jobs.management.base import OperatorCommand
 from jobs.management.commands.create_api_key import OWNER
 from jobs.services.webhooks import webhook_secret_rotate
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Create or rotate an owner's webhook signing secret and print it once."
 
     def add_arguments(self, parser):

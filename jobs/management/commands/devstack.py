@@ -1,4 +1,4 @@
-"""`manage.py devstack`: the whole local system (emulator, resources, one worker, API) until Ctrl-C.
+"""`manage.py devstack`: the whole local system (emulator, resources, workers, API) until Ctrl-C.
 
 While it runs, `.devstack/env` says how to reach it, so `python manage.py ...` from another terminal of
 this checkout targets this stack (see jobs/devstack/envfile.py); the file is removed when it stops.
@@ -30,13 +30,22 @@ Blender jobs: rendered here ({binary}). Build the demo scene, then upload it and
 
 
 class Command(BaseCommand):
-    help = "Start the emulator (unless AWS_ENDPOINT_URL is set), bootstrap, one worker, the sweeper and the API."
+    help = "Start the emulator (unless AWS_ENDPOINT_URL is set), bootstrap, the workers, the sweeper and the API."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("RENDER_API_PORT", "8000")))
         parser.add_argument("--emulator-port", type=int, default=int(os.environ.get("RENDER_EMULATOR_PORT", "4566")))
+        parser.add_argument("--workers", type=int, default=1, help="Worker processes (make run WORKERS=N).")
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=settings.CELERY_WORKER_CONCURRENCY,
+            help="Pool processes of each worker (make run CONCURRENCY=C; default RENDER_WORKER_CONCURRENCY).",
+        )
 
-    def handle(self, *args, port: int, emulator_port: int, **options):
+    def handle(self, *args, port: int, emulator_port: int, workers: int, concurrency: int, **options):
+        if workers < 1 or concurrency < 1:
+            raise CommandError("--workers and --concurrency must be at least 1.")
         env_file = envfile.env_path()
         running = envfile.read(env_file)
         if running is not None:
@@ -78,7 +87,8 @@ class Command(BaseCommand):
                 queue_prefix=settings.RENDER_QUEUE_PREFIX,
             )
             envfile.write(env_file, values)
-            stack.start_worker()
+            for n in range(workers):  # worker, worker-2, ...: each logs to .devstack/logs/<name>.log
+                stack.start_worker("worker" if n == 0 else f"worker-{n + 1}", concurrency=concurrency)
             stack.start_sweeper()
             api = stack.start_api(port)
             wait_for_http(f"{api}/readyz", timeout=30)
@@ -143,6 +153,7 @@ Or curl:
 {self._blender_example(api, key)}
 From another terminal in this checkout, commands target this stack (settings in {env_file}):
   make key OWNER=alice                                 # another API key
+  make worker CONCURRENCY=2                            # one more worker (its log in that terminal)
   .venv/bin/python manage.py dlq list                  # or sweep, create_api_key, revoke_api_key ...
 
 Ctrl-C stops everything started here.

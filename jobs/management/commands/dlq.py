@@ -10,11 +10,12 @@ Output is for people; `--json` prints JSON instead (list: one object per letter,
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from jobs import wiring
 from jobs.domain import JobStatus, utcnow
 from jobs.errors import JobNotFound, JobStateConflict
+from jobs.management.base import OperatorCommand
 from jobs.services import job_retry
 
 EMPTY = "The dead-letter queue is empty."
@@ -63,7 +64,7 @@ def _line(letter) -> str:
     )
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "List, replay (retry their jobs) or purge the render dead-letter queue."
 
     def add_arguments(self, parser):

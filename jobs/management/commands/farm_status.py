@@ -4,14 +4,13 @@ message per priority, in-flight messages, DLQ depth, running jobs by state. What
 
 import json
 
-from django.core.management.base import BaseCommand
-
 from jobs import wiring
 from jobs.domain import utcnow
+from jobs.management.base import OperatorCommand
 from jobs.services.farm import farm_status, format_farm_status
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = __doc__
 
     def add_arguments(self, parser):

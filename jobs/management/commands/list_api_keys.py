@@ -9,9 +9,8 @@ first indexes keys made before key ids existed (a one-off Scan after upgrading).
 import json
 from datetime import UTC, datetime
 
-from django.core.management.base import BaseCommand
-
 from jobs import wiring
+from jobs.management.base import OperatorCommand
 from jobs.ports.values import ApiKeyRecord
 
 EPOCH = datetime.fromtimestamp(0, UTC)
@@ -32,7 +31,7 @@ def as_dict(record: ApiKeyRecord) -> dict:
     }
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "List API keys (owner, key id, created, revoked, scopes); never shows a key."
 
     def add_arguments(self, parser):

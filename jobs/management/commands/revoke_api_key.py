@@ -6,17 +6,18 @@ Revoking is idempotent: a key that was already revoked is reported as such and l
 import re
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from jobs import wiring
 from jobs.domain import utcnow
+from jobs.management.base import OperatorCommand
 from jobs.ports.values import KEY_ID_LENGTH, Revocation
 from jobs.services import hash_api_key
 
 KEY_ID = re.compile(rf"^[0-9a-f]{{{KEY_ID_LENGTH}}}$")
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Revoke an API key (or all of an owner's). Running API processes stop accepting it within their cache TTL."
 
     def add_arguments(self, parser):

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
 
 from jobs import wiring
 from jobs.adapters import logs
 from jobs.domain import utcnow
+from jobs.management.base import OperatorCommand
 from jobs.services import dead_letters_fail_jobs, sweep
 
 
@@ -67,7 +67,7 @@ def summary(counts: dict[str, int]) -> str:
     return line
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Re-enqueue or finish overdue render work (lost messages, dead workers, stalled cancels, poison work)."
 
     def add_arguments(self, parser):
