@@ -114,7 +114,9 @@ def submit(
     scene: Annotated[Path | None, typer.Option("--scene", help="A .blend file to upload (Blender renderer).")] = None,
     width: Annotated[int | None, typer.Option()] = None,
     height: Annotated[int | None, typer.Option()] = None,
-    output_format: Annotated[str | None, typer.Option("--format", help="png or jpeg.")] = None,
+    output_format: Annotated[
+        str | None, typer.Option("--format", help="png, jpeg or exr (Blender); a scene file's own by default.")
+    ] = None,
     samples: Annotated[int | None, typer.Option()] = None,
     start: Annotated[int | None, typer.Option("--start", help="First frame.")] = None,
     end: Annotated[int | None, typer.Option("--end", help="Last frame.")] = None,
@@ -122,6 +124,12 @@ def submit(
     priority: Annotated[str | None, typer.Option(help="high, normal or low.")] = None,
     renderer: Annotated[str | None, typer.Option(help="simulated or blender.")] = None,
     callback_url: Annotated[str | None, typer.Option(help="POSTed the job when it ends (webhook).")] = None,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing", help="Render a scene file even if it reads files that are not packed (without them)."
+        ),
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
     download: Annotated[Path | None, typer.Option("--download", help="Then download its frames here.")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Makes a retried submit safe (default: random).")] = None,
@@ -142,6 +150,8 @@ def submit(
         "renderer": renderer, "callback_url": callback_url,
     }  # fmt: skip
     body.update({k: v for k, v in flags.items() if v is not None})
+    if allow_missing:
+        body["fail_on_missing_files"] = False
     api = client()
     if scene is not None:
         body.setdefault("renderer", "blender")
@@ -150,6 +160,8 @@ def submit(
         with Progress(TextColumn("upload {task.description}"), BarColumn(), TransferSpeedColumn(), console=err) as bar:
             task = bar.add_task(scene.name, total=size)
             body["scene_file"] = api.upload_scene(scene, progress=lambda n: bar.advance(task, n))
+        if "frame_start" not in body and "frame_end" not in body:  # the file's range, known once a worker read it
+            describe_scene_file(read_scene_file(api, body["scene_file"]))
     job = api.submit(body, idempotency_key=idempotency_key or str(uuid.uuid4()))
     if as_json and not (wait or download):
         show_json(job)
@@ -166,6 +178,40 @@ def submit(
     else:
         out.print(summary_line(job), markup=False, highlight=False)
     raise typer.Exit(exit_code_of(job))
+
+
+def read_scene_file(api: Client, sha256: str, *, timeout: float = 600.0) -> dict:
+    """The uploaded file's settings, waiting (seconds, or for a free worker) while the farm's Blender reads it."""
+    deadline = time.monotonic() + timeout
+    with err.status("reading the scene file's settings...", spinner="dots"):
+        while (asset := api.asset(sha256))["inspection"]["state"] == "pending":
+            if time.monotonic() > deadline:
+                raise ApiError(
+                    0, "timeout", f"the farm has not read the scene file after {timeout:g} s; give --start/--end"
+                )
+            time.sleep(1.0)
+    if asset["inspection"]["state"] == "failed":
+        raise ApiError(
+            422, "scene_file_unreadable", f"Blender could not read the scene file: {asset['inspection']['error']}"
+        )
+    return asset
+
+
+def describe_scene_file(asset: dict) -> None:
+    """One line of the file's settings, then what the farm will change or refuse (one line each)."""
+    s, inspection = asset["settings"], asset["inspection"]
+    err.print(
+        f"scene file: {s['engine']}, frames {s['frame_start']}-{s['frame_end']}, {s['width']}x{s['height']}, "
+        f"{s['samples']} samples, {s['output_format']}{' with alpha' if s['film_transparent'] else ''}",
+        markup=False,
+        highlight=False,
+    )
+    for line in inspection["substitutions"]:
+        err.print(f"  note: {line}", markup=False, highlight=False)
+    for missing in inspection["missing_files"]:
+        err.print(
+            f"  not packed: {missing['kind']} {missing['name']} ({missing['path']})", markup=False, highlight=False
+        )
 
 
 def follow(api: Client, job_id: str, *, interval: float = 1.0, timeout: float | None = None) -> dict:
@@ -229,6 +275,8 @@ def status(job_id: JobRef, as_json: JsonFlag = False) -> None:
         markup=False,
         highlight=False,
     )
+    for warning in job.get("warnings", []):
+        out.print(f"  warning: {warning}", markup=False, highlight=False)
 
 
 @app.command("wait")

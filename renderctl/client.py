@@ -120,6 +120,10 @@ class Client:
             raise
 
     # --- scene files ---
+    def asset(self, sha256: str) -> dict:
+        """The stored scene file and, once a worker has read it, its settings (`inspection.state`)."""
+        return self.request("GET", f"/api/assets/{sha256}")
+
     def upload_scene(self, path: Path, *, progress: Callable[[int], None] = lambda n: None) -> str:
         """Store a scene file through the presigned upload (skipped when already stored); its sha256."""
         digest = hashlib.sha256()

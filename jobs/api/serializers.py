@@ -135,7 +135,7 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
         min_value=0,
         max_value=domain.MAX_FRAME_NUMBER,
         required=False,
-        help_text="Default 1; Blender jobs: with frame_end absent too, the scene file's frame range.",
+        help_text="Default 1; Blender jobs with neither frame_start nor frame_end: the scene file's frame range.",
     )
     frame_end = StrictIntegerField(
         min_value=0, max_value=domain.MAX_FRAME_NUMBER, required=False, help_text="Defaults to frame_start."
@@ -160,11 +160,7 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
     def validate(self, attrs):
         self._validate_renderer(attrs)
         from_file = []
-        if attrs["renderer"] == RendererName.BLENDER and "frame_start" not in attrs:
-            if "frame_end" in attrs:
-                raise serializers.ValidationError(
-                    {"frame_start": ["Give frame_start with frame_end (or neither, for the scene file's range)."]}
-                )
+        if attrs["renderer"] == RendererName.BLENDER and "frame_start" not in attrs and "frame_end" not in attrs:
             from_file.append(FRAME_RANGE)
             attrs["frame_start"] = attrs["frame_end"] = None
         else:

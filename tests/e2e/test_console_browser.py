@@ -344,7 +344,8 @@ def test_a_blender_job_at_the_files_resolution_says_so_and_offers_its_log(stack,
 @needs_blender
 def test_the_form_leaves_a_blender_jobs_settings_to_the_scene_file(stack, browser, blend_file):
     """Issue 19: switching to blender kept 640x360 and 64 samples, so a 96x54 scene rendered at 640x360. Now
-    they start blank, saying the file decides, are not sent, and the job page shows the frames' real size."""
+    they start blank, saying the file decides; once the file is chosen the farm reads it and its own values
+    show as the placeholders; blank fields are not sent, and the job page shows the frames' real size."""
     with watching(browser, stack, "form-blender") as watched:
         page = watched.page
         page.goto(stack.api + "/jobs/new")
@@ -354,7 +355,9 @@ def test_the_form_leaves_a_blender_jobs_settings_to_the_scene_file(stack, browse
         for field in fields:
             expect(field).to_have_value("")
             expect(field).to_have_attribute("placeholder", "from the file")
-        expect(page.get_by_text("Left blank, the width, height and samples are the scene file's own.")).to_be_visible()
+        expect(
+            page.get_by_text("Left blank, the frame range, width, height and samples are the scene file's own")
+        ).to_be_visible()
         renderer.select_option("simulated")
         for field, value in zip(fields, ("640", "360", "64"), strict=True):
             expect(field).to_have_value(value)
@@ -364,12 +367,19 @@ def test_the_form_leaves_a_blender_jobs_settings_to_the_scene_file(stack, browse
 
         page.get_by_label("Scene name").fill("left to the file")
         page.get_by_label("Blender scene file (.blend)").set_input_files(str(blend_file))
-        page.get_by_label("Last frame").fill("2")
+        # Chosen, the file is uploaded and read by the farm's Blender: its own values become the placeholders.
+        expect(page.get_by_text("demo.blend: cycles, frames 1\u20132, 96\u00d754, 16 samples, png.")).to_be_visible(
+            timeout=60_000
+        )
+        for name, value in (("Width", "96"), ("Height", "54"), ("Samples", "16"), ("First frame", "1")):
+            expect(page.get_by_label(name, exact=True)).to_have_attribute("placeholder", f"{value} (from the file)")
+        expect(page.get_by_label("Last frame")).to_have_attribute("placeholder", "2 (from the file)")
         page.get_by_label("Frames per chunk").fill("2")
         with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/jobs")) as submitted:
             page.get_by_role("button", name="Submit job").click()
         sent = submitted.value.post_data_json
-        assert sent["renderer"] == "blender" and not {"width", "height", "samples"} & set(sent), sent
+        left = {"width", "height", "samples", "frame_start", "frame_end", "output_format"}
+        assert sent["renderer"] == "blender" and not left & set(sent), sent
 
         expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f]{32}$"), timeout=30_000)
         expect(page.locator("#status")).to_have_text("COMPLETED", timeout=90_000)

@@ -35,8 +35,9 @@ def test_renderctl_submit_scene_uploads_then_submits_a_blender_job(make_stack, t
     run = run_renderctl("submit", "--scene", str(scene), "--end", "2", "--json", env=env, timeout=120)
     assert run.returncode == 0, run.stderr
     assert hashlib.sha256(SCENE).hexdigest() in run.stdout and '"blender"' in run.stdout
-    # The same file again: already stored, no second PUT, still a job.
-    again = run_renderctl("submit", "--scene", str(scene), env=env)
+    # The same file again: already stored, no second PUT, still a job. (With no frame range renderctl would
+    # wait for a worker to read the file's own; this stack has no worker.)
+    again = run_renderctl("submit", "--scene", str(scene), "--end", "1", env=env)
     assert again.returncode == 0, again.stderr
 
 

@@ -246,6 +246,9 @@ function jobPage() {
     const error = document.getElementById("error");
     error.hidden = !job.error;
     error.textContent = job.error ? `${job.error} (${job.error_code})` : "";
+    const warnings = document.getElementById("warnings");
+    warnings.hidden = !(job.warnings && job.warnings.length);
+    warnings.replaceChildren(...(job.warnings || []).map((w) => el("li", { text: w })));
     document.getElementById("cancel").hidden = !["QUEUED", "PROCESSING"].includes(job.status);
     document.getElementById("retry").hidden = !["FAILED", "CANCELLED"].includes(job.status);
     if (actionNote && actionNote.while && !actionNote.while.has(job.status)) actionNote = null;
@@ -409,15 +412,27 @@ function jobPage() {
 
 // --- New-job page -----------------------------------------------------------------------------------
 // Fields a Blender job may leave to the scene file: blank ones are not sent, and the API renders with the
-// file's own (jobs/api/serializers.py). The frame range is not among them: absent, the API renders frame 1.
-const FROM_FILE = ["width", "height", "samples"];
+// file's own (jobs/api/serializers.py: the frame range when both ends are blank, the format when "the file's").
+const FROM_FILE = ["width", "height", "samples", "frame_start", "frame_end"];
+const READ_WAIT_MS = 1000; // between looks at a scene file the farm's Blender is reading
 
-// The scene file's own values, from the body of GET /api/assets/<sha256>. That body has only sha256, size
-// and uploaded today, so every field says "from the file"; once it carries the scene's resolution and
-// samples, map them here (and fetch it once the file is uploaded) and the placeholders show them.
+// The scene file's own values, from the body of GET /api/assets/<sha256> once the farm has read the file.
 function sceneFileValues(asset) {
-  return { width: asset.width, height: asset.height, samples: asset.samples };
+  const s = (asset && asset.settings) || {};
+  return { width: s.width, height: s.height, samples: s.samples, frame_start: s.frame_start, frame_end: s.frame_end };
 }
+
+// What the farm will change or refuse in a scene file, for a person (from the same body).
+function sceneFileNotes(asset) {
+  const inspection = (asset && asset.inspection) || {};
+  const notes = [...(inspection.refused || []).map((r) => `Refused: ${r}`)];
+  for (const m of inspection.missing_files || []) notes.push(`Not packed: ${m.kind} ${m.name} (${m.path}); ${m.fix}.`);
+  for (const s of inspection.substitutions || []) notes.push(`Note: ${s}.`);
+  if (inspection.state === "failed") notes.push(`Blender could not read the file: ${inspection.error}`);
+  return notes;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function newJobPage() {
   const form = document.getElementById("new-job");
@@ -427,6 +442,14 @@ function newJobPage() {
   // What was in the three fields for each renderer, restored when switching back to it.
   const kept = { simulated: {}, blender: Object.fromEntries(FROM_FILE.map((name) => [name, ""])) };
   let shownFor = "simulated";
+  const format = form.elements.output_format;
+  const fileFormat = el("option", { text: "the file's" });
+  fileFormat.value = "";
+  let uploaded = null; // {file, sha256: a promise}: the scene file being (or) stored, uploaded once per file
+  function ensureUploaded(file) {
+    if (!uploaded || uploaded.file !== file) uploaded = { file, sha256: uploadScene(file) };
+    return uploaded.sha256;
+  }
 
   function showFileValues(values) {
     for (const name of FROM_FILE) {
@@ -445,7 +468,14 @@ function newJobPage() {
       form.elements[name].value = kept[renderer.value][name] ?? form.elements[name].defaultValue;
       if (!blender) form.elements[name].placeholder = "";
     }
-    if (blender) showFileValues(sceneFileValues({}));
+    if (blender) {
+      showFileValues(sceneFileValues(null));
+      format.prepend(fileFormat);
+      format.value = "";
+    } else {
+      fileFormat.remove();
+      if (format.value === "exr" || format.value === "") format.value = "png";
+    }
     shownFor = renderer.value;
   }
   renderer.addEventListener("change", switchRenderer);
@@ -495,13 +525,37 @@ function newJobPage() {
     return sha256;
   }
 
+  // Upload the chosen file at once, then show what the farm's Blender reads of it as the fields' placeholders.
+  async function readSceneFile() {
+    const file = form.elements.scene_file.files[0];
+    if (!file) return null;
+    const sha256 = await ensureUploaded(file);
+    uploadProgress(1, `${file.name} stored; reading its settings…`);
+    for (;;) {
+      const { status, body } = await send("GET", `/api/assets/${sha256}`);
+      if (status !== 200) throw new Error(errorText(body, `The API answered ${status}.`));
+      if (body.inspection && body.inspection.state !== "pending") {
+        showFileValues(sceneFileValues(body));
+        const notes = sceneFileNotes(body);
+        const s = body.settings;
+        const summary = s ? `${file.name}: ${s.engine}, frames ${s.frame_start}–${s.frame_end}, ${s.width}×${s.height}, ${s.samples} samples, ${s.output_format}${s.film_transparent ? " with alpha" : ""}.` : `${file.name} stored.`;
+        uploadProgress(1, [summary, ...notes].join(" "));
+        return body;
+      }
+      await sleep(READ_WAIT_MS);
+    }
+  }
+  form.elements.scene_file.addEventListener("change", () => {
+    readSceneFile().catch((err) => showMessage(err.message, true));
+  });
+
   function jobBody() {
     const f = form.elements;
     const body = { scene: f.scene.value };
     for (const name of ["width", "height", "samples", "frame_start", "frame_end", "chunk_size"]) {
       if (f[name].value !== "") body[name] = Number(f[name].value);
     }
-    body.output_format = f.output_format.value;
+    if (f.output_format.value !== "") body.output_format = f.output_format.value;
     body.priority = f.priority.value;
     if (f.callback_url.value.trim()) body.callback_url = f.callback_url.value.trim();
     if (renderer.value !== "simulated") body.renderer = renderer.value;
@@ -520,9 +574,14 @@ function newJobPage() {
       if (renderer.value === "blender") {
         const file = form.elements.scene_file.files[0];
         if (!file) throw new Error("Choose a .blend scene file for the Blender renderer.");
-        body.scene_file = await uploadScene(file);
+        body.scene_file = await ensureUploaded(file);
       }
-      const { status, body: answer } = await send("POST", "/api/jobs", body, { "Idempotency-Key": idempotencyKey });
+      let { status, body: answer } = await send("POST", "/api/jobs", body, { "Idempotency-Key": idempotencyKey });
+      while (status === 409 && answer && answer.error && answer.error.code === "scene_file_inspecting") {
+        showMessage("The farm is reading the scene file's settings…");
+        await sleep(READ_WAIT_MS);
+        ({ status, body: answer } = await send("POST", "/api/jobs", body, { "Idempotency-Key": idempotencyKey }));
+      }
       if (status !== 201) throw new Error(errorText(answer, `The API answered ${status}.`));
       location.assign(`/jobs/${answer.id}`);
     } catch (err) {
