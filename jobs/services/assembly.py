@@ -73,7 +73,7 @@ def contact_sheet(images: list[bytes]) -> bytes:
 
 def make_outputs(*, store: ResultStore, job: Job, results: list[FrameResult]) -> bool:
     """Write manifest.json, preview.png (contact sheet) and preview.webp (animated) for a job of more than
-    one frame; True if the previews were made.
+    one frame (no previews of OpenEXR frames); True if the previews were made.
 
     A one-frame job gets neither: its result stays on the job item, and an S3 PUT costs as much as
     twelve SQS requests.
@@ -85,6 +85,8 @@ def make_outputs(*, store: ResultStore, job: Job, results: list[FrameResult]) ->
         body=json.dumps(build_manifest(job, results), indent=2).encode(),
         content_type="application/json",
     )
+    if not job.scene.output_format.viewable:  # OpenEXR: no browser shows it, and Pillow does not read it
+        return False
     images = [store.get_bytes(r.key) for r in sample_frames(results)]
     store.put_bytes(key=preview_key(job.id), body=contact_sheet(images), content_type="image/png")
     store.put_bytes(key=animation_key(job.id), body=animation(images), content_type="image/webp")

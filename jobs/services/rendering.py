@@ -128,7 +128,6 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Out
         return _render_frames(ctx, job, chunk, token, chunk_log)
     finally:
         _save_log(chunk_log)
-        _note_warnings(ctx, job, chunk, chunk_log.warnings)
 
 
 def _note_warnings(ctx: RenderContext, job: Job, chunk: Chunk, warnings: list[str]) -> None:
@@ -167,6 +166,8 @@ def _render_frames(ctx: RenderContext, job: Job, chunk: Chunk, token: str, chunk
                 out = next(rendered, None)
                 if out is None:
                     _renderer_ended_early(progress, done, len(frames))
+                if not frame_seconds:  # the renderer's warnings come before its first frame: on the job before its end
+                    _note_warnings(ctx, job, chunk, chunk_log.warnings)
                 result = _store_frame(ctx, job, out)
                 frame_seconds.append(out.seconds)
                 has_preview = False

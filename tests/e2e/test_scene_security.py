@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,10 @@ def upload(stack, body: bytes, key: str | None = None, *, declared: bytes | None
 
 
 def submit(stack, sha: str, key: str | None = None) -> str:
+    """A job given its frames, sent right after the upload: the file is checked by its first chunk (a job sent
+    once the file has been read is checked at submit: see the end of the first test)."""
     body = {"scene": "hostile", "renderer": "blender", "scene_file": sha, "width": 64, "height": 36, "samples": 2}
+    body |= {"frame_start": 1, "frame_end": 1}
     resp = requests.post(
         f"{stack.api}/api/jobs", json=body, headers={"Authorization": f"Bearer {key or stack.key}"}, timeout=10
     )
@@ -123,6 +127,23 @@ def test_hostile_scene_files_through_the_farm(make_stack, hostile, render_cache)
     assert list((render_cache / "chunks").iterdir()) == [], "a scratch directory (or something next to it) is left"
     for job_id in jobs.values():
         assert SECRET not in chunk_log(stack, job_id)
+
+    # Once read (the submits above asked for it), the same files are refused at submit, naming the same things.
+    for name, code, words in (("freestyle", "scene_refused", "Freestyle"), ("texture", "scene_files_missing", "png")):
+        sha = hashlib.sha256((scenes / f"{name}.blend").read_bytes()).hexdigest()
+        deadline = time.monotonic() + 60
+        while (
+            requests.get(f"{stack.api}/api/assets/{sha}", headers=stack.auth(), timeout=10).json()["inspection"][
+                "state"
+            ]
+            == "pending"
+        ):
+            assert time.monotonic() < deadline, "the file was never read"
+            time.sleep(0.2)
+        body = {"scene": "again", "renderer": "blender", "scene_file": sha}
+        resp = requests.post(f"{stack.api}/api/jobs", json=body, headers=stack.auth(), timeout=10)
+        assert resp.status_code == 422 and resp.json()["error"]["code"] == code, resp.text
+        assert words in resp.json()["error"]["message"]
 
 
 def contained_blender(sandbox, root: Path, scene: Path, outside: Path, listener) -> dict:

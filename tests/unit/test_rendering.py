@@ -397,3 +397,30 @@ def test_job_state_storage_down_outside_the_render_is_named_and_on_the_longer_la
     assert errored(ctx, job_id=job.id, index=None, attempt=1, error=down) == (Outcome.FAILED, 2)
     failed = repo.get(job.id)
     assert (failed.error_code, failed.error) == ("farm_unavailable", "job state storage unavailable")
+
+
+class WarningRenderer(ScriptedRenderer):
+    """Warns (as Blender's setup script does, before any frame) and then renders."""
+
+    def render_chunk(self, job, frames, *, should_stop, log=None):
+        log.warn("denoising is off: this farm's Blender has no OpenImageDenoise")
+        log.warn("denoising is off: this farm's Blender has no OpenImageDenoise")  # once is enough
+        yield from super().render_chunk(job, frames, should_stop=should_stop, log=log)
+
+
+@pytest.mark.parametrize(("frames", "chunk_size"), [((1, 1), 5), ((1, 4), 2)])
+def test_a_renderers_warnings_are_on_the_job_before_it_ends(repo, queue, clock, store, frames, chunk_size):
+    job = submit(repo, queue, clock, frames=frames, chunk_size=chunk_size)
+    noted_while: list = []
+    note = repo.note_warnings
+
+    def spy(job_id, warnings):
+        noted_while.append(repo.get(job_id).status)
+        note(job_id, warnings)
+
+    repo.note_warnings = spy
+    drain(repo, queue, make_worker(repo, store, clock, renderer=WarningRenderer()))
+    done = repo.get(job.id)
+    assert done.status is JobStatus.COMPLETED
+    assert done.warnings == ("denoising is off: this farm's Blender has no OpenImageDenoise",)
+    assert noted_while == [JobStatus.PROCESSING]  # once, before the end: a reader of COMPLETED sees them

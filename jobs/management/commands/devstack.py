@@ -25,7 +25,7 @@ from jobs.services.api_keys import SCOPE_HIGH
 BLENDER_EXAMPLE = r"""
 Blender jobs: rendered here ({binary}). Build the demo scene, then upload it and render 24 frames in 2 chunks:
   blender -b --factory-startup --python scenes/demo_scene.py -- /tmp/demo.blend
-  .venv/bin/renderctl submit --scene /tmp/demo.blend --end 24 --chunk-size 12 --wait --download demo-frames/
+  .venv/bin/renderctl submit --scene /tmp/demo.blend --chunk-size 12 --wait --download demo-frames/
 """
 
 

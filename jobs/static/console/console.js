@@ -286,9 +286,12 @@ function jobPage() {
       if (status !== 200) return;
       for (const frame of body.frames) {
         if (shown.has(frame.frame)) continue;
-        const img = el("img", { src: frame.url, alt: `Frame ${frame.frame}`, loading: "lazy", "data-frame": frame.frame });
-        img.addEventListener("load", () => measure(img), { once: true });
-        const link = el("a", { href: frame.url, title: `Frame ${frame.frame}` }, img, el("span", { text: `#${frame.frame}` }));
+        // OpenEXR frames cannot be shown by a browser: a tile to download instead of a thumbnail.
+        const picture = job && job.scene.output_format === "exr"
+          ? el("span", { className: "file-tile", text: "EXR" })
+          : el("img", { src: frame.url, alt: `Frame ${frame.frame}`, loading: "lazy", "data-frame": frame.frame });
+        if (picture.tagName === "IMG") picture.addEventListener("load", () => measure(picture), { once: true });
+        const link = el("a", { href: frame.url, title: `Frame ${frame.frame}` }, picture, el("span", { text: `#${frame.frame}` }));
         shown.set(frame.frame, link);
       }
       offset = body.frames_next_offset;
