@@ -29,6 +29,7 @@ from jobs.ports.values import (
 )
 from jobs.ports.webhooks import (
     DELIVER_WEBHOOK,
+    DeliverySlots,
     DeliveryTry,
     JobNotifier,
     NoNotifier,
@@ -50,6 +51,7 @@ __all__ = [
     "ChunkRepository",
     "Clock",
     "DeadLetter",
+    "DeliverySlots",
     "DeliveryTry",
     "FarmRegistry",
     "IdempotencyRecord",
@@ -148,13 +150,14 @@ class Renderer(Protocol):
 
 
 class TaskQueue(Protocol):
-    """Sends messages that carry ids only, on the queue of the job's priority."""
+    """Sends messages that carry ids only: render work on the queue of the job's priority, deliveries on the
+    webhook queue."""
 
     def enqueue_chunk(self, *, job_id: str, index: int | None, attempt: int, priority: Priority) -> None: ...
     def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None: ...
-    def enqueue_webhook(
-        self, *, job_id: str, attempt: int, event: str, priority: Priority, countdown: int = 0
-    ) -> None: ...
+    def enqueue_webhook(self, *, job_id: str, attempt: int, event: str) -> None:
+        """A delivery's message, on the webhook queue (whatever the job's priority: webhook workers take it)."""
+        ...
 
 
 class Metrics(Protocol):

@@ -1,4 +1,5 @@
-"""`manage.py devstack`: the whole local system (emulator, resources, one worker, API) until Ctrl-C.
+"""`manage.py devstack`: the whole local system (emulator, resources, one render worker, one webhook worker,
+the sweeper, API) until Ctrl-C.
 
 While it runs, `.devstack/env` says how to reach it, so `python manage.py ...` from another terminal of
 this checkout targets this stack (see jobs/devstack/envfile.py); the file is removed when it stops.
@@ -29,7 +30,10 @@ Blender jobs: rendered here ({binary}). Build the demo scene, then upload it and
 
 
 class Command(BaseCommand):
-    help = "Start the emulator (unless AWS_ENDPOINT_URL is set), bootstrap, one worker, the sweeper and the API."
+    help = (
+        "Start the emulator (unless AWS_ENDPOINT_URL is set), bootstrap, one render worker, one webhook worker, "
+        "the sweeper and the API."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("RENDER_API_PORT", "8000")))
@@ -78,6 +82,7 @@ class Command(BaseCommand):
             )
             envfile.write(env_file, values)
             stack.start_worker()
+            stack.start_webhook_worker()  # deliveries have their own queue and workers (README "Webhooks")
             stack.start_sweeper()
             api = stack.start_api(port)
             wait_for_http(f"{api}/readyz", timeout=30)
