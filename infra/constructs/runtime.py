@@ -33,7 +33,7 @@ def app_task_definition(
 ) -> tuple[ecs.FargateTaskDefinition, logs.LogGroup]:
     """A Fargate task definition running `bin/entrypoint <command>` with its own log group.
 
-    `RENDER_ROLE` (api, worker, sweeper) tells the app which role it runs; only the roles given `secrets`
+    `RENDER_ROLE` (api, worker, webhooks, sweeper) tells the app which role it runs; only the roles given `secrets`
     (the API: DJANGO_SECRET_KEY) can read them, through their own execution role.
     """
     log_group = logs.LogGroup(scope, f"{id}Logs", retention=runtime.log_retention, removal_policy=RemovalPolicy.DESTROY)
