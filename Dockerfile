@@ -1,5 +1,5 @@
-# Two images from one Dockerfile: `--target api` (the API and the sweeper: no Blender) and `--target worker`
-# (the same plus Debian's blender). Both run `bin/entrypoint api|worker|sweep|manage ...` as user 10001.
+# Two images from one Dockerfile: `--target api` (the API, webhook workers, the sweeper: no Blender) and `--target worker`
+# (the same plus Debian's blender). Both run `bin/entrypoint api|worker|webhooks|sweep|manage ...` as user 10001.
 
 # --- build: a virtualenv with the pinned runtime requirements ----------------------------------------
 FROM python:3.11-slim-bookworm AS build
