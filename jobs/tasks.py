@@ -116,6 +116,9 @@ def _job_body(job_id: str) -> bytes:
 def deliver_webhook(self, job_id: str, attempt: int, event: str) -> str:
     """POST the job's end to its callback URL (one try); a failed try comes back after its backoff, a delivery
     over its owner's limit of deliveries in flight after a short wait."""
+    if self.request.delivery_info.get("routing_key") in settings.RENDER_QUEUE_NAMES.values():
+        # Sent before deliveries had their own queue: passed on untouched, so no render worker ever POSTs.
+        raise self.retry(args=(job_id, attempt, event), queue=settings.RENDER_WEBHOOK_QUEUE_NAME, countdown=0)
     policy = wiring.webhook_policy()
     try:
         wait = webhook_deliver(

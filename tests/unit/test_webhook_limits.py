@@ -201,8 +201,7 @@ def test_a_failed_try_is_sent_again_to_the_webhook_queue_after_its_backoff_doubl
     job = ended(repo, queue, clock, hooks)
     answers = Answers(500, 503, 200)
     monkeypatch.setattr(wiring, "webhook_sender", lambda: answers)
-    # The first message may come from anywhere (one sent before deliveries had their own queue, too).
-    assert isinstance(run_task(job, routing_key=settings.RENDER_QUEUE_NAMES["high"]), Retry)
+    assert isinstance(run_task(job, routing_key=settings.RENDER_WEBHOOK_QUEUE_NAME), Retry)
     assert isinstance(run_task(job, routing_key=settings.RENDER_WEBHOOK_QUEUE_NAME), Retry)
     assert run_task(job, routing_key=settings.RENDER_WEBHOOK_QUEUE_NAME) == "done"
     assert [name for name, _ in sent] == ["jobs.deliver_webhook"] * 2
@@ -211,6 +210,21 @@ def test_a_failed_try_is_sent_again_to_the_webhook_queue_after_its_backoff_doubl
     assert [opts["delay_seconds"] for _, opts in sent] == [10, 20]
     assert all(not opts.get("countdown") and not opts.get("eta") for _, opts in sent)
     assert [t.status_code for t in hooks.get(job.id, 1, JobStatus.CANCELLED).deliveries] == [500, 503, 200]
+
+
+def test_a_delivery_found_on_a_render_queue_is_passed_on_to_the_webhook_queue_untouched(
+    sent, monkeypatch, repo, queue, clock, hooks, slots
+):
+    """A message sent before deliveries had their own queue reaches a render worker once: it POSTs nothing."""
+    job = ended(repo, queue, clock, hooks)
+    answers = Answers(200)
+    monkeypatch.setattr(wiring, "webhook_sender", lambda: answers)
+    assert isinstance(run_task(job, routing_key=settings.RENDER_QUEUE_NAMES["high"]), Retry)
+    [(name, opts)] = sent
+    assert name == "jobs.deliver_webhook" and opts["queue"] == settings.RENDER_WEBHOOK_QUEUE_NAME
+    assert not opts.get("delay_seconds") and not opts.get("countdown")
+    assert answers.codes == [200] and slots.in_flight("alice", clock()) == 0
+    assert hooks.get(job.id, 1, JobStatus.CANCELLED).tries == 0
 
 
 def test_a_delivery_over_its_owners_limit_is_sent_again_after_the_busy_wait_not_as_a_try(
