@@ -140,8 +140,7 @@ def deliver_webhook(self, job_id: str, attempt: int, event: str) -> str:
         wait = policy.lease_seconds
     if wait is None:
         return "done"
-    # SQS holds the message back (DelaySeconds, at most 900 s: the backoff's cap), so no worker sits on it
-    # meanwhile; it goes to the webhook queue whichever queue this one came from.
+    # SQS holds the message back (DelaySeconds, at most 900 s: the backoff's cap), so no worker sits on it.
     raise self.retry(
         args=(job_id, attempt, event), queue=settings.RENDER_WEBHOOK_QUEUE_NAME, countdown=0, delay_seconds=wait
     )
