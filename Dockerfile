@@ -1,9 +1,9 @@
-# Two images from one Dockerfile: `--target api` (the API and the sweeper: no Blender) and `--target worker`
-# (the same plus Debian's blender). Both run `bin/entrypoint api|worker|sweep|manage ...` as user 10001; the
-# worker image's `sandbox` role (Blender's sidecar in the worker task) starts as root to run each render as a
-# uid of its own. The code under /app is root's: no process of the app can rewrite it. Tasks run with a
-# read-only root filesystem and task volumes for /tmp (and, for workers, /sandbox), whose ownership and
-# modes come from the directories declared below.
+# Two images from one Dockerfile: `--target api` (the API, webhook workers, the sweeper: no Blender) and
+# `--target worker` (the same plus Debian's blender). Both run `bin/entrypoint api|worker|webhooks|sweep|manage
+# ...` as user 10001; the worker image's `sandbox` role (Blender's sidecar in the worker task) starts as root to
+# run each render as a uid of its own. The code under /app is root's: no process of the app can rewrite it.
+# Tasks run with a read-only root filesystem and task volumes for /tmp (and, for workers, /sandbox), whose
+# ownership and modes come from the directories declared below.
 
 # --- build: a virtualenv with the pinned runtime requirements ----------------------------------------
 FROM python:3.11-slim-bookworm AS build

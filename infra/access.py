@@ -4,8 +4,10 @@ The DynamoDB items of the one table (docs/ARCHITECTURE.md) are told apart by the
 role is limited to its items with the `dynamodb:LeadingKeys` condition:
 - `JOB#<id>`: a job (`sk=JOB`) and its chunks (`sk=TASK#nnnnn`), the only items workers and the sweeper touch;
 - `APIKEY#<sha256>`, `IDEMPOTENCY#<owner>#<key>`, `THROTTLE#<subject>#<window>`, `SESSION#...`: the API's;
-- `HOOKSECRET#<owner>`: an owner's webhook signing secret, written by the API, read by the API and workers.
-A job's webhook deliveries are items of its own partition (`JOB#<id>`, `sk=HOOK#<attempt>#<status>`).
+- `HOOKSECRET#<owner>`: an owner's webhook signing secret, written by the API, read by the API and the webhook
+  workers; `HOOKSLOTS#<owner>`: the owner's slots of deliveries in flight, the webhook workers' alone.
+A job's webhook deliveries are items of its own partition (`JOB#<id>`, `sk=HOOK#<attempt>#<status>`): every
+process that ends a job opens one; only webhook workers lease and record them.
 
 `ForAllValues:StringLike` on `dynamodb:LeadingKeys` is vacuously true for a request that names no
 partition key (a Scan), so no statement here allows Scan or any other keyless action on items.
@@ -39,13 +41,19 @@ JOB_ITEMS = "JOB#*"
 USAGE_ITEMS = "OWNER#*"
 # `WORKERS` (sk `WORKER#<id>`): each worker process's heartbeat item, a plain put every few seconds.
 WORKERS_PARTITION = "WORKERS"
-# `HOOKSECRET#<owner>`: the webhook secret a worker signs a delivery with (read only).
 WEBHOOK_SECRETS = "HOOKSECRET#*"
 WORKER_ITEMS = {
     JOB_ITEMS: (GET, PUT, UPDATE, QUERY),
     USAGE_ITEMS: (UPDATE,),
     WORKERS_PARTITION: (PUT,),
+}
+# Webhook workers: the job (its body) and its delivery items (GetItem, the lease and the outcome as conditional
+# UpdateItems, the latest delivery by a Query of the job's partition), the owner's secret (to sign, read only)
+# and the owner's slots of deliveries in flight (conditional UpdateItems).
+WEBHOOK_ITEMS = {
+    JOB_ITEMS: (GET, UPDATE, QUERY),
     WEBHOOK_SECRETS: (GET,),
+    "HOOKSLOTS#*": (UPDATE,),
 }
 # The sweeper (and `manage.py dlq` in its task): reads and conditional updates of job items only.
 SWEEPER_ITEMS = {JOB_ITEMS: (GET, UPDATE, QUERY), USAGE_ITEMS: (UPDATE,)}
@@ -166,21 +174,25 @@ def grant_least_privilege(
     *,
     api: iam.IRole,
     worker: iam.IRole,
+    webhooks: iam.IRole,
     sweeper: iam.IRole,
     table: dynamodb.ITable,
     key: kms.IKey,
     results: s3.IBucket,
     render_queues: list[sqs.IQueue],
     dlq: sqs.IQueue,
+    webhook_queue: sqs.IQueue,
+    webhook_dlq: sqs.IQueue,
     stage: str,
 ) -> None:
-    """Every data-plane permission of the three task roles (ECS adds its own for logs and ECS exec)."""
+    """Every data-plane permission of the four task roles (ECS adds its own for logs and ECS exec)."""
     grant_items(api, table, API_ITEMS)
     grant_index_queries(api, table, API_INDEXES)
     api.add_to_principal_policy(  # /readyz
         iam.PolicyStatement(actions=["dynamodb:DescribeTable"], resources=[table.table_arn])
     )
     grant_queues(api, render_queues, QUEUE_SEND)  # submit, retry; /readyz reads an attribute
+    grant_queues(api, [webhook_queue], QUEUE_SEND)  # a cancel that ends a QUEUED job notifies at once
     # Presigned GETs are signed with the API's credentials; HeadBucket (/readyz) needs ListBucket.
     grant_results(api, results, ("s3:GetObject",))  # presigned result GETs, render logs
     # Scene files: presigned PUTs, HeadObject checks, the copy in place that keeps a used file from expiring.
@@ -199,9 +211,20 @@ def grant_least_privilege(
     grant_results(worker, results, ("s3:GetObject", "s3:PutObject"))  # frames, manifest, logs; preview reads frames
     grant_results(worker, results, ("s3:GetObject",), prefix=ASSETS_PREFIX)  # the scene files it renders
     grant_data_key(worker, key, services=("dynamodb", "s3"))
+    grant_queues(worker, [webhook_queue], QUEUE_SEND)  # a job it ends (completed, failed, cancelled) notifies
+
+    grant_items(webhooks, table, WEBHOOK_ITEMS)
+    # Consume deliveries, and send their retries (SQS-delayed messages) to the same queue; never the DLQ.
+    grant_queues(webhooks, [webhook_queue], (*QUEUE_CONSUME, "sqs:SendMessage"))
+    # A COMPLETED job's body carries presigned result URLs, which work with the signer's own permissions.
+    grant_results(webhooks, results, ("s3:GetObject",))
+    grant_data_key(webhooks, key, services=("dynamodb", "s3"))
 
     grant_items(sweeper, table, SWEEPER_ITEMS)
     grant_index_queries(sweeper, table, SWEEPER_INDEXES)
     grant_queues(sweeper, render_queues, QUEUE_SEND)  # re-enqueue overdue work; dlq replay
     grant_queues(sweeper, [dlq], DLQ_OPERATE)  # fail the jobs of dead letters; dlq list|replay|purge
+    # Pending deliveries whose message was lost, jobs it ends (dead letters, stalled cancels), dlq replay.
+    grant_queues(sweeper, [webhook_queue], QUEUE_SEND)
+    grant_queues(sweeper, [webhook_dlq], DLQ_OPERATE)  # dlq list|replay|purge --queue webhooks
     grant_data_key(sweeper, key, services=("dynamodb",))

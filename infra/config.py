@@ -38,6 +38,8 @@ class StageConfig:
     worker_cpu: int = 4096
     worker_memory_mib: int = 8192
     worker_stop_timeout_seconds: int = 120  # Fargate's maximum; the worker's graceful shutdown fits in it
+    webhook_worker_count: int = 1  # webhook worker tasks (always on; each a prefork pool)
+    webhook_concurrency: int = 4  # deliveries one webhook worker task POSTs at once
     visibility_timeout_seconds: int = 15  # kept alive by the worker while it renders: a dead worker's chunk in 15 s
     lease_seconds: int = 12  # must be shorter than the visibility timeout
     result_retention_days: int = 90
@@ -76,6 +78,8 @@ class StageConfig:
             raise ValueError("infrequentAccessAfterDays must be at least 30 (S3's minimum for STANDARD_IA)")
         if config.lease_seconds >= config.visibility_timeout_seconds:
             raise ValueError("leaseSeconds must be shorter than visibilityTimeoutSeconds")
+        if config.webhook_worker_count < 1 or config.webhook_concurrency < 1:
+            raise ValueError("webhookWorkerCount and webhookConcurrency must be at least 1 (deliveries need a worker)")
         if config.worker_stop_timeout_seconds > 120:
             raise ValueError("workerStopTimeoutSeconds cannot exceed Fargate's 120 s")
         if config.production and not config.certificate_arn and not config.allow_plain_http:

@@ -19,10 +19,11 @@ from .constructs.api_service import ApiService
 from .constructs.data import Data
 from .constructs.monitoring import Monitoring, metrics_namespace
 from .constructs.network import Network
-from .constructs.queues import RenderQueues
+from .constructs.queues import RenderQueues, WebhookQueues
 from .constructs.runtime import AppRuntime
 from .constructs.sweeper import Sweeper
 from .constructs.waf import ApiFirewall
+from .constructs.webhook_service import WebhookService
 from .constructs.worker_service import WorkerService
 from .nag import acknowledge_justified
 
@@ -55,6 +56,12 @@ class RenderFarmStack(Stack):
         )
         queues = RenderQueues(
             self, "Queues", prefix=f"{config.stage}-", visibility_timeout_seconds=config.visibility_timeout_seconds
+        )
+        webhook_queues = WebhookQueues(
+            self,
+            "WebhookQueues",
+            prefix=f"{config.stage}-",
+            visibility_timeout_seconds=config.visibility_timeout_seconds,
         )
         secret_key = secretsmanager.Secret(
             self,
@@ -103,6 +110,7 @@ class RenderFarmStack(Stack):
             # the `url` of a job in webhook bodies (workers have no request to build it from)
             **({"RENDER_PUBLIC_URL": f"https://{config.domain_name}"} if config.domain_name else {}),
             **queues.environment(),
+            **webhook_queues.environment(),  # every process may send a delivery's message
         }
         runtime = AppRuntime(
             image=image or ecs.ContainerImage.from_asset(str(ROOT), file="Dockerfile", target="api"),
@@ -149,6 +157,15 @@ class RenderFarmStack(Stack):
             memory_mib=config.worker_memory_mib,
             stop_timeout_seconds=config.worker_stop_timeout_seconds,
         )
+        webhook_workers = WebhookService(
+            self,
+            "Webhooks",
+            cluster=cluster,
+            runtime=runtime,
+            subnets=network.private_subnets,
+            desired_count=config.webhook_worker_count,
+            concurrency=config.webhook_concurrency,
+        )
         sweeper = Sweeper(
             self,
             "Sweeper",
@@ -162,12 +179,15 @@ class RenderFarmStack(Stack):
         access.grant_least_privilege(
             api=api.task_definition.task_role,
             worker=workers.task_definition.task_role,
+            webhooks=webhook_workers.task_definition.task_role,
             sweeper=sweeper.task_definition.task_role,
             table=data.table,
             key=data.key,
             results=data.results,
             render_queues=list(queues.queues.values()),
             dlq=queues.dlq,
+            webhook_queue=webhook_queues.queue,
+            webhook_dlq=webhook_queues.dlq,
             stage=config.stage,
         )
 
@@ -184,6 +204,8 @@ class RenderFarmStack(Stack):
             stage=config.stage,
             queues=queues.queues,
             dlq=queues.dlq,
+            webhook_queue=webhook_queues.queue,
+            webhook_dlq=webhook_queues.dlq,
             worker_log_group=workers.log_group,
             load_balancer=api.load_balancer,
             target_group=api.target_group,
@@ -202,6 +224,7 @@ class RenderFarmStack(Stack):
         CfnOutput(self, "TableName", value=data.table.table_name)
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(self, "ApiServiceName", value=api.service.service_name)
+        CfnOutput(self, "WebhookServiceName", value=webhook_workers.service.service_name)
         # What `aws ecs run-task` needs to run `manage dlq ...` in a sweeper task (README: Deploy to AWS).
         CfnOutput(self, "SweeperTaskDefinition", value=sweeper.task_definition.task_definition_arn)
         CfnOutput(self, "SweeperSecurityGroup", value=sweeper.security_group.security_group_id)

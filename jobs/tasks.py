@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from rest_framework.renderers import JSONRenderer
 
@@ -124,24 +125,43 @@ def _job_body(job_id: str) -> bytes:
     return JSONRenderer().render(document)
 
 
-@shared_task(bind=True, name=DELIVER_WEBHOOK, max_retries=None, time_limit=60)  # a hung POST never holds a worker
+# Its own time limits, nested inside the delivery's lease (settings: the timings of one try). The soft one must
+# be the task's too: Celery refuses to send a retry of a task whose soft limit is above its hard one.
+@shared_task(
+    bind=True,
+    name=DELIVER_WEBHOOK,
+    max_retries=None,
+    soft_time_limit=settings.RENDER_WEBHOOK_SOFT_TIME_LIMIT,
+    time_limit=settings.RENDER_WEBHOOK_TIME_LIMIT,
+)
 def deliver_webhook(self, job_id: str, attempt: int, event: str) -> str:
-    """POST the job's end to its callback URL (one try); a failed try comes back after its backoff."""
+    """POST the job's end to its callback URL (one try); a failed try comes back after its backoff, a delivery
+    over its owner's limit of deliveries in flight after a short wait."""
+    if self.request.delivery_info.get("routing_key") in settings.RENDER_QUEUE_NAMES.values():
+        # Sent before deliveries had their own queue: passed on untouched, so no render worker ever POSTs.
+        raise self.retry(args=(job_id, attempt, event), queue=settings.RENDER_WEBHOOK_QUEUE_NAME, countdown=0)
+    policy = wiring.webhook_policy()
     try:
         wait = webhook_deliver(
             hooks=wiring.webhook_repository(),
+            slots=wiring.delivery_slots(),
             sender=wiring.webhook_sender(),
             body_of=_job_body,
             job_id=job_id,
             attempt=attempt,
             event=JobStatus(event),
             clock=utcnow,
-            policy=wiring.webhook_policy(),
+            policy=policy,
         )
     except JobNotFound:
         log.warning("job %s does not exist; no webhook", job_id)
         return "gone"
+    except SoftTimeLimitExceeded:  # a hung DynamoDB call: its slot is released; its lease must lapse first
+        log.warning("job %s: webhook try over its time limit; tried again once its lease lapses", job_id)
+        wait = policy.lease_seconds
     if wait is None:
         return "done"
-    queue = self.request.delivery_info.get("routing_key") or settings.RENDER_QUEUE_NAMES["normal"]
-    raise self.retry(args=(job_id, attempt, event), countdown=wait, queue=queue)
+    # SQS holds the message back (DelaySeconds, at most 900 s: the backoff's cap), so no worker sits on it.
+    raise self.retry(
+        args=(job_id, attempt, event), queue=settings.RENDER_WEBHOOK_QUEUE_NAME, countdown=0, delay_seconds=wait
+    )

@@ -45,9 +45,20 @@ def result_store() -> S3ResultStore:
 
 @functools.cache
 def dead_letter_queue():
+    """The render DLQ: poison render and fan-out messages."""
     from jobs.adapters.dead_letter_queue import DeadLetterQueue
 
     url = settings.RENDER_DLQ_URL or aws.client("sqs").get_queue_url(QueueName=settings.RENDER_DLQ_NAME)["QueueUrl"]
+    return DeadLetterQueue(client=aws.client("sqs"), url=url)
+
+
+@functools.cache
+def webhook_dead_letter_queue():
+    """The webhook queue's own DLQ: delivery messages no webhook worker could finish (`dlq ... --queue webhooks`)."""
+    from jobs.adapters.dead_letter_queue import DeadLetterQueue
+
+    name = settings.RENDER_WEBHOOK_DLQ_NAME
+    url = settings.RENDER_WEBHOOK_DLQ_URL or aws.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
     return DeadLetterQueue(client=aws.client("sqs"), url=url)
 
 
@@ -171,14 +182,24 @@ def webhook_repository():
     return DynamoWebhookRepository(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
 
 
+@functools.cache
+def delivery_slots():
+    from jobs.repository.webhook_slots import DynamoDeliverySlots
+
+    return DynamoDeliverySlots(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
+
+
 def webhook_policy():
     from jobs.services.webhooks import WebhookPolicy
 
     return WebhookPolicy(
         max_tries=settings.RENDER_WEBHOOK_MAX_TRIES,
         backoff_seconds=settings.RENDER_WEBHOOK_BACKOFF_SECONDS,
-        lease_seconds=int(settings.RENDER_WEBHOOK_CONNECT_TIMEOUT + 3 * settings.RENDER_WEBHOOK_READ_TIMEOUT) + 5,
+        # Outlasts the task's hard time limit (settings: the nested timings of one try).
+        lease_seconds=settings.RENDER_WEBHOOK_LEASE_SECONDS,
         grace_seconds=settings.RENDER_SWEEP_GRACE_SECONDS,
+        max_in_flight_per_owner=settings.RENDER_WEBHOOK_MAX_IN_FLIGHT_PER_OWNER,
+        busy_seconds=settings.RENDER_WEBHOOK_BUSY_SECONDS,
     )
 
 
@@ -205,6 +226,7 @@ def webhook_sender():
         allow_private=settings.RENDER_WEBHOOK_ALLOW_PRIVATE,
         connect_timeout=settings.RENDER_WEBHOOK_CONNECT_TIMEOUT,
         read_timeout=settings.RENDER_WEBHOOK_READ_TIMEOUT,
+        total_timeout=settings.RENDER_WEBHOOK_TOTAL_TIMEOUT,
     )
 
 
@@ -226,6 +248,8 @@ def reset() -> None:
         asset_store,
         task_queue,
         dead_letter_queue,
+        webhook_dead_letter_queue,
+        delivery_slots,
         metrics,
         render_metrics,
         farm_registry,
@@ -245,6 +269,12 @@ def bootstrap_all() -> dict[str, str]:
         aws.client("sqs"),
         list(settings.RENDER_QUEUE_NAMES.values()),
         settings.RENDER_DLQ_NAME,
+        settings.RENDER_VISIBILITY_TIMEOUT,
+    )
+    urls |= bootstrap.ensure_queues(
+        aws.client("sqs"),
+        [settings.RENDER_WEBHOOK_QUEUE_NAME],
+        settings.RENDER_WEBHOOK_DLQ_NAME,
         settings.RENDER_VISIBILITY_TIMEOUT,
     )
     bootstrap.ensure_bucket(

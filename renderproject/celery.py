@@ -39,12 +39,16 @@ def _share_with_the_pool(**kwargs):
 
 @signals.worker_process_init.connect
 def _start_heartbeat(**kwargs):
-    """Each pool process (one render at a time) records its heartbeat; a process start is a metric too."""
+    """Each pool process (one render at a time) records its heartbeat; a process start is a metric too.
+
+    Not a webhook worker's: the farm status and the crash-loop alarm are about render workers."""
     from django.conf import settings
 
     from jobs import wiring
     from jobs.worker.heartbeat import Heartbeat
 
+    if settings.RENDER_ROLE == "webhooks":
+        return
     wiring.metrics().worker_started()
     Heartbeat(wiring.farm_registry(), every=settings.RENDER_WORKER_HEARTBEAT_SECONDS, version=version()).start()
 
@@ -75,8 +79,12 @@ def _logs_from_the_first_line(instance, **kwargs):
 def _refuse_a_broken_configuration(**kwargs):
     """A worker that could not render anything refuses to start, with one clear line, instead of taking
     messages and failing every one of them."""
+    from django.conf import settings
+
     from jobs import wiring
 
+    if settings.RENDER_ROLE == "webhooks":
+        return  # it renders nothing
     try:
         wiring.renderer()
     except Exception as exc:  # an import error, a missing class, a bad setting: all equally fatal here

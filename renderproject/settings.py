@@ -1,5 +1,6 @@
 """Django and Celery settings, every value from the environment (each variable is in the README table)."""
 
+import math
 import os
 import secrets
 import sys
@@ -47,15 +48,15 @@ BUILD_SECRET_KEY = "collectstatic-only-not-used-at-runtime-0123456789abcdef"
 COLLECTING_STATIC = sys.argv[1:2] == ["collectstatic"]
 ENVIRONMENTS = ("local", "production")
 # Processes that never sign anything (no sessions, cursors or CSRF tokens): in production only the API
-# task is given DJANGO_SECRET_KEY.
-SIGNS_NOTHING = ("worker", "sweeper")
+# task is given DJANGO_SECRET_KEY. `webhooks` is the worker of webhook deliveries (`bin/entrypoint webhooks`).
+SIGNS_NOTHING = ("worker", "webhooks", "sweeper")
 
 RENDER_ENV = env("RENDER_ENV", "local")
 if RENDER_ENV not in ENVIRONMENTS:
     raise ImproperlyConfigured(f"RENDER_ENV must be 'local' or 'production', got {RENDER_ENV!r}")
 RENDER_ROLE = env("RENDER_ROLE", "api")
 if RENDER_ROLE not in ("api", *SIGNS_NOTHING):
-    raise ImproperlyConfigured(f"RENDER_ROLE must be 'api', 'worker' or 'sweeper', got {RENDER_ROLE!r}")
+    raise ImproperlyConfigured(f"RENDER_ROLE must be 'api', 'worker', 'webhooks' or 'sweeper', got {RENDER_ROLE!r}")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 if DEBUG and RENDER_ENV == "production":
     raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
@@ -350,6 +351,30 @@ RENDER_WEBHOOK_CONNECT_TIMEOUT = env_float("RENDER_WEBHOOK_CONNECT_TIMEOUT", 3.0
 RENDER_WEBHOOK_READ_TIMEOUT = env_float("RENDER_WEBHOOK_READ_TIMEOUT", 5.0)
 RENDER_WEBHOOK_ALLOW_PRIVATE = env_bool("RENDER_WEBHOOK_ALLOW_PRIVATE", False)
 RENDER_WEBHOOK_HTTPS_ONLY = RENDER_ENV == "production"
+# The wall-clock limit of one POST (httpx's timeouts are per socket operation: a receiver that drips its answer
+# would never trip them); the sender closes the connection when it is reached.
+RENDER_WEBHOOK_TOTAL_TIMEOUT = env_float("RENDER_WEBHOOK_TOTAL_TIMEOUT", 10.0)
+if not RENDER_WEBHOOK_TOTAL_TIMEOUT >= max(RENDER_WEBHOOK_CONNECT_TIMEOUT, RENDER_WEBHOOK_READ_TIMEOUT) > 0:
+    raise ImproperlyConfigured("RENDER_WEBHOOK_TOTAL_TIMEOUT must be at least the connect and read timeouts")
+# The timings of one try nest, each bounding the one before: the POST is cut at the total timeout; the task's
+# soft limit leaves the DynamoDB reads and writes around it 15 s more (SoftTimeLimitExceeded is raised in the
+# task, which then frees its owner slot); the hard limit kills the pool process 5 s later; the delivery's lease
+# and the owner slot's outlast that by 5 s, so a live try never outlives its lease and a killed one frees both
+# within it. The soft limit is the task's own (below the hard one): a retry is refused by Celery otherwise.
+RENDER_WEBHOOK_SOFT_TIME_LIMIT = math.ceil(RENDER_WEBHOOK_TOTAL_TIMEOUT) + 15
+RENDER_WEBHOOK_TIME_LIMIT = RENDER_WEBHOOK_SOFT_TIME_LIMIT + 5
+RENDER_WEBHOOK_LEASE_SECONDS = RENDER_WEBHOOK_TIME_LIMIT + 5
+# Deliveries of one owner POSTing at the same time, across every webhook worker (0: no limit). A delivery over
+# it comes back after RENDER_WEBHOOK_BUSY_SECONDS, without counting as a try: one owner's slow receiver cannot
+# hold the whole webhook pool.
+RENDER_WEBHOOK_MAX_IN_FLIGHT_PER_OWNER = env_int("RENDER_WEBHOOK_MAX_IN_FLIGHT_PER_OWNER", 2)
+if RENDER_WEBHOOK_MAX_IN_FLIGHT_PER_OWNER < 0:
+    raise ImproperlyConfigured("RENDER_WEBHOOK_MAX_IN_FLIGHT_PER_OWNER must be 0 (no limit) or more")
+RENDER_WEBHOOK_BUSY_SECONDS = env_int("RENDER_WEBHOOK_BUSY_SECONDS", math.ceil(RENDER_WEBHOOK_TOTAL_TIMEOUT / 2))
+if not 1 <= RENDER_WEBHOOK_BUSY_SECONDS <= 900:
+    raise ImproperlyConfigured("RENDER_WEBHOOK_BUSY_SECONDS must be between 1 and 900 (SQS's longest delay)")
+# Pool processes of a webhook worker (`bin/entrypoint webhooks`): each POSTs one delivery at a time.
+RENDER_WEBHOOK_CONCURRENCY = env_int("RENDER_WEBHOOK_CONCURRENCY", 4)
 # The API's public base URL, for the `url` of a job in webhook bodies (workers have no request to build it from).
 RENDER_PUBLIC_URL = env("RENDER_PUBLIC_URL", "").rstrip("/")
 RENDER_RESULT_RETENTION_DAYS = env_int("RENDER_RESULT_RETENTION_DAYS", 30)
@@ -381,6 +406,12 @@ RENDER_DLQ_URL = env("RENDER_DLQ_URL", "")
 RENDER_QUEUE_URLS = {
     p: env(f"RENDER_QUEUE_URL_{p.upper()}", "") for p in ("high", "normal", "low")
 }  # in AWS (CDK sets it); locally the URL is looked up by name
+# Webhook deliveries have a queue (and a dead-letter queue) of their own, consumed only by webhook workers:
+# a slow receiver never holds a render worker, and a dead delivery message never reaches the render DLQ.
+RENDER_WEBHOOK_QUEUE_NAME = f"{RENDER_QUEUE_PREFIX}webhooks"
+RENDER_WEBHOOK_DLQ_NAME = f"{RENDER_QUEUE_PREFIX}webhooks-dlq"
+RENDER_WEBHOOK_QUEUE_URL = env("RENDER_QUEUE_URL_WEBHOOKS", "")
+RENDER_WEBHOOK_DLQ_URL = env("RENDER_WEBHOOK_DLQ_URL", "")
 
 # --- Celery (SQS broker; task state lives in DynamoDB, so no result backend) ----------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "sqs://")
@@ -389,6 +420,8 @@ _predefined = {
     for p in ("high", "normal", "low")
     if os.environ.get(f"RENDER_QUEUE_URL_{p.upper()}")
 }
+if RENDER_WEBHOOK_QUEUE_URL:
+    _predefined[RENDER_WEBHOOK_QUEUE_NAME] = {"url": RENDER_WEBHOOK_QUEUE_URL}
 # kombu's SQS transport, polling the render queues in priority order (see jobs/worker/transport.py).
 CELERY_BROKER_TRANSPORT = env("CELERY_BROKER_TRANSPORT", "jobs.worker.transport:Transport")
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -403,8 +436,13 @@ if _predefined:
     CELERY_BROKER_TRANSPORT_OPTIONS["predefined_queues"] = _predefined
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = RENDER_QUEUE_NAMES["normal"]
-# A worker started without -Q consumes all three render queues.
-CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in RENDER_QUEUE_NAMES.values()]
+# A worker started without -Q consumes these: the three render queues, or for a webhook worker
+# (RENDER_ROLE=webhooks, `bin/entrypoint webhooks`) the webhook queue alone. A render worker never takes a
+# delivery; messages sent to the webhook queue from any process are routed by its name (jobs/adapters/celery_queue.py).
+if RENDER_ROLE == "webhooks":
+    CELERY_TASK_QUEUES = [Queue(RENDER_WEBHOOK_QUEUE_NAME, routing_key=RENDER_WEBHOOK_QUEUE_NAME)]
+else:
+    CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in RENDER_QUEUE_NAMES.values()]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # An error no service handled leaves its message for SQS to deliver again (and to dead-letter in the end).
@@ -416,7 +454,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # SQS has no broadcast; avoids pidbox queues
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_TASK_SEND_SENT_EVENT = False
-CELERY_WORKER_CONCURRENCY = env_int("RENDER_WORKER_CONCURRENCY", 1)
+CELERY_WORKER_CONCURRENCY = (
+    RENDER_WEBHOOK_CONCURRENCY if RENDER_ROLE == "webhooks" else env_int("RENDER_WORKER_CONCURRENCY", 1)
+)
 # A chunk that renders longer than this is stopped (the lease keeps renewing while it runs).
 CELERY_TASK_TIME_LIMIT = env_int("RENDER_TASK_TIME_LIMIT", 6 * 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = max(1, CELERY_TASK_TIME_LIMIT - 30)

@@ -552,7 +552,7 @@ class FakeTaskQueue:
         self._check()
         self.fanouts.append((job_id, attempt, priority))
 
-    def enqueue_webhook(self, *, job_id, attempt, event, priority, countdown=0) -> None:
+    def enqueue_webhook(self, *, job_id, attempt, event) -> None:
         self._check()
         self.webhooks.append((job_id, attempt, event))
 
@@ -693,6 +693,31 @@ class FakeAssetStore:
 
     def refresh(self, *, owner: str, sha256: str) -> None:
         self.refreshed.append((owner, sha256))
+
+
+class FakeDeliverySlots:
+    """In-memory jobs.ports.DeliverySlots: the same conditions as jobs/repository/webhook_slots.py (a slot is
+    free when nobody took it or its lease lapsed; only its token releases it)."""
+
+    def __init__(self):
+        self.held: dict[str, dict[int, tuple[datetime, str]]] = {}  # owner -> slot -> (lease until, token)
+
+    def take(self, owner, *, limit, token, now, until):
+        slots = self.held.setdefault(owner, {})
+        for index in range(limit):
+            lease = slots.get(index)
+            if lease is None or lease[0] < now:
+                slots[index] = (until, token)
+                return index
+        return None
+
+    def release(self, owner, slot, *, token):
+        slots = self.held.get(owner, {})
+        if slot in slots and slots[slot][1] == token:
+            del slots[slot]
+
+    def in_flight(self, owner, now) -> int:
+        return sum(1 for until, _ in self.held.get(owner, {}).values() if until >= now)
 
 
 class FakeWebhooks:

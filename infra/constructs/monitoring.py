@@ -1,5 +1,5 @@
-"""Dashboard and alarms: queues, DLQ, jobs, frames and API from the metrics the code writes (embedded metric
-format: jobs/adapters/metrics.py), load balancer targets, DynamoDB throttling, workers."""
+"""Dashboard and alarms: render and webhook queues, their DLQs, jobs, frames and API from the metrics the code writes
+(embedded metric format: jobs/adapters/metrics.py), load balancer targets, DynamoDB throttling, workers."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ class Monitoring(Construct):
         stage: str,
         queues: dict[str, sqs.IQueue],
         dlq: sqs.IQueue,
+        webhook_queue: sqs.IQueue,
+        webhook_dlq: sqs.IQueue,
         worker_log_group: logs.ILogGroup,
         load_balancer: elbv2.ApplicationLoadBalancer,
         target_group: elbv2.ApplicationTargetGroup,
@@ -94,6 +96,23 @@ class Monitoring(Construct):
                 periods=5,
                 description=f"{priority} render work waited longer than {oldest_message_alarm_seconds}s",
             )
+        # Webhook deliveries: a message waits at most its backoff (900 s) in a healthy farm, and every retry is a
+        # new message, so an old one means the webhook workers are gone or stuck.
+        alarm(
+            "WebhookDlqNotEmpty",
+            webhook_dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(1), statistic="Maximum"),
+            threshold=0,
+            periods=1,
+            description="Messages in the webhook DLQ: deliveries no webhook worker could finish, their jobs untouched "
+            "(manage.py dlq list --queue webhooks)",
+        )
+        alarm(
+            "OldestMessageWebhooks",
+            webhook_queue.metric_approximate_age_of_oldest_message(period=Duration.minutes(1), statistic="Maximum"),
+            threshold=oldest_message_alarm_seconds,
+            periods=5,
+            description=f"webhook deliveries waited longer than {oldest_message_alarm_seconds}s",
+        )
         requests = load_balancer.metrics.request_count(period=Duration.minutes(5))
         errors = target_group.metrics.http_code_target(
             elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=Duration.minutes(5)
@@ -158,6 +177,7 @@ class Monitoring(Construct):
             alarm.add_alarm_action(alarm_action)
 
         latency = target_group.metrics.target_response_time(period=Duration.minutes(5), statistic="p95")
+        all_queues = {**queues, "webhooks": webhook_queue}
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"render-farm-{stage}")
         self.dashboard.add_widgets(
             cw.GraphWidget(
@@ -165,7 +185,7 @@ class Monitoring(Construct):
                 width=12,
                 left=[
                     q.metric_approximate_number_of_messages_visible(label=p, period=Duration.minutes(1))
-                    for p, q in queues.items()
+                    for p, q in all_queues.items()
                 ],
             ),
             cw.GraphWidget(
@@ -173,15 +193,18 @@ class Monitoring(Construct):
                 width=12,
                 left=[
                     q.metric_approximate_age_of_oldest_message(label=p, period=Duration.minutes(1))
-                    for p, q in queues.items()
+                    for p, q in all_queues.items()
                 ],
             ),
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(
-                title="DLQ depth",
+                title="DLQ depth (render, webhooks)",
                 width=6,
-                left=[dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(1))],
+                left=[
+                    q.metric_approximate_number_of_messages_visible(label=label, period=Duration.minutes(1))
+                    for label, q in (("render", dlq), ("webhooks", webhook_dlq))
+                ],
             ),
             cw.GraphWidget(
                 title="Jobs completed / failed",

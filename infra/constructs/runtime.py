@@ -35,9 +35,9 @@ def app_task_definition(
 ) -> tuple[ecs.FargateTaskDefinition, logs.LogGroup]:
     """A Fargate task definition running `bin/entrypoint <command>` with its own log group.
 
-    `RENDER_ROLE` (api, worker, sweeper) tells the app which role it runs; only the roles given `secrets`
-    (the API: DJANGO_SECRET_KEY) can read them, through their own execution role. The root filesystem is
-    read-only (the code under /app is root's and cannot be rewritten); /tmp is a task volume of its own.
+    `RENDER_ROLE` (api, worker, webhooks, sweeper) tells the app which role it runs; only the roles given
+    `secrets` (the API: DJANGO_SECRET_KEY) can read them, through their own execution role. The root
+    filesystem is read-only (the code under /app is root's and cannot be rewritten); /tmp is a task volume.
     """
     log_group = logs.LogGroup(scope, f"{id}Logs", retention=runtime.log_retention, removal_policy=RemovalPolicy.DESTROY)
     task = ecs.FargateTaskDefinition(

@@ -15,7 +15,8 @@ DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 
 
 def ensure_queues(client, names: list[str], dlq_name: str, visibility_timeout: int) -> dict[str, str]:
-    """The render queues, each redriving to the DLQ after MAX_RECEIVE_COUNT receives. Returns name -> URL."""
+    """Queues each redriving to `dlq_name` after MAX_RECEIVE_COUNT receives (the render queues to the render DLQ,
+    the webhook queue to its own). Returns name -> URL, the DLQ's included."""
     dlq_url = client.create_queue(
         QueueName=dlq_name, Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)}
     )["QueueUrl"]

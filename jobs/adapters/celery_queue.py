@@ -1,4 +1,5 @@
-"""The task queue adapter: Celery messages carrying ids only, on the queue of the job's priority.
+"""The task queue adapter: Celery messages carrying ids only, on the render queue of the job's priority, or on
+the webhook queue for deliveries.
 
 Tasks are sent by their registered names, so this adapter does not import the task module (which
 imports the wiring, which imports this adapter).
@@ -20,29 +21,25 @@ from jobs.ports.webhooks import DELIVER_WEBHOOK
 
 class CeleryTaskQueue:
     def enqueue_chunk(self, *, job_id: str, index: int | None, attempt: int, priority: Priority) -> None:
-        self._send(RENDER_CHUNK, (job_id, index, attempt), priority, job_id)
+        self._send(RENDER_CHUNK, (job_id, index, attempt), settings.RENDER_QUEUE_NAMES[str(priority)], job_id)
 
     def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None:
-        self._send(FANOUT_JOB, (job_id, attempt), priority, job_id)
+        self._send(FANOUT_JOB, (job_id, attempt), settings.RENDER_QUEUE_NAMES[str(priority)], job_id)
 
-    def enqueue_webhook(self, *, job_id: str, attempt: int, event: str, priority: Priority, countdown: int = 0) -> None:
-        self._send(DELIVER_WEBHOOK, (job_id, attempt, event), priority, job_id, countdown=countdown)
+    def enqueue_webhook(self, *, job_id: str, attempt: int, event: str) -> None:
+        # Only webhook workers consume this queue: a slow receiver never holds a render worker.
+        self._send(DELIVER_WEBHOOK, (job_id, attempt, event), settings.RENDER_WEBHOOK_QUEUE_NAME, job_id)
 
     def enqueue_inspection(self, *, owner: str, sha256: str) -> None:
-        self._send(INSPECT_ASSET, (sha256, owner), Priority.HIGH, None)
+        # High priority: a person waits for it, and it takes a worker a second or two.
+        self._send(INSPECT_ASSET, (sha256, owner), settings.RENDER_QUEUE_NAMES[str(Priority.HIGH)], None)
 
-    def _send(self, name: str, args: tuple, priority: Priority, job_id: str | None, *, countdown: int = 0) -> None:
+    def _send(self, name: str, args: tuple, queue: str, job_id: str | None) -> None:
         # The job id (and the request that sent it) travel in the message headers, so the worker's log
         # lines about this message carry them from the moment it is received (jobs/worker/signals.py).
         headers = {"job_id": job_id, "request_id": logs.current().get("request_id")}
         try:
-            current_app.send_task(
-                name,
-                args=args,
-                queue=settings.RENDER_QUEUE_NAMES[str(priority)],
-                headers=headers,
-                countdown=countdown or None,
-            )
+            current_app.send_task(name, args=args, queue=queue, headers=headers)
         except (BotoCoreError, ClientError, OperationalError, OSError) as exc:
             raise ServiceUnavailable(
                 "The job queue (SQS) is unreachable; try again shortly.", component="job queue"

@@ -1,4 +1,5 @@
-"""Starts and stops the local system's processes: emulator, worker(s), API. Used by devstack, tests and bench."""
+"""Starts and stops the local system's processes: emulator, worker(s), webhook worker, API. Used by devstack, tests
+and bench."""
 
 from __future__ import annotations
 
@@ -114,6 +115,14 @@ class Stack:
         argv = [str(ENTRYPOINT), "worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"]
         if queues:
             argv += ["-Q", ",".join(queues)]
+        liveness = {"RENDER_LIVENESS_FILE": str((self.log_dir or ROOT / ".devstack") / f"{name}.alive")}
+        return self._spawn(name, argv, {**liveness, **(extra_env or {})})
+
+    def start_webhook_worker(
+        self, name: str = "webhooks", *, concurrency: int = 2, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """A worker of webhook deliveries only (`entrypoint webhooks`: the webhook queue, a prefork pool)."""
+        argv = [str(ENTRYPOINT), "webhooks", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"]
         liveness = {"RENDER_LIVENESS_FILE": str((self.log_dir or ROOT / ".devstack") / f"{name}.alive")}
         return self._spawn(name, argv, {**liveness, **(extra_env or {})})
 

@@ -34,6 +34,7 @@ from jobs.ports.values import (
 )
 from jobs.ports.webhooks import (
     DELIVER_WEBHOOK,
+    DeliverySlots,
     DeliveryTry,
     JobNotifier,
     NoNotifier,
@@ -60,6 +61,7 @@ __all__ = [
     "ChunkRepository",
     "Clock",
     "DeadLetter",
+    "DeliverySlots",
     "DeliveryTry",
     "FarmRegistry",
     "IdempotencyRecord",
@@ -170,13 +172,15 @@ class Renderer(Protocol):
 
 
 class TaskQueue(Protocol):
-    """Sends messages that carry ids only, on the queue of the job's priority."""
+    """Sends messages that carry ids only: render work on the queue of the job's priority, deliveries on the
+    webhook queue."""
 
     def enqueue_chunk(self, *, job_id: str, index: int | None, attempt: int, priority: Priority) -> None: ...
     def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None: ...
-    def enqueue_webhook(
-        self, *, job_id: str, attempt: int, event: str, priority: Priority, countdown: int = 0
-    ) -> None: ...
+    def enqueue_webhook(self, *, job_id: str, attempt: int, event: str) -> None:
+        """A delivery's message, on the webhook queue (whatever the job's priority: webhook workers take it)."""
+        ...
+
     def enqueue_inspection(self, *, owner: str, sha256: str) -> None: ...  # at high priority: a person waits
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobs.domain import Chunk, Job, JobStatus
+from jobs.ports.webhooks import DELIVER_WEBHOOK
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,14 @@ class DeadLetter:
             return args[0], args[1], int(args[2])
         if self.task == FANOUT_JOB and len(args) == 2:
             return args[0], None, int(args[1])
+        return None
+
+    def webhook(self) -> tuple[str, int, str] | None:
+        """(job id, job attempt, event) of a webhook delivery's message; None for anything else. A dead delivery
+        message never fails its job: the delivery is what it is about."""
+        args = self.args
+        if self.task == DELIVER_WEBHOOK and len(args) == 3 and isinstance(args[0], str) and isinstance(args[1], int):
+            return args[0], args[1], str(args[2])
         return None
 
 

@@ -1,5 +1,5 @@
-"""Webhooks at the ports: the delivery record, its store, the notifier services call when a job ends, and the
-HTTP sender."""
+"""Webhooks at the ports: the delivery record, its store, the per-owner slots of deliveries in flight, the notifier
+services call when a job ends, and the HTTP sender."""
 
 from __future__ import annotations
 
@@ -80,6 +80,19 @@ class WebhookRepository(Protocol):
     def postpone(self, delivery: WebhookDelivery, *, until: datetime) -> bool: ...
     def secret(self, owner: str) -> str | None: ...
     def put_secret(self, owner: str, secret: str, *, now: datetime) -> None: ...
+
+
+class DeliverySlots(Protocol):
+    """Each owner's deliveries in flight, at most `limit` at once across every webhook worker
+    (jobs/repository/webhook_slots.py). A slot is a lease: one whose holder died frees itself at `until`."""
+
+    def take(self, owner: str, *, limit: int, token: str, now: datetime, until: datetime) -> int | None:
+        """The index of a slot now held under `token` until `until`, or None when all `limit` are held."""
+        ...
+
+    def release(self, owner: str, slot: int, *, token: str) -> None:
+        """Free the slot if `token` still holds it (a lapsed one taken by someone else stays theirs)."""
+        ...
 
 
 class JobNotifier(Protocol):

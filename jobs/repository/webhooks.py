@@ -6,7 +6,7 @@
   leased for a try, recorded by the lease holder.
 - Secret: `pk=HOOKSECRET#<owner>, sk=HOOKSECRET`, the signing secret in clear (it must be used to sign,
   so it cannot be a hash): the table is encrypted at rest with its KMS key in AWS, only the API (which
-  writes it) and the workers (which sign) may read the prefix, and it is never returned after creation.
+  writes it) and the webhook workers (which sign) may read the prefix, and it is never returned after creation.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Poison work: a message SQS dead-lettered (its worker crashed on it every time) fails its chunk and job."""
+"""Poison work: a message SQS dead-lettered (its worker crashed on it every time) fails its chunk and job.
+
+A webhook delivery's message has a DLQ of its own; one found here (sent before deliveries had their own
+queue) is counted and left alone: a dead delivery never fails its job, and the sweeper sends a delivery
+that is still pending again (`webhooks_sweep`).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ def dead_letters_fail_jobs(
     for letter in letters:
         target = letter.target()
         if target is None:
-            done["unknown"] += 1
+            done["webhook" if letter.webhook() else "unknown"] += 1
             continue
         job_id, index, attempt = target
         with log_context(job_id=job_id, chunk=index, attempt=attempt):

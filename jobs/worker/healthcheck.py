@@ -1,7 +1,7 @@
-"""`python -m jobs.worker.healthcheck`: the image's HEALTHCHECK, by role (RENDER_ROLE=api|worker).
+"""`python -m jobs.worker.healthcheck`: the image's HEALTHCHECK, by role (RENDER_ROLE=api|worker|webhooks).
 
-api: GET /healthz on the local port answers 200. worker: the worker's event loop touched its liveness
-file within the last minute (see renderproject/celery.py).
+api: GET /healthz on the local port answers 200. worker, webhooks: the worker's event loop touched its
+liveness file within the last minute (see jobs/worker/bootsteps.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ LIVENESS_MAX_AGE = 60
 
 def main() -> int:
     role = os.environ.get("RENDER_ROLE", "api")
-    if role == "worker":
+    if role in ("worker", "webhooks"):
         try:
             return 0 if time.time() - os.path.getmtime(LIVENESS_FILE) < LIVENESS_MAX_AGE else 1
         except OSError:

@@ -68,7 +68,14 @@ class E2EStack(Stack):
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
 
     def start_ready_worker(self, name: str = "worker", timeout: float = 30, **kwargs):
-        proc = self.start_worker(name, **kwargs)
+        return self.wait_ready(self.start_worker(name, **kwargs), name, timeout)
+
+    def start_ready_webhook_worker(self, name: str = "webhooks", timeout: float = 30, **kwargs):
+        """A webhook worker (`entrypoint webhooks`), once it consumes: render workers never take deliveries."""
+        return self.wait_ready(self.start_webhook_worker(name, **kwargs), name, timeout)
+
+    def wait_ready(self, proc, name: str, timeout: float = 30):
+        """`proc` (a worker started as `name`) once it consumes; workers started together start in parallel."""
         path = self.log_dir / f"{name}.log"
         deadline = time.monotonic() + timeout
         while not (path.exists() and " ready." in path.read_text(errors="replace")):

@@ -1,14 +1,18 @@
-"""Webhooks end to end: gunicorn and a real `celery worker` POST to a real receiver (http.server on 127.0.0.1).
+"""Webhooks end to end: gunicorn, a render worker and a webhook worker (real `celery worker` processes) POST to a
+real receiver (http.server on 127.0.0.1).
 
 One stack for the module: a completed job notifies once with a signature that verifies with the owner's
-secret; a receiver that fails twice shows the retries on the job; a cancelled job notifies; an API with
-RENDER_WEBHOOK_ALLOW_PRIVATE off refuses a loopback callback.
+secret; a failed try is tried again after the documented backoff (SQS holds the message back); a receiver that
+fails twice shows the retries on the job; a cancelled job notifies; an API with RENDER_WEBHOOK_ALLOW_PRIVATE off
+refuses a loopback callback. Then, on a stack of its own, a receiver that drips its answer a byte a second holds
+at most two webhook workers of its owner's, and never the render worker: another owner's frame renders at once.
 """
 
 from __future__ import annotations
 
 import http.server
 import json
+import select
 import threading
 import time
 import uuid
@@ -23,11 +27,16 @@ from tests.e2e.conftest import E2EStack
 pytestmark = pytest.mark.e2e
 
 
+BACKOFF = 2  # RENDER_WEBHOOK_BACKOFF_SECONDS of the module's stack: the first retry's delay
+
+
 class Receiver(http.server.BaseHTTPRequestHandler):
     posts: list[tuple[str, dict, bytes]] = []
+    arrivals: list[tuple[str, float]] = []  # (path, time.monotonic() when the POST arrived)
     failures: dict[str, int] = {}  # path -> how many more times to answer 500
 
     def do_POST(self):
+        Receiver.arrivals.append((self.path, time.monotonic()))
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Receiver.posts.append((self.path, dict(self.headers), body))
         left = Receiver.failures.get(self.path, 0)
@@ -60,7 +69,7 @@ def stack(emulator, tmp_path_factory):
             "RENDER_SIMULATED_SECONDS": "0.2",
             "RENDER_SQS_WAIT_SECONDS": "1",
             "RENDER_WEBHOOK_ALLOW_PRIVATE": "1",
-            "RENDER_WEBHOOK_BACKOFF_SECONDS": "1",
+            "RENDER_WEBHOOK_BACKOFF_SECONDS": str(BACKOFF),
         }
     )
     stack.bootstrap()
@@ -70,6 +79,7 @@ def stack(emulator, tmp_path_factory):
     assert made.status_code == 201, made.text
     stack.secret = made.json()["secret"]
     stack.start_ready_worker()
+    stack.start_ready_webhook_worker()
     yield stack
     stack.stop_all()
 
@@ -113,6 +123,20 @@ def test_a_callback_needs_a_secret_then_a_completed_job_is_posted_once_signed(st
     assert len(posts_to("/done", timeout=0)) == 1  # one POST, no duplicate
 
 
+def test_a_failed_try_is_tried_again_after_the_documented_backoff(stack, receiver):
+    Receiver.failures["/backoff"] = 1
+    job = stack.submit(callback_url=f"{receiver}/backoff")
+    final = stack.wait_for(job["id"], webhook_settled, timeout=30)
+    assert [(d["attempt"], d["status_code"]) for d in final["webhook"]["deliveries"]] == [(1, 500), (2, 200)]
+    first, second = [at for path, at in Receiver.arrivals if path == "/backoff"]
+    # SQS held the retry back for the backoff (DelaySeconds); then a long poll of at most 1 s and one try.
+    assert BACKOFF <= second - first < BACKOFF + 2, second - first
+    worker_log = stack.log("webhooks")
+    assert "try=1 state=pending code=500" in worker_log and "soft_time_limit must be" not in worker_log
+    assert "received jobs.deliver_webhook" in worker_log
+    assert "received jobs.deliver_webhook" not in stack.log("worker")  # the render worker never takes one
+
+
 def test_a_receiver_that_fails_twice_gets_retries_shown_on_the_job(stack, receiver):
     Receiver.failures["/flaky"] = 2
     job = stack.submit(callback_url=f"{receiver}/flaky")
@@ -148,3 +172,83 @@ def test_an_api_without_the_private_setting_refuses_a_loopback_callback(stack, r
         assert resp.status_code == 400, (url, resp.text)
         assert "callback_url" in resp.json()["error"]["details"], resp.text
     assert posts_to("/private", timeout=0) == []
+
+
+class Dripper(http.server.BaseHTTPRequestHandler):
+    """Answers one byte a second, for ever (the sender cuts it off); counts the POSTs it holds at once."""
+
+    lock = threading.Lock()
+    open_now = 0
+    most = 0
+    seen = 0
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with Dripper.lock:
+            Dripper.open_now += 1
+            Dripper.seen += 1
+            Dripper.most = max(Dripper.most, Dripper.open_now)
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 600:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                # A second between bytes, unless the sender hangs up (at its total timeout) meanwhile: then
+                # the connection is readable (EOF) and it is counted closed at once, not at the next write.
+                if select.select([self.connection], [], [], 1.0)[0] and not self.connection.recv(1):
+                    break
+        except OSError:
+            pass
+        finally:
+            with Dripper.lock:
+                Dripper.open_now -= 1
+            self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_dripping_receiver_holds_two_webhook_workers_and_never_delays_another_owners_render(make_stack):
+    Dripper.open_now = Dripper.most = Dripper.seen = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dripper)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stack = make_stack(
+        RENDER_SQS_WAIT_SECONDS="1",
+        RENDER_WEBHOOK_ALLOW_PRIVATE="1",
+        RENDER_WEBHOOK_CONNECT_TIMEOUT="1",
+        RENDER_WEBHOOK_READ_TIMEOUT="1",
+        RENDER_WEBHOOK_TOTAL_TIMEOUT="3",  # each try is held 3 s, then cut off
+        RENDER_WEBHOOK_BUSY_SECONDS="1",  # a delivery over its owner's limit comes back after 1 s
+        RENDER_WEBHOOK_BACKOFF_SECONDS="60",  # a cut-off try is not tried again within this test
+    )
+    try:
+        made = requests.post(f"{stack.api}/api/webhook-secret", headers=stack.auth(), timeout=10)
+        assert made.status_code == 201, made.text
+        other_key = stack.create_api_key("other-owner")
+        # One render worker, as in production; a webhook pool larger than the limit, so the limit is what holds.
+        render, hooks = stack.start_worker(), stack.start_webhook_worker(concurrency=3)
+        stack.wait_ready(render, "worker")
+        stack.wait_ready(hooks, "webhooks")
+        url = f"http://127.0.0.1:{server.server_address[1]}/drip"
+        for _ in range(4):
+            stack.submit(callback_url=url)  # one frame each: rendered at once, then its delivery drips
+        deadline = time.monotonic() + 20
+        while Dripper.open_now < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Dripper.open_now == 2, "two deliveries are dripping"
+
+        # Another owner's one-frame job renders at once while deliveries drip: the render worker holds none of
+        # them (on the render queues, each would hold it until the sender cut the answer off, 3 s, one by one).
+        stack.key = other_key
+        started = time.monotonic()
+        other = stack.submit()
+        stack.wait_for_status(other["id"], "COMPLETED", timeout=10)
+        assert time.monotonic() - started < 3
+
+        deadline = time.monotonic() + 15
+        while Dripper.seen < 4 and time.monotonic() < deadline:  # the other two, once the first two were cut off
+            time.sleep(0.05)
+        assert Dripper.seen == 4 and Dripper.most == 2, (Dripper.seen, Dripper.most)
+        assert "deliveries in flight; again in 1 s" in stack.log("webhooks")  # they waited, not as a failed try
+        assert "received jobs.deliver_webhook" not in stack.log("worker")
+    finally:
+        server.shutdown()

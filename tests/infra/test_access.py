@@ -19,7 +19,12 @@ from tests.infra.test_stack import actions, resources, statements
 pytestmark = pytest.mark.xdist_group("cdk")
 
 REGION = "us-east-1"
-ROLES = {"api": "ApiTaskTaskRole", "worker": "WorkersTaskTaskRole", "sweeper": "SweeperTaskTaskRole"}
+ROLES = {
+    "api": "ApiTaskTaskRole",
+    "worker": "WorkersTaskTaskRole",
+    "webhooks": "WebhooksTaskTaskRole",
+    "sweeper": "SweeperTaskTaskRole",
+}
 
 
 def render(value) -> str | list:
@@ -88,11 +93,15 @@ class Names:
         self.bucket = f"<{logical('AWS::S3::Bucket', lambda p: 'LoggingConfiguration' in p)}.Arn>"
         self.data_key = f"<{logical('AWS::KMS::Key', lambda p: p['Description'].startswith('Render farm data'))}.Arn>"
         self.secret = f"<{logical('AWS::SecretsManager::Secret')}>"
-        self.queues = {
-            p["QueueName"].rsplit("-", 1)[1]: f"<{k}.Arn>"
+        by_name = {  # "render-high", ..., "render-dlq", "webhooks", "webhooks-dlq" (the stage prefix dropped)
+            p["QueueName"].split("-", 1)[1]: f"<{k}.Arn>"
             for k, p in ((k, v["Properties"]) for k, v in resources(template, "AWS::SQS::Queue").items())
         }
-        self.dlq = self.queues.pop("dlq")
+        self.dlq = by_name.pop("render-dlq")
+        self.webhook_queue = by_name.pop("webhooks")
+        self.webhook_dlq = by_name.pop("webhooks-dlq")
+        self.queues = {name.removeprefix("render-"): arn for name, arn in by_name.items()}
+        assert set(self.queues) == {"high", "normal", "low"}, self.queues
 
     def index(self, name: str) -> str:
         return f"{self.table}/index/{name}"
@@ -154,6 +163,13 @@ EXPECTED_ACTIONS = {
         *DATA_KEY,
         *ECS_EXEC,
     },
+    "webhooks": {
+        *("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"),
+        *("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"),
+        *("sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"),
+        "s3:GetObject",
+        *DATA_KEY,
+    },
     "sweeper": {
         *("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"),
         *("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"),
@@ -209,9 +225,9 @@ def test_workers_touch_job_items_only(stack):
         for action in ("GetItem", "UpdateItem", "PutItem"):
             assert not worker.allows(f"dynamodb:{action}", names.table, **item(pk)), (action, pk)
     assert not worker.allows("dynamodb:DeleteItem", names.table, **item("JOB#01HX"))
-    assert worker.allows("dynamodb:GetItem", names.table, **item("HOOKSECRET#alice"))  # signs webhooks
-    for action in ("PutItem", "UpdateItem"):
+    for action in ("GetItem", "PutItem", "UpdateItem"):  # render workers deliver no webhook: no secret, no slots
         assert not worker.allows(f"dynamodb:{action}", names.table, **item("HOOKSECRET#alice")), action
+        assert not worker.allows(f"dynamodb:{action}", names.table, **item("HOOKSLOTS#alice")), action
     assert not worker.allows("dynamodb:Scan", names.table)
     for index in ("gsi1", "gsi2", "gsi3"):
         assert not worker.allows("dynamodb:Query", names.index(index), **item("JOB#QUEUED")), index
@@ -227,6 +243,47 @@ def test_workers_consume_and_send_render_messages_but_never_touch_the_dlq(stack)
         assert not worker.allows("sqs:PurgeQueue", queue)
     for action in ("ReceiveMessage", "DeleteMessage", "SendMessage", "GetQueueAttributes", "PurgeQueue"):
         assert not worker.allows(f"sqs:{action}", names.dlq), action
+    # A job it ends opens its delivery and sends its message; webhook workers alone take it.
+    assert worker.allows("sqs:SendMessage", names.webhook_queue)
+    for action in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility"):
+        assert not worker.allows(f"sqs:{action}", names.webhook_queue), action
+    assert not worker.allows("sqs:ReceiveMessage", names.webhook_dlq)
+
+
+def test_webhook_workers_consume_only_the_webhook_queue_and_touch_only_what_a_delivery_needs(stack):
+    names, policies = stack
+    hooks = policies["webhooks"]
+    for action in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility", "SendMessage"):  # + its retries
+        assert hooks.allows(f"sqs:{action}", names.webhook_queue), action
+    for queue in (*names.queues.values(), names.dlq, names.webhook_dlq):
+        for action in ("ReceiveMessage", "SendMessage", "DeleteMessage", "PurgeQueue"):
+            assert not hooks.allows(f"sqs:{action}", queue), (action, queue)
+    # The job and its deliveries (read, lease, record, the latest by a Query), the owner's secret (read only) and
+    # the owner's slots of deliveries in flight.
+    for action in ("GetItem", "UpdateItem", "Query"):
+        assert hooks.allows(f"dynamodb:{action}", names.table, **item("JOB#01HX")), action
+    assert hooks.allows("dynamodb:GetItem", names.table, **item("HOOKSECRET#alice"))
+    assert hooks.allows("dynamodb:UpdateItem", names.table, **item("HOOKSLOTS#alice"))
+    for action in ("PutItem", "DeleteItem"):
+        assert not hooks.allows(f"dynamodb:{action}", names.table, **item("JOB#01HX")), action
+    assert not hooks.allows("dynamodb:UpdateItem", names.table, **item("HOOKSECRET#alice"))
+    for pk in ("APIKEY#ab12", "OWNER#alice", "WORKERS", "SESSION#s1", "ASSET#x#y"):
+        assert not hooks.allows("dynamodb:GetItem", names.table, **item(pk)), pk
+    assert not hooks.allows("dynamodb:Scan", names.table)
+    assert not hooks.allows("dynamodb:Query", names.index("gsi2"), **item("HOOK#PENDING"))  # the sweeper's
+    # Result URLs in a COMPLETED job's body are presigned by this role: they work only if it may read them.
+    frame = names.object("jobs/01HX/frames/00001.png")
+    assert hooks.allows("s3:GetObject", frame) and not hooks.allows("s3:PutObject", frame)
+    assert not hooks.allows("s3:GetObject", names.object("assets/0123/" + "a" * 64))
+    assert hooks.allows("kms:Decrypt", names.data_key, **via("s3")) and not hooks.allows("kms:Decrypt", names.data_key)
+    assert not hooks.allows("secretsmanager:GetSecretValue", names.secret)
+
+
+def test_every_process_that_ends_a_job_may_send_its_delivery(stack):
+    names, policies = stack
+    for role in ("api", "worker", "sweeper"):  # a cancel; the render loop and assembly; dead letters, stalled cancels
+        assert policies[role].allows("sqs:SendMessage", names.webhook_queue), role
+        assert not policies[role].allows("sqs:ReceiveMessage", names.webhook_queue), role
 
 
 def test_the_api_presigns_asset_uploads_and_keeps_their_records(stack):
@@ -375,6 +432,10 @@ def dlq(n):
     return (n.dlq, {})
 
 
+def webhook_dlq(n):
+    return (n.webhook_dlq, {})
+
+
 def secret(name):
     return lambda n: (n.api_key_secret(name), {})
 
@@ -424,6 +485,7 @@ OPERATOR_COMMANDS = {
             ("kms:Decrypt", data_key("dynamodb")),
             ("sqs:ReceiveMessage", dlq),
             ("sqs:SendMessage", render_queues),
+            ("sqs:SendMessage", lambda n: (n.webhook_queue, {})),  # lost delivery messages; jobs it ends
         ],
     ),
     "dlq list": ("sweeper", [("sqs:ReceiveMessage", dlq), ("sqs:ChangeMessageVisibility", dlq)]),
@@ -439,6 +501,20 @@ OPERATOR_COMMANDS = {
         ],
     ),
     "dlq purge": ("sweeper", [("sqs:PurgeQueue", dlq)]),
+    "dlq list --queue webhooks": (
+        "sweeper",
+        [("sqs:ReceiveMessage", webhook_dlq), ("dynamodb:GetItem", table("JOB#01HX"))],  # the delivery's state
+    ),
+    "dlq replay --queue webhooks": (
+        "sweeper",
+        [
+            ("sqs:ReceiveMessage", webhook_dlq),
+            ("sqs:DeleteMessage", webhook_dlq),
+            ("dynamodb:GetItem", table("JOB#01HX")),
+            ("sqs:SendMessage", lambda n: (n.webhook_queue, {})),  # the pending delivery's message again
+        ],
+    ),
+    "dlq purge --queue webhooks": ("sweeper", [("sqs:PurgeQueue", webhook_dlq)]),
 }
 
 
@@ -454,9 +530,10 @@ def test_operator_commands_are_allowed_in_the_task_they_run_in(stack, command):
 
 def test_the_dlq_commands_cannot_run_anywhere_else(stack):
     names, policies = stack
-    for role in ("api", "worker"):
-        assert not policies[role].allows("sqs:PurgeQueue", names.dlq)
-        assert not policies[role].allows("sqs:ReceiveMessage", names.dlq)
+    for role in ("api", "worker", "webhooks"):
+        for queue in (names.dlq, names.webhook_dlq):
+            assert not policies[role].allows("sqs:PurgeQueue", queue)
+            assert not policies[role].allows("sqs:ReceiveMessage", queue)
     assert not policies["sweeper"].allows("secretsmanager:CreateSecret", names.api_key_secret("render-farm/dev/x"))
     assert not policies["worker"].allows("dynamodb:PutItem", names.table, **item("APIKEY#ab12"))
 

@@ -365,23 +365,59 @@ def test_table_keys_indexes_billing_recovery_ttl_and_kms(dev):
 
 def test_queues_encrypted_redriven_and_consistent_with_the_worker(dev):
     raw, _ = dev
+    logical = {q["Properties"]["QueueName"]: k for k, q in resources(raw, "AWS::SQS::Queue").items()}
     queues = {q["Properties"]["QueueName"]: q["Properties"] for q in resources(raw, "AWS::SQS::Queue").values()}
-    assert set(queues) == {"dev-render-high", "dev-render-normal", "dev-render-low", "dev-render-dlq"}
+    assert set(queues) == {
+        *("dev-render-high", "dev-render-normal", "dev-render-low", "dev-render-dlq"),
+        *("dev-webhooks", "dev-webhooks-dlq"),
+    }
     worker_env = env_of(containers(raw)["worker"])
-    for name in ("dev-render-high", "dev-render-normal", "dev-render-low"):
+    for name in ("dev-render-high", "dev-render-normal", "dev-render-low", "dev-webhooks"):
         queue = queues[name]
         assert queue["SqsManagedSseEnabled"] is True
         assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+        # Render work to the render DLQ (whose letters fail jobs); deliveries to a DLQ of their own.
+        dead = "dev-webhooks-dlq" if name == "dev-webhooks" else "dev-render-dlq"
+        assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [logical[dead], "Arn"]}
         assert queue["VisibilityTimeout"] == int(worker_env["RENDER_VISIBILITY_TIMEOUT"]) == 15  # takeover < 20 s
         assert int(worker_env["RENDER_LEASE_SECONDS"]) < queue["VisibilityTimeout"]
         assert queue["ReceiveMessageWaitTimeSeconds"] == 20
-        assert name == f"{worker_env['RENDER_QUEUE_PREFIX']}render-{name.split('-')[-1]}"
+        suffix = "webhooks" if name == "dev-webhooks" else f"render-{name.split('-')[-1]}"
+        assert name == f"{worker_env['RENDER_QUEUE_PREFIX']}{suffix}"
     assert queues["dev-render-dlq"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert queues["dev-webhooks-dlq"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     for policy in resources(raw, "AWS::SQS::QueuePolicy").values():
         deny = policy["Properties"]["PolicyDocument"]["Statement"][0]
         assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     for role in ("RENDER_QUEUE_URL_HIGH", "RENDER_QUEUE_URL_NORMAL", "RENDER_QUEUE_URL_LOW"):
         assert role in worker_env  # predefined queues: workers never list or create queues
+    # Every process may send a delivery's message (its queue is predefined too); the sweeper reads its DLQ.
+    for role, container in containers(raw).items():
+        assert env_of(container)["RENDER_QUEUE_URL_WEBHOOKS"] == {"Ref": logical["dev-webhooks"]}, role
+        assert env_of(container)["RENDER_WEBHOOK_DLQ_URL"] == {"Ref": logical["dev-webhooks-dlq"]}, role
+
+
+# --- webhook workers --------------------------------------------------------------------------------
+
+
+def test_webhook_workers_are_a_small_always_on_service_of_the_api_image(dev):
+    from django.conf import settings
+
+    raw, _ = dev
+    roles = containers(raw)
+    hooks = roles["webhooks"]
+    assert hooks["Command"] == ["webhooks", "--concurrency", "4"]  # stage setting webhookConcurrency
+    assert hooks["Image"] == roles["api"]["Image"] != roles["worker"]["Image"]  # no Blender
+    assert (hooks["task"]["Cpu"], hooks["task"]["Memory"]) == ("256", "1024")
+    assert hooks["HealthCheck"]["Command"] == ["CMD", "python", "-m", "jobs.worker.healthcheck"]  # liveness file
+    # Stopped (a deployment) only once its tries in flight have had their hard time limit.
+    assert hooks["StopTimeout"] > settings.RENDER_WEBHOOK_TIME_LIMIT
+    service = only(raw, "AWS::ECS::Service", lambda r: "Webhooks" in r["Properties"]["TaskDefinition"]["Ref"])
+    assert service["DesiredCount"] == 1 and service["LaunchType"] == "FARGATE"  # on demand: always there
+    assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    assert "WebhookServiceName" in raw["Outputs"]
+    group = only(raw, "AWS::EC2::SecurityGroup", lambda r: "Webhook" in r["Properties"]["GroupDescription"])
+    assert "SecurityGroupIngress" not in group  # outbound only: receivers are reached, nothing comes in
 
 
 def test_results_bucket_private_tls_kms_lifecycle_and_logged(dev):
@@ -473,6 +509,7 @@ def test_log_groups_have_retention(dev):
 
 def test_dashboard_shows_queues_dlq_jobs_api_and_workers(dev):
     body = json.dumps(only(dev[0], "AWS::CloudWatch::Dashboard")["DashboardBody"])
+    assert '\\"label\\":\\"webhooks\\"' in body  # the webhook queue and its DLQ beside the render ones
     for metric in (
         "ApproximateNumberOfMessagesVisible",
         "ApproximateAgeOfOldestMessage",
@@ -499,9 +536,13 @@ def test_alarms_notify_the_topic(dev, prod):
         if a["Properties"].get("AlarmActions") and "Ref" in a["Properties"]["AlarmActions"][0]
     ]
     descriptions = " | ".join(a["AlarmDescription"] for a in alarms)
-    assert "DLQ" in descriptions and "5xx" in descriptions and descriptions.count("waited longer") == 3
-    dlq = next(a for a in alarms if "DLQ" in a["AlarmDescription"])
-    assert dlq["Threshold"] == 0 and dlq["ComparisonOperator"] == "GreaterThanThreshold"
+    assert "DLQ" in descriptions and "5xx" in descriptions and descriptions.count("waited longer") == 4
+    dlqs = [a for a in alarms if "DLQ" in a["AlarmDescription"]]
+    assert len(dlqs) == 2  # render work; webhook deliveries (`dlq list --queue webhooks`)
+    assert "--queue webhooks" in " ".join(a["AlarmDescription"] for a in dlqs)
+    for dlq in dlqs:
+        assert dlq["Threshold"] == 0 and dlq["ComparisonOperator"] == "GreaterThanThreshold"
+    assert "webhook deliveries waited longer" in descriptions
     prod[1].has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "oncall@example.com"})
     template.resource_count_is("AWS::SNS::Subscription", 0)
     assert not resources(raw, "AWS::Logs::MetricFilter")  # metrics come from the code (EMF), not text filters
@@ -596,6 +637,8 @@ def config_from(context: dict):
         {"workerStopTimeoutSeconds": "300"},
         {"leaseSeconds": "120"},
         {"wafRateLimit": "5"},
+        {"webhookWorkerCount": "0"},
+        {"webhookConcurrency": "0"},
     ],
 )
 def test_bad_context_is_refused(bad):

@@ -156,3 +156,58 @@ def test_operator_commands_say_in_one_line_that_aws_is_unreachable(tmp_path, aim
         assert done.returncode == 1, (command, done.stderr)
         assert len(lines) == 1 and lines[0].startswith("CommandError: ") and reason in lines[0], (command, lines)
         assert done.stdout == ""
+
+
+@pytest.fixture
+def webhook_dlq(emulator, monkeypatch):
+    sqs = aws.client("sqs")
+    queue = DeadLetterQueue(client=sqs, url=sqs.create_queue(QueueName=f"wdlq-{uuid.uuid4().hex[:10]}")["QueueUrl"])
+    monkeypatch.setattr(wiring, "webhook_dead_letter_queue", lambda: queue)
+    return queue
+
+
+def test_a_dead_webhook_message_never_fails_or_retries_its_job_and_replay_resends_the_delivery(
+    dlq, webhook_dlq, queue, dynamo_repo, table, make_job, monkeypatch
+):
+    from jobs.domain import Priority
+    from jobs.ports import WebhookDelivery
+    from jobs.repository.webhooks import DynamoWebhookRepository
+
+    hooks = DynamoWebhookRepository(client=aws.client("dynamodb"), table_name=table)
+    monkeypatch.setattr(wiring, "webhook_repository", lambda: hooks)
+    job = make_job(status=JobStatus.CANCELLED)
+    dynamo_repo.add(job)
+    now = utcnow()
+    delivery = WebhookDelivery(
+        job_id=job.id,
+        job_attempt=1,
+        event=JobStatus.CANCELLED,
+        owner=job.owner,
+        url="https://example.com/h",
+        priority=Priority.NORMAL,
+        created_at=now,
+    )
+    assert hooks.open(delivery, due=now + timedelta(minutes=5), expires_at=now + timedelta(days=1))
+    letter = celery_body("jobs.deliver_webhook", [job.id, 1, "CANCELLED"])
+    aws.client("sqs").send_message(QueueUrl=webhook_dlq.url, MessageBody=letter)
+    aws.client("sqs").send_message(QueueUrl=dlq.url, MessageBody=letter)  # one sent before its own queue existed
+
+    # The sweeper fails no job for it (counted apart from unreadable letters), whichever DLQ it sits in.
+    assert json.loads(run("sweep", "--json")) == {"dlq_webhook": 1}
+    assert "1 webhook letters, their jobs untouched" in run("sweep")
+    assert dynamo_repo.get(job.id).status is JobStatus.CANCELLED
+
+    listed = run("dlq", "list", "--queue", "webhooks")
+    assert f"job {job.id}  webhook of its CANCELLED (attempt 1)  delivery pending after 0 tries" in listed
+    assert listed.rstrip().endswith("1 dead letter(s). `dlq replay` resends their pending deliveries.")
+    [record] = [json.loads(line) for line in run("dlq", "list", "--queue", "webhooks", "--json").splitlines()]
+    assert record["delivery"] == {"state": "pending", "tries": 0} and "crashes" not in record
+
+    replayed = run("dlq", "replay", "--queue", "webhooks")
+    assert replayed == "dlq replay: deleted 1 dead letter(s); resent 1 of 1 webhook delivery(ies)\n"
+    assert queue.webhooks == [(job.id, 1, "CANCELLED")]
+    assert run("dlq", "list", "--queue", "webhooks") == "The webhook dead-letter queue is empty.\n"
+    # The render DLQ's copy: replay resends the delivery too, and does not retry the job.
+    assert json.loads(run("dlq", "replay", "--json")) == {"letters": 1, "jobs_retried": [], "webhooks_resent": 1}
+    job_now = dynamo_repo.get(job.id)
+    assert (job_now.status, job_now.attempt) == (JobStatus.CANCELLED, 1)

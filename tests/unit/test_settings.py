@@ -22,12 +22,12 @@ PROBE = (
 )
 
 
-def load(tmp_path: Path, **env: str) -> tuple[dict | None, str]:
+def load(tmp_path: Path, probe: str = PROBE, **env: str) -> tuple[dict | None, str]:
     """(the settings it loaded, None if it refused; stderr)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "RENDER_"))}
     clean |= {"DJANGO_SETTINGS_MODULE": "renderproject.settings", "RENDER_LOCAL_SECRET_FILE": str(tmp_path / "secret")}
     result = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, check=False
+        [sys.executable, "-c", probe], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, check=False
     )
     return (json.loads(result.stdout) if result.returncode == 0 else None), result.stderr
 
@@ -74,7 +74,7 @@ def test_the_api_in_production_needs_a_long_secret(tmp_path, env, message):
     refused(tmp_path, message, RENDER_ENV="production", RENDER_ROLE="api", **env)
 
 
-@pytest.mark.parametrize("role", ["worker", "sweeper"])
+@pytest.mark.parametrize("role", ["worker", "webhooks", "sweeper"])
 def test_workers_and_the_sweeper_run_without_a_secret_and_get_a_random_one(tmp_path, role):
     first, _ = load(tmp_path, RENDER_ENV="production", RENDER_ROLE=role, DJANGO_ALLOWED_HOSTS="render.example.com")
     second, _ = load(tmp_path, RENDER_ENV="production", RENDER_ROLE=role, DJANGO_ALLOWED_HOSTS="render.example.com")
@@ -111,3 +111,33 @@ def test_browser_sessions_are_server_side_for_eight_hours_with_hsts_in_productio
     assert prod["SESSION_ENGINE"] == local["SESSION_ENGINE"] == "jobs.api.sessions"
     assert prod["SESSION_COOKIE_AGE"] == local["SESSION_COOKIE_AGE"] == 8 * 3600
     assert prod["SECURE_HSTS_SECONDS"] >= 180 * 24 * 3600 and not local["SECURE_HSTS_SECONDS"]
+
+
+QUEUES = (
+    "import json; from django.conf import settings as s; "
+    "print(json.dumps({'consumed': [q.name for q in s.CELERY_TASK_QUEUES], 'concurrency': s.CELERY_WORKER_CONCURRENCY, "
+    "'predefined': sorted(s.CELERY_BROKER_TRANSPORT_OPTIONS.get('predefined_queues', {}))}))"
+)
+
+
+def test_render_workers_never_consume_the_webhook_queue_and_a_webhook_worker_consumes_only_it(tmp_path):
+    urls = {f"RENDER_QUEUE_URL_{q}": f"https://sqs/{q.lower()}" for q in ("HIGH", "NORMAL", "LOW", "WEBHOOKS")}
+    render, _ = load(tmp_path, QUEUES, RENDER_ROLE="worker", RENDER_QUEUE_PREFIX="p-", RENDER_WORKER_CONCURRENCY="3")
+    hooks, _ = load(tmp_path, QUEUES, RENDER_ROLE="webhooks", RENDER_QUEUE_PREFIX="p-", RENDER_WORKER_CONCURRENCY="3")
+    assert render["consumed"] == ["p-render-high", "p-render-normal", "p-render-low"] and render["concurrency"] == 3
+    assert hooks["consumed"] == ["p-webhooks"] and hooks["concurrency"] == 4  # RENDER_WEBHOOK_CONCURRENCY
+    # In AWS every process that sends to the webhook queue knows its URL (kombu never lists or creates it).
+    api, _ = load(tmp_path, QUEUES, RENDER_ROLE="api", RENDER_QUEUE_PREFIX="p-", DJANGO_SECRET_KEY=SECRET, **urls)
+    assert api["predefined"] == ["p-render-high", "p-render-low", "p-render-normal", "p-webhooks"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RENDER_WEBHOOK_TOTAL_TIMEOUT": "4"}, "at least the connect and read timeouts"),
+        ({"RENDER_WEBHOOK_MAX_IN_FLIGHT_PER_OWNER": "-1"}, "0 (no limit) or more"),
+        ({"RENDER_WEBHOOK_BUSY_SECONDS": "901"}, "between 1 and 900"),
+    ],
+)
+def test_webhook_timings_and_limits_that_cannot_work_are_refused(tmp_path, env, message):
+    refused(tmp_path, message, DJANGO_SECRET_KEY=SECRET, **env)

@@ -103,6 +103,16 @@ def test_a_queue_no_longer_consumed_is_not_polled(channel):
     assert channel.polled == [] and channel.hub.later == []
 
 
+def test_a_webhook_worker_polls_its_one_queue_at_once_and_again_after_each_answer(channel, now):
+    """A queue outside the priority order (the webhook queue) ranks below every render queue; alone on a
+    worker it has nothing above it, so it is polled at once, every time."""
+    channel._active_queues = ["webhooks"]
+    channel._schedule_queue("webhooks")
+    channel._polled("webhooks", messages_fetched=1)
+    channel._schedule_queue("webhooks")
+    assert channel.polled == ["webhooks", "webhooks"] and channel.hub.later == []
+
+
 def test_kombu_outside_the_tested_range_is_refused_at_import():
     check_kombu("5.7.0")
     with pytest.raises(ImportError, match=r"tested with kombu 5\.7-5\.7, not 6\.0\.0"):

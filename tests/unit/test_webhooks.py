@@ -26,7 +26,7 @@ from jobs.errors import WebhookSecretMissing
 from jobs.ports import SendResult
 from jobs.services import job_cancel
 from jobs.services.webhooks import WebhookNotifier, WebhookPolicy, webhook_deliver, webhooks_sweep
-from tests.fakes import FakeWebhooks
+from tests.fakes import FakeDeliverySlots, FakeWebhooks
 from tests.unit.conftest import RETENTION, drain, make_worker, submit
 
 # --- signing ---------------------------------------------------------------------------------------
@@ -288,7 +288,9 @@ def test_a_completed_job_with_a_callback_is_delivered_once_signed(repo, queue, c
     drain(repo, queue, make_worker(repo, store, clock, notifier=notifier(hooks, queue, clock)))
     assert queue.webhooks == [(job.id, 1, "COMPLETED")]
     sender = ScriptedSender()
-    args = dict(hooks=hooks, sender=sender, body_of=lambda _: b'{"a":1}', clock=clock, policy=POLICY)
+    args = dict(
+        hooks=hooks, slots=FakeDeliverySlots(), sender=sender, body_of=lambda _: b'{"a":1}', clock=clock, policy=POLICY
+    )
     assert webhook_deliver(job_id=job.id, attempt=1, event=JobStatus.COMPLETED, **args) is None
     url, body, headers = sender.posts[0]
     assert url == "https://example.com/h" and body == b'{"a":1}'
@@ -306,7 +308,9 @@ def test_failed_tries_back_off_then_give_up(repo, queue, clock, hooks):
     job_cancel(repo=repo, job=job, now=clock(), retention=RETENTION, notifier=notifier(hooks, queue, clock))
     assert queue.webhooks == [(job.id, 1, "CANCELLED")]
     sender = ScriptedSender(SendResult(status_code=500), SendResult(error="Timed out."), SendResult(status_code=503))
-    args = dict(hooks=hooks, sender=sender, body_of=lambda _: b"{}", clock=clock, policy=POLICY)
+    args = dict(
+        hooks=hooks, slots=FakeDeliverySlots(), sender=sender, body_of=lambda _: b"{}", clock=clock, policy=POLICY
+    )
     waits = [webhook_deliver(job_id=job.id, attempt=1, event=JobStatus.CANCELLED, **args) for _ in range(3)]
     assert waits == [10, 20, None]
     delivery = hooks.latest(job.id)
@@ -324,7 +328,9 @@ def test_a_refused_address_is_not_retried_and_a_live_lease_blocks_a_duplicate(re
     pending = hooks.get(job.id, 1, JobStatus.CANCELLED)
     hooks.begin(pending, token="other", now=clock(), until=clock() + timedelta(seconds=30))
     sender = ScriptedSender(SendResult(error="The address 10.0.0.1 is not public", permanent=True))
-    args = dict(hooks=hooks, sender=sender, body_of=lambda _: b"{}", clock=clock, policy=POLICY)
+    args = dict(
+        hooks=hooks, slots=FakeDeliverySlots(), sender=sender, body_of=lambda _: b"{}", clock=clock, policy=POLICY
+    )
     assert webhook_deliver(job_id=job.id, attempt=1, event=JobStatus.CANCELLED, **args) is None
     assert sender.posts == []  # another worker holds it
     clock.advance(31)

@@ -1,4 +1,5 @@
-"""`manage.py devstack`: the whole local system (emulator, resources, workers, API) until Ctrl-C.
+"""`manage.py devstack`: the whole local system (emulator, resources, render workers, one webhook worker,
+the sweeper, API) until Ctrl-C.
 
 While it runs, `.devstack/env` says how to reach it, so `python manage.py ...` from another terminal of
 this checkout targets this stack (see jobs/devstack/envfile.py); the file is removed when it stops.
@@ -30,7 +31,10 @@ Blender jobs: rendered here ({binary}). Build the demo scene, then upload it and
 
 
 class Command(BaseCommand):
-    help = "Start the emulator (unless AWS_ENDPOINT_URL is set), bootstrap, the workers, the sweeper and the API."
+    help = (
+        "Start the emulator (unless AWS_ENDPOINT_URL is set), bootstrap, the render workers, one webhook worker, "
+        "the sweeper and the API."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("RENDER_API_PORT", "8000")))
@@ -89,6 +93,7 @@ class Command(BaseCommand):
             envfile.write(env_file, values)
             for n in range(workers):  # worker, worker-2, ...: each logs to .devstack/logs/<name>.log
                 stack.start_worker("worker" if n == 0 else f"worker-{n + 1}", concurrency=concurrency)
+            stack.start_webhook_worker()  # deliveries have their own queue and workers (README "Webhooks")
             stack.start_sweeper()
             api = stack.start_api(port)
             wait_for_http(f"{api}/readyz", timeout=30)

@@ -44,7 +44,11 @@ _REQUEUED = {
     "fanout_requeued": "fan-outs",
     "assembly_requeued": "assemblies",
 }
-_DLQ = {"dlq_already_final": "already final", "dlq_unknown": "unreadable letters"}
+_DLQ = {
+    "dlq_already_final": "already final",
+    "dlq_webhook": "webhook letters, their jobs untouched",
+    "dlq_unknown": "unreadable letters",
+}
 _KNOWN = {*_REQUEUED, *_DLQ, "cancel_finished", "cancel_waiting", "dlq_job_failed", "skipped", "gone"}
 
 
