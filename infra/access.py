@@ -42,10 +42,12 @@ USAGE_ITEMS = "OWNER#*"
 # `WORKERS` (sk `WORKER#<id>`): each worker process's heartbeat item, a plain put every few seconds.
 WORKERS_PARTITION = "WORKERS"
 WEBHOOK_SECRETS = "HOOKSECRET#*"
+ASSET_ITEMS = "ASSET#*"  # declared scene files and, once a worker's Blender read one, its settings
 WORKER_ITEMS = {
     JOB_ITEMS: (GET, PUT, UPDATE, QUERY),
     USAGE_ITEMS: (UPDATE,),
     WORKERS_PARTITION: (PUT,),
+    ASSET_ITEMS: (GET, UPDATE),  # a scene file's inspection: read it, record what Blender found
 }
 # Webhook workers: the job (its body) and its delivery items (GetItem, the lease and the outcome as conditional
 # UpdateItems, the latest delivery by a Query of the job's partition), the owner's secret (to sign, read only)
@@ -71,7 +73,7 @@ API_ITEMS = {
     "SESSION#*": (GET, PUT, UPDATE, DELETE),
     USAGE_ITEMS: (UPDATE,),
     WORKERS_PARTITION: (QUERY,),  # GET /api/farm and `farm_status` list the live workers
-    "ASSET#*": (GET, PUT, UPDATE),  # declared scene files (POST /api/assets), kept by each job that uses one
+    ASSET_ITEMS: (GET, PUT, UPDATE),  # declared (POST /api/assets), kept by each job, their inspection asked for
     WEBHOOK_SECRETS: (GET, UPDATE),  # POST /api/webhook-secret, create_webhook_secret; submit checks one exists
 }
 # gsi1: an owner's jobs (`OWNER#<owner>`) and API keys (`APIKEYS#<owner>`: list/revoke by owner);

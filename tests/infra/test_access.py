@@ -216,11 +216,14 @@ def test_only_actions_without_a_resource_form_have_resource_star(dev):
 # --- what each role does, and what it cannot ---------------------------------------------------------
 
 
-def test_workers_touch_job_items_only(stack):
+def test_workers_touch_job_items_and_record_what_they_read_of_scene_files(stack):
     names, policies = stack
     worker = policies["worker"]
     for action in ("GetItem", "UpdateItem", "PutItem", "Query"):  # claim, progress, fan-out, a job's tasks
         assert worker.allows(f"dynamodb:{action}", names.table, **item("JOB#01HX")), action
+    for action in ("GetItem", "UpdateItem"):  # a scene file's inspection, recorded on its asset item
+        assert worker.allows(f"dynamodb:{action}", names.table, **item("ASSET#0f1e#ab12")), action
+    assert not worker.allows("dynamodb:PutItem", names.table, **item("ASSET#0f1e#ab12"))  # declaring is the API's
     for pk in ("APIKEY#ab12", "IDEMPOTENCY#alice#k1", "THROTTLE#key#123", "SESSION#s1"):
         for action in ("GetItem", "UpdateItem", "PutItem"):
             assert not worker.allows(f"dynamodb:{action}", names.table, **item(pk)), (action, pk)
