@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -151,6 +152,9 @@ def render_cache():
         yield path
 
 
+SIDECAR_SLOTS = 4
+
+
 class Sidecar:
     """The render sandbox's sidecar daemon as a real process (jobs/sandbox/sidecar.py), stopped by its pid."""
 
@@ -159,8 +163,10 @@ class Sidecar:
         from jobs.sandbox.client import SidecarSandbox
 
         self.root, self.socket_path = root, socket_path
+        # uids of its own: sidecars of tests running at once (xdist) must not kill each other's renders
+        self.uids = range(base := 20000 + secrets.randbelow(4000) * 10, base + SIDECAR_SLOTS)
         argv = [sys.executable, "-m", "jobs.sandbox.sidecar", "--socket", str(socket_path), "--root", str(root)]
-        argv += ["--program", program, "--uid-base", "20100", "--slots", "4", "--worker-gid", "0"]
+        argv += ["--program", program, "--uid-base", str(base), "--slots", str(SIDECAR_SLOTS), "--worker-gid", "0"]
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )

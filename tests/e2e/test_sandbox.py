@@ -120,14 +120,14 @@ def sidecar(places, tmp_path, start_sidecar):
     container's."""
     root, _ = places
     env = {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": SECRET}
-    return start_sidecar(root=root / "chunks", socket_path=tmp_path / "sandbox.sock", program=PYTHON, env=env).client
+    return start_sidecar(root=root / "chunks", socket_path=tmp_path / "sandbox.sock", program=PYTHON, env=env)
 
 
 def test_the_sidecar_holds_code_that_runs_inside_it_without_namespaces(sidecar, places, listener, monkeypatch):
     root, outside = places
     monkeypatch.setenv("RENDER_SECRET_OF_THE_WORKER", SECRET)
     scratch, scene = scratch_with_scene(root)
-    report = run_probe(sidecar, scratch, scene, {"outside": str(outside), "port": listener.getsockname()[1]})
+    report = run_probe(sidecar.client, scratch, scene, {"outside": str(outside), "port": listener.getsockname()[1]})
     # No namespaces here: the host's world-writable /tmp may take a file during the run (in the sidecar's
     # container the root filesystem is read-only); the sidecar removes the run's files, then its scratch
     # directory, once the worker hangs up.
@@ -137,7 +137,7 @@ def test_the_sidecar_holds_code_that_runs_inside_it_without_namespaces(sidecar, 
     assert not scratch.exists()
 
     assert_contained(report, outside=outside, listener=listener)
-    assert 20100 <= report["uid"] < 20102
+    assert report["uid"] in sidecar.uids
     assert report["parent_environ"].startswith("refused") and report["init_environ"].startswith("refused")
     assert report["connect_local"] == "refused: PermissionError"  # the seccomp filter, not a closed port
 
@@ -145,7 +145,7 @@ def test_the_sidecar_holds_code_that_runs_inside_it_without_namespaces(sidecar, 
 def test_the_sidecar_kills_a_run_when_the_worker_hangs_up(sidecar, places):
     root, _ = places
     scratch, scene = scratch_with_scene(root)
-    process = sidecar.start(
+    process = sidecar.client.start(
         ["-I", "-c", "import os, time\nprint('started', flush=True)\nos.setsid()\ntime.sleep(60)"],
         scratch=scratch,
         scene=scene,
@@ -153,7 +153,7 @@ def test_the_sidecar_kills_a_run_when_the_worker_hangs_up(sidecar, places):
         limits=LIMITS,
     )
     assert process.readline() == b"started\n"
-    pids = [p for p in os.listdir("/proc") if p.isdigit() and _owner(p) in (20100, 20101)]
+    pids = [p for p in os.listdir("/proc") if p.isdigit() and _owner(p) in sidecar.uids]
     assert pids, "the run should be alive"
     process.kill()  # the worker hangs up (as when it dies)
     process.close()
