@@ -140,3 +140,13 @@ def test_an_override_is_applied_and_said(cli, scenes, tmp_path):
     job = json.loads(run.stdout)
     assert job["status"] == "COMPLETED" and (job["frame_start"], job["frame_end"]) == (1, 2)  # the file's range
     assert any("width 96 (the file's is 64)" in w for w in job["warnings"]), job["warnings"]
+
+
+def test_openexr_frames_are_stored_as_exr_without_previews(cli, scenes, tmp_path):
+    out = tmp_path / "exr"
+    run = cli("submit", "--scene", str(scenes / "glare.blend"), "--format", "exr", "--wait", "--download", str(out))
+    assert run.returncode == 0, run.stderr
+    files = sorted(out.iterdir())
+    assert [p.name for p in files if p.suffix == ".exr"] == ["00001.exr", "00002.exr"]
+    assert all(p.read_bytes()[:4] == b"\x76\x2f\x31\x01" for p in files if p.suffix == ".exr")  # OpenEXR's magic
+    assert not [p for p in files if p.name.startswith("preview")]  # no contact sheet of frames no browser shows
