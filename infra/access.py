@@ -30,19 +30,27 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 
+from jobs.repository import partitions as P  # the table's key prefixes, named once
+
 GET, PUT, UPDATE, DELETE, QUERY = (f"dynamodb:{a}" for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"))
 BATCH_GET = "dynamodb:BatchGetItem"  # the listings read a page's items after a keys-only index Query
 
-JOB_ITEMS = "JOB#*"
+
+def items(prefix: str) -> str:
+    """The `dynamodb:LeadingKeys` pattern of every partition with this prefix."""
+    return f"{prefix}*"
+
+
+JOB_ITEMS = items(P.JOB)
 
 # Workers: claim/progress/finish are conditional UpdateItems (alone or in transactions), the fan-out
 # creates task items with transactional Puts, reads are GetItem and a Query of a job's partition.
 # `OWNER#<owner>` (sk USAGE): the owner's frames waiting or rendering, settled by the write that ends a job.
-USAGE_ITEMS = "OWNER#*"
+USAGE_ITEMS = items(P.OWNER)
 # `WORKERS` (sk `WORKER#<id>`): each worker process's heartbeat item, a plain put every few seconds.
-WORKERS_PARTITION = "WORKERS"
-WEBHOOK_SECRETS = "HOOKSECRET#*"
-ASSET_ITEMS = "ASSET#*"  # declared scene files and, once a worker's Blender read one, its settings
+WORKERS_PARTITION = P.WORKERS
+WEBHOOK_SECRETS = items(P.HOOKSECRET)
+ASSET_ITEMS = items(P.ASSET)  # declared scene files and, once a worker's Blender read one, its settings
 WORKER_ITEMS = {
     JOB_ITEMS: (GET, PUT, UPDATE, QUERY),
     USAGE_ITEMS: (UPDATE,),
@@ -55,22 +63,22 @@ WORKER_ITEMS = {
 WEBHOOK_ITEMS = {
     JOB_ITEMS: (GET, UPDATE, QUERY),
     WEBHOOK_SECRETS: (GET,),
-    "HOOKSLOTS#*": (UPDATE,),
+    items(P.HOOKSLOTS): (UPDATE,),
 }
 # The sweeper (and `manage.py dlq` in its task): reads and conditional updates of job items only.
 SWEEPER_ITEMS = {JOB_ITEMS: (GET, UPDATE, QUERY), USAGE_ITEMS: (UPDATE,)}
 # gsi2, the sparse index of work that could get stuck: partitions `JOB#<STATUS>` and `TASK#<STATUS>`
 # (a later `JOB#<STATUS>#<n>` sharding still matches), and `HOOK#PENDING` (webhook deliveries not done).
-SWEEPER_INDEXES = {"gsi2": ("JOB#*", "TASK#*", "HOOK#*")}
+SWEEPER_INDEXES = {"gsi2": (JOB_ITEMS, items(P.CHUNK), items(P.HOOK))}
 # The API: jobs (submit, withdraw on a failed enqueue, cancel, retry, a job's tasks), idempotency
 # records (kept with the job in one transaction), API keys (lookup, create_api_key, revoke_api_key),
 # rate counters (an atomic ADD) and browser sessions.
 API_ITEMS = {
     JOB_ITEMS: (GET, BATCH_GET, PUT, UPDATE, DELETE, QUERY),
-    "IDEMPOTENCY#*": (GET, PUT, DELETE),
-    "APIKEY#*": (GET, BATCH_GET, PUT, UPDATE),
-    "THROTTLE#*": (UPDATE,),
-    "SESSION#*": (GET, PUT, UPDATE, DELETE),
+    items(P.IDEMPOTENCY): (GET, PUT, DELETE),
+    items(P.APIKEY): (GET, BATCH_GET, PUT, UPDATE),
+    items(P.THROTTLE): (UPDATE,),
+    items(P.SESSION): (GET, PUT, UPDATE, DELETE),
     USAGE_ITEMS: (UPDATE,),
     WORKERS_PARTITION: (QUERY,),  # GET /api/farm and `farm_status` list the live workers
     ASSET_ITEMS: (GET, PUT, UPDATE),  # declared (POST /api/assets), kept by each job, their inspection asked for
@@ -80,7 +88,11 @@ API_ITEMS = {
 # gsi2: every API key in the fixed partition `APIKEYS` (list_api_keys, revoke by key id);
 # gsi3: an owner's jobs by status (partition `OWNER#<owner>`, sort `<status>#<job id>`).
 # gsi2 `JOB#<status>` too: the farm status counts running jobs by state there (Select=COUNT).
-API_INDEXES = {"gsi1": ("OWNER#*", "APIKEYS#*"), "gsi2": ("APIKEYS", "JOB#*"), "gsi3": ("OWNER#*",)}
+API_INDEXES = {
+    "gsi1": (USAGE_ITEMS, items(f"{P.APIKEYS}#")),
+    "gsi2": (P.APIKEYS, JOB_ITEMS),
+    "gsi3": (USAGE_ITEMS,),
+}
 
 QUEUE_SEND = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
 QUEUE_CONSUME = (

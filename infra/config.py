@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from constructs import Node
 
+from jobs.domain import timing
+
 # AWS WAF's bounds for a rate-based rule's limit (requests per evaluation window, per IP).
 WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
 # The only stage names that are not production-grade by default (README "Deploy to AWS"); a short, exact list,
@@ -40,8 +42,9 @@ class StageConfig:
     worker_stop_timeout_seconds: int = 120  # Fargate's maximum; the worker's graceful shutdown fits in it
     webhook_worker_count: int = 1  # webhook worker tasks (always on; each a prefork pool)
     webhook_concurrency: int = 4  # deliveries one webhook worker task POSTs at once
-    visibility_timeout_seconds: int = 15  # kept alive by the worker while it renders: a dead worker's chunk in 15 s
-    lease_seconds: int = 12  # must be shorter than the visibility timeout
+    # kept alive by the worker while it renders: a dead worker's chunk in 15 s; the lease must be shorter
+    visibility_timeout_seconds: int = timing.VISIBILITY_TIMEOUT_SECONDS
+    lease_seconds: int = timing.LEASE_SECONDS
     result_retention_days: int = 90
     asset_retention_days: int = 30  # scene files, after their upload or the last job submitted with them
     infrequent_access_after_days: int = 30
@@ -76,8 +79,8 @@ class StageConfig:
         config = cls(**values)
         if config.infrequent_access_after_days < 30:
             raise ValueError("infrequentAccessAfterDays must be at least 30 (S3's minimum for STANDARD_IA)")
-        if config.lease_seconds >= config.visibility_timeout_seconds:
-            raise ValueError("leaseSeconds must be shorter than visibilityTimeoutSeconds")
+        if problem := timing.lease_problem(config.lease_seconds, config.visibility_timeout_seconds):
+            raise ValueError(f"leaseSeconds and visibilityTimeoutSeconds: {problem}")
         if config.webhook_worker_count < 1 or config.webhook_concurrency < 1:
             raise ValueError("webhookWorkerCount and webhookConcurrency must be at least 1 (deliveries need a worker)")
         if config.worker_stop_timeout_seconds > 120:

@@ -51,6 +51,11 @@ def _context() -> RenderContext:
     )
 
 
+def _arrived_on(task) -> str:
+    """The queue a message came on: its retry goes back there (the job's priority)."""
+    return task.request.delivery_info.get("routing_key") or settings.RENDER_QUEUE_NAMES["normal"]
+
+
 def backoff(failures: int) -> int:
     return min(settings.RENDER_RETRY_BACKOFF_SECONDS * 2 ** max(failures - 1, 0), 900)
 
@@ -78,13 +83,11 @@ def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
             notifier=wiring.job_notifier(),
         )
     if outcome is Outcome.HELD:  # `failures` is the seconds until the live lease lapses
-        queue = self.request.delivery_info.get("routing_key") or settings.RENDER_QUEUE_NAMES["normal"]
-        raise self.retry(args=(job_id, index, attempt), countdown=failures, queue=queue)
+        raise self.retry(args=(job_id, index, attempt), countdown=failures, queue=_arrived_on(self))
     if outcome in (Outcome.RETRY, Outcome.RELEASED):
         # A retry after a failure waits with backoff; a chunk released at shutdown goes straight back.
         countdown = 0 if outcome is Outcome.RELEASED else backoff(failures)
-        queue = self.request.delivery_info.get("routing_key") or settings.RENDER_QUEUE_NAMES["normal"]
-        raise self.retry(args=(job_id, index, attempt), countdown=countdown, queue=queue)
+        raise self.retry(args=(job_id, index, attempt), countdown=countdown, queue=_arrived_on(self))
     return outcome
 
 
@@ -137,7 +140,7 @@ def _job_body(job_id: str) -> bytes:
 def deliver_webhook(self, job_id: str, attempt: int, event: str) -> str:
     """POST the job's end to its callback URL (one try); a failed try comes back after its backoff, a delivery
     over its owner's limit of deliveries in flight after a short wait."""
-    if self.request.delivery_info.get("routing_key") in settings.RENDER_QUEUE_NAMES.values():
+    if _arrived_on(self) in settings.RENDER_QUEUE_NAMES.values():
         # Sent before deliveries had their own queue: passed on untouched, so no render worker ever POSTs.
         raise self.retry(args=(job_id, attempt, event), queue=settings.RENDER_WEBHOOK_QUEUE_NAME, countdown=0)
     policy = wiring.webhook_policy()

@@ -168,7 +168,7 @@ def queue_stats():
     return SqsQueueStats(
         sqs=aws.client("sqs"),
         cloudwatch=aws.client("cloudwatch"),
-        queues={p: settings.RENDER_QUEUE_NAMES[p] for p in ("high", "normal", "low")},
+        queues=dict(settings.RENDER_QUEUE_NAMES),
         urls={p: url for p, url in settings.RENDER_QUEUE_URLS.items() if url},
         dlq_name=settings.RENDER_DLQ_NAME,
         dlq_url=settings.RENDER_DLQ_URL,

@@ -10,6 +10,8 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from jobs.domain import Priority, timing
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -315,8 +317,8 @@ RENDER_SANDBOX_PROCESSES = env_int("RENDER_SANDBOX_PROCESSES", 1024)
 # ends (jobs/worker/transport.py: VisibilityKeeper). The lease must lapse no later than the
 # message reappears; a redelivery that still finds a live lease waits for it instead of dropping the work.
 # The heartbeat leaves a third of the lease for a slow write and its retries (lease 12 s, heartbeat 8 s).
-RENDER_LEASE_SECONDS = env_int("RENDER_LEASE_SECONDS", 12)
-RENDER_VISIBILITY_TIMEOUT = env_int("RENDER_VISIBILITY_TIMEOUT", 15)
+RENDER_LEASE_SECONDS = env_int("RENDER_LEASE_SECONDS", timing.LEASE_SECONDS)
+RENDER_VISIBILITY_TIMEOUT = env_int("RENDER_VISIBILITY_TIMEOUT", timing.VISIBILITY_TIMEOUT_SECONDS)
 RENDER_HEARTBEAT_SECONDS = env_float("RENDER_HEARTBEAT_SECONDS", max(0.5, min(8.0, RENDER_LEASE_SECONDS * 2 / 3)))
 if not 0 < RENDER_HEARTBEAT_SECONDS < RENDER_LEASE_SECONDS:
     raise ImproperlyConfigured("RENDER_HEARTBEAT_SECONDS must be above 0 and below RENDER_LEASE_SECONDS")
@@ -332,8 +334,8 @@ RENDER_WORKER_HEARTBEAT_SECONDS = env_float("RENDER_WORKER_HEARTBEAT_SECONDS", 1
 # After SIGTERM a running chunk keeps rendering only if its remaining frames fit in this many seconds;
 # otherwise it is released at the next frame boundary for another worker (ECS then stops the task).
 RENDER_SHUTDOWN_GRACE_SECONDS = env_int("RENDER_SHUTDOWN_GRACE_SECONDS", 30)
-if RENDER_LEASE_SECONDS >= RENDER_VISIBILITY_TIMEOUT:
-    raise ImproperlyConfigured("RENDER_LEASE_SECONDS must be shorter than RENDER_VISIBILITY_TIMEOUT")
+if problem := timing.lease_problem(RENDER_LEASE_SECONDS, RENDER_VISIBILITY_TIMEOUT):
+    raise ImproperlyConfigured(f"RENDER_LEASE_SECONDS and RENDER_VISIBILITY_TIMEOUT: {problem}")
 RENDER_MAX_ATTEMPTS = env_int("RENDER_MAX_ATTEMPTS", 3)
 # Attempts of a chunk whose failure was the farm's own (its storage or queue unavailable, not the scene): with
 # the doubling backoff, 8 retry for about ten minutes before the job fails.
@@ -400,11 +402,12 @@ RENDER_SWEEP_GRACE_SECONDS = env_int("RENDER_SWEEP_GRACE_SECONDS", 300)
 # scene-upload bucket on another host: space-separated, like "https://assets.s3.amazonaws.com".
 RENDER_CONSOLE_EXTRA_ORIGINS = env("RENDER_CONSOLE_EXTRA_ORIGINS", "").split()
 
-RENDER_QUEUE_NAMES = {p: f"{RENDER_QUEUE_PREFIX}render-{p}" for p in ("high", "normal", "low")}
+PRIORITIES = [str(p) for p in Priority]  # high, normal, low: the order the queues are polled in
+RENDER_QUEUE_NAMES = {p: f"{RENDER_QUEUE_PREFIX}render-{p}" for p in PRIORITIES}
 RENDER_DLQ_NAME = f"{RENDER_QUEUE_PREFIX}render-dlq"
 RENDER_DLQ_URL = env("RENDER_DLQ_URL", "")
 RENDER_QUEUE_URLS = {
-    p: env(f"RENDER_QUEUE_URL_{p.upper()}", "") for p in ("high", "normal", "low")
+    p: env(f"RENDER_QUEUE_URL_{p.upper()}", "") for p in PRIORITIES
 }  # in AWS (CDK sets it); locally the URL is looked up by name
 # Webhook deliveries have a queue (and a dead-letter queue) of their own, consumed only by webhook workers:
 # a slow receiver never holds a render worker, and a dead delivery message never reaches the render DLQ.
@@ -417,7 +420,7 @@ RENDER_WEBHOOK_DLQ_URL = env("RENDER_WEBHOOK_DLQ_URL", "")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "sqs://")
 _predefined = {
     RENDER_QUEUE_NAMES[p]: {"url": os.environ[f"RENDER_QUEUE_URL_{p.upper()}"]}
-    for p in ("high", "normal", "low")
+    for p in PRIORITIES
     if os.environ.get(f"RENDER_QUEUE_URL_{p.upper()}")
 }
 if RENDER_WEBHOOK_QUEUE_URL:
@@ -425,7 +428,7 @@ if RENDER_WEBHOOK_QUEUE_URL:
 # kombu's SQS transport, polling the render queues in priority order (see jobs/worker/transport.py).
 CELERY_BROKER_TRANSPORT = env("CELERY_BROKER_TRANSPORT", "jobs.worker.transport:Transport")
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "queue_order": [RENDER_QUEUE_NAMES[p] for p in ("high", "normal", "low")],
+    "queue_order": [RENDER_QUEUE_NAMES[p] for p in PRIORITIES],
     "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
     "visibility_timeout": RENDER_VISIBILITY_TIMEOUT,
     "wait_time_seconds": RENDER_SQS_WAIT_SECONDS,

@@ -45,6 +45,7 @@ from jobs.ports import (
     StoredAsset,
     UploadTicket,
 )
+from jobs.ports.values import WorkKind
 from jobs.renderers import FrameRenderer
 
 P, Q = JobStatus.PROCESSING, JobStatus.QUEUED
@@ -87,7 +88,7 @@ class InMemoryJobRepository:
     # --- jobs ---------------------------------------------------------------------------------
     def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None:
         if idempotency is not None:
-            held = self.idempotency.get(idempotency.pk)
+            held = self.idempotency.get(idempotency.name)
             if held and held.expires_at >= idempotency.created_at:
                 raise IdempotencyTaken()
         if job.id in self.jobs and self.jobs[job.id] != job:
@@ -95,10 +96,10 @@ class InMemoryJobRepository:
         self.jobs[job.id] = job
         self.due[(job.id, None)] = (job.status, job.created_at)
         if idempotency is not None:
-            self.idempotency[idempotency.pk] = idempotency
+            self.idempotency[idempotency.name] = idempotency
 
-    def idempotency_record(self, pk: str) -> IdempotencyRecord | None:
-        return self.idempotency.get(pk)
+    def idempotency_record(self, name: str) -> IdempotencyRecord | None:
+        return self.idempotency.get(name)
 
     def get(self, job_id: str) -> Job:
         try:
@@ -110,11 +111,11 @@ class InMemoryJobRepository:
         job = self.get(job_id)
         self.jobs[job_id] = job.replace(warnings=tuple(sorted({*job.warnings, *warnings})))
 
-    def withdraw(self, job_id: str, *, idempotency_pk: str | None = None) -> None:
+    def withdraw(self, job_id: str, *, idempotency: str | None = None) -> None:
         self._job_if(job_id, lambda j: j.status is Q)
         del self.jobs[job_id]
         self.due.pop((job_id, None), None)
-        self.idempotency.pop(idempotency_pk, None)
+        self.idempotency.pop(idempotency, None)
 
     def list_for_owner(self, owner, *, status, cursor, limit) -> JobPage:
         if cursor:
@@ -204,7 +205,7 @@ class InMemoryJobRepository:
     def overdue(self, kind, status, *, now, limit) -> list[Overdue]:
         out = []
         for (job_id, index), (st, due) in sorted(self.due.items(), key=lambda kv: kv[1][1]):
-            if (kind == "JOB") != (index is None) or st is not status or due >= now:
+            if (kind == WorkKind.JOB) != (index is None) or st is not status or due >= now:
                 continue
             item = self.jobs[job_id] if index is None else self.chunk_items[(job_id, index)]
             out.append(Overdue(job_id, index, status, item.attempt, marker=(str(st), due.isoformat())))

@@ -7,8 +7,10 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-PRIORITIES = ("high", "normal", "low")
-MAX_RECEIVE_COUNT = 5  # bootstrap_aws uses the same value
+from jobs.domain import Priority
+from jobs.domain.timing import MAX_RECEIVE_COUNT  # bootstrap_aws uses it too
+
+PRIORITIES = [str(p) for p in Priority]
 
 
 class RenderQueues(Construct):

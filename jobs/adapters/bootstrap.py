@@ -8,9 +8,9 @@ import logging
 from botocore.exceptions import ClientError
 
 from jobs.adapters import aws
+from jobs.domain.timing import MAX_RECEIVE_COUNT
 
 log = logging.getLogger(__name__)
-MAX_RECEIVE_COUNT = 5
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 
 

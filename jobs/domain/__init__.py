@@ -32,6 +32,7 @@ from jobs.domain.states import (
     can_transition,
     sources,
 )
+from jobs.domain.timing import LEASE_SECONDS, MAX_RECEIVE_COUNT, VISIBILITY_TIMEOUT_SECONDS, lease_problem
 from jobs.domain.work import (
     MAX_ERROR_MESSAGE,
     MAX_WARNING,
@@ -51,12 +52,14 @@ __all__ = [
     "ACTIVE_STATES",
     "DEFAULT_CHUNK_SIZE",
     "FINAL_STATES",
+    "LEASE_SECONDS",
     "MAX_CHUNKS_PER_JOB",
     "MAX_CHUNK_SIZE",
     "MAX_DIMENSION",
     "MAX_ERROR_MESSAGE",
     "MAX_FRAMES_PER_JOB",
     "MAX_FRAME_NUMBER",
+    "MAX_RECEIVE_COUNT",
     "MAX_SAMPLES",
     "MAX_SCENE_NAME",
     "MAX_WARNING",
@@ -65,6 +68,7 @@ __all__ = [
     "SHA256_HEX_LENGTH",
     "TRANSITIONS",
     "UNFINISHED_STATES",
+    "VISIBILITY_TIMEOUT_SECONDS",
     "Chunk",
     "Failure",
     "FrameResult",
@@ -80,6 +84,7 @@ __all__ = [
     "chunk_count",
     "frame_key",
     "frame_range_problem",
+    "lease_problem",
     "log_key",
     "manifest_key",
     "new_job_id",

@@ -24,13 +24,21 @@ class ChunkPage:
 
 @dataclass(frozen=True)
 class IdempotencyRecord:
-    """`pk=IDEMPOTENCY#<owner>#<key>`: which job a key created, for which request body, until when."""
+    """Which job an owner's Idempotency-Key created, for which request body, until when. `name` is
+    `<owner>#<key>` (the repository keeps it under its own prefix)."""
 
-    pk: str
+    name: str
     job_id: str
     request_hash: str
     created_at: datetime
     expires_at: datetime
+
+
+class WorkKind(enum.StrEnum):
+    """The two kinds of work that could get stuck (the sweeper looks for each): named as the table names them."""
+
+    JOB = "JOB"  # a job item (a one-chunk job's work, or a job of several chunks as a whole)
+    CHUNK = "TASK"  # a chunk item of a job of several chunks
 
 
 @dataclass(frozen=True)

@@ -200,12 +200,9 @@ class _BlenderRun:
                 return
             if time.monotonic() > deadline:  # checked on every pass: a render that prints all along is limited too
                 raise RenderError(f"Frame {self.current} took longer than {frame_timeout:g} s (the per-frame limit).")
-            try:
-                line = self.lines.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                continue
+            line = self._next_line()
             if line is None:
-                self._ended_early()
+                continue
             path = self._take(line)
             if path is None:
                 continue
@@ -247,14 +244,20 @@ class _BlenderRun:
         while self.report is None:
             if time.monotonic() > deadline:
                 raise RenderError(f"Blender did not read the scene file within {timeout:g} s.")
-            try:
-                line = self.lines.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                continue
-            if line is None:
-                self._ended_early()
-            self._take(line)
+            if (line := self._next_line()) is not None:
+                self._take(line)
         return self.report
+
+    def _next_line(self) -> str | None:
+        """Blender's next line of output, None if none came within a poll; raises what ended Blender early."""
+        try:
+            line = self.lines.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            return None
+        if line is None:
+            self._ended_early()
+            return None  # an inspection that reported before Blender exited
+        return line
 
     def _customer(self, message: str) -> str:
         # Paths inside the sandbox mean nothing to the customer: `scene.blend` is their file.

@@ -26,18 +26,20 @@ from botocore.exceptions import ClientError
 
 from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.ports.values import ApiKeyRecord, Revocation, key_id_of
+from jobs.repository import partitions as P
 from jobs.repository.dynamo import query_keys_then_items
 from jobs.repository.items import deserialize, iso, parse_iso, serialize, serialize_value
 
-ALL_KEYS = "APIKEYS"
+ALL_KEYS = P.APIKEYS
+APIKEY_SK = P.fixed_sort_key(P.APIKEY)
 
 
 def _key(key_hash: str) -> dict[str, Any]:
-    return {"pk": {"S": f"APIKEY#{key_hash}"}, "sk": {"S": "APIKEY"}}
+    return {"pk": {"S": P.APIKEY + key_hash}, "sk": {"S": APIKEY_SK}}
 
 
 def _record(item: dict[str, Any]) -> ApiKeyRecord:
-    key_hash = item["pk"].removeprefix("APIKEY#")
+    key_hash = item["pk"].removeprefix(P.APIKEY)
     return ApiKeyRecord(
         key_hash=key_hash,
         owner=item["owner"],
@@ -56,13 +58,13 @@ class DynamoApiKeyRepository:
     def add(self, *, key_hash: str, owner: str, now: datetime, scopes: frozenset[str] = frozenset()) -> ApiKeyRecord:
         key_id = key_id_of(key_hash)
         item = {
-            "pk": f"APIKEY#{key_hash}",
-            "sk": "APIKEY",
+            "pk": P.APIKEY + key_hash,
+            "sk": APIKEY_SK,
             "owner": owner,
             "created_at": iso(now),
             "key_id": key_id,
             "scopes": sorted(scopes),
-            "gsi1pk": f"APIKEYS#{owner}",  # an owner's keys, for revoking them all
+            "gsi1pk": f"{P.APIKEYS}#{owner}",  # an owner's keys, for revoking them all
             "gsi1sk": f"{iso(now)}#{key_hash}",
             "gsi2pk": ALL_KEYS,  # every key, for listing them and finding one by id
             "gsi2sk": key_id,
@@ -109,7 +111,7 @@ class DynamoApiKeyRepository:
     def list_keys(self, *, owner: str | None = None) -> list[ApiKeyRecord]:
         """An owner's keys (oldest first), or every key (by key id); revoked ones too."""
         if owner is not None:
-            return self._query("gsi1", "gsi1pk = :p", {":p": f"APIKEYS#{owner}"})
+            return self._query("gsi1", "gsi1pk = :p", {":p": f"{P.APIKEYS}#{owner}"})
         return self._query("gsi2", "gsi2pk = :p", {":p": ALL_KEYS})
 
     def with_key_id(self, key_id: str) -> list[ApiKeyRecord]:
@@ -127,12 +129,12 @@ class DynamoApiKeyRepository:
                 resp = self._client.scan(
                     TableName=self._table,
                     FilterExpression="sk = :sk AND attribute_not_exists(key_id)",
-                    ExpressionAttributeValues={":sk": {"S": "APIKEY"}},
+                    ExpressionAttributeValues={":sk": {"S": APIKEY_SK}},
                     ProjectionExpression="pk",
                     **({"ExclusiveStartKey": start} if start else {}),
                 )
             for item in resp.get("Items", []):
-                key_hash = item["pk"]["S"].removeprefix("APIKEY#")
+                key_hash = item["pk"]["S"].removeprefix(P.APIKEY)
                 with unavailable_as_503("DynamoDB"):
                     self._client.update_item(
                         TableName=self._table,

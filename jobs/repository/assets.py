@@ -19,11 +19,12 @@ from botocore.exceptions import ClientError
 from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import owner_slug
 from jobs.ports.values import INSPECTION_PENDING, AssetInspection, AssetRecord
+from jobs.repository import partitions as P
 from jobs.repository.items import epoch, iso, parse_iso
 
 
 def _key(owner: str, sha256: str) -> dict[str, Any]:
-    return {"pk": {"S": f"ASSET#{owner_slug(owner)}#{sha256}"}, "sk": {"S": "ASSET"}}
+    return {"pk": {"S": f"{P.ASSET}{owner_slug(owner)}#{sha256}"}, "sk": {"S": P.fixed_sort_key(P.ASSET)}}
 
 
 class DynamoAssetRepository:

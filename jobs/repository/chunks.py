@@ -19,6 +19,7 @@ from jobs.domain import Chunk, Failure, Job, JobStatus
 from jobs.errors import JobNotFound, JobNotRunning, JobStateConflict, LeaseLost, StaleWrite
 from jobs.ports.values import ChunkPage
 from jobs.repository import claims, frames
+from jobs.repository import partitions as P
 from jobs.repository.cursor import decode_cursor, encode_cursor
 from jobs.repository.dynamo import (
     FINISHED,
@@ -118,7 +119,7 @@ class DynamoChunkRepository:
         return {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :task)",
-            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":task": {"S": "TASK#"}},
+            "ExpressionAttributeValues": {":pk": {"S": P.JOB + job_id}, ":task": {"S": P.CHUNK}},
             "ConsistentRead": True,
             "Limit": limit,
         }

@@ -12,6 +12,7 @@ from typing import Any
 from jobs.adapters.aws import unavailable_as_503
 from jobs.domain import Chunk, Job, JobStatus
 from jobs.errors import JobNotFound, JobNotRunning, JobStateConflict, StaleWrite
+from jobs.repository import partitions as P
 from jobs.repository.dynamo import (
     TAKE_LEASE,
     conditional_update,
@@ -126,7 +127,7 @@ def _start(client, table: str, job_id: str, *, attempt: int, now: datetime) -> J
                     ":attempt": attempt,
                     **{
                         f":{k}": v
-                        for k, v in due_index("JOB", JobStatus.PROCESSING, now + RUNNING_JOB_AUDIT, job_id).items()
+                        for k, v in due_index(P.JOB_KIND, JobStatus.PROCESSING, now + RUNNING_JOB_AUDIT, job_id).items()
                     },
                 },
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from jobs.adapters.aws import unavailable_as_503
+from jobs.repository import partitions as P
 
 
 class DynamoCounters:
@@ -17,7 +18,7 @@ class DynamoCounters:
         with unavailable_as_503("DynamoDB"):
             resp = self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": f"THROTTLE#{subject}#{window}"}, "sk": {"S": "THROTTLE"}},
+                Key={"pk": {"S": f"{P.THROTTLE}{subject}#{window}"}, "sk": {"S": P.fixed_sort_key(P.THROTTLE)}},
                 UpdateExpression="ADD hits :n SET expires_at = if_not_exists(expires_at, :ttl)",
                 ExpressionAttributeValues={":n": {"N": str(count)}, ":ttl": {"N": str(int(expires_at.timestamp()))}},
                 ReturnValues="UPDATED_NEW",

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from jobs.adapters.aws import COMPONENTS, error_code, unavailable_as_503
 from jobs.domain import Failure, JobStatus
 from jobs.errors import JobNotFound, ServiceUnavailable, StaleWrite
+from jobs.repository import partitions as P
 from jobs.repository.items import deserialize, iso, seconds, serialize_value, status_sort_key
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ def failure_values(failure: Failure) -> dict[str, Any]:
 
 def usage_key(owner: str) -> dict[str, Any]:
     """The owner's usage item: frames of jobs waiting or rendering (the fairness limit)."""
-    return {"pk": {"S": f"OWNER#{owner}"}, "sk": {"S": "USAGE"}}
+    return {"pk": {"S": P.OWNER + owner}, "sk": {"S": P.USAGE}}
 
 
 def add_usage(client, table: str, owner: str, frames: int, *, room: int | None = None) -> None:

@@ -19,9 +19,10 @@ from datetime import datetime
 from jobs.adapters.aws import unavailable_as_503
 from jobs.domain import JobStatus
 from jobs.ports.values import WorkerBeat
+from jobs.repository import partitions as P
 from jobs.repository.items import due_partitions, from_seconds, iso, parse_iso
 
-PARTITION = "WORKERS"
+PARTITION = P.WORKERS
 ACTIVE_STATES = (JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.CANCELLING)
 
 
@@ -33,7 +34,7 @@ class DynamoFarm:
     def beat(self, beat: WorkerBeat) -> None:
         item = {
             "pk": {"S": PARTITION},
-            "sk": {"S": f"WORKER#{beat.id}"},
+            "sk": {"S": P.WORKER + beat.id},
             "id": {"S": beat.id},
             "host": {"S": beat.host},
             "pid": {"N": str(beat.pid)},
@@ -73,7 +74,7 @@ class DynamoFarm:
         with unavailable_as_503("DynamoDB"):
             for status in ACTIVE_STATES:
                 total = 0
-                for partition in due_partitions("JOB", status):
+                for partition in due_partitions(P.JOB_KIND, status):
                     start = None
                     while True:
                         resp = self._client.query(

@@ -12,6 +12,7 @@ from jobs.adapters.aws import unavailable_as_503
 from jobs.domain import Job, JobStatus
 from jobs.errors import InvalidCursor, JobStateConflict
 from jobs.ports.values import JobPage, Overdue
+from jobs.repository import partitions as P
 from jobs.repository.cursor import decode_cursor, encode_cursor
 from jobs.repository.dynamo import batch_get, conditional_update, query_page
 from jobs.repository.items import (
@@ -62,7 +63,7 @@ def list_for_owner(
         keys = [{"pk": {"S": e["pk"]}, "sk": {"S": e["sk"]}} for e in entries]
         found = {item["id"]: item_to_job(item) for item in batch_get(client, table, keys)}
         for entry in entries:
-            job = found.get(entry["pk"].removeprefix("JOB#"))
+            job = found.get(entry["pk"].removeprefix(P.JOB))
             # An active group holds three states: the items, read now, say which each job is in.
             if job is not None and (status is None or job.status is status):
                 page.append((entry[f"{index}sk"], job))
@@ -136,8 +137,8 @@ def overdue(client, table: str, kind: str, status: JobStatus, *, now: datetime, 
             item = deserialize(raw)
             out.append(
                 Overdue(
-                    job_id=item["job_id"] if kind == "TASK" else item["id"],
-                    index=int(item["index"]) if kind == "TASK" else None,
+                    job_id=item["job_id"] if kind == P.CHUNK_KIND else item["id"],
+                    index=int(item["index"]) if kind == P.CHUNK_KIND else None,
                     status=status,
                     attempt=int(item["attempt"]),
                     marker=(item["gsi2pk"], item["gsi2sk"]),

@@ -12,6 +12,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from jobs.domain import ACTIVE_STATES, Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, RendererName, Scene
 from jobs.ports.values import IdempotencyRecord
+from jobs.repository import partitions as P
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -55,14 +56,14 @@ INDEX_PROJECTIONS: dict[str, tuple[str, ...] | None] = {
 
 
 def job_key(job_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
+    return {"pk": {"S": P.JOB + job_id}, "sk": {"S": P.JOB_KIND}}
 
 
 def chunk_key(job_id: str, index: int | None) -> dict[str, Any]:
     """The item that stores a chunk: the job item for a one-chunk job (index None), else its chunk item."""
     if index is None:
         return job_key(job_id)
-    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"TASK#{index:05d}"}}
+    return {"pk": {"S": P.JOB + job_id}, "sk": {"S": f"{P.CHUNK}{index:05d}"}}
 
 
 def due_id(job_id: str, index: int | None) -> str:
@@ -106,17 +107,17 @@ def due_partitions(kind: str, status: JobStatus) -> list[str]:
 
 
 def chunk_due_index(job_id: str, index: int | None, status: JobStatus, due: datetime) -> dict[str, str]:
-    return due_index("JOB" if index is None else "TASK", status, due, due_id(job_id, index))
+    return due_index(P.JOB_KIND if index is None else P.CHUNK_KIND, status, due, due_id(job_id, index))
 
 
 def owner_partition(owner: str, job_id: str) -> str:
     """gsi1 and gsi3 partition: the shard of an owner's jobs that holds this job."""
-    return f"OWNER#{owner}#{shard_of(job_id, OWNER_SHARDS)}"
+    return f"{P.OWNER}{owner}#{shard_of(job_id, OWNER_SHARDS)}"
 
 
 def owner_partitions(owner: str) -> list[str]:
     """Every shard of an owner's jobs: listings query them all and merge by sort key."""
-    return [f"OWNER#{owner}#{n}" for n in range(OWNER_SHARDS)]
+    return [f"{P.OWNER}{owner}#{n}" for n in range(OWNER_SHARDS)]
 
 
 def listing_group(status: JobStatus) -> str:
@@ -149,8 +150,8 @@ CHUNK_PROGRESS = re.compile(r"c\d+")  # `c<index>`: a chunk's frames done, publi
 
 def job_to_item(job: Job) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "pk": f"JOB#{job.id}",
-        "sk": "JOB",
+        "pk": P.JOB + job.id,
+        "sk": P.JOB_KIND,
         "gsi1pk": owner_partition(job.owner, job.id),
         "gsi1sk": f"{iso(job.created_at)}#{job.id}",
         "gsi3pk": owner_partition(job.owner, job.id),
@@ -187,7 +188,7 @@ def job_to_item(job: Job) -> dict[str, Any]:
         item["keep_missing"] = True
     if job.warnings:
         item["warnings"] = set(job.warnings)
-    item.update(due_index("JOB", job.status, job.created_at, job.id))
+    item.update(due_index(P.JOB_KIND, job.status, job.created_at, job.id))
     return item
 
 
@@ -253,8 +254,8 @@ def _optional_int(value: Any) -> int | None:
 def chunk_to_item(chunk: Chunk, created_at: datetime) -> dict[str, Any]:
     """A chunk item (jobs of several chunks); a one-chunk job's chunk is its job item."""
     item: dict[str, Any] = {
-        "pk": f"JOB#{chunk.job_id}",
-        "sk": f"TASK#{chunk.index:05d}",
+        "pk": P.JOB + chunk.job_id,
+        "sk": f"{P.CHUNK}{chunk.index:05d}",
         "job_id": chunk.job_id,
         "index": chunk.index,
         "frame_start": chunk.frame_start,
@@ -273,20 +274,23 @@ def chunk_to_item(chunk: Chunk, created_at: datetime) -> dict[str, Any]:
 
 def item_to_chunk(item: dict[str, Any]) -> Chunk:
     """A chunk item, or a one-chunk job's item seen as its chunk."""
-    if item.get("sk") == "JOB":
+    if item.get("sk") == P.JOB_KIND:
         return item_to_job(item).as_chunk()
     return Chunk(job_id=item["job_id"], index=int(item["index"]), **_work_fields(item))
 
 
-def idempotency_key(pk: str) -> dict[str, Any]:
+IDEMPOTENCY_SK = P.fixed_sort_key(P.IDEMPOTENCY)
+
+
+def idempotency_key(name: str) -> dict[str, Any]:
     """`pk=IDEMPOTENCY#<owner>#<key>, sk=IDEMPOTENCY`: which job an Idempotency-Key created."""
-    return {"pk": {"S": pk}, "sk": {"S": "IDEMPOTENCY"}}
+    return {"pk": {"S": P.IDEMPOTENCY + name}, "sk": {"S": IDEMPOTENCY_SK}}
 
 
 def idempotency_to_item(record: IdempotencyRecord) -> dict[str, Any]:
     return {
-        "pk": record.pk,
-        "sk": "IDEMPOTENCY",
+        "pk": P.IDEMPOTENCY + record.name,
+        "sk": IDEMPOTENCY_SK,
         "job_id": record.job_id,
         "request_hash": record.request_hash,
         "created_at": record.created_at.isoformat(),
@@ -297,7 +301,7 @@ def idempotency_to_item(record: IdempotencyRecord) -> dict[str, Any]:
 def item_to_idempotency(item: dict[str, Any]) -> IdempotencyRecord:
     expires_at = datetime.fromtimestamp(int(item["expires_at"]), UTC)
     return IdempotencyRecord(
-        pk=item["pk"],
+        name=item["pk"].removeprefix(P.IDEMPOTENCY),
         job_id=item["job_id"],
         request_hash=item["request_hash"],
         created_at=parse_iso(item.get("created_at")) or expires_at,

@@ -21,6 +21,7 @@ from jobs.errors import (
 )
 from jobs.ports.values import IdempotencyRecord, JobPage, Overdue
 from jobs.repository import indexes
+from jobs.repository import partitions as P
 from jobs.repository.chunks import DynamoChunkRepository
 from jobs.repository.dynamo import (
     FINISHED,
@@ -101,9 +102,9 @@ class DynamoJobRepository:
             "ExpressionAttributeValues": {":now": {"N": str(epoch(record.created_at))}},
         }
 
-    def idempotency_record(self, pk: str) -> IdempotencyRecord | None:
+    def idempotency_record(self, name: str) -> IdempotencyRecord | None:
         with unavailable_as_503("DynamoDB"):
-            resp = self._client.get_item(TableName=self._table, Key=idempotency_key(pk), ConsistentRead=True)
+            resp = self._client.get_item(TableName=self._table, Key=idempotency_key(name), ConsistentRead=True)
         return item_to_idempotency(deserialize(resp["Item"])) if "Item" in resp else None
 
     def get(self, job_id: str) -> Job:
@@ -131,18 +132,18 @@ class DynamoJobRepository:
                     raise
                 raise JobNotFound() from None
 
-    def withdraw(self, job_id: str, *, idempotency_pk: str | None = None) -> None:
+    def withdraw(self, job_id: str, *, idempotency: str | None = None) -> None:
         """Delete a job that was never enqueued (still QUEUED), with its idempotency record."""
         delete = update_params(self._table, job_key(job_id), None, "#status = :st_queued", {})
         delete.pop("ReturnValuesOnConditionCheckFailure")
         with unavailable_as_503("DynamoDB"):
-            if idempotency_pk is None:
+            if idempotency is None:
                 self._client.delete_item(**delete)
                 return
             self._client.transact_write_items(
                 TransactItems=[
                     {"Delete": delete},
-                    {"Delete": {"TableName": self._table, "Key": idempotency_key(idempotency_pk)}},
+                    {"Delete": {"TableName": self._table, "Key": idempotency_key(idempotency)}},
                 ]
             )
 
@@ -167,7 +168,7 @@ class DynamoJobRepository:
                 f" AND {LEASE_FREE}",
                 values={
                     **lease_values(worker=worker, token=token, now=now, lease_seconds=lease_seconds, attempt=attempt),
-                    **{f":{k}": v for k, v in due_index("JOB", JobStatus.PROCESSING, expires, job_id).items()},
+                    **{f":{k}": v for k, v in due_index(P.JOB_KIND, JobStatus.PROCESSING, expires, job_id).items()},
                 },
             )
         )
@@ -259,7 +260,7 @@ class DynamoJobRepository:
             values[":ttl"] = epoch(expires_at or now)
         else:
             expression = f"SET {status}, updated_at = :now, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
-            values.update({f":{k}": v for k, v in due_index("JOB", target, now, job_id).items()})
+            values.update({f":{k}": v for k, v in due_index(P.JOB_KIND, target, now, job_id).items()})
         item = conditional_update(
             self._client, self._table, job_key(job_id), expression, condition=condition, values=values
         )
@@ -284,7 +285,7 @@ class DynamoJobRepository:
                     ":now": iso(now),
                     ":none": -1,
                     ":zero": 0,
-                    **{f":{k}": v for k, v in due_index("JOB", JobStatus.QUEUED, now, job_id).items()},
+                    **{f":{k}": v for k, v in due_index(P.JOB_KIND, JobStatus.QUEUED, now, job_id).items()},
                 },
             )
         )

@@ -15,11 +15,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobs.adapters.aws import error_code, unavailable_as_503
+from jobs.repository import partitions as P
 from jobs.repository.items import epoch
 
 
 def _key(session_hash: str) -> dict[str, Any]:
-    return {"pk": {"S": f"SESSION#{session_hash}"}, "sk": {"S": "SESSION"}}
+    return {"pk": {"S": P.SESSION + session_hash}, "sk": {"S": P.fixed_sort_key(P.SESSION)}}
 
 
 class DynamoSessionRepository:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobs.errors import JobNotFound, JobStateConflict, StaleWrite
+from jobs.repository import partitions as P
 from jobs.repository.dynamo import conditional_update
 from jobs.repository.items import epoch, seconds
 
@@ -23,7 +24,7 @@ KEEP_IDLE = timedelta(days=1)  # an owner's item outlives its last take by this 
 
 
 def slots_key(owner: str) -> dict[str, Any]:
-    return {"pk": {"S": f"HOOKSLOTS#{owner}"}, "sk": {"S": "HOOKSLOTS"}}
+    return {"pk": {"S": P.HOOKSLOTS + owner}, "sk": {"S": P.fixed_sort_key(P.HOOKSLOTS)}}
 
 
 def _free(item: dict[str, Any], slot: int, now: datetime) -> bool:

@@ -18,18 +18,19 @@ from jobs.adapters.aws import unavailable_as_503
 from jobs.domain import JobStatus, Priority
 from jobs.errors import JobStateConflict
 from jobs.ports.webhooks import MAX_LISTED_TRIES, PENDING, DeliveryTry, WebhookDelivery
+from jobs.repository import partitions as P
 from jobs.repository.dynamo import conditional_update
 from jobs.repository.items import deserialize, due_sort_key, epoch, from_seconds, iso, parse_iso, seconds
 
-PENDING_PARTITION = "HOOK#PENDING"
+PENDING_PARTITION = P.HOOK_PENDING
 
 
 def delivery_key(job_id: str, job_attempt: int, event: str) -> dict[str, Any]:
-    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"HOOK#{job_attempt:05d}#{event}"}}
+    return {"pk": {"S": P.JOB + job_id}, "sk": {"S": f"{P.HOOK}{job_attempt:05d}#{event}"}}
 
 
 def secret_key(owner: str) -> dict[str, Any]:
-    return {"pk": {"S": f"HOOKSECRET#{owner}"}, "sk": {"S": "HOOKSECRET"}}
+    return {"pk": {"S": P.HOOKSECRET + owner}, "sk": {"S": P.fixed_sort_key(P.HOOKSECRET)}}
 
 
 def _due_id(job_id: str, job_attempt: int, event: str) -> str:
@@ -127,7 +128,7 @@ class DynamoWebhookRepository:
             resp = self._client.query(
                 TableName=self._table,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :hook)",
-                ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":hook": {"S": "HOOK#"}},
+                ExpressionAttributeValues={":pk": {"S": P.JOB + job_id}, ":hook": {"S": P.HOOK}},
                 ScanIndexForward=False,
                 Limit=1,
                 ConsistentRead=True,
@@ -192,7 +193,7 @@ class DynamoWebhookRepository:
         out = []
         for raw in resp.get("Items", []):
             sk = raw["sk"]["S"].split("#")  # HOOK#<attempt>#<event>
-            found = self.get(raw["pk"]["S"].removeprefix("JOB#"), int(sk[1]), JobStatus(sk[2]))
+            found = self.get(raw["pk"]["S"].removeprefix(P.JOB), int(sk[1]), JobStatus(sk[2]))
             if found is not None and found.marker is not None:
                 out.append(found)
         return out

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from jobs.domain import Failure
 from jobs.ports import DeadLetter, JobNotifier, JobRepository, LogContext, no_log_context
 from jobs.services.control import SILENT, job_fail
+from jobs.services.sweep_counts import DeadLettered
 
 log = logging.getLogger(__name__)
 DEAD_LETTERED = Failure(
@@ -35,7 +36,7 @@ def dead_letters_fail_jobs(
     for letter in letters:
         target = letter.target()
         if target is None:
-            done["webhook" if letter.webhook() else "unknown"] += 1
+            done[DeadLettered.WEBHOOK if letter.webhook() else DeadLettered.UNKNOWN] += 1
             continue
         job_id, index, attempt = target
         with log_context(job_id=job_id, chunk=index, attempt=attempt):
@@ -50,5 +51,5 @@ def dead_letters_fail_jobs(
                 notifier=notifier,
             )
             log.warning("dead-lettered message: job %s", "failed" if failed else "already final")
-        done["job_failed" if failed else "already_final"] += 1
+        done[DeadLettered.JOB_FAILED if failed else DeadLettered.ALREADY_FINAL] += 1
     return done

@@ -115,7 +115,7 @@ def job_create(
     record = None
     if idempotency_key is not None:
         record = IdempotencyRecord(
-            pk=f"IDEMPOTENCY#{owner}#{idempotency_key}",
+            name=f"{owner}#{idempotency_key}",
             job_id=job.id,
             request_hash=request_spec.fingerprint(),  # the request as sent: a replay matches before resolving
             created_at=now,
@@ -180,7 +180,7 @@ def from_the_file(spec: JobSpec, inspection: AssetInspection) -> JobSpec:
 
 
 def _replay(repo: JobRepository, record: IdempotencyRecord) -> Job:
-    existing = repo.idempotency_record(record.pk)
+    existing = repo.idempotency_record(record.name)
     if existing is None:  # withdrawn after a failed enqueue, between our write and this read
         raise ServiceUnavailable("The original request with this Idempotency-Key did not complete; send it again.")
     if existing.request_hash != record.request_hash:
@@ -190,6 +190,6 @@ def _replay(repo: JobRepository, record: IdempotencyRecord) -> Job:
 
 def _withdraw(repo: JobRepository, job_id: str, record: IdempotencyRecord | None) -> None:
     try:
-        repo.withdraw(job_id, idempotency_pk=record.pk if record else None)
+        repo.withdraw(job_id, idempotency=record.name if record else None)
     except Exception:  # the 503 stands either way; a job left QUEUED is logged for the operator (and the sweeper)
         log.exception("could not withdraw job %s after a failed enqueue", job_id)

@@ -30,16 +30,18 @@ from datetime import datetime, timedelta
 from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
 from jobs.errors import JobNotFound, JobStateConflict
 from jobs.ports import JobNotifier, JobRepository, LogContext, Overdue, TaskQueue, WebhookRepository, no_log_context
+from jobs.ports.values import WorkKind
 from jobs.services.control import SILENT, enqueue_work, finish_cancel_if_idle, job_fail
+from jobs.services.sweep_counts import Swept
 from jobs.services.webhooks import webhooks_sweep
 
 log = logging.getLogger(__name__)
 SWEPT = (
-    ("JOB", JobStatus.QUEUED),
-    ("JOB", JobStatus.PROCESSING),
-    ("JOB", JobStatus.CANCELLING),
-    ("TASK", JobStatus.QUEUED),
-    ("TASK", JobStatus.PROCESSING),
+    (WorkKind.JOB, JobStatus.QUEUED),
+    (WorkKind.JOB, JobStatus.PROCESSING),
+    (WorkKind.JOB, JobStatus.CANCELLING),
+    (WorkKind.CHUNK, JobStatus.QUEUED),
+    (WorkKind.CHUNK, JobStatus.PROCESSING),
 )
 
 
@@ -69,7 +71,7 @@ def sweep(
                 try:
                     outcome = _act(ctx, work)
                 except JobNotFound:
-                    outcome = "gone"
+                    outcome = Swept.GONE
                 done[outcome] += 1
                 log.info("sweep: overdue %s %s: %s", work.status, "job" if work.is_job else "chunk", outcome)
     if hooks is not None:
@@ -88,28 +90,28 @@ class _Sweep:
     notifier: JobNotifier
 
 
-def _act(ctx: _Sweep, work: Overdue) -> str:
+def _act(ctx: _Sweep, work: Overdue) -> Swept:
     repo, queue, now, retention = ctx.repo, ctx.queue, ctx.now, ctx.retention
     job = repo.get(work.job_id)
     if work.is_job and work.status is JobStatus.CANCELLING:
         finished = finish_cancel_if_idle(
             repo=repo, job_id=job.id, attempt=job.attempt, now=now, retention=retention, notifier=ctx.notifier
         )
-        return "cancel_finished" if finished else "cancel_waiting"
+        return Swept.CANCEL_FINISHED if finished else Swept.CANCEL_WAITING
     if job.status not in UNFINISHED_STATES or work.attempt != job.attempt:
         if not work.is_job and repo.chunks.drop(job.id, work.index, attempt=work.attempt, now=now):
-            return "chunk_dropped"  # a leftover of a job that stopped
-        return "skipped"
+            return Swept.CHUNK_DROPPED  # a leftover of a job that stopped
+        return Swept.SKIPPED
     if work.status is JobStatus.PROCESSING and (not work.is_job or job.single_chunk):
         held = job.as_chunk() if work.is_job else repo.chunks.get(job.id, work.index)
         if held.held_by_live_lease(now):
-            return "lease_alive"  # rendering, and renewing its lease: postponed above, looked at again later
+            return Swept.LEASE_ALIVE  # rendering, and renewing its lease: postponed above, looked at again later
     if not work.is_job:
         queue.enqueue_chunk(job_id=job.id, index=work.index, attempt=job.attempt, priority=job.priority)
-        return "chunk_requeued"
+        return Swept.CHUNK_REQUEUED
     if job.single_chunk:
         enqueue_work(queue=queue, job=job)
-        return "job_requeued"
+        return Swept.JOB_REQUEUED
     return audit(repo=repo, queue=queue, job=job, now=now, retention=retention, notifier=ctx.notifier)
 
 
@@ -121,16 +123,16 @@ def audit(
     now: datetime,
     retention: timedelta,
     notifier: JobNotifier = SILENT,
-) -> str:
+) -> Swept:
     """Check that a running job of several chunks has a way to an end; repair it, or fail it with a reason."""
     chunks = repo.chunks.list(job.id)
     current = [c for c in chunks if c.attempt == job.attempt]
     kept = [c for c in chunks if c.attempt < job.attempt and c.status is JobStatus.COMPLETED]
     if len(current) + len(kept) < job.chunks_total:
         enqueue_work(queue=queue, job=job)  # the fan-out creates or requeues what this attempt lacks
-        return "fanout_requeued"
+        return Swept.FANOUT_REQUEUED
     if any(c.status in UNFINISHED_STATES for c in current):
-        return "running"  # each unfinished chunk is in the index itself: lost messages and dead holders are found
+        return Swept.RUNNING  # each unfinished chunk is in the index itself: lost messages and dead holders are found
     failed = [c for c in current if c.status is JobStatus.FAILED]
     stopped = [c for c in current if c.status is JobStatus.CANCELLED]
     if failed or stopped:
@@ -150,9 +152,9 @@ def audit(
             notifier=notifier,
         )
         log.warning("job %s had no way to finish: %s", job.id, failure.message)
-        return "job_failed"
+        return Swept.JOB_FAILED
     if job.lease_token and job.lease_expires_at and job.lease_expires_at > now:
-        return "assembling"
+        return Swept.ASSEMBLING
     # Every chunk is done: the assembly did not run or its worker died, or a chunk's worker died before it
     # counted its chunk on the job. Count them all again (idempotent), then any chunk message finds its chunk
     # done and runs the assembly again.
@@ -160,4 +162,4 @@ def audit(
         with contextlib.suppress(JobStateConflict):
             repo.chunks.publish(chunk.replace(attempt=job.attempt), now=now)
     queue.enqueue_chunk(job_id=job.id, index=job.chunks_total - 1, attempt=job.attempt, priority=job.priority)
-    return "assembly_requeued"
+    return Swept.ASSEMBLY_REQUEUED

@@ -36,6 +36,7 @@ from jobs.ports import (
     WebhookSender,
 )
 from jobs.ports.webhooks import DELIVERED, FAILED, PENDING
+from jobs.services.sweep_counts import Swept
 
 log = logging.getLogger(__name__)
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
@@ -231,7 +232,7 @@ def webhooks_sweep(
         if not hooks.postpone(delivery, until=now + grace):
             continue
         queue.enqueue_webhook(job_id=delivery.job_id, attempt=delivery.job_attempt, event=str(delivery.event))
-        done["webhook_requeued"] += 1
+        done[Swept.WEBHOOK_REQUEUED] += 1
     return done
 
 

@@ -95,42 +95,48 @@ def test_withdraw_only_while_queued(repo, make_job):
     with pytest.raises((JobStateConflict, ClientError)):
         repo.withdraw(job.id)
     other = make_job()
-    record = IdempotencyRecord(
-        pk="IDEMPOTENCY#alice#w", job_id=other.id, request_hash="h", created_at=T0, expires_at=T0 + LATER
-    )
+    record = IdempotencyRecord(name="alice#w", job_id=other.id, request_hash="h", created_at=T0, expires_at=T0 + LATER)
     repo.add(other, idempotency=record)
-    repo.withdraw(other.id, idempotency_pk=record.pk)
+    repo.withdraw(other.id, idempotency=record.name)
     with pytest.raises(JobNotFound):
         repo.get(other.id)
-    assert repo.idempotency_record(record.pk) is None
+    assert repo.idempotency_record(record.name) is None
 
 
 def test_idempotency_record_is_written_with_the_job_and_blocks_a_second_one(repo, make_job):
     first, second = make_job(), make_job()
     record = IdempotencyRecord(
-        pk="IDEMPOTENCY#alice#k", job_id=first.id, request_hash="h1", created_at=T0, expires_at=T0 + timedelta(hours=24)
+        name="alice#k", job_id=first.id, request_hash="h1", created_at=T0, expires_at=T0 + timedelta(hours=24)
     )
     repo.add(first, idempotency=record)
     with pytest.raises(IdempotencyTaken):
         repo.add(
             second,
             idempotency=IdempotencyRecord(
-                pk=record.pk, job_id=second.id, request_hash="h2", created_at=T0, expires_at=T0 + timedelta(hours=24)
+                name=record.name,
+                job_id=second.id,
+                request_hash="h2",
+                created_at=T0,
+                expires_at=T0 + timedelta(hours=24),
             ),
         )
     with pytest.raises(JobNotFound):
         repo.get(second.id)  # all or nothing
-    stored = repo.idempotency_record(record.pk)
+    stored = repo.idempotency_record(record.name)
     assert (stored.job_id, stored.request_hash) == (first.id, "h1")
     # Past its expiry the record no longer blocks, even before TTL deletes it.
     later = T0 + timedelta(hours=25)
     repo.add(
         second,
         idempotency=IdempotencyRecord(
-            pk=record.pk, job_id=second.id, request_hash="h2", created_at=later, expires_at=later + timedelta(hours=24)
+            name=record.name,
+            job_id=second.id,
+            request_hash="h2",
+            created_at=later,
+            expires_at=later + timedelta(hours=24),
         ),
     )
-    assert repo.idempotency_record(record.pk).job_id == second.id
+    assert repo.idempotency_record(record.name).job_id == second.id
 
 
 def test_listing_is_newest_first_paginated_and_filtered(repo, make_job):

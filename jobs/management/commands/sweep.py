@@ -20,6 +20,7 @@ from jobs.adapters import logs
 from jobs.domain import utcnow
 from jobs.management.base import OperatorCommand
 from jobs.services import dead_letters_fail_jobs, sweep
+from jobs.services.sweep_counts import DLQ_PREFIX, DeadLettered, Swept
 
 
 def as_counts(result) -> dict[str, int]:
@@ -39,17 +40,18 @@ def _parts(counts: dict[str, int], labels: dict[str, str]) -> str:
 
 
 _REQUEUED = {
-    "job_requeued": "one-chunk jobs",
-    "chunk_requeued": "chunks",
-    "fanout_requeued": "fan-outs",
-    "assembly_requeued": "assemblies",
+    Swept.JOB_REQUEUED: "one-chunk jobs",
+    Swept.CHUNK_REQUEUED: "chunks",
+    Swept.FANOUT_REQUEUED: "fan-outs",
+    Swept.ASSEMBLY_REQUEUED: "assemblies",
 }
 _DLQ = {
-    "dlq_already_final": "already final",
-    "dlq_webhook": "webhook letters, their jobs untouched",
-    "dlq_unknown": "unreadable letters",
+    DeadLettered.ALREADY_FINAL.counted_as: "already final",
+    DeadLettered.WEBHOOK.counted_as: "webhook letters, their jobs untouched",
+    DeadLettered.UNKNOWN.counted_as: "unreadable letters",
 }
-_KNOWN = {*_REQUEUED, *_DLQ, "cancel_finished", "cancel_waiting", "dlq_job_failed", "skipped", "gone"}
+_DLQ_FAILED = DeadLettered.JOB_FAILED.counted_as
+_KNOWN = {*_REQUEUED, *_DLQ, Swept.CANCEL_FINISHED, Swept.CANCEL_WAITING, _DLQ_FAILED, Swept.SKIPPED, Swept.GONE}
 
 
 def summary(counts: dict[str, int]) -> str:
@@ -58,13 +60,13 @@ def summary(counts: dict[str, int]) -> str:
     requeued = sum(counts.get(k, 0) for k in _REQUEUED)
     line = (
         f"sweep: re-enqueued {requeued}{_parts(counts, _REQUEUED)}, "
-        f"finished {counts.get('cancel_finished', 0)} cancel(s)"
-        f"{_parts(counts, {'cancel_waiting': 'still waiting for a worker'})}, "
-        f"failed {counts.get('dlq_job_failed', 0)} dead-lettered job(s){_parts(counts, _DLQ)}, "
-        f"skipped {counts.get('skipped', 0)}"
+        f"finished {counts.get(Swept.CANCEL_FINISHED, 0)} cancel(s)"
+        f"{_parts(counts, {Swept.CANCEL_WAITING: 'still waiting for a worker'})}, "
+        f"failed {counts.get(_DLQ_FAILED, 0)} dead-lettered job(s){_parts(counts, _DLQ)}, "
+        f"skipped {counts.get(Swept.SKIPPED, 0)}"
     )
-    if counts.get("gone"):
-        line += f", {counts['gone']} gone (deleted meanwhile)"
+    if counts.get(Swept.GONE):
+        line += f", {counts[Swept.GONE]} gone (deleted meanwhile)"
     other = {k: v for k, v in counts.items() if k not in _KNOWN}
     if other:  # kinds this summary does not know yet: shown rather than hidden
         line += ", other: " + ", ".join(f"{k} {v}" for k, v in sorted(other.items()))
@@ -113,7 +115,7 @@ class Command(OperatorCommand):
             hooks=wiring.webhook_repository(),
             log_context=logs.within,
         )
-        counts = {f"dlq_{k}": v for k, v in as_counts(failed).items()}
+        counts = {DLQ_PREFIX + k: v for k, v in as_counts(failed).items()}
         for kind, n in as_counts(swept).items():
             counts[kind] = counts.get(kind, 0) + n
         return counts
