@@ -21,34 +21,11 @@ from jobs.errors import JobNotFound
 from jobs.ports.values import FANOUT_JOB, INSPECT_ASSET, RENDER_CHUNK
 from jobs.ports.webhooks import DELIVER_WEBHOOK
 from jobs.presentation import job_detail
-from jobs.services import Outcome, RenderContext, chunk_error, chunk_process, job_fanout
+from jobs.services import Outcome, chunk_error, chunk_process, job_fanout
 from jobs.services.assets import asset_inspect
 from jobs.services.webhooks import webhook_deliver
-from jobs.worker import shutdown
-from jobs.worker.identity import worker_id
 
 log = logging.getLogger(__name__)
-
-
-def _context() -> RenderContext:
-    return RenderContext(
-        repo=wiring.job_repository(),
-        store=wiring.result_store(),
-        renderer=wiring.renderer(),
-        renderers=wiring.offered_renderers(),
-        clock=utcnow,
-        name=worker_id(),
-        lease_seconds=settings.RENDER_LEASE_SECONDS,
-        max_attempts=settings.RENDER_MAX_ATTEMPTS,
-        max_crashes=settings.RENDER_MAX_CRASHES,
-        max_outage_attempts=settings.RENDER_MAX_OUTAGE_ATTEMPTS,
-        retention=wiring.retention(),
-        heartbeat_seconds=settings.RENDER_HEARTBEAT_SECONDS,
-        progress_seconds=settings.RENDER_PROGRESS_SECONDS,
-        grace_left=lambda: shutdown.grace_left(settings.RENDER_SHUTDOWN_GRACE_SECONDS),
-        metrics=wiring.render_metrics(),
-        notifier=wiring.job_notifier(),
-    )
 
 
 def _arrived_on(task) -> str:
@@ -64,14 +41,14 @@ def backoff(failures: int) -> int:
 def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
     """Render one chunk (index None: a one-chunk job). Safe to run twice: a lost claim just returns."""
     try:
-        outcome, failures = chunk_process(ctx=_context(), job_id=job_id, index=index, attempt=attempt)
+        outcome, failures = chunk_process(ctx=wiring.render_context(), job_id=job_id, index=index, attempt=attempt)
     except JobNotFound:
         log.warning("job %s does not exist (withdrawn or expired); dropping its message", job_id)
         return Outcome.SKIPPED
     except Exception as exc:
         log.exception("job %s chunk %s: unexpected error", job_id, index)
-        outcome, failures = chunk_error(  # the renderer may be what is broken: this needs only the repository
-            repo=wiring.job_repository(),
+        outcome, failures = chunk_error(  # the renderer may be what is broken: this needs only the jobs
+            jobs=wiring.job_control(),
             job_id=job_id,
             index=index,
             attempt=attempt,
@@ -79,8 +56,6 @@ def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
             now=utcnow(),
             max_attempts=settings.RENDER_MAX_ATTEMPTS,
             max_outage_attempts=settings.RENDER_MAX_OUTAGE_ATTEMPTS,
-            retention=wiring.retention(),
-            notifier=wiring.job_notifier(),
         )
     if outcome is Outcome.HELD:  # `failures` is the seconds until the live lease lapses
         raise self.retry(args=(job_id, index, attempt), countdown=failures, queue=_arrived_on(self))
@@ -95,9 +70,7 @@ def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
 def fanout_job(job_id: str, attempt: int) -> int:
     """Create a multi-chunk job's chunks and send one message per chunk (idempotent; see services.fanout)."""
     try:
-        return job_fanout(
-            repo=wiring.job_repository(), queue=wiring.task_queue(), job_id=job_id, attempt=attempt, now=utcnow()
-        )
+        return job_fanout(jobs=wiring.job_control(), job_id=job_id, attempt=attempt, now=utcnow())
     except JobNotFound:
         log.warning("job %s does not exist; nothing to fan out", job_id)
         return 0

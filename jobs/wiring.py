@@ -18,6 +18,10 @@ from jobs.repository import DynamoApiKeyRepository, DynamoJobRepository, schema
 from jobs.repository.assets import DynamoAssetRepository
 from jobs.services.assets import SceneFiles
 
+# Imported here, at import time: in a Celery worker that is in the main process, before the pool forks, so its
+# shutdown event is the one the main process sets on SIGTERM (a pool process importing it later gets its own).
+from jobs.worker import shutdown
+
 
 @functools.cache
 def job_repository() -> DynamoJobRepository:
@@ -234,6 +238,42 @@ def retention() -> timedelta:
     return timedelta(days=settings.RENDER_RESULT_RETENTION_DAYS)
 
 
+# --- the bundles each role's services take, built once per process -----------------------------------
+
+
+@functools.cache
+def job_control():
+    """Every role's: the jobs' store, their queue, who hears of an end (metrics, webhooks), the retention."""
+    from jobs.ports import JobControl
+
+    return JobControl(repo=job_repository(), queue=task_queue(), notifier=job_notifier(), retention=retention())
+
+
+@functools.cache
+def render_context():
+    """A worker process's: what its renders run with (its identity, limits, renderers, metrics, shutdown)."""
+    from jobs.domain import utcnow
+    from jobs.ports import RenderContext
+    from jobs.worker.identity import worker_id
+
+    return RenderContext(
+        jobs=job_control(),
+        store=result_store(),
+        renderer=renderer(),
+        renderers=offered_renderers(),
+        clock=utcnow,
+        name=worker_id(),
+        lease_seconds=settings.RENDER_LEASE_SECONDS,
+        max_attempts=settings.RENDER_MAX_ATTEMPTS,
+        max_crashes=settings.RENDER_MAX_CRASHES,
+        max_outage_attempts=settings.RENDER_MAX_OUTAGE_ATTEMPTS,
+        heartbeat_seconds=settings.RENDER_HEARTBEAT_SECONDS,
+        progress_seconds=settings.RENDER_PROGRESS_SECONDS,
+        grace_left=lambda: shutdown.grace_left(settings.RENDER_SHUTDOWN_GRACE_SECONDS),
+        metrics=render_metrics(),
+    )
+
+
 def reset() -> None:
     """Drop every cached adapter and client (tests that repoint AWS call this)."""
     for factory in (
@@ -257,6 +297,8 @@ def reset() -> None:
         webhook_repository,
         job_notifier,
         webhook_sender,
+        job_control,
+        render_context,
     ):
         factory.cache_clear()
     aws.reset_clients()

@@ -40,7 +40,9 @@ from jobs.ports import (
     AssetRecord,
     ChunkPage,
     IdempotencyRecord,
+    JobControl,
     JobPage,
+    NoNotifier,
     Overdue,
     StoredAsset,
     UploadTicket,
@@ -796,3 +798,26 @@ class FakeWebhooks:
 
     def put_secret(self, owner, secret, *, now):
         self.secrets[owner] = secret
+
+
+def control(repo, queue=None, *, notifier=None, retention: timedelta = timedelta(days=1)) -> JobControl:
+    """The `JobControl` bundle on fakes: the repository given, a recording queue, a notifier that says nothing
+    unless one is given."""
+    return JobControl(
+        repo=repo,
+        queue=queue if queue is not None else FakeTaskQueue(),
+        notifier=notifier or NoNotifier(),
+        retention=retention,
+    )
+
+
+def scene_files(queue=None):
+    """Scene files on fakes (for jobs with none, never asked)."""
+    from jobs.services.assets import SceneFiles
+
+    return SceneFiles(
+        repo=FakeAssetRepository(),
+        store=FakeAssetStore(),
+        queue=queue if queue is not None else FakeTaskQueue(),
+        retention=timedelta(days=30),
+    )

@@ -180,8 +180,7 @@ class JobCollectionApi(APIView):
         )
         scene_file = v.get("scene_file")
         job, replayed = job_create(
-            repo=wiring.job_repository(),
-            queue=wiring.task_queue(),
+            jobs=wiring.job_control(),
             owner=request.user.owner,
             spec=JobSpec(
                 scene=scene,
@@ -200,7 +199,7 @@ class JobCollectionApi(APIView):
             now=utcnow(),
             scopes=request.user.scopes,
             frame_limit=settings.RENDER_MAX_ACTIVE_FRAMES_PER_OWNER,
-            scene_files=wiring.scene_files() if scene_file else None,
+            scene_files=wiring.scene_files(),
         )
         logs.bind(job_id=job.id)
         log.info(
@@ -238,11 +237,9 @@ class JobCancelApi(JobActionApi):
         operation_id="jobs_cancel", request=None, parameters=[JOB_ID], responses={200: JobOutputSerializer, **ERRORS}
     )
     def post(self, request: Request, job_id: str) -> Response:
-        repo = wiring.job_repository()
-        job = job_get(repo=repo, owner=request.user.owner, job_id=job_id)
-        cancelled = job_cancel(
-            repo=repo, job=job, now=utcnow(), retention=wiring.retention(), notifier=wiring.job_notifier()
-        )
+        jobs = wiring.job_control()
+        job = job_get(repo=jobs.repo, owner=request.user.owner, job_id=job_id)
+        cancelled = job_cancel(jobs=jobs, job=job, now=utcnow())
         return _job_response(request, cancelled)
 
 
@@ -257,11 +254,9 @@ class JobRetryApi(JobActionApi):
         operation_id="jobs_retry", request=None, parameters=[JOB_ID], responses={200: JobOutputSerializer, **ERRORS}
     )
     def post(self, request: Request, job_id: str) -> Response:
-        repo = wiring.job_repository()
-        job = job_get(repo=repo, owner=request.user.owner, job_id=job_id)
-        retried = job_retry(
-            repo=repo, queue=wiring.task_queue(), job=job, now=utcnow(), scene_files=wiring.scene_files()
-        )
+        jobs = wiring.job_control()
+        job = job_get(repo=jobs.repo, owner=request.user.owner, job_id=job_id)
+        retried = job_retry(jobs=jobs, job=job, now=utcnow(), scene_files=wiring.scene_files())
         return _job_response(request, retried)
 
 

@@ -65,6 +65,7 @@ __all__ = [
     "DeliveryTry",
     "FarmRegistry",
     "IdempotencyRecord",
+    "JobControl",
     "JobNotifier",
     "JobPage",
     "JobRepository",
@@ -211,17 +212,28 @@ class NoMetrics:
 
 
 @dataclass(frozen=True)
-class RenderContext:
-    """What a render runs with in a worker process: adapters, the process's identity, clock and limits."""
+class JobControl:
+    """What every role changes jobs with, bound once per process (jobs/wiring.py: `job_control`): the jobs'
+    store, the queue of their messages, who hears when a job ends, and how long an ended job is kept."""
 
     repo: JobRepository
+    queue: TaskQueue
+    notifier: JobNotifier
+    retention: timedelta
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """What a render runs with in a worker process: the jobs (`JobControl`), the other adapters, the process's
+    identity, clock and limits (jobs/wiring.py: `render_context`)."""
+
+    jobs: JobControl
     store: ResultStore
     renderer: Renderer  # the renderer of `simulated` jobs (RENDER_RENDERER: the simulated one by default)
     clock: Clock
     name: str
     lease_seconds: int
     max_attempts: int
-    retention: timedelta
     heartbeat_seconds: float = 20.0
     # A rendering chunk records its frames in one write at most this often (and at its last frame); a chunk
     # of a multi-chunk job publishes its progress on the job item with each (services/progress.py).
@@ -234,7 +246,18 @@ class RenderContext:
     # The other renderers this worker offers, by job.renderer (RENDER_RENDERERS); built on first use.
     renderers: Mapping[str, Callable[[], Renderer]] = field(default_factory=dict)
     log_flush_seconds: float = 10.0  # how often a running chunk's render log is written to S3
-    notifier: JobNotifier = field(default_factory=NoNotifier)  # told when a write here ends the job
+
+    @property
+    def repo(self) -> JobRepository:
+        return self.jobs.repo
+
+    @property
+    def notifier(self) -> JobNotifier:
+        return self.jobs.notifier
+
+    @property
+    def retention(self) -> timedelta:
+        return self.jobs.retention
 
     def lease_until(self) -> datetime:
         return self.clock() + timedelta(seconds=self.lease_seconds)

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
 from jobs.errors import JobNotFound, JobStateConflict, StaleWrite
-from jobs.ports import JobNotifier, JobRepository, NoNotifier, TaskQueue
+from jobs.ports import JobControl, JobRepository, TaskQueue
 from jobs.services.assets import SceneFiles
 
 log = logging.getLogger(__name__)
 RACE_ATTEMPTS = 3
-SILENT = NoNotifier()  # callers that end jobs pass the process's notifier (wiring.job_notifier)
 
 
-def job_cancel(
-    *, repo: JobRepository, job: Job, now: datetime, retention: timedelta, notifier: JobNotifier = SILENT
-) -> Job:
+def job_cancel(*, jobs: JobControl, job: Job, now: datetime) -> Job:
     """QUEUED -> CANCELLED at once; PROCESSING -> CANCELLING, and CANCELLED once no worker is on it."""
+    repo, retention, notifier = jobs.repo, jobs.retention, jobs.notifier
     for _ in range(RACE_ATTEMPTS):
         try:
             if job.status is JobStatus.QUEUED:
@@ -36,12 +34,7 @@ def job_cancel(
                 job = repo.transition(
                     job.id, attempt=job.attempt, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=now
                 )
-                return (
-                    finish_cancel_if_idle(
-                        repo=repo, job_id=job.id, attempt=job.attempt, now=now, retention=retention, notifier=notifier
-                    )
-                    or job
-                )
+                return finish_cancel_if_idle(jobs=jobs, job_id=job.id, attempt=job.attempt, now=now) or job
             if job.status is JobStatus.CANCELLING:
                 return job  # already on its way
             raise JobStateConflict(f"A {job.status} job cannot be cancelled.", details={"status": str(job.status)})
@@ -50,32 +43,24 @@ def job_cancel(
     raise JobStateConflict("The job keeps changing; try again.")
 
 
-def finish_cancel_if_idle(
-    *,
-    repo: JobRepository,
-    job_id: str,
-    attempt: int,
-    now: datetime,
-    retention: timedelta,
-    notifier: JobNotifier = SILENT,
-) -> Job | None:
+def finish_cancel_if_idle(*, jobs: JobControl, job_id: str, attempt: int, now: datetime) -> Job | None:
     """CANCELLING -> CANCELLED when no worker holds a live lease on the job or any of its chunks."""
-    if not _no_live_chunk(repo, job_id, now):
+    if not _no_live_chunk(jobs.repo, job_id, now):
         return None
     try:
-        job = repo.transition(
+        job = jobs.repo.transition(
             job_id,
             attempt=attempt,
             source=JobStatus.CANCELLING,
             target=JobStatus.CANCELLED,
             now=now,
-            expires_at=now + retention,
+            expires_at=now + jobs.retention,
             when_lease_free=True,
         )
     except JobStateConflict:
         return None
     log.info("job %s CANCELLED", job_id)
-    notifier.job_ended(job, JobStatus.CANCELLED)
+    jobs.notifier.job_ended(job, JobStatus.CANCELLED)
     return job
 
 
@@ -83,25 +68,16 @@ def _no_live_chunk(repo: JobRepository, job_id: str, now: datetime) -> bool:
     return not any(c.held_by_live_lease(now) for c in repo.chunks.list(job_id))
 
 
-def job_fail(
-    *,
-    repo: JobRepository,
-    job_id: str,
-    attempt: int,
-    failure: Failure,
-    now: datetime,
-    retention: timedelta,
-    notifier: JobNotifier = SILENT,
-) -> Job | None:
+def job_fail(*, jobs: JobControl, job_id: str, attempt: int, failure: Failure, now: datetime) -> Job | None:
     """The job FAILS in this attempt (whoever holds it), and its chunks that no live lease holds are CANCELLED
     at once; held ones stop at their next frame. None if the job had already stopped."""
     try:
-        job = repo.fail(job_id, attempt=attempt, failure=failure, now=now, expires_at=now + retention)
+        job = jobs.repo.fail(job_id, attempt=attempt, failure=failure, now=now, expires_at=now + jobs.retention)
     except (JobStateConflict, JobNotFound):
         return None
     log.warning("job_failed job=%s code=%s", job_id, failure.code)  # a metric filter counts these
-    notifier.job_ended(job, JobStatus.FAILED)
-    stop_idle_chunks(repo=repo, job_id=job_id, attempt=attempt, now=now)
+    jobs.notifier.job_ended(job, JobStatus.FAILED)
+    stop_idle_chunks(repo=jobs.repo, job_id=job_id, attempt=attempt, now=now)
     return job
 
 
@@ -122,17 +98,15 @@ def enqueue_work(*, queue: TaskQueue, job: Job) -> None:
         queue.enqueue_fanout(job_id=job.id, attempt=job.attempt, priority=job.priority)
 
 
-def job_retry(
-    *, repo: JobRepository, queue: TaskQueue, job: Job, now: datetime, scene_files: SceneFiles | None = None
-) -> Job:
+def job_retry(*, jobs: JobControl, job: Job, now: datetime, scene_files: SceneFiles) -> Job:
     """FAILED | CANCELLED -> QUEUED as a new attempt; only chunks that did not complete are queued again.
 
     A job with a scene file needs it still stored (422 scene_file_missing otherwise); the retry keeps it.
     """
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise JobStateConflict(f"A {job.status} job cannot be retried.", details={"status": str(job.status)})
-    if job.scene_file and scene_files is not None:
+    if job.scene_file:
         scene_files.keep(owner=job.owner, sha256=job.scene_file, now=now)
-    job = repo.retry(job.id, attempt=job.attempt, now=now)
-    enqueue_work(queue=queue, job=job)
+    job = jobs.repo.retry(job.id, attempt=job.attempt, now=now)
+    enqueue_work(queue=jobs.queue, job=job)
     return job

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from jobs.domain import Failure
-from jobs.ports import DeadLetter, JobNotifier, JobRepository, LogContext, no_log_context
-from jobs.services.control import SILENT, job_fail
+from jobs.ports import DeadLetter, JobControl, LogContext
+from jobs.services.control import job_fail
 from jobs.services.sweep_counts import DeadLettered
 
 log = logging.getLogger(__name__)
@@ -23,13 +23,7 @@ DEAD_LETTERED = Failure(
 
 
 def dead_letters_fail_jobs(
-    *,
-    repo: JobRepository,
-    letters: list[DeadLetter],
-    now: datetime,
-    retention: timedelta,
-    notifier: JobNotifier = SILENT,
-    log_context: LogContext = no_log_context,
+    *, jobs: JobControl, letters: list[DeadLetter], now: datetime, log_context: LogContext
 ) -> Counter:
     """Mark the jobs of dead-lettered messages FAILED with the reason; the letters stay for operators."""
     done: Counter = Counter()
@@ -40,16 +34,8 @@ def dead_letters_fail_jobs(
             continue
         job_id, index, attempt = target
         with log_context(job_id=job_id, chunk=index, attempt=attempt):
-            repo.chunks.fail(job_id, index, attempt=attempt, failure=DEAD_LETTERED, now=now)
-            failed = job_fail(
-                repo=repo,
-                job_id=job_id,
-                attempt=attempt,
-                failure=DEAD_LETTERED,
-                now=now,
-                retention=retention,
-                notifier=notifier,
-            )
+            jobs.repo.chunks.fail(job_id, index, attempt=attempt, failure=DEAD_LETTERED, now=now)
+            failed = job_fail(jobs=jobs, job_id=job_id, attempt=attempt, failure=DEAD_LETTERED, now=now)
             log.warning("dead-lettered message: job %s", "failed" if failed else "already final")
         done[DeadLettered.JOB_FAILED if failed else DeadLettered.ALREADY_FINAL] += 1
     return done

@@ -14,14 +14,15 @@ from datetime import datetime
 
 from jobs.domain import Job, JobStatus
 from jobs.errors import JobStateConflict
-from jobs.ports import JobRepository, TaskQueue
+from jobs.ports import JobControl, JobRepository
 
 log = logging.getLogger(__name__)
 BATCH = 10
 
 
-def job_fanout(*, repo: JobRepository, queue: TaskQueue, job_id: str, attempt: int, now: datetime) -> int:
+def job_fanout(*, jobs: JobControl, job_id: str, attempt: int, now: datetime) -> int:
     """Create (or requeue) the chunks of this attempt and send their messages; returns how many were sent."""
+    repo, queue = jobs.repo, jobs.queue
     job = repo.get(job_id)
     if job.attempt != attempt or job.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
         log.info(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus, frame_key
@@ -25,9 +25,9 @@ from jobs.errors import (
     ServiceUnavailable,
     StaleWrite,
 )
-from jobs.ports import JobNotifier, JobRepository, RenderContext, RenderedFrame
+from jobs.ports import JobControl, RenderContext, RenderedFrame
 from jobs.services.assembly import job_assemble, make_outputs
-from jobs.services.control import SILENT, finish_cancel_if_idle, job_fail
+from jobs.services.control import finish_cancel_if_idle, job_fail
 from jobs.services.lease import LeaseKeeper
 from jobs.services.progress import ChunkProgress
 from jobs.services.render_log import ChunkLog
@@ -81,9 +81,7 @@ def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt
         log.info("job %s chunk %s attempt %s not claimed: job is %s", job_id, index, attempt, exc.status)
         repo.chunks.drop(job_id, index, attempt=attempt, now=now)
         if exc.status == JobStatus.CANCELLING:
-            finish_cancel_if_idle(
-                repo=repo, job_id=job_id, attempt=attempt, now=now, retention=ctx.retention, notifier=ctx.notifier
-            )
+            finish_cancel_if_idle(jobs=ctx.jobs, job_id=job_id, attempt=attempt, now=now)
         return Outcome.SKIPPED, 0
     except JobStateConflict as exc:
         log.info("job %s chunk %s attempt %s not claimed: %s", job_id, index, attempt, exc.message)
@@ -268,14 +266,7 @@ def _stopped(ctx: RenderContext, job: Job, chunk: Chunk, token: str, job_status:
         if job_status == JobStatus.CANCELLING:
             ctx.notifier.job_ended(job, JobStatus.CANCELLED)
     elif job_status == JobStatus.CANCELLING:
-        finish_cancel_if_idle(
-            repo=ctx.repo,
-            job_id=chunk.job_id,
-            attempt=chunk.attempt,
-            now=now,
-            retention=ctx.retention,
-            notifier=ctx.notifier,
-        )
+        finish_cancel_if_idle(jobs=ctx.jobs, job_id=chunk.job_id, attempt=chunk.attempt, now=now)
     return Outcome.STOPPED
 
 
@@ -315,20 +306,18 @@ def _give_up(ctx: RenderContext, job: Job, chunk: Chunk, token: str, failure: Fa
         ctx.notifier.job_ended(job, JobStatus.FAILED)
     else:
         job_fail(
-            repo=ctx.repo,
+            jobs=ctx.jobs,
             job_id=chunk.job_id,
             attempt=chunk.attempt,
             failure=Failure(failure.code, f"chunk {chunk.index}: {failure.message}"),
             now=now,
-            retention=ctx.retention,
-            notifier=ctx.notifier,
         )
     return Outcome.FAILED, chunk.render_failures + 1
 
 
 def chunk_error(
     *,
-    repo: JobRepository,
+    jobs: JobControl,
     job_id: str,
     index: int | None,
     attempt: int,
@@ -336,8 +325,6 @@ def chunk_error(
     now: datetime,
     max_attempts: int,
     max_outage_attempts: int,
-    retention: timedelta,
-    notifier: JobNotifier = SILENT,
 ) -> tuple[Outcome, int]:
     """An error outside the render loop (a worker that cannot build its renderer, say) is a failed attempt.
 
@@ -345,6 +332,7 @@ def chunk_error(
     job: never a deleted message and an untouched job.
     """
     failure = describe(error)
+    repo = jobs.repo
     try:
         chunk = repo.chunks.note_failure(job_id, index, attempt=attempt, failure=failure, now=now)
     except JobStateConflict:
@@ -354,15 +342,7 @@ def chunk_error(
         return Outcome.RETRY, chunk.render_failures
     repo.chunks.fail(job_id, index, attempt=attempt, failure=failure, now=now)
     label = "" if index is None else f"chunk {index}: "
-    job_fail(
-        repo=repo,
-        job_id=job_id,
-        attempt=attempt,
-        failure=Failure(failure.code, label + failure.message),
-        now=now,
-        retention=retention,
-        notifier=notifier,
-    )
+    job_fail(jobs=jobs, job_id=job_id, attempt=attempt, failure=Failure(failure.code, label + failure.message), now=now)
     return Outcome.FAILED, chunk.render_failures
 
 

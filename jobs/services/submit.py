@@ -26,8 +26,8 @@ from jobs.ports import (
     INSPECTION_FAILED,
     AssetInspection,
     IdempotencyRecord,
+    JobControl,
     JobRepository,
-    TaskQueue,
     WebhookRepository,
 )
 from jobs.services.api_keys import SCOPE_HIGH
@@ -64,16 +64,15 @@ class JobSpec:
 
 def job_create(
     *,
-    repo: JobRepository,
-    queue: TaskQueue,
+    jobs: JobControl,
     owner: str,
     spec: JobSpec,
     idempotency_key: str | None,
     now: datetime,
-    scopes: frozenset[str] = frozenset({SCOPE_HIGH}),
-    frame_limit: int = 0,
-    scene_files: SceneFiles | None = None,
-    hooks: WebhookRepository | None = None,
+    scopes: frozenset[str],
+    frame_limit: int,
+    scene_files: SceneFiles,
+    hooks: WebhookRepository,
 ) -> tuple[Job, bool]:
     """Store a QUEUED job and send its first message; returns (job, replayed).
 
@@ -87,14 +86,13 @@ def job_create(
     kept at least `scene_files.retention` longer. A job with a callback URL needs its owner to have a
     webhook secret (`hooks`), else 409 webhook_secret_missing.
     """
+    repo, queue = jobs.repo, jobs.queue
     if spec.priority is Priority.HIGH and SCOPE_HIGH not in scopes:
         raise PriorityNotAllowed()
-    if spec.callback_url and (hooks is None or hooks.secret(owner) is None):
+    if spec.callback_url and hooks.secret(owner) is None:
         raise WebhookSecretMissing()
     request_spec = spec
     if spec.scene_file is not None:
-        if scene_files is None:
-            raise ValueError("a job with a scene file needs scene_files to check it")
         spec = from_the_file(spec, scene_files.keep(owner=owner, sha256=spec.scene_file, now=now))
     job = Job(
         id=new_job_id(),

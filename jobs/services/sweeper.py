@@ -24,14 +24,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
 from jobs.errors import JobNotFound, JobStateConflict
-from jobs.ports import JobNotifier, JobRepository, LogContext, Overdue, TaskQueue, WebhookRepository, no_log_context
+from jobs.ports import JobControl, LogContext, Overdue, WebhookRepository
 from jobs.ports.values import WorkKind
-from jobs.services.control import SILENT, enqueue_work, finish_cancel_if_idle, job_fail
+from jobs.services.control import enqueue_work, finish_cancel_if_idle, job_fail
 from jobs.services.sweep_counts import Swept
 from jobs.services.webhooks import webhooks_sweep
 
@@ -47,20 +46,17 @@ SWEPT = (
 
 def sweep(
     *,
-    repo: JobRepository,
-    queue: TaskQueue,
+    jobs: JobControl,
+    hooks: WebhookRepository,
     now: datetime,
     queued_grace: timedelta,
-    retention: timedelta,
+    log_context: LogContext,
     limit: int = 500,
-    notifier: JobNotifier = SILENT,
-    hooks: WebhookRepository | None = None,
-    log_context: LogContext = no_log_context,
 ) -> Counter:
-    """One pass over the overdue items; returns what it did, by kind. Each item's log lines carry its job,
-    chunk and attempt (`log_context`)."""
+    """One pass over the overdue items (jobs, chunks, webhook deliveries); returns what it did, by kind. Each
+    item's log lines carry its job, chunk and attempt (`log_context`)."""
     done: Counter = Counter()
-    ctx = _Sweep(repo=repo, queue=queue, now=now, retention=retention, notifier=notifier)
+    repo = jobs.repo
     for kind, status in SWEPT:
         # QUEUED work is overdue only after the grace period; a lease is overdue as soon as it lapses.
         cutoff = now - queued_grace if status is JobStatus.QUEUED else now
@@ -69,34 +65,22 @@ def sweep(
                 if not repo.postpone(work, until=now + queued_grace):
                     continue  # another sweeper has it
                 try:
-                    outcome = _act(ctx, work)
+                    outcome = _act(jobs, work, now)
                 except JobNotFound:
                     outcome = Swept.GONE
                 done[outcome] += 1
                 log.info("sweep: overdue %s %s: %s", work.status, "job" if work.is_job else "chunk", outcome)
-    if hooks is not None:
-        done.update(webhooks_sweep(hooks=hooks, queue=queue, now=now, grace=queued_grace, limit=limit))
+    done.update(webhooks_sweep(hooks=hooks, queue=jobs.queue, now=now, grace=queued_grace, limit=limit))
     if done:
         log.info("sweep: %s", dict(done))
     return done
 
 
-@dataclass(frozen=True)
-class _Sweep:
-    repo: JobRepository
-    queue: TaskQueue
-    now: datetime
-    retention: timedelta
-    notifier: JobNotifier
-
-
-def _act(ctx: _Sweep, work: Overdue) -> Swept:
-    repo, queue, now, retention = ctx.repo, ctx.queue, ctx.now, ctx.retention
+def _act(jobs: JobControl, work: Overdue, now: datetime) -> Swept:
+    repo, queue = jobs.repo, jobs.queue
     job = repo.get(work.job_id)
     if work.is_job and work.status is JobStatus.CANCELLING:
-        finished = finish_cancel_if_idle(
-            repo=repo, job_id=job.id, attempt=job.attempt, now=now, retention=retention, notifier=ctx.notifier
-        )
+        finished = finish_cancel_if_idle(jobs=jobs, job_id=job.id, attempt=job.attempt, now=now)
         return Swept.CANCEL_FINISHED if finished else Swept.CANCEL_WAITING
     if job.status not in UNFINISHED_STATES or work.attempt != job.attempt:
         if not work.is_job and repo.chunks.drop(job.id, work.index, attempt=work.attempt, now=now):
@@ -112,19 +96,12 @@ def _act(ctx: _Sweep, work: Overdue) -> Swept:
     if job.single_chunk:
         enqueue_work(queue=queue, job=job)
         return Swept.JOB_REQUEUED
-    return audit(repo=repo, queue=queue, job=job, now=now, retention=retention, notifier=ctx.notifier)
+    return audit(jobs=jobs, job=job, now=now)
 
 
-def audit(
-    *,
-    repo: JobRepository,
-    queue: TaskQueue,
-    job: Job,
-    now: datetime,
-    retention: timedelta,
-    notifier: JobNotifier = SILENT,
-) -> Swept:
+def audit(*, jobs: JobControl, job: Job, now: datetime) -> Swept:
     """Check that a running job of several chunks has a way to an end; repair it, or fail it with a reason."""
+    repo, queue = jobs.repo, jobs.queue
     chunks = repo.chunks.list(job.id)
     current = [c for c in chunks if c.attempt == job.attempt]
     kept = [c for c in chunks if c.attempt < job.attempt and c.status is JobStatus.COMPLETED]
@@ -142,15 +119,7 @@ def audit(
             if failed
             else Failure("stalled", f"chunks {', '.join(str(c.index) for c in stopped)} stopped while the job ran.")
         )
-        job_fail(
-            repo=repo,
-            job_id=job.id,
-            attempt=job.attempt,
-            failure=failure,
-            now=now,
-            retention=retention,
-            notifier=notifier,
-        )
+        job_fail(jobs=jobs, job_id=job.id, attempt=job.attempt, failure=failure, now=now)
         log.warning("job %s had no way to finish: %s", job.id, failure.message)
         return Swept.JOB_FAILED
     if job.lease_token and job.lease_expires_at and job.lease_expires_at > now:

@@ -18,7 +18,7 @@ from jobs.adapters import aws
 from jobs.adapters.dead_letter_queue import DeadLetterQueue
 from jobs.devstack.stack import ROOT
 from jobs.domain import JobStatus, utcnow
-from tests.fakes import FakeTaskQueue
+from tests.fakes import FakeTaskQueue, control
 
 
 def celery_body(task: str, args: list) -> str:
@@ -42,6 +42,7 @@ def queue(dynamo_repo, monkeypatch):
     fake = FakeTaskQueue()
     monkeypatch.setattr(wiring, "job_repository", lambda: dynamo_repo)
     monkeypatch.setattr(wiring, "task_queue", lambda: fake)
+    monkeypatch.setattr(wiring, "job_control", lambda: control(dynamo_repo, fake, retention=wiring.retention()))
     return fake
 
 

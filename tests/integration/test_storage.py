@@ -13,6 +13,7 @@ from jobs.domain import JobStatus, OutputFormat, frame_key, utcnow
 from jobs.ports import RenderContext
 from jobs.renderers import SimulatedRenderer
 from jobs.services import Outcome, chunk_process
+from tests.fakes import control
 
 
 def test_put_frame_and_download_through_a_presigned_url(store):
@@ -53,7 +54,7 @@ def test_a_job_whose_frames_cannot_be_stored_fails_naming_the_farms_result_stora
     job = make_job(frame_start=3, frame_end=4)
     dynamo_repo.add(job)
     ctx = RenderContext(
-        repo=dynamo_repo,
+        jobs=control(dynamo_repo, retention=timedelta(days=1)),
         store=down,
         renderer=SimulatedRenderer(seconds="0"),
         clock=utcnow,
@@ -61,7 +62,6 @@ def test_a_job_whose_frames_cannot_be_stored_fails_naming_the_farms_result_stora
         lease_seconds=30,
         max_attempts=1,
         max_outage_attempts=2,
-        retention=timedelta(days=1),
     )
     assert chunk_process(ctx=ctx, job_id=job.id, index=None, attempt=1) == (Outcome.RETRY, 1)
     assert chunk_process(ctx=ctx, job_id=job.id, index=None, attempt=1) == (Outcome.FAILED, 2)

@@ -7,9 +7,10 @@ import pytest
 
 from jobs.adapters import aws
 from jobs.domain import Failure, FrameResult, JobStatus, Priority
+from jobs.ports import no_log_context
 from jobs.services import job_cancel, job_fanout, job_retry, sweep
 from tests.conftest import T0
-from tests.fakes import FakeTaskQueue
+from tests.fakes import FakeTaskQueue, FakeWebhooks, control, scene_files
 
 GRACE = timedelta(minutes=5)
 RETENTION = timedelta(days=1)
@@ -20,7 +21,13 @@ TOKEN = "t"
 
 
 def run(repo, queue, now=LATER):
-    return sweep(repo=repo, queue=queue, now=now, queued_grace=GRACE, retention=RETENTION)
+    return sweep(
+        jobs=control(repo, queue),
+        now=now,
+        queued_grace=GRACE,
+        hooks=FakeWebhooks(),
+        log_context=no_log_context,
+    )
 
 
 def _job(repo, make_job, *, chunks=2, put=None):
@@ -103,17 +110,17 @@ def test_a_cancelling_job_whose_worker_died_is_cancelled(dynamo_repo, make_job):
 
 def test_a_job_cancelled_before_its_fanout_and_retried_gets_all_its_chunks(dynamo_repo, make_job):
     job = _job(dynamo_repo, make_job, chunks=3, put=[])
-    cancelled = job_cancel(repo=dynamo_repo, job=job, now=T0, retention=RETENTION)
+    cancelled = job_cancel(jobs=control(dynamo_repo), job=job, now=T0)
     assert cancelled.status is JobStatus.CANCELLED
     queue = FakeTaskQueue()
-    assert job_fanout(repo=dynamo_repo, queue=queue, job_id=job.id, attempt=1, now=T0) == 0  # too late: skipped
+    assert job_fanout(jobs=control(dynamo_repo, queue), job_id=job.id, attempt=1, now=T0) == 0  # too late: skipped
     assert dynamo_repo.chunks.list(job.id) == []
-    retried = job_retry(repo=dynamo_repo, queue=queue, job=cancelled, now=T0)
+    retried = job_retry(jobs=control(dynamo_repo, queue), job=cancelled, now=T0, scene_files=scene_files())
     assert retried.attempt == 2 and queue.fanouts == [(job.id, 2, Priority.NORMAL)]
     queue.fanouts.clear()  # the retry's fan-out message is lost too: the sweeper sends it again
     assert run(dynamo_repo, queue) == {"fanout_requeued": 1}
     assert queue.fanouts == [(job.id, 2, Priority.NORMAL)]
-    assert job_fanout(repo=dynamo_repo, queue=queue, job_id=job.id, attempt=2, now=LATER) == 3
+    assert job_fanout(jobs=control(dynamo_repo, queue), job_id=job.id, attempt=2, now=LATER) == 3
     assert sorted(queue.chunks) == [(job.id, i, 2, Priority.NORMAL) for i in range(3)]
     chunks = dynamo_repo.chunks.list(job.id)
     assert [(c.index, c.status, c.attempt) for c in chunks] == [(i, JobStatus.QUEUED, 2) for i in range(3)]
@@ -183,7 +190,7 @@ def test_audit_resends_the_fanout_of_a_job_missing_chunk_items(dynamo_repo, make
     assert queue.fanouts == [(job.id, 1, Priority.NORMAL)]
     assert sorted(c[1] for c in queue.chunks) == [0, 1]
     queue = FakeTaskQueue()
-    assert job_fanout(repo=dynamo_repo, queue=queue, job_id=job.id, attempt=1, now=AUDIT) == 3
+    assert job_fanout(jobs=control(dynamo_repo, queue), job_id=job.id, attempt=1, now=AUDIT) == 3
     chunks = dynamo_repo.chunks.list(job.id)
     assert [(c.index, c.status) for c in chunks] == [
         (0, JobStatus.PROCESSING),

@@ -6,8 +6,9 @@ import pytest
 
 from jobs.domain import OutputFormat, Priority, Scene
 from jobs.services import JobSpec, RenderContext, chunk_process, job_create, job_fanout
+from jobs.services.api_keys import SCOPE_HIGH
 from tests.conftest import T0
-from tests.fakes import FakeResultStore, FakeTaskQueue, InMemoryJobRepository, ScriptedRenderer
+from tests.fakes import FakeResultStore, FakeTaskQueue, InMemoryJobRepository, ScriptedRenderer, control, scene_files
 
 LEASE = 60
 RETENTION = timedelta(days=1)
@@ -44,21 +45,22 @@ def store():
     return FakeResultStore()
 
 
-def make_worker(repo, store, clock, renderer=None, name="w1", max_attempts=3, **overrides) -> RenderContext:
+def make_worker(
+    repo, store, clock, renderer=None, name="w1", max_attempts=3, notifier=None, queue=None, **overrides
+) -> RenderContext:
     """A worker process's RenderContext on the fakes; `overrides` set any other field (grace_left, max_crashes).
 
     Progress is published on the job at every frame (progress_seconds 0) unless a test says otherwise.
     """
     overrides.setdefault("progress_seconds", 0)
     return RenderContext(
-        repo=repo,
+        jobs=control(repo, queue, notifier=notifier, retention=RETENTION),
         store=store,
         renderer=renderer or ScriptedRenderer(),
         clock=clock,
         name=name,
         lease_seconds=LEASE,
         max_attempts=max_attempts,
-        retention=RETENTION,
         **overrides,
     )
 
@@ -77,7 +79,15 @@ def spec(frames=(1, 1), chunk_size=5, priority=Priority.HIGH, name="shot", callb
 
 def submit(repo, queue, clock, key=None, hooks=None, **kwargs):
     job, _ = job_create(
-        repo=repo, queue=queue, owner="alice", spec=spec(**kwargs), idempotency_key=key, now=clock(), hooks=hooks
+        jobs=control(repo, queue),
+        owner="alice",
+        spec=spec(**kwargs),
+        idempotency_key=key,
+        now=clock(),
+        hooks=hooks,
+        scopes=frozenset({SCOPE_HIGH}),
+        frame_limit=0,
+        scene_files=scene_files(),
     )
     return job
 
@@ -88,7 +98,7 @@ def drain(repo, queue, worker, limit=1000):
     for _ in range(limit):
         if queue.fanouts:
             job_id, attempt, _ = queue.fanouts.pop(0)
-            job_fanout(repo=repo, queue=queue, job_id=job_id, attempt=attempt, now=worker.clock())
+            job_fanout(jobs=control(repo, queue), job_id=job_id, attempt=attempt, now=worker.clock())
         elif queue.chunks:
             job_id, index, attempt, _ = queue.chunks.pop(0)
             outcomes.append(chunk_process(ctx=worker, job_id=job_id, index=index, attempt=attempt)[0])

@@ -8,8 +8,16 @@ import pytest
 from jobs.domain import RendererName, asset_key, owner_slug
 from jobs.errors import AssetConflict, AssetNotFound, AssetTooLarge, SceneFileMismatch, SceneFileMissing
 from jobs.services import JobSpec, SceneFiles, asset_declare, asset_get, job_create
+from jobs.services.api_keys import SCOPE_HIGH
 from tests.conftest import T0
-from tests.fakes import FakeAssetRepository, FakeAssetStore, FakeTaskQueue, InMemoryJobRepository
+from tests.fakes import (
+    FakeAssetRepository,
+    FakeAssetStore,
+    FakeTaskQueue,
+    FakeWebhooks,
+    InMemoryJobRepository,
+    control,
+)
 
 BODY = b"BLENDER-v304 pretend scene" * 10
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -77,7 +85,15 @@ def submit(jobs, scene_files, sha=SHA, owner="alice"):
         scene_file=sha,
     )
     return job_create(
-        repo=jobs, queue=FakeTaskQueue(), owner=owner, spec=spec, idempotency_key=None, now=T0, scene_files=scene_files
+        jobs=control(jobs, FakeTaskQueue()),
+        owner=owner,
+        spec=spec,
+        idempotency_key=None,
+        now=T0,
+        scene_files=scene_files,
+        scopes=frozenset({SCOPE_HIGH}),
+        frame_limit=0,
+        hooks=FakeWebhooks(),
     )
 
 

@@ -3,11 +3,12 @@
 from collections import Counter
 
 from jobs.domain import JobStatus
-from jobs.ports import DeadLetter
+from jobs.ports import DeadLetter, no_log_context
 from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
 from jobs.services import Outcome, chunk_process, dead_letters_fail_jobs, job_fanout, job_retry
 from tests.conftest import T0
-from tests.unit.conftest import LEASE, RETENTION, drain, make_worker, submit
+from tests.fakes import control, scene_files
+from tests.unit.conftest import LEASE, drain, make_worker, submit
 
 
 def letter(task, *args) -> DeadLetter:
@@ -17,12 +18,12 @@ def letter(task, *args) -> DeadLetter:
 
 
 def fail_jobs(repo, clock, *letters):
-    return dead_letters_fail_jobs(repo=repo, letters=list(letters), now=clock(), retention=RETENTION)
+    return dead_letters_fail_jobs(jobs=control(repo), letters=list(letters), now=clock(), log_context=no_log_context)
 
 
 def _fanned_out(repo, queue, clock, frames=(1, 8), chunk_size=2):
     job = submit(repo, queue, clock, frames=frames, chunk_size=chunk_size)
-    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    job_fanout(jobs=control(repo, queue), job_id=job.id, attempt=1, now=clock())
     queue.fanouts.clear()
     queue.chunks.clear()
     return job
@@ -84,7 +85,7 @@ def test_letters_of_finished_jobs_and_old_attempts_count_as_already_final(repo, 
     retried = _fanned_out(repo, queue, clock)
     repo.chunks.claim(retried.id, 0, attempt=1, worker="w", token="t", now=clock(), lease_seconds=LEASE)
     assert fail_jobs(repo, clock, letter(RENDER_CHUNK, retried.id, 0, 1)) == Counter(job_failed=1)
-    job_retry(repo=repo, queue=queue, job=repo.get(retried.id), now=clock())  # attempt 2
+    job_retry(jobs=control(repo, queue), job=repo.get(retried.id), now=clock(), scene_files=scene_files())  # attempt 2
     assert fail_jobs(
         repo,
         clock,

@@ -6,8 +6,8 @@ from jobs.domain import JobStatus
 from jobs.errors import RenderError
 from jobs.services import job_cancel
 from jobs.services.outcomes import CountingNotifier
-from tests.fakes import RecordingNotifier, ScriptedRenderer
-from tests.unit.conftest import RETENTION, drain, make_worker, submit
+from tests.fakes import RecordingNotifier, ScriptedRenderer, control
+from tests.unit.conftest import drain, make_worker, submit
 
 
 class Recorded(RecordingNotifier):
@@ -38,7 +38,7 @@ def test_every_end_is_counted_once_and_passed_on(repo, queue, clock, store):
     )
     drain(repo, queue, failer)
     queued = submit(repo, queue, clock)
-    job_cancel(repo=repo, job=repo.get(queued.id), now=clock(), retention=RETENTION, notifier=notifier)
+    job_cancel(jobs=control(repo, notifier=notifier), job=repo.get(queued.id), now=clock())
 
     assert recorded.finished == Counter({"COMPLETED": 2, "FAILED": 1, "CANCELLED": 1})
     assert sorted(recorded.ended) == sorted(

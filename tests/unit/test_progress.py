@@ -8,8 +8,8 @@ from jobs.domain import FrameResult, JobStatus
 from jobs.errors import JobNotRunning, LeaseLost
 from jobs.services import Outcome, chunk_process, job_cancel, job_fanout
 from jobs.services.progress import ChunkProgress
-from tests.fakes import RecordingNotifier, ScriptedRenderer
-from tests.unit.conftest import LEASE, RETENTION, make_worker, submit
+from tests.fakes import RecordingNotifier, ScriptedRenderer, control
+from tests.unit.conftest import LEASE, make_worker, submit
 
 
 def _result(frame: int) -> FrameResult:
@@ -18,7 +18,7 @@ def _result(frame: int) -> FrameResult:
 
 def _claimed(repo, queue, clock, store, *, frames=(1, 10), chunk_size=5, progress_seconds=100.0):
     job = submit(repo, queue, clock, frames=frames, chunk_size=chunk_size)
-    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    job_fanout(jobs=control(repo, queue), job_id=job.id, attempt=1, now=clock())
     ctx = make_worker(repo, store, clock, progress_seconds=progress_seconds)
     token = secrets.token_hex(4)
     _, chunk = repo.chunks.claim(job.id, 0, attempt=1, worker="w", token=token, now=clock(), lease_seconds=LEASE)
@@ -55,7 +55,7 @@ def test_the_lease_keeper_records_waiting_frames_or_renews_the_lease_alone(repo,
 def test_a_refusal_met_by_the_keeper_is_raised_to_the_render_loop(repo, queue, clock, store):
     job, _, progress = _claimed(repo, queue, clock, store)
     progress.add(_result(1), 1.0)
-    job_cancel(repo=repo, job=repo.get(job.id), now=clock(), retention=RETENTION)
+    job_cancel(jobs=control(repo), job=repo.get(job.id), now=clock())
     with pytest.raises(JobNotRunning):
         progress.keep_alive()  # the job refused the write (the chunk item with it: one transaction)
     with pytest.raises(JobNotRunning):  # and so does every later call, whichever thread makes it
@@ -76,7 +76,7 @@ def test_a_lost_lease_is_kept_as_the_refusal(repo, queue, clock, store):
 
 def test_a_failed_frame_keeps_the_frames_waiting_before_it_for_the_retry(repo, queue, clock, store):
     job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
-    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    job_fanout(jobs=control(repo, queue), job_id=job.id, attempt=1, now=clock())
     failing = ScriptedRenderer()
     failing.on_render = lambda j, f: setattr(failing, "fail_times", 1) if f == 3 else None
     worker = make_worker(repo, store, clock, failing, progress_seconds=100.0)
@@ -117,7 +117,7 @@ def test_a_last_write_that_keeps_failing_is_recorded_by_the_flush_and_the_chunk_
     _quick_retries(monkeypatch)
     job = submit(repo, queue, clock, frames=(1, 3) if index is None else (1, 6), chunk_size=3)
     if index is not None:
-        job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+        job_fanout(jobs=control(repo, queue), job_id=job.id, attempt=1, now=clock())
     queue.chunks.clear()
     notes = RecordingNotifier()
     repo.chunks.failing_writes = 3  # every try of the one write (the last frame's: progress_seconds is long)
@@ -131,13 +131,13 @@ def test_a_last_write_that_keeps_failing_is_recorded_by_the_flush_and_the_chunk_
 
 def test_a_shutdown_that_meets_a_cancel_ends_the_chunk_cancelled(repo, queue, clock, store):
     job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
-    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    job_fanout(jobs=control(repo, queue), job_id=job.id, attempt=1, now=clock())
     rendered = ScriptedRenderer()
     grace = {"left": None}
 
     def cancel_then_sigterm(j, frame):
         if frame == 2:
-            job_cancel(repo=repo, job=repo.get(j.id), now=clock(), retention=RETENTION)
+            job_cancel(jobs=control(repo), job=repo.get(j.id), now=clock())
             grace["left"] = 0.0
 
     rendered.on_render = cancel_then_sigterm

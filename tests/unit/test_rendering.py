@@ -9,8 +9,8 @@ from jobs.domain import JobStatus
 from jobs.errors import JobStateConflict, ServiceUnavailable
 from jobs.services import Outcome, chunk_error, chunk_process, job_cancel, job_fanout
 from jobs.services.selectors import job_chunks, job_result_links, recorded_frames
-from tests.fakes import ScriptedRenderer
-from tests.unit.conftest import LEASE, RETENTION, drain, make_worker, submit
+from tests.fakes import ScriptedRenderer, control
+from tests.unit.conftest import LEASE, drain, make_worker, submit
 
 
 def _dies(j, frame):
@@ -20,7 +20,7 @@ def _dies(j, frame):
 def _fanned_out(repo, queue, clock, frames=(1, 10), chunk_size=5):
     """A job of several chunks whose chunk items exist; no message is left in the queue."""
     job = submit(repo, queue, clock, frames=frames, chunk_size=chunk_size)
-    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    job_fanout(jobs=control(repo, queue), job_id=job.id, attempt=1, now=clock())
     queue.fanouts.clear()
     queue.chunks.clear()
     return job
@@ -129,11 +129,10 @@ def test_a_chunk_whose_holders_died_max_crashes_times_fails_as_poison(repo, queu
 def errored(ctx, **kwargs):
     """chunk_error as the Celery task calls it: with the repository and limits, no renderer."""
     return chunk_error(
-        repo=ctx.repo,
+        jobs=ctx.jobs,
         now=ctx.clock(),
         max_attempts=ctx.max_attempts,
         max_outage_attempts=ctx.max_outage_attempts,
-        retention=ctx.retention,
         **kwargs,
     )
 
@@ -259,7 +258,7 @@ def test_the_recorded_frames_of_a_cancelled_job_are_listed(repo, queue, clock, s
 
     def cancel(j, frame):
         if frame == cancel_at:
-            job_cancel(repo=repo, job=repo.get(j.id), now=clock(), retention=RETENTION)
+            job_cancel(jobs=control(repo), job=repo.get(j.id), now=clock())
 
     drain(repo, queue, make_worker(repo, store, clock, ScriptedRenderer(on_render=cancel)))
     cancelled = repo.get(job.id)
@@ -278,7 +277,7 @@ def test_the_recorded_frames_of_a_cancelled_job_are_listed(repo, queue, clock, s
 def test_shutdown_releases_a_chunk_that_will_not_fit_in_the_grace_period(repo, queue, clock, store, progress_seconds):
     """Frames waiting to be recorded (progress_seconds not reached) are recorded before the release."""
     job = submit(repo, queue, clock, frames=(1, 10), chunk_size=5)
-    job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=1, now=clock())
+    job_fanout(jobs=control(repo, queue), job_id=job.id, attempt=1, now=clock())
     rendered = ScriptedRenderer()
     grace = {"left": None}
     rendered.on_render = lambda j, f: grace.update(left=0.0) if f == 2 else None  # SIGTERM during frame 2
@@ -319,7 +318,7 @@ def test_shutdown_with_enough_grace_finishes_the_chunk(repo, queue, clock, store
 def test_the_worker_id_customers_see_is_opaque():
     import socket
 
-    from jobs.tasks import worker_id
+    from jobs.worker.identity import worker_id
 
     wid = worker_id()
     assert wid.startswith("w-") and len(wid) == 14 and int(wid[2:], 16) >= 0
@@ -350,7 +349,7 @@ def test_a_cancel_reaches_a_batching_chunk_at_its_next_write(repo, queue, clock,
     def cancel_at_frame_2(j, frame):
         clock.advance(1)
         if frame == 2:
-            job_cancel(repo=repo, job=repo.get(j.id), now=clock(), retention=RETENTION)
+            job_cancel(jobs=control(repo), job=repo.get(j.id), now=clock())
 
     worker = make_worker(repo, store, clock, ScriptedRenderer(on_render=cancel_at_frame_2), progress_seconds=2)
     drain(repo, queue, worker)

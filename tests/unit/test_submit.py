@@ -5,7 +5,8 @@ import pytest
 from jobs.domain import Priority
 from jobs.errors import IdempotencyKeyReused, ServiceUnavailable
 from jobs.services import job_create
-from tests.fakes import FakeTaskQueue
+from jobs.services.api_keys import SCOPE_HIGH
+from tests.fakes import FakeTaskQueue, FakeWebhooks, control, scene_files
 from tests.unit.conftest import spec, submit
 
 
@@ -24,16 +25,64 @@ def test_the_queue_down_withdraws_the_job_and_raises_503(repo, clock):
 
 
 def test_idempotent_submit_returns_the_original_job(repo, queue, clock):
-    first, replayed = job_create(repo=repo, queue=queue, owner="alice", spec=spec(), idempotency_key="k", now=clock())
+    first, replayed = job_create(
+        jobs=control(repo, queue),
+        owner="alice",
+        spec=spec(),
+        idempotency_key="k",
+        now=clock(),
+        scopes=frozenset({SCOPE_HIGH}),
+        frame_limit=0,
+        scene_files=scene_files(),
+        hooks=FakeWebhooks(),
+    )
     again, replayed_again = job_create(
-        repo=repo, queue=queue, owner="alice", spec=spec(), idempotency_key="k", now=clock()
+        jobs=control(repo, queue),
+        owner="alice",
+        spec=spec(),
+        idempotency_key="k",
+        now=clock(),
+        scopes=frozenset({SCOPE_HIGH}),
+        frame_limit=0,
+        scene_files=scene_files(),
+        hooks=FakeWebhooks(),
     )
     assert (again.id, replayed, replayed_again) == (first.id, False, True)
     assert len(repo.jobs) == 1 and len(queue.chunks) == 1
     with pytest.raises(IdempotencyKeyReused):
-        job_create(repo=repo, queue=queue, owner="alice", spec=spec(name="other"), idempotency_key="k", now=clock())
-    other_owner, _ = job_create(repo=repo, queue=queue, owner="bob", spec=spec(), idempotency_key="k", now=clock())
+        job_create(
+            jobs=control(repo, queue),
+            owner="alice",
+            spec=spec(name="other"),
+            idempotency_key="k",
+            now=clock(),
+            scopes=frozenset({SCOPE_HIGH}),
+            frame_limit=0,
+            scene_files=scene_files(),
+            hooks=FakeWebhooks(),
+        )
+    other_owner, _ = job_create(
+        jobs=control(repo, queue),
+        owner="bob",
+        spec=spec(),
+        idempotency_key="k",
+        now=clock(),
+        scopes=frozenset({SCOPE_HIGH}),
+        frame_limit=0,
+        scene_files=scene_files(),
+        hooks=FakeWebhooks(),
+    )
     assert other_owner.id != first.id  # keys are per owner
     clock.advance(25 * 3600)
-    later, replayed = job_create(repo=repo, queue=queue, owner="alice", spec=spec(), idempotency_key="k", now=clock())
+    later, replayed = job_create(
+        jobs=control(repo, queue),
+        owner="alice",
+        spec=spec(),
+        idempotency_key="k",
+        now=clock(),
+        scopes=frozenset({SCOPE_HIGH}),
+        frame_limit=0,
+        scene_files=scene_files(),
+        hooks=FakeWebhooks(),
+    )
     assert later.id != first.id and not replayed  # the record expired

@@ -11,9 +11,10 @@ import pytest
 
 from jobs.domain import Failure, JobStatus, Priority
 from jobs.errors import RenderError
+from jobs.ports import no_log_context
 from jobs.services import Outcome, chunk_process, job_cancel, job_fanout, job_retry, sweep
 from tests.conftest import T0
-from tests.fakes import ScriptedRenderer
+from tests.fakes import FakeWebhooks, ScriptedRenderer, control, scene_files
 from tests.unit.conftest import LEASE, RETENTION, drain, make_worker, submit
 
 GRACE = timedelta(minutes=5)
@@ -23,7 +24,13 @@ AUDIT = T0 + timedelta(hours=1)  # past every due time these tests set: lease ex
 
 
 def run(repo, queue, now):
-    return sweep(repo=repo, queue=queue, now=now, queued_grace=GRACE, retention=RETENTION)
+    return sweep(
+        jobs=control(repo, queue),
+        now=now,
+        queued_grace=GRACE,
+        hooks=FakeWebhooks(),
+        log_context=no_log_context,
+    )
 
 
 def _fanned_out(repo, queue, clock, chunks=2, put=None):
@@ -83,16 +90,16 @@ def test_a_cancelling_job_whose_worker_died_is_cancelled(repo, queue, clock):
 
 def test_a_job_cancelled_before_its_fanout_and_retried_gets_all_its_chunks(repo, queue, clock, store):
     job = submit(repo, queue, clock, frames=(1, 6), chunk_size=2)
-    cancelled = job_cancel(repo=repo, job=job, now=clock(), retention=RETENTION)
+    cancelled = job_cancel(jobs=control(repo), job=job, now=clock())
     assert drain(repo, queue, make_worker(repo, store, clock)) == []  # the late fan-out of attempt 1: skipped
     assert repo.chunks.list(job.id) == []
-    job_retry(repo=repo, queue=queue, job=cancelled, now=clock())
+    job_retry(jobs=control(repo, queue), job=cancelled, now=clock(), scene_files=scene_files())
     assert queue.fanouts == [(job.id, 2, Priority.HIGH)]
     queue.fanouts.clear()  # the retry's fan-out message is lost too: the sweeper sends it again
     assert run(repo, queue, LATER) == {"fanout_requeued": 1}
     assert queue.fanouts == [(job.id, 2, Priority.HIGH)]
     queue.fanouts.clear()
-    assert job_fanout(repo=repo, queue=queue, job_id=job.id, attempt=2, now=LATER) == 3
+    assert job_fanout(jobs=control(repo, queue), job_id=job.id, attempt=2, now=LATER) == 3
     assert sorted(queue.chunks) == [(job.id, i, 2, Priority.HIGH) for i in range(3)]
     assert [(c.index, c.status, c.attempt) for c in repo.chunks.list(job.id)] == [
         (i, JobStatus.QUEUED, 2) for i in range(3)
@@ -253,7 +260,13 @@ def test_each_item_the_sweeper_acts_on_is_logged_within_its_job_chunk_and_attemp
     caplog.handler.addFilter(logs.ContextFilter())
     before = logs.current()
     with caplog.at_level(logging.INFO, "jobs.services.sweeper"):
-        sweep(repo=repo, queue=queue, now=AUDIT, queued_grace=GRACE, retention=RETENTION, log_context=logs.within)
+        sweep(
+            jobs=control(repo, queue),
+            now=AUDIT,
+            queued_grace=GRACE,
+            log_context=logs.within,
+            hooks=FakeWebhooks(),
+        )
     about = {
         (getattr(r, "chunk", None), getattr(r, "attempt", None), r.getMessage())
         for r in caplog.records

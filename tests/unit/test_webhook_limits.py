@@ -15,8 +15,9 @@ from jobs import tasks, wiring
 from jobs.domain import JobStatus
 from jobs.ports import SendResult
 from jobs.services import job_cancel, job_create
+from jobs.services.api_keys import SCOPE_HIGH
 from jobs.services.webhooks import WebhookNotifier, WebhookPolicy, webhook_deliver
-from tests.fakes import FakeDeliverySlots, FakeWebhooks
+from tests.fakes import FakeDeliverySlots, FakeWebhooks, control, scene_files
 from tests.unit.conftest import RETENTION, spec
 
 POLICY = WebhookPolicy(
@@ -40,16 +41,18 @@ def slots():
 def ended(repo, queue, clock, hooks, owner="alice"):
     """A job of `owner` with a callback, cancelled: its delivery is pending."""
     job, _ = job_create(
-        repo=repo,
-        queue=queue,
+        jobs=control(repo, queue),
         owner=owner,
         spec=spec(callback_url=f"https://example.com/{owner}"),
         idempotency_key=None,
         now=clock(),
         hooks=hooks,
+        scopes=frozenset({SCOPE_HIGH}),
+        frame_limit=0,
+        scene_files=scene_files(),
     )
     notifier = WebhookNotifier(hooks=hooks, queue=queue, clock=clock, policy=POLICY, retention=RETENTION)
-    job_cancel(repo=repo, job=job, now=clock(), retention=RETENTION, notifier=notifier)
+    job_cancel(jobs=control(repo, notifier=notifier), job=job, now=clock())
     return job
 
 

@@ -26,7 +26,7 @@ from jobs.errors import WebhookSecretMissing
 from jobs.ports import SendResult
 from jobs.services import job_cancel
 from jobs.services.webhooks import WebhookNotifier, WebhookPolicy, webhook_deliver, webhooks_sweep
-from tests.fakes import FakeDeliverySlots, FakeWebhooks
+from tests.fakes import FakeDeliverySlots, FakeWebhooks, control
 from tests.unit.conftest import RETENTION, drain, make_worker, submit
 
 # --- signing ---------------------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def test_a_completed_job_with_a_callback_is_delivered_once_signed(repo, queue, c
 
 def test_failed_tries_back_off_then_give_up(repo, queue, clock, hooks):
     job = submit(repo, queue, clock, frames=(1, 1), callback_url="https://example.com/h", hooks=hooks)
-    job_cancel(repo=repo, job=job, now=clock(), retention=RETENTION, notifier=notifier(hooks, queue, clock))
+    job_cancel(jobs=control(repo, notifier=notifier(hooks, queue, clock)), job=job, now=clock())
     assert queue.webhooks == [(job.id, 1, "CANCELLED")]
     sender = ScriptedSender(SendResult(status_code=500), SendResult(error="Timed out."), SendResult(status_code=503))
     args = dict(
@@ -324,7 +324,7 @@ def test_failed_tries_back_off_then_give_up(repo, queue, clock, hooks):
 
 def test_a_refused_address_is_not_retried_and_a_live_lease_blocks_a_duplicate(repo, queue, clock, hooks):
     job = submit(repo, queue, clock, frames=(1, 1), callback_url="https://example.com/h", hooks=hooks)
-    job_cancel(repo=repo, job=job, now=clock(), retention=RETENTION, notifier=notifier(hooks, queue, clock))
+    job_cancel(jobs=control(repo, notifier=notifier(hooks, queue, clock)), job=job, now=clock())
     pending = hooks.get(job.id, 1, JobStatus.CANCELLED)
     hooks.begin(pending, token="other", now=clock(), until=clock() + timedelta(seconds=30))
     sender = ScriptedSender(SendResult(error="The address 10.0.0.1 is not public", permanent=True))
@@ -343,7 +343,7 @@ def test_a_lost_message_is_sent_again_by_the_sweeper_once(repo, hooks, clock):
 
     down = FakeTaskQueue(down=True)
     job = submit(repo, FakeTaskQueue(), clock, frames=(1, 1), callback_url="https://example.com/h", hooks=hooks)
-    job_cancel(repo=repo, job=job, now=clock(), retention=RETENTION, notifier=notifier(hooks, down, clock))
+    job_cancel(jobs=control(repo, notifier=notifier(hooks, down, clock)), job=job, now=clock())
     assert hooks.latest(job.id).state == "pending"  # the end stands; the message was lost
     queue = FakeTaskQueue()
     assert webhooks_sweep(hooks=hooks, queue=queue, now=clock(), grace=timedelta(seconds=60)) == {}

@@ -128,7 +128,8 @@ class Command(OperatorCommand):
 
     def _replay(self, dlq, *, label: str, limit: int, as_json: bool, **_):
         letters = dlq.receive(limit=limit, hide_seconds=60)  # hidden from others while this works
-        repo, queue = wiring.job_repository(), wiring.task_queue()
+        jobs = wiring.job_control()
+        repo, queue = jobs.repo, jobs.queue
         retried, resent = set(), 0
         for letter in letters:
             hook, target = letter.webhook(), letter.target()
@@ -142,7 +143,7 @@ class Command(OperatorCommand):
                 try:
                     job = repo.get(target[0])
                     if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-                        job_retry(repo=repo, queue=queue, job=job, now=utcnow())
+                        job_retry(jobs=jobs, job=job, now=utcnow(), scene_files=wiring.scene_files())
                         retried.add(job.id)
                 except (JobNotFound, JobStateConflict):
                     pass

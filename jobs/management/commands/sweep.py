@@ -97,22 +97,13 @@ class Command(OperatorCommand):
         now = utcnow()
         # Poison work first: a job whose message was dead-lettered fails rather than being re-enqueued.
         letters = wiring.dead_letter_queue().receive(limit=100)
-        failed = dead_letters_fail_jobs(
-            repo=wiring.job_repository(),
-            letters=letters,
-            now=now,
-            retention=wiring.retention(),
-            notifier=wiring.job_notifier(),
-            log_context=logs.within,
-        )
+        jobs = wiring.job_control()
+        failed = dead_letters_fail_jobs(jobs=jobs, letters=letters, now=now, log_context=logs.within)
         swept = sweep(
-            repo=wiring.job_repository(),
-            queue=wiring.task_queue(),
+            jobs=jobs,
+            hooks=wiring.webhook_repository(),
             now=now,
             queued_grace=timedelta(seconds=settings.RENDER_SWEEP_GRACE_SECONDS),
-            retention=wiring.retention(),
-            notifier=wiring.job_notifier(),
-            hooks=wiring.webhook_repository(),
             log_context=logs.within,
         )
         counts = {DLQ_PREFIX + k: v for k, v in as_counts(failed).items()}
