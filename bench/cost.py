@@ -74,3 +74,9 @@ def cost_of(units: list[dict], counts: Counter, per: float, *, tables: tuple[str
         s3_put=s3_put / per,
         s3_get=s3_get / per,
     )
+
+
+def largest_items(endpoint: str) -> dict[str, int]:
+    """The largest item written of each kind (the sort key's prefix), in bytes as DynamoDB sizes them."""
+    with urllib.request.urlopen(f"{endpoint}/_emulator/capacity", timeout=5) as resp:
+        return json.load(resp).get("largest_item", {})

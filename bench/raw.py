@@ -22,6 +22,10 @@ import boto3
 from botocore.config import Config
 from PIL import Image
 
+# One job, one frame: PutItem, SendMessage, ReceiveMessage, claim UpdateItem, PutObject, finish UpdateItem,
+# DeleteMessage: the sequential round trips from submit to done, with no API in front.
+ROUND_TRIPS_PER_JOB = 7
+
 
 def frame_png(width: int = 64, height: int = 64) -> bytes:
     out = io.BytesIO()

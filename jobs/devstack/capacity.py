@@ -7,8 +7,9 @@ write and prices it by DynamoDB's published rules (docs/ARCHITECTURE.md, "What a
 - each global secondary index whose entry changes costs a write of the projected entry's size; an entry
   whose index key changes costs a delete of the old entry and a put of the new one; an entry the write does
   not change costs nothing (so projections and unchanged index attributes matter);
-- a read costs ceil(size / 4 KB) units (a Query: of all the items it returns), half for an eventually
-  consistent read, double in a transaction.
+- a read costs ceil(size / 4 KB) units, half for an eventually consistent read, double in a transaction; a
+  Query or Scan is billed for the items it evaluates, not those it returns: with a FilterExpression, or
+  `Select=COUNT` (nothing returned), the emulator prices the same page read without them (`evaluated`).
 Item sizes follow DynamoDB's rules: attribute names plus values (numbers about one byte per two digits).
 """
 
@@ -65,15 +66,18 @@ class CapacityMeter:
         self._backend_for = backend_for  # table name -> moto's table (None when unknown)
         self.units: Counter[tuple[str, str]] = Counter()
         self.writes: Counter[str] = Counter()  # per item kind (the sort key's prefix): how many item writes
+        self.largest: Counter[str] = Counter()  # per item kind: the largest item written, in bytes
 
     def clear(self) -> None:
         self.units.clear()
         self.writes.clear()
+        self.largest.clear()
 
     def report(self) -> dict[str, Any]:
         return {
             "units": [{"target": t, "kind": k, "units": n} for (t, k), n in sorted(self.units.items())],
             "item_writes": dict(self.writes),
+            "largest_item": dict(self.largest),
         }
 
     # --- writes --------------------------------------------------------------------------------------
@@ -102,7 +106,9 @@ class CapacityMeter:
             if table is None:
                 continue
             sort = (new or old or {}).get(table.range_key_attr or "", {}).get("S", "")
-            self.writes[sort.split("#")[0] or "item"] += 1
+            kind = sort.split("#")[0] or "item"
+            self.writes[kind] += 1
+            self.largest[kind] = max(self.largest[kind], item_size(new))
             self.units[(table_name, "write")] += times * write_units(max(item_size(old), item_size(new)))
             if old == new:
                 continue  # a failed condition: the table write above is all it costs
@@ -119,14 +125,17 @@ class CapacityMeter:
                         self.units[(target, "write")] += write_units(item_size(entry))
 
     # --- reads ---------------------------------------------------------------------------------------
-    def charge_read(self, action: str, body: dict[str, Any], response: dict[str, Any]) -> None:
+    def charge_read(
+        self, action: str, body: dict[str, Any], response: dict[str, Any], evaluated: list | None = None
+    ) -> None:
+        """`evaluated`: the items a filtered or counted Query/Scan read (see `evaluation_request`)."""
         consistent = 1.0 if body.get("ConsistentRead") else 0.5
         if action == "GetItem":
             self.units[(body["TableName"], "read")] += consistent * read_units(item_size(response.get("Item")))
         elif action in ("Query", "Scan"):
             target = body["TableName"] + (f"/{body['IndexName']}" if body.get("IndexName") else "")
-            size = sum(item_size(i) for i in response.get("Items", []))
-            self.units[(target, "read")] += consistent * read_units(size)
+            items = response.get("Items", []) if evaluated is None else evaluated
+            self.units[(target, "read")] += consistent * read_units(sum(item_size(i) for i in items))
         elif action == "TransactGetItems":
             for entry, got in zip(body.get("TransactItems", []), response.get("Responses", []), strict=False):
                 self.units[(entry["Get"]["TableName"], "read")] += 2 * read_units(item_size(got.get("Item")))
@@ -134,6 +143,24 @@ class CapacityMeter:
             for table, items in response.get("Responses", {}).items():
                 for item in items:
                     self.units[(table, "read")] += consistent * read_units(item_size(item))
+
+    @staticmethod
+    def evaluation_request(action: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The same Query/Scan page without its filter, projection and COUNT, so its items are the ones the
+        request evaluated (and is billed for); None when the request returns what it evaluates."""
+        if action not in ("Query", "Scan") or not ({"FilterExpression", "Select", "ProjectionExpression"} & set(body)):
+            return None
+        plain = {k: v for k, v in body.items() if k not in ("FilterExpression", "Select", "ProjectionExpression")}
+        used = " ".join(str(plain.get(k, "")) for k in ("KeyConditionExpression",))
+        names = {k: v for k, v in (plain.get("ExpressionAttributeNames") or {}).items() if k in used}
+        values = {k: v for k, v in (plain.get("ExpressionAttributeValues") or {}).items() if k in used}
+        plain.pop("ExpressionAttributeNames", None)
+        plain.pop("ExpressionAttributeValues", None)
+        if names:
+            plain["ExpressionAttributeNames"] = names
+        if values:
+            plain["ExpressionAttributeValues"] = values
+        return plain
 
     # --- moto's items --------------------------------------------------------------------------------
     def _key(self, table_name: str, item: dict | None) -> dict:

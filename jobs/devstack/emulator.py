@@ -6,7 +6,10 @@ atomic. `GET /_emulator/requests` returns the counts; `POST /_emulator/requests/
 capacity meter). Requests whose User-Agent carries `render-observer` (the bench's own polling) are counted
 apart, as "observer", and are not metered. `GET /_emulator/capacity` returns the DynamoDB capacity units
 the system's requests would cost on AWS (jobs/devstack/capacity.py).
-Run: `python -m jobs.devstack.emulator --port 4566`.
+`--latency dynamodb=5,sqs=10,s3=20` adds that many milliseconds to every system request of a service (a
+sleep in the request's own thread, outside moto's lock: waiting like a network round trip, costing no CPU), so
+a run can be compared at AWS-like round trips rather than at the speed of a local process.
+Run: `python -m jobs.devstack.emulator --port 4566 [--latency ...]`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import io
 import json
 import re
 import threading
+import time
 from collections import Counter
 from urllib.parse import parse_qs
 
@@ -63,8 +67,9 @@ def classify(environ: dict) -> tuple[str, str]:
 class CountingApp:
     """WSGI middleware: counts requests, serves the counts, passes everything else to moto."""
 
-    def __init__(self, app):
+    def __init__(self, app, latency: dict[str, float] | None = None):
         self._app = app
+        self._latency = latency or {}  # seconds per request, by service
         self._lock = threading.Lock()
         self._dynamodb_lock = threading.Lock()
         self._counts: Counter[tuple[str, str, str]] = Counter()
@@ -78,6 +83,8 @@ class CountingApp:
         who = "observer" if OBSERVER_MARK in environ.get("HTTP_USER_AGENT", "") else "system"
         with self._lock:
             self._counts[(who, service, action)] += 1
+        if who == "system" and service in self._latency:
+            time.sleep(self._latency[service])
         if service == "dynamodb":
             # moto is not safe under concurrent requests (a transaction's rollback restores the items it
             # saved, moto_fixes.py); DynamoDB makes each call atomic, so the emulator runs them one at a time.
@@ -99,8 +106,19 @@ class CountingApp:
             self.meter.charge_writes(touched, before, self.meter.snapshot(touched))
         else:
             with contextlib.suppress(ValueError):  # an error body: nothing read
-                self.meter.charge_read(action, body, json.loads(b"".join(response) or b"{}"))
+                evaluated = self._evaluated(action, body, environ)
+                self.meter.charge_read(action, body, json.loads(b"".join(response) or b"{}"), evaluated)
         return response
+
+    def _evaluated(self, action: str, body: dict, environ) -> list | None:
+        """The items a filtered or counted read evaluated: the same page asked of moto without them."""
+        plain = self.meter.evaluation_request(action, body)
+        if plain is None:
+            return None
+        raw = json.dumps(plain).encode()
+        inner = {**environ, "wsgi.input": io.BytesIO(raw), "CONTENT_LENGTH": str(len(raw))}
+        answer = b"".join(self._app(inner, lambda status, headers, exc_info=None: None))
+        return json.loads(answer or b"{}").get("Items", [])
 
     def _control(self, environ, start_response):
         path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
@@ -153,9 +171,18 @@ class QuietHandler(MotoRequestHandler):
         pass
 
 
-def make_emulator(host: str, port: int):
+def parse_latency(spec: str) -> dict[str, float]:
+    """`dynamodb=5,sqs=10` (milliseconds) -> seconds by service."""
+    latency = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        service, _, ms = part.partition("=")
+        latency[service.strip()] = float(ms) / 1000
+    return latency
+
+
+def make_emulator(host: str, port: int, latency: dict[str, float] | None = None):
     moto_fixes.apply()
-    app = CountingApp(DomainDispatcherApplication(create_backend_app))
+    app = CountingApp(DomainDispatcherApplication(create_backend_app), latency=latency)
     return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
 
 
@@ -163,8 +190,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4566)
+    parser.add_argument("--latency", default="", help="milliseconds per request by service: dynamodb=5,sqs=10")
     args = parser.parse_args()
-    server = make_emulator(args.host, args.port)
+    server = make_emulator(args.host, args.port, parse_latency(args.latency))
     print(f"emulator listening on http://{args.host}:{server.server_port}", flush=True)
     server.serve_forever()
 

@@ -93,9 +93,11 @@ class Stack:
         self.processes[name] = proc
         return proc
 
-    def start_emulator(self, port: int | None = None) -> str:
+    def start_emulator(self, port: int | None = None, *, latency: str = "") -> str:
+        """The emulator on `port` (a free one by default); `latency` like `dynamodb=5,sqs=10` (milliseconds)."""
         port = port or free_port()
-        proc = self._spawn("emulator", [sys.executable, "-m", "jobs.devstack.emulator", "--port", str(port)])
+        argv = [sys.executable, "-m", "jobs.devstack.emulator", "--port", str(port)]
+        proc = self._spawn("emulator", [*argv, "--latency", latency] if latency else argv)
         endpoint = f"http://127.0.0.1:{port}"
         wait_for_http(f"{endpoint}/_emulator/health", process=proc)
         self.env.update(emulator_env(endpoint))
