@@ -58,7 +58,9 @@ SETTING = re.compile(r"\b(?:RENDER|DJANGO|CELERY|GUNICORN)_[A-Z0-9_]*[A-Z0-9](?:
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 TEST_NAME = re.compile(r"^test_[a-z0-9_]+$")
-MAKE_TARGET = re.compile(r"(?:^|[\s;&|(])make\s+((?:[A-Z_]+=\S+\s+)*)([a-z][a-z0-9_-]*)")
+# `make run`, `make run WORKERS=2`, `make -o .venv/.installed test`: the target is the first word that is not a
+# variable assignment or an option (with its argument).
+MAKE_TARGET = re.compile(r"(?:^|[\s;&|(])make\s+((?:[A-Z_]+=\S+\s+|-[a-zA-Z]\s+\S+\s+)*)([a-z][a-z0-9_-]*)")
 
 
 @dataclass(frozen=True)
@@ -346,8 +348,16 @@ def problems_links(text: str, base: Path) -> list[str]:
     return out
 
 
+def configuration_rows(page: str) -> set[str]:
+    """The variables the page's tables list: the names in the first cell of each row."""
+    first_cells = [line.split("|")[1] for line in page.splitlines() if line.startswith("| `")]
+    return {
+        name for cell in first_cells for name in re.findall(r"\b(?:RENDER|DJANGO|CELERY|GUNICORN|AWS)_[A-Z0-9_]+", cell)
+    }
+
+
 def problems_configuration(settings_source: str, page: str) -> list[str]:
-    listed = set(SETTING.findall(page)) | set(re.findall(r"\bAWS_[A-Z_]+\b", page))
+    listed = configuration_rows(page)
     out = []
     for line, read in settings_read(settings_source):
         if isinstance(read, re.Pattern):
@@ -428,10 +438,10 @@ def test_the_checks_catch_what_they_should():
         "README.md:1: docs/glossary.md#no-such-term: docs/glossary.md has no heading #no-such-term",
     ]
     source = 'A = env_int("RENDER_NEW_THING", 1)\nB = os.environ.get(f"RENDER_QUEUE_URL_{p}")\n'
-    assert problems_configuration(source, "`RENDER_QUEUE_URL_HIGH`") == [
+    assert problems_configuration(source, "| `RENDER_QUEUE_URL_HIGH` | unset | ... |\n`RENDER_NEW_THING` in prose") == [
         "renderproject/settings.py:1: RENDER_NEW_THING is not in the page"
     ]
-    assert problems_configuration(source, "`RENDER_NEW_THING`") == [
+    assert problems_configuration(source, "| `RENDER_NEW_THING` | `1` | ... |") == [
         "renderproject/settings.py:2: no setting matching RENDER_QUEUE_URL_[A-Z0-9_]+ in the page"
     ]
 
@@ -446,6 +456,7 @@ def test_the_real_checks_pass_on_good_names():
     assert problems_tests("x.md", page) == []
     assert problems_settings("x.md", page) == []
     assert problems_make("x.md", page) == []
+    assert [t for _, t in named_make_targets("x.md", page)] == ["run", "test"]
 
 
 # --- the site -------------------------------------------------------------------------------------------------
