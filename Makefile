@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CDK's jsii runs on Node 20 here; keep its warnings and caches out of the way.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: run worker key test lint unit integration e2e infra synth bench install clean
+.PHONY: run worker key test lint unit integration e2e infra synth bench docs install clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,5 +62,11 @@ test: lint $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.pipeline $(BENCH_ARGS)
 
+# The documentation site (MkDocs Material), served on 127.0.0.1 with live reload; `make test` builds it with
+# --strict (tests/docs/test_docs.py), so a broken link or anchor fails the tests.
+DOCS_PORT ?= 8001
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .devstack staticfiles cdk.out node_modules
+	rm -rf $(VENV) .pytest_cache .ruff_cache .devstack staticfiles cdk.out node_modules site
