@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # CDK's jsii runs on Node 20 here; keep its warnings and caches out of the way.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: run worker key test lint unit integration e2e infra synth bench docs install clean
+.PHONY: run worker key test lint unit integration e2e infra synth bench docs install addon clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,5 +68,9 @@ DOCS_PORT ?= 8001
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
 
+# The Blender add-on's installable zip (Edit > Preferences > Add-ons > Install); the standard library builds it.
+addon:
+	$(PYTHON) clients/blender_addon/build.py dist/render_farm_addon.zip
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .devstack staticfiles cdk.out node_modules site
+	rm -rf $(VENV) .pytest_cache .ruff_cache .devstack staticfiles cdk.out node_modules site dist
