@@ -43,7 +43,8 @@ def scenario_scale(args) -> None:
         for line in bench.cost(frames).lines("frame"):
             print(f"  {line}")
         print(f"  {largest_items(bench)}")
-        conflicts = sum(len(CONFLICT.findall(bench.stack.log(name))) for name in bench.stack.processes)
+        logs = bench.stack.log_dir.glob("*.log") if bench.stack.log_dir else []
+        conflicts = sum(len(CONFLICT.findall(log.read_text(errors="replace"))) for log in logs)
         print(f"  transaction conflicts retried: {conflicts} (the emulator runs one call at a time: none can happen)")
 
 
