@@ -110,9 +110,7 @@ def test_a_filtered_or_counted_query_is_billed_for_the_items_it_evaluates(metere
     reads every item of the key range."""
     client, table, units = metered
     for n in range(12):
-        client.put_item(
-            TableName=table, Item={"pk": {"S": "p"}, "sk": {"S": f"s{n:02d}"}, "big": {"S": "y" * 1000}}
-        )
+        client.put_item(TableName=table, Item={"pk": {"S": "p"}, "sk": {"S": f"s{n:02d}"}, "big": {"S": "y" * 1000}})
     key = {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "p"}}}
     before = units().get(("t", "read"), 0)
     client.query(TableName=table, Select="COUNT", ConsistentRead=True, **key)
