@@ -7,11 +7,13 @@ Skipped (with the reason shown) where blender or ffmpeg is not on the PATH; `.ci
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +22,10 @@ import requests
 
 from jobs.adapters import aws
 from jobs.devstack.stack import ROOT
+from jobs.domain import VideoFormat
+from jobs.renderers.ffmpeg import FfmpegEncoder
+from jobs.sandbox import Limits
+from jobs.sandbox.client import SidecarSandbox
 
 if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
     pytest.skip("ffmpeg is not on the PATH: the encode tier is skipped (.ci/run installs it)", allow_module_level=True)
@@ -198,3 +204,55 @@ def test_a_worker_killed_mid_encode_leaves_a_step_the_sweeper_and_the_next_worke
     mp4.write_bytes(requests.get(video["url"], timeout=10).content)
     probed = ffprobe(mp4)
     assert int(probed["nb_read_frames"]) == 48 and probed["duration"] == pytest.approx(6.0, abs=0.01)
+
+
+class _Log:
+    text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def warn(self, message):
+        pass
+
+
+def test_ffmpeg_encodes_in_the_sidecar_too(start_sidecar, render_cache, tmp_path):
+    """On Fargate ffmpeg runs in the task's sandbox container, like Blender: by name, under a uid of its own,
+    with the seccomp filter that refuses every socket (root only: the sidecar switches uids)."""
+    from PIL import Image
+
+    root = render_cache / "chunks"
+    root.mkdir(mode=0o711)
+    sidecar = start_sidecar(root=root, socket_path=tmp_path / "sandbox.sock", program="blender")
+    encoder = FfmpegEncoder(
+        sandbox=SidecarSandbox(socket_path=str(sidecar.socket_path), program="ffmpeg"),
+        scratch=lambda: Path(tempfile.mkdtemp(prefix="step-", dir=root)),
+        timeout=60,
+        limits=Limits(memory_bytes=8 << 30, file_bytes=1 << 30, processes=256),
+    )
+
+    def frames():
+        for n in range(12):
+            out = io.BytesIO()
+            Image.new("RGB", (65, 37), (20 * n, 90, 160)).save(out, format="PNG")  # odd sides: padded to even
+            yield out.getvalue()
+
+    seen: list[int] = []
+    log = _Log()
+    with encoder.encode(
+        frames=frames(),
+        count=12,
+        extension="png",
+        video_format=VideoFormat.WEBM,
+        fps=24,
+        should_stop=lambda: False,
+        on_progress=seen.append,
+        log=log,
+    ) as video:
+        webm = tmp_path / "video.webm"
+        webm.write_bytes(video.file.read())
+    assert video.frames == 12 and seen[-1] == 12 and "libvpx-vp9" in log.text
+    probed = ffprobe(webm)
+    assert probed["codec_name"] == "vp9" and (probed["width"], probed["height"]) == (66, 38)
+    assert int(probed["nb_read_frames"]) == 12 and probed["duration"] == pytest.approx(0.5, abs=0.01)
+    wait_until(lambda: list(root.iterdir()) == [], 10, "the sidecar to remove the run's scratch directory")
