@@ -89,8 +89,10 @@ def run_step(self, job_id: str, attempt: int, index: int) -> str:
         )
     if outcome is Outcome.HELD:  # `failures` is the seconds until the live lease lapses
         raise self.retry(args=(job_id, attempt, index), countdown=failures, queue=_arrived_on(self))
-    if outcome is Outcome.RETRY:
-        raise self.retry(args=(job_id, attempt, index), countdown=backoff(failures), queue=_arrived_on(self))
+    if outcome in (Outcome.RETRY, Outcome.RELEASED):
+        # A retry after a failure waits with backoff; a step released at shutdown goes straight back.
+        countdown = 0 if outcome is Outcome.RELEASED else backoff(failures)
+        raise self.retry(args=(job_id, attempt, index), countdown=countdown, queue=_arrived_on(self))
     return outcome
 
 

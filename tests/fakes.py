@@ -608,10 +608,11 @@ class InMemoryStepRepository:
         step = job.steps[index].replace(frames_done=frames_done)
         self._jobs._put(self._with(job, index, step).replace(lease_expires_at=lease_until))
 
-    def release(self, job_id, index, *, attempt, token, now, failure) -> Job:
+    def release(self, job_id, index, *, attempt, token, now, failure=None) -> Job:
         job = self._holder(job_id, attempt, token)
         step = job.steps[index]
-        step = step.replace(failures=step.failures + 1, error=failure.message, error_code=failure.code)
+        if failure is not None:
+            step = step.replace(failures=step.failures + 1, error=failure.message, error_code=failure.code)
         self._jobs.due[(job_id, None)] = (P, now)
         return self._jobs._put(self._with(job, index, step).replace(lease_token=None, lease_expires_at=EPOCH0))
 

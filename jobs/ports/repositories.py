@@ -93,8 +93,11 @@ class StepRepository(Protocol):
         self, job_id: str, index: int, *, attempt: int, token: str, frames_done: int, lease_until: datetime
     ) -> None: ...
 
-    def release(self, job_id: str, index: int, *, attempt: int, token: str, now: datetime, failure: Failure) -> Job:
-        """A failed attempt of the step, counted with its error; the lease lapses so its retry claims at once."""
+    def release(
+        self, job_id: str, index: int, *, attempt: int, token: str, now: datetime, failure: Failure | None = None
+    ) -> Job:
+        """The lease lapses so the next message claims the step at once: after a failed attempt (counted with its
+        error), or at a worker's shutdown (`failure` None: nothing counted)."""
         ...
 
     def complete(

@@ -120,19 +120,24 @@ class DynamoStepRepository:
             returns=False,
         )
 
-    def release(self, job_id: str, index: int, *, attempt: int, token: str, now: datetime, failure: Failure) -> Job:
+    def release(
+        self, job_id: str, index: int, *, attempt: int, token: str, now: datetime, failure: Failure | None = None
+    ) -> Job:
+        """Lapse the lease so the next message claims the step at once: after a failed attempt (counted, with its
+        error) or at a worker's shutdown (no failure)."""
         s = _at(index)
+        counted = f"{s}.failures = {s}.failures + :one, {s}.#error = :error, {s}.error_code = :error_code, "
         return self._held(
             job_id,
-            f"SET {s}.failures = {s}.failures + :one, {s}.#error = :error, {s}.error_code = :error_code,"
-            " updated_at = :now, lease_expires_at = :lapsed, gsi2sk = :gsi2sk REMOVE lease_token",
+            f"SET {counted if failure else ''}updated_at = :now, lease_expires_at = :lapsed, gsi2sk = :gsi2sk"
+            " REMOVE lease_token",
             {
                 ":one": 1,
                 ":now": iso(now),
                 ":lapsed": 0,
                 ":token": token,
                 ":attempt": attempt,
-                **failure_values(failure),
+                **(failure_values(failure) if failure else {}),
                 **_due(job_id, now),
             },
         )

@@ -17,6 +17,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -75,6 +76,10 @@ def _held_for(job: Job, index: int, attempt: int, now: datetime) -> int:
     return int(left) + 1 if left > 0 else 0
 
 
+class _ReleaseForShutdown(Exception):
+    """The worker is shutting down and the rest of the step will not fit in the grace period."""
+
+
 class StepProgress:
     """A running step's frames encoded, on its job item with the lease's renewal: one write per
     RENDER_PROGRESS_SECONDS at most as frames come, one whenever the lease keeper asks during a long wait (a
@@ -87,6 +92,16 @@ class StepProgress:
         self._done = 0
         self._written_at = ctx.clock()  # the claim wrote last
         self._refused: JobStateConflict | None = None
+        self._began = time.monotonic()
+
+    def wont_fit(self, *, total: int, left: float) -> bool:
+        """Whether the frames left, at the rate since the step began (downloads included), take more than `left`
+        seconds; true before any frame is encoded (nothing to measure)."""
+        with self._lock:
+            done = self._done
+        if done == 0:
+            return True
+        return (total - done) * (time.monotonic() - self._began) / done > left
 
     def frames_encoded(self, count: int) -> None:
         with self._lock:
@@ -133,6 +148,23 @@ class StepProgress:
         self._written_at = now
 
 
+class _Stop:
+    """An encode's should_stop(): a refused write (the lease keeper's), or a shutdown that the rest of the encode
+    will not fit in (RENDER_SHUTDOWN_GRACE_SECONDS, as chunks): then the step is released, not failed."""
+
+    def __init__(self, ctx: RenderContext, keeper: LeaseKeeper, progress: StepProgress, total: int):
+        self._ctx, self._keeper, self._progress, self._total = ctx, keeper, progress, total
+        self.for_shutdown = False
+
+    def __call__(self) -> bool:
+        if self._keeper.refused():
+            return True
+        left = self._ctx.grace_left()
+        if left is not None and self._progress.wont_fit(total=self._total, left=left):
+            self.for_shutdown = True
+        return self.for_shutdown
+
+
 def _run(ctx: RenderContext, job: Job, index: int, token: str) -> tuple[Outcome, int]:
     step_log = ChunkLog(store=ctx.store, job_id=job.id, chunk=0, key=step_log_key(job.id, index))
     progress = StepProgress(ctx, job, index, token=token)
@@ -150,6 +182,8 @@ def _run(ctx: RenderContext, job: Job, index: int, token: str) -> tuple[Outcome,
         return Outcome.STOPPED, 0
     except JobNotRunning as exc:
         return _stopped(ctx, job, index, token, exc.status), 0
+    except _ReleaseForShutdown:
+        return _release_at_shutdown(ctx, job, index, token), 0
     except Exception as exc:
         log.exception("job %s step %s: failed", job.id, index)
         try:
@@ -184,18 +218,24 @@ def _encode(
         _save_log(step_log, every=ctx.log_flush_seconds)
 
     key = video_key_of(job.id, spec.format.extension)
-    with ctx.video_encoder().encode(
-        frames=bodies(),
-        count=len(frames),
-        extension=fmt.extension,
-        video_format=spec.format,
-        fps=spec.fps,
-        should_stop=keeper.refused,
-        on_progress=on_progress,
-        log=step_log,
-    ) as video:
-        progress.fence()  # still ours: only then is the video stored
-        stored = ctx.store.put_file(key=key, file=video.file, content_type=spec.format.content_type)
+    stop = _Stop(ctx, keeper, progress, len(frames))
+    try:
+        with ctx.video_encoder().encode(
+            frames=bodies(),
+            count=len(frames),
+            extension=fmt.extension,
+            video_format=spec.format,
+            fps=spec.fps,
+            should_stop=stop,
+            on_progress=on_progress,
+            log=step_log,
+        ) as video:
+            progress.fence()  # still ours: only then is the video stored
+            stored = ctx.store.put_file(key=key, file=video.file, content_type=spec.format.content_type)
+    except EncodeError:
+        if stop.for_shutdown:
+            raise _ReleaseForShutdown() from None
+        raise
     log.info("job %s step %s: %s of %d frames stored (%d bytes)", job.id, index, spec.name, video.frames, stored.size)
     return StepArtifact(
         key=key,
@@ -212,7 +252,8 @@ def manifest_frames(store: ResultStore, job: Job) -> list[FrameResult]:
     body = store.get_optional(manifest_key(job.id))
     if body is None:
         raise EncodeError("The job's manifest.json is missing; retry the job to assemble it again.")
-    return [FrameResult(**entry) for entry in json.loads(body)["frames"]]
+    fields = ("frame", "key", "size", "sha256", "content_type")
+    return [FrameResult(**{k: entry[k] for k in fields}) for entry in json.loads(body)["frames"]]
 
 
 def checked_frame(store: ResultStore, result: FrameResult) -> bytes:
@@ -249,6 +290,18 @@ def _completed(ctx: RenderContext, done: Job, index: int) -> Outcome:
         log.info("job %s step %s COMPLETED; step %s queued", done.id, index, index + 1)
         ctx.jobs.queue.enqueue_step(job_id=done.id, attempt=done.attempt, index=index + 1, priority=done.priority)
     return Outcome.DONE
+
+
+def _release_at_shutdown(ctx: RenderContext, job: Job, index: int, token: str) -> Outcome:
+    """Hand the step back (no failure counted): the caller sends its message again for another worker."""
+    try:
+        ctx.repo.steps.release(job.id, index, attempt=job.attempt, token=token, now=ctx.clock())
+    except LeaseLost:
+        return Outcome.STOPPED
+    except JobNotRunning as exc:
+        return _stopped(ctx, job, index, token, exc.status)
+    log.info("job %s step %s released at shutdown", job.id, index)
+    return Outcome.RELEASED
 
 
 def _stopped(ctx: RenderContext, job: Job, index: int, token: str, job_status: str) -> Outcome:

@@ -330,3 +330,24 @@ def test_an_encode_error_is_shown_to_the_customer_as_encode_failed():
     from jobs.services.steps import describe_step
 
     assert describe_step(EncodeError("ffmpeg failed (exit 1): x")).code == "encode_failed"
+
+
+def test_at_shutdown_an_encode_that_will_not_fit_is_released_uncounted_and_one_that_fits_finishes(
+    repo, queue, clock, store
+):
+    job = submit(repo, queue, clock)
+    pump(repo, queue, encoder_worker(repo, store, clock, queue)[0], steps=False)
+    queue.steps.clear()
+    leaving, _ = encoder_worker(repo, store, clock, queue, grace_left=lambda: 0.0)
+    assert step_process(ctx=leaving, job_id=job.id, attempt=1, index=0) == (Outcome.RELEASED, 0)
+    released = repo.get(job.id)
+    assert released.lease_token is None and released.steps[0].failures == 0 and released.steps[0].crashes == 0
+    assert f"jobs/{job.id}/video.mp4" not in store.objects
+
+    # SIGTERM comes at the third frame, with a minute of grace: the rest (at the rate so far) fits.
+    grace = {"left": None}
+    encoder = FakeEncoder(on_frame=lambda n: grace.update(left=60.0) if n == 3 else None)
+    staying, _ = encoder_worker(repo, store, clock, queue, encoder, name="w2", grace_left=lambda: grace["left"])
+    assert step_process(ctx=staying, job_id=job.id, attempt=1, index=0) == (Outcome.DONE, 0)
+    done = repo.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.steps[0].failures == 0 and done.steps[0].crashes == 0
