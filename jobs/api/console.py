@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET
 
 from jobs import wiring
 from jobs.api.auth import session_user
-from jobs.domain import OutputFormat, Priority
+from jobs.domain import OutputFormat, Priority, VideoFormat
 from jobs.errors import JobNotFound
 from jobs.services.selectors import job_get
 
@@ -77,6 +77,7 @@ def new_job_page(request, user):
         "user": user,
         "page": "new",
         "formats": [f.value for f in OutputFormat],
+        "video_formats": [f.value for f in VideoFormat],
         "priorities": [p.value for p in Priority],
         "can_high": "high" in user.scopes,
     }

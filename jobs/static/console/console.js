@@ -632,6 +632,7 @@ function newJobPage() {
     if (f.output_format.value !== "") body.output_format = f.output_format.value;
     body.priority = f.priority.value;
     if (f.callback_url.value.trim()) body.callback_url = f.callback_url.value.trim();
+    if (f.encode_format.value) body.steps = [{ type: "encode", format: f.encode_format.value, fps: Number(f.encode_fps.value) }];
     if (renderer.value !== "simulated") body.renderer = renderer.value;
     return body;
   }
