@@ -333,7 +333,7 @@ function jobPage() {
       const link = el("a", { href: video.url, text: "Download" });
       return el("figure", {}, player, el("figcaption", {}, `${videoCaption(video)} · `, link));
     }));
-    box.hidden = false;
+    document.getElementById("videos-box").hidden = false;
   }
 
   function setImage(elementId, url) {
