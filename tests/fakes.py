@@ -46,6 +46,7 @@ from jobs.ports import (
     Overdue,
     StoredAsset,
     UploadTicket,
+    no_log_context,
 )
 from jobs.ports.values import WorkKind
 from jobs.renderers import FrameRenderer
@@ -822,4 +823,13 @@ def scene_files(queue=None):
         store=FakeAssetStore(),
         queue=queue if queue is not None else FakeTaskQueue(),
         retention=timedelta(days=30),
+    )
+
+
+def swept(repo, queue, *, now: datetime, grace: timedelta) -> dict[str, int]:
+    """One sweeper run over fakes (or a real repository): its counts, by what it did."""
+    from jobs.services import sweep
+
+    return sweep(
+        jobs=control(repo, queue), now=now, queued_grace=grace, hooks=FakeWebhooks(), log_context=no_log_context
     )
