@@ -78,7 +78,7 @@ class ApiService(Construct):
             vpc_subnets=subnets,
             security_groups=[self.service_security_group],
             health_check_grace_period=Duration.seconds(30),
-            enable_execute_command=True,  # the first API key is made with ECS exec (README)
+            enable_execute_command=True,  # the first API key is made with ECS exec (docs/operating/deploy.md)
         )
         if certificate_arn:
             certificate = acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn)
