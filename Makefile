@@ -28,10 +28,11 @@ run: $(STAMP)
 worker: $(STAMP)
 	@$(PY) manage.py devstack_worker $(CONCURRENCY_FLAG)
 
-# A new API key on the stack `make run` has up (read from .devstack/env; refused when none is running).
+# A new API key on the stack `make run` has up (read from .devstack/env; refused when none is running);
+# KEY_ARGS="--allow-high --operator" grants scopes.
 OWNER ?= dev
 key: $(STAMP)
-	@RENDER_DEVSTACK_REQUIRED=1 $(PY) manage.py create_api_key --owner "$(OWNER)"
+	@RENDER_DEVSTACK_REQUIRED=1 $(PY) manage.py create_api_key --owner "$(OWNER)" $(KEY_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -15,7 +15,7 @@ from jobs.domain import timing
 
 # AWS WAF's bounds for a rate-based rule's limit (requests per evaluation window, per IP).
 WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
-# The only stage names that are not production-grade by default (README "Deploy to AWS"); a short, exact list,
+# The only stage names that are not production-grade by default (docs/operating/deploy.md); a short, exact list,
 # so a typo or a new name gets the safe side.
 NON_PRODUCTION_STAGES = ("dev", "test", "ci")
 TRUE, FALSE = ("1", "true", "yes"), ("0", "false", "no")
@@ -53,7 +53,7 @@ class StageConfig:
     oldest_message_alarm_seconds: int = 3600
     sweep_every_minutes: int = 5
     nat_gateways: int = 1
-    interface_endpoints: bool = False  # SQS, ECR, Logs, Secrets Manager endpoints (see README: cost)
+    interface_endpoints: bool = False  # SQS, ECR, Logs, Secrets Manager endpoints (docs/operating/deploy.md: cost)
     waf_enabled: bool | None = None  # AWS WAF on the ALB; None: on for production-grade stages, off elsewhere
     waf_rate_limit: int = 2000  # requests per client IP per 5 minutes before WAF blocks that IP
 

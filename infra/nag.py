@@ -18,7 +18,7 @@ RULES = {
     "ECS2": "Environment variables hold only resource names and tuning values; the one secret "
     "(DJANGO_SECRET_KEY, API task only) is injected from Secrets Manager.",
     "SMG4": "The Django SECRET_KEY signs cursors and session cookies; rotating it logs everyone out and "
-    "invalidates cursors, so it is rotated by hand (README: Deploy to AWS).",
+    "invalidates cursors, so it is rotated by hand (docs/operating/deploy.md).",
     "EC23": "The load balancer is the public entry point and must accept 0.0.0.0/0 on 80/443; the tasks "
     "accept traffic only from the load balancer's security group.",
 }

@@ -225,7 +225,7 @@ class RenderFarmStack(Stack):
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(self, "ApiServiceName", value=api.service.service_name)
         CfnOutput(self, "WebhookServiceName", value=webhook_workers.service.service_name)
-        # What `aws ecs run-task` needs to run `manage dlq ...` in a sweeper task (README: Deploy to AWS).
+        # What `aws ecs run-task` needs to run `manage dlq ...` in a sweeper task (docs/operating/deploy.md).
         CfnOutput(self, "SweeperTaskDefinition", value=sweeper.task_definition.task_definition_arn)
         CfnOutput(self, "SweeperSecurityGroup", value=sweeper.security_group.security_group_id)
         CfnOutput(self, "SweeperLogGroup", value=sweeper.log_group.log_group_name)

@@ -150,5 +150,5 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def signature_valid(secret: str, timestamp: int, body: bytes, header: str) -> bool:
-    """What a receiver does (README): recompute and compare in constant time."""
+    """What a receiver does (docs/using/webhooks.md): recompute and compare in constant time."""
     return hmac.compare_digest(signature(secret, timestamp, body), header)

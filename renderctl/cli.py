@@ -120,7 +120,7 @@ def submit(
     samples: Annotated[int | None, typer.Option()] = None,
     start: Annotated[int | None, typer.Option("--start", help="First frame.")] = None,
     end: Annotated[int | None, typer.Option("--end", help="Last frame.")] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Frames per task.")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Frames per chunk (a task in the API).")] = None,
     priority: Annotated[str | None, typer.Option(help="high, normal or low.")] = None,
     renderer: Annotated[str | None, typer.Option(help="simulated or blender.")] = None,
     callback_url: Annotated[str | None, typer.Option(help="POSTed the job when it ends (webhook).")] = None,

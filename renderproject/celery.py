@@ -54,7 +54,7 @@ def _start_heartbeat(**kwargs):
 
 
 def version() -> str:
-    """The running build: RENDER_VERSION (the image sets it), else the package's."""
+    """The running build: RENDER_VERSION when the deployment sets it (nothing does yet), else "dev"."""
     return os.environ.get("RENDER_VERSION") or "dev"
 
 

@@ -1,4 +1,4 @@
-"""Django and Celery settings, every value from the environment (each variable is in the README table)."""
+"""Django and Celery settings, every value from the environment (each one in docs/operating/configuration.md)."""
 
 import math
 import os
@@ -350,7 +350,7 @@ RENDER_MAX_ACTIVE_FRAMES_PER_OWNER = env_int("RENDER_MAX_ACTIVE_FRAMES_PER_OWNER
 RENDER_MAX_CRASHES = env_int("RENDER_MAX_CRASHES", 5)  # takeovers from dead holders before a chunk is poison
 RENDER_RETRY_BACKOFF_SECONDS = env_int("RENDER_RETRY_BACKOFF_SECONDS", 5)
 RENDER_RESULT_URL_EXPIRY = env_int("RENDER_RESULT_URL_EXPIRY", 3600)
-# Webhooks (README "Webhooks"): tries of one delivery, the first retry's delay (doubling, at most 900 s),
+# Webhooks (docs/using/webhooks.md): tries of one delivery, the first retry's delay (doubling, at most 900 s),
 # the sender's timeouts, and whether callback URLs may reach non-public addresses (the local stack, tests).
 RENDER_WEBHOOK_MAX_TRIES = env_int("RENDER_WEBHOOK_MAX_TRIES", 6)
 RENDER_WEBHOOK_BACKOFF_SECONDS = env_int("RENDER_WEBHOOK_BACKOFF_SECONDS", 15)

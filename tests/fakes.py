@@ -52,6 +52,7 @@ from jobs.ports import (
     StoredAsset,
     StoredFile,
     UploadTicket,
+    no_log_context,
 )
 from jobs.ports.values import WorkKind
 from jobs.renderers import FrameRenderer
@@ -78,9 +79,6 @@ class InMemoryJobRepository:
         self.chunk_items: dict[tuple[str, int], Chunk] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.due: dict[tuple[str, int | None], tuple[JobStatus, datetime]] = {}
-        # A multi-chunk job's published progress: chunk index -> frames done, and the completed chunks.
-        self.progress: dict[str, dict[int, int]] = {}
-        self.done_chunks: dict[str, set[int]] = {}
         self.usage: dict[str, int] = {}  # frames of each owner's jobs waiting or rendering
         self.chunks = InMemoryChunkRepository(self)
         self.steps = InMemoryStepRepository(self)
@@ -115,6 +113,14 @@ class InMemoryJobRepository:
             return self.jobs[job_id]
         except KeyError:
             raise JobNotFound() from None
+
+    def recount(self, job_id: str, *, attempt: int, now: datetime) -> Job:
+        job = self.get(job_id)
+        if job.status not in (Q, P) or job.attempt != attempt:
+            raise JobNotRunning(str(job.status))
+        chunks = self.chunks.list(job_id)
+        totals = (sum(c.frames_done for c in chunks), sum(c.status is JobStatus.COMPLETED for c in chunks))
+        return self._put(job.replace(frames_done=totals[0], chunks_done=totals[1], updated_at=now))
 
     def note_warnings(self, job_id: str, warnings: list[str]) -> None:
         job = self.get(job_id)
@@ -377,19 +383,16 @@ class InMemoryChunkRepository:
             self._store(updated, due=None, now=now)
         else:
             self._store(updated, due="keep", now=now)  # as DynamoDB: the sweeper's marker stays put
-        if not chunk.whole_job:
-            self.publish(updated, now=now)
+        if not chunk.whole_job:  # as DynamoDB: counted on the job item in the chunk write's transaction
+            job = self._check_running(chunk)
+            self._jobs._put(
+                job.replace(
+                    frames_done=job.frames_done + len(results),
+                    chunks_done=job.chunks_done + (1 if last else 0),
+                    updated_at=now,
+                )
+            )
         return updated
-
-    def publish(self, chunk, *, now) -> None:
-        """As DynamoDB: the chunk's frames done and completion, on the job item, while it runs this attempt."""
-        job = self._check_running(chunk)
-        progress = self._jobs.progress.setdefault(chunk.job_id, {})
-        done = self._jobs.done_chunks.setdefault(chunk.job_id, set())
-        progress[chunk.index] = chunk.frames_done
-        if chunk.status is JobStatus.COMPLETED:
-            done.add(chunk.index)
-        self._jobs._put(job.replace(frames_done=sum(progress.values()), chunks_done=len(done), updated_at=now))
 
     def _check_running(self, chunk) -> Job:
         job = self._jobs.get(chunk.job_id)
@@ -1011,4 +1014,13 @@ def scene_files(queue=None):
         store=FakeAssetStore(),
         queue=queue if queue is not None else FakeTaskQueue(),
         retention=timedelta(days=30),
+    )
+
+
+def swept(repo, queue, *, now: datetime, grace: timedelta) -> dict[str, int]:
+    """One sweeper run over fakes (or a real repository): its counts, by what it did."""
+    from jobs.services import sweep
+
+    return sweep(
+        jobs=control(repo, queue), now=now, queued_grace=grace, hooks=FakeWebhooks(), log_context=no_log_context
     )

@@ -10,7 +10,7 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from .runtime import AppRuntime, app_task_definition
+from .runtime import AppRuntime, app_task_definition, rolling_service
 
 PORT = 8000
 
@@ -70,19 +70,15 @@ class ApiService(Construct):
             },
             secrets=secrets,
         )
-        self.service = ecs.FargateService(
+        self.service = rolling_service(
             self,
-            "Service",
             cluster=cluster,
             task_definition=self.task_definition,
             desired_count=desired_count,
             vpc_subnets=subnets,
             security_groups=[self.service_security_group],
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
-            min_healthy_percent=100,
-            max_healthy_percent=200,
             health_check_grace_period=Duration.seconds(30),
-            enable_execute_command=True,  # the first API key is made with ECS exec (README)
+            enable_execute_command=True,  # the first API key is made with ECS exec (docs/operating/deploy.md)
         )
         if certificate_arn:
             certificate = acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -67,3 +68,17 @@ def app_task_definition(
     if port is not None:
         container.add_port_mappings(ecs.PortMapping(container_port=port))
     return task, log_group
+
+
+def outbound_only_group(scope: Construct, vpc: ec2.IVpc, who: str) -> ec2.SecurityGroup:
+    """The security group of a task that only calls out (AWS, receivers, through the NAT): nothing comes in."""
+    return ec2.SecurityGroup(scope, "Sg", vpc=vpc, allow_all_outbound=True, description=f"{who}: no inbound traffic")
+
+
+def rolling_service(scope: Construct, **props) -> ecs.FargateService:
+    """A Fargate service whose deployments roll back on their own when new tasks keep failing, and which
+    keeps its running tasks until the new ones are up (unless `props` says otherwise)."""
+    props = {"min_healthy_percent": 100, "max_healthy_percent": 200, **props}
+    return ecs.FargateService(
+        scope, "Service", circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True), **props
+    )

@@ -9,7 +9,7 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
 from constructs import Construct
 
-from .runtime import AppRuntime, app_task_definition
+from .runtime import AppRuntime, app_task_definition, outbound_only_group
 
 
 class Sweeper(Construct):
@@ -24,9 +24,7 @@ class Sweeper(Construct):
         every_minutes: int,
     ):
         super().__init__(scope, id)
-        self.security_group = ec2.SecurityGroup(
-            self, "Sg", vpc=cluster.vpc, allow_all_outbound=True, description="Render sweeper: no inbound traffic"
-        )
+        self.security_group = outbound_only_group(self, cluster.vpc, "Render sweeper")
         self.task_definition, self.log_group = app_task_definition(
             self, "Task", runtime=runtime, role="sweeper", command=["sweep"], cpu=256, memory_mib=512
         )

@@ -21,7 +21,7 @@ class ApiFirewall(Construct):
     - `RatePerIp` (evaluated first, cheapest): blocks a client IP that sent more than `rate_limit` requests
       in 5 minutes, until its rate falls back under the limit. The ALB is the edge (no CloudFront or proxy
       in front of it), so the source IP WAF sees is the client's. This is a flood guard per address; the
-      API's own per-key limits (DynamoDB counters, README "Security") stay the fine-grained quota.
+      API's own per-key limits (DynamoDB counters, docs/operating/security.md) stay the fine-grained quota.
     - `AWSManagedRulesCommonRuleSet` (OWASP-style: bad inputs, XSS, LFI/RFI, SSRF to the metadata
       endpoint, requests without a User-Agent...), with one rule overridden to COUNT:
       `SizeRestrictions_BODY` blocks any body over 8 KB, but the API accepts JSON bodies up to 16 KiB

@@ -19,7 +19,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from .runtime import AppRuntime, app_task_definition
+from .runtime import AppRuntime, app_task_definition, outbound_only_group, rolling_service
 
 SANDBOX_VOLUME = "sandbox"
 SANDBOX_PATH = "/sandbox"  # the same path in both containers: paths pass between them as they are
@@ -61,9 +61,7 @@ class WorkerService(Construct):
         stop_timeout_seconds: int,
     ):
         super().__init__(scope, id)
-        self.security_group = ec2.SecurityGroup(
-            self, "Sg", vpc=cluster.vpc, allow_all_outbound=True, description="Render workers: no inbound traffic"
-        )
+        self.security_group = outbound_only_group(self, cluster.vpc, "Render workers")
         self.task_definition, self.log_group = app_task_definition(
             self,
             "Task",
@@ -82,9 +80,8 @@ class WorkerService(Construct):
             },
         )
         self.sandbox = self._sandbox(runtime=runtime, slots=concurrency, log_group=self.log_group)
-        self.service = ecs.FargateService(
+        self.service = rolling_service(
             self,
-            "Service",
             cluster=cluster,
             task_definition=self.task_definition,
             desired_count=min_count,
@@ -94,7 +91,6 @@ class WorkerService(Construct):
                 ecs.CapacityProviderStrategy(capacity_provider="FARGATE", base=on_demand_base, weight=0),
                 ecs.CapacityProviderStrategy(capacity_provider="FARGATE_SPOT", weight=1),
             ],
-            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
             min_healthy_percent=0 if min_count == 0 else 100,
             enable_execute_command=True,
         )

@@ -84,7 +84,7 @@ class CallbackUrlField(serializers.CharField):
 
 
 class WebhookSecretOutputSerializer(serializers.Serializer):
-    secret = serializers.CharField(help_text="Shown once. Verify X-Render-Signature with it (README, Webhooks).")
+    secret = serializers.CharField(help_text="Shown once. Verify X-Render-Signature with it (docs/using/webhooks.md).")
     owner = serializers.CharField()
     signature = serializers.CharField()
 

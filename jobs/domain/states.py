@@ -69,7 +69,7 @@ class OutputFormat(StrEnum):
         return self is not OutputFormat.EXR
 
 
-# Documented limits (README "Limits"); the API answers 400 past them.
+# Documented limits (docs/using/api.md, the fields of a job); the API answers 400 past them.
 MAX_DIMENSION = 4096
 MIN_DIMENSION = 16
 MAX_SAMPLES = 4096

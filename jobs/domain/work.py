@@ -208,7 +208,7 @@ def chunk_count(frames: int, chunk_size: int) -> int:
 
 
 def frame_range_problem(start: int, end: int, chunk_size: int) -> tuple[str, str] | None:
-    """(field, message) of what is wrong with a job's frames, or None: the limits of README "Limits"."""
+    """(field, message) of what is wrong with a job's frames, or None: the limits of docs/using/api.md."""
     if not 0 <= start <= MAX_FRAME_NUMBER or not 0 <= end <= MAX_FRAME_NUMBER:
         return "frame_start", f"Frame numbers are 0 to {MAX_FRAME_NUMBER}."
     if end < start:

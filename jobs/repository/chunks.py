@@ -156,10 +156,6 @@ class DynamoChunkRepository:
         completes the chunk (frames.py)."""
         return frames.record_frames(self._client, self._table, chunk, **frames_)
 
-    def publish(self, chunk: Chunk, *, now: datetime) -> None:
-        """Put a chunk item's progress (and completion) on its job item again; idempotent (frames.py)."""
-        frames.publish_progress(self._client, self._table, chunk, now=now)
-
     def renew(self, chunk: Chunk, *, token: str, until: datetime) -> None:
         """Keep holding a chunk while a long frame renders; LeaseLost once it is no longer ours."""
         self._held_update(

@@ -1,9 +1,17 @@
 """Recording rendered frames: the lease holder's progress write, in either storage shape of a chunk.
 
-A one-chunk job's item takes one conditional update; a chunk item's update and the publish of its progress
+A one-chunk job's item takes one conditional update; a chunk item's update and the count of its progress
 on its job item (which requires the job to be running in this attempt) are one transaction. One write
 records every frame rendered since the last one (services/progress.py decides when). Used by
 DynamoChunkRepository.record_frames.
+
+The job item counts with two numbers, `frames_done` and `chunks_done`, added to by each write (`ADD` the
+frames it records, and one when it completes its chunk): the job item keeps its size whatever the job's
+(a job of 1,000 chunks once carried a progress attribute per chunk: 9.6 KB, ten write units per write).
+An `ADD` counts once because it shares the transaction of the chunk item's write, which is conditional on the
+frames it found (`frames_done = :done`) and retried as the same write (`write_id`). `recount` sets both from
+the chunk items, for what no chunk write counts: the chunks kept from earlier attempts (a retry's fan-out)
+and the sweeper's audit of a job whose chunks are all done.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ def record_frames(
     holds the chunk's last frame completes it.
 
     For a one-chunk job the last write completes the job (`has_preview`, `expires_at` apply). A chunk item's
-    write and the publish of its progress on the job item (`publish_progress`, which requires the job to be
+    write and the count of its frames on the job item (`_count`, which requires the job to be
     running in this attempt) are one transaction: one request per write, whatever it carries.
     JobNotRunning when the job stopped, LeaseLost when the lease is gone. A caller that tries the same
     write again after an error passes the same `write_id`: if the first try applied, the retry counts as done.
@@ -97,9 +105,10 @@ def record_frames(
     if chunk.whole_job:
         _whole_job_write(client, table, key, expression, condition, values, finishes=last, write_id=write_id)
         return after
+    counted = _count(chunk.attempt, len(results), completes=last, now=now)
     lost = conditional_transaction(
         client,
-        [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *_publish(after, now))],
+        [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *counted)],
         write_id=write_id,
     )
     if lost is not None:
@@ -110,31 +119,46 @@ def record_frames(
     return after
 
 
-def publish_progress(client, table: str, chunk: Chunk, *, now: datetime) -> None:
-    """Put a chunk item's progress on its job item: `c<index>` = its frames done, and a completed chunk's
-    index into the set `done_chunks`. Both are idempotent (absolute values, a set), so a retried or
-    repeated publish counts nothing twice; the job's frames_done and chunks_done are read from them.
+RUNNING_IN_ATTEMPT = "#status IN (:st_queued, :st_processing) AND attempt = :attempt"
 
-    JobNotRunning when the job is not running in the chunk's attempt (cancelled, failed, retried). A job
-    still QUEUED in that attempt takes it too: a retry's fan-out counts the chunks kept from earlier attempts.
-    """
-    expression, condition, values = _publish(chunk, now)
+
+def _count(attempt: int, frames: int, *, completes: bool, now: datetime) -> tuple[str, str, dict[str, Any]]:
+    """The job item's part of a chunk's write: add its new frames (and its completion) to the job's counts,
+    if the job still runs in the chunk's attempt (a refusal is how a running chunk learns of a cancel)."""
+    values: dict[str, Any] = {":frames": frames, ":now": iso(now), ":attempt": attempt}
+    expression = "SET updated_at = :now ADD frames_done :frames"
+    if completes:
+        expression += ", chunks_done :one"
+        values[":one"] = 1
+    return expression, RUNNING_IN_ATTEMPT, values
+
+
+def recount(client, table: str, job_id: str, *, attempt: int, seen: tuple[int, int], now: datetime, totals) -> bool:
+    """Set the job's counts to `totals` (frames done, chunks done: summed from its chunk items by the caller)
+    if they are still `seen` and the job runs in `attempt`; False when a chunk's write counted meanwhile (read
+    and sum again). JobNotRunning when the job does not run in that attempt."""
     try:
         conditional_update(
-            client, table, job_key(chunk.job_id), expression, condition=condition, values=values, returns=False
+            client,
+            table,
+            job_key(job_id),
+            "SET frames_done = :frames, chunks_done = :chunks, updated_at = :now",
+            condition=f"{RUNNING_IN_ATTEMPT} AND frames_done = :seen_frames AND chunks_done = :seen_chunks",
+            values={
+                ":frames": totals[0],
+                ":chunks": totals[1],
+                ":seen_frames": seen[0],
+                ":seen_chunks": seen[1],
+                ":now": iso(now),
+                ":attempt": attempt,
+            },
+            returns=False,
         )
     except StaleWrite as exc:
+        if exc.status in (JobStatus.QUEUED, JobStatus.PROCESSING) and exc.attempt == attempt:
+            return False
         raise JobNotRunning(exc.status) from exc
-
-
-def _publish(chunk: Chunk, now: datetime) -> tuple[str, str, dict[str, Any]]:
-    """The job item's update that publishes a chunk's progress: expression, condition, values."""
-    expression = f"SET c{chunk.index} = :n, updated_at = :now"
-    values: dict[str, Any] = {":n": chunk.frames_done, ":now": iso(now), ":attempt": chunk.attempt}
-    if chunk.status is JobStatus.COMPLETED:
-        expression += " ADD done_chunks :index"
-        values[":index"] = {chunk.index}
-    return expression, "#status IN (:st_queued, :st_processing) AND attempt = :attempt", values
+    return True
 
 
 def _whole_job_write(

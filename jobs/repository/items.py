@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -159,9 +158,6 @@ def map_to_result(value: dict[str, Any]) -> FrameResult:
     )
 
 
-CHUNK_PROGRESS = re.compile(r"c\d+")  # `c<index>`: a chunk's frames done, published on its job item
-
-
 def job_to_item(job: Job) -> dict[str, Any]:
     item: dict[str, Any] = {
         "pk": P.JOB + job.id,
@@ -237,11 +233,7 @@ def item_to_job(item: dict[str, Any]) -> Job:
         steps=tuple(map_to_step(m) for m in item.get("steps") or ()),
         steps_attempt=int(item.get("steps_attempt", 0)),
     )
-    if job.single_chunk:
-        return job
-    # A job of several chunks: progress as its chunks published it (repository/frames.py).
-    published = sum(int(v) for k, v in item.items() if CHUNK_PROGRESS.fullmatch(k))
-    return job.replace(frames_done=published, chunks_done=len(item.get("done_chunks") or ()))
+    return job
 
 
 def _work_fields(item: dict[str, Any]) -> dict[str, Any]:

@@ -17,10 +17,12 @@ from jobs.errors import (
     IdempotencyTaken,
     JobAlreadyExists,
     JobNotFound,
+    JobNotRunning,
     OwnerLimitReached,
+    ServiceUnavailable,
 )
 from jobs.ports.values import IdempotencyRecord, JobPage, Overdue
-from jobs.repository import indexes
+from jobs.repository import frames, indexes
 from jobs.repository import partitions as P
 from jobs.repository.chunks import DynamoChunkRepository
 from jobs.repository.dynamo import (
@@ -53,6 +55,8 @@ from jobs.repository.items import (
     serialize,
 )
 from jobs.repository.steps import DynamoStepRepository
+
+RECOUNT_TRIES = 5  # a recount that a running chunk's write keeps overtaking reads and tries again
 
 
 class DynamoJobRepository:
@@ -116,6 +120,23 @@ class DynamoJobRepository:
             raise JobNotFound()
         return item_to_job(deserialize(resp["Item"]))
 
+    def recount(self, job_id: str, *, attempt: int, now: datetime) -> Job:
+        """The job's counts of frames and chunks done, set again from its chunk items (repository/frames.py):
+        for the chunks kept from earlier attempts, and for an audit. Safe beside running chunks: a count that
+        changed between the reads and the write is read again."""
+        for _ in range(RECOUNT_TRIES):
+            job = self.get(job_id)
+            if job.attempt != attempt or job.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+                raise JobNotRunning(str(job.status))
+            chunks = self.chunks.list(job_id)
+            totals = (sum(c.frames_done for c in chunks), sum(c.status is JobStatus.COMPLETED for c in chunks))
+            if totals == (job.frames_done, job.chunks_done):
+                return job
+            seen = (job.frames_done, job.chunks_done)
+            if frames.recount(self._client, self._table, job_id, attempt=attempt, seen=seen, now=now, totals=totals):
+                return job.replace(frames_done=totals[0], chunks_done=totals[1])
+        raise ServiceUnavailable("The job's counts keep changing; try again.")
+
     def note_warnings(self, job_id: str, warnings: list[str]) -> None:
         """Add warnings to the job (a set: noting the same ones again changes nothing)."""
         if not warnings:
@@ -166,8 +187,7 @@ class DynamoJobRepository:
                 self._table,
                 job_key(job_id),
                 TAKE_LEASE,
-                condition="attempt = :attempt AND #status = :st_processing"
-                " AND attribute_exists(done_chunks) AND size(done_chunks) = chunks_total"
+                condition="attempt = :attempt AND #status = :st_processing AND chunks_done = chunks_total"
                 f" AND {LEASE_FREE} AND (attribute_not_exists(steps_attempt) OR steps_attempt < :attempt)",
                 values={
                     **lease_values(worker=worker, token=token, now=now, lease_seconds=lease_seconds, attempt=attempt),

@@ -60,11 +60,10 @@ def _chunks_of_attempt(repo: JobRepository, job: Job, now: datetime) -> list[int
         chunk = existing.get(index)
         if chunk is not None and chunk.attempt < job.attempt:
             if chunk.status is JobStatus.COMPLETED:
-                # Finished in an earlier attempt: its frames are kept, and it counts in this attempt too
-                # (it may have completed as its job stopped, before it could say so).
-                with contextlib.suppress(JobStateConflict):
-                    repo.chunks.publish(chunk.replace(attempt=job.attempt), now=now)
-                continue
+                continue  # finished in an earlier attempt: its frames are kept, and counted below
             repo.chunks.requeue(chunk, attempt=job.attempt, now=now)
         indexes.append(index)
+    if job.attempt > 1 and job.fanout_sent < 0:  # before this attempt's first message: no chunk writes yet
+        with contextlib.suppress(JobStateConflict):  # a job stopped meanwhile has nothing to count
+            repo.recount(job.id, attempt=job.attempt, now=now)
     return indexes

@@ -86,11 +86,8 @@ def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt
     except JobStateConflict as exc:
         log.info("job %s chunk %s attempt %s not claimed: %s", job_id, index, attempt, exc.message)
         if index is not None and isinstance(exc, StaleWrite) and exc.status == JobStatus.COMPLETED:
-            # Its worker may have died after completing it and before the job counted it, or the assembler
-            # may have died: a redelivery finishes their work (both steps are idempotent).
-            with contextlib.suppress(JobStateConflict):
-                done = repo.chunks.get(job_id, index)
-                repo.chunks.publish(done.replace(attempt=attempt), now=now)  # completed: it counts in any attempt
+            # Counted on the job with its completion (one transaction); its assembler may have died: a
+            # redelivery runs the assembly again (it is idempotent).
             _assemble_if_last(ctx, job_id, attempt)
         wait = _lease_left(exc, attempt, now)
         if wait:  # a dead holder's message can come back before its lease lapses: look again then, not drop it
@@ -347,6 +344,11 @@ def chunk_error(
 
 
 def _assemble_if_last(ctx: RenderContext, job_id: str, attempt: int) -> None:
+    """Assemble the job if every chunk is done: a read first (the other chunks' completions would fail the
+    lease's conditional write, which is billed as a write), then the lease, which one worker takes."""
+    job = ctx.repo.get(job_id)
+    if job.attempt != attempt or job.chunks_done < job.chunks_total:
+        return
     token = secrets.token_hex(16)
     try:
         leased = ctx.repo.begin_assembly(

@@ -127,12 +127,11 @@ def audit(*, jobs: JobControl, job: Job, now: datetime) -> Swept:
         return _audit_steps(jobs, job, now)
     if job.lease_token and job.lease_expires_at and job.lease_expires_at > now:
         return Swept.ASSEMBLING
-    # Every chunk is done: the assembly did not run or its worker died, or a chunk's worker died before it
-    # counted its chunk on the job. Count them all again (idempotent), then any chunk message finds its chunk
-    # done and runs the assembly again.
-    for chunk in current + kept:
-        with contextlib.suppress(JobStateConflict):
-            repo.chunks.publish(chunk.replace(attempt=job.attempt), now=now)
+    # Every chunk is done: the assembly did not run or its worker died. Its counts are set again from the chunks
+    # (they should already be right: each chunk counted itself with its completion), then any chunk message
+    # finds its chunk done and runs the assembly again.
+    with contextlib.suppress(JobStateConflict):
+        repo.recount(job.id, attempt=job.attempt, now=now)
     queue.enqueue_chunk(job_id=job.id, index=job.chunks_total - 1, attempt=job.attempt, priority=job.priority)
     return Swept.ASSEMBLY_REQUEUED
 

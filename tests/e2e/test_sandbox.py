@@ -33,8 +33,7 @@ if not Path(PYTHON).exists():
     pytest.skip(f"{PYTHON} is needed as the confined program", allow_module_level=True)
 
 
-@pytest.fixture
-def listener():
+def listening_socket():
     """A TCP port on the worker's loopback; the test asserts nothing ever connects to it."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -42,6 +41,9 @@ def listener():
     server.settimeout(0.2)
     yield server
     server.close()
+
+
+listener = pytest.fixture(name="listener")(listening_socket)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,7 +23,7 @@ import requests
 from jobs.devstack.stack import ROOT
 from jobs.sandbox import SandboxUnavailable
 from jobs.sandbox.bubblewrap import BubblewrapSandbox
-from tests.e2e.test_sandbox import LIMITS, SECRET, assert_contained, scratch_with_scene
+from tests.e2e.test_sandbox import LIMITS, SECRET, assert_contained, listening_socket, scratch_with_scene
 
 if shutil.which("blender") is None:
     pytest.skip("blender is not on the PATH: the Blender tier is skipped (CI installs it)", allow_module_level=True)
@@ -40,14 +39,7 @@ def blender(*args: str) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def listener():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.2)
-    yield server
-    server.close()
+listener = pytest.fixture(scope="module", name="listener")(listening_socket)
 
 
 @pytest.fixture(scope="module")

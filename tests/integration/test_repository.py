@@ -18,7 +18,7 @@ from jobs.errors import (
     LeaseLost,
 )
 from jobs.ports import IdempotencyRecord
-from jobs.repository.items import DUE_SHARDS, owner_partition, shard_of, status_sort_key
+from jobs.repository.items import DUE_SHARDS, job_key, owner_partition, shard_of, status_sort_key
 from tests.conftest import T0
 from tests.fakes import InMemoryJobRepository
 
@@ -45,7 +45,7 @@ def _result(frame):
 
 
 def _record(repo, chunk, *, token=TOKEN, frame=None, seconds=1.0, now=T0, count=1, **kwargs):
-    """Record `count` frames in one write (a chunk item's publishes its progress on the job in the same)."""
+    """Record `count` frames in one write (a chunk item's write counts its frames on the job in the same)."""
     first = frame if frame is not None else chunk.frame_start + chunk.frames_done
     return repo.chunks.record_frames(
         chunk,
@@ -651,3 +651,63 @@ def test_a_retried_conditional_write_that_already_applied_counts_as_done(dynamo_
     finally:
         client.update_item = real_update
     assert item["status"] == "PROCESSING" and len(calls) == 1
+
+
+def test_a_job_counts_its_chunks_in_two_numbers_and_keeps_its_size_whatever_its_chunks(dynamo_repo, make_job, table):
+    """Issue 20: every chunk's write counts on its job item (frames done, chunks done) instead of adding an
+    attribute per chunk: 60 chunks later the job item is no larger than before the first."""
+    from jobs.devstack.capacity import item_size
+
+    def job_item_size() -> int:
+        item = aws.client("dynamodb").get_item(TableName=table, Key=job_key(job.id), ConsistentRead=True)["Item"]
+        return item_size(item)
+
+    job = _multi_job(dynamo_repo, make_job, frames=(1, 120), chunk_size=2)
+    dynamo_repo.transition(job.id, attempt=1, source=JobStatus.QUEUED, target=JobStatus.PROCESSING, now=T0)
+    before = job_item_size()
+    for index in range(60):
+        _, chunk = _claim(dynamo_repo, job.id, index)
+        _record(dynamo_repo, _record(dynamo_repo, chunk))
+    counted = dynamo_repo.get(job.id)
+    assert (counted.frames_done, counted.chunks_done) == (120, 60)
+    assert job_item_size() <= before + 8 < 1024  # two numbers grew by a few digits; nothing per chunk
+    assert dynamo_repo.begin_assembly(job.id, attempt=1, worker="w", token="t", now=T0, lease_seconds=LEASE)
+
+
+def test_a_recount_sets_the_counts_from_the_chunks_unless_a_chunk_counted_meanwhile(repo, make_job):
+    job = _multi_job(repo, make_job)
+    _, c0 = _claim(repo, job.id, 0)
+    _record(repo, _record(repo, c0))  # chunk 0 done: counted with its writes
+    _, c1 = _claim(repo, job.id, 1, token="u")
+    _record(repo, c1, token="u")
+    assert (repo.get(job.id).frames_done, repo.get(job.id).chunks_done) == (3, 1)
+    again = repo.recount(job.id, attempt=1, now=T0)  # the chunks say the same: nothing to write
+    assert (again.frames_done, again.chunks_done) == (3, 1)
+    with pytest.raises(JobNotRunning):
+        repo.recount(job.id, attempt=2, now=T0)
+
+
+def test_a_recount_refuses_counts_that_moved_under_it(dynamo_repo, make_job, table):
+    from jobs.repository import frames
+
+    job = _multi_job(dynamo_repo, make_job)
+    _, c0 = _claim(dynamo_repo, job.id, 0)
+    _record(dynamo_repo, c0)
+    client = aws.client("dynamodb")
+    moved = frames.recount(client, table, job.id, attempt=1, seen=(0, 0), now=T0, totals=(9, 9))
+    assert moved is False and dynamo_repo.get(job.id).frames_done == 1  # it had counted one frame: not 0
+    assert frames.recount(client, table, job.id, attempt=1, seen=(1, 0), now=T0, totals=(1, 0)) is True
+
+
+def test_a_retried_chunk_write_counts_its_frames_once(repo, make_job):
+    """A progress write tried again (its answer lost) as the same write: the chunk and the job count its
+    frames once, and the last one completes the chunk once."""
+    job = _multi_job(repo, make_job)
+    _, chunk = _claim(repo, job.id, 0)
+    first = _record(repo, chunk, write_id="w1")
+    assert _record(repo, chunk, write_id="w1").frames_done == first.frames_done == 1
+    _record(repo, first, write_id="w2")
+    _record(repo, first, write_id="w2")
+    counted = repo.get(job.id)
+    assert (counted.frames_done, counted.chunks_done) == (2, 1)
+    assert _chunk(repo, job.id, 0).status is JobStatus.COMPLETED

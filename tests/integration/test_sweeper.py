@@ -7,10 +7,9 @@ import pytest
 
 from jobs.adapters import aws
 from jobs.domain import Failure, FrameResult, JobStatus, Priority
-from jobs.ports import no_log_context
-from jobs.services import job_cancel, job_fanout, job_retry, sweep
+from jobs.services import job_cancel, job_fanout, job_retry
 from tests.conftest import T0
-from tests.fakes import FakeTaskQueue, FakeWebhooks, control, scene_files
+from tests.fakes import FakeTaskQueue, control, scene_files, swept
 
 GRACE = timedelta(minutes=5)
 RETENTION = timedelta(days=1)
@@ -21,13 +20,7 @@ TOKEN = "t"
 
 
 def run(repo, queue, now=LATER):
-    return sweep(
-        jobs=control(repo, queue),
-        now=now,
-        queued_grace=GRACE,
-        hooks=FakeWebhooks(),
-        log_context=no_log_context,
-    )
+    return swept(repo, queue, now=now, grace=GRACE)
 
 
 def _job(repo, make_job, *, chunks=2, put=None):

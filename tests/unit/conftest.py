@@ -77,10 +77,11 @@ def spec(frames=(1, 1), chunk_size=5, priority=Priority.HIGH, name="shot", callb
     )
 
 
-def submit(repo, queue, clock, key=None, hooks=None, **kwargs):
-    job, _ = job_create(
+def create(repo, queue, clock, key=None, hooks=None, owner="alice", **kwargs):
+    """job_create as the API calls it: (the job, whether it replays an earlier submit with that key)."""
+    return job_create(
         jobs=control(repo, queue),
-        owner="alice",
+        owner=owner,
         spec=spec(**kwargs),
         idempotency_key=key,
         now=clock(),
@@ -89,7 +90,10 @@ def submit(repo, queue, clock, key=None, hooks=None, **kwargs):
         frame_limit=0,
         scene_files=scene_files(),
     )
-    return job
+
+
+def submit(repo, queue, clock, key=None, hooks=None, **kwargs):
+    return create(repo, queue, clock, key, hooks, **kwargs)[0]
 
 
 def drain(repo, queue, worker, limit=1000):

@@ -423,3 +423,20 @@ def test_a_renderers_warnings_are_on_the_job_before_it_ends(repo, queue, clock, 
     assert done.status is JobStatus.COMPLETED
     assert done.warnings == ("denoising is off: this farm's Blender has no OpenImageDenoise",)
     assert noted_while == [JobStatus.PROCESSING]  # once, before the end: a reader of COMPLETED sees them
+
+
+def test_only_the_last_chunk_to_finish_asks_for_the_assembly_lease(repo, queue, clock, store):
+    """Issue 20: each chunk's completion used to try the assembly lease, a conditional write that failed (and
+    was billed) for all but the last; now a read of the job's counts comes first."""
+    job = submit(repo, queue, clock, frames=(1, 10), chunk_size=2)
+    asked = []
+    begin = repo.begin_assembly
+
+    def spy(job_id, **kwargs):
+        asked.append(job_id)
+        return begin(job_id, **kwargs)
+
+    repo.begin_assembly = spy
+    drain(repo, queue, make_worker(repo, store, clock))
+    assert repo.get(job.id).status is JobStatus.COMPLETED
+    assert asked == [job.id]

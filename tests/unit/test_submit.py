@@ -4,10 +4,8 @@ import pytest
 
 from jobs.domain import Priority
 from jobs.errors import IdempotencyKeyReused, ServiceUnavailable
-from jobs.services import job_create
-from jobs.services.api_keys import SCOPE_HIGH
-from tests.fakes import FakeTaskQueue, FakeWebhooks, control, scene_files
-from tests.unit.conftest import spec, submit
+from tests.fakes import FakeTaskQueue, FakeWebhooks
+from tests.unit.conftest import create, submit
 
 
 def test_a_one_chunk_job_is_one_message_and_a_bigger_one_is_fanned_out(repo, queue, clock):
@@ -25,64 +23,14 @@ def test_the_queue_down_withdraws_the_job_and_raises_503(repo, clock):
 
 
 def test_idempotent_submit_returns_the_original_job(repo, queue, clock):
-    first, replayed = job_create(
-        jobs=control(repo, queue),
-        owner="alice",
-        spec=spec(),
-        idempotency_key="k",
-        now=clock(),
-        scopes=frozenset({SCOPE_HIGH}),
-        frame_limit=0,
-        scene_files=scene_files(),
-        hooks=FakeWebhooks(),
-    )
-    again, replayed_again = job_create(
-        jobs=control(repo, queue),
-        owner="alice",
-        spec=spec(),
-        idempotency_key="k",
-        now=clock(),
-        scopes=frozenset({SCOPE_HIGH}),
-        frame_limit=0,
-        scene_files=scene_files(),
-        hooks=FakeWebhooks(),
-    )
+    first, replayed = create(repo, queue, clock, "k", FakeWebhooks())
+    again, replayed_again = create(repo, queue, clock, "k", FakeWebhooks())
     assert (again.id, replayed, replayed_again) == (first.id, False, True)
     assert len(repo.jobs) == 1 and len(queue.chunks) == 1
     with pytest.raises(IdempotencyKeyReused):
-        job_create(
-            jobs=control(repo, queue),
-            owner="alice",
-            spec=spec(name="other"),
-            idempotency_key="k",
-            now=clock(),
-            scopes=frozenset({SCOPE_HIGH}),
-            frame_limit=0,
-            scene_files=scene_files(),
-            hooks=FakeWebhooks(),
-        )
-    other_owner, _ = job_create(
-        jobs=control(repo, queue),
-        owner="bob",
-        spec=spec(),
-        idempotency_key="k",
-        now=clock(),
-        scopes=frozenset({SCOPE_HIGH}),
-        frame_limit=0,
-        scene_files=scene_files(),
-        hooks=FakeWebhooks(),
-    )
+        create(repo, queue, clock, "k", FakeWebhooks(), name="other")
+    other_owner, _ = create(repo, queue, clock, "k", FakeWebhooks(), owner="bob")
     assert other_owner.id != first.id  # keys are per owner
     clock.advance(25 * 3600)
-    later, replayed = job_create(
-        jobs=control(repo, queue),
-        owner="alice",
-        spec=spec(),
-        idempotency_key="k",
-        now=clock(),
-        scopes=frozenset({SCOPE_HIGH}),
-        frame_limit=0,
-        scene_files=scene_files(),
-        hooks=FakeWebhooks(),
-    )
+    later, replayed = create(repo, queue, clock, "k", FakeWebhooks())
     assert later.id != first.id and not replayed  # the record expired

@@ -11,10 +11,9 @@ import pytest
 
 from jobs.domain import Failure, JobStatus, Priority
 from jobs.errors import RenderError
-from jobs.ports import no_log_context
 from jobs.services import Outcome, chunk_process, job_cancel, job_fanout, job_retry, sweep
 from tests.conftest import T0
-from tests.fakes import FakeWebhooks, ScriptedRenderer, control, scene_files
+from tests.fakes import FakeWebhooks, ScriptedRenderer, control, scene_files, swept
 from tests.unit.conftest import LEASE, RETENTION, drain, make_worker, submit
 
 GRACE = timedelta(minutes=5)
@@ -24,13 +23,7 @@ AUDIT = T0 + timedelta(hours=1)  # past every due time these tests set: lease ex
 
 
 def run(repo, queue, now):
-    return sweep(
-        jobs=control(repo, queue),
-        now=now,
-        queued_grace=GRACE,
-        hooks=FakeWebhooks(),
-        log_context=no_log_context,
-    )
+    return swept(repo, queue, now=now, grace=GRACE)
 
 
 def _fanned_out(repo, queue, clock, chunks=2, put=None):

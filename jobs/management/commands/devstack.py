@@ -22,7 +22,7 @@ from jobs.services import api_key_create
 from jobs.services.api_keys import SCOPE_HIGH
 
 # A copy-paste example for the banner: build the demo scene, then one renderctl command uploads it (straight
-# to S3, with a progress bar), submits, follows the job and downloads its frames (README: the same with curl).
+# to S3, with a progress bar), submits, follows the job and downloads its frames (docs/using/blender.md: with curl).
 BLENDER_EXAMPLE = r"""
 Blender jobs: rendered here ({binary}). Build the demo scene, then upload it and render 24 frames in 2 chunks:
   blender -b --factory-startup --python scenes/demo_scene.py -- /tmp/demo.blend
@@ -58,7 +58,7 @@ class Command(BaseCommand):
                 f"{running.get('AWS_ENDPOINT_URL')}); stop it first (its settings are in {env_file})."
             )
         stack = Stack(log_dir=ROOT / ".devstack" / "logs")
-        # Webhook receivers of a laptop listen on 127.0.0.1 (README "Webhooks"): allowed here unless told not to.
+        # Webhook receivers of a laptop listen on 127.0.0.1 (docs/using/webhooks.md): allowed here unless told not to.
         stack.env["RENDER_WEBHOOK_ALLOW_PRIVATE"] = os.environ.get("RENDER_WEBHOOK_ALLOW_PRIVATE", "1")
         stopping = False
 
@@ -93,7 +93,7 @@ class Command(BaseCommand):
             envfile.write(env_file, values)
             for n in range(workers):  # worker, worker-2, ...: each logs to .devstack/logs/<name>.log
                 stack.start_worker("worker" if n == 0 else f"worker-{n + 1}", concurrency=concurrency)
-            stack.start_webhook_worker()  # deliveries have their own queue and workers (README "Webhooks")
+            stack.start_webhook_worker()  # deliveries have their own queue and workers (docs/using/webhooks.md)
             stack.start_sweeper()
             api = stack.start_api(port)
             wait_for_http(f"{api}/readyz", timeout=30)
@@ -138,7 +138,7 @@ class Command(BaseCommand):
 Render farm is up.
   Console:    {api}/   (sign in with the key below)
   API:        {api}/api/   (browsable in a browser once signed in)
-  Docs:       {api}/api/docs   (schema: {api}/api/schema)
+  API docs:   {api}/api/docs   (Swagger; schema: {api}/api/schema; these docs as a site: make docs)
   Health:     {api}/healthz  {api}/readyz
   Logs:       {log_dir}
   API key (owner "dev"):
@@ -154,7 +154,7 @@ Or curl:
        -H "Content-Type: application/json" \\
        -d '{{"scene": "demo", "width": 640, "height": 360, "frame_start": 1, "frame_end": 1}}'
   curl -s {api}/api/jobs -H "Authorization: Bearer {key}"
-  (more in the README: frames in chunks, cancel, retry, tasks, priorities, Idempotency-Key)
+  (more in docs/using/api.md: frames in chunks, cancel, retry, tasks, priorities, Idempotency-Key)
 {self._blender_example(api, key)}
 From another terminal in this checkout, commands target this stack (settings in {env_file}):
   make key OWNER=alice                                 # another API key
