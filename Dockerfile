@@ -39,13 +39,15 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["pyt
 ENTRYPOINT ["/app/bin/entrypoint"]
 CMD ["api"]
 
-# --- worker: the api image plus Blender (Debian bookworm's package: Cycles on CPU, no OpenImageDenoise).
-# Blender runs sandboxed (jobs/sandbox/): in the task's `sandbox` container, each render as a uid of its own.
+# --- worker: the api image plus Blender (Debian bookworm's package: Cycles on CPU, no OpenImageDenoise) and
+# ffmpeg (bookworm's 5.1, with libx264 and libvpx: encode steps' MP4 and WebM; pinned to its 5.1 security updates).
+# Both run sandboxed (jobs/sandbox/): in the task's `sandbox` container, each run as a uid of its own.
 # /sandbox: the scene cache and the chunks' scratch directories, the worker's (0711: passable, not listable).
 FROM api AS worker
 USER 0:0
 RUN apt-get update \
     && apt-get install -y --no-install-recommends blender=3.4.1+dfsg-2+b1 \
+        ffmpeg=7:5.1.* \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /sandbox \
     && chown 10001:10001 /sandbox \

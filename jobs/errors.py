@@ -117,6 +117,23 @@ class SceneRefused(RenderError):
     sandbox). Rendering it again cannot help, so the job fails at once; the message names the feature."""
 
 
+class EncodeError(RenderError):
+    """A step's video could not be made (ffmpeg failed, timed out, or wrote other than asked). Its message is
+    shown to the customer; the step is retried with backoff, then fails the job."""
+
+
+class StepsRefused(DomainError):
+    """A job's steps cannot run on its frames (found once a scene file's own settings are known): the same
+    answer as a field the serializer refuses, `invalid` with the message under `steps`."""
+
+    status_code = 400
+    code = "invalid"
+    default_message = "These steps cannot run on this job's frames."
+
+    def __init__(self, message: str):
+        super().__init__(f"steps: {message}", details={"steps": [message]})
+
+
 class PriorityNotAllowed(DomainError):
     status_code = 403
     code = "priority_not_allowed"

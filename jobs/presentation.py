@@ -7,7 +7,7 @@ from datetime import datetime
 
 from rest_framework import serializers
 
-from jobs.domain import Job, JobStatus
+from jobs.domain import FINAL_STATES, Job, JobStatus, StepStatus
 from jobs.ports import WebhookDelivery
 
 
@@ -35,6 +35,18 @@ class FrameOutputSerializer(serializers.Serializer):
     sha256 = serializers.CharField(required=False)
 
 
+class VideoOutputSerializer(serializers.Serializer):
+    step = serializers.IntegerField(help_text="The encode step that made it.")
+    format = serializers.CharField(help_text="mp4 or webm")
+    url = serializers.URLField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    content_type = serializers.CharField()
+    frames = serializers.IntegerField()
+    fps = serializers.IntegerField()
+    duration = serializers.FloatField(help_text="Seconds: frames / fps.")
+
+
 class ResultsOutputSerializer(serializers.Serializer):
     expires_in = serializers.IntegerField(help_text="Seconds the URLs below stay valid.")
     manifest_url = serializers.URLField(allow_null=True)
@@ -46,6 +58,41 @@ class ResultsOutputSerializer(serializers.Serializer):
     frames_next_offset = serializers.IntegerField(
         allow_null=True, help_text="More frames: GET /api/jobs/<id>/frames?offset=<this>."
     )
+    videos = VideoOutputSerializer(many=True, help_text="The videos of the job's completed encode steps.")
+
+
+class StepProgressOutputSerializer(serializers.Serializer):
+    frames_done = serializers.IntegerField(help_text="Frames encoded so far.")
+    frames_total = serializers.IntegerField()
+    ratio = serializers.FloatField()
+
+
+class StepArtifactOutputSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    content_type = serializers.CharField()
+    frames = serializers.IntegerField()
+    fps = serializers.IntegerField()
+    duration = serializers.FloatField()
+
+
+class StepOutputSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    type = serializers.CharField(help_text="encode")
+    format = serializers.CharField(help_text="Encode steps: mp4 or webm.")
+    fps = serializers.IntegerField()
+    status = serializers.ChoiceField(
+        choices=[s.value for s in StepStatus],
+        help_text="WAITING for the frames, QUEUED, PROCESSING, COMPLETED, FAILED, or CANCELLED (the job ended first).",
+    )
+    progress = StepProgressOutputSerializer()
+    failures = serializers.IntegerField(help_text="Failed attempts (retried with backoff).")
+    error = serializers.CharField(allow_null=True)
+    error_code = serializers.CharField(allow_null=True, help_text="encode_failed, farm_unavailable, poison, ...")
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    output = StepArtifactOutputSerializer(allow_null=True, help_text="What it stored (its URL: results.videos).")
 
 
 class DeliveryTryOutputSerializer(serializers.Serializer):
@@ -97,6 +144,7 @@ class JobOutputSerializer(serializers.Serializer):
     results = ResultsOutputSerializer(allow_null=True, required=False)
     callback_url = serializers.CharField(allow_null=True, help_text="POSTed the job when it ends (webhooks).")
     webhook = WebhookOutputSerializer(allow_null=True, required=False)
+    steps = StepOutputSerializer(many=True, help_text="Run after the frames; the job completes with the last one.")
 
 
 def webhook_representation(job: Job, delivery: WebhookDelivery | None) -> dict | None:
@@ -111,6 +159,33 @@ def webhook_representation(job: Job, delivery: WebhookDelivery | None) -> dict |
         "state": delivery.state if current else "waiting",
         "deliveries": [t.as_dict() for t in delivery.deliveries] if current else [],
     }
+
+
+def steps_representation(job: Job) -> list[dict]:
+    final = job.status in FINAL_STATES
+    out = []
+    for index, step in enumerate(job.steps):
+        status = step.shown_status(job_status=job.status, job_attempt=job.attempt, final=final)
+        current = step.attempt == job.attempt or status is StepStatus.COMPLETED
+        out.append(
+            {
+                "index": index,
+                **step.spec.as_dict(),
+                "status": str(status),
+                "progress": {
+                    "frames_done": step.frames_done if current else 0,
+                    "frames_total": job.frames_total,
+                    "ratio": round(step.frames_done / job.frames_total, 4) if current else 0.0,
+                },
+                "failures": step.failures if current else 0,
+                "error": step.error if current else None,
+                "error_code": step.error_code if current else None,
+                "started_at": step.started_at if current else None,
+                "finished_at": step.finished_at if current else None,
+                "output": step.artifact.as_dict() if step.artifact and status is StepStatus.COMPLETED else None,
+            }
+        )
+    return out
 
 
 def job_representation(
@@ -151,6 +226,7 @@ def job_representation(
         "finished_at": job.finished_at,
         "updated_at": job.updated_at,
         "callback_url": job.callback_url,
+        "steps": steps_representation(job),
     }
     if results is not None:
         data["results"] = results

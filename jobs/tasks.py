@@ -18,11 +18,12 @@ from rest_framework.renderers import JSONRenderer
 from jobs import wiring
 from jobs.domain import JobStatus, utcnow
 from jobs.errors import JobNotFound
-from jobs.ports.values import FANOUT_JOB, INSPECT_ASSET, RENDER_CHUNK
+from jobs.ports.values import FANOUT_JOB, INSPECT_ASSET, RENDER_CHUNK, RUN_STEP
 from jobs.ports.webhooks import DELIVER_WEBHOOK
 from jobs.presentation import job_detail
 from jobs.services import Outcome, chunk_error, chunk_process, job_fanout
 from jobs.services.assets import asset_inspect
+from jobs.services.steps import step_error, step_process
 from jobs.services.webhooks import webhook_deliver
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,35 @@ def render_chunk(self, job_id: str, index: int | None, attempt: int) -> str:
         # A retry after a failure waits with backoff; a chunk released at shutdown goes straight back.
         countdown = 0 if outcome is Outcome.RELEASED else backoff(failures)
         raise self.retry(args=(job_id, index, attempt), countdown=countdown, queue=_arrived_on(self))
+    return outcome
+
+
+@shared_task(bind=True, name=RUN_STEP, max_retries=None)
+def run_step(self, job_id: str, attempt: int, index: int) -> str:
+    """Run a job's step (an encode) once its frames are assembled. Safe to run twice: a lost claim returns."""
+    try:
+        outcome, failures = step_process(ctx=wiring.render_context(), job_id=job_id, attempt=attempt, index=index)
+    except JobNotFound:
+        log.warning("job %s does not exist (expired); dropping its step message", job_id)
+        return Outcome.SKIPPED
+    except Exception as exc:
+        log.exception("job %s step %s: unexpected error", job_id, index)
+        outcome, failures = step_error(
+            jobs=wiring.job_control(),
+            job_id=job_id,
+            attempt=attempt,
+            index=index,
+            error=exc,
+            now=utcnow(),
+            max_attempts=settings.RENDER_MAX_ATTEMPTS,
+            max_outage_attempts=settings.RENDER_MAX_OUTAGE_ATTEMPTS,
+        )
+    if outcome is Outcome.HELD:  # `failures` is the seconds until the live lease lapses
+        raise self.retry(args=(job_id, attempt, index), countdown=failures, queue=_arrived_on(self))
+    if outcome in (Outcome.RETRY, Outcome.RELEASED):
+        # A retry after a failure waits with backoff; a step released at shutdown goes straight back.
+        countdown = 0 if outcome is Outcome.RELEASED else backoff(failures)
+        raise self.retry(args=(job_id, attempt, index), countdown=countdown, queue=_arrived_on(self))
     return outcome
 
 

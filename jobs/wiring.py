@@ -71,14 +71,12 @@ def renderer() -> Renderer:
     return get_renderer(settings.RENDER_RENDERER, simulated_seconds=settings.RENDER_SIMULATED_SECONDS)
 
 
-@functools.cache
-def sandbox():
-    """How Blender is confined on this worker (RENDER_SANDBOX; jobs/sandbox/)."""
-    program = settings.RENDER_BLENDER_BINARY
+def _confined(name: str, program: str):
+    """A sandbox for `program` (its sidecar name `name`) as RENDER_SANDBOX says (jobs/sandbox/)."""
     if settings.RENDER_SANDBOX == "sidecar":
         from jobs.sandbox.client import SidecarSandbox
 
-        return SidecarSandbox(socket_path=settings.RENDER_SANDBOX_SOCKET)
+        return SidecarSandbox(socket_path=settings.RENDER_SANDBOX_SOCKET, program=name)
     if settings.RENDER_SANDBOX == "none":
         from jobs.sandbox.unconfined import Unconfined
 
@@ -89,14 +87,57 @@ def sandbox():
 
 
 @functools.cache
-def blender_renderer() -> Renderer:
-    from jobs.renderers.blender import BlenderRenderer, SandboxLimits, SceneCache
+def sandbox():
+    """How Blender is confined on this worker (RENDER_SANDBOX; jobs/sandbox/)."""
+    return _confined("blender", settings.RENDER_BLENDER_BINARY)
 
-    cache = SceneCache(
+
+@functools.cache
+def ffmpeg_sandbox():
+    """How ffmpeg (encode steps) is confined on this worker: the same sandbox as Blender's."""
+    return _confined("ffmpeg", settings.RENDER_FFMPEG_BINARY)
+
+
+@functools.cache
+def scene_cache():
+    """The worker's scene files and the scratch directories of its sandboxed runs (RENDER_BLENDER_CACHE_DIR)."""
+    from jobs.renderers.scene_cache import SceneCache
+
+    return SceneCache(
         root=Path(settings.RENDER_BLENDER_CACHE_DIR),
         max_bytes=settings.RENDER_BLENDER_CACHE_BYTES,
         download=asset_store().download,
     )
+
+
+def _sandbox_limits():
+    from jobs.sandbox import Limits
+
+    return Limits(
+        memory_bytes=settings.RENDER_SANDBOX_MEMORY_MB * 1024**2,
+        file_bytes=settings.RENDER_SANDBOX_FILE_MB * 1024**2,
+        processes=settings.RENDER_SANDBOX_PROCESSES,
+    )
+
+
+@functools.cache
+def video_encoder():
+    """ffmpeg in the render sandbox, scratch directories beside the chunks' (where the sidecar reaches them)."""
+    from jobs.renderers.ffmpeg import FfmpegEncoder
+
+    return FfmpegEncoder(
+        sandbox=ffmpeg_sandbox(),
+        scratch=scene_cache().scratch,
+        timeout=settings.RENDER_ENCODE_TIMEOUT,
+        limits=_sandbox_limits(),
+    )
+
+
+@functools.cache
+def blender_renderer() -> Renderer:
+    from jobs.renderers.blender import BlenderRenderer, SandboxLimits
+
+    cache = scene_cache()
     limits = SandboxLimits(
         memory_bytes=settings.RENDER_SANDBOX_MEMORY_MB * 1024**2,
         file_bytes=settings.RENDER_SANDBOX_FILE_MB * 1024**2,
@@ -271,6 +312,7 @@ def render_context():
         progress_seconds=settings.RENDER_PROGRESS_SECONDS,
         grace_left=lambda: shutdown.grace_left(settings.RENDER_SHUTDOWN_GRACE_SECONDS),
         metrics=render_metrics(),
+        encoder=video_encoder,
     )
 
 
@@ -283,6 +325,9 @@ def reset() -> None:
         result_store,
         renderer,
         sandbox,
+        ffmpeg_sandbox,
+        scene_cache,
+        video_encoder,
         blender_renderer,
         asset_repository,
         asset_store,

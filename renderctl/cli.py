@@ -130,8 +130,18 @@ def submit(
             "--allow-missing", help="Render a scene file even if it reads files that are not packed (without them)."
         ),
     ] = False,
+    encode: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--encode",
+            metavar="FORMAT[:FPS]",
+            help="Then a video of the frames: mp4 or webm, at FPS frames a second (default 24), e.g. mp4:24.",
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
-    download: Annotated[Path | None, typer.Option("--download", help="Then download its frames here.")] = None,
+    download: Annotated[
+        Path | None, typer.Option("--download", help="Then download its frames (and videos) here.")
+    ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Makes a retried submit safe (default: random).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -152,6 +162,8 @@ def submit(
     body.update({k: v for k, v in flags.items() if v is not None})
     if allow_missing:
         body["fail_on_missing_files"] = False
+    if encode:
+        body["steps"] = [encode_step(text) for text in encode]
     api = client()
     if scene is not None:
         body.setdefault("renderer", "blender")
@@ -178,6 +190,14 @@ def submit(
     else:
         out.print(summary_line(job), markup=False, highlight=False)
     raise typer.Exit(exit_code_of(job))
+
+
+def encode_step(text: str) -> dict:
+    """`mp4:24` (or `webm`, 24 fps) as the API's encode step; the API checks the rest."""
+    fmt, _, fps = text.partition(":")
+    if not fps.strip().isdigit() and fps:
+        raise ApiError(0, "invalid_encode", f"--encode {text}: the frame rate must be a whole number (mp4:24)")
+    return {"type": "encode", "format": fmt.strip(), "fps": int(fps) if fps else 24}
 
 
 def read_scene_file(api: Client, sha256: str, *, timeout: float = 600.0) -> dict:
@@ -229,7 +249,7 @@ def follow(api: Client, job_id: str, *, interval: float = 1.0, timeout: float | 
         while True:
             p = job["progress"]
             bar.update(
-                task, completed=p["frames_done"], description=f"{job_id[:8]} {job['status']}", eta=eta(p["eta_seconds"])
+                task, completed=p["frames_done"], description=f"{job_id[:8]} {doing(job)}", eta=eta(p["eta_seconds"])
             )
             if job["status"] in FINAL:
                 return job
@@ -237,6 +257,15 @@ def follow(api: Client, job_id: str, *, interval: float = 1.0, timeout: float | 
                 raise ApiError(0, "timeout", f"job {job_id} is still {job['status']} after {timeout:g} s")
             time.sleep(interval)
             job = api.job(job_id)
+
+
+def doing(job: dict) -> str:
+    """The job's state, and while its frames are done and a step runs, that step's own progress."""
+    step = next((s for s in job.get("steps") or () if s["status"] in ("QUEUED", "PROCESSING")), None)
+    if job["status"] != "PROCESSING" or step is None:
+        return job["status"]
+    done, total = step["progress"]["frames_done"], step["progress"]["frames_total"]
+    return f"{step['type']} {step['format']} {step['status']} {done}/{total}"
 
 
 def fetch_all(api: Client, job_id: str, target: Path, *, parallel: int) -> None:
@@ -360,7 +389,8 @@ def download(
     directory: Annotated[Path, typer.Argument(help="Where the frames go (created if missing).")],
     parallel: Annotated[int, typer.Option(help="Downloads at once.")] = 8,
 ) -> None:
-    """Download a job's frames (and manifest.json), in parallel, each checked against its SHA-256.
+    """Download a job's frames, its videos (encode steps) and manifest.json, in parallel, each checked against
+    its SHA-256.
 
     Files already there with the right checksum are skipped, so running it again resumes.
     """

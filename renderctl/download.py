@@ -1,4 +1,5 @@
-"""Download a job's frames in parallel, each checked against its SHA-256; correct files already there are kept.
+"""Download a job's frames (and the videos of its encode steps) in parallel, each checked against its SHA-256;
+correct files already there are kept.
 
 A file is written to `<name>.part` and renamed only once its checksum matches, so an interrupted download
 leaves whole, correct files and the next run fetches only what is missing.
@@ -42,7 +43,7 @@ def sha256_of(path: Path) -> str:
 
 
 def plan(client: Client, job_id: str) -> tuple[list[Item], dict | None]:
-    """The files to fetch and the manifest (None for a one-frame job or one not COMPLETED)."""
+    """The files to fetch (frames, then videos) and the manifest (None for a one-frame job or one not COMPLETED)."""
     links, frames = client.frames(job_id)
     manifest = None
     expected: dict[int, dict] = {}
@@ -59,6 +60,9 @@ def plan(client: Client, job_id: str) -> tuple[list[Item], dict | None]:
         entry = expected.get(frame["frame"], frame)
         name = PurePosixPath(entry["key"]).name if "key" in entry else PurePosixPath(frame["url"].split("?")[0]).name
         items.append(Item(name=name, url=frame["url"], sha256=entry.get("sha256"), size=entry.get("size")))
+    for video in links.get("videos") or ():  # video.mp4, video.webm: named by their key, as the frames are
+        name = PurePosixPath(video["url"].split("?")[0]).name
+        items.append(Item(name=name, url=video["url"], sha256=video.get("sha256"), size=video.get("size")))
     return items, manifest
 
 

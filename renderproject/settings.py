@@ -293,6 +293,11 @@ RENDER_BLENDER_BINARY = env("RENDER_BLENDER_BINARY", "blender")
 RENDER_BLENDER_FRAME_TIMEOUT = env_int("RENDER_BLENDER_FRAME_TIMEOUT", 1800)
 RENDER_BLENDER_CACHE_DIR = env("RENDER_BLENDER_CACHE_DIR", os.path.join(tempfile.gettempdir(), "render-scenes"))
 RENDER_BLENDER_CACHE_BYTES = env_int("RENDER_BLENDER_CACHE_BYTES", 10 * 1024**3)
+# Encode steps: ffmpeg (Debian's package), confined like Blender, and the longest one run may take.
+RENDER_FFMPEG_BINARY = env("RENDER_FFMPEG_BINARY", "ffmpeg")
+RENDER_ENCODE_TIMEOUT = env_int("RENDER_ENCODE_TIMEOUT", 3600)
+if RENDER_ENCODE_TIMEOUT < 1:
+    raise ImproperlyConfigured("RENDER_ENCODE_TIMEOUT must be at least 1 (seconds)")
 # How Blender is confined (jobs/sandbox/): `bwrap` (bubblewrap: namespaces, where user namespaces exist),
 # `sidecar` (ECS Fargate: the task's sandbox container, reached on RENDER_SANDBOX_SOCKET), `none` (local only).
 RENDER_SANDBOX = env("RENDER_SANDBOX", "bwrap")

@@ -5,8 +5,10 @@ The repository contract tests in tests/integration run against both this fake an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 from datetime import datetime, timedelta
 
 from jobs.domain import (
@@ -17,6 +19,9 @@ from jobs.domain import (
     Job,
     JobStatus,
     Priority,
+    Step,
+    StepArtifact,
+    StepStatus,
     asset_key,
     can_transition,
     sources,
@@ -45,6 +50,7 @@ from jobs.ports import (
     NoNotifier,
     Overdue,
     StoredAsset,
+    StoredFile,
     UploadTicket,
     no_log_context,
 )
@@ -75,6 +81,7 @@ class InMemoryJobRepository:
         self.due: dict[tuple[str, int | None], tuple[JobStatus, datetime]] = {}
         self.usage: dict[str, int] = {}  # frames of each owner's jobs waiting or rendering
         self.chunks = InMemoryChunkRepository(self)
+        self.steps = InMemoryStepRepository(self)
 
     def reserve_frames(self, owner: str, frames: int, *, limit: int) -> None:
         active = self.usage.get(owner, 0)
@@ -154,6 +161,7 @@ class InMemoryJobRepository:
                 and j.status is P
                 and j.chunks_done == j.chunks_total
                 and _lapsed(j.lease_expires_at, now)
+                and j.steps_attempt < attempt
             ),
         )
         until = now + timedelta(seconds=lease_seconds)
@@ -540,12 +548,152 @@ class InMemoryChunkRepository:
         return chunk
 
 
+class InMemoryStepRepository:
+    """A job's steps on the fake's job, with the conditions of jobs/repository/steps.py."""
+
+    def __init__(self, jobs: InMemoryJobRepository):
+        self._jobs = jobs
+
+    def begin(self, job, *, token, has_preview, now) -> Job:
+        current = self._holder(job.id, job.attempt, token)
+        first = current.current_step
+        steps = tuple(
+            s
+            if s.status is StepStatus.COMPLETED
+            else Step(spec=s.spec, status=StepStatus.QUEUED if i == first else StepStatus.WAITING, attempt=job.attempt)
+            for i, s in enumerate(current.steps)
+        )
+        self._jobs.due[(job.id, None)] = (P, now + RUNNING_JOB_AUDIT)
+        return self._jobs._put(
+            current.replace(
+                steps=steps,
+                steps_attempt=job.attempt,
+                has_preview=has_preview,
+                lease_token=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
+
+    def claim(self, job_id, index, *, attempt, worker, token, now, lease_seconds) -> Job:
+        job = self._jobs.get(job_id)
+        running = job.status is P and job.attempt == attempt and job.steps_attempt == attempt
+        step = job.steps[index] if running and index < len(job.steps) else None
+        claimable = step is not None and (
+            step.status is StepStatus.QUEUED or (step.status is StepStatus.PROCESSING and not job.lease_token)
+        )
+        takeover = (
+            step is not None
+            and step.status is StepStatus.PROCESSING
+            and job.lease_token is not None
+            and _lapsed(job.lease_expires_at, now)
+        )
+        if not (claimable or takeover):
+            if job.attempt == attempt and job.status is not P:
+                raise JobNotRunning(str(job.status))
+            raise _conflict(job.status, job.attempt)
+        until = now + timedelta(seconds=lease_seconds)
+        claimed = step.replace(
+            status=StepStatus.PROCESSING,
+            started_at=step.started_at or now,
+            frames_done=0,
+            crashes=step.crashes + (0 if claimable else 1),
+        )
+        self._jobs.due[(job_id, None)] = (P, until)
+        return self._jobs._put(
+            self._with(job, index, claimed).replace(
+                worker=worker, lease_token=token, lease_expires_at=until, updated_at=now
+            )
+        )
+
+    def record_progress(self, job_id, index, *, attempt, token, frames_done, lease_until) -> None:
+        job = self._holder(job_id, attempt, token)
+        step = job.steps[index].replace(frames_done=frames_done)
+        self._jobs._put(self._with(job, index, step).replace(lease_expires_at=lease_until))
+
+    def release(self, job_id, index, *, attempt, token, now, failure=None) -> Job:
+        job = self._holder(job_id, attempt, token)
+        step = job.steps[index]
+        if failure is not None:
+            step = step.replace(failures=step.failures + 1, error=failure.message, error_code=failure.code)
+        self._jobs.due[(job_id, None)] = (P, now)
+        return self._jobs._put(self._with(job, index, step).replace(lease_token=None, lease_expires_at=EPOCH0))
+
+    def complete(self, job, index, *, token, artifact: StepArtifact, now, expires_at) -> Job:
+        current = self._holder(job.id, job.attempt, token)
+        done = current.steps[index].replace(
+            status=StepStatus.COMPLETED, frames_done=artifact.frames, artifact=artifact, finished_at=now
+        )
+        current = self._with(current, index, done)
+        if index + 1 < len(current.steps):
+            current = self._with(current, index + 1, current.steps[index + 1].replace(status=StepStatus.QUEUED))
+            self._jobs.due[(job.id, None)] = (P, now + RUNNING_JOB_AUDIT)
+            return self._jobs._put(current.replace(lease_token=None, lease_expires_at=EPOCH0, updated_at=now))
+        return self._jobs._end(current.replace(error=None, error_code=None), JobStatus.COMPLETED, now)
+
+    def end(self, job_id, index, *, attempt, token, status, now, expires_at, failure=None) -> Job:
+        job = self._jobs.get(job_id)
+        if status is JobStatus.CANCELLED:
+            if not (job.status is JobStatus.CANCELLING and job.lease_token == token and job.attempt == attempt):
+                raise self._lost(job)
+            step = job.steps[index].replace(status=StepStatus.CANCELLED, finished_at=now)
+            return self._jobs._end(self._with(job, index, step), JobStatus.CANCELLED, now)
+        job = self._holder(job_id, attempt, token)
+        step = job.steps[index]
+        step = step.replace(
+            status=StepStatus.FAILED,
+            failures=step.failures + 1,
+            error=failure.message,
+            error_code=failure.code,
+            finished_at=now,
+        )
+        failed = self._with(job, index, step).replace(error=failure.message, error_code=failure.code)
+        return self._jobs._end(failed, JobStatus.FAILED, now)
+
+    def note_failure(self, job_id, index, *, attempt, failure, now) -> Job:
+        job = self._jobs.get(job_id)
+        step = job.steps[index] if index < len(job.steps) else None
+        ours = job.status is P and job.attempt == attempt and job.steps_attempt == attempt
+        if not ours or step is None or step.status not in (StepStatus.QUEUED, StepStatus.PROCESSING):
+            raise _conflict(job.status, job.attempt)
+        if job.lease_token and not _lapsed(job.lease_expires_at, now):
+            raise _conflict(job.status, job.attempt)
+        step = step.replace(failures=step.failures + 1, error=failure.message, error_code=failure.code)
+        return self._jobs._put(self._with(job, index, step).replace(lease_token=None, updated_at=now))
+
+    def fail(self, job_id, index, *, attempt, failure, now, expires_at) -> Job:
+        job = self._jobs.get(job_id)
+        if job.status is not P or job.attempt != attempt:
+            raise _conflict(job.status, job.attempt)
+        step = job.steps[index].replace(
+            status=StepStatus.FAILED, error=failure.message, error_code=failure.code, finished_at=now
+        )
+        failed = self._with(job, index, step).replace(error=failure.message, error_code=failure.code)
+        return self._jobs._end(failed, JobStatus.FAILED, now)
+
+    # --- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _with(job: Job, index: int, step: Step) -> Job:
+        return job.replace(steps=(*job.steps[:index], step, *job.steps[index + 1 :]))
+
+    def _holder(self, job_id: str, attempt: int, token: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job.status is P and job.lease_token == token and job.attempt == attempt:
+            return job
+        raise self._lost(job)
+
+    @staticmethod
+    def _lost(job: Job) -> JobStateConflict:
+        return JobNotRunning(str(job.status)) if job.status is not P else LeaseLost()
+
+
 class FakeTaskQueue:
     """Records messages; `down=True` makes every send fail like an unreachable SQS."""
 
     def __init__(self, *, down: bool = False):
         self.chunks: list[tuple[str, int | None, int, Priority]] = []
         self.fanouts: list[tuple[str, int, Priority]] = []
+        self.steps: list[tuple[str, int, int, Priority]] = []
         self.webhooks: list[tuple[str, int, str]] = []
         self.inspections: list[tuple[str, str]] = []
         self.down = down
@@ -557,6 +705,10 @@ class FakeTaskQueue:
     def enqueue_fanout(self, *, job_id, attempt, priority) -> None:
         self._check()
         self.fanouts.append((job_id, attempt, priority))
+
+    def enqueue_step(self, *, job_id, attempt, index, priority) -> None:
+        self._check()
+        self.steps.append((job_id, attempt, index, priority))
 
     def enqueue_webhook(self, *, job_id, attempt, event) -> None:
         self._check()
@@ -592,6 +744,12 @@ class FakeResultStore:
     def put_bytes(self, *, key, body, content_type) -> None:
         self.objects[key] = body
         self.puts += 1
+
+    def put_file(self, *, key, file, content_type) -> StoredFile:
+        file.seek(0)
+        body = file.read()
+        self.put_bytes(key=key, body=body, content_type=content_type)
+        return StoredFile(size=len(body), sha256=hashlib.sha256(body).hexdigest())
 
     def get_bytes(self, key: str) -> bytes:
         return self.objects[key]
@@ -635,6 +793,39 @@ class ScriptedRenderer(FrameRenderer):
         out = io.BytesIO()
         Image.new("RGB", (8, 8), (frame % 255, 0, 0)).save(out, format="PNG")
         return out.getvalue()
+
+
+class FakeEncoder:
+    """A VideoEncoder without ffmpeg: takes every frame (in the order given), reports each as encoded, and yields
+    a small "video" made of their hashes; fails the first `fail_times` encodes; calls `on_frame(n)` before
+    reporting frame n (a test cancels or kills there)."""
+
+    def __init__(self, *, fail_times: int = 0, on_frame=None):
+        self.fail_times = fail_times
+        self.on_frame = on_frame
+        self.calls: list[dict] = []
+
+    @contextlib.contextmanager
+    def encode(self, *, frames, count, extension, video_format, fps, should_stop, on_progress, log):
+        from jobs.errors import EncodeError
+        from jobs.ports import EncodedVideo
+
+        bodies = list(frames)
+        self.calls.append(
+            {"frames": bodies, "count": count, "extension": extension, "format": video_format, "fps": fps}
+        )
+        log.write(f"fake ffmpeg: {len(bodies)} frames at {fps} fps\n")
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise EncodeError("ffmpeg failed (exit 1): [libx264] boom")
+        for n in range(1, len(bodies) + 1):
+            if self.on_frame:
+                self.on_frame(n)
+            if should_stop():
+                raise EncodeError("The encode was stopped.")
+            on_progress(n)
+        data = b"VIDEO" + b"".join(hashlib.sha256(b).digest() for b in bodies)
+        yield EncodedVideo(file=io.BytesIO(data), size=len(data), frames=len(bodies))
 
 
 class FakeAssetRepository:

@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError
 from jobs.adapters import logs
 from jobs.domain import Priority
 from jobs.errors import ServiceUnavailable
-from jobs.ports.values import FANOUT_JOB, INSPECT_ASSET, RENDER_CHUNK
+from jobs.ports.values import FANOUT_JOB, INSPECT_ASSET, RENDER_CHUNK, RUN_STEP
 from jobs.ports.webhooks import DELIVER_WEBHOOK
 
 
@@ -25,6 +25,10 @@ class CeleryTaskQueue:
 
     def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None:
         self._send(FANOUT_JOB, (job_id, attempt), settings.RENDER_QUEUE_NAMES[str(priority)], job_id)
+
+    def enqueue_step(self, *, job_id: str, attempt: int, index: int, priority: Priority) -> None:
+        # A step is render work (ffmpeg in the render sandbox): the job's render queue, so render workers run it.
+        self._send(RUN_STEP, (job_id, attempt, index), settings.RENDER_QUEUE_NAMES[str(priority)], job_id)
 
     def enqueue_webhook(self, *, job_id: str, attempt: int, event: str) -> None:
         # Only webhook workers consume this queue: a slow receiver never holds a render worker.

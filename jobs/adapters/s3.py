@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from typing import BinaryIO
 
 from botocore.exceptions import ClientError
 
 from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import FrameResult
+from jobs.ports import StoredFile
+
+HASH_BLOCK = 1024 * 1024
 
 COMPONENT = "result storage"  # what a customer is told is unavailable when this bucket is
 
@@ -35,6 +39,19 @@ class S3ResultStore:
     def put_bytes(self, *, key: str, body: bytes, content_type: str) -> None:
         with unavailable_as_503("S3", component=COMPONENT):
             self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
+
+    def put_file(self, *, key: str, file: BinaryIO, content_type: str) -> StoredFile:
+        """Hash the file, then upload it from its start (multipart when large), its SHA-256 in the metadata."""
+        digest, size = hashlib.sha256(), 0
+        file.seek(0)
+        while block := file.read(HASH_BLOCK):
+            digest.update(block)
+            size += len(block)
+        file.seek(0)
+        extra = {"ContentType": content_type, "Metadata": {"sha256": digest.hexdigest()}}
+        with unavailable_as_503("S3", component=COMPONENT):
+            self._client.upload_fileobj(file, self._bucket, key, ExtraArgs=extra)
+        return StoredFile(size=size, sha256=digest.hexdigest())
 
     def get_bytes(self, key: str) -> bytes:
         with unavailable_as_503("S3", component=COMPONENT):

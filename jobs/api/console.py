@@ -2,7 +2,7 @@
 
 Every page needs a browser login (the API key's hash in a server-side session, as for the browsable API);
 signed-out visitors are sent to the sign-in page. Pages carry a Content-Security-Policy that allows only
-this app's own scripts and styles, and images and uploads from the result bucket.
+this app's own scripts and styles, and images, videos and uploads from the result bucket.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET
 
 from jobs import wiring
 from jobs.api.auth import session_user
-from jobs.domain import OutputFormat, Priority
+from jobs.domain import OutputFormat, Priority, VideoFormat
 from jobs.errors import JobNotFound
 from jobs.services.selectors import job_get
 
@@ -32,7 +32,7 @@ def content_security_policy() -> str:
     extra = " ".join([_bucket_origin(), *settings.RENDER_CONSOLE_EXTRA_ORIGINS])
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; "
-        f"img-src 'self' data: {extra}; connect-src 'self' {extra}; "
+        f"img-src 'self' data: {extra}; media-src 'self' {extra}; connect-src 'self' {extra}; "
         "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
 
@@ -77,6 +77,7 @@ def new_job_page(request, user):
         "user": user,
         "page": "new",
         "formats": [f.value for f in OutputFormat],
+        "video_formats": [f.value for f in VideoFormat],
         "priorities": [p.value for p in Priority],
         "can_high": "high" in user.scopes,
     }

@@ -10,7 +10,20 @@ from rest_framework import serializers
 
 from jobs import domain
 from jobs.callbacks import MAX_CALLBACK_URL, CallbackRefused, check_callback_url
-from jobs.domain import Chunk, JobStatus, OutputFormat, Priority, RendererName
+from jobs.domain import (
+    MAX_FPS,
+    MAX_STEPS,
+    MIN_FPS,
+    Chunk,
+    JobStatus,
+    OutputFormat,
+    Priority,
+    RendererName,
+    StepType,
+    VideoFormat,
+    spec_from_dict,
+    steps_problem,
+)
 from jobs.presentation import (  # noqa: F401 (the API's output shapes, shared with webhook bodies)
     FrameOutputSerializer,
     JobOutputSerializer,
@@ -98,6 +111,16 @@ class Sha256Field(serializers.CharField):
         return data
 
 
+class EncodeStepInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """A step after the frames (one type so far): `encode` makes a video of them with ffmpeg."""
+
+    type = serializers.ChoiceField(choices=[t.value for t in StepType], help_text="encode: the frames as a video.")
+    format = serializers.ChoiceField(
+        choices=[f.value for f in VideoFormat], help_text="mp4 (H.264) or webm (VP9); yuv420p, alpha dropped."
+    )
+    fps = StrictIntegerField(min_value=MIN_FPS, max_value=MAX_FPS, help_text="Frames a second of the video.")
+
+
 class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     scene = StrictCharField(max_length=domain.MAX_SCENE_NAME, help_text="Scene name (shown on the frames).")
     renderer = serializers.ChoiceField(
@@ -156,6 +179,13 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
         required=False,
         help_text="POSTed the job (signed) when it ends COMPLETED, FAILED or CANCELLED; https in production.",
     )
+    steps = serializers.ListField(
+        child=EncodeStepInputSerializer(),
+        max_length=MAX_STEPS,
+        required=False,
+        help_text="Run after the frames, in order; the job completes when the last one does. "
+        '[{"type": "encode", "format": "mp4", "fps": 24}] adds a video of the frames (not for exr jobs).',
+    )
 
     def validate(self, attrs):
         self._validate_renderer(attrs)
@@ -175,7 +205,20 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
         if attrs["output_format"] == OutputFormat.EXR and attrs["renderer"] != RendererName.BLENDER:
             raise serializers.ValidationError({"output_format": ["exr is for Blender jobs."]})
         attrs["from_file"] = tuple(sorted(from_file))
+        self._validate_steps(attrs)
         return attrs
+
+    @staticmethod
+    def _validate_steps(attrs) -> None:
+        """Steps as specs; what can be checked before a scene file's own settings are (again at submit)."""
+        attrs["steps"] = tuple(spec_from_dict(step) for step in attrs.get("steps", ()))
+        if not attrs["steps"]:
+            return
+        start, end = attrs["frame_start"], attrs["frame_end"]
+        frames = None if start is None else end - start + 1
+        output_format = OutputFormat(attrs["output_format"])
+        if problem := steps_problem(attrs["steps"], output_format=output_format, frames=frames):
+            raise serializers.ValidationError({"steps": [problem]})
 
     @staticmethod
     def _validate_renderer(attrs) -> None:
@@ -263,6 +306,13 @@ class TaskLogOutputSerializer(serializers.Serializer):
     job_id = serializers.CharField()
     chunk = serializers.IntegerField()
     log = serializers.CharField(help_text="The renderer's output, its last 64 KiB.")
+    truncated = serializers.BooleanField(help_text="True when earlier output was dropped.")
+
+
+class StepLogOutputSerializer(serializers.Serializer):
+    job_id = serializers.CharField()
+    step = serializers.IntegerField()
+    log = serializers.CharField(help_text="The step's program output (ffmpeg's, for an encode), its last 64 KiB.")
     truncated = serializers.BooleanField(help_text="True when earlier output was dropped.")
 
 

@@ -11,6 +11,7 @@ from jobs.api.views import (
     JobDetailApi,
     JobFramesApi,
     JobRetryApi,
+    JobStepLogApi,
     JobTaskLogApi,
     JobTasksApi,
 )
@@ -28,6 +29,7 @@ urlpatterns = [
     re_path(JOB + r"/tasks$", JobTasksApi.as_view(), name="job-tasks"),
     re_path(JOB + r"/frames$", JobFramesApi.as_view(), name="job-frames"),
     re_path(JOB + r"/tasks/(?P<chunk>[0-9]{1,4})/log$", JobTaskLogApi.as_view(), name="job-task-log"),
+    re_path(JOB + r"/steps/(?P<step>[0-9]{1,2})/log$", JobStepLogApi.as_view(), name="job-step-log"),
     path("assets", AssetCollectionApi.as_view(), name="asset-collection"),
     re_path(r"^assets/(?P<sha256>[0-9a-f]{64})$", AssetDetailApi.as_view(), name="asset-detail"),
 ]

@@ -27,6 +27,7 @@ from jobs.api.serializers import (
     JobOutputSerializer,
     PageQuerySerializer,
     ResultsOutputSerializer,
+    StepLogOutputSerializer,
     TaskListOutputSerializer,
     TaskLogOutputSerializer,
     job_representation,
@@ -36,12 +37,21 @@ from jobs.api.serializers import (
 from jobs.domain import Job, JobStatus, OutputFormat, Priority, RendererName, Scene, utcnow
 from jobs.presentation import job_detail
 from jobs.services import JobSpec, job_cancel, job_create, job_retry
-from jobs.services.selectors import job_chunks, job_get, job_list, job_result_links, recorded_frames, task_log
+from jobs.services.selectors import (
+    job_chunks,
+    job_get,
+    job_list,
+    job_result_links,
+    recorded_frames,
+    step_log,
+    task_log,
+)
 
 log = logging.getLogger(__name__)
 ERRORS = {code: ErrorOutputSerializer for code in (400, 401, 403, 404, 406, 409, 413, 415, 422, 429, 503)}
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="32 hex digits")
 CHUNK = OpenApiParameter("chunk", int, OpenApiParameter.PATH, description="chunk index (0 for a one-chunk job)")
+STEP = OpenApiParameter("step", int, OpenApiParameter.PATH, description="step index (0 for the first step)")
 IDEMPOTENCY = OpenApiParameter(
     "Idempotency-Key",
     str,
@@ -193,6 +203,7 @@ class JobCollectionApi(APIView):
                 callback_url=v.get("callback_url"),
                 fail_on_missing_files=v.get("fail_on_missing_files", True),
                 from_file=v["from_file"],
+                steps=v["steps"],
             ),
             idempotency_key=key,
             hooks=wiring.webhook_repository(),
@@ -315,3 +326,15 @@ class JobTaskLogApi(APIView):
         job = job_get(repo=wiring.job_repository(), owner=request.user.owner, job_id=job_id)
         saved = task_log(store=wiring.result_store(), job=job, chunk=int(chunk))
         return Response({"job_id": job.id, "chunk": int(chunk), **saved})
+
+
+class JobStepLogApi(APIView):
+    """`GET /api/jobs/<id>/steps/<n>/log`: the step's log (ffmpeg's output for an encode, last 64 KiB)."""
+
+    @extend_schema(
+        operation_id="jobs_step_log", parameters=[JOB_ID, STEP], responses={200: StepLogOutputSerializer, **ERRORS}
+    )
+    def get(self, request: Request, job_id: str, step: str) -> Response:
+        job = job_get(repo=wiring.job_repository(), owner=request.user.owner, job_id=job_id)
+        saved = step_log(store=wiring.result_store(), job=job, step=int(step))
+        return Response({"job_id": job.id, "step": int(step), **saved})

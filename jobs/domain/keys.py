@@ -29,6 +29,16 @@ def log_key(job_id: str, chunk: int) -> str:
     return f"jobs/{job_id}/logs/{chunk:05d}.json"
 
 
+def video_key(job_id: str, extension: str) -> str:
+    """An encode step's video: one per format (`jobs/<id>/video.mp4`, `jobs/<id>/video.webm`)."""
+    return f"jobs/{job_id}/video.{extension}"
+
+
+def step_log_key(job_id: str, step: int) -> str:
+    """A step's log (ffmpeg's output for an encode), as JSON `{"log", "truncated"}` like a chunk's."""
+    return f"jobs/{job_id}/logs/step-{step:02d}.json"
+
+
 def owner_slug(owner: str) -> str:
     """An owner's name as a safe, fixed-length key segment (owner names may hold any character)."""
     return hashlib.sha256(owner.encode()).hexdigest()[:32]

@@ -18,6 +18,7 @@ from jobs.domain.states import (
     Priority,
     RendererName,
 )
+from jobs.domain.steps import Step, StepStatus
 
 SHA256_HEX_LENGTH = 64
 
@@ -118,6 +119,8 @@ class Job:
     fail_on_missing_files: bool = True
     warnings: tuple[str, ...] = ()  # what the owner should know: the farm's changes to the file's settings
     callback_url: str | None = None  # POSTed the job when it ends (webhooks: jobs/services/webhooks.py)
+    steps: tuple[Step, ...] = ()  # run one after another once every frame is assembled (jobs/domain/steps.py)
+    steps_attempt: int = 0  # the attempt whose assembly started the steps (0: not started)
 
     @property
     def frames_total(self) -> int:
@@ -137,8 +140,16 @@ class Job:
 
     @property
     def single_chunk(self) -> bool:
-        """A job of one chunk is one task: its job item is the unit of work (no task items, no fan-out)."""
-        return self.chunks_total == 1
+        """A job of one chunk is one task: its job item is the unit of work (no task items, no fan-out).
+
+        Not a job with steps: its frames end at the assembly, where its steps start, so it has chunk items.
+        """
+        return self.chunks_total == 1 and not self.steps
+
+    @property
+    def current_step(self) -> int | None:
+        """The index of the first step not COMPLETED (the one to run), None when there is none."""
+        return next((i for i, s in enumerate(self.steps) if s.status is not StepStatus.COMPLETED), None)
 
     def chunk_frames(self, index: int) -> range:
         first = self.frame_start + index * self.chunk_size

@@ -4,15 +4,22 @@ only these and the domain."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
-from jobs.domain import FrameResult, Job, Priority, RendererName
+from jobs.domain import FrameResult, Job, Priority, RendererName, VideoFormat
 from jobs.errors import RenderError
-from jobs.ports.repositories import ApiKeyRepository, ChunkRepository, FarmRegistry, JobRepository, QueueStats
+from jobs.ports.repositories import (
+    ApiKeyRepository,
+    ChunkRepository,
+    FarmRegistry,
+    JobRepository,
+    QueueStats,
+    StepRepository,
+)
 from jobs.ports.values import (
     FANOUT_JOB,
     INSPECT_ASSET,
@@ -20,6 +27,7 @@ from jobs.ports.values import (
     INSPECTION_FAILED,
     INSPECTION_PENDING,
     RENDER_CHUNK,
+    RUN_STEP,
     AssetInspection,
     AssetRecord,
     ChunkPage,
@@ -52,6 +60,7 @@ __all__ = [
     "INSPECTION_PENDING",
     "INSPECT_ASSET",
     "RENDER_CHUNK",
+    "RUN_STEP",
     "ApiKeyRepository",
     "AssetInspection",
     "AssetRecord",
@@ -63,6 +72,7 @@ __all__ = [
     "DeadLetter",
     "DeliverySlots",
     "DeliveryTry",
+    "EncodedVideo",
     "FarmRegistry",
     "IdempotencyRecord",
     "JobControl",
@@ -82,9 +92,12 @@ __all__ = [
     "Renderer",
     "ResultStore",
     "SendResult",
+    "StepRepository",
     "StoredAsset",
+    "StoredFile",
     "TaskQueue",
     "UploadTicket",
+    "VideoEncoder",
     "WebhookDelivery",
     "WebhookRepository",
     "WebhookSender",
@@ -105,9 +118,21 @@ def no_log_context(**fields: object) -> AbstractContextManager[None]:
     return nullcontext()
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """An object stored from a file: its size and SHA-256 (hex), computed on the way."""
+
+    size: int
+    sha256: str
+
+
 class ResultStore(Protocol):
     def put_frame(self, *, key: str, frame: int, body: bytes, content_type: str) -> FrameResult: ...
     def put_bytes(self, *, key: str, body: bytes, content_type: str) -> None: ...
+    def put_file(self, *, key: str, file: BinaryIO, content_type: str) -> StoredFile:
+        """Store an open file from its start (a video: too large to hold in memory)."""
+        ...
+
     def get_bytes(self, key: str) -> bytes: ...
     def get_optional(self, key: str) -> bytes | None: ...  # None when there is no such object
     def presigned_url(self, key: str) -> str: ...
@@ -172,12 +197,50 @@ class Renderer(Protocol):
     ) -> Iterator[RenderedFrame]: ...
 
 
+@dataclass(frozen=True)
+class EncodedVideo:
+    """A video the encoder made: open for reading until its context ends, `frames` as the encoder reported."""
+
+    file: BinaryIO
+    size: int
+    frames: int
+
+
+class VideoEncoder(Protocol):
+    """Makes one video of a job's frames (jobs/renderers/ffmpeg.py: ffmpeg in the render sandbox).
+
+    - `frames` yields each frame's bytes in the video's order (the caller downloads and checks them, lazily);
+      `count` is how many it yields, `extension` their file type (png, jpg).
+    - `on_progress(n)` is called as frames are encoded (n so far); it may raise to stop the encode.
+    - `should_stop()` turns true when the step must stop (cancel, lost lease): the encode is killed and
+      raises. `log.write(text)` adds to the step's log (the encoder's output, last 64 KiB kept).
+    - Raises `jobs.errors.EncodeError` (shown to the customer) when the video cannot be made.
+    """
+
+    def encode(
+        self,
+        *,
+        frames: Iterable[bytes],
+        count: int,
+        extension: str,
+        video_format: VideoFormat,
+        fps: int,
+        should_stop: Callable[[], bool],
+        on_progress: Callable[[int], None],
+        log: RenderLog,
+    ) -> AbstractContextManager[EncodedVideo]: ...
+
+
 class TaskQueue(Protocol):
     """Sends messages that carry ids only: render work on the queue of the job's priority, deliveries on the
     webhook queue."""
 
     def enqueue_chunk(self, *, job_id: str, index: int | None, attempt: int, priority: Priority) -> None: ...
     def enqueue_fanout(self, *, job_id: str, attempt: int, priority: Priority) -> None: ...
+    def enqueue_step(self, *, job_id: str, attempt: int, index: int, priority: Priority) -> None:
+        """A job's step, on the render queue of the job's priority (render workers run it)."""
+        ...
+
     def enqueue_webhook(self, *, job_id: str, attempt: int, event: str) -> None:
         """A delivery's message, on the webhook queue (whatever the job's priority: webhook workers take it)."""
         ...
@@ -246,6 +309,8 @@ class RenderContext:
     # The other renderers this worker offers, by job.renderer (RENDER_RENDERERS); built on first use.
     renderers: Mapping[str, Callable[[], Renderer]] = field(default_factory=dict)
     log_flush_seconds: float = 10.0  # how often a running chunk's render log is written to S3
+    # The video encoder of this worker (steps of type encode), built on first use; None: this worker has none.
+    encoder: Callable[[], VideoEncoder] | None = None
 
     @property
     def repo(self) -> JobRepository:
@@ -270,3 +335,9 @@ class RenderContext:
         if make is None:
             raise RenderError(f"The {job.renderer} renderer is not available on this worker.")
         return make()
+
+    def video_encoder(self) -> VideoEncoder:
+        """This worker's encoder; a RenderError (retried, then failing the job) if it has none."""
+        if self.encoder is None:
+            raise RenderError("No video encoder (ffmpeg) is available on this worker.")
+        return self.encoder()

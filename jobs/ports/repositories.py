@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus
+from jobs.domain import Chunk, Failure, FrameResult, Job, JobStatus, StepArtifact
 from jobs.ports.values import (
     ApiKeyRecord,
     ChunkPage,
@@ -70,10 +70,79 @@ class ChunkRepository(Protocol):
     def requeue(self, chunk: Chunk, *, attempt: int, now: datetime) -> bool: ...
 
 
+class StepRepository(Protocol):
+    """A job's steps, on its job item (jobs/repository/steps.py); the job item's lease is the running step's.
+
+    Every write is conditional on the job's attempt and, once claimed, on the lease token: LeaseLost when the
+    lease is another's, JobNotRunning when the job left PROCESSING (a cancel, a failure elsewhere).
+    """
+
+    def begin(self, job: Job, *, token: str, has_preview: bool, now: datetime) -> Job:
+        """The assembler (holding the job's lease, `token`) hands the job to its steps: each step not COMPLETED
+        waits again in this attempt, the first of them QUEUED; the lease is released."""
+        ...
+
+    def claim(
+        self, job_id: str, index: int, *, attempt: int, worker: str, token: str, now: datetime, lease_seconds: int
+    ) -> Job:
+        """Take step `index` (QUEUED, released, or a dead holder's: a counted crash) and the job's lease."""
+        ...
+
+    def record_progress(
+        self, job_id: str, index: int, *, attempt: int, token: str, frames_done: int, lease_until: datetime
+    ) -> None: ...
+
+    def release(
+        self, job_id: str, index: int, *, attempt: int, token: str, now: datetime, failure: Failure | None = None
+    ) -> Job:
+        """The lease lapses so the next message claims the step at once: after a failed attempt (counted with its
+        error), or at a worker's shutdown (`failure` None: nothing counted)."""
+        ...
+
+    def complete(
+        self,
+        job: Job,
+        index: int,
+        *,
+        token: str,
+        artifact: StepArtifact,
+        now: datetime,
+        expires_at: datetime,
+    ) -> Job:
+        """The step COMPLETED with what it stored; the last step completes the job, another queues the next."""
+        ...
+
+    def end(
+        self,
+        job_id: str,
+        index: int,
+        *,
+        attempt: int,
+        token: str,
+        status: JobStatus,
+        now: datetime,
+        expires_at: datetime,
+        failure: Failure | None = None,
+    ) -> Job:
+        """The holder ends the step and its job: FAILED (from PROCESSING) or CANCELLED (from CANCELLING)."""
+        ...
+
+    def note_failure(self, job_id: str, index: int, *, attempt: int, failure: Failure, now: datetime) -> Job:
+        """An error outside the step's run counts as a failed attempt of a step no live lease holds."""
+        ...
+
+    def fail(
+        self, job_id: str, index: int, *, attempt: int, failure: Failure, now: datetime, expires_at: datetime
+    ) -> Job:
+        """The step and its job FAIL in this attempt, whoever holds them."""
+        ...
+
+
 class JobRepository(Protocol):
-    """What services need from job storage; `chunks` holds the units of work."""
+    """What services need from job storage; `chunks` holds the units of work, `steps` a job's steps."""
 
     chunks: ChunkRepository
+    steps: StepRepository
 
     def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None: ...
     def idempotency_record(self, name: str) -> IdempotencyRecord | None: ...

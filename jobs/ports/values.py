@@ -63,6 +63,7 @@ class Overdue:
 RENDER_CHUNK = "jobs.render_chunk"  # (job id, chunk index or None, attempt)
 FANOUT_JOB = "jobs.fanout_job"  # (job id, attempt)
 INSPECT_ASSET = "jobs.inspect_asset"  # (scene file's SHA-256, owner)
+RUN_STEP = "jobs.run_step"  # (job id, attempt, step index): a job's step once its frames are assembled
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,13 @@ class DeadLetter:
         return self.args[0] if self.args and isinstance(self.args[0], str) else None
 
     def target(self) -> tuple[str, int | None, int] | None:
-        """(job id, chunk index or None, attempt) of a render or fan-out message; None for anything else."""
+        """(job id, chunk index or None, attempt) of a render, fan-out or step message; None for anything else."""
         args = self.args
         if self.task == RENDER_CHUNK and len(args) == 3:
             return args[0], args[1], int(args[2])
         if self.task == FANOUT_JOB and len(args) == 2:
+            return args[0], None, int(args[1])
+        if self.task == RUN_STEP and len(args) == 3:  # a step is the job item's work, as a one-chunk job's is
             return args[0], None, int(args[1])
         return None
 

@@ -9,7 +9,21 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from jobs.domain import ACTIVE_STATES, Chunk, FrameResult, Job, JobStatus, OutputFormat, Priority, RendererName, Scene
+from jobs.domain import (
+    ACTIVE_STATES,
+    Chunk,
+    FrameResult,
+    Job,
+    JobStatus,
+    OutputFormat,
+    Priority,
+    RendererName,
+    Scene,
+    Step,
+    StepArtifact,
+    StepStatus,
+    spec_from_dict,
+)
 from jobs.ports.values import IdempotencyRecord
 from jobs.repository import partitions as P
 
@@ -184,6 +198,10 @@ def job_to_item(job: Job) -> dict[str, Any]:
         item["keep_missing"] = True
     if job.warnings:
         item["warnings"] = set(job.warnings)
+    if job.steps:
+        item["steps"] = [step_to_map(s) for s in job.steps]
+    if job.steps_attempt:
+        item["steps_attempt"] = job.steps_attempt
     item.update(due_index(P.JOB_KIND, job.status, job.created_at, job.id))
     return item
 
@@ -212,6 +230,8 @@ def item_to_job(item: dict[str, Any]) -> Job:
         scene_file=item.get("scene_file"),
         fail_on_missing_files=not item.get("keep_missing", False),
         warnings=tuple(sorted(item.get("warnings") or ())),
+        steps=tuple(map_to_step(m) for m in item.get("steps") or ()),
+        steps_attempt=int(item.get("steps_attempt", 0)),
     )
     return job
 
@@ -236,6 +256,44 @@ def _work_fields(item: dict[str, Any]) -> dict[str, Any]:
         "error_code": item.get("error_code"),
         "results": tuple(map_to_result(r) for r in item.get("results", [])),
     }
+
+
+def step_to_map(step: Step) -> dict[str, Any]:
+    """A step on the job item: its spec and its state in one map (absent fields are not written)."""
+    artifact = None
+    if step.artifact is not None:
+        artifact = {k: v for k, v in step.artifact.as_dict().items() if k != "duration"}  # no floats: derived
+    mapped = {
+        **step.spec.as_dict(),
+        "status": str(step.status),
+        "attempt": step.attempt,
+        "frames_done": step.frames_done,
+        "failures": step.failures,
+        "crashes": step.crashes,
+        "started_at": iso(step.started_at),
+        "finished_at": iso(step.finished_at),
+        "error": step.error,
+        "error_code": step.error_code,
+        "artifact": artifact,
+    }
+    return {k: v for k, v in mapped.items() if v is not None}
+
+
+def map_to_step(value: dict[str, Any]) -> Step:
+    artifact = value.get("artifact")
+    return Step(
+        spec=spec_from_dict(value),
+        status=StepStatus(value.get("status", StepStatus.WAITING)),
+        attempt=int(value.get("attempt", 1)),
+        frames_done=int(value.get("frames_done", 0)),
+        failures=int(value.get("failures", 0)),
+        crashes=int(value.get("crashes", 0)),
+        started_at=parse_iso(value.get("started_at")),
+        finished_at=parse_iso(value.get("finished_at")),
+        error=value.get("error"),
+        error_code=value.get("error_code"),
+        artifact=StepArtifact.from_dict(artifact) if artifact else None,
+    )
 
 
 def _optional_int(value: Any) -> int | None:

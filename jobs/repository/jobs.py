@@ -54,6 +54,7 @@ from jobs.repository.items import (
     seconds,
     serialize,
 )
+from jobs.repository.steps import DynamoStepRepository
 
 RECOUNT_TRIES = 5  # a recount that a running chunk's write keeps overtaking reads and tries again
 
@@ -65,6 +66,7 @@ class DynamoJobRepository:
         self._client = client
         self._table = table_name
         self.chunks = DynamoChunkRepository(client=client, table_name=table_name)
+        self.steps = DynamoStepRepository(client=client, table_name=table_name)
 
     # --- create, read, list ----------------------------------------------------------------------
     def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None:
@@ -176,7 +178,8 @@ class DynamoJobRepository:
     def begin_assembly(
         self, job_id: str, *, attempt: int, worker: str, token: str, now: datetime, lease_seconds: int
     ) -> Job:
-        """Take the job's lease to assemble it: only once every chunk is done, and only by one worker at a time."""
+        """Take the job's lease to assemble it: only once every chunk is done, only by one worker at a time, and
+        not again once the assembly handed the job to its steps in this attempt."""
         expires = now + timedelta(seconds=lease_seconds)
         return item_to_job(
             conditional_update(
@@ -185,7 +188,7 @@ class DynamoJobRepository:
                 job_key(job_id),
                 TAKE_LEASE,
                 condition="attempt = :attempt AND #status = :st_processing AND chunks_done = chunks_total"
-                f" AND {LEASE_FREE}",
+                f" AND {LEASE_FREE} AND (attribute_not_exists(steps_attempt) OR steps_attempt < :attempt)",
                 values={
                     **lease_values(worker=worker, token=token, now=now, lease_seconds=lease_seconds, attempt=attempt),
                     **{f":{k}": v for k, v in due_index(P.JOB_KIND, JobStatus.PROCESSING, expires, job_id).items()},

@@ -1,7 +1,8 @@
 """Runs an untrusted program (Blender on a customer's scene file) confined: what it sees, writes and reaches.
+The same sandboxes run ffmpeg on a job's frames for its encode step (a sandbox per program: `program`).
 
 Three sandboxes keep one contract (`Sandbox`): the program runs in a scratch directory of its own (its only
-writable place, `workdir()` inside), reads the scene file at `<workdir>/scene.blend`, gets only the
+writable place, `workdir()` inside), reads the scene file (if it is given one) at `<workdir>/scene.blend`, gets only the
 environment and arguments it is given (the farm's setup script travels as an argument: no file of the
 worker's needs to be visible), and is killed as a whole by `kill()`.
 
@@ -83,9 +84,9 @@ class Sandbox(Protocol):
         ...
 
     def start(
-        self, args: list[str], *, scratch: Path, scene: Path, env: dict[str, str], limits: Limits
+        self, args: list[str], *, scratch: Path, scene: Path | None, env: dict[str, str], limits: Limits
     ) -> SandboxedProcess:
-        """Start the sandbox's program (Blender) with `args`, confined, in `scratch` (made by the caller, removed
-        by the caller after `kill()`), with `scene` readable at `<workdir>/scene.blend` and only `env` as its
-        environment. Raises SandboxUnavailable when it cannot run here."""
+        """Start the sandbox's program (Blender, or ffmpeg) with `args`, confined, in `scratch` (made by the
+        caller, removed by the caller after `kill()`), with `scene` (if any) readable at `<workdir>/scene.blend`
+        and only `env` as its environment. Raises SandboxUnavailable when it cannot run here."""
         ...

@@ -45,7 +45,7 @@ class BubblewrapSandbox:
         return WORKDIR
 
     def start(
-        self, args: list[str], *, scratch: Path, scene: Path, env: dict[str, str], limits: Limits
+        self, args: list[str], *, scratch: Path, scene: Path | None, env: dict[str, str], limits: Limits
     ) -> LocalProcess:
         bwrap = self.check()
         executable = shutil.which(self.program)
@@ -53,7 +53,7 @@ class BubblewrapSandbox:
             raise SandboxUnavailable(f"{self.program!r} is not installed under /usr on this worker")
         user = self._user()
         if user is not None:
-            for path in (scratch, scene):
+            for path in (scratch, *([scene] if scene is not None else [])):
                 if blocked := _untraversable(path.parent, user):
                     raise SandboxUnavailable(
                         f"the sandbox's uid {user} cannot reach {path.name} ({blocked} is closed to it): give "
@@ -73,7 +73,7 @@ class BubblewrapSandbox:
             group=user,
         )
 
-    def arguments(self, *, scratch: Path, scene: Path, env: dict[str, str]) -> list[str]:
+    def arguments(self, *, scratch: Path, scene: Path | None, env: dict[str, str]) -> list[str]:
         """bubblewrap's options for one run (before the program's argv)."""
         argv = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]
         argv += ["--cap-drop", "ALL", "--clearenv"]
@@ -89,7 +89,9 @@ class BubblewrapSandbox:
         for path in ETC:
             argv += ["--ro-bind-try", path, path]
         argv += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev"]
-        argv += ["--bind", str(scratch), WORKDIR, "--ro-bind", str(scene), f"{WORKDIR}/{SCENE_NAME}"]
+        argv += ["--bind", str(scratch), WORKDIR]
+        if scene is not None:
+            argv += ["--ro-bind", str(scene), f"{WORKDIR}/{SCENE_NAME}"]
         argv += ["--remount-ro", "/", "--chdir", WORKDIR, "--"]
         return argv
 

@@ -15,21 +15,26 @@ CONNECT_SECONDS = 10.0
 
 
 class SidecarSandbox:
-    """Runs Blender through the sidecar of this task; the scratch directory must be under the sidecar's root."""
+    """Runs Blender (or `program`, another the sidecar offers: ffmpeg) through the sidecar of this task; the
+    scratch directory must be under the sidecar's root."""
 
     name = "sidecar"
 
-    def __init__(self, *, socket_path: str):
+    def __init__(self, *, socket_path: str, program: str = "blender"):
         self.socket_path = socket_path
+        self.program = program
 
     def workdir(self, scratch: Path) -> str:
         return str(scratch)  # the volume is mounted at the same path in both containers
 
     def start(
-        self, args: list[str], *, scratch: Path, scene: Path, env: dict[str, str], limits: Limits
+        self, args: list[str], *, scratch: Path, scene: Path | None, env: dict[str, str], limits: Limits
     ) -> SidecarProcess:
-        link_scene(scene, scratch / SCENE_NAME)
+        if scene is not None:
+            link_scene(scene, scratch / SCENE_NAME)
         request = {"args": args, "scratch": str(scratch), "env": env, "limits": limits.as_dict()}
+        if self.program != "blender":
+            request["program"] = self.program
         conn = self._connect()
         try:
             conn.sendall(json.dumps(request).encode() + b"\n")

@@ -1,4 +1,5 @@
-"""The render sandbox sidecar: runs Blender for the worker of its task, confined without namespaces.
+"""The render sandbox sidecar: runs Blender (and ffmpeg, for encode steps) for the worker of its task, confined
+without namespaces.
 
 For ECS Fargate, where no user namespace can be made (so no bubblewrap). It runs in a container of its own
 in the worker's task (`bin/entrypoint sandbox`, CDK: infra/constructs/worker_service.py): its own PID
@@ -13,7 +14,9 @@ and, once the worker hangs up, the scratch directory is removed.
 
 Protocol, one connection per run, on a Unix socket only the worker's group may open:
   worker -> sidecar  one JSON line {"args": [...], "scratch": "<dir under the root>", "env": {...},
-                     "limits": {...}} (`"ping": true` instead asks only whether the sidecar is up)
+                     "limits": {...}, "program": "blender" | "ffmpeg" (default blender)} (`"ping": true`
+                     instead asks only whether the sidecar is up). Only Blender's runs need scene.blend in
+                     their scratch directory; the programs are the sidecar's own (its command line), by name.
   sidecar -> worker  JSON lines: {"started": <pid>} or {"error": "..."}; {"out": "<line>"} per line of output;
                      {"exit": <status>} when the program has ended.
 The worker closing its end (the chunk is done, cancelled, or the worker died) kills the run.
@@ -40,6 +43,7 @@ from jobs.sandbox.confine import child_setup, popen
 from jobs.sandbox.unconfined import line_buffered
 
 log = logging.getLogger("render-sandbox")
+BLENDER = "blender"  # the program a request runs unless it names another (`program`)
 MAX_REQUEST = 64 * 1024
 REQUEST_SECONDS = 10.0
 ENV_NAMES = frozenset(
@@ -83,11 +87,14 @@ class Sidecar:
         slots: Slots,
         worker_gid: int | None,
         scrub: tuple[Path, ...] = SCRUB,
+        others: dict[str, str] | None = None,
     ):
         self.socket_path = socket_path
         self.scrub = scrub
         self.root = root.resolve()
         self.program = shutil.which(program) or program
+        # The programs a request may name besides Blender (`ffmpeg`), each resolved once, here.
+        self.others = {name: shutil.which(path) or path for name, path in (others or {}).items()}
         self.slots = slots
         self.worker_gid = worker_gid
 
@@ -126,7 +133,11 @@ class Sidecar:
                     _send(conn, {"error": "the sandbox failed (its log has details)"})
 
     def _run(self, conn: socket.socket, request: dict, *, peer_uid: int, peer_gid: int) -> None:
-        scratch = self._scratch(request.get("scratch"), peer_uid=peer_uid)
+        name = request.get("program", BLENDER)
+        program = self.program if name == BLENDER else self.others.get(name) if isinstance(name, str) else None
+        if program is None:
+            raise Refused(f"program must be one of {', '.join([BLENDER, *sorted(self.others)])}")
+        scratch = self._scratch(request.get("scratch"), peer_uid=peer_uid, scene=name == BLENDER)
         args = request.get("args")
         if not isinstance(args, list) or not all(isinstance(a, str) and "\0" not in a for a in args):
             raise Refused("args must be a list of strings")
@@ -138,7 +149,7 @@ class Sidecar:
             # the run's; its files in the worker's group (so the worker reads the frames), no one else's
             os.chmod(scratch, 0o2770)  # noqa: S103
             proc = popen(
-                [*line_buffered(), self.program, *args],
+                [*line_buffered(), program, *args],
                 cwd=str(scratch),
                 env={**env, "PATH": PATH},
                 preexec=child_setup(parent=os.getpid(), limits=limits, no_sockets=True),
@@ -168,8 +179,9 @@ class Sidecar:
             shutil.rmtree(scratch, ignore_errors=True)  # last: its absence says the run is cleaned up
             self.slots.give(uid)
 
-    def _scratch(self, given, *, peer_uid: int) -> Path:
-        """The run's directory: directly under the root, a real directory of the worker's, with the scene."""
+    def _scratch(self, given, *, peer_uid: int, scene: bool = True) -> Path:
+        """The run's directory: directly under the root, a real directory of the worker's, with the scene (for
+        Blender)."""
         if not isinstance(given, str) or not given:
             raise Refused("scratch must name a directory")
         path = Path(given)
@@ -177,12 +189,12 @@ class Sidecar:
             raise Refused(f"scratch must be a directory directly under {self.root}")
         try:
             info = os.lstat(path)
-            scene = os.lstat(path / SCENE_NAME)
+            scene_info = os.lstat(path / SCENE_NAME) if scene else None
         except FileNotFoundError as exc:
             raise Refused(f"scratch must hold {SCENE_NAME}: {exc.filename} is missing") from None
         if not stat.S_ISDIR(info.st_mode) or (peer_uid != 0 and info.st_uid != peer_uid):
             raise Refused("scratch must be a directory of the worker's")
-        if not stat.S_ISREG(scene.st_mode) or not scene.st_mode & stat.S_IROTH:
+        if scene_info is not None and (not stat.S_ISREG(scene_info.st_mode) or not scene_info.st_mode & stat.S_IROTH):
             raise Refused(f"{SCENE_NAME} must be a regular file readable by the sandbox")
         return path
 
@@ -265,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket", default=env("RENDER_SANDBOX_SOCKET", "/sandbox/run/sandbox.sock"))
     parser.add_argument("--root", default=env("RENDER_SANDBOX_ROOT", "/sandbox/chunks"))
     parser.add_argument("--program", default=env("RENDER_BLENDER_BINARY", "blender"))
+    parser.add_argument("--ffmpeg", default=env("RENDER_FFMPEG_BINARY", "ffmpeg"), help="encode steps' program")
     parser.add_argument("--uid-base", type=int, default=int(env("RENDER_SANDBOX_UID", "20000")))
     parser.add_argument("--slots", type=int, default=int(env("RENDER_SANDBOX_SLOTS", "16")))
     parser.add_argument("--worker-gid", type=int, default=int(env("RENDER_SANDBOX_WORKER_GID", "10001")))
@@ -288,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         program=args.program,
         slots=Slots(base=args.uid_base, count=args.slots),
         worker_gid=args.worker_gid,
+        others={"ffmpeg": args.ffmpeg},
     ).serve()
 
 

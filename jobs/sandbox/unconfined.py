@@ -30,10 +30,11 @@ class Unconfined:
         return executable
 
     def start(
-        self, args: list[str], *, scratch: Path, scene: Path, env: dict[str, str], limits: Limits
+        self, args: list[str], *, scratch: Path, scene: Path | None, env: dict[str, str], limits: Limits
     ) -> LocalProcess:
         executable = self.check()
-        link_scene(scene, scratch / SCENE_NAME)
+        if scene is not None:
+            link_scene(scene, scratch / SCENE_NAME)
         limits = Limits(**{**limits.as_dict(), "processes": 0})  # the worker's own uid: not a limit of the run
         return popen(
             [*line_buffered(), executable, *args],

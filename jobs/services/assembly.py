@@ -1,4 +1,5 @@
-"""The one assembly step of a finished job: manifest.json and a contact-sheet preview, then COMPLETED."""
+"""The one assembly step of a finished job: manifest.json and a contact-sheet preview, then COMPLETED (or, for a
+job with steps, its first step queued: jobs/services/steps.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ import logging
 
 from PIL import Image
 
-from jobs.domain import PREVIEW_MAX_FRAMES, FrameResult, Job, JobStatus, animation_key, manifest_key, preview_key
-from jobs.errors import JobStateConflict
+from jobs.domain import (
+    PREVIEW_MAX_FRAMES,
+    FrameResult,
+    Job,
+    JobStatus,
+    StepStatus,
+    animation_key,
+    manifest_key,
+    preview_key,
+)
+from jobs.errors import JobStateConflict, ServiceUnavailable
 from jobs.ports import RenderContext, ResultStore
 
 log = logging.getLogger(__name__)
@@ -19,12 +29,19 @@ ANIMATION_FRAME_MS = 125  # 8 frames a second: the sampled frames play as a shor
 
 
 def build_manifest(job: Job, results: list[FrameResult]) -> dict:
-    return {
+    manifest = {
         "job_id": job.id,
         "attempt": job.attempt,
         "scene": job.scene.as_dict(),
         "frames": [r.as_dict() for r in sorted(results, key=lambda r: r.frame)],
     }
+    if job.steps:  # what steps completed in an earlier attempt stored (each step adds its own once done)
+        manifest["steps"] = [
+            {"step": i, "type": str(s.spec.type), **s.artifact.as_dict()}
+            for i, s in enumerate(job.steps)
+            if s.artifact is not None and s.status is StepStatus.COMPLETED
+        ]
+    return manifest
 
 
 def sample_frames(results: list[FrameResult], limit: int = PREVIEW_MAX_FRAMES) -> list[FrameResult]:
@@ -97,6 +114,8 @@ def job_assemble(*, ctx: RenderContext, job: Job, token: str) -> Job | None:
     """Run by the holder of the assembly lease once every chunk is done; safe to run again after a crash."""
     results = [r for chunk in ctx.repo.chunks.list(job.id) for r in chunk.results]
     has_preview = make_outputs(store=ctx.store, job=job, results=results)
+    if job.current_step is not None:
+        return _hand_to_steps(ctx, job, token=token, has_preview=has_preview)
     now = ctx.clock()
     try:
         done = ctx.repo.complete_assembly(
@@ -108,3 +127,20 @@ def job_assemble(*, ctx: RenderContext, job: Job, token: str) -> Job | None:
     log.info("job_completed job=%s frames=%d", job.id, len(results))
     ctx.notifier.job_ended(done, JobStatus.COMPLETED)
     return done
+
+
+def _hand_to_steps(ctx: RenderContext, job: Job, *, token: str, has_preview: bool) -> Job | None:
+    """The frames are assembled: the job stays PROCESSING, its first unfinished step is QUEUED (the job's lease
+    released for it) and its message sent. A lost send is sent again by the sweeper's audit of the job."""
+    try:
+        begun = ctx.repo.steps.begin(job, token=token, has_preview=has_preview, now=ctx.clock())
+    except JobStateConflict as exc:
+        log.warning("job %s: assembly lease lost (%s)", job.id, exc.message)
+        return None
+    index = begun.current_step
+    try:
+        ctx.jobs.queue.enqueue_step(job_id=job.id, attempt=job.attempt, index=index, priority=job.priority)
+    except ServiceUnavailable:
+        log.warning("job %s: step %s queued but its message not sent; the sweeper sends it", job.id, index)
+    log.info("job %s: %d frames assembled; step %s queued", job.id, begun.frames_total, index)
+    return begun

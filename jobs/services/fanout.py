@@ -29,7 +29,13 @@ def job_fanout(*, jobs: JobControl, job_id: str, attempt: int, now: datetime) ->
             "job %s: fan-out of attempt %s skipped (job is %s, attempt %s)", job_id, attempt, job.status, job.attempt
         )
         return 0
-    pending = [i for i in _chunks_of_attempt(repo, job, now) if i > job.fanout_sent]
+    indexes = _chunks_of_attempt(repo, job, now)
+    if not indexes:
+        # Every chunk completed in an earlier attempt (a retry after the assembly or a step failed): one chunk
+        # message starts the job, finds its chunk done and runs the assembly (and the steps) again.
+        queue.enqueue_chunk(job_id=job.id, index=job.chunks_total - 1, attempt=attempt, priority=job.priority)
+        return 1
+    pending = [i for i in indexes if i > job.fanout_sent]
     sent, cursor = 0, job.fanout_sent
     for start in range(0, len(pending), BATCH):
         batch = pending[start : start + BATCH]

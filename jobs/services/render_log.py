@@ -1,4 +1,5 @@
-"""A chunk's render log: the tail of what its renderer wrote, kept in memory and saved to S3 as JSON."""
+"""A chunk's render log (or a step's: ffmpeg's output): the tail of what its program wrote, kept in memory and
+saved to S3 as JSON."""
 
 from __future__ import annotations
 
@@ -13,10 +14,19 @@ LOG_LIMIT = 64 * 1024  # characters kept: the end of the output, where errors ar
 
 
 class ChunkLog:
-    """A `RenderLog` that keeps the last LOG_LIMIT characters and saves them (when changed) on `flush`."""
+    """A `RenderLog` that keeps the last LOG_LIMIT characters and saves them (when changed) on `flush`; at
+    `key` when given (a step's log), else at the chunk's."""
 
-    def __init__(self, *, store: ResultStore, job_id: str, chunk: int, monotonic: Callable[[], float] = time.monotonic):
-        self._store, self._key = store, log_key(job_id, chunk)
+    def __init__(
+        self,
+        *,
+        store: ResultStore,
+        job_id: str,
+        chunk: int,
+        monotonic: Callable[[], float] = time.monotonic,
+        key: str | None = None,
+    ):
+        self._store, self._key = store, key or log_key(job_id, chunk)
         self._text = ""
         self.warnings: list[str] = []  # in the order first seen, each once
         self._truncated = False
@@ -50,7 +60,7 @@ class ChunkLog:
         self._dirty, self._saved_at = False, self._monotonic()
 
 
-def read_log(*, store: ResultStore, job_id: str, chunk: int) -> dict | None:
-    """The saved log of a chunk as `{"log", "truncated"}`, or None when there is none."""
-    body = store.get_optional(log_key(job_id, chunk))
+def read_log(*, store: ResultStore, job_id: str, chunk: int, key: str | None = None) -> dict | None:
+    """The saved log of a chunk (or at `key`: a step's) as `{"log", "truncated"}`, or None when there is none."""
+    body = store.get_optional(key or log_key(job_id, chunk))
     return None if body is None else json.loads(body)

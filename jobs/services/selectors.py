@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from jobs.domain import FrameResult, Job, JobStatus, animation_key, frame_key, manifest_key, preview_key
+from jobs.domain import (
+    FrameResult,
+    Job,
+    JobStatus,
+    StepStatus,
+    animation_key,
+    frame_key,
+    manifest_key,
+    preview_key,
+    step_log_key,
+)
 from jobs.errors import InvalidCursor, JobNotFound, LogNotFound
 from jobs.ports import ChunkPage, JobPage, JobRepository, ResultStore
 from jobs.services.render_log import read_log
@@ -68,7 +78,32 @@ def job_result_links(
         "animation_url": store.presigned_url(animation_key(job.id)) if completed and job.has_preview else None,
         "frames": frames,
         "frames_next_offset": following if following < len(numbers) else None,
+        "videos": job_videos(store=store, job=job),
     }
+
+
+def job_videos(*, store: ResultStore, job: Job) -> list[dict]:
+    """Presigned GET URLs of the videos the job's completed encode steps stored."""
+    return [
+        {
+            "step": i,
+            "format": str(s.spec.format),
+            "url": store.presigned_url(s.artifact.key),
+            **{k: v for k, v in s.artifact.as_dict().items() if k != "key"},
+        }
+        for i, s in enumerate(job.steps)
+        if s.status is StepStatus.COMPLETED and s.artifact is not None
+    ]
+
+
+def step_log(*, store: ResultStore, job: Job, step: int) -> dict:
+    """A step's saved log `{"log", "truncated"}` (ffmpeg's output for an encode); 404 when none."""
+    if not 0 <= step < len(job.steps):
+        raise LogNotFound("This job has no such step." if job.steps else "This job has no steps.")
+    saved = read_log(store=store, job_id=job.id, chunk=0, key=step_log_key(job.id, step))
+    if saved is None:
+        raise LogNotFound("No log for this step (it has not started yet).")
+    return {"log": saved["log"], "truncated": bool(saved["truncated"])}
 
 
 def task_log(*, store: ResultStore, job: Job, chunk: int) -> dict:

@@ -8,7 +8,19 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
-from jobs.domain import Job, JobStatus, OutputFormat, Priority, RendererName, Scene, frame_range_problem, new_job_id
+from jobs.domain import (
+    Job,
+    JobStatus,
+    OutputFormat,
+    Priority,
+    RendererName,
+    Scene,
+    StepSpec,
+    frame_range_problem,
+    new_job_id,
+    new_steps,
+    steps_problem,
+)
 from jobs.errors import (
     DomainError,
     IdempotencyKeyReused,
@@ -19,6 +31,7 @@ from jobs.errors import (
     SceneFilesMissing,
     SceneFileUnreadable,
     ServiceUnavailable,
+    StepsRefused,
     WebhookSecretMissing,
 )
 from jobs.ports import (
@@ -54,10 +67,11 @@ class JobSpec:
     callback_url: str | None = None
     fail_on_missing_files: bool = True  # Blender jobs: refuse a file that reads files from outside itself
     from_file: tuple[str, ...] = ()  # what the request left to the scene file (FRAME_RANGE, OUTPUT_FORMAT)
+    steps: tuple[StepSpec, ...] = ()  # after the frames, one after another (jobs/domain/steps.py)
 
     def fingerprint(self) -> str:
         """A hash of the request as validated, so the same body in another key order still matches."""
-        defaults = {"callback_url": None, "fail_on_missing_files": True, "from_file": ()}
+        defaults = {"callback_url": None, "fail_on_missing_files": True, "from_file": (), "steps": ()}
         fields = {k: v for k, v in asdict(self).items() if not (k in defaults and v == defaults[k])}
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -94,6 +108,8 @@ def job_create(
     request_spec = spec
     if spec.scene_file is not None:
         spec = from_the_file(spec, scene_files.keep(owner=owner, sha256=spec.scene_file, now=now))
+    if spec.steps and (problem := _steps_problem(spec)):  # the format and range may have been the file's
+        raise StepsRefused(problem)
     job = Job(
         id=new_job_id(),
         owner=owner,
@@ -109,6 +125,7 @@ def job_create(
         created_at=now,
         updated_at=now,
         callback_url=spec.callback_url,
+        steps=new_steps(spec.steps),
     )
     record = None
     if idempotency_key is not None:
@@ -135,6 +152,11 @@ def job_create(
         repo.release_frames(owner, job.frames_total)
         raise
     return job, False
+
+
+def _steps_problem(spec: JobSpec) -> str | None:
+    frames = None if spec.frame_start is None else spec.frame_end - spec.frame_start + 1
+    return steps_problem(spec.steps, output_format=spec.scene.output_format, frames=frames)
 
 
 def from_the_file(spec: JobSpec, inspection: AssetInspection) -> JobSpec:

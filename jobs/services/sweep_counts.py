@@ -12,6 +12,7 @@ class Swept(StrEnum):
     CHUNK_REQUEUED = "chunk_requeued"
     FANOUT_REQUEUED = "fanout_requeued"  # the fan-out creates or requeues what the attempt lacks
     ASSEMBLY_REQUEUED = "assembly_requeued"  # every chunk done, no assembly: a chunk message runs it again
+    STEP_REQUEUED = "step_requeued"  # a job's step queued or released, or its holder dead: its message sent again
     WEBHOOK_REQUEUED = "webhook_requeued"
     CANCEL_FINISHED = "cancel_finished"
     CANCEL_WAITING = "cancel_waiting"  # a CANCELLING job whose chunks still run
@@ -20,6 +21,7 @@ class Swept(StrEnum):
     LEASE_ALIVE = "lease_alive"  # rendering and renewing: looked at again later
     RUNNING = "running"
     ASSEMBLING = "assembling"
+    STEP_RUNNING = "step_running"  # a job's step held by a live lease: looked at again later
     SKIPPED = "skipped"
     GONE = "gone"  # deleted meanwhile
 

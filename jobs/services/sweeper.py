@@ -9,10 +9,11 @@
   so a marker overdue while its lease is still renewed is just postponed again.
 - CANCELLING jobs: CANCELLED once no live lease remains (a worker died mid-cancel).
 - Jobs of several chunks, QUEUED past the grace period or PROCESSING (due every RUNNING_JOB_AUDIT, or
-  when an assembly lease lapses): an audit of their chunks checks that the job has a live path to an
+  when an assembly or step lease lapses): an audit of their chunks checks that the job has a live path to an
   end. Missing chunk items mean the fan-out must run (again); unfinished chunks keep it alive; a failed
   chunk fails the job; chunks stopped while the job runs fail it with a clear error; all chunks done
-  means the assembly runs again.
+  means the assembly runs again; a job handed to its steps has its current step's message sent again
+  unless a live lease holds it (a lost message, a dead holder: the next claim takes it over).
 - Chunks left unfinished by a job that stopped (failed, cancelled, retried) are CANCELLED.
 - Webhook deliveries still pending well after they were due (`HOOK#PENDING`) get their message again.
 Every item it acts on is first postponed by a conditional write, so two sweepers running at once never
@@ -122,6 +123,8 @@ def audit(*, jobs: JobControl, job: Job, now: datetime) -> Swept:
         job_fail(jobs=jobs, job_id=job.id, attempt=job.attempt, failure=failure, now=now)
         log.warning("job %s had no way to finish: %s", job.id, failure.message)
         return Swept.JOB_FAILED
+    if job.steps and job.steps_attempt == job.attempt:
+        return _audit_steps(jobs, job, now)
     if job.lease_token and job.lease_expires_at and job.lease_expires_at > now:
         return Swept.ASSEMBLING
     # Every chunk is done: the assembly did not run or its worker died. Its counts are set again from the chunks
@@ -131,3 +134,15 @@ def audit(*, jobs: JobControl, job: Job, now: datetime) -> Swept:
         repo.recount(job.id, attempt=job.attempt, now=now)
     queue.enqueue_chunk(job_id=job.id, index=job.chunks_total - 1, attempt=job.attempt, priority=job.priority)
     return Swept.ASSEMBLY_REQUEUED
+
+
+def _audit_steps(jobs: JobControl, job: Job, now: datetime) -> Swept:
+    """A job whose frames are assembled runs its steps: the current one is held by a live lease (running), or
+    its message is sent again (it was lost, or its holder died: the claim takes it over)."""
+    if job.lease_token and job.lease_expires_at and job.lease_expires_at > now:
+        return Swept.STEP_RUNNING
+    index = job.current_step
+    if index is None:
+        return Swept.SKIPPED  # completing: the last step's write ends the job
+    jobs.queue.enqueue_step(job_id=job.id, attempt=job.attempt, index=index, priority=job.priority)
+    return Swept.STEP_REQUEUED

@@ -35,8 +35,9 @@ def test_image_shape_multi_stage_slim_non_root_pinned_with_healthcheck():
     code = "\n".join(line for line in DOCKERFILE.splitlines() if not line.startswith("#"))
     api, worker = code.split("\nFROM ")[2:]
     assert not re.search(r"apt-get|build-essential|gcc|blender", api), "the API image: no compilers, no Blender"
-    # The worker image adds Debian's blender (pinned) and nothing else, and drops back to the same user.
+    # The worker image adds Debian's blender and ffmpeg (pinned) and nothing else, and drops back to the same user.
     assert re.search(r"install -y --no-install-recommends blender=[\w.+~-]+ \\$", worker, re.M)
+    assert re.search(r"^\s+ffmpeg=[\w.:*+~-]+ \\$", worker, re.M)
     assert not re.search(r"build-essential|gcc", worker)
     assert re.search(r"^USER 10001:10001$", worker, re.M) and 'CMD ["worker"]' in worker
     final = api

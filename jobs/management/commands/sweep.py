@@ -44,6 +44,7 @@ _REQUEUED = {
     Swept.CHUNK_REQUEUED: "chunks",
     Swept.FANOUT_REQUEUED: "fan-outs",
     Swept.ASSEMBLY_REQUEUED: "assemblies",
+    Swept.STEP_REQUEUED: "steps",
 }
 _DLQ = {
     DeadLettered.ALREADY_FINAL.counted_as: "already final",

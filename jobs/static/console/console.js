@@ -199,6 +199,22 @@ function framesNote(job, count) {
   return "Frames appear here as they finish. Each links to its file.";
 }
 
+// The step running now (or next), if the job's frames are done and it has steps left.
+function runningStep(job) {
+  return (job.steps || []).find((s) => s.status === "PROCESSING" || s.status === "QUEUED") || null;
+}
+
+function stepName(step) {
+  return `${step.type} ${step.format} at ${step.fps} fps`;
+}
+
+// "video.mp4 · 48 frames at 24 fps · 2.0 s · 1.2 MB"
+function videoCaption(video) {
+  const name = new URL(video.url).pathname.split("/").pop();
+  const size = video.size >= 1e6 ? `${(video.size / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(video.size / 1e3))} kB`;
+  return `${name} · ${video.frames} frames at ${video.fps} fps · ${video.duration.toFixed(1)} s · ${size}`;
+}
+
 function jobPage() {
   const root = document.getElementById("job");
   const id = root.dataset.jobId;
@@ -240,9 +256,12 @@ function jobPage() {
     const bar = root.querySelector(".progress");
     bar.setAttribute("aria-valuenow", String(percent));
     bar.querySelector(".bar").style.width = `${percent}%`;
+    const step = job.status === "PROCESSING" ? runningStep(job) : null;
     document.getElementById("progress-text").textContent =
-      `${progressText(job)} · ${job.progress.chunks_done} / ${job.progress.chunks_total} chunks`;
+      `${progressText(job)} · ${job.progress.chunks_done} / ${job.progress.chunks_total} chunks` +
+      (step ? ` · ${stepName(step)}: ${step.progress.frames_done} / ${step.progress.frames_total} frames encoded` : "");
     renderFacts();
+    renderSteps();
     const error = document.getElementById("error");
     error.hidden = !job.error;
     error.textContent = job.error ? `${job.error} (${job.error_code})` : "";
@@ -257,12 +276,64 @@ function jobPage() {
     const results = job.results;
     document.getElementById("finished").hidden = !results;
     if (results) {
+      showVideos(results.videos || []);
       setImage("animation", results.animation_url);
       setImage("contact-sheet", results.preview_url);
       const manifest = document.getElementById("manifest");
       manifest.hidden = !results.manifest_url;
       if (results.manifest_url) manifest.href = results.manifest_url;
     }
+  }
+
+  function renderSteps() {
+    const section = document.getElementById("steps-section");
+    section.hidden = !(job.steps && job.steps.length);
+    if (section.hidden) return;
+    document.querySelector("#steps tbody").replaceChildren(...job.steps.map((step) => {
+      let log = el("span", { className: "muted", title: "A step has a log once it started.", text: "–" });
+      if (step.started_at !== null) {
+        log = el("button", { type: "button", className: "secondary", title: `The log of step ${step.index}`, text: "Show" });
+        log.addEventListener("click", () => showStepLog(step.index));
+      }
+      const p = step.progress;
+      return el("tr", {},
+        el("td", { text: step.index }),
+        el("td", { text: stepName(step) }),
+        el("td", {}, badge(step.status)),
+        el("td", { className: "progress-cell" }, progressBar(p), el("small", { text: `${p.frames_done} / ${p.frames_total}` })),
+        el("td", { text: step.failures }),
+        el("td", { className: "error", text: step.error ? `${step.error} (${step.error_code})` : "" }),
+        el("td", {}, log));
+    }));
+  }
+
+  async function showStepLog(index) {
+    const box = document.getElementById("step-log");
+    box.hidden = false;
+    box.textContent = `Loading the log of step ${index}…`;
+    let status, body;
+    try {
+      ({ status, body } = await send("GET", `${api}/steps/${index}/log`));
+    } catch (err) {
+      box.textContent = "Cannot reach the API.";
+      return;
+    }
+    if (status === 404) box.textContent = `Step ${index} has no log saved yet.`;
+    else if (status !== 200) box.textContent = errorText(body, `The API answered ${status}.`);
+    else box.textContent = (body.truncated ? "[… earlier lines cut …]\n" : "") + body.log;
+  }
+
+  // A player per video of the job's encode steps, made once (its presigned URL stays valid for the page).
+  function showVideos(videos) {
+    const box = document.getElementById("videos");
+    if (!videos.length || box.dataset.loaded) return;
+    box.dataset.loaded = "1";
+    box.replaceChildren(...videos.map((video) => {
+      const player = el("video", { controls: true, preload: "metadata", src: video.url, "aria-label": `Video of the job (${video.format})` });
+      const link = el("a", { href: video.url, text: "Download" });
+      return el("figure", {}, player, el("figcaption", {}, `${videoCaption(video)} · `, link));
+    }));
+    document.getElementById("videos-box").hidden = false;
   }
 
   function setImage(elementId, url) {
@@ -561,6 +632,7 @@ function newJobPage() {
     if (f.output_format.value !== "") body.output_format = f.output_format.value;
     body.priority = f.priority.value;
     if (f.callback_url.value.trim()) body.callback_url = f.callback_url.value.trim();
+    if (f.encode_format.value) body.steps = [{ type: "encode", format: f.encode_format.value, fps: Number(f.encode_fps.value) }];
     if (renderer.value !== "simulated") body.renderer = renderer.value;
     return body;
   }
