@@ -1,6 +1,7 @@
 """Render jobs as plain Python (standard library only): states and transitions, limits, the job and its
 chunks, and where their files live in S3. Everything is importable from `jobs.domain`."""
 
+from jobs.domain.frames import MAX_FRAME_LIST, FrameList, FrameListError, Run
 from jobs.domain.keys import (
     animation_key,
     asset_key,
@@ -43,6 +44,8 @@ from jobs.domain.work import (
     Job,
     Scene,
     chunk_count,
+    chunks_problem,
+    frame_fields,
     frame_range_problem,
     new_job_id,
     utcnow,
@@ -58,6 +61,7 @@ __all__ = [
     "MAX_DIMENSION",
     "MAX_ERROR_MESSAGE",
     "MAX_FRAMES_PER_JOB",
+    "MAX_FRAME_LIST",
     "MAX_FRAME_NUMBER",
     "MAX_RECEIVE_COUNT",
     "MAX_SAMPLES",
@@ -71,17 +75,22 @@ __all__ = [
     "VISIBILITY_TIMEOUT_SECONDS",
     "Chunk",
     "Failure",
+    "FrameList",
+    "FrameListError",
     "FrameResult",
     "Job",
     "JobStatus",
     "OutputFormat",
     "Priority",
     "RendererName",
+    "Run",
     "Scene",
     "animation_key",
     "asset_key",
     "can_transition",
     "chunk_count",
+    "chunks_problem",
+    "frame_fields",
     "frame_key",
     "frame_range_problem",
     "lease_problem",
