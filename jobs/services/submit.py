@@ -8,7 +8,17 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
-from jobs.domain import Job, JobStatus, OutputFormat, Priority, RendererName, Scene, frame_range_problem, new_job_id
+from jobs.domain import (
+    FrameList,
+    Job,
+    JobStatus,
+    OutputFormat,
+    Priority,
+    RendererName,
+    Scene,
+    frame_range_problem,
+    new_job_id,
+)
 from jobs.errors import (
     DomainError,
     IdempotencyKeyReused,
@@ -54,10 +64,13 @@ class JobSpec:
     callback_url: str | None = None
     fail_on_missing_files: bool = True  # Blender jobs: refuse a file that reads files from outside itself
     from_file: tuple[str, ...] = ()  # what the request left to the scene file (FRAME_RANGE, OUTPUT_FORMAT)
+    # `frames: "1-99x2,150"`: the frames from frame_start to frame_end it renders (None: every one)
+    frame_list: FrameList | None = None
 
     def fingerprint(self) -> str:
-        """A hash of the request as validated, so the same body in another key order still matches."""
-        defaults = {"callback_url": None, "fail_on_missing_files": True, "from_file": ()}
+        """A hash of the request as validated, so the same body in another key order still matches (and the
+        same frames, as a list or as a range)."""
+        defaults = {"callback_url": None, "fail_on_missing_files": True, "from_file": (), "frame_list": None}
         fields = {k: v for k, v in asdict(self).items() if not (k in defaults and v == defaults[k])}
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -100,6 +113,7 @@ def job_create(
         scene=spec.scene,
         frame_start=spec.frame_start,
         frame_end=spec.frame_end,
+        frame_list=spec.frame_list,
         chunk_size=spec.chunk_size,
         priority=spec.priority,
         renderer=spec.renderer,
