@@ -1,12 +1,15 @@
 """`frames` in POST /api/jobs, in-process against the emulator: the refusals (one error shape, the field named)
 and what an accepted frame list looks like on the job, its tasks and its owner's usage."""
 
+import hashlib
+
 import pytest
 from rest_framework.test import APIClient
 
 from jobs import wiring
 from jobs.domain import MAX_FRAME_LIST, MAX_FRAMES_PER_JOB
 from tests.integration.test_api import assert_error, key_for, post
+from tests.integration.test_assets import declare, put
 
 BODY = {"scene": "shot_010", "width": 320, "height": 180}
 
@@ -116,3 +119,15 @@ def test_the_owner_limit_counts_a_lists_frames_and_a_cancel_gives_them_back(emul
     assert error["details"] == {"frames_active": 20, "frames_requested": 11, "limit": 30}
     assert gina.post(f"/api/jobs/{first.json()['id']}/cancel").json()["status"] == "CANCELLED"
     assert post(gina, {**BODY, "frames": "1-59x2"}).status_code == 201  # 30: all of the 20 came back
+
+
+def test_a_blender_job_with_a_frame_list_does_not_wait_for_the_files_range(client):
+    body = b"BLENDER-v304" + b"frame lists" * 64
+    sha = hashlib.sha256(body).hexdigest()
+    assert put(declare(client, sha=sha, size=len(body)).json()["upload"], body).status_code == 200
+    blender = {"scene": "shot", "renderer": "blender", "scene_file": sha}
+    # The farm is still reading the file: a job left to its range waits, one given its frames does not.
+    assert_error(post(client, blender), 409, "scene_file_inspecting")
+    job = post(client, {**blender, "frames": "1-7x3"})
+    assert job.status_code == 201, job.content
+    assert (job.json()["frames"], job.json()["frame_start"], job.json()["frame_end"]) == ("1-7x3", 1, 7)
