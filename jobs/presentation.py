@@ -128,8 +128,12 @@ class JobOutputSerializer(serializers.Serializer):
         help_text="What the farm changed or could not do of the file's own settings (Blender jobs), for a person.",
     )
     scene = SceneOutputSerializer()
-    frame_start = serializers.IntegerField()
-    frame_end = serializers.IntegerField()
+    frame_start = serializers.IntegerField(help_text="The first frame.")
+    frame_end = serializers.IntegerField(help_text="The last frame.")
+    frames = serializers.CharField(
+        help_text='The frames it renders, as a frame list in normal form: "1-99x2,150,200-210", or "1-24" for '
+        "every frame from frame_start to frame_end."
+    )
     chunk_size = serializers.IntegerField()
     attempt = serializers.IntegerField()
     progress = ProgressOutputSerializer()
@@ -209,6 +213,7 @@ def job_representation(
         "scene": job.scene.as_dict(),
         "frame_start": job.frame_start,
         "frame_end": job.frame_end,
+        "frames": str(job.frames),
         "chunk_size": job.chunk_size,
         "attempt": job.attempt,
         "progress": {

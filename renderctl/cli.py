@@ -120,6 +120,10 @@ def submit(
     samples: Annotated[int | None, typer.Option()] = None,
     start: Annotated[int | None, typer.Option("--start", help="First frame.")] = None,
     end: Annotated[int | None, typer.Option("--end", help="Last frame.")] = None,
+    frames: Annotated[
+        str | None,
+        typer.Option("--frames", help='Only these frames, instead of --start/--end: "1-100x2,150,200-210".'),
+    ] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Frames per chunk (a task in the API).")] = None,
     priority: Annotated[str | None, typer.Option(help="high, normal or low.")] = None,
     renderer: Annotated[str | None, typer.Option(help="simulated or blender.")] = None,
@@ -160,6 +164,10 @@ def submit(
         "renderer": renderer, "callback_url": callback_url,
     }  # fmt: skip
     body.update({k: v for k, v in flags.items() if v is not None})
+    if frames is not None:  # a flag overrides the job file: its frame list replaces the file's first and last frame
+        body = {k: v for k, v in body.items() if k not in ("frame_start", "frame_end")} | {"frames": frames}
+    elif start is not None or end is not None:
+        body.pop("frames", None)
     if allow_missing:
         body["fail_on_missing_files"] = False
     if encode:
@@ -172,13 +180,17 @@ def submit(
         with Progress(TextColumn("upload {task.description}"), BarColumn(), TransferSpeedColumn(), console=err) as bar:
             task = bar.add_task(scene.name, total=size)
             body["scene_file"] = api.upload_scene(scene, progress=lambda n: bar.advance(task, n))
-        if "frame_start" not in body and "frame_end" not in body:  # the file's range, known once a worker read it
+        if not {"frame_start", "frame_end", "frames"} & set(body):  # the file's range, known once a worker read it
             describe_scene_file(read_scene_file(api, body["scene_file"]))
     job = api.submit(body, idempotency_key=idempotency_key or str(uuid.uuid4()))
     if as_json and not (wait or download):
         show_json(job)
         return
-    err.print(f"submitted {job['id']} ({job['progress']['frames_total']} frames)", markup=False, highlight=False)
+    err.print(
+        f"submitted {job['id']} ({job['progress']['frames_total']} frames: {job.get('frames')})",
+        markup=False,
+        highlight=False,
+    )
     if not (wait or download):
         out.print(job["id"], markup=False, highlight=False)
         return
@@ -298,6 +310,8 @@ def status(job_id: JobRef, as_json: JsonFlag = False) -> None:
         return
     p = job["progress"]
     out.print(summary_line(job), markup=False, highlight=False)
+    if job.get("frames"):
+        out.print(f"  frames {job['frames']}", markup=False, highlight=False)
     out.print(
         f"  chunks {p['chunks_done']}/{p['chunks_total']}  ETA {eta(p['eta_seconds'])}  priority {job['priority']}"
         f"  attempt {job['attempt']}  created {job['created_at']}",

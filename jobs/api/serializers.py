@@ -163,6 +163,14 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
     frame_end = StrictIntegerField(
         min_value=0, max_value=domain.MAX_FRAME_NUMBER, required=False, help_text="Defaults to frame_start."
     )
+    frames = StrictCharField(
+        required=False,
+        allow_blank=True,  # refused by the frame list's own parser, with its message
+        trim_whitespace=False,
+        max_length=domain.MAX_FRAME_LIST,
+        help_text='Instead of frame_start and frame_end: a frame list, as "1-100x2,150,200-210" (ranges, '
+        "ranges with a step, single frames; no frame twice). Chunks hold chunk_size frames of the list.",
+    )
     fail_on_missing_files = serializers.BooleanField(
         required=False,
         help_text="Blender jobs (default true): a file that reads images, fonts or caches from outside itself "
@@ -190,7 +198,10 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
     def validate(self, attrs):
         self._validate_renderer(attrs)
         from_file = []
-        if attrs["renderer"] == RendererName.BLENDER and "frame_start" not in attrs and "frame_end" not in attrs:
+        attrs["frame_list"] = None
+        if "frames" in attrs:
+            self._validate_frame_list(attrs)
+        elif attrs["renderer"] == RendererName.BLENDER and "frame_start" not in attrs and "frame_end" not in attrs:
             from_file.append(FRAME_RANGE)
             attrs["frame_start"] = attrs["frame_end"] = None
         else:
@@ -214,11 +225,27 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
         attrs["steps"] = tuple(spec_from_dict(step) for step in attrs.get("steps", ()))
         if not attrs["steps"]:
             return
-        start, end = attrs["frame_start"], attrs["frame_end"]
-        frames = None if start is None else end - start + 1
+        start, end, listed = attrs["frame_start"], attrs["frame_end"], attrs.get("frame_list")
+        frames = len(listed) if listed is not None else None if start is None else end - start + 1
         output_format = OutputFormat(attrs["output_format"])
         if problem := steps_problem(attrs["steps"], output_format=output_format, frames=frames):
             raise serializers.ValidationError({"steps": [problem]})
+
+    @staticmethod
+    def _validate_frame_list(attrs) -> None:
+        """`frames` in place of frame_start and frame_end: they become its first and last frames."""
+        if "frame_start" in attrs or "frame_end" in attrs:
+            raise serializers.ValidationError(
+                {"frames": ["Give either frames or frame_start and frame_end, not both."]}
+            )
+        try:
+            frames = domain.FrameList.parse(attrs.pop("frames"))
+        except domain.FrameListError as exc:
+            raise serializers.ValidationError({"frames": [str(exc)]}) from None
+        if problem := domain.chunks_problem(len(frames), attrs["chunk_size"]):
+            raise serializers.ValidationError({problem[0]: [problem[1]]})
+        attrs.update(frame_start=frames.first, frame_end=frames.last)
+        attrs["frame_list"] = None if frames.contiguous else frames
 
     @staticmethod
     def _validate_renderer(attrs) -> None:
@@ -350,6 +377,7 @@ class TaskOutputSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     frame_start = serializers.IntegerField()
     frame_end = serializers.IntegerField()
+    frames = serializers.CharField(help_text='Its frames, the next chunk_size of the job\'s list: "81-99x2,150".')
     status = serializers.CharField()
     attempt = serializers.IntegerField()
     frames_done = serializers.IntegerField()
@@ -377,6 +405,7 @@ def task_representation(chunk: Chunk) -> dict:
         "index": chunk.index,
         "frame_start": chunk.frame_start,
         "frame_end": chunk.frame_end,
+        "frames": str(chunk.frames),
         "status": str(chunk.status),
         "attempt": chunk.attempt,
         "frames_done": chunk.frames_done,

@@ -196,6 +196,7 @@ class JobCollectionApi(APIView):
                 scene=scene,
                 frame_start=v["frame_start"],
                 frame_end=v["frame_end"],
+                frame_list=v["frame_list"],
                 chunk_size=v["chunk_size"],
                 priority=Priority(v["priority"]),
                 renderer=RendererName(v["renderer"]),

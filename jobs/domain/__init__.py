@@ -1,6 +1,7 @@
 """Render jobs as plain Python (standard library only): states and transitions, limits, the job and its
 chunks, and where their files live in S3. Everything is importable from `jobs.domain`."""
 
+from jobs.domain.frames import MAX_FRAME_LIST, FrameList, FrameListError, Run
 from jobs.domain.keys import (
     animation_key,
     asset_key,
@@ -61,6 +62,8 @@ from jobs.domain.work import (
     Job,
     Scene,
     chunk_count,
+    chunks_problem,
+    frame_fields,
     frame_range_problem,
     new_job_id,
     utcnow,
@@ -77,6 +80,7 @@ __all__ = [
     "MAX_ERROR_MESSAGE",
     "MAX_FPS",
     "MAX_FRAMES_PER_JOB",
+    "MAX_FRAME_LIST",
     "MAX_FRAME_NUMBER",
     "MAX_RECEIVE_COUNT",
     "MAX_SAMPLES",
@@ -94,12 +98,15 @@ __all__ = [
     "Chunk",
     "Encode",
     "Failure",
+    "FrameList",
+    "FrameListError",
     "FrameResult",
     "Job",
     "JobStatus",
     "OutputFormat",
     "Priority",
     "RendererName",
+    "Run",
     "Scene",
     "Step",
     "StepArtifact",
@@ -111,6 +118,8 @@ __all__ = [
     "asset_key",
     "can_transition",
     "chunk_count",
+    "chunks_problem",
+    "frame_fields",
     "frame_key",
     "frame_range_problem",
     "lease_problem",

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from jobs.domain.frames import FrameList
 from jobs.domain.states import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNKS_PER_JOB,
@@ -121,14 +122,20 @@ class Job:
     callback_url: str | None = None  # POSTed the job when it ends (webhooks: jobs/services/webhooks.py)
     steps: tuple[Step, ...] = ()  # run one after another once every frame is assembled (jobs/domain/steps.py)
     steps_attempt: int = 0  # the attempt whose assembly started the steps (0: not started)
+    # The frames, when not every one from frame_start to frame_end (`frames: "1-99x2,150"`): see `frames`.
+    frame_list: FrameList | None = None
+
+    def __post_init__(self):
+        _normalise_frame_list(self)
+
+    @property
+    def frames(self) -> FrameList:
+        """What the job renders, in order: its frame list, or every frame from frame_start to frame_end."""
+        return self.frame_list if self.frame_list is not None else FrameList.span(self.frame_start, self.frame_end)
 
     @property
     def frames_total(self) -> int:
-        return self.frame_end - self.frame_start + 1
-
-    @property
-    def frames(self) -> range:
-        return range(self.frame_start, self.frame_end + 1)
+        return len(self.frames)
 
     @property
     def progress(self) -> float:
@@ -151,9 +158,9 @@ class Job:
         """The index of the first step not COMPLETED (the one to run), None when there is none."""
         return next((i for i, s in enumerate(self.steps) if s.status is not StepStatus.COMPLETED), None)
 
-    def chunk_frames(self, index: int) -> range:
-        first = self.frame_start + index * self.chunk_size
-        return range(first, min(first + self.chunk_size, self.frame_end + 1))
+    def chunk_frames(self, index: int) -> FrameList:
+        """Chunk `index`'s frames: the next `chunk_size` of the job's frames (of its list, not of its span)."""
+        return self.frames[index * self.chunk_size : (index + 1) * self.chunk_size]
 
     def new_chunks(self) -> list[Chunk]:
         """The QUEUED chunk item of every chunk, in this attempt, as the fan-out creates missing ones."""
@@ -161,12 +168,11 @@ class Job:
             Chunk(
                 job_id=self.id,
                 index=i,
-                frame_start=frames.start,
-                frame_end=frames.stop - 1,
+                **frame_fields(self.chunk_frames(i)),
                 status=JobStatus.QUEUED,
                 attempt=self.attempt,
             )
-            for i, frames in ((i, self.chunk_frames(i)) for i in range(self.chunks_total))
+            for i in range(self.chunks_total)
         ]
 
     def as_chunk(self) -> Chunk:
@@ -176,6 +182,7 @@ class Job:
             index=None,
             frame_start=self.frame_start,
             frame_end=self.frame_end,
+            frame_list=self.frame_list,
             status=self.status,
             attempt=self.attempt,
             frames_done=self.frames_done,
@@ -216,13 +223,37 @@ def frame_range_problem(start: int, end: int, chunk_size: int) -> tuple[str, str
     count = end - start + 1
     if count > MAX_FRAMES_PER_JOB:
         return "frame_end", f"A job renders at most {MAX_FRAMES_PER_JOB} frames; this asks for {count}."
-    chunks = chunk_count(count, chunk_size)
+    return chunks_problem(count, chunk_size)
+
+
+def chunks_problem(frames: int, chunk_size: int) -> tuple[str, str] | None:
+    """("chunk_size", message) when that many frames make too many chunks, or None (a frame list's other
+    limits are checked as it is parsed: `FrameList.parse`)."""
+    chunks = chunk_count(frames, chunk_size)
     if chunks > MAX_CHUNKS_PER_JOB:
         return "chunk_size", (
-            f"{count} frames in chunks of {chunk_size} make {chunks} chunks; at most {MAX_CHUNKS_PER_JOB} are "
+            f"{frames} frames in chunks of {chunk_size} make {chunks} chunks; at most {MAX_CHUNKS_PER_JOB} are "
             "allowed, so raise chunk_size."
         )
     return None
+
+
+def frame_fields(frames: FrameList) -> dict:
+    """The frame fields of a Job or Chunk that renders `frames`: first, last and (unless it is every frame
+    between them) the list."""
+    return {"frame_start": frames.first, "frame_end": frames.last, "frame_list": frames}
+
+
+def _normalise_frame_list(work: Job | Chunk) -> None:
+    """A frame list must start at frame_start and end at frame_end; one of every frame between them is
+    dropped, so the same frames are always held (and stored) the same way."""
+    frames = work.frame_list
+    if frames is None:
+        return
+    if not frames or (frames.first, frames.last) != (work.frame_start, work.frame_end):
+        raise ValueError(f"frame list {frames} does not run from {work.frame_start} to {work.frame_end}")
+    if frames.contiguous:
+        object.__setattr__(work, "frame_list", None)
 
 
 @dataclass(frozen=True)
@@ -251,10 +282,14 @@ class Chunk:
     error: str | None = None
     error_code: str | None = None
     results: tuple[FrameResult, ...] = ()
+    frame_list: FrameList | None = None  # its frames, when not every one from frame_start to frame_end
+
+    def __post_init__(self):
+        _normalise_frame_list(self)
 
     @property
-    def frames(self) -> range:
-        return range(self.frame_start, self.frame_end + 1)
+    def frames(self) -> FrameList:
+        return self.frame_list if self.frame_list is not None else FrameList.span(self.frame_start, self.frame_end)
 
     @property
     def whole_job(self) -> bool:

@@ -91,8 +91,6 @@ class BlenderRenderer:
     ) -> Iterator[RenderedFrame]:
         if not frames:
             return
-        if list(frames) != list(range(frames[0], frames[-1] + 1)):
-            raise ValueError("a chunk's frames are consecutive")
         if not job.scene_file:
             raise RenderError("This job names no scene file.")
         scene = self.cache.path(owner=job.owner, sha256=job.scene_file)
@@ -132,6 +130,13 @@ class BlenderRenderer:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _render_frames(frames: Sequence[int]) -> list[str]:
+    """Blender's arguments that render the frames, in order: the animation when none is skipped, else each one."""
+    if list(frames) == list(range(frames[0], frames[-1] + 1)):
+        return ["-a"]
+    return ["-f", ",".join(str(frame) for frame in frames)]
+
+
 def _start(sandbox: Sandbox, scratch: Path, scene: Path, config: dict, log, limits: Limits, frames) -> _BlenderRun:
     try:
         return _BlenderRun(sandbox, scratch, scene, config, frames, log, limits)
@@ -165,8 +170,9 @@ class _BlenderRun:
         }
         args = ["-b", "-Y", "--factory-startup", "-noaudio", config["scene"], "--python-exit-code", "3"]
         # The setup script travels as an argument, so the sandbox needs no file of the worker's but the scene.
-        # `-a` renders the animation (the frame range the script set); an inspection exits before it.
-        args += ["--python-expr", SETUP_SOURCE, "-a", "--", json.dumps(config)]
+        # `-a` renders the animation (the frame range the script set: the chunk's first to last frame); a chunk
+        # of a frame list that skips frames names them (`-f 1,4,7`). An inspection exits before either.
+        args += ["--python-expr", SETUP_SOURCE, *_render_frames(frames), "--", json.dumps(config)]
         env = {
             "HOME": workdir,
             "TMPDIR": workdir,

@@ -1,4 +1,4 @@
-"""Run inside Blender (`blender -b -Y ... scene.blend --python-expr <this file> -a -- <json>`) after the file loads.
+"""Run inside Blender after the file loads (`blender -b -Y ... --python-expr <this file> -a|-f <frames> -- <json>`).
 
 It renders what the file says, with as few changes as the farm needs, and says what it changed:
 - An allow-list first: a file that uses something that could run code (Freestyle in Python Scripting mode,

@@ -52,13 +52,14 @@ def paint_frame(job: Job, frame: int) -> bytes:
     image = Image.new("RGB", (scene.width, scene.height), top)
     draw = ImageDraw.Draw(image)
     # A progress bar across the bottom shows where this frame sits in the job.
-    share = (frame - job.frame_start + 1) / job.frames_total
+    position = job.frames.index(frame) + 1
+    share = position / job.frames_total
     bar = max(4, scene.height // 40)
     draw.rectangle([0, scene.height - bar, int(scene.width * share), scene.height], fill=(240, 240, 240))
     size = max(8, min(scene.width // 28, scene.height // 12))
     font = ImageFont.load_default(size=size)
     lines = [
-        f"frame {frame}  ({frame - job.frame_start + 1}/{job.frames_total})",
+        f"frame {frame}  ({position}/{job.frames_total})",
         f"scene {scene.name[:60]}",
         f"{scene.width}x{scene.height}  {scene.samples} samples  {scene.output_format}",
         f"job {job.id}",

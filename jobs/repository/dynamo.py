@@ -21,7 +21,7 @@ from jobs.adapters.aws import COMPONENTS, error_code, unavailable_as_503
 from jobs.domain import Failure, JobStatus
 from jobs.errors import JobNotFound, ServiceUnavailable, StaleWrite
 from jobs.repository import partitions as P
-from jobs.repository.items import deserialize, iso, seconds, serialize_value, status_sort_key
+from jobs.repository.items import deserialize, iso, item_frames, seconds, serialize_value, status_sort_key
 
 log = logging.getLogger(__name__)
 NAMES = ("#status", "#error", "#results", "#index")
@@ -284,5 +284,4 @@ def give_back_usage(client, table: str, owner: str, frames: int, job_id: str) ->
 
 def settle_usage(client, table: str, item: dict[str, Any]) -> None:
     """A job reached a final state by the conditional write that returned `item`: its frames leave the usage."""
-    frames = int(item["frame_end"]) - int(item["frame_start"]) + 1
-    give_back_usage(client, table, item["owner"], frames, item["id"])
+    give_back_usage(client, table, item["owner"], len(item_frames(item)), item["id"])

@@ -12,6 +12,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from jobs.domain import (
     ACTIVE_STATES,
     Chunk,
+    FrameList,
     FrameResult,
     Job,
     JobStatus,
@@ -158,6 +159,18 @@ def map_to_result(value: dict[str, Any]) -> FrameResult:
     )
 
 
+# A job's or chunk's frame list in its normal form (`1-99x2,150`, at most MAX_FRAME_LIST characters; a chunk
+# holds its own part of its job's list), absent when it renders every frame from frame_start to frame_end.
+FRAMES = "frames"
+
+
+def item_frames(item: dict[str, Any]) -> FrameList:
+    """The frames of a job or chunk item (its list, else its range), as a write returned the item."""
+    if item.get(FRAMES):
+        return FrameList.parse(item[FRAMES])
+    return FrameList.span(int(item["frame_start"]), int(item["frame_end"]))
+
+
 def job_to_item(job: Job) -> dict[str, Any]:
     item: dict[str, Any] = {
         "pk": P.JOB + job.id,
@@ -194,6 +207,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
     }
     if job.callback_url:
         item["callback_url"] = job.callback_url
+    if job.frame_list is not None:
+        item[FRAMES] = str(job.frame_list)
     if not job.fail_on_missing_files:
         item["keep_missing"] = True
     if job.warnings:
@@ -241,6 +256,7 @@ def _work_fields(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "frame_start": int(item["frame_start"]),
         "frame_end": int(item["frame_end"]),
+        "frame_list": FrameList.parse(item[FRAMES]) if item.get(FRAMES) else None,
         "status": JobStatus(item["status"]),
         "attempt": int(item["attempt"]),
         "frames_done": int(item.get("frames_done", 0)),
@@ -318,6 +334,8 @@ def chunk_to_item(chunk: Chunk, created_at: datetime) -> dict[str, Any]:
         "render_seconds": decimal(chunk.render_seconds),
         "results": [result_to_map(r) for r in chunk.results],
     }
+    if chunk.frame_list is not None:
+        item[FRAMES] = str(chunk.frame_list)
     item.update(chunk_due_index(chunk.job_id, chunk.index, chunk.status, created_at))
     return item
 

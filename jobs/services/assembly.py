@@ -33,6 +33,7 @@ def build_manifest(job: Job, results: list[FrameResult]) -> dict:
         "job_id": job.id,
         "attempt": job.attempt,
         "scene": job.scene.as_dict(),
+        "frame_list": str(job.frames),
         "frames": [r.as_dict() for r in sorted(results, key=lambda r: r.frame)],
     }
     if job.steps:  # what steps completed in an earlier attempt stored (each step adds its own once done)

@@ -62,7 +62,7 @@ def job_result_links(
     fmt = job.scene.output_format
     completed = job.status is JobStatus.COMPLETED
     known = {r.frame: r for r in job.results} if completed else dict(recorded or {})
-    numbers = list(job.frames) if completed else sorted(known)
+    numbers = job.frames if completed else sorted(known)
     frames = []
     for frame in numbers[offset : offset + limit]:
         entry = {"frame": frame, "url": store.presigned_url(frame_key(job.id, frame, fmt))}

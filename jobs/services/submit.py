@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
 from jobs.domain import (
+    FrameList,
     Job,
     JobStatus,
     OutputFormat,
@@ -68,10 +69,19 @@ class JobSpec:
     fail_on_missing_files: bool = True  # Blender jobs: refuse a file that reads files from outside itself
     from_file: tuple[str, ...] = ()  # what the request left to the scene file (FRAME_RANGE, OUTPUT_FORMAT)
     steps: tuple[StepSpec, ...] = ()  # after the frames, one after another (jobs/domain/steps.py)
+    # `frames: "1-99x2,150"`: the frames from frame_start to frame_end it renders (None: every one)
+    frame_list: FrameList | None = None
 
     def fingerprint(self) -> str:
-        """A hash of the request as validated, so the same body in another key order still matches."""
-        defaults = {"callback_url": None, "fail_on_missing_files": True, "from_file": (), "steps": ()}
+        """A hash of the request as validated, so the same body in another key order still matches (and the
+        same frames, as a list or as a range)."""
+        defaults = {
+            "callback_url": None,
+            "fail_on_missing_files": True,
+            "from_file": (),
+            "steps": (),
+            "frame_list": None,
+        }
         fields = {k: v for k, v in asdict(self).items() if not (k in defaults and v == defaults[k])}
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -116,6 +126,7 @@ def job_create(
         scene=spec.scene,
         frame_start=spec.frame_start,
         frame_end=spec.frame_end,
+        frame_list=spec.frame_list,
         chunk_size=spec.chunk_size,
         priority=spec.priority,
         renderer=spec.renderer,
@@ -155,7 +166,10 @@ def job_create(
 
 
 def _steps_problem(spec: JobSpec) -> str | None:
-    frames = None if spec.frame_start is None else spec.frame_end - spec.frame_start + 1
+    if spec.frame_list is not None:
+        frames = len(spec.frame_list)
+    else:
+        frames = None if spec.frame_start is None else spec.frame_end - spec.frame_start + 1
     return steps_problem(spec.steps, output_format=spec.scene.output_format, frames=frames)
 
 

@@ -129,6 +129,29 @@ def test_a_scene_renders_in_two_chunks_on_two_workers(make_stack, scene, render_
     assert not blenders_under(render_cache)
 
 
+def test_a_frame_list_renders_only_its_frames_in_blender(make_stack, scene, render_cache):
+    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(render_cache))
+    stack.start_ready_worker()
+    sha = upload(stack, scene.read_bytes())
+    # Chunk 0 skips frames (Blender's -f 1,4), chunk 1 is one frame (its animation, -a, as before lists).
+    job = stack.submit(renderer="blender", scene_file=sha, width=64, height=36, samples=4, frames="1-7x3", chunk_size=2)
+    assert (job["frames"], job["progress"]["frames_total"], job["progress"]["chunks_total"]) == ("1-7x3", 3, 2)
+
+    done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=90)
+    assert done["status"] == "COMPLETED", done
+    assert frame_keys(stack, job["id"]) == [f"jobs/{job['id']}/frames/{n:05d}.png" for n in (1, 4, 7)]
+    images = [
+        Image.open(io.BytesIO(requests.get(link["url"], timeout=10).content)).convert("RGB")
+        for link in done["results"]["frames"]
+    ]
+    for before, after in itertools.combinations(images, 2):
+        assert ImageChops.difference(before, after).getbbox() is not None, "two listed frames are identical"
+    log = requests.get(f"{stack.api}/api/jobs/{job['id']}/tasks/0/log", headers=stack.auth(), timeout=10).json()["log"]
+    saved = [line.split()[1] for line in log.splitlines() if line.startswith("RENDERFARM_SAVED ")]
+    assert saved == ["1", "4"]
+    assert not blenders_under(render_cache)
+
+
 def test_cancel_mid_chunk_stops_blender_and_writes_nothing_after(make_stack, scene, render_cache):
     cache = render_cache
     # Progress written every half second: each frame is recorded as it comes, so what S3 holds after the

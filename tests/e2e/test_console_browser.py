@@ -244,6 +244,36 @@ def test_sign_in_submit_and_watch_progress_and_thumbnails(stack, browser):
         assert watched.errors == []
 
 
+def test_a_frame_list_from_the_form_shows_its_frames_facts_and_chunks(stack, browser):
+    with watching(browser, stack, "frame-list") as watched:
+        page = watched.page
+        page.goto(stack.api + "/jobs/new")
+        page.get_by_label("Scene name").fill("listed frames")
+        page.get_by_label("Frame list (optional)").fill("10, 1-7x3")
+        page.get_by_label("Frames per chunk").fill("2")
+        with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/jobs")) as submitted:
+            page.get_by_role("button", name="Submit job").click()
+        sent = submitted.value.post_data_json
+        assert sent["frames"] == "10, 1-7x3" and not {"frame_start", "frame_end"} & set(sent), sent
+
+        expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
+        expect(page.locator("#status")).to_have_text("COMPLETED", timeout=60_000)
+        expect(fact(page, "Frames")).to_have_text("1-10x3 (4)")
+        expect(page.locator("#frames img")).to_have_count(4)
+        shown = [page.locator("#frames img").nth(i).get_attribute("alt") for i in range(4)]
+        assert shown == ["Frame 1", "Frame 4", "Frame 7", "Frame 10"]
+        expect(chunks(page).get_by_role("cell", name="1,4", exact=True)).to_be_visible()
+        expect(chunks(page).get_by_role("cell", name="7,10", exact=True)).to_be_visible()
+        watched.shot("job")
+        assert watched.errors == []
+
+        page.goto(stack.api + "/jobs/new")
+        page.get_by_label("Frame list (optional)").fill("1-10,5")
+        page.get_by_role("button", name="Submit job").click()
+        expect(page.locator("#message")).to_contain_text('Frame 5 is listed twice ("1-10" and "5")')
+        assert len(watched.errors) == 1 and "status of 400" in watched.errors[0]  # the refusal, nothing else
+
+
 def test_previews_are_shown_at_their_aspect_ratio(stack, browser, completed_job):
     """Issue 19: a 320x180 job's animation was stretched to the contact sheet's height (318x359)."""
     with watching(browser, stack, "previews") as watched:

@@ -12,6 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
+from jobs.adapters import aws
 from jobs.devstack.stack import ENTRYPOINT, ROOT
 
 pytestmark = pytest.mark.e2e
@@ -40,6 +41,35 @@ def test_jobs_complete_and_their_images_download_through_presigned_urls(make_sta
         body = requests.get(link["url"], timeout=10).content
         assert hashlib.sha256(body).hexdigest() == entry["sha256"]
         assert Image.open(io.BytesIO(body)).format == "PNG"
+
+
+def test_a_frame_list_renders_exactly_its_frames_on_a_real_worker(make_stack):
+    stack = make_stack(RENDER_SIMULATED_SECONDS="0.05")
+    stack.start_ready_worker()
+    job = stack.submit(frames="1-7x3,10", chunk_size=2)
+    assert (job["frames"], job["frame_start"], job["frame_end"]) == ("1-10x3", 1, 10)
+    assert (job["progress"]["frames_total"], job["progress"]["chunks_total"]) == (4, 2)
+
+    done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED")
+    assert done["status"] == "COMPLETED", done
+    assert (done["progress"]["frames_done"], done["progress"]["ratio"]) == (4, 1.0)
+    bucket, prefix = stack.env["RENDER_BUCKET_NAME"], f"jobs/{job['id']}/frames/"
+    stored = aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    assert sorted(o["Key"] for o in stored) == [f"{prefix}{n:05d}.png" for n in (1, 4, 7, 10)]
+    manifest = requests.get(done["results"]["manifest_url"], timeout=10).json()
+    assert manifest["frame_list"] == "1-10x3" and [f["frame"] for f in manifest["frames"]] == [1, 4, 7, 10]
+    assert [f["frame"] for f in done["results"]["frames"]] == [1, 4, 7, 10]
+    for link, entry in zip(done["results"]["frames"], manifest["frames"], strict=True):
+        assert hashlib.sha256(requests.get(link["url"], timeout=10).content).hexdigest() == entry["sha256"]
+    sheet = Image.open(io.BytesIO(requests.get(done["results"]["preview_url"], timeout=10).content))
+    assert sheet.format == "PNG" and sheet.size == (4 * 320, 180)  # the four listed frames, one row
+    page = requests.get(f"{stack.api}/api/jobs/{job['id']}/frames?offset=1&limit=2", headers=stack.auth(), timeout=10)
+    assert [f["frame"] for f in page.json()["frames"]] == [4, 7] and page.json()["frames_next_offset"] == 3
+    tasks = requests.get(f"{stack.api}/api/jobs/{job['id']}/tasks", headers=stack.auth(), timeout=10).json()["tasks"]
+    assert [(t["frames"], t["frames_done"], t["status"]) for t in tasks] == [
+        ("1,4", 2, "COMPLETED"),
+        ("7,10", 2, "COMPLETED"),
+    ]
 
 
 def test_a_worker_killed_mid_render_leaves_a_job_that_completes_once(make_stack):

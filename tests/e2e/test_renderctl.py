@@ -82,6 +82,22 @@ def test_submit_a_job_file_wait_and_download_verified_then_resume(make_stack, re
     assert logs.returncode == 0 and "no render log" in logs.stderr
 
 
+def test_submit_frames_renders_and_downloads_only_the_listed_frames(make_stack, renderctl, tmp_path):
+    stack = make_stack(RENDER_SIMULATED_SECONDS="0.05")
+    stack.start_ready_worker("w1")
+    frames = tmp_path / "frames"
+    shot = ["--name", "listed", "--width", "64", "--height", "64", "--chunk-size", "2"]
+    done = renderctl(stack, "submit", *shot, "--frames", "1-7x3,10", "--wait", "--download", str(frames))
+    assert done.returncode == 0, done.stderr
+    assert "(4 frames: 1-10x3)" in done.stderr
+    assert sorted(p.name for p in frames.glob("*.png")) == [f"{n:05d}.png" for n in (1, 4, 7, 10)]
+    job_id = done.stdout.split()[0]
+    status = renderctl(stack, "status", job_id)
+    assert status.returncode == 0 and "  frames 1-10x3\n" in status.stdout and "4/4 frames" in status.stdout
+    refused = renderctl(stack, "submit", "--name", "bad", "--width", "64", "--height", "64", "--frames", "1-10,5")
+    assert refused.returncode == 1 and refused.stderr.startswith("error: frames: Frame 5 is listed twice")
+
+
 def test_wait_exit_codes_follow_the_final_state(make_stack, renderctl):
     stack = make_stack(RENDER_SIMULATED_SECONDS="0.5")
     stack.start_ready_worker("w1")

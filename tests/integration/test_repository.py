@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from jobs.adapters import aws
-from jobs.domain import Failure, FrameResult, JobStatus, new_job_id
+from jobs.domain import Failure, FrameList, FrameResult, JobStatus, frame_fields, new_job_id
 from jobs.errors import (
     IdempotencyTaken,
     InvalidCursor,
@@ -86,6 +86,20 @@ def test_add_get_roundtrip_and_duplicate_add(repo, make_job):
         repo.add(job.replace(owner="mallory"))
     with pytest.raises(JobNotFound):
         repo.get(uuid.uuid4().hex)
+
+
+def test_a_job_of_a_frame_list_and_its_chunks_keep_their_lists(repo, make_job):
+    job = make_job(**frame_fields(FrameList.parse("1-7x3,10,20-22")), chunk_size=3)
+    repo.add(job)
+    assert repo.get(job.id) == job and str(repo.get(job.id).frames) == "1-10x3,20-22"
+    repo.chunks.put(job, job.new_chunks())
+    chunks = repo.chunks.list(job.id)
+    assert [str(c.frames) for c in chunks] == ["1-7x3", "10,20-21", "22"]
+    _, chunk = _claim(repo, job.id, 1)
+    assert list(chunk.frames) == [10, 20, 21]
+    done = _record(repo, _record(repo, chunk, frame=10), frame=20, count=2)
+    assert done.status is JobStatus.COMPLETED and [r.frame for r in done.results] == [10, 20, 21]
+    assert repo.get(job.id).frames_done == 3
 
 
 def test_withdraw_only_while_queued(repo, make_job):
@@ -580,6 +594,19 @@ def test_dynamo_items_use_the_design_keys_and_sparse_index(dynamo_repo, table, m
     assert _listed_as(table, multi.id) == "COMPLETED"
     listed = repo.list_for_owner("alice", status=JobStatus.COMPLETED, cursor=None, limit=10)
     assert {j.id for j in listed.jobs} == {job.id, multi.id}
+
+
+def test_a_frame_list_is_stored_as_its_normal_form_and_only_when_it_skips_frames(dynamo_repo, table, make_job):
+    listed = make_job(**frame_fields(FrameList.parse("200-210,1-100x2,150")), chunk_size=50)
+    plain = make_job(**frame_fields(FrameList.parse("1-24")))
+    for job in (listed, plain):
+        dynamo_repo.add(job)
+        dynamo_repo.chunks.put(job, job.new_chunks())
+    assert _raw(table, listed.id)["frames"] == {"S": "1-99x2,150,200-210"}
+    assert "frames" not in _raw(table, plain.id)  # as before frame lists: frame_start and frame_end say it all
+    assert _raw(table, listed.id, "TASK#00000")["frames"] == {"S": "1-99x2"}
+    assert _raw(table, listed.id, "TASK#00001")["frames"] == {"S": "150,200-210"}
+    assert "frames" not in _raw(table, plain.id, "TASK#00000")
 
 
 @pytest.mark.parametrize("sk", ["JOB", "TASK#00000"])

@@ -100,6 +100,15 @@ def test_an_encode_of_one_frame_or_of_openexr_frames_is_refused(client):
     assert "OpenEXR" in error["message"] and "tone mapping" in error["message"]
 
 
+def test_an_encode_counts_the_frames_of_a_frame_list_not_its_span(client):
+    span = {k: v for k, v in VALID.items() if k not in ("frame_start", "frame_end")}
+    error = invalid(post(client, {**span, "frames": "7", "steps": [ENCODE]}))
+    assert "at least 2 frames" in error["message"]
+    resp = post(client, {**span, "frames": "1,100", "steps": [ENCODE]})
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["frames"] == "1,100" and resp.json()["progress"]["frames_total"] == 2
+
+
 def test_a_completed_encode_shows_its_video_url_manifest_entry_and_log(client, emulator):
     job = post(client, {**VALID, "steps": [{"type": "encode", "format": "webm", "fps": 8}]}).json()
     # The pipeline in-process on the real table and bucket (messages delivered by hand, the encoder a fake).

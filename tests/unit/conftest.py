@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from jobs.domain import OutputFormat, Priority, Scene
+from jobs.domain import FrameList, OutputFormat, Priority, Scene
 from jobs.services import JobSpec, RenderContext, chunk_process, job_create, job_fanout
 from jobs.services.api_keys import SCOPE_HIGH
 from tests.conftest import T0
@@ -66,11 +66,14 @@ def make_worker(
 
 
 def spec(frames=(1, 1), chunk_size=5, priority=Priority.HIGH, name="shot", callback_url=None):
+    """`frames`: (first, last), or a frame list as `"1-7x3,10"`."""
     scene = Scene(name=name, width=64, height=32, output_format=OutputFormat.PNG, samples=8)
+    listed = FrameList.parse(frames) if isinstance(frames, str) else FrameList.span(*frames)
     return JobSpec(
         scene=scene,
-        frame_start=frames[0],
-        frame_end=frames[1],
+        frame_start=listed.first,
+        frame_end=listed.last,
+        frame_list=None if listed.contiguous else listed,
         chunk_size=chunk_size,
         priority=priority,
         callback_url=callback_url,

@@ -216,6 +216,8 @@ def test_job_fields_are_clean_and_a_packing_failure_names_blenders_error(tmp_pat
         "frame_start": 1, "frame_end": 24,
     }  # fmt: skip
     assert job_body(label=" ", chunk_size=1, priority="low", frame_range=None)["scene"] == "blender scene"
+    listed = job_body(label="s", chunk_size=5, priority="normal", frame_range=(1, 24), frame_list="1-24x2,30")
+    assert listed["frames"] == "1-24x2,30" and "frame_start" not in listed and "frame_end" not in listed
 
     fake_blender = tmp_path / "blender"
     fake_blender.write_text(

@@ -30,6 +30,7 @@ class FakeApi(BaseHTTPRequestHandler):
 
     jobs: list[dict] = []
     paths: list[str] = []
+    posted: list[dict] = []
 
     def do_GET(self):
         url = urlparse(self.path)
@@ -50,6 +51,14 @@ class FakeApi(BaseHTTPRequestHandler):
         else:
             self.answer(404, {"error": {"code": "not_found", "message": "No such [job].", "details": {}}})
 
+    def do_POST(self):
+        """POST /api/jobs: the body is kept; the job answered has the frames it asked for (as the API would)."""
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.posted.append(body)
+        created = job(A, "QUEUED") | {"frames": body.get("frames", "1-2")}
+        self.jobs.append(created)
+        self.answer(201, created)
+
     def answer(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -64,7 +73,7 @@ class FakeApi(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def renderctl(tmp_path):
-    FakeApi.jobs, FakeApi.paths = [], []
+    FakeApi.jobs, FakeApi.paths, FakeApi.posted = [], [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {
@@ -124,3 +133,17 @@ def test_logs_print_what_the_renderer_wrote_verbatim(renderctl):
     logs = renderctl("logs", A, "--chunk", "0")
     assert logs.exit_code == 0, logs.output
     assert logs.stdout == "--- chunk 0\nFra:1 [red]Sample[/red] 1/4\n"
+
+
+def test_submit_sends_a_frame_list_that_replaces_a_job_files_range_and_status_shows_it(renderctl, tmp_path):
+    job_file = tmp_path / "job.json"
+    job_file.write_text(json.dumps({"scene": "s", "width": 64, "height": 64, "frame_start": 1, "frame_end": 9}))
+    submitted = renderctl("submit", str(job_file), "--frames", "1-100x2,150")
+    assert submitted.exit_code == 0, submitted.output
+    assert FakeApi.posted == [{"scene": "s", "width": 64, "height": 64, "frames": "1-100x2,150"}]
+    assert "(2 frames: 1-100x2,150)" in submitted.stderr and submitted.stdout == f"{A}\n"
+    shown = renderctl("status", A)
+    assert shown.stdout.splitlines()[1] == "  frames 1-100x2,150"
+    job_file.write_text(json.dumps({"scene": "s", "width": 64, "height": 64, "frames": "3,5"}))
+    assert renderctl("submit", str(job_file), "--start", "2", "--end", "4").exit_code == 0
+    assert FakeApi.posted[-1] == {"scene": "s", "width": 64, "height": 64, "frame_start": 2, "frame_end": 4}

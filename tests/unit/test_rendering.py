@@ -233,6 +233,42 @@ def test_chunks_complete_the_job_once_with_manifest_preview_and_progress(repo, q
     assert links["animation_url"].endswith("preview.webp?signed")
 
 
+def test_a_frame_list_renders_exactly_its_frames_in_chunks_of_the_list(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames="20-24,1-7x3", chunk_size=3)
+    assert (str(job.frames), job.frames_total, job.chunks_total) == ("1-7x3,20-24", 8, 3)
+    renderer = ScriptedRenderer()
+    assert drain(repo, queue, make_worker(repo, store, clock, renderer)) == [Outcome.DONE] * 3
+    assert renderer.calls == [1, 4, 7, 20, 21, 22, 23, 24]
+    assert [str(t.frames) for t in repo.chunks.list(job.id)] == ["1-7x3", "20-22", "23-24"]
+    done = repo.get(job.id)
+    assert done.status is JobStatus.COMPLETED and (done.frames_done, done.chunks_done) == (8, 3)
+    assert sorted(k for k in store.objects if "/frames/" in k) == [
+        f"jobs/{job.id}/frames/{n:05d}.png" for n in (1, 4, 7, 20, 21, 22, 23, 24)
+    ]
+    manifest = json.loads(store.objects[f"jobs/{job.id}/manifest.json"])
+    assert manifest["frame_list"] == "1-7x3,20-24" and [f["frame"] for f in manifest["frames"]] == list(job.frames)
+    links = job_result_links(store=store, job=done, expires_in=60, offset=2, limit=3)
+    assert [f["frame"] for f in links["frames"]] == [7, 20, 21] and links["frames_next_offset"] == 5
+    assert done.has_preview
+
+
+def test_a_one_chunk_list_resumes_at_its_next_listed_frame_after_a_takeover(repo, queue, clock, store):
+    job = submit(repo, queue, clock, frames="1-10x3,50", chunk_size=5)
+    assert job.single_chunk
+    dying = ScriptedRenderer(on_render=lambda j, frame: _dies(j, frame) if frame == 7 else None)
+    with pytest.raises(KeyboardInterrupt):
+        chunk_process(ctx=make_worker(repo, store, clock, dying), job_id=job.id, index=None, attempt=1)
+    clock.advance(LEASE + 1)
+    rescuer = ScriptedRenderer()
+    assert (
+        chunk_process(ctx=make_worker(repo, store, clock, rescuer, name="w2"), job_id=job.id, index=None, attempt=1)[0]
+        is Outcome.DONE
+    )
+    assert dying.calls == [1, 4, 7] and rescuer.calls == [7, 10, 50]
+    done = repo.get(job.id)
+    assert [r.frame for r in done.results] == [1, 4, 7, 10, 50] and done.progress == 1.0
+
+
 def test_assembly_runs_once_even_when_two_workers_try(repo, queue, clock, store):
     job = submit(repo, queue, clock, frames=(1, 4), chunk_size=2)
     drain(repo, queue, make_worker(repo, store, clock))

@@ -65,11 +65,16 @@ def pack_resources(copy: Path, *, blender: str, should_stop: Callable[[], bool])
     return copy
 
 
-def job_body(*, label: str, chunk_size: int, priority: str, frame_range: tuple[int, int] | None) -> dict:
-    """The job's fields but the scene file; without a range the farm renders the file's own (read from it)."""
+def job_body(
+    *, label: str, chunk_size: int, priority: str, frame_range: tuple[int, int] | None, frame_list: str | None = None
+) -> dict:
+    """The job's fields but the scene file; a frame list (`1-100x2,150`, checked by the farm) in place of a range;
+    with neither, the farm renders the file's own range (read from it)."""
     name = re.sub(r"[\x00-\x1f\x7f]", "", label).strip()[:SCENE_LABEL_MAX] or "blender scene"
     body = {"scene": name, "renderer": "blender", "chunk_size": chunk_size, "priority": priority}
-    if frame_range is not None:
+    if frame_list:
+        body["frames"] = frame_list
+    elif frame_range is not None:
         body["frame_start"], body["frame_end"] = frame_range
     return body
 

@@ -83,6 +83,12 @@ class RenderFarmSettings(bpy.types.PropertyGroup):
     )
     frame_start: IntProperty(name="Frame Start", default=1, min=0, max=99999)
     frame_end: IntProperty(name="End", default=250, min=0, max=99999)
+    frame_list: StringProperty(
+        name="Frame List",
+        description="Only these frames, in place of Frame Start and End: ranges, steps and single frames, as "
+        "1-100x2,150 (the farm checks it)",
+        maxlen=1024,
+    )
     priority: EnumProperty(name="Priority", items=PRIORITIES, default="normal")
     chunk_size: IntProperty(
         name="Chunk Size", default=5, min=1, max=100, description="Frames per task: one Blender start renders these"
@@ -135,12 +141,19 @@ class RENDER_OT_farm_submit(bpy.types.Operator):
         except ApiError as exc:
             self.report({"ERROR"}, exc.message)
             return None
-        if not settings.use_scene_range and settings.frame_end < settings.frame_start:
+        listed = "" if settings.use_scene_range else settings.frame_list.strip()
+        if not (settings.use_scene_range or listed) and settings.frame_end < settings.frame_start:
             self.report({"ERROR"}, "The last frame comes before the first")
             return None
         frames = None if settings.use_scene_range else (settings.frame_start, settings.frame_end)
         label = Path(bpy.data.filepath).stem or context.scene.name
-        body = job_body(label=label, chunk_size=settings.chunk_size, priority=settings.priority, frame_range=frames)
+        body = job_body(
+            label=label,
+            chunk_size=settings.chunk_size,
+            priority=settings.priority,
+            frame_range=frames,
+            frame_list=listed or None,
+        )
         workdir = Path(tempfile.mkdtemp(prefix="render-farm-"))
         copy = workdir / "scene.blend"
         try:  # a copy: the person's file on disk, its path and its unsaved state stay as they are
@@ -211,6 +224,7 @@ class RENDER_PT_render_farm(bpy.types.Panel):
             column = layout.column(align=True)
             column.prop(settings, "frame_start")
             column.prop(settings, "frame_end")
+            layout.prop(settings, "frame_list")
         layout.prop(settings, "priority")
         layout.prop(settings, "chunk_size")
         layout.operator(RENDER_OT_farm_submit.bl_idname, icon="EXPORT")

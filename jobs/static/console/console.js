@@ -235,7 +235,7 @@ function jobPage() {
 
   function renderFacts() {
     document.getElementById("facts").replaceChildren(
-      fact("Frames", `${job.frame_start}–${job.frame_end}`),
+      fact("Frames", `${job.frames} (${job.progress.frames_total})`),
       fact("Size", sizeText(job.scene, measured)),
       fact("Samples", job.scene.samples === null ? "the file's" : job.scene.samples),
       fact("Chunk size", job.chunk_size),
@@ -380,7 +380,7 @@ function jobPage() {
     }
     return el("tr", {},
       el("td", { text: task.index }),
-      el("td", { text: `${task.frame_start}–${task.frame_end}` }),
+      el("td", { text: task.frames }),
       el("td", {}, badge(task.status)),
       el("td", {}, el("code", { text: task.worker || "–" })),
       el("td", { text: task.attempt }),
@@ -626,7 +626,10 @@ function newJobPage() {
   function jobBody() {
     const f = form.elements;
     const body = { scene: f.scene.value };
+    const list = f.frames.value.trim(); // a frame list stands in for the first and last frame
+    if (list) body.frames = list;
     for (const name of ["width", "height", "samples", "frame_start", "frame_end", "chunk_size"]) {
+      if (list && (name === "frame_start" || name === "frame_end")) continue;
       if (f[name].value !== "") body[name] = Number(f[name].value);
     }
     if (f.output_format.value !== "") body.output_format = f.output_format.value;
