@@ -197,7 +197,7 @@ class SceneFileInspecting(DomainError):
     code = "scene_file_inspecting"
     default_message = (
         "The farm is still reading the scene file's settings (it takes a few seconds once uploaded); send the "
-        "job again shortly, or give frame_start and frame_end."
+        "job again shortly, or give its frames (frame_start and frame_end, or frames)."
     )
     retry_after = 3
 

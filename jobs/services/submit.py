@@ -204,7 +204,7 @@ def from_the_file(spec: JobSpec, inspection: AssetInspection) -> JobSpec:
         if problem := frame_range_problem(start, end, spec.chunk_size):
             raise DomainError(
                 f"The scene file's frame range {start}-{end} cannot be rendered as one job: {problem[1]} Give "
-                "frame_start and frame_end (or chunk_size).",
+                "frame_start and frame_end, or frames (or chunk_size).",
                 details={"frame_range": [start, end]},
             )
         changes.update(frame_start=start, frame_end=end)
