@@ -22,6 +22,15 @@ from jobs.devstack.stack import ROOT, Stack
 pytestmark = pytest.mark.e2e
 
 
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
 class E2EStack(Stack):
     """A Stack on its own table, queues and bucket, with helpers for driving the API."""
 
@@ -67,6 +76,19 @@ class E2EStack(Stack):
 
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def completions(self, job_id: str, *names: str, settle: float = 1.0) -> int:
+        """How many times the workers `names` logged the job's completion, read once one of them has (a worker
+        logs it just after the write the API shows, so a read at COMPLETED can be early) and `settle` seconds
+        later (a second completion would show by then)."""
+        line = f"job_completed job={job_id}"
+
+        def logs() -> str:
+            return "".join(self.log(n) for n in names if (self.log_dir / f"{n}.log").exists())
+
+        wait_until(lambda: line in logs(), 10, f"{line!r} in the logs of {', '.join(names)}")
+        time.sleep(settle)
+        return logs().count(line)
 
     def start_ready_worker(self, name: str = "worker", timeout: float = 30, **kwargs):
         return self.wait_ready(self.start_worker(name, **kwargs), name, timeout)

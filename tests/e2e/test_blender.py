@@ -20,6 +20,7 @@ from PIL import Image, ImageChops
 
 from jobs.adapters import aws
 from jobs.devstack.stack import ROOT
+from tests.e2e.conftest import wait_until
 
 if shutil.which("blender") is None:
     pytest.skip("blender is not on the PATH: the Blender tier is skipped (CI installs it)", allow_module_level=True)
@@ -78,15 +79,6 @@ def blenders_under(root: Path) -> list[int]:
     while more := {pid for pid, (parent, _) in live.items() if parent in found} - found:
         found |= more
     return sorted(found)
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 def frame_keys(stack, job_id: str) -> list[str]:
@@ -197,11 +189,8 @@ def test_a_worker_killed_mid_chunk_leaves_no_blender_and_the_job_completes_once(
     done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=90)
     assert done["status"] == "COMPLETED", done
     assert len(done["results"]["frames"]) == 6
-    completed = f"job_completed job={job['id']}"
-    wait_until(lambda: completed in stack.log("rescuer"), 5, "the rescuer's log line")
-    time.sleep(1)  # a second completion would show up here
-    assert stack.log("rescuer").count(completed) == 1
-    assert completed not in stack.log("doomed")
+    assert stack.completions(job["id"], "rescuer") == 1
+    assert f"job_completed job={job['id']}" not in stack.log("doomed")
     assert not blenders_under(cache)
 
 
