@@ -122,6 +122,11 @@ class EncodeError(RenderError):
     shown to the customer; the step is retried with backoff, then fails the job."""
 
 
+class EncodeRefused(EncodeError):
+    """A video that trying again would not make: its frames are more than an encode may take, or it ran past
+    the farm's time limit. The step (and its job) fails at once, with the message."""
+
+
 class StepsRefused(DomainError):
     """A job's steps cannot run on its frames (found once a scene file's own settings are known): the same
     answer as a field the serializer refuses, `invalid` with the message under `steps`."""

@@ -130,6 +130,7 @@ def video_encoder():
         scratch=scene_cache().scratch,
         timeout=settings.RENDER_ENCODE_TIMEOUT,
         limits=_sandbox_limits(),
+        max_input_bytes=settings.RENDER_ENCODE_MAX_INPUT_MB * 1024**2,
     )
 
 

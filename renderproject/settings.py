@@ -298,6 +298,11 @@ RENDER_FFMPEG_BINARY = env("RENDER_FFMPEG_BINARY", "ffmpeg")
 RENDER_ENCODE_TIMEOUT = env_int("RENDER_ENCODE_TIMEOUT", 3600)
 if RENDER_ENCODE_TIMEOUT < 1:
     raise ImproperlyConfigured("RENDER_ENCODE_TIMEOUT must be at least 1 (seconds)")
+# The most frame bytes one video is made of: they are written to the worker's disk (beside the scene cache and
+# the chunks' scratch: keep it under the task's ephemeral storage, RENDER_BLENDER_CACHE_BYTES aside).
+RENDER_ENCODE_MAX_INPUT_MB = env_int("RENDER_ENCODE_MAX_INPUT_MB", 6 * 1024)
+if RENDER_ENCODE_MAX_INPUT_MB < 1:
+    raise ImproperlyConfigured("RENDER_ENCODE_MAX_INPUT_MB must be at least 1 (MiB)")
 # How Blender is confined (jobs/sandbox/): `bwrap` (bubblewrap: namespaces, where user namespaces exist),
 # `sidecar` (ECS Fargate: the task's sandbox container, reached on RENDER_SANDBOX_SOCKET), `none` (local only).
 RENDER_SANDBOX = env("RENDER_SANDBOX", "bwrap")

@@ -797,22 +797,25 @@ class ScriptedRenderer(FrameRenderer):
 
 class FakeEncoder:
     """A VideoEncoder without ffmpeg: takes every frame (in the order given), reports each as encoded, and yields
-    a small "video" made of their hashes; fails the first `fail_times` encodes; calls `on_frame(n)` before
-    reporting frame n (a test cancels or kills there)."""
+    a small "video" made of their hashes; fails the first `fail_times` encodes; refuses frames of more than
+    `max_input_bytes` together; calls `on_frame(n)` before reporting frame n (a test cancels or kills there)."""
 
-    def __init__(self, *, fail_times: int = 0, on_frame=None):
+    def __init__(self, *, fail_times: int = 0, on_frame=None, max_input_bytes: int = 1 << 30):
         self.fail_times = fail_times
         self.on_frame = on_frame
+        self.max_input_bytes = max_input_bytes
         self.calls: list[dict] = []
 
     @contextlib.contextmanager
-    def encode(self, *, frames, count, extension, video_format, fps, should_stop, on_progress, log):
-        from jobs.errors import EncodeError
+    def encode(self, *, frames, count, size, extension, video_format, fps, should_stop, on_progress, log):
+        from jobs.errors import EncodeError, EncodeRefused
         from jobs.ports import EncodedVideo
 
+        if size > self.max_input_bytes:
+            raise EncodeRefused(f"The job's {count} frames are {size} bytes together, more than a video takes.")
         bodies = list(frames)
         self.calls.append(
-            {"frames": bodies, "count": count, "extension": extension, "format": video_format, "fps": fps}
+            {"frames": bodies, "count": count, "size": size, "extension": extension, "format": video_format, "fps": fps}
         )
         log.write(f"fake ffmpeg: {len(bodies)} frames at {fps} fps\n")
         if self.fail_times > 0:

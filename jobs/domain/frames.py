@@ -18,6 +18,7 @@ job stores that string, never the frames one by one.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,12 @@ class FrameList(Sequence[int]):
                 "list the frames as fewer ranges."
             )
         return frames
+
+    @classmethod
+    def stored(cls, text: str) -> FrameList:
+        """A list the farm stored: parsed once per process for each text (a list is immutable, and parsing
+        checks every frame, which every read of a job or chunk item would otherwise pay)."""
+        return _stored(text)
 
     # --- reading ---------------------------------------------------------------------------------
     @property
@@ -225,3 +232,8 @@ def _runs_of(frames: list[int]) -> list[Run]:
         runs.append(Run(frames[i], frames[j], step))
         i = j + 1
     return runs
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored(text: str) -> FrameList:
+    return FrameList.parse(text)

@@ -11,8 +11,12 @@
 - Its output is read line by line (STYLE 11): `-progress pipe:1` lines (`frame=<n>`, `progress=end`) are the
   progress; every other line goes to the step's log, and the last line that reads like an error is the
   message shown when it fails.
-- The video is read back without following links, only from a regular file no larger than the file limit.
-- RENDER_ENCODE_TIMEOUT bounds a run; `should_stop()` (a cancel, a lost lease) kills it at once, and so does
+- The video is read back without following links, only from a regular file of one link no larger than the file
+  limit.
+- The frames must fit: more bytes than RENDER_ENCODE_MAX_INPUT_MB is refused before any is written (trying
+  again would not help), less free disk than they need (plus a margin) is a failure tried again later.
+- RENDER_ENCODE_TIMEOUT bounds a run's wall time, writing the frames included (running past it is refused,
+  not tried again); `should_stop()` (a cancel, a lost lease) kills it at once, and so does
   the worker dying (the sandbox's parent-death signal, or the sidecar's connection closing).
 """
 
@@ -31,12 +35,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from jobs.domain import MAX_FPS, MIN_FPS, VideoFormat
-from jobs.errors import EncodeError
+from jobs.errors import EncodeError, EncodeRefused
 from jobs.ports import EncodedVideo, RenderLog
 from jobs.sandbox import Limits, Sandbox, SandboxedProcess, SandboxUnavailable
 
 POLL_SECONDS = 0.25  # how often a running encode checks should_stop() and its deadline
 STOP_SECONDS = 5.0  # how long a killed ffmpeg may take to be reaped
+DISK_MARGIN = 256 * 1024**2  # free disk kept beyond the frames (ffmpeg's video, the chunks beside it)
 EXTENSIONS = ("png", "jpg")  # frames a video can be made of (OpenEXR is refused at submit)
 INPUT_PATTERN = "in/%06d"
 # `-progress pipe:1`'s lines, one key=value each (ffmpeg's final stats line, several on one line, is logged).
@@ -75,11 +80,14 @@ def ffmpeg_arguments(*, extension: str, video_format: VideoFormat, fps: int, out
 class FfmpegEncoder:
     """A `jobs.ports.VideoEncoder`: one sandboxed ffmpeg per video, in a scratch directory of its own."""
 
-    def __init__(self, *, sandbox: Sandbox, scratch: Callable[[], Path], timeout: float, limits: Limits):
+    def __init__(
+        self, *, sandbox: Sandbox, scratch: Callable[[], Path], timeout: float, limits: Limits, max_input_bytes: int
+    ):
         self.sandbox = sandbox
         self.scratch = scratch  # makes a new directory where the sandbox can reach it (the sidecar's root)
         self.timeout = timeout
         self.limits = limits
+        self.max_input_bytes = max_input_bytes
 
     def run_limits(self) -> Limits:
         """The sandbox's limits, with CPU seconds: every core busy for the whole timeout."""
@@ -92,6 +100,7 @@ class FfmpegEncoder:
         *,
         frames: Iterable[bytes],
         count: int,
+        size: int,
         extension: str,
         video_format: VideoFormat,
         fps: int,
@@ -101,9 +110,19 @@ class FfmpegEncoder:
     ) -> Iterator[EncodedVideo]:
         if extension not in EXTENSIONS:
             raise EncodeError(f"{extension} frames cannot be encoded as a video.")
+        if size > self.max_input_bytes:
+            raise EncodeRefused(
+                f"The job's {count} frames are {_mib(size)} together, more than the {_mib(self.max_input_bytes)} "
+                "a video can be made of on this farm."
+            )
+        deadline = time.monotonic() + self.timeout
         scratch = self.scratch()
         try:
-            _write_inputs(scratch, frames, count=count, extension=extension, should_stop=should_stop)
+            free = shutil.disk_usage(scratch).free
+            if free < size + DISK_MARGIN:
+                raise EncodeError(f"The worker has {_mib(free)} of disk free, too little for {_mib(size)} of frames.")
+            writing = _or_late(should_stop, deadline, self.timeout)
+            _write_inputs(scratch, frames, count=count, extension=extension, should_stop=writing)
             output = f"video.{video_format.extension}"
             args = ffmpeg_arguments(extension=extension, video_format=video_format, fps=fps, output=output)
             workdir = self.sandbox.workdir(scratch)
@@ -114,7 +133,13 @@ class FfmpegEncoder:
                 raise EncodeError(f"ffmpeg cannot run on this worker: {exc}.") from None
             run = _FfmpegRun(proc, log, workdir=workdir)
             try:
-                encoded = run.wait(count=count, timeout=self.timeout, should_stop=should_stop, on_progress=on_progress)
+                encoded = run.wait(
+                    count=count,
+                    deadline=deadline,
+                    timeout=self.timeout,
+                    should_stop=should_stop,
+                    on_progress=on_progress,
+                )
                 # Read while the run's connection is open: the sidecar removes the directory once it closes.
                 with _open_output(scratch, output, self.limits.file_bytes) as (file, size):
                     yield EncodedVideo(file=file, size=size, frames=encoded)
@@ -122,6 +147,25 @@ class FfmpegEncoder:
                 run.stop()
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:,.0f} MiB"
+
+
+def _or_late(should_stop: Callable[[], bool], deadline: float, timeout: float) -> Callable[[], bool]:
+    """`should_stop`, which also raises once the run's deadline has passed."""
+
+    def check() -> bool:
+        if time.monotonic() > deadline:
+            raise _late(timeout)
+        return should_stop()
+
+    return check
+
+
+def _late(timeout: float) -> EncodeRefused:
+    return EncodeRefused(f"The encode took longer than {timeout:g} s, the farm's limit for one video.")
 
 
 def _write_inputs(scratch: Path, frames: Iterable[bytes], *, count: int, extension: str, should_stop) -> None:
@@ -156,8 +200,8 @@ def _open_output(scratch: Path, name: str, limit: int) -> Iterator[tuple]:
         raise EncodeError(f"ffmpeg's video could not be read back ({exc.strerror}).") from None
     with os.fdopen(fd, "rb") as file:
         info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise EncodeError("ffmpeg's output is not a file.")
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a hard link could name another file
+            raise EncodeError("ffmpeg's output is not a file of its own.")
         if limit and info.st_size > limit:
             raise EncodeError("The video is larger than the farm allows.")
         if info.st_size == 0:
@@ -185,14 +229,13 @@ class _FfmpegRun:
             self.lines.put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
         self.lines.put(None)
 
-    def wait(self, *, count: int, timeout: float, should_stop, on_progress) -> int:
-        """Frames encoded, once ffmpeg ended well; EncodeError otherwise."""
-        deadline = time.monotonic() + timeout
+    def wait(self, *, count: int, deadline: float, timeout: float, should_stop, on_progress) -> int:
+        """Frames encoded, once ffmpeg ended well; EncodeError otherwise (EncodeRefused past the deadline)."""
         while True:
             if should_stop():
                 raise EncodeError("The encode was stopped.")
             if time.monotonic() > deadline:
-                raise EncodeError(f"The encode took longer than {timeout:g} s (the farm's limit).")
+                raise _late(timeout)
             try:
                 line = self.lines.get(timeout=POLL_SECONDS)
             except queue.Empty:

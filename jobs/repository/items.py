@@ -167,7 +167,7 @@ FRAMES = "frames"
 def item_frames(item: dict[str, Any]) -> FrameList:
     """The frames of a job or chunk item (its list, else its range), as a write returned the item."""
     if item.get(FRAMES):
-        return FrameList.parse(item[FRAMES])
+        return FrameList.stored(item[FRAMES])
     return FrameList.span(int(item["frame_start"]), int(item["frame_end"]))
 
 
@@ -256,7 +256,7 @@ def _work_fields(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "frame_start": int(item["frame_start"]),
         "frame_end": int(item["frame_end"]),
-        "frame_list": FrameList.parse(item[FRAMES]) if item.get(FRAMES) else None,
+        "frame_list": FrameList.stored(item[FRAMES]) if item.get(FRAMES) else None,
         "status": JobStatus(item["status"]),
         "attempt": int(item["attempt"]),
         "frames_done": int(item.get("frames_done", 0)),

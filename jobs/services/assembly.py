@@ -19,8 +19,9 @@ from jobs.domain import (
     manifest_key,
     preview_key,
 )
-from jobs.errors import JobStateConflict, ServiceUnavailable
+from jobs.errors import JobStateConflict
 from jobs.ports import RenderContext, ResultStore
+from jobs.services.control import send_step
 
 log = logging.getLogger(__name__)
 THUMB_WIDTH = 320
@@ -139,9 +140,6 @@ def _hand_to_steps(ctx: RenderContext, job: Job, *, token: str, has_preview: boo
         log.warning("job %s: assembly lease lost (%s)", job.id, exc.message)
         return None
     index = begun.current_step
-    try:
-        ctx.jobs.queue.enqueue_step(job_id=job.id, attempt=job.attempt, index=index, priority=job.priority)
-    except ServiceUnavailable:
-        log.warning("job %s: step %s queued but its message not sent; the sweeper sends it", job.id, index)
+    send_step(queue=ctx.jobs.queue, job=job, index=index)
     log.info("job %s: %d frames assembled; step %s queued", job.id, begun.frames_total, index)
     return begun

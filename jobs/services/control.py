@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
-from jobs.errors import JobNotFound, JobStateConflict, StaleWrite
+from jobs.errors import JobNotFound, JobStateConflict, ServiceUnavailable, StaleWrite
 from jobs.ports import JobControl, JobRepository, TaskQueue
 from jobs.services.assets import SceneFiles
 
@@ -88,6 +88,14 @@ def stop_idle_chunks(*, repo: JobRepository, job_id: str, attempt: int, now: dat
         for c in repo.chunks.list(job_id)
         if c.attempt == attempt and c.status in UNFINISHED_STATES and not c.held_by_live_lease(now)
     )
+
+
+def send_step(*, queue: TaskQueue, job: Job, index: int) -> None:
+    """The message of a step just QUEUED; one that cannot be sent now is sent by the sweeper's audit of the job."""
+    try:
+        queue.enqueue_step(job_id=job.id, attempt=job.attempt, index=index, priority=job.priority)
+    except ServiceUnavailable:
+        log.warning("job %s: step %s queued but its message not sent; the sweeper sends it", job.id, index)
 
 
 def enqueue_work(*, queue: TaskQueue, job: Job) -> None:

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 
 SCENE_REFUSED = "scene_refused"  # the file itself is refused: failing again and again would change nothing
+ENCODE_REFUSED = "encode_refused"  # a video too large or too long to make: trying again would change nothing
+REFUSED = frozenset({SCENE_REFUSED, ENCODE_REFUSED})  # failures not tried again
 
 
 class Outcome(StrEnum):
@@ -271,7 +273,7 @@ def attempts_for(failure: Failure, *, max_attempts: int, max_outage_attempts: in
     """How many failed attempts end a chunk: an outage of the farm's own services gets the longer ladder, so a
     storage outage of minutes delays jobs instead of failing them; a refused scene file ends it at once (the
     file would be refused again). One count of failures serves them all."""
-    if failure.code == SCENE_REFUSED:
+    if failure.code in REFUSED:
         return 1
     return max_outage_attempts if failure.code == FARM_UNAVAILABLE else max_attempts
 

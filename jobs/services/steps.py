@@ -23,12 +23,12 @@ from datetime import datetime
 
 from jobs.domain import Failure, FrameResult, Job, JobStatus, StepArtifact, StepStatus, manifest_key, step_log_key
 from jobs.domain import video_key as video_key_of
-from jobs.errors import EncodeError, JobNotRunning, JobStateConflict, LeaseLost, RenderError
+from jobs.errors import EncodeError, EncodeRefused, JobNotRunning, JobStateConflict, LeaseLost, RenderError
 from jobs.ports import JobControl, RenderContext, ResultStore
-from jobs.services.control import finish_cancel_if_idle
+from jobs.services.control import finish_cancel_if_idle, send_step
 from jobs.services.lease import LeaseKeeper
 from jobs.services.render_log import ChunkLog
-from jobs.services.rendering import Outcome, attempts_for, describe
+from jobs.services.rendering import ENCODE_REFUSED, Outcome, attempts_for, describe
 
 log = logging.getLogger(__name__)
 ENCODE_FAILED = "encode_failed"  # the video could not be made (ffmpeg's own failure, a frame that changed)
@@ -38,6 +38,8 @@ def describe_step(exc: BaseException) -> Failure:
     """What the customer sees of a step's error: the encoder's own message, which of the farm's services
     failed, or a generic one (details go to the log)."""
     failure = describe(exc)
+    if isinstance(exc, EncodeRefused):
+        return Failure(ENCODE_REFUSED, failure.message)
     if isinstance(exc, RenderError):
         return Failure(ENCODE_FAILED, failure.message)
     return failure
@@ -223,6 +225,7 @@ def _encode(
         with ctx.video_encoder().encode(
             frames=bodies(),
             count=len(frames),
+            size=sum(result.size for result in frames),
             extension=fmt.extension,
             video_format=spec.format,
             fps=spec.fps,
@@ -288,7 +291,7 @@ def _completed(ctx: RenderContext, done: Job, index: int) -> Outcome:
         ctx.notifier.job_ended(done, JobStatus.COMPLETED)
     else:
         log.info("job %s step %s COMPLETED; step %s queued", done.id, index, index + 1)
-        ctx.jobs.queue.enqueue_step(job_id=done.id, attempt=done.attempt, index=index + 1, priority=done.priority)
+        send_step(queue=ctx.jobs.queue, job=done, index=index + 1)
     return Outcome.DONE
 
 

@@ -219,6 +219,7 @@ def test_ffmpeg_encodes_in_the_sidecar_too(start_sidecar, render_cache, tmp_path
         scratch=lambda: Path(tempfile.mkdtemp(prefix="step-", dir=root)),
         timeout=60,
         limits=Limits(memory_bytes=8 << 30, file_bytes=1 << 30, processes=256),
+        max_input_bytes=1 << 30,
     )
 
     def frames():
@@ -232,6 +233,7 @@ def test_ffmpeg_encodes_in_the_sidecar_too(start_sidecar, render_cache, tmp_path
     with encoder.encode(
         frames=frames(),
         count=12,
+        size=12 * 1024,
         extension="png",
         video_format=VideoFormat.WEBM,
         fps=24,

@@ -4,12 +4,13 @@ video read back safely; and the sandboxes running a program without a scene file
 import io
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from jobs.domain import VideoFormat
-from jobs.errors import EncodeError
+from jobs.errors import EncodeError, EncodeRefused
 from jobs.renderers.ffmpeg import FfmpegEncoder, ffmpeg_arguments
 from jobs.sandbox import Limits
 from jobs.sandbox.bubblewrap import BubblewrapSandbox
@@ -53,8 +54,9 @@ class ScriptedSandbox:
 
     name = "scripted"
 
-    def __init__(self, lines, status=0, video=b"\x00\x00\x00\x18ftypmp42", link_to: Path | None = None):
+    def __init__(self, lines, status=0, video=b"\x00\x00\x00\x18ftypmp42", link_to=None, hard_link_to=None):
         self.lines, self.status, self.video, self.link_to = lines, status, video, link_to
+        self.hard_link_to = hard_link_to
         self.started: list[dict] = []
 
     def workdir(self, scratch):
@@ -68,6 +70,8 @@ class ScriptedSandbox:
         output = scratch / args[-1]
         if self.link_to is not None:
             output.symlink_to(self.link_to)
+        elif self.hard_link_to is not None:
+            os.link(self.hard_link_to, output)
         else:
             output.write_bytes(self.video)
         self.process = ScriptedProcess(self.lines, self.status)
@@ -94,10 +98,14 @@ def scratch_root():
     root.rmdir()
 
 
-def encoder(sandbox, root: Path, timeout: float = 30) -> FfmpegEncoder:
+def encoder(sandbox, root: Path, timeout: float = 30, max_input_bytes: int = 1 << 20) -> FfmpegEncoder:
     limits = Limits(memory_bytes=1 << 30, file_bytes=1 << 20, processes=64)
     return FfmpegEncoder(
-        sandbox=sandbox, scratch=lambda: Path(tempfile.mkdtemp(dir=root)), timeout=timeout, limits=limits
+        sandbox=sandbox,
+        scratch=lambda: Path(tempfile.mkdtemp(dir=root)),
+        timeout=timeout,
+        limits=limits,
+        max_input_bytes=max_input_bytes,
     )
 
 
@@ -105,6 +113,8 @@ def encode(enc, frames=(b"a", b"b", b"c"), count=None, should_stop=lambda: False
     seen: list[int] = []
     log = Log()
     args = {"extension": "png", "video_format": VideoFormat.MP4, "fps": 24, **kwargs}
+    if "size" not in args:
+        args["size"] = sum(map(len, frames))
     with enc.encode(
         frames=iter(frames),
         count=len(frames) if count is None else count,
@@ -178,8 +188,30 @@ def test_a_stop_kills_it_and_the_timeout_bounds_it(scratch_root):
     assert sandbox.process.killed
     silent = ScriptedSandbox([])
     silent.start = lambda *a, **k: _Hanging()
-    with pytest.raises(EncodeError, match=r"longer than 0\.3 s"):
+    with pytest.raises(EncodeRefused, match=r"longer than 0\.3 s"):
         encode(encoder(silent, scratch_root, timeout=0.3))
+
+
+def test_the_timeout_bounds_the_writing_of_the_frames_too(scratch_root):
+    def slow_frames():
+        for body in (b"a", b"b", b"c"):
+            time.sleep(0.2)
+            yield body
+
+    sandbox = ScriptedSandbox(progress(3))
+    with pytest.raises(EncodeRefused, match=r"longer than 0\.3 s"):
+        encode(encoder(sandbox, scratch_root, timeout=0.3), frames=slow_frames(), count=3, size=3)
+    assert sandbox.started == []  # ffmpeg never started
+
+
+def test_frames_over_the_input_budget_are_refused_before_any_is_written(scratch_root):
+    sandbox = ScriptedSandbox(progress(3))
+    with pytest.raises(EncodeRefused, match=r"frames are 0 MiB together, more than the 0 MiB"):
+        encode(encoder(sandbox, scratch_root, max_input_bytes=2), frames=(b"ab", b"cd", b"ef"))
+    assert sandbox.started == []
+    with pytest.raises(EncodeError, match="too little for"):  # more than the disk has free: tried again later
+        encode(encoder(sandbox, scratch_root, max_input_bytes=1 << 62), frames=(b"a",), size=1 << 61)
+    assert sandbox.started == []
 
 
 class _Hanging(ScriptedProcess):
@@ -205,6 +237,8 @@ def test_the_video_is_read_back_only_from_a_regular_file(scratch_root, tmp_path)
     secret.write_bytes(b"the worker's")
     with pytest.raises(EncodeError, match="could not be read back"):
         encode(encoder(ScriptedSandbox(progress(3), link_to=secret), scratch_root))
+    with pytest.raises(EncodeError, match="not a file of its own"):
+        encode(encoder(ScriptedSandbox(progress(3), hard_link_to=secret), scratch_root))
     with pytest.raises(EncodeError, match="larger than the farm allows"):
         encode(encoder(ScriptedSandbox(progress(3), video=b"x" * ((1 << 20) + 1)), scratch_root))
     with pytest.raises(EncodeError, match="cannot be encoded"):

@@ -134,3 +134,11 @@ def test_too_many_chunks_are_refused_on_chunk_size():
 def test_job_frames_of_a_plain_range(make_job):
     job: Job = make_job(frame_start=10, frame_end=13)
     assert str(job.frames) == "10-13" and job.chunk_frames(0) == FrameList.span(10, 13)
+
+
+def test_a_stored_list_is_parsed_once_per_text_and_reads_as_the_list_it_was():
+    first = FrameList.stored("0-99990x10")
+    assert FrameList.stored("0-99990x10") is first  # a job listing re-reads it from every item: parsed once
+    assert list(first) == list(FrameList.parse("0-99990x10")) and str(first) == "0-99990x10"
+    with pytest.raises(FrameListError):
+        FrameList.stored("3,3")

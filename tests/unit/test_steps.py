@@ -15,7 +15,7 @@ from jobs.domain import (
     VideoFormat,
     steps_problem,
 )
-from jobs.errors import EncodeError, StepsRefused
+from jobs.errors import EncodeError, EncodeRefused, StepsRefused
 from jobs.ports import no_log_context
 from jobs.presentation import steps_representation
 from jobs.services import Outcome, chunk_process, job_cancel, job_create, job_fanout, job_retry
@@ -137,6 +137,17 @@ def test_encode_failures_retry_with_their_error_then_fail_the_job_with_a_readabl
     assert (failed.steps[0].status, failed.steps[0].failures) == (StepStatus.FAILED, 3)
     assert notifier.ended == [(job.id, JobStatus.FAILED)] and f"jobs/{job.id}/video.mp4" not in store.objects
     assert "fake ffmpeg" in step_log(store=store, job=failed, step=0)["log"]
+
+
+def test_frames_too_large_for_a_video_fail_the_job_at_once_without_retries(repo, queue, clock, store):
+    job = submit(repo, queue, clock)
+    worker, encoder = encoder_worker(repo, store, clock, queue, FakeEncoder(max_input_bytes=10))
+    pump(repo, queue, worker, steps=False)
+    assert step_process(ctx=worker, job_id=job.id, attempt=1, index=0) == (Outcome.FAILED, 1)
+    failed = repo.get(job.id)
+    assert failed.status is JobStatus.FAILED and failed.error_code == "encode_refused"
+    assert failed.error.startswith("step 0, encode (mp4, 24 fps): The job's 6 frames are ")
+    assert encoder.calls == []
 
 
 def test_a_failed_attempt_is_released_and_the_retry_completes(repo, queue, clock, store):
@@ -330,6 +341,7 @@ def test_an_encode_error_is_shown_to_the_customer_as_encode_failed():
     from jobs.services.steps import describe_step
 
     assert describe_step(EncodeError("ffmpeg failed (exit 1): x")).code == "encode_failed"
+    assert describe_step(EncodeRefused("The encode took longer than 3600 s")).code == "encode_refused"
 
 
 def test_at_shutdown_an_encode_that_will_not_fit_is_released_uncounted_and_one_that_fits_finishes(
