@@ -1,4 +1,4 @@
-"""Log lines with context: which request, job, chunk, attempt, worker and owner a line is about.
+"""Log lines with context: which request, job, chunk or step, attempt, worker and owner a line is about.
 
 The context is a contextvar set once where the work enters the process (a Django middleware for an API
 request, Celery's task_prerun for a task, the sweeper's pass) and added to every record by
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from pythonjsonlogger.json import JsonFormatter
 
-FIELDS = ("request_id", "job_id", "chunk", "attempt", "worker", "owner")
+FIELDS = ("request_id", "job_id", "chunk", "step", "attempt", "worker", "owner")
 _context: contextvars.ContextVar[dict[str, object]] = contextvars.ContextVar("render_log_context", default={})  # noqa: B039 - never mutated
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from jobs.adapters import logs
-from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK
+from jobs.ports.values import FANOUT_JOB, RENDER_CHUNK, RUN_STEP
 from jobs.worker.activity import ACTIVITY
 from jobs.worker.identity import worker_id
 
@@ -28,6 +28,8 @@ def message_fields(name: str, args, headers) -> dict[str, object]:
         fields.update(chunk=args[1], attempt=args[2])
     elif name == FANOUT_JOB and len(args) >= 2:
         fields.update(attempt=args[1])
+    elif name == RUN_STEP and len(args) >= 3:
+        fields.update(attempt=args[1], step=args[2])
     fields["request_id"] = (headers or {}).get("request_id")
     return fields
 
