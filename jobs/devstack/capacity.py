@@ -67,17 +67,20 @@ class CapacityMeter:
         self.units: Counter[tuple[str, str]] = Counter()
         self.writes: Counter[str] = Counter()  # per item kind (the sort key's prefix): how many item writes
         self.largest: Counter[str] = Counter()  # per item kind: the largest item written, in bytes
+        self.bytes_written: Counter[str] = Counter()  # per table: the sizes of the items as written, summed
 
     def clear(self) -> None:
         self.units.clear()
         self.writes.clear()
         self.largest.clear()
+        self.bytes_written.clear()
 
     def report(self) -> dict[str, Any]:
         return {
             "units": [{"target": t, "kind": k, "units": n} for (t, k), n in sorted(self.units.items())],
             "item_writes": dict(self.writes),
             "largest_item": dict(self.largest),
+            "bytes_written": dict(self.bytes_written),
         }
 
     # --- writes --------------------------------------------------------------------------------------
@@ -109,6 +112,7 @@ class CapacityMeter:
             kind = sort.split("#")[0] or "item"
             self.writes[kind] += 1
             self.largest[kind] = max(self.largest[kind], item_size(new))
+            self.bytes_written[table_name] += item_size(new) if new != old else 0
             self.units[(table_name, "write")] += times * write_units(max(item_size(old), item_size(new)))
             if old == new:
                 continue  # a failed condition: the table write above is all it costs
@@ -135,6 +139,8 @@ class CapacityMeter:
         elif action in ("Query", "Scan"):
             target = body["TableName"] + (f"/{body['IndexName']}" if body.get("IndexName") else "")
             items = response.get("Items", []) if evaluated is None else evaluated
+            if "ScannedCount" in response:  # DynamoDB's own count of the items the page read, before its filter
+                items = items[: response["ScannedCount"]]
             self.units[(target, "read")] += consistent * read_units(sum(item_size(i) for i in items))
         elif action == "TransactGetItems":
             for entry, got in zip(body.get("TransactItems", []), response.get("Responses", []), strict=False):

@@ -123,22 +123,3 @@ def test_a_filtered_or_counted_query_is_billed_for_the_items_it_evaluates(metere
     }
     got = client.query(TableName=table, ConsistentRead=True, KeyConditionExpression="pk = :p", **filtered)
     assert got["Count"] == 0 and units()[("t", "read")] - before == 6  # the filter saved nothing
-
-
-def test_the_emulator_can_answer_with_a_given_latency_per_service(tmp_path):
-    """`--latency`: each system request waits that long (the bench's AWS-like round trips); observers do not."""
-    import time
-
-    from jobs.devstack.stack import Stack
-
-    stack = Stack(log_dir=tmp_path)
-    try:
-        endpoint = stack.start_emulator(latency="dynamodb=150")
-        client = boto3.client(
-            "dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
-        )
-        started = time.monotonic()
-        client.list_tables()
-        assert time.monotonic() - started >= 0.15
-    finally:
-        stack.stop_all()
