@@ -198,11 +198,13 @@ class QuietHandler(MotoRequestHandler):
 
 
 def partition(touched: list[tuple[str, dict, int]]) -> str:
-    """The kind of partition a single-item write touched: its hash key's text before `#` (`JOB`, `WORKERS`)."""
-    if len(touched) != 1:
+    """The kind of partition a single-item write touched: its hash key's text before a `#` (`JOB`), or the whole
+    key when it is a name in capitals (`WORKERS`); empty for several items, or a key with no kind in it."""
+    if len(touched) != 1 or not touched[0][1]:
         return ""
-    values = [next(iter(v.values())) for v in touched[0][1].values()]
-    return str(values[0]).split("#")[0] if values else ""
+    value = str(next(iter(next(iter(touched[0][1].values())).values())))
+    kind, sep, _ = value.partition("#")
+    return kind if sep or value.isupper() else ""
 
 
 def make_emulator(host: str, port: int, latency: Latency | None = None):

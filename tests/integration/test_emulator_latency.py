@@ -2,9 +2,12 @@
 concurrent calls wait side by side, a long poll waits its round trip once, and the bench's observer none.
 The margins are wide on purpose: the machine may be shared, so only "at least" and "well below double" hold."""
 
+import json
 import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -41,7 +44,7 @@ def slow(tmp_path_factory):
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         )
-        yield client, table
+        yield SimpleNamespace(client=client, table=table, endpoint=endpoint)
     finally:
         stack.stop_all()
 
@@ -53,13 +56,13 @@ def timed(call) -> float:
 
 
 def test_a_call_waits_at_least_its_round_trip(slow):
-    client, table = slow
+    client, table = slow.client, slow.table
     dynamodb = client("dynamodb")
     assert timed(lambda: dynamodb.get_item(TableName=table, Key={"pk": {"S": "none"}})) >= DYNAMODB
 
 
 def test_concurrent_calls_wait_side_by_side_not_in_turn(slow):
-    client, table = slow
+    client, table = slow.client, slow.table
     clients = [client("dynamodb") for _ in range(2)]
     for c in clients:  # connect first, so the timed calls are the round trips alone
         c.describe_table(TableName=table)
@@ -73,15 +76,25 @@ def test_concurrent_calls_wait_side_by_side_not_in_turn(slow):
 
 
 def test_a_long_poll_waits_its_round_trip_once_beside_its_poll(slow):
-    client, _ = slow
+    client = slow.client
     sqs = client("sqs")
     queue = sqs.create_queue(QueueName=f"slow-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     took = timed(lambda: sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1))
     assert 1 + SQS <= took < 1 + 3 * SQS
 
 
+def test_the_trace_lists_each_call_with_its_round_trip(slow):
+    client, table = slow.client, slow.table
+    since = time.time()
+    client("dynamodb").put_item(TableName=table, Item={"pk": {"S": "JOB#1"}})
+    with urllib.request.urlopen(f"{slow.endpoint}/_emulator/trace?since={since}") as resp:
+        (call,) = json.load(resp)["trace"]
+    assert (call["service"], call["action"], call["note"]) == ("dynamodb", "PutItem", "JOB")
+    assert call["end"] - call["start"] >= DYNAMODB
+
+
 def test_the_benchs_own_polling_does_not_wait(slow):
-    client, table = slow
+    client, table = slow.client, slow.table
     observer = client("dynamodb", user_agent_extra=OBSERVER_MARK)
     observer.describe_table(TableName=table)
     assert timed(lambda: observer.get_item(TableName=table, Key={"pk": {"S": "none"}})) < DYNAMODB
