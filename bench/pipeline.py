@@ -2,8 +2,10 @@
 
 API (gunicorn) -> SQS -> `celery worker` -> S3, against the embedded emulator, in three scenarios:
 - `jobs`: N one-frame jobs with zero render time: jobs/s, p50/p95 submit-to-COMPLETED latency (from the
-  items' created_at/finished_at), AWS requests per job by service and action, idle polling per minute;
-  the cost model (bench/cost.py); then the raw loop (bench/raw.py) on the same emulator, side by side.
+  items' created_at/finished_at), idle polling per minute, the cost model (bench/cost.py); then the raw loop
+  (bench/raw.py) on the same emulator, and both side by side: one job's round trips (from the emulator's
+  trace), AWS requests per job by action, item bytes written, client and emulator CPU per job, jobs/s and
+  their ratio. With `--latency aws` every call waits an AWS-like round trip (jobs/devstack/latency.py).
 - `frames`: one many-frame job (240 frames in chunks of 10): AWS requests per frame and per chunk, the
   cost per frame, and the raw loop's time for the same job.
 - `priority`: a backlog of low-priority chunks, then a high-priority job: how long the high job waited.
@@ -207,6 +209,10 @@ def print_side_by_side(args, *, project: dict, raw: dict) -> None:
     print(row.format("throughput, jobs/s", f"{project['rate']:.1f}", f"{raw['rate']:.1f}"))
     goal = "goal >= 0.8 at AWS-like latency, issue 20" if args.latency else "goal >= 0.85, issue 13"
     print(f"  throughput ratio project/raw: {project['rate'] / raw['rate']:.2f} ({goal})")
+    print(
+        f"  client CPU ratio raw/project: {raw['client'] / project['client']:.2f} (the throughput ratio of CPU-bound "
+        "clients with no emulator on their cores, as on AWS)"
+    )
 
 
 def scenario_frames(args) -> None:
