@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -171,49 +170,6 @@ def print_requests(counts: Counter, per: float, unit: str) -> None:
     print(f"  AWS requests per {unit}: {total / per:.2f}  (total {total})")
     for (service, action), n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"    {service:9s} {action:24s} {n / per:7.3f}")
-
-
-# A job's calls in a window of the trace leave out what is not the job's: long polls that delivered nothing and
-# the workers' heartbeat items (the WORKERS partition), which run on their own clocks.
-TAIL = 0.3  # seconds after a job is seen done in which its message's delete still belongs to it
-
-
-def job_calls(trace: list[dict], start: float, done: float) -> list[dict]:
-    """The requests one job caused on an otherwise idle farm: those served between its submit and `TAIL` after
-    it was seen done (its acknowledgement included), ordered by when they ended."""
-    calls = [
-        call
-        for call in trace
-        if call["end"] >= start
-        and call["end"] <= done + TAIL
-        and call["note"] not in ("empty", "WORKERS")
-        and (call["start"] >= start or call["action"] == "ReceiveMessage")  # a long poll starts before the job
-    ]
-    return sorted(calls, key=lambda call: call["end"])
-
-
-def sequential(calls: list[dict]) -> int:
-    """How many of the calls ran one after another: the most that do not overlap (earliest end first). A long
-    poll that delivered counts from when the message arrived, its end, not from when it began to wait."""
-    count, free = 0, float("-inf")
-    for call in calls:
-        begins = call["end"] if call["action"] == "ReceiveMessage" else call["start"]
-        if begins >= free:
-            count, free = count + 1, call["end"]
-    return count
-
-
-def path_summary(trace: list[dict], windows: list[tuple[float, float]]) -> tuple[float, float, Counter]:
-    """Over one-at-a-time jobs: the median of their calls, the median of those one after another, and the calls
-    of the job with the median count, by (service, action, the partition a DynamoDB write touched)."""
-    per_job = [job_calls(trace, start, done) for start, done in windows]
-    counts = [len(calls) for calls in per_job]
-    middle = per_job[counts.index(sorted(counts)[len(counts) // 2])]
-    return (
-        statistics.median(counts),
-        statistics.median(sequential(calls) for calls in per_job),
-        Counter((c["service"], c["action"], c["note"] if c["service"] == "dynamodb" else "") for c in middle),
-    )
 
 
 def group_pids(group: int) -> list[int]:

@@ -37,13 +37,13 @@ from pathlib import Path
 import boto3
 
 from bench import raw, scale
+from bench.compare import path_summary, print_side_by_side
 from bench.farm import (
     TABLE,
     cpu_by_role,
     group_pids,
     largest_items,
     memory_line,
-    path_summary,
     percentile,
     print_requests,
     rss_mib,
@@ -51,6 +51,7 @@ from bench.farm import (
     seconds_between,
     session,
 )
+from jobs.devstack.latency import ENV as LATENCY_ENV
 from jobs.devstack.latency import parse_latency
 from jobs.devstack.stack import ROOT, Stack
 from jobs.worker.identity import worker_id_of
@@ -170,49 +171,6 @@ def scenario_jobs(args) -> None:
                 "rate": result["jobs_per_second"],
             },
         )
-
-
-def print_side_by_side(args, *, project: dict, raw: dict) -> None:
-    """The project and the raw loop per one-frame job, in two columns (issue 20: where the gap comes from)."""
-    jobs = args.jobs
-    row = "    {:44s} {:>10s} {:>10s}"
-    print(f"  project | raw loop, per job ({jobs} jobs each; latency {parse_latency(args.latency)}):")
-    print(row.format("", "project", "raw loop"))
-    (calls, chain, actions), (raw_calls, raw_chain, raw_actions) = project["path"], raw["path"]
-    print(row.format("round trips, submit to done, one job alone", f"{calls:g}", f"{raw_calls:g}"))
-    print(row.format("  of them one after another", f"{chain:g}", f"{raw_chain:g}"))
-    for key in sorted(actions.keys() | raw_actions.keys()):
-        print(row.format(f"    {' '.join(filter(None, key))}", str(actions[key]), str(raw_actions[key])))
-    total, raw_total = sum(project["counts"].values()), sum(raw["counts"].values())
-    print(row.format("AWS requests (the N jobs, idle polls too)", f"{total / jobs:.2f}", f"{raw_total / jobs:.2f}"))
-    setup = {"CreateTable", "CreateQueue", "CreateBucket", "PUTBucket"}
-    for key in sorted(project["counts"].keys() | raw["counts"].keys(), key=lambda k: -project["counts"][k]):
-        if key[1] not in setup:
-            print(
-                row.format(
-                    f"  {key[0]} {key[1]}", f"{project['counts'][key] / jobs:.3f}", f"{raw['counts'][key] / jobs:.3f}"
-                )
-            )
-    print(row.format("item bytes written (table)", f"{project['bytes']:.0f}", f"{raw['bytes']:.0f}"))
-    print(
-        row.format(
-            "client CPU, ms (API + workers | the loop)",
-            f"{project['client'] / jobs * 1000:.1f}",
-            f"{raw['client'] / jobs * 1000:.1f}",
-        )
-    )
-    print(
-        row.format(
-            "emulator CPU, ms", f"{project['emulator'] / jobs * 1000:.1f}", f"{raw['emulator'] / jobs * 1000:.1f}"
-        )
-    )
-    print(row.format("throughput, jobs/s", f"{project['rate']:.1f}", f"{raw['rate']:.1f}"))
-    goal = "goal >= 0.8 at AWS-like latency, issue 20" if args.latency else "goal >= 0.85, issue 13"
-    print(f"  throughput ratio project/raw: {project['rate'] / raw['rate']:.2f} ({goal})")
-    print(
-        f"  client CPU ratio raw/project: {raw['client'] / project['client']:.2f} (the throughput ratio of CPU-bound "
-        "clients with no emulator on their cores, as on AWS)"
-    )
 
 
 def scenario_frames(args) -> None:
@@ -511,7 +469,7 @@ def main() -> None:
     parser.add_argument("--soak-jobs", type=int, default=600)
     parser.add_argument(
         "--latency",
-        default="",
+        default=os.environ.get(LATENCY_ENV, ""),
         help="AWS-like round trip the emulator adds per request: aws, or e.g. dynamodb=5,sqs=10,s3=20 "
         "(jobs, scale, owners; jobs/devstack/latency.py)",
     )
