@@ -76,6 +76,12 @@ def cost_of(units: list[dict], counts: Counter, per: float, *, tables: tuple[str
     )
 
 
+def bytes_written(endpoint: str) -> dict[str, int]:
+    """Per table: the sizes of the items as each write left them, summed (DynamoDB's sizing)."""
+    with urllib.request.urlopen(f"{endpoint}/_emulator/capacity", timeout=5) as resp:
+        return json.load(resp).get("bytes_written", {})
+
+
 def largest_items(endpoint: str) -> dict[str, int]:
     """The largest item written of each kind (the sort key's prefix), in bytes as DynamoDB sizes them."""
     with urllib.request.urlopen(f"{endpoint}/_emulator/capacity", timeout=5) as resp:

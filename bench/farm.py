@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -106,8 +108,19 @@ class Bench:
         rows = self.stack.emulator_counts()
         return Counter({(r["service"], r["action"]): r["count"] for r in rows if r["who"] == "system"})
 
+    def trace(self, since: float) -> list[dict]:
+        """The system requests the emulator served since `since` (epoch seconds): start, end, service, action, note."""
+        url = f"{self.stack.env['AWS_ENDPOINT_URL']}/_emulator/trace?since={since}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return json.load(resp)["trace"]
+
     def cost(self, per: float, *, tables: tuple[str, ...] = (TABLE,)) -> cost.Cost:
         return cost.cost_of(cost.capacity(self.stack.env["AWS_ENDPOINT_URL"]), self.counts(), per, tables=tables)
+
+    def bytes_written(self, per: float, table: str = TABLE) -> float:
+        """The bytes of the items written to the tables named `table...` (each write's item as written), per `per`."""
+        written = cost.bytes_written(self.stack.env["AWS_ENDPOINT_URL"])
+        return sum(n for name, n in written.items() if name.startswith(table)) / per
 
     def stop_farm(self) -> None:
         """Stop the API and workers (the emulator stays), so the raw loop runs alone on the same emulator."""

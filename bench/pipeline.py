@@ -2,8 +2,10 @@
 
 API (gunicorn) -> SQS -> `celery worker` -> S3, against the embedded emulator, in three scenarios:
 - `jobs`: N one-frame jobs with zero render time: jobs/s, p50/p95 submit-to-COMPLETED latency (from the
-  items' created_at/finished_at), AWS requests per job by service and action, idle polling per minute;
-  the cost model (bench/cost.py); then the raw loop (bench/raw.py) on the same emulator, side by side.
+  items' created_at/finished_at), idle polling per minute, the cost model (bench/cost.py); then the raw loop
+  (bench/raw.py) on the same emulator, and both side by side: one job's round trips (from the emulator's
+  trace), AWS requests per job by action, item bytes written, client and emulator CPU per job, jobs/s and
+  their ratio. With `--latency aws` every call waits an AWS-like round trip (jobs/devstack/latency.py).
 - `frames`: one many-frame job (240 frames in chunks of 10): AWS requests per frame and per chunk, the
   cost per frame, and the raw loop's time for the same job.
 - `priority`: a backlog of low-priority chunks, then a high-priority job: how long the high job waited.
@@ -35,6 +37,7 @@ from pathlib import Path
 import boto3
 
 from bench import raw, scale
+from bench.compare import path_summary, print_side_by_side
 from bench.farm import (
     TABLE,
     cpu_by_role,
@@ -48,6 +51,8 @@ from bench.farm import (
     seconds_between,
     session,
 )
+from jobs.devstack.latency import ENV as LATENCY_ENV
+from jobs.devstack.latency import parse_latency
 from jobs.devstack.stack import ROOT, Stack
 from jobs.worker.identity import worker_id_of
 
@@ -59,13 +64,14 @@ def scenario_jobs(args) -> None:
     )
     with running(workers=args.workers, concurrency=args.concurrency, render_seconds="0", latency=args.latency) as bench:
         if args.latency:
-            print(f"  emulator latency per request: {args.latency} (milliseconds)")
+            print(f"  emulator latency per request: {parse_latency(args.latency)} (milliseconds)")
         time.sleep(3)
         print(f"  {memory_line(bench, 'idle')}")
         warm = bench.submit_many(min(10, args.jobs), args.clients)  # warm caches (queue URLs, keys, connections)
         bench.wait_finished(set(warm), timeout=120)
-        pickups = []
+        pickups, windows = [], []
         for _ in range(20):  # idle workers: submit one job at a time, how soon is it PROCESSING?
+            submitted = time.time()
             job = bench.submit()
             key = {"pk": {"S": f"JOB#{job}"}, "sk": {"S": "JOB"}}
             deadline = time.monotonic() + 60
@@ -74,14 +80,10 @@ def scenario_jobs(args) -> None:
                 if item["status"]["S"] == "COMPLETED":
                     break
                 time.sleep(0.05)
+            windows.append((submitted, time.time()))
             pickups.append(seconds_between(item, "created_at", "started_at"))
             time.sleep(1.0)  # idle again: every queue back in its long poll
-        alone = bench.counts()
-        path = sum(n for (service, action), n in alone.items() if (service, action) != ("sqs", "ReceiveMessage"))
-        print(
-            f"  AWS round trips on one job's path, submit to COMPLETED on an idle farm: {path / 20:.1f} (and its "
-            f"long polls); the raw loop's: {raw.ROUND_TRIPS_PER_JOB}"
-        )
+        path = path_summary(bench.trace(windows[0][0] - 1), windows)
         print(
             f"  idle pickup, submit to PROCESSING: p50 {statistics.median(pickups) * 1000:.0f} ms, "
             f"max {max(pickups) * 1000:.0f} ms (goal p50 <= 25 ms)"
@@ -108,14 +110,13 @@ def scenario_jobs(args) -> None:
             f"  latency submit->COMPLETED: p50 {statistics.median(latencies) * 1000:.0f} ms, "
             f"p95 {percentile(latencies, 95) * 1000:.0f} ms"
         )
-        print_requests(counts, args.jobs, "job")
         print(
             "  CPU per job: "
             + ", ".join(f"{role} {seconds / args.jobs * 1000:.1f} ms" for role, seconds in cpu.items())
             + f" (all: {sum(cpu.values()) / args.jobs * 1000:.1f} ms on {os.cpu_count()} cores)"
         )
         print(f"  {memory_line(bench, 'after the run')}")
-        project_cost = bench.cost(args.jobs)
+        project_cost, project_bytes = bench.cost(args.jobs), bench.bytes_written(args.jobs)
         for line in project_cost.lines("job"):
             print(f"  {line}")
         print(f"  {largest_items(bench)}")
@@ -132,21 +133,44 @@ def scenario_jobs(args) -> None:
             )
         bench.stop_farm()
         consumers = args.workers * args.concurrency
-        emulator_before, loop_before = cpu_by_role(bench.stack)["emulator"], sum(os.times()[:2])
-        result = raw.raw_jobs(bench.stack.env, jobs=args.jobs, clients=args.clients, consumers=consumers)
-        raw_cpu = {
-            "emulator": cpu_by_role(bench.stack)["emulator"] - emulator_before,
-            "raw loop (producer and consumers)": sum(os.times()[:2]) - loop_before,
-        }
-        raw_cost = bench.cost(args.jobs + min(10, args.jobs), tables=("raw-jobs",))
-        print(f"  raw loop ({consumers} consumer threads, same emulator): {result['jobs_per_second']:.1f} jobs/s")
-        print(
-            "    raw CPU per job: "
-            + ", ".join(f"{role} {seconds / args.jobs * 1000:.1f} ms" for role, seconds in raw_cpu.items())
+        raw_before: dict[str, float] = {}
+
+        def measure() -> None:  # after the raw loop's warm-up and one-at-a-time jobs: count its N jobs alone
+            bench.stack.reset_emulator_counts()
+            raw_before.update(emulator=cpu_by_role(bench.stack)["emulator"], loop=sum(os.times()[:2]))
+
+        result = raw.raw_jobs(
+            bench.stack.env, jobs=args.jobs, clients=args.clients, consumers=consumers, alone=10, measure=measure
         )
+        raw_cpu = {
+            "emulator": cpu_by_role(bench.stack)["emulator"] - raw_before["emulator"],
+            "loop": sum(os.times()[:2]) - raw_before["loop"],
+        }
+        raw_counts = bench.counts()
+        raw_cost, raw_bytes = bench.cost(args.jobs, tables=("raw-jobs",)), bench.bytes_written(args.jobs, "raw-jobs")
+        raw_path = path_summary(bench.trace(result["windows"][0][0] - 1), result["windows"])
+        print(f"  raw loop ({consumers} consumer threads, same emulator): {result['jobs_per_second']:.1f} jobs/s")
         for line in raw_cost.lines("job"):
             print(f"    raw {line}")
-        print(f"  throughput ratio project/raw: {project_rate / result['jobs_per_second']:.2f} (goal >= 0.85)")
+        print_side_by_side(
+            args,
+            project={
+                "counts": counts,
+                "path": path,
+                "bytes": project_bytes,
+                "client": cpu["API"] + cpu["workers"],
+                "emulator": cpu["emulator"],
+                "rate": project_rate,
+            },
+            raw={
+                "counts": raw_counts,
+                "path": raw_path,
+                "bytes": raw_bytes,
+                "client": raw_cpu["loop"],
+                "emulator": raw_cpu["emulator"],
+                "rate": result["jobs_per_second"],
+            },
+        )
 
 
 def scenario_frames(args) -> None:
@@ -445,8 +469,9 @@ def main() -> None:
     parser.add_argument("--soak-jobs", type=int, default=600)
     parser.add_argument(
         "--latency",
-        default="",
-        help="AWS-like milliseconds the emulator adds per request, e.g. dynamodb=5,sqs=10,s3=20 (jobs, scale, owners)",
+        default=os.environ.get(LATENCY_ENV, ""),
+        help="AWS-like round trip the emulator adds per request: aws, or e.g. dynamodb=5,sqs=10,s3=20 "
+        "(jobs, scale, owners; jobs/devstack/latency.py)",
     )
     parser.add_argument("--scale-frames", type=int, default=10_000)
     parser.add_argument("--scale-chunk-size", type=int, default=10)

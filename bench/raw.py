@@ -23,7 +23,7 @@ from botocore.config import Config
 from PIL import Image
 
 # One job, one frame: PutItem, SendMessage, ReceiveMessage, claim UpdateItem, PutObject, finish UpdateItem,
-# DeleteMessage: the sequential round trips from submit to done, with no API in front.
+# DeleteMessage: the sequential round trips from submit to done, with no API in front (the bench measures it).
 ROUND_TRIPS_PER_JOB = 7
 
 
@@ -192,20 +192,38 @@ class RawPipeline:
         raise TimeoutError(f"raw pipeline: {len(ids - set(self.finished))} of {len(ids)} jobs unfinished")
 
 
-def raw_jobs(env: dict[str, str], *, jobs: int, clients: int, consumers: int) -> dict[str, float]:
-    """N one-frame jobs through the raw loop: jobs/s (first submit to last completion)."""
+def raw_jobs(
+    env: dict[str, str],
+    *,
+    jobs: int,
+    clients: int,
+    consumers: int,
+    alone: int = 0,
+    measure: Callable[[], None] = lambda: None,
+) -> dict:
+    """N one-frame jobs through the raw loop: jobs/s (first submit to last completion). First `alone` jobs one at
+    a time on idle consumers: `windows`, (submitted, done) in epoch seconds each, for the bench to find their
+    calls in the emulator's trace; `measure` is called just before the N jobs (the bench zeroes its counts)."""
     raw = RawPipeline(env, consumers=consumers)
     raw.create()
     threads = raw.start()
     try:
         warm = {raw.submit() for _ in range(min(10, jobs))}
         raw.wait(warm)
+        windows = []
+        for _ in range(alone):
+            time.sleep(0.5)  # every consumer back in its long poll
+            submitted = time.time()
+            job_id = raw.submit()
+            raw.wait({job_id})
+            windows.append((submitted, time.time() - (time.monotonic() - raw.finished[job_id])))
+        measure()
         started = time.monotonic()
         with ThreadPoolExecutor(clients) as pool:
             ids = set(pool.map(lambda _: raw.submit(), range(jobs)))
         raw.wait(ids)
         elapsed = max(raw.finished[i] for i in ids) - started
-        return {"jobs_per_second": jobs / elapsed, "seconds": elapsed}
+        return {"jobs_per_second": jobs / elapsed, "seconds": elapsed, "windows": windows}
     finally:
         raw.stop(threads)
 

@@ -7,7 +7,8 @@ write and prices it by DynamoDB's published rules (docs/ARCHITECTURE.md, "What a
 - each global secondary index whose entry changes costs a write of the projected entry's size; an entry
   whose index key changes costs a delete of the old entry and a put of the new one; an entry the write does
   not change costs nothing (so projections and unchanged index attributes matter);
-- a read costs ceil(size / 4 KB) units, half for an eventually consistent read, double in a transaction; a
+- a read costs ceil(size / 4 KB) units of the whole item, whatever attributes it asks for (a projection
+  saves no units), half for an eventually consistent read, double in a transaction; a
   Query or Scan is billed for the items it evaluates, not those it returns: with a FilterExpression, or
   `Select=COUNT` (nothing returned), the emulator prices the same page read without them (`evaluated`).
 Item sizes follow DynamoDB's rules: attribute names plus values (numbers about one byte per two digits).
@@ -67,17 +68,20 @@ class CapacityMeter:
         self.units: Counter[tuple[str, str]] = Counter()
         self.writes: Counter[str] = Counter()  # per item kind (the sort key's prefix): how many item writes
         self.largest: Counter[str] = Counter()  # per item kind: the largest item written, in bytes
+        self.bytes_written: Counter[str] = Counter()  # per table: the sizes of the items as written, summed
 
     def clear(self) -> None:
         self.units.clear()
         self.writes.clear()
         self.largest.clear()
+        self.bytes_written.clear()
 
     def report(self) -> dict[str, Any]:
         return {
             "units": [{"target": t, "kind": k, "units": n} for (t, k), n in sorted(self.units.items())],
             "item_writes": dict(self.writes),
             "largest_item": dict(self.largest),
+            "bytes_written": dict(self.bytes_written),
         }
 
     # --- writes --------------------------------------------------------------------------------------
@@ -109,6 +113,7 @@ class CapacityMeter:
             kind = sort.split("#")[0] or "item"
             self.writes[kind] += 1
             self.largest[kind] = max(self.largest[kind], item_size(new))
+            self.bytes_written[table_name] += item_size(new) if new != old else 0
             self.units[(table_name, "write")] += times * write_units(max(item_size(old), item_size(new)))
             if old == new:
                 continue  # a failed condition: the table write above is all it costs
@@ -131,18 +136,33 @@ class CapacityMeter:
         """`evaluated`: the items a filtered or counted Query/Scan read (see `evaluation_request`)."""
         consistent = 1.0 if body.get("ConsistentRead") else 0.5
         if action == "GetItem":
-            self.units[(body["TableName"], "read")] += consistent * read_units(item_size(response.get("Item")))
+            item = self._billed_item(body["TableName"], body["Key"], body, response.get("Item"))
+            self.units[(body["TableName"], "read")] += consistent * read_units(item_size(item))
         elif action in ("Query", "Scan"):
             target = body["TableName"] + (f"/{body['IndexName']}" if body.get("IndexName") else "")
             items = response.get("Items", []) if evaluated is None else evaluated
+            if "ScannedCount" in response:  # DynamoDB's own count of the items the page read, before its filter
+                items = items[: response["ScannedCount"]]
             self.units[(target, "read")] += consistent * read_units(sum(item_size(i) for i in items))
         elif action == "TransactGetItems":
             for entry, got in zip(body.get("TransactItems", []), response.get("Responses", []), strict=False):
-                self.units[(entry["Get"]["TableName"], "read")] += 2 * read_units(item_size(got.get("Item")))
+                get = entry["Get"]
+                item = self._billed_item(get["TableName"], get["Key"], get, got.get("Item"))
+                self.units[(get["TableName"], "read")] += 2 * read_units(item_size(item))
         elif action == "BatchGetItem":
-            for table, items in response.get("Responses", {}).items():
+            for table, request in body.get("RequestItems", {}).items():
+                consistent = 1.0 if request.get("ConsistentRead") else 0.5  # per table in a batch
+                items = response.get("Responses", {}).get(table, [])
+                if _projected(request):
+                    items = [i for i in (self._item(table, self._key(table, k)) for k in request["Keys"]) if i]
                 for item in items:
                     self.units[(table, "read")] += consistent * read_units(item_size(item))
+
+    def _billed_item(self, table: str, key: dict, request: dict[str, Any], returned: dict | None) -> dict | None:
+        """The item a read is billed for: all of it, though the request asked for some of its attributes."""
+        if returned is None or not _projected(request):
+            return returned
+        return self._item(table, self._key(table, key)) or returned
 
     @staticmethod
     def evaluation_request(action: str, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -180,6 +200,10 @@ class CapacityMeter:
             DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None,
         )
         return json.loads(json.dumps(found.to_json()["Attributes"])) if found is not None else None
+
+
+def _projected(request: dict[str, Any]) -> bool:
+    return "ProjectionExpression" in request or "AttributesToGet" in request
 
 
 def _index_key(index, entry: dict) -> tuple:

@@ -6,9 +6,13 @@ atomic. `GET /_emulator/requests` returns the counts; `POST /_emulator/requests/
 capacity meter). Requests whose User-Agent carries `render-observer` (the bench's own polling) are counted
 apart, as "observer", and are not metered. `GET /_emulator/capacity` returns the DynamoDB capacity units
 the system's requests would cost on AWS (jobs/devstack/capacity.py).
-`--latency dynamodb=5,sqs=10,s3=20` adds that many milliseconds to every system request of a service (a
-sleep in the request's own thread, outside moto's lock: waiting like a network round trip, costing no CPU), so
-a run can be compared at AWS-like round trips rather than at the speed of a local process.
+`--latency aws` (or `RENDER_EMULATOR_LATENCY=aws`; profiles and per-service milliseconds in
+jobs/devstack/latency.py) makes every system request wait an AWS-like round trip: half before moto serves it,
+half after, both in the request's own thread and outside the DynamoDB lock, so concurrent calls wait side by
+side (the server runs a thread per request) and the wait costs no CPU. A long poll (WaitTimeSeconds) waits
+its round trip once, besides its poll. `GET /_emulator/trace?since=<epoch seconds>` lists the recent system
+requests (start, end, service, action, and a note: a receive's `delivered` or `empty`, a DynamoDB write's
+partition), from which the bench counts one job's round trips.
 Run: `python -m jobs.devstack.emulator --port 4566 [--latency ...]`.
 """
 
@@ -18,10 +22,11 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -29,10 +34,13 @@ from werkzeug.serving import make_server
 
 from jobs.devstack import moto_fixes
 from jobs.devstack.capacity import READS, WRITES, CapacityMeter
+from jobs.devstack.latency import ENV as LATENCY_ENV
+from jobs.devstack.latency import Latency, parse_latency
 
 OBSERVER_MARK = "render-observer"
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
 _S3_ACTIONS = {"GET": "GetObject", "PUT": "PutObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}
+TRACE_LENGTH = 20_000  # the last system requests kept for /_emulator/trace
 
 
 def classify(environ: dict) -> tuple[str, str]:
@@ -67,12 +75,13 @@ def classify(environ: dict) -> tuple[str, str]:
 class CountingApp:
     """WSGI middleware: counts requests, serves the counts, passes everything else to moto."""
 
-    def __init__(self, app, latency: dict[str, float] | None = None):
+    def __init__(self, app, latency: Latency | None = None):
         self._app = app
-        self._latency = latency or {}  # seconds per request, by service
+        self._latency = latency or Latency()
         self._lock = threading.Lock()
         self._dynamodb_lock = threading.Lock()
         self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._trace: deque[tuple[float, float, str, str, str]] = deque(maxlen=TRACE_LENGTH)
         self.meter = CapacityMeter(moto_table)
 
     def __call__(self, environ, start_response):
@@ -83,18 +92,30 @@ class CountingApp:
         who = "observer" if OBSERVER_MARK in environ.get("HTTP_USER_AGENT", "") else "system"
         with self._lock:
             self._counts[(who, service, action)] += 1
-        if who == "system" and service in self._latency:
-            time.sleep(self._latency[service])
+        if who == "observer":
+            return self._serve(service, action, who, environ, start_response)[0]
+        started, half = time.time(), self._latency.seconds(service, action) / 2
+        time.sleep(half)  # the way there: no lock held, so concurrent calls wait side by side
+        response, note = self._serve(service, action, who, environ, start_response)
+        time.sleep(half)  # the way back, after moto's lock is released (the body is sent once returned)
+        self._trace.append((started, time.time(), service, action, note))
+        return response
+
+    def _serve(self, service: str, action: str, who: str, environ, start_response) -> tuple[list[bytes], str]:
+        """moto's response, whole, and the trace's note on it."""
         if service == "dynamodb":
             # moto is not safe under concurrent requests (a transaction's rollback restores the items it
             # saved, moto_fixes.py); DynamoDB makes each call atomic, so the emulator runs them one at a time.
             with self._dynamodb_lock:
                 if who == "system" and action in WRITES | READS:
                     return self._metered(action, environ, start_response)
-                return list(self._app(environ, start_response))
-        return self._app(environ, start_response)
+                return list(self._app(environ, start_response)), ""
+        response = list(self._app(environ, start_response))
+        if action == "ReceiveMessage":
+            return response, "delivered" if any(b"MessageId" in part for part in response) else "empty"
+        return response, ""
 
-    def _metered(self, action: str, environ, start_response) -> list[bytes]:
+    def _metered(self, action: str, environ, start_response) -> tuple[list[bytes], str]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b"{}"
         environ["wsgi.input"] = io.BytesIO(raw)
@@ -108,7 +129,7 @@ class CountingApp:
             with contextlib.suppress(ValueError):  # an error body: nothing read
                 evaluated = self._evaluated(action, body, environ)
                 self.meter.charge_read(action, body, json.loads(b"".join(response) or b"{}"), evaluated)
-        return response
+        return response, partition(touched)
 
     def _evaluated(self, action: str, body: dict, environ) -> list | None:
         """The items a filtered or counted read evaluated: the same page asked of moto without them."""
@@ -137,6 +158,11 @@ class CountingApp:
                         {"who": w, "service": s, "action": a, "count": n} for (w, s, a), n in self._counts.items()
                     ]
                 }
+        elif path == "/_emulator/trace":
+            since = float(parse_qs(environ.get("QUERY_STRING", "")).get("since", ["0"])[0])
+            fields = ("start", "end", "service", "action", "note")
+            recent = [entry for entry in list(self._trace) if entry[0] >= since]
+            body = {"trace": [dict(zip(fields, entry, strict=True)) for entry in recent]}
         elif path == "/_emulator/health":
             body = {"status": "ok"}
         else:
@@ -171,16 +197,17 @@ class QuietHandler(MotoRequestHandler):
         pass
 
 
-def parse_latency(spec: str) -> dict[str, float]:
-    """`dynamodb=5,sqs=10` (milliseconds) -> seconds by service."""
-    latency = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        service, _, ms = part.partition("=")
-        latency[service.strip()] = float(ms) / 1000
-    return latency
+def partition(touched: list[tuple[str, dict, int]]) -> str:
+    """The kind of partition a single-item write touched: its hash key's text before a `#` (`JOB`), or the whole
+    key when it is a name in capitals (`WORKERS`); empty for several items, or a key with no kind in it."""
+    if len(touched) != 1 or not touched[0][1]:
+        return ""
+    value = str(next(iter(next(iter(touched[0][1].values())).values())))
+    kind, sep, _ = value.partition("#")
+    return kind if sep or value.isupper() else ""
 
 
-def make_emulator(host: str, port: int, latency: dict[str, float] | None = None):
+def make_emulator(host: str, port: int, latency: Latency | None = None):
     moto_fixes.apply()
     app = CountingApp(DomainDispatcherApplication(create_backend_app), latency=latency)
     return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
@@ -190,10 +217,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4566)
-    parser.add_argument("--latency", default="", help="milliseconds per request by service: dynamodb=5,sqs=10")
+    parser.add_argument(
+        "--latency",
+        default=os.environ.get(LATENCY_ENV, ""),
+        help="AWS-like round trip per request: a profile (aws), milliseconds by service (dynamodb=5,sqs=10) or "
+        f"by service and action (s3:PutObject=25), or both (aws,sqs=20); default ${LATENCY_ENV}",
+    )
     args = parser.parse_args()
-    server = make_emulator(args.host, args.port, parse_latency(args.latency))
-    print(f"emulator listening on http://{args.host}:{server.server_port}", flush=True)
+    latency = parse_latency(args.latency)
+    server = make_emulator(args.host, args.port, latency)
+    print(f"emulator listening on http://{args.host}:{server.server_port} (latency: {latency})", flush=True)
     server.serve_forever()
 
 
