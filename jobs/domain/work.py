@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from jobs.domain.frames import FrameList
+from jobs.domain.pricing import QuoteFor
 from jobs.domain.states import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNKS_PER_JOB,
@@ -106,6 +107,9 @@ class Job:
     render_failures: int = 0
     crashes: int = 0  # claims of a one-chunk job whose holder died without releasing it
     render_seconds: float = 0.0
+    # Seconds workers spent on it, claim to last write (Blender's start-up included): every chunk's, summed
+    worker_seconds: float = 0.0
+    first_frame_seconds: float = 0.0  # a one-chunk job: as its Chunk's
     worker: str | None = None
     lease_token: str | None = None
     lease_expires_at: datetime | None = None
@@ -124,6 +128,7 @@ class Job:
     steps_attempt: int = 0  # the attempt whose assembly started the steps (0: not started)
     # The frames, when not every one from frame_start to frame_end (`frames: "1-99x2,150"`): see `frames`.
     frame_list: FrameList | None = None
+    quote_for: QuoteFor | None = None  # a scout job (a dry run): the full job it quotes
 
     def __post_init__(self):
         _normalise_frame_list(self)
@@ -189,6 +194,8 @@ class Job:
             render_failures=self.render_failures,
             crashes=self.crashes,
             render_seconds=self.render_seconds,
+            worker_seconds=self.worker_seconds,
+            first_frame_seconds=self.first_frame_seconds,
             worker=self.worker,
             lease_token=self.lease_token,
             lease_expires_at=self.lease_expires_at,
@@ -274,6 +281,8 @@ class Chunk:
     render_failures: int = 0
     crashes: int = 0  # claims whose holder died without releasing the chunk (poison work counts here)
     render_seconds: float = 0.0
+    worker_seconds: float = 0.0  # wall time of its holders, claim to each write (start-up included)
+    first_frame_seconds: float = 0.0  # the render seconds of each holder's first frame (Blender's start in it)
     worker: str | None = None
     lease_token: str | None = None
     lease_expires_at: datetime | None = None
