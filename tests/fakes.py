@@ -12,12 +12,15 @@ import io
 from datetime import datetime, timedelta
 
 from jobs.domain import (
+    PRICE_GB_HOUR,
+    PRICE_VCPU_HOUR,
     UNFINISHED_STATES,
     Chunk,
     Failure,
     FrameResult,
     Job,
     JobStatus,
+    Prices,
     Priority,
     Step,
     StepArtifact,
@@ -1056,3 +1059,13 @@ def swept(repo, queue, *, now: datetime, grace: timedelta) -> dict[str, int]:
     return sweep(
         jobs=control(repo, queue), now=now, queued_grace=grace, hooks=FakeWebhooks(), log_context=no_log_context
     )
+
+
+PRICES = Prices(vcpu=4, memory_gb=8, vcpu_hour=PRICE_VCPU_HOUR, gb_hour=PRICE_GB_HOUR)  # the defaults' worker
+
+
+def spending(repo: InMemoryJobRepository, prices: Prices = PRICES):
+    """The `Spending` bundle on fakes: the in-memory repository keeps budgets and spend too."""
+    from jobs.services.budgets import Spending
+
+    return Spending(budgets=repo, prices=prices)
