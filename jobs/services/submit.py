@@ -14,12 +14,15 @@ from jobs.domain import (
     JobStatus,
     OutputFormat,
     Priority,
+    QuoteFor,
     RendererName,
     Scene,
     StepSpec,
+    chunk_count,
     frame_range_problem,
     new_job_id,
     new_steps,
+    scout_frames,
     steps_problem,
 )
 from jobs.errors import (
@@ -48,7 +51,6 @@ from jobs.services.api_keys import SCOPE_HIGH
 from jobs.services.assets import SceneFiles
 from jobs.services.budgets import Spending, budget_check
 from jobs.services.control import enqueue_work
-from jobs.services.quotes import scout_of
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -133,7 +135,8 @@ def job_create(
         raise StepsRefused(problem)
     quote_for = None
     if dry_run:
-        spec, quote_for = scout_of(spec, spec.frame_list or FrameList.span(spec.frame_start, spec.frame_end))
+        frames = spec.frame_list or FrameList.span(spec.frame_start, spec.frame_end)
+        spec, quote_for = scout_of(spec=spec, frames=frames)
     job = Job(
         id=new_job_id(),
         owner=owner,
@@ -179,6 +182,23 @@ def job_create(
         repo.release_frames(owner, job.frames_total)
         raise
     return job, False
+
+
+def scout_of(*, spec: JobSpec, frames: FrameList) -> tuple[JobSpec, QuoteFor]:
+    """(the scout's spec, what it quotes): the job's first, middle and last frames in one chunk, the same scene
+    and settings, no steps (a scout never encodes) and no callback."""
+    target = QuoteFor(frames=len(frames), chunks=chunk_count(len(frames), spec.chunk_size), chunk_size=spec.chunk_size)
+    scouts = scout_frames(frames)
+    scout = replace(
+        spec,
+        frame_start=scouts.first,
+        frame_end=scouts.last,
+        frame_list=scouts,
+        chunk_size=len(scouts),
+        steps=(),
+        callback_url=None,
+    )
+    return scout, target
 
 
 def _steps_problem(spec: JobSpec) -> str | None:
