@@ -422,6 +422,8 @@ class InMemoryChunkRepository:
                     frames_done=job.frames_done + len(results),
                     chunks_done=job.chunks_done + (1 if last else 0),
                     worker_seconds=job.worker_seconds + worked[0],
+                    render_seconds=job.render_seconds + render_seconds,
+                    first_frame_seconds=job.first_frame_seconds + worked[1],
                     updated_at=now,
                 )
             )

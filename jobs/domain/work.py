@@ -106,10 +106,11 @@ class Job:
     frames_done: int = 0
     render_failures: int = 0
     crashes: int = 0  # claims of a one-chunk job whose holder died without releasing it
+    # As its chunks' (Chunk below), summed by their progress writes: render seconds, worker-seconds (each holder's
+    # wall time from its claim to its writes, Blender's start-up included), and each holder's first frame's seconds.
     render_seconds: float = 0.0
-    # Seconds workers spent on it, claim to last write (Blender's start-up included): every chunk's, summed
     worker_seconds: float = 0.0
-    first_frame_seconds: float = 0.0  # a one-chunk job: as its Chunk's
+    first_frame_seconds: float = 0.0
     worker: str | None = None
     lease_token: str | None = None
     lease_expires_at: datetime | None = None
@@ -154,9 +155,11 @@ class Job:
     def single_chunk(self) -> bool:
         """A job of one chunk is one task: its job item is the unit of work (no task items, no fan-out).
 
-        Not a job with steps: its frames end at the assembly, where its steps start, so it has chunk items.
+        Not a job with steps: its frames end at the assembly, where its steps start, so it has chunk items. Nor a
+        scout job (a quote): its chunk is measured as a chunk of the job it quotes is, without the assembly's
+        outputs (which a one-chunk job makes before its last write).
         """
-        return self.chunks_total == 1 and not self.steps
+        return self.chunks_total == 1 and not self.steps and self.quote_for is None
 
     @property
     def current_step(self) -> int | None:

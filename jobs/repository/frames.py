@@ -121,7 +121,8 @@ def record_frames(
         if last:  # the job ended: its frames leave the owner's usage
             give_back_usage(client, table, owner, len(chunk.frames), chunk.job_id)
         return after
-    counted = _count(chunk.attempt, len(results), worker_seconds, completes=last, now=now)
+    timings = (worker_seconds, render_seconds, first_frame_seconds)
+    counted = _count(chunk.attempt, len(results), timings, completes=last, now=now)
     lost = conditional_transaction(
         client,
         [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *counted), spent],
@@ -139,18 +140,23 @@ RUNNING_IN_ATTEMPT = "#status IN (:st_queued, :st_processing) AND attempt = :att
 
 
 def _count(
-    attempt: int, frames: int, worker_seconds: float, *, completes: bool, now: datetime
+    attempt: int, frames: int, timings: tuple[float, float, float], *, completes: bool, now: datetime
 ) -> tuple[str, str, dict[str, Any]]:
-    """The job item's part of a chunk's write: add its new frames, worker-seconds (and its completion) to the
-    job's counts, if the job still runs in the chunk's attempt (a refusal is how a running chunk learns of a
-    cancel)."""
+    """The job item's part of a chunk's write: add its new frames, its seconds (worker, render, first frame: the
+    job's sums) and its completion to the job's counts, if the job still runs in the chunk's attempt (a refusal
+    is how a running chunk learns of a cancel)."""
     values: dict[str, Any] = {
         ":frames": frames,
         ":now": iso(now),
         ":attempt": attempt,
-        ":worked": decimal(worker_seconds),
+        ":worked": decimal(timings[0]),
+        ":secs": decimal(timings[1]),
+        ":first": decimal(timings[2]),
     }
-    expression = "SET updated_at = :now ADD frames_done :frames, worker_seconds :worked"
+    expression = (
+        "SET updated_at = :now ADD frames_done :frames, worker_seconds :worked, render_seconds :secs,"
+        " first_frame_seconds :first"
+    )
     if completes:
         expression += ", chunks_done :one"
         values[":one"] = 1

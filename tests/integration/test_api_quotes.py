@@ -98,7 +98,9 @@ def test_a_completed_scout_quotes_its_job_from_what_its_worker_recorded(client, 
     scout = dry_run(client, BODY).json()
     repo = wiring.job_repository()
     now = utcnow()
-    _, chunk = repo.chunks.claim(scout["id"], None, attempt=1, worker="w", token="t", now=now, lease_seconds=30)
+    job = repo.get(scout["id"])
+    repo.chunks.put(job, job.new_chunks())  # the fan-out's: a scout has a chunk item, as the job's chunks will
+    _, chunk = repo.chunks.claim(scout["id"], 0, attempt=1, worker="w", token="t", now=now, lease_seconds=30)
     results = [
         FrameResult(frame=f, key=f"jobs/{scout['id']}/{f}", size=1, sha256="0" * 64, content_type="image/png")
         for f in (1, 13, 24)
@@ -115,6 +117,9 @@ def test_a_completed_scout_quotes_its_job_from_what_its_worker_recorded(client, 
         now=now,
         lease_until=now + timedelta(seconds=30),
     )
+    assert client.get(scout["url"]).json()["quote"]["ready"] is False  # not COMPLETED before its assembly
+    repo.begin_assembly(scout["id"], attempt=1, worker="w", token="a", now=now, lease_seconds=30)
+    repo.complete_assembly(scout["id"], token="a", has_preview=True, now=now, expires_at=now + timedelta(days=1))
     shown = client.get(scout["url"]).json()
     assert shown["status"] == "COMPLETED" and shown["worker_seconds"] == 6.5
     quote = shown["quote"]

@@ -759,7 +759,8 @@ def test_a_retried_chunk_write_counts_its_worker_seconds_and_spend_once(repo, ma
     _record(repo, first, write_id="w2", worker_seconds=1.5)
     stored = _chunk(repo, job.id, 0)
     assert (stored.worker_seconds, stored.first_frame_seconds) == (4.0, 1.25)
-    assert repo.get(job.id).worker_seconds == 4.0
+    counted = repo.get(job.id)  # the job sums its chunks' seconds
+    assert (counted.worker_seconds, counted.render_seconds, counted.first_frame_seconds) == (4.0, 2.0, 1.25)
     single = make_job(frame_end=2, chunk_size=2)
     repo.add(single)
     _, whole = _claim(repo, single.id)

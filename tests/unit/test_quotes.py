@@ -103,6 +103,7 @@ def test_a_submit_is_refused_once_the_months_spend_reaches_the_budget():
 def test_a_dry_run_stores_a_scout_that_quotes_the_job_and_sends_it_alone():
     repo, queue, clock = InMemoryJobRepository(), FakeTaskQueue(), Clock()
     scout, _ = create(repo, queue, clock, frames=(1, 24), chunk_size=4, dry_run=True)
-    assert str(scout.frames) == "1,13,24" and scout.single_chunk and not scout.steps
+    assert str(scout.frames) == "1,13,24" and scout.chunks_total == 1 and not scout.steps
     assert scout.quote_for == QuoteFor(frames=24, chunks=6, chunk_size=4)
-    assert [c[0] for c in queue.chunks] == [scout.id] and queue.fanouts == []
+    # One chunk item, as a chunk of the quoted job is (a one-chunk job would make its outputs before its last write).
+    assert not scout.single_chunk and [f[0] for f in queue.fanouts] == [scout.id] and queue.chunks == []
