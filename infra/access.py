@@ -45,7 +45,8 @@ JOB_ITEMS = items(P.JOB)
 
 # Workers: claim/progress/finish are conditional UpdateItems (alone or in transactions), the fan-out
 # creates task items with transactional Puts, reads are GetItem and a Query of a job's partition.
-# `OWNER#<owner>` (sk USAGE): the owner's frames waiting or rendering, settled by the write that ends a job.
+# `OWNER#<owner>` (sk USAGE): the owner's frames waiting or rendering, settled by the write that ends a job;
+# (sk SPEND#<month>) its worker-seconds, added by each progress write's transaction; (sk BUDGET) its budget.
 USAGE_ITEMS = items(P.OWNER)
 # `WORKERS` (sk `WORKER#<id>`): each worker process's heartbeat item, a plain put every few seconds.
 WORKERS_PARTITION = P.WORKERS
@@ -79,7 +80,7 @@ API_ITEMS = {
     items(P.APIKEY): (GET, BATCH_GET, PUT, UPDATE),
     items(P.THROTTLE): (UPDATE,),
     items(P.SESSION): (GET, PUT, UPDATE, DELETE),
-    USAGE_ITEMS: (UPDATE,),
+    USAGE_ITEMS: (BATCH_GET, UPDATE),  # a submit reads the owner's budget and spend (and `manage.py budget` sets it)
     WORKERS_PARTITION: (QUERY,),  # GET /api/farm and `farm_status` list the live workers
     ASSET_ITEMS: (GET, PUT, UPDATE),  # declared (POST /api/assets), kept by each job, their inspection asked for
     WEBHOOK_SECRETS: (GET, UPDATE),  # POST /api/webhook-secret, create_webhook_secret; submit checks one exists

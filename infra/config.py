@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from constructs import Node
 
-from jobs.domain import timing
+from jobs.domain import pricing, timing
 
 # AWS WAF's bounds for a rate-based rule's limit (requests per evaluation window, per IP).
 WAF_RATE_LIMIT_RANGE = (10, 2_000_000_000)
@@ -36,9 +36,10 @@ class StageConfig:
     worker_max_count: int = 20
     worker_on_demand_base: int = 0  # tasks kept on regular Fargate; the rest run on Fargate Spot
     worker_concurrency: int = 1
-    # Sized for real rendering (Blender, Cycles on CPU): a Fargate CPU/memory pair (4 vCPU, 8 GiB).
-    worker_cpu: int = 4096
-    worker_memory_mib: int = 8192
+    # Sized for real rendering (Blender, Cycles on CPU): a Fargate CPU/memory pair (4 vCPU, 8 GiB), named once in
+    # jobs/domain/pricing.py (the settings price a worker-second by it; the stack tells them this task's size).
+    worker_cpu: int = pricing.WORKER_CPU_UNITS
+    worker_memory_mib: int = pricing.WORKER_MEMORY_MIB
     worker_stop_timeout_seconds: int = 120  # Fargate's maximum; the worker's graceful shutdown fits in it
     webhook_worker_count: int = 1  # webhook worker tasks (always on; each a prefork pool)
     webhook_concurrency: int = 4  # deliveries one webhook worker task POSTs at once

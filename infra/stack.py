@@ -107,6 +107,9 @@ class RenderFarmStack(Stack):
             "RENDER_METRICS_NAMESPACE": metrics_namespace(config.stage),
             "RENDER_RESULT_RETENTION_DAYS": str(config.result_retention_days),
             "RENDER_ASSET_RETENTION_DAYS": str(config.asset_retention_days),
+            # what a worker-second costs is priced by the worker task this stack runs (quotes, budgets)
+            "RENDER_WORKER_VCPU": f"{config.worker_cpu / 1024:g}",
+            "RENDER_WORKER_MEMORY_GB": f"{config.worker_memory_mib / 1024:g}",
             # the `url` of a job in webhook bodies (workers have no request to build it from)
             **({"RENDER_PUBLIC_URL": f"https://{config.domain_name}"} if config.domain_name else {}),
             **queues.environment(),

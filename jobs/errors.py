@@ -153,6 +153,14 @@ class OwnerLimitReached(DomainError):
     default_message = "Too many frames waiting or rendering for this owner; wait for some to finish."
 
 
+class BudgetExceeded(DomainError):
+    """The owner's spend this month has reached its budget (per-owner budgets, set by an operator)."""
+
+    status_code = 429
+    code = "budget_exceeded"
+    default_message = "This owner's budget for the month is spent."
+
+
 class IdempotencyTaken(Exception):
     """The idempotency record exists (and has not expired): the caller looks up the original job."""
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from rest_framework import serializers
 
-from jobs.domain import FINAL_STATES, Job, JobStatus, StepStatus
+from jobs.domain import FINAL_STATES, Job, JobStatus, Quote, StepStatus
 from jobs.ports import WebhookDelivery
 
 
@@ -113,6 +113,25 @@ class WebhookOutputSerializer(serializers.Serializer):
     deliveries = DeliveryTryOutputSerializer(many=True, help_text="The last ten tries.")
 
 
+class QuoteOutputSerializer(serializers.Serializer):
+    frames = serializers.IntegerField(help_text="The quoted job's frames.")
+    chunks = serializers.IntegerField(help_text="The quoted job's chunks.")
+    chunk_size = serializers.IntegerField()
+    ready = serializers.BooleanField(help_text="The scout job is COMPLETED: the figures below are measured.")
+    seconds_per_frame = serializers.FloatField(allow_null=True, help_text="A frame after a chunk's first.")
+    startup_seconds = serializers.FloatField(
+        allow_null=True, help_text="A chunk's worker-seconds beyond its frames: claim, scene, Blender's start, writes."
+    )
+    worker_seconds = serializers.FloatField(
+        allow_null=True, help_text="frames x seconds_per_frame + chunks x startup_seconds."
+    )
+    workers = serializers.IntegerField(allow_null=True, help_text="Live render workers now.")
+    wall_seconds = serializers.FloatField(
+        allow_null=True, help_text="The chunks in waves of the live workers; null with no live worker."
+    )
+    dollars = serializers.FloatField(allow_null=True, help_text="worker_seconds at the configured Fargate prices.")
+
+
 class JobOutputSerializer(serializers.Serializer):
     id = serializers.CharField()
     url = serializers.CharField()
@@ -149,6 +168,12 @@ class JobOutputSerializer(serializers.Serializer):
     callback_url = serializers.CharField(allow_null=True, help_text="POSTed the job when it ends (webhooks).")
     webhook = WebhookOutputSerializer(allow_null=True, required=False)
     steps = StepOutputSerializer(many=True, help_text="Run after the frames; the job completes with the last one.")
+    worker_seconds = serializers.FloatField(
+        help_text="Seconds render workers spent on it so far, from each chunk's claim (start-up included)."
+    )
+    quote = QuoteOutputSerializer(
+        allow_null=True, help_text="A scout job's (a dry run's) quote of the job it stands for; null for others."
+    )
 
 
 def webhook_representation(job: Job, delivery: WebhookDelivery | None) -> dict | None:
@@ -192,6 +217,16 @@ def steps_representation(job: Job) -> list[dict]:
     return out
 
 
+def quote_representation(job: Job, quote: Quote | None) -> dict | None:
+    """A scout job's quote: what it quotes, and once measured (`quote`, of a COMPLETED scout) the estimate."""
+    if job.quote_for is None:
+        return None
+    if quote is None:
+        empty = ("seconds_per_frame", "startup_seconds", "worker_seconds", "workers", "wall_seconds", "dollars")
+        return {**job.quote_for.as_dict(), "ready": False, **dict.fromkeys(empty)}
+    return {**quote.as_dict(), "chunk_size": job.quote_for.chunk_size, "ready": True}
+
+
 def job_representation(
     job: Job,
     *,
@@ -199,8 +234,10 @@ def job_representation(
     now: datetime,
     results: dict | None = None,
     webhook: dict | None = None,
+    quote: Quote | None = None,
 ) -> dict:
-    """The job as the API shows it; `results` and `webhook` only where the caller read them (the job's page)."""
+    """The job as the API shows it; `results`, `webhook` and `quote` only where the caller read them (the job's
+    page)."""
     data = {
         "id": job.id,
         "url": url,
@@ -232,6 +269,8 @@ def job_representation(
         "updated_at": job.updated_at,
         "callback_url": job.callback_url,
         "steps": steps_representation(job),
+        "worker_seconds": round(job.worker_seconds, 1),
+        "quote": quote_representation(job, quote),
     }
     if results is not None:
         data["results"] = results
@@ -246,10 +285,12 @@ def job_detail(job: Job, *, url: str, now: datetime) -> dict:
     from django.conf import settings
 
     from jobs import wiring
+    from jobs.services.quotes import job_quote
     from jobs.services.selectors import job_result_links
 
     results = None
     if job.status is JobStatus.COMPLETED:
         results = job_result_links(store=wiring.result_store(), job=job, expires_in=settings.RENDER_RESULT_URL_EXPIRY)
     webhook = webhook_representation(job, wiring.webhook_repository().latest(job.id)) if job.callback_url else None
-    return job_representation(job, url=url, now=now, results=results, webhook=webhook)
+    quote = job_quote(job=job, farm=wiring.farm_registry(), prices=wiring.prices(), now=now) if job.quote_for else None
+    return job_representation(job, url=url, now=now, results=results, webhook=webhook, quote=quote)

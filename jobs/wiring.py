@@ -208,6 +208,32 @@ def farm_registry():
 
 
 @functools.cache
+def budgets():
+    from jobs.repository.budgets import DynamoBudgets
+
+    return DynamoBudgets(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
+
+
+def prices():
+    """What a worker-second costs: the worker's size times Fargate's prices (settings)."""
+    from jobs.domain import Prices
+
+    return Prices(
+        vcpu=settings.RENDER_WORKER_VCPU,
+        memory_gb=settings.RENDER_WORKER_MEMORY_GB,
+        vcpu_hour=settings.RENDER_PRICE_VCPU_HOUR,
+        gb_hour=settings.RENDER_PRICE_GB_HOUR,
+    )
+
+
+def spending():
+    """What submits and `/api/usage` price an owner's month with: the budgets and the prices."""
+    from jobs.services.budgets import Spending
+
+    return Spending(budgets=budgets(), prices=prices())
+
+
+@functools.cache
 def queue_stats():
     from jobs.adapters.queue_stats import SqsQueueStats
 
@@ -339,6 +365,7 @@ def reset() -> None:
         metrics,
         render_metrics,
         farm_registry,
+        budgets,
         queue_stats,
         webhook_repository,
         job_notifier,

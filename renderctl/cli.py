@@ -22,6 +22,7 @@ from rich.text import Text
 from renderctl import config as configuration
 from renderctl.client import ApiError, Client
 from renderctl.download import download as download_frames
+from renderctl.spend import quote_line, usage_line
 
 EXIT_ERROR, EXIT_FAILED, EXIT_CANCELLED, EXIT_INTERRUPTED = 1, 3, 4, 130
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -147,9 +148,19 @@ def submit(
         Path | None, typer.Option("--download", help="Then download its frames (and videos) here.")
     ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Makes a retried submit safe (default: random).")] = None,
+    quote: Annotated[
+        bool,
+        typer.Option(
+            "--quote", help="A dry run: render 3 of its frames as a scout job, wait, print the estimate (no job)."
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Submit a job from flags and/or a job file; with --scene, upload the scene file first."""
+    """Submit a job from flags and/or a job file; with --scene, upload the scene file first.
+
+    With --quote, the farm checks the job as a submit, renders its first, middle and last frames as a small
+    scout job, and this prints the full job's estimate: worker time, wall time at the live workers, dollars.
+    """
     body: dict = {}
     if job_file is not None:
         try:
@@ -182,6 +193,9 @@ def submit(
             body["scene_file"] = api.upload_scene(scene, progress=lambda n: bar.advance(task, n))
         if not {"frame_start", "frame_end", "frames"} & set(body):  # the file's range, known once a worker read it
             describe_scene_file(read_scene_file(api, body["scene_file"]))
+    if quote:
+        print_quote(api, api.submit(body, idempotency_key=idempotency_key or str(uuid.uuid4()), dry_run=True), as_json)
+        return
     job = api.submit(body, idempotency_key=idempotency_key or str(uuid.uuid4()))
     if as_json and not (wait or download):
         show_json(job)
@@ -202,6 +216,24 @@ def submit(
     else:
         out.print(summary_line(job), markup=False, highlight=False)
     raise typer.Exit(exit_code_of(job))
+
+
+def print_quote(api: Client, scout: dict, as_json: bool) -> None:
+    """Follow the scout job to its end; print its quote (or the scout's JSON); a scout that did not complete
+    exits as `wait` does."""
+    err.print(
+        f"quoting {scout['quote']['frames']} frames: scout job {scout['id']} renders frames {scout['frames']}",
+        markup=False,
+        highlight=False,
+    )
+    scout = follow(api, scout["id"])
+    if scout["status"] != "COMPLETED":
+        out.print(summary_line(scout), markup=False, highlight=False)
+        raise typer.Exit(exit_code_of(scout))
+    if as_json:
+        show_json(scout["quote"])
+    else:
+        out.print(quote_line(scout["quote"]), markup=False, highlight=False)
 
 
 def encode_step(text: str) -> dict:
@@ -432,6 +464,14 @@ def logs(
         )
         text = entry["log"]  # as the renderer wrote it: out() reads no markup and wraps nothing
         out.out(text, end="" if text.endswith("\n") else "\n", highlight=False)
+
+
+@app.command()
+@friendly
+def usage(as_json: JsonFlag = False) -> None:
+    """Your spend this calendar month (UTC): worker time, dollars, and your budget with what is left of it."""
+    spent = client().usage()
+    show_json(spent) if as_json else out.print(usage_line(spent), markup=False, highlight=False)
 
 
 def main() -> None:

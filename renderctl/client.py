@@ -45,9 +45,14 @@ class Client:
         raise ApiError(resp.status_code, "http_error", f"the API answered HTTP {resp.status_code}")
 
     # --- jobs ---
-    def submit(self, body: dict, *, idempotency_key: str | None = None) -> dict:
+    def submit(self, body: dict, *, idempotency_key: str | None = None, dry_run: bool = False) -> dict:
+        """The job (201); with `dry_run`, its scout job (202), whose quote is ready once it is COMPLETED."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self.request("POST", "/api/jobs", json=body, headers=headers)
+        path = "/api/jobs?dry_run=1" if dry_run else "/api/jobs"
+        return self.request("POST", path, json=body, headers=headers)
+
+    def usage(self) -> dict:
+        return self.request("GET", "/api/usage")
 
     def job(self, job_id: str) -> dict:
         return self.request("GET", f"/api/jobs/{job_id}")

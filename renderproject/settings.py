@@ -10,7 +10,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from jobs.domain import Priority, timing
+from jobs.domain import Priority, pricing, timing
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -352,6 +352,12 @@ RENDER_MAX_ATTEMPTS = env_int("RENDER_MAX_ATTEMPTS", 3)
 RENDER_MAX_OUTAGE_ATTEMPTS = env_int("RENDER_MAX_OUTAGE_ATTEMPTS", 8)
 # Fairness: frames of an owner's jobs waiting or rendering (QUEUED, PROCESSING, CANCELLING); 0 for no limit.
 RENDER_MAX_ACTIVE_FRAMES_PER_OWNER = env_int("RENDER_MAX_ACTIVE_FRAMES_PER_OWNER", 100_000)
+# What a worker-second costs (quotes, spend, budgets): the render worker's size (the CDK stack sets both from
+# its task's cpu and memory) times Fargate's prices, dollars per vCPU-hour and per GB-hour.
+RENDER_WORKER_VCPU = env_float("RENDER_WORKER_VCPU", pricing.WORKER_CPU_UNITS / 1024)
+RENDER_WORKER_MEMORY_GB = env_float("RENDER_WORKER_MEMORY_GB", pricing.WORKER_MEMORY_MIB / 1024)
+RENDER_PRICE_VCPU_HOUR = env_float("RENDER_PRICE_VCPU_HOUR", pricing.PRICE_VCPU_HOUR)
+RENDER_PRICE_GB_HOUR = env_float("RENDER_PRICE_GB_HOUR", pricing.PRICE_GB_HOUR)
 RENDER_MAX_CRASHES = env_int("RENDER_MAX_CRASHES", 5)  # takeovers from dead holders before a chunk is poison
 RENDER_RETRY_BACKOFF_SECONDS = env_int("RENDER_RETRY_BACKOFF_SECONDS", 5)
 RENDER_RESULT_URL_EXPIRY = env_int("RENDER_RESULT_URL_EXPIRY", 3600)

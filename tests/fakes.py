@@ -12,18 +12,22 @@ import io
 from datetime import datetime, timedelta
 
 from jobs.domain import (
+    PRICE_GB_HOUR,
+    PRICE_VCPU_HOUR,
     UNFINISHED_STATES,
     Chunk,
     Failure,
     FrameResult,
     Job,
     JobStatus,
+    Prices,
     Priority,
     Step,
     StepArtifact,
     StepStatus,
     asset_key,
     can_transition,
+    month_of,
     sources,
 )
 from jobs.errors import (
@@ -49,6 +53,7 @@ from jobs.ports import (
     JobPage,
     NoNotifier,
     Overdue,
+    OwnerSpend,
     StoredAsset,
     StoredFile,
     UploadTicket,
@@ -80,6 +85,8 @@ class InMemoryJobRepository:
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.due: dict[tuple[str, int | None], tuple[JobStatus, datetime]] = {}
         self.usage: dict[str, int] = {}  # frames of each owner's jobs waiting or rendering
+        self.spend_seconds: dict[tuple[str, str], float] = {}  # (owner, month) -> worker-seconds, as budgets.py's items
+        self.budgets: dict[str, float] = {}  # owner -> dollars a month
         self.chunks = InMemoryChunkRepository(self)
         self.steps = InMemoryStepRepository(self)
 
@@ -91,6 +98,21 @@ class InMemoryJobRepository:
 
     def release_frames(self, owner: str, frames: int) -> None:
         self.usage[owner] = self.usage.get(owner, 0) - frames
+
+    # --- budgets (BudgetRepository: the same object serves both, as one table does) ----------------
+    def set_budget(self, owner: str, dollars: float | None, *, now: datetime) -> None:
+        if dollars is None:
+            self.budgets.pop(owner, None)
+        else:
+            self.budgets[owner] = round(dollars, 2)
+
+    def spend(self, owner: str, *, month: str) -> OwnerSpend:
+        return OwnerSpend(
+            owner=owner,
+            month=month,
+            worker_seconds=self.spend_seconds.get((owner, month), 0.0),
+            budget=self.budgets.get(owner),
+        )
 
     # --- jobs ---------------------------------------------------------------------------------
     def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None:
@@ -333,6 +355,9 @@ class InMemoryChunkRepository:
         render_seconds,
         now,
         lease_until,
+        owner,
+        worker_seconds=0.0,
+        first_frame_seconds=0.0,
         has_preview=False,
         expires_at=None,
         write_id=None,
@@ -342,7 +367,10 @@ class InMemoryChunkRepository:
         if self.failing_writes > 0:
             self.failing_writes -= 1
             raise ServiceUnavailable("DynamoDB is unreachable.")
-        after = self._record_frames(chunk, token, results, render_seconds, now, lease_until, has_preview)
+        worked = (worker_seconds, first_frame_seconds)
+        after = self._record_frames(chunk, token, results, render_seconds, now, lease_until, has_preview, worked)
+        month = (owner, month_of(now))  # as DynamoDB: the owner's month in the same transaction
+        self._jobs.spend_seconds[month] = self._jobs.spend_seconds.get(month, 0.0) + worker_seconds
         if write_id is not None:
             self._writes[write_id] = after
         if self.lost_responses > 0:
@@ -350,7 +378,7 @@ class InMemoryChunkRepository:
             raise ServiceUnavailable("DynamoDB timed out.")
         return after
 
-    def _record_frames(self, chunk, token, results, render_seconds, now, lease_until, has_preview) -> Chunk:
+    def _record_frames(self, chunk, token, results, render_seconds, now, lease_until, has_preview, worked) -> Chunk:
         current = self._held(chunk, token, extra=lambda c: c.frames_done == chunk.frames_done)
         if not chunk.whole_job:  # as DynamoDB: the chunk item's write and its publish are one transaction
             self._check_running(chunk)
@@ -359,6 +387,8 @@ class InMemoryChunkRepository:
             frames_done=current.frames_done + len(results),
             results=(*current.results, *results),
             render_seconds=current.render_seconds + render_seconds,
+            worker_seconds=current.worker_seconds + worked[0],
+            first_frame_seconds=current.first_frame_seconds + worked[1],
             lease_expires_at=lease_until,
         )
         if chunk.whole_job and last:
@@ -368,6 +398,8 @@ class InMemoryChunkRepository:
                     frames_done=updated.frames_done,
                     results=updated.results,
                     render_seconds=updated.render_seconds,
+                    worker_seconds=updated.worker_seconds,
+                    first_frame_seconds=updated.first_frame_seconds,
                     chunks_done=job.chunks_total,
                     has_preview=has_preview,
                     error=None,
@@ -389,6 +421,9 @@ class InMemoryChunkRepository:
                 job.replace(
                     frames_done=job.frames_done + len(results),
                     chunks_done=job.chunks_done + (1 if last else 0),
+                    worker_seconds=job.worker_seconds + worked[0],
+                    render_seconds=job.render_seconds + render_seconds,
+                    first_frame_seconds=job.first_frame_seconds + worked[1],
                     updated_at=now,
                 )
             )
@@ -533,6 +568,8 @@ class InMemoryChunkRepository:
                     render_failures=chunk.render_failures,
                     crashes=chunk.crashes,
                     render_seconds=chunk.render_seconds,
+                    worker_seconds=chunk.worker_seconds,
+                    first_frame_seconds=chunk.first_frame_seconds,
                     worker=chunk.worker,
                     lease_token=chunk.lease_token,
                     lease_expires_at=chunk.lease_expires_at,
@@ -1027,3 +1064,13 @@ def swept(repo, queue, *, now: datetime, grace: timedelta) -> dict[str, int]:
     return sweep(
         jobs=control(repo, queue), now=now, queued_grace=grace, hooks=FakeWebhooks(), log_context=no_log_context
     )
+
+
+PRICES = Prices(vcpu=4, memory_gb=8, vcpu_hour=PRICE_VCPU_HOUR, gb_hour=PRICE_GB_HOUR)  # the defaults' worker
+
+
+def spending(repo: InMemoryJobRepository, prices: Prices = PRICES):
+    """The `Spending` bundle on fakes: the in-memory repository keeps budgets and spend too."""
+    from jobs.services.budgets import Spending
+
+    return Spending(budgets=repo, prices=prices)

@@ -1,4 +1,4 @@
-"""Endpoints beside the jobs: the farm's status for operators, and an owner's webhook secret."""
+"""Endpoints beside the jobs: the farm's status for operators, an owner's webhook secret and spend."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import wiring
-from jobs.api.serializers import WebhookSecretOutputSerializer
+from jobs.api.serializers import UsageOutputSerializer, WebhookSecretOutputSerializer
 from jobs.api.views import ERRORS
 from jobs.domain import utcnow
 from jobs.errors import OperatorOnly
 from jobs.services.api_keys import SCOPE_OPERATOR
+from jobs.services.budgets import usage_get
 from jobs.services.farm import farm_status
 from jobs.services.webhooks import webhook_secret_rotate
 
@@ -42,3 +43,14 @@ class WebhookSecretApi(APIView):
             {"secret": secret, "owner": request.user.owner, "signature": "HMAC-SHA256 over <timestamp>.<body>"},
             status=status.HTTP_201_CREATED,
         )
+
+
+class UsageApi(APIView):
+    """`GET /api/usage`: your spend this calendar month (UTC): worker-seconds, dollars, budget, what is left."""
+
+    name = "Usage"
+
+    @extend_schema(operation_id="usage", responses={200: UsageOutputSerializer, **ERRORS})
+    def get(self, request: Request) -> Response:
+        usage = usage_get(spending=wiring.spending(), owner=request.user.owner, now=utcnow())
+        return Response(UsageOutputSerializer(usage.as_dict()).data)

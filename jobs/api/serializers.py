@@ -368,6 +368,20 @@ class FramesQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
 
 
+class JobCreateQuerySerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField(
+        default=False, help_text="1: a quote. The same checks, then a scout job of a few frames instead of the job."
+    )
+
+
+class UsageOutputSerializer(serializers.Serializer):
+    month = serializers.CharField(help_text="The calendar month, UTC: YYYY-MM.")
+    worker_seconds = serializers.FloatField(help_text="Seconds render workers spent on your chunks this month.")
+    spent = serializers.FloatField(help_text="Dollars: worker_seconds at the configured Fargate prices.")
+    budget = serializers.FloatField(allow_null=True, help_text="Dollars a month; null: no budget.")
+    remaining = serializers.FloatField(allow_null=True, help_text="budget - spent (at least 0); null: no budget.")
+
+
 class PageQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     cursor = serializers.CharField(max_length=4096, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
@@ -386,6 +400,7 @@ class TaskOutputSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     seconds_per_frame = serializers.FloatField(allow_null=True)
+    worker_seconds = serializers.FloatField(help_text="Its holders' wall time from each claim (start-up included).")
     error = serializers.CharField(allow_null=True)
     error_code = serializers.CharField(allow_null=True)
 
@@ -414,6 +429,7 @@ def task_representation(chunk: Chunk) -> dict:
         "started_at": chunk.started_at,
         "finished_at": chunk.finished_at,
         "seconds_per_frame": chunk.seconds_per_frame,
+        "worker_seconds": round(chunk.worker_seconds, 1),
         "error": chunk.error,
         "error_code": chunk.error_code,
     }

@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 
 from jobs.api.assets import AssetCollectionApi, AssetDetailApi
-from jobs.api.operators import FarmStatusApi, WebhookSecretApi
+from jobs.api.operators import FarmStatusApi, UsageApi, WebhookSecretApi
 from jobs.api.views import (
     ApiRootApi,
     JobCancelApi,
@@ -23,6 +23,7 @@ urlpatterns = [
     path("farm", FarmStatusApi.as_view(), name="farm-status"),
     path("jobs", JobCollectionApi.as_view(), name="job-collection"),
     path("webhook-secret", WebhookSecretApi.as_view(), name="webhook-secret"),
+    path("usage", UsageApi.as_view(), name="usage"),
     re_path(JOB + r"$", JobDetailApi.as_view(), name="job-detail"),
     re_path(JOB + r"/cancel$", JobCancelApi.as_view(), name="job-cancel"),
     re_path(JOB + r"/retry$", JobRetryApi.as_view(), name="job-retry"),

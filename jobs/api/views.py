@@ -22,6 +22,7 @@ from jobs.api.serializers import (
     ErrorOutputSerializer,
     FramesQuerySerializer,
     JobCreateInputSerializer,
+    JobCreateQuerySerializer,
     JobListOutputSerializer,
     JobListQuerySerializer,
     JobOutputSerializer,
@@ -106,6 +107,7 @@ class ApiRootApi(APIView):
                 "job_cancel": url("job-cancel", placeholder),
                 "job_retry": url("job-retry", placeholder),
                 "farm": url("farm-status"),  # keys with the operator scope
+                "usage": url("usage"),
                 "schema": url("schema"),
                 "docs": url("docs"),
                 "console": request.build_absolute_uri("/"),
@@ -173,10 +175,13 @@ class JobCollectionApi(APIView):
     @extend_schema(
         operation_id="jobs_create",
         request=JobCreateInputSerializer,
-        parameters=[IDEMPOTENCY],
-        responses={201: JobOutputSerializer, 422: ErrorOutputSerializer, **ERRORS},
+        parameters=[IDEMPOTENCY, JobCreateQuerySerializer],
+        responses={201: JobOutputSerializer, 202: JobOutputSerializer, 422: ErrorOutputSerializer, **ERRORS},
     )
     def post(self, request: Request) -> Response:
+        """201 with the job; with `?dry_run=1`, 202 with its scout job (a quote, once it is COMPLETED)."""
+        dry_run = JobCreateQuerySerializer(data={"dry_run": request.query_params.get("dry_run", False)})
+        dry_run.is_valid(raise_exception=True)
         key = validate_idempotency_key(request.headers.get("Idempotency-Key"))
         data = JobCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -212,19 +217,23 @@ class JobCollectionApi(APIView):
             scopes=request.user.scopes,
             frame_limit=settings.RENDER_MAX_ACTIVE_FRAMES_PER_OWNER,
             scene_files=wiring.scene_files(),
+            spending=wiring.spending(),
+            dry_run=dry_run.validated_data["dry_run"],
         )
         logs.bind(job_id=job.id)
         log.info(
-            "job %s %s: %d frames, priority %s",
+            "job %s %s: %d frames, priority %s%s",
             job.id,
             "replayed" if replayed else "submitted",
             job.frames_total,
             job.priority,
+            f", a quote of {job.quote_for.frames} frames" if job.quote_for else "",
         )
         headers = {"Location": _job_url(request, job.id)}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
-        return _job_response(request, job, status=status.HTTP_201_CREATED, headers=headers)
+        answer = status.HTTP_202_ACCEPTED if job.quote_for else status.HTTP_201_CREATED
+        return _job_response(request, job, status=answer, headers=headers)
 
 
 class JobDetailApi(APIView):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from jobs.domain.frames import FrameList
+from jobs.domain.pricing import QuoteFor
 from jobs.domain.states import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNKS_PER_JOB,
@@ -105,7 +106,11 @@ class Job:
     frames_done: int = 0
     render_failures: int = 0
     crashes: int = 0  # claims of a one-chunk job whose holder died without releasing it
+    # As its chunks' (Chunk below), summed by their progress writes: render seconds, worker-seconds (each holder's
+    # wall time from its claim to its writes, Blender's start-up included), and each holder's first frame's seconds.
     render_seconds: float = 0.0
+    worker_seconds: float = 0.0
+    first_frame_seconds: float = 0.0
     worker: str | None = None
     lease_token: str | None = None
     lease_expires_at: datetime | None = None
@@ -124,6 +129,7 @@ class Job:
     steps_attempt: int = 0  # the attempt whose assembly started the steps (0: not started)
     # The frames, when not every one from frame_start to frame_end (`frames: "1-99x2,150"`): see `frames`.
     frame_list: FrameList | None = None
+    quote_for: QuoteFor | None = None  # a scout job (a dry run): the full job it quotes
 
     def __post_init__(self):
         _normalise_frame_list(self)
@@ -149,9 +155,11 @@ class Job:
     def single_chunk(self) -> bool:
         """A job of one chunk is one task: its job item is the unit of work (no task items, no fan-out).
 
-        Not a job with steps: its frames end at the assembly, where its steps start, so it has chunk items.
+        Not a job with steps: its frames end at the assembly, where its steps start, so it has chunk items. Nor a
+        scout job (a quote): its chunk is measured as a chunk of the job it quotes is, without the assembly's
+        outputs (which a one-chunk job makes before its last write).
         """
-        return self.chunks_total == 1 and not self.steps
+        return self.chunks_total == 1 and not self.steps and self.quote_for is None
 
     @property
     def current_step(self) -> int | None:
@@ -189,6 +197,8 @@ class Job:
             render_failures=self.render_failures,
             crashes=self.crashes,
             render_seconds=self.render_seconds,
+            worker_seconds=self.worker_seconds,
+            first_frame_seconds=self.first_frame_seconds,
             worker=self.worker,
             lease_token=self.lease_token,
             lease_expires_at=self.lease_expires_at,
@@ -274,6 +284,8 @@ class Chunk:
     render_failures: int = 0
     crashes: int = 0  # claims whose holder died without releasing the chunk (poison work counts here)
     render_seconds: float = 0.0
+    worker_seconds: float = 0.0  # wall time of its holders, claim to each write (start-up included)
+    first_frame_seconds: float = 0.0  # the render seconds of each holder's first frame (Blender's start in it)
     worker: str | None = None
     lease_token: str | None = None
     lease_expires_at: datetime | None = None

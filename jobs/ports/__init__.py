@@ -14,6 +14,7 @@ from jobs.domain import FrameResult, Job, Priority, RendererName, VideoFormat
 from jobs.errors import RenderError
 from jobs.ports.repositories import (
     ApiKeyRepository,
+    BudgetRepository,
     ChunkRepository,
     FarmRegistry,
     JobRepository,
@@ -35,6 +36,7 @@ from jobs.ports.values import (
     IdempotencyRecord,
     JobPage,
     Overdue,
+    OwnerSpend,
     QueueDepth,
     StoredAsset,
     UploadTicket,
@@ -66,6 +68,7 @@ __all__ = [
     "AssetRecord",
     "AssetRepository",
     "AssetStore",
+    "BudgetRepository",
     "ChunkPage",
     "ChunkRepository",
     "Clock",
@@ -84,6 +87,7 @@ __all__ = [
     "NoMetrics",
     "NoNotifier",
     "Overdue",
+    "OwnerSpend",
     "QueueDepth",
     "QueueStats",
     "RenderContext",

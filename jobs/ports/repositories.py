@@ -13,6 +13,7 @@ from jobs.ports.values import (
     IdempotencyRecord,
     JobPage,
     Overdue,
+    OwnerSpend,
     QueueDepth,
     Revocation,
     WorkerBeat,
@@ -46,6 +47,9 @@ class ChunkRepository(Protocol):
         render_seconds: float,
         now: datetime,
         lease_until: datetime,
+        owner: str,
+        worker_seconds: float = 0.0,
+        first_frame_seconds: float = 0.0,
         has_preview: bool = False,
         expires_at: datetime | None = None,
         write_id: str | None = None,
@@ -189,6 +193,14 @@ class ApiKeyRepository(Protocol):
     def revoke(self, key_hash: str, *, now: datetime) -> Revocation: ...
     def list_keys(self, *, owner: str | None = None) -> list[ApiKeyRecord]: ...
     def with_key_id(self, key_id: str) -> list[ApiKeyRecord]: ...
+
+
+class BudgetRepository(Protocol):
+    """Owners' monthly budgets and spend (jobs/repository/budgets.py); spend is added by the chunks' own
+    progress writes (ChunkRepository.record_frames), never here."""
+
+    def set_budget(self, owner: str, dollars: float | None, *, now: datetime) -> None: ...
+    def spend(self, owner: str, *, month: str) -> OwnerSpend: ...
 
 
 class FarmRegistry(Protocol):

@@ -23,6 +23,16 @@ class ChunkPage:
 
 
 @dataclass(frozen=True)
+class OwnerSpend:
+    """An owner's month: the worker-seconds its chunks took, and its budget in dollars (None: no budget)."""
+
+    owner: str
+    month: str  # YYYY-MM, UTC
+    worker_seconds: float
+    budget: float | None
+
+
+@dataclass(frozen=True)
 class IdempotencyRecord:
     """Which job an owner's Idempotency-Key created, for which request body, until when. `name` is
     `<owner>#<key>` (the repository keeps it under its own prefix)."""

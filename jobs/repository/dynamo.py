@@ -49,10 +49,11 @@ def update_params(
     params: dict[str, Any] = {
         "TableName": table,
         "Key": key,
-        "ConditionExpression": condition,
         "ExpressionAttributeValues": {k: serialize_value(v) for k, v in values.items() if k in used},
         "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
     }
+    if condition:  # "": an unconditional part of a transaction (a counter that any write of it may add to)
+        params["ConditionExpression"] = condition
     if expression is not None:
         params["UpdateExpression"] = expression
     names = names_in(expression or "", condition)

@@ -23,13 +23,14 @@ from typing import Any
 
 from jobs.domain import Chunk, FrameResult, JobStatus
 from jobs.errors import JobNotRunning, LeaseLost, StaleWrite
+from jobs.repository.budgets import spend_update
 from jobs.repository.dynamo import (
     FINISHED,
     HOLDS_LEASE,
     conditional_transaction,
     conditional_update,
+    give_back_usage,
     set_status,
-    settle_usage,
 )
 from jobs.repository.items import (
     chunk_key,
@@ -54,6 +55,9 @@ def record_frames(
     render_seconds: float,
     now: datetime,
     lease_until: datetime,
+    owner: str,
+    worker_seconds: float = 0.0,
+    first_frame_seconds: float = 0.0,
     has_preview: bool = False,
     expires_at: datetime | None = None,
     write_id: str | None = None,
@@ -64,6 +68,8 @@ def record_frames(
     For a one-chunk job the last write completes the job (`has_preview`, `expires_at` apply). A chunk item's
     write and the count of its frames on the job item (`_count`, which requires the job to be
     running in this attempt) are one transaction: one request per write, whatever it carries.
+    `worker_seconds` (the holder's wall time since its claim or its last write) is added to the chunk, to the
+    job and to its owner's spend of the month (budgets.py) in that transaction, so a retried write adds it once.
     JobNotRunning when the job stopped, LeaseLost when the lease is gone. A caller that tries the same
     write again after an error passes the same `write_id`: if the first try applied, the retry counts as done.
     """
@@ -74,12 +80,17 @@ def record_frames(
         ":done": chunk.frames_done,
         ":result": [result_to_map(r) for r in results],
         ":secs": decimal(render_seconds),
+        ":worked": decimal(worker_seconds),
+        ":first": decimal(first_frame_seconds),
+        ":zero": 0,
         ":token": token,
         ":attempt": chunk.attempt,
         ":now": iso(now),
     }
     expression = (
-        "SET frames_done = :next, #results = list_append(#results, :result), render_seconds = render_seconds + :secs"
+        "SET frames_done = :next, #results = list_append(#results, :result), render_seconds = render_seconds + :secs,"
+        " worker_seconds = if_not_exists(worker_seconds, :zero) + :worked,"
+        " first_frame_seconds = if_not_exists(first_frame_seconds, :zero) + :first"
     )
     if not last:
         # The lease moves on with the frames; the sweeper's marker (gsi2) stays where the claim put it, so a
@@ -100,15 +111,21 @@ def record_frames(
         frames_done=done,
         results=(*chunk.results, *results),
         render_seconds=chunk.render_seconds + render_seconds,
+        worker_seconds=chunk.worker_seconds + worker_seconds,
+        first_frame_seconds=chunk.first_frame_seconds + first_frame_seconds,
         status=JobStatus.COMPLETED if last else chunk.status,
     )
+    spent = spend_update(table, owner, worker_seconds, now)
     if chunk.whole_job:
-        _whole_job_write(client, table, key, expression, condition, values, finishes=last, write_id=write_id)
+        _whole_job_write(client, [(table, key, expression, condition, values), spent], write_id=write_id)
+        if last:  # the job ended: its frames leave the owner's usage
+            give_back_usage(client, table, owner, len(chunk.frames), chunk.job_id)
         return after
-    counted = _count(chunk.attempt, len(results), completes=last, now=now)
+    timings = (worker_seconds, render_seconds, first_frame_seconds)
+    counted = _count(chunk.attempt, len(results), timings, completes=last, now=now)
     lost = conditional_transaction(
         client,
-        [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *counted)],
+        [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *counted), spent],
         write_id=write_id,
     )
     if lost is not None:
@@ -122,11 +139,24 @@ def record_frames(
 RUNNING_IN_ATTEMPT = "#status IN (:st_queued, :st_processing) AND attempt = :attempt"
 
 
-def _count(attempt: int, frames: int, *, completes: bool, now: datetime) -> tuple[str, str, dict[str, Any]]:
-    """The job item's part of a chunk's write: add its new frames (and its completion) to the job's counts,
-    if the job still runs in the chunk's attempt (a refusal is how a running chunk learns of a cancel)."""
-    values: dict[str, Any] = {":frames": frames, ":now": iso(now), ":attempt": attempt}
-    expression = "SET updated_at = :now ADD frames_done :frames"
+def _count(
+    attempt: int, frames: int, timings: tuple[float, float, float], *, completes: bool, now: datetime
+) -> tuple[str, str, dict[str, Any]]:
+    """The job item's part of a chunk's write: add its new frames, its seconds (worker, render, first frame: the
+    job's sums) and its completion to the job's counts, if the job still runs in the chunk's attempt (a refusal
+    is how a running chunk learns of a cancel)."""
+    values: dict[str, Any] = {
+        ":frames": frames,
+        ":now": iso(now),
+        ":attempt": attempt,
+        ":worked": decimal(timings[0]),
+        ":secs": decimal(timings[1]),
+        ":first": decimal(timings[2]),
+    }
+    expression = (
+        "SET updated_at = :now ADD frames_done :frames, worker_seconds :worked, render_seconds :secs,"
+        " first_frame_seconds :first"
+    )
     if completes:
         expression += ", chunks_done :one"
         values[":one"] = 1
@@ -161,25 +191,14 @@ def recount(client, table: str, job_id: str, *, attempt: int, seen: tuple[int, i
     return True
 
 
-def _whole_job_write(
-    client,
-    table: str,
-    key: dict,
-    expression: str,
-    condition: str,
-    values: dict,
-    *,
-    finishes: bool,
-    write_id: str | None,
-) -> None:
-    """One conditional update of a one-chunk job's item (safe under retries, like every other)."""
-    try:
-        item = conditional_update(
-            client, table, key, expression, condition=condition, values=values, returns=finishes, write_id=write_id
-        )
-    except StaleWrite as exc:
-        if exc.status == JobStatus.PROCESSING:
-            raise LeaseLost() from exc
-        raise JobNotRunning(exc.status) from exc
-    if finishes:
-        settle_usage(client, table, item)
+def _whole_job_write(client, updates: list, *, write_id: str | None) -> None:
+    """A one-chunk job's item and its owner's spend, in one transaction (safe under retries, like every other)."""
+    lost = conditional_transaction(client, updates, write_id=write_id)
+    if lost is None:
+        return
+    conflict = lost[1]
+    if not isinstance(conflict, StaleWrite):
+        raise conflict
+    if conflict.status == JobStatus.PROCESSING:
+        raise LeaseLost() from conflict
+    raise JobNotRunning(conflict.status) from conflict

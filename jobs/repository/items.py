@@ -18,6 +18,7 @@ from jobs.domain import (
     JobStatus,
     OutputFormat,
     Priority,
+    QuoteFor,
     RendererName,
     Scene,
     Step,
@@ -200,6 +201,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
         "render_failures": job.render_failures,
         "crashes": job.crashes,
         "render_seconds": decimal(job.render_seconds),
+        "worker_seconds": decimal(job.worker_seconds),
+        "first_frame_seconds": decimal(job.first_frame_seconds),
         "results": [result_to_map(r) for r in job.results],
         "fanout_sent": job.fanout_sent,
         "renderer": str(job.renderer),
@@ -217,6 +220,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
         item["steps"] = [step_to_map(s) for s in job.steps]
     if job.steps_attempt:
         item["steps_attempt"] = job.steps_attempt
+    if job.quote_for is not None:
+        item["quote_for"] = job.quote_for.as_dict()
     item.update(due_index(P.JOB_KIND, job.status, job.created_at, job.id))
     return item
 
@@ -247,6 +252,7 @@ def item_to_job(item: dict[str, Any]) -> Job:
         warnings=tuple(sorted(item.get("warnings") or ())),
         steps=tuple(map_to_step(m) for m in item.get("steps") or ()),
         steps_attempt=int(item.get("steps_attempt", 0)),
+        quote_for=QuoteFor(**{k: int(v) for k, v in item["quote_for"].items()}) if item.get("quote_for") else None,
     )
     return job
 
@@ -263,6 +269,8 @@ def _work_fields(item: dict[str, Any]) -> dict[str, Any]:
         "render_failures": int(item.get("render_failures", 0)),
         "crashes": int(item.get("crashes", 0)),
         "render_seconds": float(item.get("render_seconds", 0)),
+        "worker_seconds": float(item.get("worker_seconds", 0)),
+        "first_frame_seconds": float(item.get("first_frame_seconds", 0)),
         "worker": item.get("worker"),
         "lease_token": item.get("lease_token"),
         "lease_expires_at": from_seconds(item.get("lease_expires_at")),
@@ -332,6 +340,8 @@ def chunk_to_item(chunk: Chunk, created_at: datetime) -> dict[str, Any]:
         "render_failures": chunk.render_failures,
         "crashes": chunk.crashes,
         "render_seconds": decimal(chunk.render_seconds),
+        "worker_seconds": decimal(chunk.worker_seconds),
+        "first_frame_seconds": decimal(chunk.first_frame_seconds),
         "results": [result_to_map(r) for r in chunk.results],
     }
     if chunk.frame_list is not None:

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 import uuid
+from datetime import datetime
 
 from jobs.domain import Chunk, FrameResult
 from jobs.errors import JobStateConflict
@@ -30,13 +31,17 @@ WRITE_TRIES = 3  # a progress write after an AWS error: tried again after 0.5 s,
 
 
 class ChunkProgress:
-    def __init__(self, ctx: RenderContext, chunk: Chunk, *, token: str):
+    def __init__(self, ctx: RenderContext, chunk: Chunk, *, token: str, owner: str, claimed_at: datetime):
         self._ctx = ctx
         self._token = token
+        self._owner = owner  # whose month the worker-seconds are spent in
         self._lock = threading.Lock()
         self._pending: list[FrameResult] = []
         self._pending_seconds = 0.0
+        self._pending_first = 0.0  # the seconds of this holder's first frame, until written
+        self._first_seen = False
         self._written_at = ctx.clock()  # the claim wrote the chunk last
+        self._worked_until = claimed_at  # worker-seconds are counted from the claim to each write
         self._refused: JobStateConflict | None = None
         self._has_preview = False  # for the write holding a one-chunk job's last frame (its outputs are made)
         # The id and size of a write that raised (it may have applied): the same batch is written as it again.
@@ -68,6 +73,9 @@ class ChunkProgress:
             self._raise_refusal()
             self._pending.append(result)
             self._pending_seconds += seconds
+            if not self._first_seen:  # its seconds hold the renderer's start (Blender's), as the quote needs
+                self._first_seen = True
+                self._pending_first = seconds
             self._has_preview = self._has_preview or has_preview
             now = self._ctx.clock()
             last = self.current.frames_done + len(self._pending) == len(self.current.frames)
@@ -121,6 +129,9 @@ class ChunkProgress:
                     token=self._token,
                     results=tuple(self._pending),
                     render_seconds=self._pending_seconds,
+                    owner=self._owner,
+                    worker_seconds=max((now - self._worked_until).total_seconds(), 0.0),
+                    first_frame_seconds=self._pending_first,
                     now=now,
                     lease_until=self._ctx.lease_until(),
                     has_preview=self._has_preview,
@@ -139,5 +150,6 @@ class ChunkProgress:
                 time.sleep(0.5 * 2**attempt)
         self._pending.clear()
         self._pending_seconds = 0.0
-        self._written_at = now
+        self._pending_first = 0.0
+        self._written_at = self._worked_until = now
         self._unsure = None

@@ -104,7 +104,7 @@ def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt
     if chunk.crashes >= ctx.max_crashes:
         failure = Failure("poison", f"It crashed its worker {chunk.crashes} times (poison work); not tried again.")
         return _give_up(ctx, job, chunk, token, failure)
-    return _render(ctx, job, chunk, token)
+    return _render(ctx, job, chunk, token, claimed_at=now)
 
 
 def _lease_left(exc: JobStateConflict, attempt: int, now: datetime) -> int:
@@ -118,11 +118,12 @@ def _lease_left(exc: JobStateConflict, attempt: int, now: datetime) -> int:
     return int(left) + 1 if left > 0 else 0
 
 
-def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str) -> tuple[Outcome, int]:
+def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str, *, claimed_at: datetime) -> tuple[Outcome, int]:
     """Render the chunk; whatever the outcome, its render log (if the renderer wrote one) ends up in S3."""
     chunk_log = ChunkLog(store=ctx.store, job_id=job.id, chunk=chunk.index or 0)
     try:
-        return _render_frames(ctx, job, chunk, token, chunk_log)
+        progress = ChunkProgress(ctx, chunk, token=token, owner=job.owner, claimed_at=claimed_at)
+        return _render_frames(ctx, job, chunk, token, chunk_log, progress)
     finally:
         _save_log(chunk_log)
 
@@ -145,9 +146,10 @@ def _save_log(chunk_log: ChunkLog, every: float = 0.0) -> None:
         log.warning("could not save a render log", exc_info=True)
 
 
-def _render_frames(ctx: RenderContext, job: Job, chunk: Chunk, token: str, chunk_log: ChunkLog) -> tuple[Outcome, int]:
+def _render_frames(
+    ctx: RenderContext, job: Job, chunk: Chunk, token: str, chunk_log: ChunkLog, progress: ChunkProgress
+) -> tuple[Outcome, int]:
     frame_seconds: list[float] = []
-    progress = ChunkProgress(ctx, chunk, token=token)
     frames = chunk.frames
     try:
         renderer = ctx.renderer_for(job)

@@ -14,12 +14,15 @@ from jobs.domain import (
     JobStatus,
     OutputFormat,
     Priority,
+    QuoteFor,
     RendererName,
     Scene,
     StepSpec,
+    chunk_count,
     frame_range_problem,
     new_job_id,
     new_steps,
+    scout_frames,
     steps_problem,
 )
 from jobs.errors import (
@@ -46,6 +49,7 @@ from jobs.ports import (
 )
 from jobs.services.api_keys import SCOPE_HIGH
 from jobs.services.assets import SceneFiles
+from jobs.services.budgets import Spending, budget_check
 from jobs.services.control import enqueue_work
 
 log = logging.getLogger(__name__)
@@ -72,9 +76,9 @@ class JobSpec:
     # `frames: "1-99x2,150"`: the frames from frame_start to frame_end it renders (None: every one)
     frame_list: FrameList | None = None
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, *, dry_run: bool = False) -> str:
         """A hash of the request as validated, so the same body in another key order still matches (and the
-        same frames, as a list or as a range)."""
+        same frames, as a list or as a range); a dry run of it is another request."""
         defaults = {
             "callback_url": None,
             "fail_on_missing_files": True,
@@ -83,6 +87,8 @@ class JobSpec:
             "frame_list": None,
         }
         fields = {k: v for k, v in asdict(self).items() if not (k in defaults and v == defaults[k])}
+        if dry_run:
+            fields["dry_run"] = True
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -97,6 +103,8 @@ def job_create(
     frame_limit: int,
     scene_files: SceneFiles,
     hooks: WebhookRepository,
+    spending: Spending,
+    dry_run: bool = False,
 ) -> tuple[Job, bool]:
     """Store a QUEUED job and send its first message; returns (job, replayed).
 
@@ -108,18 +116,27 @@ def job_create(
     may not pass `frame_limit` (0: no limit); both are refused before anything is written.
     A job that names a scene file needs it declared and stored as declared (422 otherwise); it is then
     kept at least `scene_files.retention` longer. A job with a callback URL needs its owner to have a
-    webhook secret (`hooks`), else 409 webhook_secret_missing.
+    webhook secret (`hooks`), else 409 webhook_secret_missing. An owner whose spend this month has reached
+    its budget is refused (429 budget_exceeded).
+
+    A dry run (`dry_run`) is checked exactly as the job, then stores and sends a scout job instead: a few of
+    its frames in one chunk, no steps, no callback, marked with what it quotes (`quote_for`; services/quotes.py).
     """
     repo, queue = jobs.repo, jobs.queue
     if spec.priority is Priority.HIGH and SCOPE_HIGH not in scopes:
         raise PriorityNotAllowed()
     if spec.callback_url and hooks.secret(owner) is None:
         raise WebhookSecretMissing()
+    budget_check(spending=spending, owner=owner, now=now)
     request_spec = spec
     if spec.scene_file is not None:
         spec = from_the_file(spec, scene_files.keep(owner=owner, sha256=spec.scene_file, now=now))
     if spec.steps and (problem := _steps_problem(spec)):  # the format and range may have been the file's
         raise StepsRefused(problem)
+    quote_for = None
+    if dry_run:
+        frames = spec.frame_list or FrameList.span(spec.frame_start, spec.frame_end)
+        spec, quote_for = scout_of(spec=spec, frames=frames)
     job = Job(
         id=new_job_id(),
         owner=owner,
@@ -137,13 +154,15 @@ def job_create(
         updated_at=now,
         callback_url=spec.callback_url,
         steps=new_steps(spec.steps),
+        quote_for=quote_for,
     )
     record = None
     if idempotency_key is not None:
         record = IdempotencyRecord(
             name=f"{owner}#{idempotency_key}",
             job_id=job.id,
-            request_hash=request_spec.fingerprint(),  # the request as sent: a replay matches before resolving
+            # the request as sent: a replay matches before resolving (and a dry run is another request)
+            request_hash=request_spec.fingerprint(dry_run=dry_run),
             created_at=now,
             expires_at=now + IDEMPOTENCY_TTL,
         )
@@ -163,6 +182,23 @@ def job_create(
         repo.release_frames(owner, job.frames_total)
         raise
     return job, False
+
+
+def scout_of(*, spec: JobSpec, frames: FrameList) -> tuple[JobSpec, QuoteFor]:
+    """(the scout's spec, what it quotes): the job's first, middle and last frames in one chunk, the same scene
+    and settings, no steps (a scout never encodes) and no callback."""
+    target = QuoteFor(frames=len(frames), chunks=chunk_count(len(frames), spec.chunk_size), chunk_size=spec.chunk_size)
+    scouts = scout_frames(frames)
+    scout = replace(
+        spec,
+        frame_start=scouts.first,
+        frame_end=scouts.last,
+        frame_list=scouts,
+        chunk_size=len(scouts),
+        steps=(),
+        callback_url=None,
+    )
+    return scout, target
 
 
 def _steps_problem(spec: JobSpec) -> str | None:

@@ -362,6 +362,8 @@ def test_the_api_has_its_items_its_indexes_and_no_dlq(stack):
         ("DeleteItem", "SESSION#s1"),
         ("GetItem", "HOOKSECRET#alice"),  # submit with a callback_url: the owner has a secret
         ("UpdateItem", "HOOKSECRET#alice"),  # POST /api/webhook-secret
+        ("BatchGetItem", "OWNER#alice"),  # a submit and /api/usage read the owner's budget and month's spend
+        ("UpdateItem", "OWNER#alice"),  # the frames reserved; `manage.py budget`
     ]
     for action, pk in requests:
         assert api.allows(f"dynamodb:{action}", names.table, **item(pk)), (action, pk)

@@ -247,6 +247,9 @@ def test_workers_are_sized_for_rendering_and_run_the_blender_image(dev):
     api = next(t["Properties"] for t in tasks if t["Properties"]["ContainerDefinitions"][0]["Name"] == "api")
     assert [c["Name"] for c in worker["ContainerDefinitions"]] == ["worker", "sandbox"]
     assert (worker["Cpu"], worker["Memory"]) == ("4096", "8192")  # stage settings workerCpu, workerMemoryMib
+    # The API prices a worker-second (quotes, budgets) by this task's size, as the stack tells it.
+    api_env = env_of(api["ContainerDefinitions"][0])
+    assert (api_env["RENDER_WORKER_VCPU"], api_env["RENDER_WORKER_MEMORY_GB"]) == ("4", "8")
     # Two image assets (Dockerfile targets api and worker): the worker's is not the API's.
     assert worker["ContainerDefinitions"][0]["Image"] != api["ContainerDefinitions"][0]["Image"]
 

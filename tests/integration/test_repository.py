@@ -7,7 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from jobs.adapters import aws
-from jobs.domain import Failure, FrameList, FrameResult, JobStatus, frame_fields, new_job_id
+from jobs.domain import Failure, FrameList, FrameResult, JobStatus, frame_fields, month_of, new_job_id
 from jobs.errors import (
     IdempotencyTaken,
     InvalidCursor,
@@ -18,6 +18,7 @@ from jobs.errors import (
     LeaseLost,
 )
 from jobs.ports import IdempotencyRecord
+from jobs.repository.budgets import DynamoBudgets
 from jobs.repository.items import DUE_SHARDS, job_key, owner_partition, shard_of, status_sort_key
 from tests.conftest import T0
 from tests.fakes import InMemoryJobRepository
@@ -54,7 +55,7 @@ def _record(repo, chunk, *, token=TOKEN, frame=None, seconds=1.0, now=T0, count=
         render_seconds=seconds,
         now=now,
         lease_until=now + timedelta(seconds=LEASE),
-        **kwargs,
+        **{"owner": "alice", **kwargs},
     )
 
 
@@ -738,3 +739,44 @@ def test_a_retried_chunk_write_counts_its_frames_once(repo, make_job):
     counted = repo.get(job.id)
     assert (counted.frames_done, counted.chunks_done) == (2, 1)
     assert _chunk(repo, job.id, 0).status is JobStatus.COMPLETED
+
+
+def _budgets(repo):
+    """The owner's budget and spend: on DynamoDB their own repository over the same table; the fake keeps both."""
+    if isinstance(repo, InMemoryJobRepository):
+        return repo
+    return DynamoBudgets(client=aws.client("dynamodb"), table_name=repo._table)
+
+
+def test_a_retried_chunk_write_counts_its_worker_seconds_and_spend_once(repo, make_job):
+    """The worker-seconds of a progress write tried again as the same write count once on the chunk, the job
+    and the owner's month, whichever storage shape (a chunk item, or a one-chunk job's item)."""
+    job = _multi_job(repo, make_job)
+    _, chunk = _claim(repo, job.id, 0)
+    first = _record(repo, chunk, write_id="w1", worker_seconds=2.5, first_frame_seconds=1.25)
+    _record(repo, chunk, write_id="w1", worker_seconds=2.5, first_frame_seconds=1.25)
+    _record(repo, first, write_id="w2", worker_seconds=1.5)
+    _record(repo, first, write_id="w2", worker_seconds=1.5)
+    stored = _chunk(repo, job.id, 0)
+    assert (stored.worker_seconds, stored.first_frame_seconds) == (4.0, 1.25)
+    counted = repo.get(job.id)  # the job sums its chunks' seconds
+    assert (counted.worker_seconds, counted.render_seconds, counted.first_frame_seconds) == (4.0, 2.0, 1.25)
+    single = make_job(frame_end=2, chunk_size=2)
+    repo.add(single)
+    _, whole = _claim(repo, single.id)
+    once = _record(repo, whole, write_id="w3", worker_seconds=3.0)
+    _record(repo, whole, write_id="w3", worker_seconds=3.0)
+    _record(repo, once, write_id="w4", worker_seconds=1.0)
+    _record(repo, once, write_id="w4", worker_seconds=1.0)
+    done = repo.get(single.id)
+    assert done.status is JobStatus.COMPLETED and done.worker_seconds == 4.0
+    assert _budgets(repo).spend("alice", month=month_of(T0)).worker_seconds == 8.0
+
+
+def test_a_refused_chunk_write_spends_nothing(repo, make_job):
+    job = _multi_job(repo, make_job)
+    _, chunk = _claim(repo, job.id, 0)
+    repo.transition(job.id, attempt=1, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=T0)
+    with pytest.raises(JobNotRunning):
+        _record(repo, chunk, worker_seconds=5.0)
+    assert _budgets(repo).spend("alice", month=month_of(T0)).worker_seconds == 0.0

@@ -42,7 +42,13 @@ def _assembled(repo, make_job, steps=(MP4,)):
 
     results = [FrameResult(frame=f, key=f"k{f}", size=1, sha256="0" * 64, content_type="image/png") for f in (1, 2)]
     repo.chunks.record_frames(
-        chunk, token="r", results=results, render_seconds=1.0, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
+        chunk,
+        token="r",
+        results=results,
+        render_seconds=1.0,
+        now=T0,
+        lease_until=T0 + timedelta(seconds=LEASE),
+        owner="alice",
     )
     leased = repo.begin_assembly(job.id, attempt=1, worker="asm", token="asm", now=T0, lease_seconds=LEASE)
     return repo.steps.begin(leased, token="asm", has_preview=True, now=T0)

@@ -41,7 +41,13 @@ def _finish(repo, job_id, index, token=TOKEN):
     for frame in chunk.frames:
         result = FrameResult(frame=frame, key=f"k{frame}", size=1, sha256="0" * 64, content_type="image/png")
         chunk = repo.chunks.record_frames(
-            chunk, token=token, results=[result], render_seconds=0.1, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
+            chunk,
+            token=token,
+            results=[result],
+            render_seconds=0.1,
+            now=T0,
+            lease_until=T0 + timedelta(seconds=LEASE),
+            owner="alice",
         )
     assert chunk.status is JobStatus.COMPLETED
 

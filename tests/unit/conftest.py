@@ -8,7 +8,15 @@ from jobs.domain import FrameList, OutputFormat, Priority, Scene
 from jobs.services import JobSpec, RenderContext, chunk_process, job_create, job_fanout
 from jobs.services.api_keys import SCOPE_HIGH
 from tests.conftest import T0
-from tests.fakes import FakeResultStore, FakeTaskQueue, InMemoryJobRepository, ScriptedRenderer, control, scene_files
+from tests.fakes import (
+    FakeResultStore,
+    FakeTaskQueue,
+    InMemoryJobRepository,
+    ScriptedRenderer,
+    control,
+    scene_files,
+    spending,
+)
 
 LEASE = 60
 RETENTION = timedelta(days=1)
@@ -80,7 +88,7 @@ def spec(frames=(1, 1), chunk_size=5, priority=Priority.HIGH, name="shot", callb
     )
 
 
-def create(repo, queue, clock, key=None, hooks=None, owner="alice", **kwargs):
+def create(repo, queue, clock, key=None, hooks=None, owner="alice", dry_run=False, **kwargs):
     """job_create as the API calls it: (the job, whether it replays an earlier submit with that key)."""
     return job_create(
         jobs=control(repo, queue),
@@ -92,6 +100,8 @@ def create(repo, queue, clock, key=None, hooks=None, owner="alice", **kwargs):
         scopes=frozenset({SCOPE_HIGH}),
         frame_limit=0,
         scene_files=scene_files(),
+        spending=spending(repo),
+        dry_run=dry_run,
     )
 
 

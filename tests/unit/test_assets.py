@@ -17,6 +17,7 @@ from tests.fakes import (
     FakeWebhooks,
     InMemoryJobRepository,
     control,
+    spending,
 )
 
 BODY = b"BLENDER-v304 pretend scene" * 10
@@ -91,6 +92,7 @@ def submit(jobs, scene_files, sha=SHA, owner="alice"):
         idempotency_key=None,
         now=T0,
         scene_files=scene_files,
+        spending=spending(jobs),
         scopes=frozenset({SCOPE_HIGH}),
         frame_limit=0,
         hooks=FakeWebhooks(),

@@ -38,7 +38,9 @@ class FakeApi(BaseHTTPRequestHandler):
         self.paths.append(self.path)
         by_id = {j["id"]: j for j in self.jobs}
         parts = url.path.strip("/").split("/")  # api, jobs, <id>, tasks, <index>, log
-        if url.path == "/api/jobs":
+        if url.path == "/api/usage":
+            self.answer(200, USAGE)
+        elif url.path == "/api/jobs":
             wanted = [j for j in self.jobs if j["status"] == query.get("status", j["status"])]
             start = int(query.get("cursor", 0))
             more = start + 2 < len(wanted)
@@ -55,6 +57,11 @@ class FakeApi(BaseHTTPRequestHandler):
         """POST /api/jobs: the body is kept; the job answered has the frames it asked for (as the API would)."""
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.posted.append(body)
+        if self.path == "/api/jobs?dry_run=1":  # a scout that has already completed, with its quote
+            scout = job(C) | {"frames": "1,13,24", "quote": QUOTE}
+            self.jobs.append(scout)
+            self.answer(202, scout)
+            return
         created = job(A, "QUEUED") | {"frames": body.get("frames", "1-2")}
         self.jobs.append(created)
         self.answer(201, created)
@@ -87,6 +94,19 @@ def renderctl(tmp_path):
     server.server_close()
 
 
+QUOTE = {
+    "frames": 24,
+    "chunks": 6,
+    "chunk_size": 4,
+    "ready": True,
+    "seconds_per_frame": 1.0,
+    "startup_seconds": 3.5,
+    "worker_seconds": 45.0,
+    "workers": 2,
+    "wall_seconds": 22.5,
+    "dollars": 0.0025,
+}
+USAGE = {"month": "2026-12", "worker_seconds": 3725.0, "spent": 0.2, "budget": 50.0, "remaining": 49.8}
 A = "abcd" + "0" * 28
 B = "abcd" + "1" * 28
 C = "abce" + "2" * 28
@@ -147,3 +167,23 @@ def test_submit_sends_a_frame_list_that_replaces_a_job_files_range_and_status_sh
     job_file.write_text(json.dumps({"scene": "s", "width": 64, "height": 64, "frames": "3,5"}))
     assert renderctl("submit", str(job_file), "--start", "2", "--end", "4").exit_code == 0
     assert FakeApi.posted[-1] == {"scene": "s", "width": 64, "height": 64, "frame_start": 2, "frame_end": 4}
+
+
+def test_submit_quote_waits_for_the_scout_and_prints_one_line_of_estimate(renderctl):
+    quoted = renderctl("submit", "--name", "s", "--width", "64", "--height", "64", "--end", "24", "--quote")
+    assert quoted.exit_code == 0, quoted.output
+    assert FakeApi.posted == [{"scene": "s", "width": 64, "height": 64, "frame_end": 24}]
+    assert quoted.stdout == (
+        "quote: 24 frames in 6 chunks: 45s of worker time, 22s wall on 2 worker(s), $0.00 "
+        "(1 s a frame, 3.5 s start-up a chunk)\n"
+    )
+    assert f"scout job {C} renders frames 1,13,24" in quoted.stderr
+    as_json = renderctl("submit", "--name", "s", "--width", "64", "--height", "64", "--quote", "--json")
+    assert json.loads(as_json.stdout) == QUOTE
+
+
+def test_usage_prints_the_months_spend_and_budget(renderctl):
+    shown = renderctl("usage")
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout == "2026-12: $0.20 spent (1h02m of worker time), budget $50.00, $49.80 left\n"
+    assert json.loads(renderctl("usage", "--json").stdout) == USAGE

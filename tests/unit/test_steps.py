@@ -24,7 +24,7 @@ from jobs.services.selectors import job_result_links, step_log
 from jobs.services.steps import step_error, step_process
 from jobs.services.sweep_counts import Swept
 from jobs.services.sweeper import sweep
-from tests.fakes import FakeEncoder, FakeWebhooks, RecordingNotifier, ScriptedRenderer, control, scene_files
+from tests.fakes import FakeEncoder, FakeWebhooks, RecordingNotifier, ScriptedRenderer, control, scene_files, spending
 from tests.unit.conftest import LEASE, make_worker, spec
 
 MP4 = Encode(format=VideoFormat.MP4, fps=24)
@@ -45,6 +45,7 @@ def submit(repo, queue, clock, *, frames=(1, 6), chunk_size=2, steps=(MP4,), out
         scopes=frozenset({SCOPE_HIGH}),
         frame_limit=0,
         scene_files=scene_files(),
+        spending=spending(repo),
     )
     return job
 

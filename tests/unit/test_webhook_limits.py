@@ -17,7 +17,7 @@ from jobs.ports import SendResult
 from jobs.services import job_cancel, job_create
 from jobs.services.api_keys import SCOPE_HIGH
 from jobs.services.webhooks import WebhookNotifier, WebhookPolicy, webhook_deliver
-from tests.fakes import FakeDeliverySlots, FakeWebhooks, control, scene_files
+from tests.fakes import FakeDeliverySlots, FakeWebhooks, control, scene_files, spending
 from tests.unit.conftest import RETENTION, spec
 
 POLICY = WebhookPolicy(
@@ -50,6 +50,7 @@ def ended(repo, queue, clock, hooks, owner="alice"):
         scopes=frozenset({SCOPE_HIGH}),
         frame_limit=0,
         scene_files=scene_files(),
+        spending=spending(repo),
     )
     notifier = WebhookNotifier(hooks=hooks, queue=queue, clock=clock, policy=POLICY, retention=RETENTION)
     job_cancel(jobs=control(repo, notifier=notifier), job=job, now=clock())
