@@ -266,6 +266,8 @@ class InMemoryJobRepository:
     def _end(self, job: Job, status: JobStatus, now: datetime) -> Job:
         self.due.pop((job.id, None), None)
         self.release_frames(job.owner, job.frames_total)
+        month = (job.owner, month_of(now))  # as DynamoDB: the job's worker-seconds charged by the write ending it
+        self.spend_seconds[month] = self.spend_seconds.get(month, 0.0) + job.worker_seconds
         return self._put(
             job.replace(status=status, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None)
         )
@@ -355,7 +357,6 @@ class InMemoryChunkRepository:
         render_seconds,
         now,
         lease_until,
-        owner,
         worker_seconds=0.0,
         first_frame_seconds=0.0,
         has_preview=False,
@@ -369,8 +370,6 @@ class InMemoryChunkRepository:
             raise ServiceUnavailable("DynamoDB is unreachable.")
         worked = (worker_seconds, first_frame_seconds)
         after = self._record_frames(chunk, token, results, render_seconds, now, lease_until, has_preview, worked)
-        month = (owner, month_of(now))  # as DynamoDB: the owner's month in the same transaction
-        self._jobs.spend_seconds[month] = self._jobs.spend_seconds.get(month, 0.0) + worker_seconds
         if write_id is not None:
             self._writes[write_id] = after
         if self.lost_responses > 0:

@@ -47,7 +47,6 @@ class ChunkRepository(Protocol):
         render_seconds: float,
         now: datetime,
         lease_until: datetime,
-        owner: str,
         worker_seconds: float = 0.0,
         first_frame_seconds: float = 0.0,
         has_preview: bool = False,

@@ -1,46 +1,26 @@
 """Owners' budgets and spend in DynamoDB: the monthly budget an operator sets, the worker-seconds counted.
 
 Both live in the owner's partition, beside its usage item: `pk=OWNER#<owner>`, `sk=BUDGET` (`dollars`) and
-`sk=SPEND#<YYYY-MM>` (`worker_seconds`, added to by every progress write of the owner's chunks, in the
-transaction of the write itself: `spend_update`, used by frames.py). Spend is kept in worker-seconds; its
-dollars are priced when read, at the configured prices.
+`sk=SPEND#<YYYY-MM>` (`worker_seconds`: each job's, added once by the write that ended it, with its usage given
+back: dynamo.py `settle_usage`). Spend is kept in worker-seconds; its dollars are priced when read, at the
+configured prices.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from jobs.adapters.aws import unavailable_as_503
-from jobs.domain import month_of
 from jobs.ports.values import OwnerSpend
 from jobs.repository import partitions as P
-from jobs.repository.dynamo import batch_get
-from jobs.repository.items import decimal, epoch, iso
-
-SPEND_KEPT = timedelta(days=400)  # a month's spend item outlives its month by a year (TTL)
+from jobs.repository.dynamo import batch_get, spend_key
+from jobs.repository.items import iso
 
 
 def budget_key(owner: str) -> dict[str, Any]:
     return {"pk": {"S": P.OWNER + owner}, "sk": {"S": P.BUDGET}}
-
-
-def spend_key(owner: str, month: str) -> dict[str, Any]:
-    return {"pk": {"S": P.OWNER + owner}, "sk": {"S": P.SPEND + month}}
-
-
-def spend_update(table: str, owner: str, worker_seconds: float, now: datetime) -> tuple:
-    """The spend item's part of a progress write's transaction: ADD the write's worker-seconds to the owner's
-    month (`now`'s). Unconditional: the transaction's conditions (the chunk's lease and frames done, its
-    `write_id`) are what make it count once."""
-    return (
-        table,
-        spend_key(owner, month_of(now)),
-        "SET updated_at = :now, expires_at = :spend_ttl ADD worker_seconds :spent",
-        "",
-        {":now": iso(now), ":spend_ttl": epoch(now + SPEND_KEPT), ":spent": decimal(worker_seconds)},
-    )
 
 
 class DynamoBudgets:

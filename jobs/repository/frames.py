@@ -23,14 +23,13 @@ from typing import Any
 
 from jobs.domain import Chunk, FrameResult, JobStatus
 from jobs.errors import JobNotRunning, LeaseLost, StaleWrite
-from jobs.repository.budgets import spend_update
 from jobs.repository.dynamo import (
     FINISHED,
     HOLDS_LEASE,
     conditional_transaction,
     conditional_update,
-    give_back_usage,
     set_status,
+    settle_usage,
 )
 from jobs.repository.items import (
     chunk_key,
@@ -55,7 +54,6 @@ def record_frames(
     render_seconds: float,
     now: datetime,
     lease_until: datetime,
-    owner: str,
     worker_seconds: float = 0.0,
     first_frame_seconds: float = 0.0,
     has_preview: bool = False,
@@ -68,8 +66,9 @@ def record_frames(
     For a one-chunk job the last write completes the job (`has_preview`, `expires_at` apply). A chunk item's
     write and the count of its frames on the job item (`_count`, which requires the job to be
     running in this attempt) are one transaction: one request per write, whatever it carries.
-    `worker_seconds` (the holder's wall time since its claim or its last write) is added to the chunk, to the
-    job and to its owner's spend of the month (budgets.py) in that transaction, so a retried write adds it once.
+    `worker_seconds` (the holder's wall time since its claim or its last write) is added to the chunk and to the
+    job in that write, so a retried write adds it once; the job's total is charged to its owner's month when
+    the job ends (dynamo.py `settle_usage`).
     JobNotRunning when the job stopped, LeaseLost when the lease is gone. A caller that tries the same
     write again after an error passes the same `write_id`: if the first try applied, the retry counts as done.
     """
@@ -115,17 +114,14 @@ def record_frames(
         first_frame_seconds=chunk.first_frame_seconds + first_frame_seconds,
         status=JobStatus.COMPLETED if last else chunk.status,
     )
-    spent = spend_update(table, owner, worker_seconds, now)
     if chunk.whole_job:
-        _whole_job_write(client, [(table, key, expression, condition, values), spent], write_id=write_id)
-        if last:  # the job ended: its frames leave the owner's usage
-            give_back_usage(client, table, owner, len(chunk.frames), chunk.job_id)
+        _whole_job_write(client, table, key, expression, condition, values, finishes=last, write_id=write_id)
         return after
     timings = (worker_seconds, render_seconds, first_frame_seconds)
     counted = _count(chunk.attempt, len(results), timings, completes=last, now=now)
     lost = conditional_transaction(
         client,
-        [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *counted), spent],
+        [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *counted)],
         write_id=write_id,
     )
     if lost is not None:
@@ -191,14 +187,25 @@ def recount(client, table: str, job_id: str, *, attempt: int, seen: tuple[int, i
     return True
 
 
-def _whole_job_write(client, updates: list, *, write_id: str | None) -> None:
-    """A one-chunk job's item and its owner's spend, in one transaction (safe under retries, like every other)."""
-    lost = conditional_transaction(client, updates, write_id=write_id)
-    if lost is None:
-        return
-    conflict = lost[1]
-    if not isinstance(conflict, StaleWrite):
-        raise conflict
-    if conflict.status == JobStatus.PROCESSING:
-        raise LeaseLost() from conflict
-    raise JobNotRunning(conflict.status) from conflict
+def _whole_job_write(
+    client,
+    table: str,
+    key: dict,
+    expression: str,
+    condition: str,
+    values: dict,
+    *,
+    finishes: bool,
+    write_id: str | None,
+) -> None:
+    """One conditional update of a one-chunk job's item (safe under retries, like every other)."""
+    try:
+        item = conditional_update(
+            client, table, key, expression, condition=condition, values=values, returns=finishes, write_id=write_id
+        )
+    except StaleWrite as exc:
+        if exc.status == JobStatus.PROCESSING:
+            raise LeaseLost() from exc
+        raise JobNotRunning(exc.status) from exc
+    if finishes:
+        settle_usage(client, table, item)

@@ -31,10 +31,9 @@ WRITE_TRIES = 3  # a progress write after an AWS error: tried again after 0.5 s,
 
 
 class ChunkProgress:
-    def __init__(self, ctx: RenderContext, chunk: Chunk, *, token: str, owner: str, claimed_at: datetime):
+    def __init__(self, ctx: RenderContext, chunk: Chunk, *, token: str, claimed_at: datetime):
         self._ctx = ctx
         self._token = token
-        self._owner = owner  # whose month the worker-seconds are spent in
         self._lock = threading.Lock()
         self._pending: list[FrameResult] = []
         self._pending_seconds = 0.0
@@ -129,7 +128,6 @@ class ChunkProgress:
                     token=self._token,
                     results=tuple(self._pending),
                     render_seconds=self._pending_seconds,
-                    owner=self._owner,
                     worker_seconds=max((now - self._worked_until).total_seconds(), 0.0),
                     first_frame_seconds=self._pending_first,
                     now=now,

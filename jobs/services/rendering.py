@@ -122,7 +122,7 @@ def _render(ctx: RenderContext, job: Job, chunk: Chunk, token: str, *, claimed_a
     """Render the chunk; whatever the outcome, its render log (if the renderer wrote one) ends up in S3."""
     chunk_log = ChunkLog(store=ctx.store, job_id=job.id, chunk=chunk.index or 0)
     try:
-        progress = ChunkProgress(ctx, chunk, token=token, owner=job.owner, claimed_at=claimed_at)
+        progress = ChunkProgress(ctx, chunk, token=token, claimed_at=claimed_at)
         return _render_frames(ctx, job, chunk, token, chunk_log, progress)
     finally:
         _save_log(chunk_log)

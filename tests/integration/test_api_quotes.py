@@ -13,8 +13,7 @@ from rest_framework.test import APIClient
 from jobs import wiring
 from jobs.adapters import aws
 from jobs.domain import FrameResult, month_of, utcnow
-from jobs.repository.budgets import spend_update
-from jobs.repository.dynamo import conditional_transaction
+from jobs.repository.dynamo import add_spend
 from tests.integration.test_api import assert_error, key_for, post
 
 BODY = {"scene": "shot_010", "width": 320, "height": 180, "frame_end": 24, "chunk_size": 4}
@@ -37,10 +36,8 @@ def dry_run(client, body, **extra):
 
 
 def spend(owner: str, worker_seconds: float) -> None:
-    """Worker-seconds on the owner's month, as a chunk's progress write adds them."""
-    conditional_transaction(
-        aws.client("dynamodb"), [spend_update(wiring.budgets()._table, owner, worker_seconds, utcnow())]
-    )
+    """Worker-seconds on the owner's month, as the write that ends one of its jobs charges them."""
+    add_spend(aws.client("dynamodb"), wiring.budgets()._table, owner, worker_seconds, utcnow())
 
 
 @pytest.mark.parametrize(
@@ -113,7 +110,6 @@ def test_a_completed_scout_quotes_its_job_from_what_its_worker_recorded(client, 
         render_seconds=6.0,
         first_frame_seconds=4.0,
         worker_seconds=6.5,
-        owner=owner,
         now=now,
         lease_until=now + timedelta(seconds=30),
     )

@@ -55,7 +55,7 @@ def _record(repo, chunk, *, token=TOKEN, frame=None, seconds=1.0, now=T0, count=
         render_seconds=seconds,
         now=now,
         lease_until=now + timedelta(seconds=LEASE),
-        **{"owner": "alice", **kwargs},
+        **kwargs,
     )
 
 
@@ -749,8 +749,9 @@ def _budgets(repo):
 
 
 def test_a_retried_chunk_write_counts_its_worker_seconds_and_spend_once(repo, make_job):
-    """The worker-seconds of a progress write tried again as the same write count once on the chunk, the job
-    and the owner's month, whichever storage shape (a chunk item, or a one-chunk job's item)."""
+    """The worker-seconds of a progress write tried again as the same write count once on the chunk and the job,
+    whichever storage shape (a chunk item, or a one-chunk job's item); the owner's month is charged a job's
+    total once, by the write that ends the job."""
     job = _multi_job(repo, make_job)
     _, chunk = _claim(repo, job.id, 0)
     first = _record(repo, chunk, write_id="w1", worker_seconds=2.5, first_frame_seconds=1.25)
@@ -766,17 +767,19 @@ def test_a_retried_chunk_write_counts_its_worker_seconds_and_spend_once(repo, ma
     _, whole = _claim(repo, single.id)
     once = _record(repo, whole, write_id="w3", worker_seconds=3.0)
     _record(repo, whole, write_id="w3", worker_seconds=3.0)
-    _record(repo, once, write_id="w4", worker_seconds=1.0)
-    _record(repo, once, write_id="w4", worker_seconds=1.0)
+    _record(repo, once, write_id="w4", worker_seconds=1.0)  # the last: it ends the job and charges its month
     done = repo.get(single.id)
     assert done.status is JobStatus.COMPLETED and done.worker_seconds == 4.0
+    assert _budgets(repo).spend("alice", month=month_of(T0)).worker_seconds == 4.0  # the running job: not yet
+    repo.transition(job.id, attempt=1, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=T0)
+    repo.transition(job.id, attempt=1, source=JobStatus.CANCELLING, target=JobStatus.CANCELLED, now=T0)
     assert _budgets(repo).spend("alice", month=month_of(T0)).worker_seconds == 8.0
 
 
-def test_a_refused_chunk_write_spends_nothing(repo, make_job):
+def test_a_refused_chunk_write_adds_no_worker_seconds(repo, make_job):
     job = _multi_job(repo, make_job)
     _, chunk = _claim(repo, job.id, 0)
     repo.transition(job.id, attempt=1, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=T0)
     with pytest.raises(JobNotRunning):
         _record(repo, chunk, worker_seconds=5.0)
-    assert _budgets(repo).spend("alice", month=month_of(T0)).worker_seconds == 0.0
+    assert repo.get(job.id).worker_seconds == 0.0 and _chunk(repo, job.id, 0).worker_seconds == 0.0

@@ -48,7 +48,6 @@ def _assembled(repo, make_job, steps=(MP4,)):
         render_seconds=1.0,
         now=T0,
         lease_until=T0 + timedelta(seconds=LEASE),
-        owner="alice",
     )
     leased = repo.begin_assembly(job.id, attempt=1, worker="asm", token="asm", now=T0, lease_seconds=LEASE)
     return repo.steps.begin(leased, token="asm", has_preview=True, now=T0)

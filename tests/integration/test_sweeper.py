@@ -47,7 +47,6 @@ def _finish(repo, job_id, index, token=TOKEN):
             render_seconds=0.1,
             now=T0,
             lease_until=T0 + timedelta(seconds=LEASE),
-            owner="alice",
         )
     assert chunk.status is JobStatus.COMPLETED
 

@@ -22,7 +22,7 @@ def _claimed(repo, queue, clock, store, *, frames=(1, 10), chunk_size=5, progres
     ctx = make_worker(repo, store, clock, progress_seconds=progress_seconds)
     token = secrets.token_hex(4)
     _, chunk = repo.chunks.claim(job.id, 0, attempt=1, worker="w", token=token, now=clock(), lease_seconds=LEASE)
-    return job, ctx, ChunkProgress(ctx, chunk, token=token, owner=job.owner, claimed_at=clock())
+    return job, ctx, ChunkProgress(ctx, chunk, token=token, claimed_at=clock())
 
 
 def test_frames_wait_until_a_write_is_due_then_one_write_records_them_all(repo, queue, clock, store):
@@ -175,7 +175,8 @@ def test_a_last_write_that_applied_while_every_try_failed_is_recognised_by_the_f
 
 def test_worker_seconds_run_from_the_claim_to_each_write_and_the_first_frame_is_noted(repo, queue, clock, store):
     """A chunk's worker-seconds are its holder's wall time from the claim to its last write (start-up
-    included), counted on the chunk, the job and the owner's month; the holder's first frame is noted apart."""
+    included), counted on the chunk and the job, and charged to the owner's month when the job ends; the
+    holder's first frame is noted apart."""
     job, _, progress = _claimed(repo, queue, clock, store, progress_seconds=2.0)
     clock.advance(3)  # the renderer starting
     assert progress.add(_result(1), 3.5)  # due: three seconds since the claim
@@ -187,4 +188,8 @@ def test_worker_seconds_run_from_the_claim_to_each_write_and_the_first_frame_is_
     stored = repo.chunks.list(job.id)[0]
     assert (stored.worker_seconds, stored.first_frame_seconds, stored.render_seconds) == (6.0, 3.5, 5.5)
     assert repo.get(job.id).worker_seconds == 6.0
-    assert repo.spend(job.owner, month=clock().strftime("%Y-%m")).worker_seconds == 6.0
+    month = clock().strftime("%Y-%m")
+    assert repo.spend(job.owner, month=month).worker_seconds == 0.0  # charged once the job ends
+    repo.transition(job.id, attempt=1, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=clock())
+    repo.transition(job.id, attempt=1, source=JobStatus.CANCELLING, target=JobStatus.CANCELLED, now=clock())
+    assert repo.spend(job.owner, month=month).worker_seconds == 6.0
