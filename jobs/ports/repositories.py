@@ -195,8 +195,8 @@ class ApiKeyRepository(Protocol):
 
 
 class BudgetRepository(Protocol):
-    """Owners' monthly budgets and spend (jobs/repository/budgets.py); spend is added by the chunks' own
-    progress writes (ChunkRepository.record_frames), never here."""
+    """Owners' monthly budgets and spend (jobs/repository/budgets.py); spend is charged by the write that ends
+    each job (with the usage it gives back), never here."""
 
     def set_budget(self, owner: str, dollars: float | None, *, now: datetime) -> None: ...
     def spend(self, owner: str, *, month: str) -> OwnerSpend: ...
