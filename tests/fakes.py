@@ -87,6 +87,7 @@ class InMemoryJobRepository:
         self.usage: dict[str, int] = {}  # frames of each owner's jobs waiting or rendering
         self.spend_seconds: dict[tuple[str, str], float] = {}  # (owner, month) -> worker-seconds, as budgets.py's items
         self.budgets: dict[str, float] = {}  # owner -> dollars a month
+        self.charged: dict[str, float] = {}  # job id -> worker-seconds its earlier ends charged (a retry notes them)
         self.chunks = InMemoryChunkRepository(self)
         self.steps = InMemoryStepRepository(self)
 
@@ -218,6 +219,7 @@ class InMemoryJobRepository:
         job = self._job_if(job_id, lambda j: j.status in sources(Q) and j.attempt == attempt)
         self.due[(job_id, None)] = (Q, now)
         self.reserve_frames(job.owner, job.frames_total, limit=0)
+        self.charged[job_id] = job.worker_seconds  # as DynamoDB's charged_seconds
         return self._put(
             job.replace(
                 status=Q,
@@ -267,7 +269,8 @@ class InMemoryJobRepository:
         self.due.pop((job.id, None), None)
         self.release_frames(job.owner, job.frames_total)
         month = (job.owner, month_of(now))  # as DynamoDB: the job's worker-seconds charged by the write ending it
-        self.spend_seconds[month] = self.spend_seconds.get(month, 0.0) + job.worker_seconds
+        charge = job.worker_seconds - self.charged.get(job.id, 0.0)
+        self.spend_seconds[month] = self.spend_seconds.get(month, 0.0) + charge
         return self._put(
             job.replace(status=status, finished_at=now, updated_at=now, lease_token=None, lease_expires_at=None)
         )

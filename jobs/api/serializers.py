@@ -368,7 +368,7 @@ class FramesQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
 
 
-class JobCreateQuerySerializer(serializers.Serializer):
+class JobCreateQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     dry_run = serializers.BooleanField(
         default=False, help_text="1: a quote. The same checks, then a scout job of a few frames instead of the job."
     )
@@ -376,7 +376,9 @@ class JobCreateQuerySerializer(serializers.Serializer):
 
 class UsageOutputSerializer(serializers.Serializer):
     month = serializers.CharField(help_text="The calendar month, UTC: YYYY-MM.")
-    worker_seconds = serializers.FloatField(help_text="Seconds render workers spent on your chunks this month.")
+    worker_seconds = serializers.FloatField(
+        help_text="Seconds render workers spent on your jobs that ended this month (a running job's: on the job)."
+    )
     spent = serializers.FloatField(help_text="Dollars: worker_seconds at the configured Fargate prices.")
     budget = serializers.FloatField(allow_null=True, help_text="Dollars a month; null: no budget.")
     remaining = serializers.FloatField(allow_null=True, help_text="budget - spent (at least 0); null: no budget.")

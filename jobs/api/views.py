@@ -38,6 +38,7 @@ from jobs.api.serializers import (
 from jobs.domain import Job, JobStatus, OutputFormat, Priority, RendererName, Scene, utcnow
 from jobs.presentation import job_detail
 from jobs.services import JobSpec, job_cancel, job_create, job_retry
+from jobs.services.budgets import budget_check
 from jobs.services.selectors import (
     job_chunks,
     job_get,
@@ -180,7 +181,9 @@ class JobCollectionApi(APIView):
     )
     def post(self, request: Request) -> Response:
         """201 with the job; with `?dry_run=1`, 202 with its scout job (a quote, once it is COMPLETED)."""
-        dry_run = JobCreateQuerySerializer(data={"dry_run": request.query_params.get("dry_run", False)})
+        # Every query parameter but DRF's own `format` is checked: a typo (`?dryrun=1`) must not submit a job.
+        query = {k: v for k, v in request.query_params.items() if k != "format"}
+        dry_run = JobCreateQuerySerializer(data=query)
         dry_run.is_valid(raise_exception=True)
         key = validate_idempotency_key(request.headers.get("Idempotency-Key"))
         data = JobCreateInputSerializer(data=request.data)
@@ -265,7 +268,8 @@ class JobCancelApi(JobActionApi):
 
 
 class JobRetryApi(JobActionApi):
-    """`POST /api/jobs/<id>/retry`: a FAILED or CANCELLED job runs again, only its unfinished chunks; else 409."""
+    """`POST /api/jobs/<id>/retry`: a FAILED or CANCELLED job runs again, only its unfinished chunks; else 409.
+    An owner over its month's budget is refused (429 budget_exceeded) as a submit is: a retry spends too."""
 
     name = "Retry job"
 
@@ -277,6 +281,7 @@ class JobRetryApi(JobActionApi):
     def post(self, request: Request, job_id: str) -> Response:
         jobs = wiring.job_control()
         job = job_get(repo=jobs.repo, owner=request.user.owner, job_id=job_id)
+        budget_check(spending=wiring.spending(), owner=request.user.owner, now=utcnow())
         retried = job_retry(jobs=jobs, job=job, now=utcnow(), scene_files=wiring.scene_files())
         return _job_response(request, retried)
 

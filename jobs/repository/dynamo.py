@@ -314,11 +314,13 @@ def give_back_usage(client, table: str, owner: str, frames: int, job_id: str) ->
 
 def settle_usage(client, table: str, item: dict[str, Any]) -> None:
     """A job reached a final state by the conditional write that returned `item`: its frames leave the usage and
-    its worker-seconds are charged to its owner's month, once, by the writer that ended it (one write each, not
+    its worker-seconds (those of this attempt's end: beyond `charged_seconds`, which a retry sets) are charged
+    to its owner's month, once, by the writer that ended it (one write each, not
     one per progress write: no owner item is written by every chunk). Best effort, like the usage: a lost
     charge under-counts a job, it never blocks or doubles a state change."""
     give_back_usage(client, table, item["owner"], len(item_frames(item)), item["id"])
-    worked = float(item.get("worker_seconds", 0))
+    # A retried job's item keeps its earlier attempts' seconds; the retry noted them as charged.
+    worked = float(item.get("worker_seconds", 0)) - float(item.get("charged_seconds", 0))
     ended = parse_iso(item.get("finished_at") or item.get("updated_at"))
     if worked > 0 and ended is not None:
         try:

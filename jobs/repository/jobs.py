@@ -290,7 +290,8 @@ class DynamoJobRepository:
         return self._final(item) if target in FINAL_STATES else item_to_job(item)
 
     def retry(self, job_id: str, *, attempt: int, now: datetime) -> Job:
-        """FAILED | CANCELLED -> QUEUED as attempt + 1; finished chunks and frames are kept."""
+        """FAILED | CANCELLED -> QUEUED as attempt + 1; finished chunks and frames are kept, and the worker-seconds
+        the job's end charged (`charged_seconds`: its next end charges only what it adds)."""
         status, values = set_status(JobStatus.QUEUED, job_id)
         return self._reopened(
             conditional_update(
@@ -298,7 +299,8 @@ class DynamoJobRepository:
                 self._table,
                 job_key(job_id),
                 f"SET {status}, attempt = :next, updated_at = :now, fanout_sent = :none,"
-                " render_failures = :zero, crashes = :zero, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
+                " render_failures = :zero, crashes = :zero, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk,"
+                " charged_seconds = if_not_exists(worker_seconds, :zero)"
                 " REMOVE #error, error_code, finished_at, expires_at, lease_token, lease_expires_at",
                 condition=f"{state_in(sources(JobStatus.QUEUED))} AND attempt = :attempt",
                 values={

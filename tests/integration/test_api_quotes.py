@@ -7,7 +7,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from jobs import wiring
@@ -62,6 +62,9 @@ def test_a_dry_run_is_refused_with_the_same_400_as_the_submit(client, body):
 def test_a_bad_dry_run_value_is_a_400_in_the_one_error_shape(client):
     resp = client.post("/api/jobs?dry_run=maybe", BODY, format="json")
     assert "dry_run" in assert_error(resp, 400, "invalid")["details"]
+    typo = client.post("/api/jobs?dryrun=1", BODY, format="json")  # must not submit the real job
+    assert "dryrun" in assert_error(typo, 400, "invalid")["details"]
+    assert client.get("/api/jobs").json()["jobs"] == []
 
 
 def test_a_dry_run_answers_202_with_a_scout_of_three_frames_and_no_steps(client):
@@ -147,9 +150,12 @@ def test_a_submit_past_the_budget_is_429_budget_exceeded_with_the_numbers(client
     call_command("budget", owner=owner, dollars=0.05, stdout=out)
     assert f"{owner}: {month_of(utcnow())}: $0.00 spent" in out.getvalue() and "budget $0.05" in out.getvalue()
     spend(owner, 100)  # $0.0055: under the budget
-    assert post(client, BODY).status_code == 201
+    accepted = post(client, BODY)
+    assert accepted.status_code == 201
+    assert client.post(f"/api/jobs/{accepted.json()['id']}/cancel").status_code == 200
     spend(owner, 1000)  # $0.06 in all
-    for resp in (post(client, BODY), dry_run(client, BODY)):
+    retry = client.post(f"/api/jobs/{accepted.json()['id']}/retry")  # a retry spends too
+    for resp in (post(client, BODY), dry_run(client, BODY), retry):
         error = assert_error(resp, 429, "budget_exceeded")
         assert error["details"] == {"budget": 0.05, "spent": 0.06, "month": month_of(utcnow())}
         assert "$0.05" in error["message"] and "$0.06" in error["message"]
@@ -162,3 +168,9 @@ def test_a_budget_of_zero_refuses_every_submit(client, owner):
     call_command("budget", owner=owner, dollars=0, stdout=StringIO())
     assert_error(post(client, BODY), 429, "budget_exceeded")
     assert client.get("/api/jobs").json()["jobs"] == []  # refused before anything was written
+
+
+@pytest.mark.parametrize("dollars", [-1.0, float("nan"), float("inf")])
+def test_a_budget_that_is_not_a_sum_of_dollars_is_refused_in_one_line(owner, dollars):
+    with pytest.raises(CommandError, match="--dollars must be a number from 0"):
+        call_command("budget", owner=owner, dollars=dollars, stdout=StringIO())

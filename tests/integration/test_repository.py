@@ -776,6 +776,26 @@ def test_a_retried_chunk_write_counts_its_worker_seconds_and_spend_once(repo, ma
     assert _budgets(repo).spend("alice", month=month_of(T0)).worker_seconds == 8.0
 
 
+def test_a_retried_job_is_charged_only_the_seconds_of_its_new_attempt(repo, make_job):
+    job = make_job(frame_end=2, chunk_size=2)
+    repo.add(job)
+    _, whole = _claim(repo, job.id)
+    _record(repo, whole, worker_seconds=100.0)
+    repo.transition(job.id, attempt=1, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=T0)
+    repo.transition(job.id, attempt=1, source=JobStatus.CANCELLING, target=JobStatus.CANCELLED, now=T0)
+    month = month_of(T0)
+    assert _budgets(repo).spend("alice", month=month).worker_seconds == 100.0
+    for attempt in (1, 2):  # retried, then cancelled while QUEUED: nothing more was done, nothing more charged
+        repo.retry(job.id, attempt=attempt, now=T0)
+        repo.transition(job.id, attempt=attempt + 1, source=JobStatus.QUEUED, target=JobStatus.CANCELLED, now=T0)
+    assert _budgets(repo).spend("alice", month=month).worker_seconds == 100.0
+    repo.retry(job.id, attempt=3, now=T0)
+    _, again = _claim(repo, job.id, attempt=4, token="t4")
+    _record(repo, again, token="t4", worker_seconds=10.0)
+    assert repo.get(job.id).status is JobStatus.COMPLETED and repo.get(job.id).worker_seconds == 110.0
+    assert _budgets(repo).spend("alice", month=month).worker_seconds == 110.0
+
+
 def test_a_refused_chunk_write_adds_no_worker_seconds(repo, make_job):
     job = _multi_job(repo, make_job)
     _, chunk = _claim(repo, job.id, 0)

@@ -23,8 +23,8 @@ class Command(OperatorCommand):
         change.add_argument("--clear", action="store_true", help="No budget: submits are not limited by spend.")
 
     def handle(self, *args, owner: str, dollars: float | None, clear: bool, **options):
-        if dollars is not None and dollars < 0:
-            raise CommandError("--dollars must be 0 or more.")
+        if dollars is not None and not 0 <= dollars < 10**9:  # NaN and infinities too
+            raise CommandError("--dollars must be a number from 0 to 1,000,000,000.")
         now = utcnow()
         if dollars is not None or clear:
             budget_set(budgets=wiring.budgets(), owner=owner, dollars=None if clear else dollars, now=now)
