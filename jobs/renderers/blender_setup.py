@@ -14,6 +14,11 @@ It renders what the file says, with as few changes as the farm needs, and says w
   Cycles the device is the CPU and denoising is off (this Blender has no OpenImageDenoise).
 - Each change to the file's own settings is a line `RENDERFARM_WARNING: <text>`; errors for the customer
   are `RENDERFARM_ERROR: <text>`; both are read by jobs/renderers/blender.py.
+- `mode: serve` (a persistent Blender, kept by the worker across chunks of one job): after the checks and
+  settings, it renders the chunks the worker writes to its input, one JSON line each ({"seq": n, "frames":
+  [...], "output": "<dir>/frame_#####"}), and prints `RENDERFARM_DONE <seq>` after each; it ends at the
+  input's end. The input carries only the worker's frame numbers and a path in scratch: nothing the file
+  could use to reach anything else.
 - `mode: inspect` prints `RENDERFARM_INSPECTION <json>`: the file's settings, what it would refuse and the
   files it reads from outside, without rendering (the API shows it at GET /api/assets/<sha256>).
 No imports beyond bpy and the standard library. Blender itself runs in a sandbox (jobs/sandbox/).
@@ -298,6 +303,33 @@ def override(render, scene, cfg):
         warn("the job overrides the file: " + ", ".join(changed))
 
 
+def runs(frames):
+    """Consecutive frames as (first, last) pairs: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    pairs = []
+    for frame in frames:
+        if pairs and frame == pairs[-1][1] + 1:
+            pairs[-1][1] = frame
+        else:
+            pairs.append([frame, frame])
+    return pairs
+
+
+def serve(scene):
+    """Render each chunk the worker sends (one JSON line on the input) until the input ends."""
+    while line := sys.stdin.readline():
+        command = json.loads(line)
+        seq, frames = int(command["seq"]), [int(f) for f in command["frames"]]
+        scene.render.filepath = str(command["output"])
+        print(f"RENDERFARM_CHUNK {seq} frames {len(frames)}", flush=True)
+        for first, last in runs(frames):
+            scene.frame_start, scene.frame_end = first, last
+            try:
+                bpy.ops.render.render(animation=True)
+            except RuntimeError as exc:
+                fail(str(exc).strip().removeprefix("Error: "))
+        print(f"RENDERFARM_DONE {seq}", flush=True)
+
+
 def main():
     cfg = json.loads(sys.argv[sys.argv.index("--") + 1])
     if bpy.data.filepath != cfg["scene"]:
@@ -343,6 +375,8 @@ def main():
         f"{samples_of(scene)} samples {image.file_format} {image.color_mode}",
         flush=True,
     )
+    if cfg.get("mode") == "serve":
+        serve(scene)
 
 
 main()
