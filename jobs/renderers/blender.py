@@ -45,6 +45,7 @@ from jobs.sandbox import Limits, Sandbox, SandboxUnavailable
 __all__ = ["BlenderRenderer", "SandboxLimits", "SceneCache"]
 
 INSPECT_SECONDS = 120.0  # Blender's start and the file's load
+PROBE_SECONDS = 60.0  # the longest the inspection's probe frame is waited for (a slower file: chunks of 1 frame)
 IDLE_SECONDS = 15.0  # a persistent Blender without work this long is stopped (RENDER_BLENDER_IDLE_SECONDS)
 PROCESS_FRAMES = 500  # frames a persistent Blender may render before it is replaced (its CPU-time limit)
 _started = itertools.count(1)  # Blender processes this worker process started: named in the chunk logs
@@ -227,14 +228,22 @@ class BlenderRenderer:
 
     def inspect(self, *, owner: str, sha256: str) -> dict:
         """The file's settings, what the farm would refuse in it and the files it reads from outside
-        (blender_setup.py's inspect mode, in the sandbox); RenderError when Blender cannot read it."""
+        (blender_setup.py's inspect mode, in the sandbox), and how long its first frame took to render
+        (`speed`); RenderError when Blender cannot read it."""
         scene = self.cache.path(owner=owner, sha256=sha256)
         scratch = self.cache.scratch()
         try:
-            limits = self.limits.for_chunk(0, 0)
+            limits = self.limits.for_chunk(1, PROBE_SECONDS)
             run = _start(self.sandbox, scratch, scene, {"mode": "inspect"}, None, limits, [0])
             try:
-                return run.inspection(timeout=INSPECT_SECONDS)
+                report = run.inspection(timeout=INSPECT_SECONDS)
+                if not report.get("refused") and report.get("settings", {}).get("camera"):
+                    seconds = run.probe(timeout=PROBE_SECONDS)
+                    if seconds is not None:
+                        report["speed"] = {"seconds_per_frame": round(seconds, 3)}
+                    elif run.alive():  # still rendering its one frame: a slow file
+                        report["speed"] = {"seconds_per_frame": None, "longer_than": PROBE_SECONDS}
+                return report
             finally:
                 run.stop()
         finally:

@@ -39,6 +39,7 @@ DONE_SECONDS = 10.0  # how long a persistent Blender may take, after a chunk's l
 
 SAVED = re.compile(r"^RENDERFARM_SAVED (?P<frame>\d+) (?P<path>.+)$")
 DONE = re.compile(r"^RENDERFARM_DONE (?P<seq>\d+)$")
+SPEED = re.compile(r"^RENDERFARM_SPEED (?P<seconds>\d+(?:\.\d+)?)$")
 FRAME = re.compile(r"^Fra:(?P<frame>\d+) ")
 SAMPLE = re.compile(r"\| Sample (?P<n>\d+)/(?P<of>\d+)")
 REFUSED = re.compile(r"^RENDERFARM_REFUSED: (?P<message>.+)")
@@ -104,6 +105,7 @@ class BlenderProcess:
         self.error: str | None = None
         self.refused: str | None = None
         self.report: dict | None = None
+        self.speed: float | None = None  # seconds the inspection's probe frame took
         self.warnings: list[str] = []  # as Blender said them at its start: repeated in a reused process's logs
         self.seq = 0  # chunks sent (serve)
         self.done = 0  # the last chunk Blender said it finished (serve)
@@ -216,6 +218,8 @@ class BlenderProcess:
             self.error = self.error or self._customer(match["message"])
         elif match := DONE.match(line):
             self.done = int(match["seq"])
+        elif match := SPEED.match(line):
+            self.speed = float(match["seconds"])
         elif match := SAVED.match(line):
             return PurePosixPath(match["path"])
         return None
@@ -229,6 +233,17 @@ class BlenderProcess:
             if (line := self._next_line()) is not None:
                 self._take(line)
         return self.report
+
+    def probe(self, *, timeout: float) -> float | None:
+        """After the inspection: the seconds its probe frame took, None if Blender ended without one or took
+        longer than `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self.speed is None and time.monotonic() < deadline:
+            if (line := self._next_line()) is not None:
+                self._take(line)
+            elif not self.alive():
+                break
+        return self.speed
 
     def _next_line(self) -> str | None:
         """Blender's next line of output, None if none came within a poll; raises what ended Blender early."""

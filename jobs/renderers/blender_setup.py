@@ -20,12 +20,15 @@ It renders what the file says, with as few changes as the farm needs, and says w
   input's end. The input carries only the worker's frame numbers and a path in scratch: nothing the file
   could use to reach anything else.
 - `mode: inspect` prints `RENDERFARM_INSPECTION <json>`: the file's settings, what it would refuse and the
-  files it reads from outside, without rendering (the API shows it at GET /api/assets/<sha256>).
+  files it reads from outside (the API shows it at GET /api/assets/<sha256>); then, unless the file is
+  refused, it renders the first frame once, with the farm's settings and nothing written, and prints
+  `RENDERFARM_SPEED <seconds>`: the measured speed that picks the chunk size of a job that gives none.
 No imports beyond bpy and the standard library. Blender itself runs in a sandbox (jobs/sandbox/).
 """
 
 import json
 import sys
+import time
 
 import bpy
 
@@ -256,6 +259,25 @@ def inspect(scene):
     print("RENDERFARM_INSPECTION " + json.dumps(report), flush=True)
 
 
+def probe(scene, scratch):
+    """Render the file's first frame once as a chunk would (the farm's settings, nothing written) and say how
+    long it took; the worker stops waiting (and kills Blender) past its own limit."""
+    if refusals():
+        return
+    confine_caches(scratch)
+    remove_file_outputs()
+    if scene.render.engine == "CYCLES":
+        scene.cycles.device = "CPU"
+        scene.cycles.use_denoising = False
+    scene.frame_set(scene.frame_start)
+    started = time.monotonic()
+    try:
+        bpy.ops.render.render()
+    except RuntimeError:
+        return  # the chunks will say why
+    print(f"RENDERFARM_SPEED {time.monotonic() - started:.3f}", flush=True)
+
+
 def apply_output(render, fmt, film_transparent):
     """The frame format the job stores: PNG keeps the file's bit depth and alpha, EXR is RGBA half float."""
     image = render.image_settings
@@ -337,6 +359,8 @@ def main():
     scene = bpy.context.scene
     if cfg.get("mode") == "inspect":
         inspect(scene)
+        if scene.camera is not None and scene.render.engine in ENGINES:
+            probe(scene, cfg["scratch"])
         return
     problems = refusals()
     outside = outside_files()
