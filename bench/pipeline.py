@@ -331,26 +331,16 @@ def scenario_blender(args) -> None:
         "height": height,
         "samples": samples,
     }
-    started = time.monotonic()
-    subprocess.run(
-        [
-            *blender[:2],
-            "-Y",
-            *blender[2:],
-            str(scene),
-            "--python-exit-code",
-            "3",
-            "--python",
-            str(setup),
-            "-a",
-            "--",
-            json.dumps(config),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    direct = time.monotonic() - started
-    assert len(list((root / "direct").iterdir())) == frames
+
+    def direct_run() -> float:
+        """Blender alone on the same frames (the setup script's settings), in seconds."""
+        shutil.rmtree(root / "direct", ignore_errors=True)
+        started = time.monotonic()
+        argv = [*blender[:2], "-Y", *blender[2:], str(scene), "--python-exit-code", "3", "--python", str(setup)]
+        subprocess.run([*argv, "-a", "--", json.dumps(config)], check=True, capture_output=True)
+        took = time.monotonic() - started
+        assert len(list((root / "direct").iterdir())) == frames
+        return took
 
     # Half the frames per chunk (one chunk per worker), at most MAX_CHUNK_SIZE: 240 frames make 3 chunks, so one
     # worker renders two in a row (in one Blender, RENDER_BLENDER_PERSISTENT).
@@ -389,9 +379,12 @@ def scenario_blender(args) -> None:
             return wall, seconds_between(item, "created_at", "finished_at"), sum(chunks) / len(chunks)
 
     runs: dict[str, list[tuple[float, float, float]]] = {"bwrap": [], "none": []}
-    for _ in range(args.blender_rounds):  # alternated, so a noisy moment of the machine falls on both
+    directs: list[float] = []
+    for _ in range(args.blender_rounds):  # alternated, so a noisy moment of a shared machine falls on all three
+        directs.append(direct_run())
         for sandbox in runs:
             runs[sandbox].append(farm_run(sandbox))
+    direct = statistics.median(directs)
     median = {s: [statistics.median(r[i] for r in rs) for i in range(3)] for s, rs in runs.items()}
     (farm, inside, chunk), (_, bare_inside, bare_chunk) = median["bwrap"], median["none"]
     print(
