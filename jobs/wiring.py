@@ -145,7 +145,12 @@ def blender_renderer() -> Renderer:
         processes=settings.RENDER_SANDBOX_PROCESSES,
     )
     return BlenderRenderer(
-        sandbox=sandbox(), cache=cache, frame_timeout=settings.RENDER_BLENDER_FRAME_TIMEOUT, limits=limits
+        sandbox=sandbox(),
+        cache=cache,
+        frame_timeout=settings.RENDER_BLENDER_FRAME_TIMEOUT,
+        limits=limits,
+        persistent=settings.RENDER_BLENDER_PERSISTENT,
+        idle_seconds=settings.RENDER_BLENDER_IDLE_SECONDS,
     )
 
 

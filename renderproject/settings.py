@@ -293,6 +293,12 @@ RENDER_BLENDER_BINARY = env("RENDER_BLENDER_BINARY", "blender")
 RENDER_BLENDER_FRAME_TIMEOUT = env_int("RENDER_BLENDER_FRAME_TIMEOUT", 1800)
 RENDER_BLENDER_CACHE_DIR = env("RENDER_BLENDER_CACHE_DIR", os.path.join(tempfile.gettempdir(), "render-scenes"))
 RENDER_BLENDER_CACHE_BYTES = env_int("RENDER_BLENDER_CACHE_BYTES", 10 * 1024**3)
+# One Blender process kept across consecutive chunks of the same job (jobs/renderers/blender.py), stopped
+# after RENDER_BLENDER_IDLE_SECONDS without work.
+RENDER_BLENDER_PERSISTENT = env_bool("RENDER_BLENDER_PERSISTENT", True)
+RENDER_BLENDER_IDLE_SECONDS = env_float("RENDER_BLENDER_IDLE_SECONDS", 15.0)
+if RENDER_BLENDER_IDLE_SECONDS <= 0:
+    raise ImproperlyConfigured("RENDER_BLENDER_IDLE_SECONDS must be above 0 (seconds)")
 # Encode steps: ffmpeg (Debian's package), confined like Blender, and the longest one run may take.
 RENDER_FFMPEG_BINARY = env("RENDER_FFMPEG_BINARY", "ffmpeg")
 RENDER_ENCODE_TIMEOUT = env_int("RENDER_ENCODE_TIMEOUT", 3600)

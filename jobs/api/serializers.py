@@ -33,7 +33,7 @@ from jobs.presentation import (  # noqa: F401 (the API's output shapes, shared w
     WebhookOutputSerializer,
     job_representation,
 )
-from jobs.services.submit import FRAME_RANGE, OUTPUT_FORMAT
+from jobs.services.submit import CHUNK_SIZE, FRAME_RANGE, OUTPUT_FORMAT
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -179,8 +179,10 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
     chunk_size = StrictIntegerField(
         min_value=1,
         max_value=domain.MAX_CHUNK_SIZE,
-        default=domain.DEFAULT_CHUNK_SIZE,
-        help_text="Frames per task; chunks render in parallel on several workers.",
+        required=False,
+        help_text=f"Frames per task; chunks render in parallel on several workers. Default "
+        f"{domain.DEFAULT_CHUNK_SIZE}; Blender jobs: chunks of about 45 s by the scene file's measured speed (once "
+        "the file is inspected).",
     )
     priority = serializers.ChoiceField(choices=[p.value for p in Priority], default="normal")
     callback_url = CallbackUrlField(
@@ -199,6 +201,10 @@ class JobCreateInputSerializer(RejectUnknownFieldsMixin, serializers.Serializer)
         self._validate_renderer(attrs)
         from_file = []
         attrs["frame_list"] = None
+        if "chunk_size" not in attrs:
+            attrs["chunk_size"] = domain.DEFAULT_CHUNK_SIZE
+            if attrs["renderer"] == RendererName.BLENDER:
+                from_file.append(CHUNK_SIZE)
         if "frames" in attrs:
             self._validate_frame_list(attrs)
         elif attrs["renderer"] == RendererName.BLENDER and "frame_start" not in attrs and "frame_end" not in attrs:

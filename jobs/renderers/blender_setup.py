@@ -14,13 +14,21 @@ It renders what the file says, with as few changes as the farm needs, and says w
   Cycles the device is the CPU and denoising is off (this Blender has no OpenImageDenoise).
 - Each change to the file's own settings is a line `RENDERFARM_WARNING: <text>`; errors for the customer
   are `RENDERFARM_ERROR: <text>`; both are read by jobs/renderers/blender.py.
+- `mode: serve` (a persistent Blender, kept by the worker across chunks of one job): after the checks and
+  settings, it renders the chunks the worker writes to its input, one JSON line each ({"seq": n, "frames":
+  [...], "output": "<dir>/frame_#####"}), and prints `RENDERFARM_DONE <seq>` after each; it ends at the
+  input's end. The input carries only the worker's frame numbers and a path in scratch: nothing the file
+  could use to reach anything else.
 - `mode: inspect` prints `RENDERFARM_INSPECTION <json>`: the file's settings, what it would refuse and the
-  files it reads from outside, without rendering (the API shows it at GET /api/assets/<sha256>).
+  files it reads from outside (the API shows it at GET /api/assets/<sha256>); then, unless the file is
+  refused, it renders the first frame once, with the farm's settings and nothing written, and prints
+  `RENDERFARM_SPEED <seconds>`: the measured speed that picks the chunk size of a job that gives none.
 No imports beyond bpy and the standard library. Blender itself runs in a sandbox (jobs/sandbox/).
 """
 
 import json
 import sys
+import time
 
 import bpy
 
@@ -251,6 +259,25 @@ def inspect(scene):
     print("RENDERFARM_INSPECTION " + json.dumps(report), flush=True)
 
 
+def probe(scene, scratch):
+    """Render the file's first frame once as a chunk would (the farm's settings, nothing written) and say how
+    long it took; the worker stops waiting (and kills Blender) past its own limit."""
+    if refusals():
+        return
+    confine_caches(scratch)
+    remove_file_outputs()
+    if scene.render.engine == "CYCLES":
+        scene.cycles.device = "CPU"
+        scene.cycles.use_denoising = False
+    scene.frame_set(scene.frame_start)
+    started = time.monotonic()
+    try:
+        bpy.ops.render.render()
+    except RuntimeError:
+        return  # the chunks will say why
+    print(f"RENDERFARM_SPEED {time.monotonic() - started:.3f}", flush=True)
+
+
 def apply_output(render, fmt, film_transparent):
     """The frame format the job stores: PNG keeps the file's bit depth and alpha, EXR is RGBA half float."""
     image = render.image_settings
@@ -298,6 +325,33 @@ def override(render, scene, cfg):
         warn("the job overrides the file: " + ", ".join(changed))
 
 
+def runs(frames):
+    """Consecutive frames as (first, last) pairs: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    pairs = []
+    for frame in frames:
+        if pairs and frame == pairs[-1][1] + 1:
+            pairs[-1][1] = frame
+        else:
+            pairs.append([frame, frame])
+    return pairs
+
+
+def serve(scene):
+    """Render each chunk the worker sends (one JSON line on the input) until the input ends."""
+    while line := sys.stdin.readline():
+        command = json.loads(line)
+        seq, frames = int(command["seq"]), [int(f) for f in command["frames"]]
+        scene.render.filepath = str(command["output"])
+        print(f"RENDERFARM_CHUNK {seq} frames {len(frames)}", flush=True)
+        for first, last in runs(frames):
+            scene.frame_start, scene.frame_end = first, last
+            try:
+                bpy.ops.render.render(animation=True)
+            except RuntimeError as exc:
+                fail(str(exc).strip().removeprefix("Error: "))
+        print(f"RENDERFARM_DONE {seq}", flush=True)
+
+
 def main():
     cfg = json.loads(sys.argv[sys.argv.index("--") + 1])
     if bpy.data.filepath != cfg["scene"]:
@@ -305,6 +359,8 @@ def main():
     scene = bpy.context.scene
     if cfg.get("mode") == "inspect":
         inspect(scene)
+        if scene.camera is not None and scene.render.engine in ENGINES:
+            probe(scene, cfg["scratch"])
         return
     problems = refusals()
     outside = outside_files()
@@ -343,6 +399,8 @@ def main():
         f"{samples_of(scene)} samples {image.file_format} {image.color_mode}",
         flush=True,
     )
+    if cfg.get("mode") == "serve":
+        serve(scene)
 
 
 main()

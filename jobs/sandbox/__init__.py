@@ -69,6 +69,11 @@ class SandboxedProcess(Protocol):
         """Its exit status (negative: killed by that signal); raises TimeoutError past `timeout`."""
         ...
 
+    def send(self, line: str) -> None:
+        """Write one line to the program's input (only when started with `stdin=True`); OSError if it cannot
+        take it now (ended, or its input is full: never blocks)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -84,9 +89,17 @@ class Sandbox(Protocol):
         ...
 
     def start(
-        self, args: list[str], *, scratch: Path, scene: Path | None, env: dict[str, str], limits: Limits
+        self,
+        args: list[str],
+        *,
+        scratch: Path,
+        scene: Path | None,
+        env: dict[str, str],
+        limits: Limits,
+        stdin: bool = False,
     ) -> SandboxedProcess:
         """Start the sandbox's program (Blender, or ffmpeg) with `args`, confined, in `scratch` (made by the
         caller, removed by the caller after `kill()`), with `scene` (if any) readable at `<workdir>/scene.blend`
-        and only `env` as its environment. Raises SandboxUnavailable when it cannot run here."""
+        and only `env` as its environment; with `stdin`, an input pipe from the worker (`send`: a persistent
+        Blender's commands), else none. Raises SandboxUnavailable when it cannot run here."""
         ...

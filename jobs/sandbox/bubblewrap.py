@@ -45,7 +45,14 @@ class BubblewrapSandbox:
         return WORKDIR
 
     def start(
-        self, args: list[str], *, scratch: Path, scene: Path | None, env: dict[str, str], limits: Limits
+        self,
+        args: list[str],
+        *,
+        scratch: Path,
+        scene: Path | None,
+        env: dict[str, str],
+        limits: Limits,
+        stdin: bool = False,
     ) -> LocalProcess:
         bwrap = self.check()
         executable = shutil.which(self.program)
@@ -69,6 +76,7 @@ class BubblewrapSandbox:
             cwd="/",
             env=_bwrap_env(env),
             preexec=child_setup(parent=os.getpid(), limits=limits),
+            stdin=stdin,
             user=user,
             group=user,
         )

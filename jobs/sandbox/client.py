@@ -28,11 +28,20 @@ class SidecarSandbox:
         return str(scratch)  # the volume is mounted at the same path in both containers
 
     def start(
-        self, args: list[str], *, scratch: Path, scene: Path | None, env: dict[str, str], limits: Limits
+        self,
+        args: list[str],
+        *,
+        scratch: Path,
+        scene: Path | None,
+        env: dict[str, str],
+        limits: Limits,
+        stdin: bool = False,
     ) -> SidecarProcess:
         if scene is not None:
             link_scene(scene, scratch / SCENE_NAME)
         request = {"args": args, "scratch": str(scratch), "env": env, "limits": limits.as_dict()}
+        if stdin:
+            request["stdin"] = True
         if self.program != "blender":
             request["program"] = self.program
         conn = self._connect()
@@ -89,6 +98,12 @@ class SidecarProcess:
         self._status = int(message["exit"]) if "exit" in message else -9
         self._ended.set()
         return b""
+
+    def send(self, line: str) -> None:
+        """One line to the program's input, through the sidecar (`{"in": ...}`), which never blocks on it."""
+        if self._ended.is_set():
+            raise BrokenPipeError("the sandboxed run has ended")
+        self._conn.sendall(json.dumps({"in": line}).encode() + b"\n")
 
     def kill(self) -> None:
         with contextlib.suppress(OSError):

@@ -75,9 +75,20 @@ class LocalProcess:
         except subprocess.TimeoutExpired as exc:
             raise TimeoutError(str(exc)) from None
 
+    def send(self, line: str) -> None:
+        """One line to the program's input (started with `stdin=True`). Never blocks: a program that leaves its
+        input unread (a full pipe) or has ended gets OSError, and the caller kills it."""
+        assert self.proc.stdin is not None, "started without an input"
+        data = line.encode() + b"\n"
+        written = os.write(self.proc.stdin.fileno(), data)  # non-blocking fd: BlockingIOError when full
+        if written != len(data):
+            raise BlockingIOError("the program's input is full")
+
     def close(self) -> None:
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 def popen(
@@ -88,14 +99,16 @@ def popen(
     preexec: Callable[[], None],
     user: int | None = None,
     group: int | None = None,
+    stdin: bool = False,
 ) -> LocalProcess:
-    """Start `argv` in a session of its own (killed as one), output merged into one pipe."""
+    """Start `argv` in a session of its own (killed as one), output merged into one pipe; with `stdin`, an input
+    pipe the worker writes to without ever blocking (LocalProcess.send), else no input at all."""
     ids = {} if user is None else {"user": user, "group": group, "extra_groups": []}
     proc = subprocess.Popen(
         argv,
         cwd=cwd,
         env=env,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -103,4 +116,6 @@ def popen(
         close_fds=True,
         **ids,
     )
+    if proc.stdin is not None:
+        os.set_blocking(proc.stdin.fileno(), False)
     return LocalProcess(proc)

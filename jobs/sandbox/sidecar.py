@@ -19,6 +19,9 @@ Protocol, one connection per run, on a Unix socket only the worker's group may o
                      their scratch directory; the programs are the sidecar's own (its command line), by name.
   sidecar -> worker  JSON lines: {"started": <pid>} or {"error": "..."}; {"out": "<line>"} per line of output;
                      {"exit": <status>} when the program has ended.
+  worker -> sidecar  after the start, with `"stdin": true` in the request (a persistent Blender's commands):
+                     {"in": "<line>"} per line for the program's input, written without ever blocking (a run
+                     that leaves its input unread is killed); any other line is ignored.
 The worker closing its end (the chunk is done, cancelled, or the worker died) kills the run.
 """
 
@@ -155,6 +158,7 @@ class Sidecar:
                 preexec=child_setup(parent=os.getpid(), limits=limits, no_sockets=True),
                 user=uid,
                 group=uid,
+                stdin=request.get("stdin") is True,
             )
             _send(conn, {"started": proc.proc.pid})
             hangup = threading.Thread(target=_kill_on_hangup, args=(conn, proc), daemon=True)
@@ -200,10 +204,16 @@ class Sidecar:
 
 
 def _kill_on_hangup(conn: socket.socket, proc) -> None:
-    """The worker closing its end (done, cancelled or dead) ends the run."""
-    with contextlib.suppress(OSError):
-        while conn.recv(4096):
-            pass
+    """The worker closing its end (done, cancelled or dead) ends the run; until then, `{"in": ...}` lines go to
+    the program's input (when it has one), never blocking: a full input or a bad line ends the run."""
+    with contextlib.suppress(OSError, ValueError), conn.makefile("rb") as lines:
+        for raw in lines:
+            if proc.proc.stdin is None:
+                continue
+            message = json.loads(raw)
+            text = message.get("in") if isinstance(message, dict) else None
+            if isinstance(text, str) and "\0" not in text and "\n" not in text:
+                proc.send(text)  # OSError (full, or ended) leaves the loop and kills the run
     proc.kill()
 
 

@@ -30,7 +30,14 @@ class Unconfined:
         return executable
 
     def start(
-        self, args: list[str], *, scratch: Path, scene: Path | None, env: dict[str, str], limits: Limits
+        self,
+        args: list[str],
+        *,
+        scratch: Path,
+        scene: Path | None,
+        env: dict[str, str],
+        limits: Limits,
+        stdin: bool = False,
     ) -> LocalProcess:
         executable = self.check()
         if scene is not None:
@@ -41,6 +48,7 @@ class Unconfined:
             cwd=str(scratch),
             env=env,
             preexec=child_setup(parent=os.getpid(), limits=limits),
+            stdin=stdin,
         )
 
 

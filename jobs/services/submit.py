@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
 from jobs.domain import (
+    MAX_CHUNK_SIZE,
+    MAX_CHUNKS_PER_JOB,
     FrameList,
     Job,
     JobStatus,
@@ -56,7 +58,9 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
-FRAME_RANGE, OUTPUT_FORMAT = "frame_range", "output_format"  # what a Blender job may leave to its scene file
+# What a Blender job may leave to its scene file: its range and format, and its chunk size (from its speed).
+FRAME_RANGE, OUTPUT_FORMAT, CHUNK_SIZE = "frame_range", "output_format", "chunk_size"
+CHUNK_SECONDS = 45.0  # what a chunk of a job that gives no chunk_size should take, by its file's measured speed
 MISSING_LISTED = 10  # files named in a scene_files_missing answer
 
 
@@ -71,7 +75,7 @@ class JobSpec:
     scene_file: str | None = None  # the SHA-256 of the owner's asset; Blender jobs only
     callback_url: str | None = None
     fail_on_missing_files: bool = True  # Blender jobs: refuse a file that reads files from outside itself
-    from_file: tuple[str, ...] = ()  # what the request left to the scene file (FRAME_RANGE, OUTPUT_FORMAT)
+    from_file: tuple[str, ...] = ()  # what the request left to the scene file (FRAME_RANGE, OUTPUT_FORMAT, CHUNK_SIZE)
     steps: tuple[StepSpec, ...] = ()  # after the frames, one after another (jobs/domain/steps.py)
     # `frames: "1-99x2,150"`: the frames from frame_start to frame_end it renders (None: every one)
     frame_list: FrameList | None = None
@@ -235,6 +239,8 @@ def from_the_file(spec: JobSpec, inspection: AssetInspection) -> JobSpec:
         )
     settings = inspection.settings
     changes: dict = {}
+    if CHUNK_SIZE in spec.from_file and (picked := chunk_size_from_speed(spec, inspection)) is not None:
+        spec = replace(spec, chunk_size=picked)
     if FRAME_RANGE in spec.from_file:
         start, end = int(settings["frame_start"]), int(settings["frame_end"])
         if problem := frame_range_problem(start, end, spec.chunk_size):
@@ -247,6 +253,30 @@ def from_the_file(spec: JobSpec, inspection: AssetInspection) -> JobSpec:
     if OUTPUT_FORMAT in spec.from_file:
         changes["scene"] = replace(spec.scene, output_format=OutputFormat(settings.get("output_format", "png")))
     return replace(spec, **changes)
+
+
+def chunk_size_from_speed(spec: JobSpec, inspection: AssetInspection) -> int | None:
+    """Frames per chunk so that a chunk takes about CHUNK_SECONDS, from the seconds the inspection's probe frame
+    took at the file's own size and samples, scaled by the job's overrides (pixels x samples); None without a
+    measure. A file slower than the probe's limit gets chunks of one frame."""
+    speed = (inspection.report or {}).get("speed") or {}
+    seconds = speed.get("seconds_per_frame")
+    if seconds is None:
+        return 1 if speed.get("longer_than") else None
+    own = inspection.settings
+
+    def work(width, height, samples) -> float:
+        return float(width or 0) * float(height or 0) * float(samples or 1)
+
+    width, height, samples = own.get("width"), own.get("height"), own.get("samples")
+    measured = work(width, height, samples)
+    wanted = work(spec.scene.width or width, spec.scene.height or height, spec.scene.samples or samples)
+    per_frame = max(float(seconds) * (wanted / measured if measured > 0 else 1.0), 0.001)
+    picked = max(1, min(MAX_CHUNK_SIZE, round(CHUNK_SECONDS / per_frame)))
+    if spec.frame_start is not None:  # no more chunks than a job may have
+        frames = len(spec.frame_list) if spec.frame_list is not None else spec.frame_end - spec.frame_start + 1
+        picked = max(picked, min(MAX_CHUNK_SIZE, -(-frames // MAX_CHUNKS_PER_JOB)))
+    return picked
 
 
 def _replay(repo: JobRepository, record: IdempotencyRecord) -> Job:

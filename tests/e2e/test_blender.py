@@ -5,11 +5,13 @@ Skipped (with the reason shown) where `blender` is not on the PATH; CI installs 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -86,8 +88,29 @@ def frame_keys(stack, job_id: str) -> list[str]:
     return sorted(o["Key"] for o in resp.get("Contents", []))
 
 
+IDLE = "2"  # seconds a kept Blender waits for its job's next chunk in these tests (RENDER_BLENDER_IDLE_SECONDS)
+
+
+def no_blender_left(cache: Path) -> None:
+    """No Blender process left once the idle ones have been stopped (a kept process outlives its job by IDLE)."""
+    wait_until(lambda: not blenders_under(cache), float(IDLE) + 8, "the idle Blender to be stopped")
+
+
+def chunk_log(stack, job_id: str, chunk: int) -> str:
+    resp = requests.get(f"{stack.api}/api/jobs/{job_id}/tasks/{chunk}/log", headers=stack.auth(), timeout=10)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["log"]
+
+
+def blender_process(log: str) -> tuple[str, str]:
+    """(process name, started|kept) from the farm's line in a chunk's log."""
+    line = next(line for line in log.splitlines() if line.startswith("[farm] Blender process "))
+    words = line.split()
+    return words[3], words[4]
+
+
 def test_a_scene_renders_in_two_chunks_on_two_workers(make_stack, scene, render_cache):
-    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(render_cache))
+    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(render_cache), RENDER_BLENDER_IDLE_SECONDS=IDLE)
     stack.start_ready_worker("w1")
     stack.start_ready_worker("w2")
     sha = upload(stack, scene.read_bytes())
@@ -118,11 +141,11 @@ def test_a_scene_renders_in_two_chunks_on_two_workers(make_stack, scene, render_
     assert "Blender 3" in log.json()["log"] and "RENDERFARM_SAVED 8 " in log.json()["log"]
     missing = requests.get(f"{stack.api}/api/jobs/{job['id']}/tasks/2/log", headers=stack.auth(), timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-    assert not blenders_under(render_cache)
+    no_blender_left(render_cache)
 
 
 def test_a_frame_list_renders_only_its_frames_in_blender(make_stack, scene, render_cache):
-    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(render_cache))
+    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(render_cache), RENDER_BLENDER_IDLE_SECONDS=IDLE)
     stack.start_ready_worker()
     sha = upload(stack, scene.read_bytes())
     # Chunk 0 skips frames (Blender's -f 1,4), chunk 1 is one frame (its animation, -a, as before lists).
@@ -141,7 +164,7 @@ def test_a_frame_list_renders_only_its_frames_in_blender(make_stack, scene, rend
     log = requests.get(f"{stack.api}/api/jobs/{job['id']}/tasks/0/log", headers=stack.auth(), timeout=10).json()["log"]
     saved = [line.split()[1] for line in log.splitlines() if line.startswith("RENDERFARM_SAVED ")]
     assert saved == ["1", "4"]
-    assert not blenders_under(render_cache)
+    no_blender_left(render_cache)
 
 
 def test_cancel_mid_chunk_stops_blender_and_writes_nothing_after(make_stack, scene, render_cache):
@@ -176,7 +199,12 @@ def test_a_worker_killed_mid_chunk_leaves_no_blender_and_the_job_completes_once(
     cache = render_cache
     # The message comes back (visibility, extended every half of it while the worker lived) after the lease
     # lapsed (renewed every second), so the redelivery takes the chunk over.
-    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(cache), RENDER_LEASE_SECONDS="3", RENDER_VISIBILITY_TIMEOUT="9")
+    stack = make_stack(
+        RENDER_BLENDER_CACHE_DIR=str(cache),
+        RENDER_LEASE_SECONDS="3",
+        RENDER_VISIBILITY_TIMEOUT="9",
+        RENDER_BLENDER_IDLE_SECONDS=IDLE,
+    )
     stack.start_ready_worker("doomed")
     sha = upload(stack, scene.read_bytes())
     job = blender_job(stack, sha, frame_start=1, frame_end=6, chunk_size=6, width=160, height=90, samples=200)
@@ -191,7 +219,62 @@ def test_a_worker_killed_mid_chunk_leaves_no_blender_and_the_job_completes_once(
     assert len(done["results"]["frames"]) == 6
     assert stack.completions(job["id"], "rescuer") == 1
     assert f"job_completed job={job['id']}" not in stack.log("doomed")
-    assert not blenders_under(cache)
+    no_blender_left(cache)
+
+
+def test_one_blender_serves_consecutive_chunks_of_a_job_and_never_another_job(make_stack, scene, render_cache):
+    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(render_cache), RENDER_BLENDER_IDLE_SECONDS="30")
+    stack.start_ready_worker()  # one pool process: every chunk runs there, one after another
+    sha = upload(stack, scene.read_bytes())
+    first = blender_job(stack, sha, frame_start=1, frame_end=6, chunk_size=2)
+    done = stack.wait_for_status(first["id"], "COMPLETED", "FAILED", timeout=90)
+    assert done["status"] == "COMPLETED", done
+    logs = [chunk_log(stack, first["id"], n) for n in range(3)]
+    processes = [blender_process(log) for log in logs]
+    names = {name for name, _ in processes}
+    assert len(names) == 1, processes  # one process, started once, for the three chunks
+    assert sorted(how for _, how in processes) == ["kept", "kept", "started"], processes
+    for log, (_, how) in zip(logs, processes, strict=True):
+        # The setup (and its allow-list) ran once: in the log of the chunk that started the process only.
+        assert ("RENDERFARM_READY" in log) == (how == "started"), log
+    assert len(frame_keys(stack, first["id"])) == 6
+    assert blenders_under(render_cache), "the process should be kept, idle, for this job's next chunk"
+
+    # The same owner, the same file and settings, but another job: a Blender of its own.
+    second = blender_job(stack, sha, frame_start=1, frame_end=2, chunk_size=2)
+    done = stack.wait_for_status(second["id"], "COMPLETED", "FAILED", timeout=90)
+    assert done["status"] == "COMPLETED", done
+    name, how = blender_process(chunk_log(stack, second["id"], 0))
+    assert how == "started" and name not in names
+
+
+def test_a_blender_killed_mid_chunk_is_replaced_and_the_chunk_completes(make_stack, scene, render_cache):
+    cache = render_cache
+    stack = make_stack(
+        RENDER_BLENDER_CACHE_DIR=str(cache),
+        RENDER_BLENDER_IDLE_SECONDS=IDLE,
+        RENDER_PROGRESS_SECONDS="0.5",
+        RENDER_RETRY_BACKOFF_SECONDS="1",
+    )
+    stack.start_ready_worker()
+    sha = upload(stack, scene.read_bytes())
+    # Slow frames (half a second each on a quiet machine); chunk 1 runs in the process chunk 0 started, and is
+    # killed there, after its first frame.
+    job = blender_job(stack, sha, frame_start=1, frame_end=6, chunk_size=3, width=320, height=180, samples=150)
+    stack.wait_for(job["id"], lambda j: j["progress"]["frames_done"] >= 4, timeout=240)
+    killed = blenders_under(cache)
+    assert killed, "Blender should be rendering"
+    for pid in killed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=300)
+    assert done["status"] == "COMPLETED", done
+    assert len(frame_keys(stack, job["id"])) == 6
+    tasks = requests.get(f"{stack.api}/api/jobs/{job['id']}/tasks", headers=stack.auth(), timeout=10).json()["tasks"]
+    assert any(t["render_failures"] >= 1 for t in tasks), tasks  # the killed chunk failed once, then completed
+    assert "Blender crashed" in stack.log("worker")
+    no_blender_left(cache)
 
 
 def test_untrusted_scene_files(make_stack, scene, tmp_path, render_cache):

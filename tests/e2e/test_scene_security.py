@@ -23,6 +23,7 @@ import requests
 from jobs.devstack.stack import ROOT
 from jobs.sandbox import SandboxUnavailable
 from jobs.sandbox.bubblewrap import BubblewrapSandbox
+from tests.e2e.conftest import wait_until
 from tests.e2e.test_sandbox import LIMITS, SECRET, assert_contained, listening_socket, scratch_with_scene
 
 if shutil.which("blender") is None:
@@ -233,7 +234,10 @@ def test_a_worker_renders_through_the_sidecar(make_stack, hostile, render_cache,
     sock = tmp_path / "sandbox.sock"
     sidecar = start_sidecar(root=render_cache / "chunks", socket_path=sock, program="blender")
     stack = make_stack(
-        RENDER_BLENDER_CACHE_DIR=str(render_cache), RENDER_SANDBOX="sidecar", RENDER_SANDBOX_SOCKET=str(sock)
+        RENDER_BLENDER_CACHE_DIR=str(render_cache),
+        RENDER_SANDBOX="sidecar",
+        RENDER_SANDBOX_SOCKET=str(sock),
+        RENDER_BLENDER_IDLE_SECONDS="2",
     )
     stack.start_ready_worker()
     sha = upload(stack, (scenes / "demo.blend").read_bytes())
@@ -258,4 +262,11 @@ def test_a_worker_renders_through_the_sidecar(make_stack, hostile, render_cache,
     assert len(done["results"]["frames"]) == 4
     frame = requests.get(done["results"]["frames"][0]["url"], timeout=10).content
     assert frame.startswith(b"\x89PNG")
-    assert list((render_cache / "chunks").iterdir()) == []  # the sidecar removed every scratch directory
+    # One worker process: the second chunk went to the Blender the first one started, through the sidecar.
+    logs = [
+        requests.get(f"{stack.api}/api/jobs/{done['id']}/tasks/{n}/log", headers=stack.auth(), timeout=10).json()["log"]
+        for n in (0, 1)
+    ]
+    assert "started for this job" in logs[0] and "kept from this job's previous chunk" in logs[1], logs
+    # Once idle for 2 s the Blender is stopped, and the sidecar removes its scratch directory.
+    wait_until(lambda: list((render_cache / "chunks").iterdir()) == [], 10, "the idle Blender's scratch to go")

@@ -8,12 +8,13 @@ import hashlib
 import os
 import socket
 import struct
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from jobs.errors import RenderError
-from jobs.renderers.blender import SandboxLimits, _BlenderRun
+from jobs.renderers.blender import SandboxLimits
+from jobs.renderers.blender_process import BlenderProcess
 from jobs.renderers.scene_cache import SceneCache
 from jobs.sandbox import Limits, seccomp
 from jobs.sandbox.bubblewrap import WORKDIR, BubblewrapSandbox, _untraversable
@@ -179,10 +180,12 @@ def test_the_cache_keeps_each_owners_copy_apart_and_verifies_it_on_every_use(tmp
     assert oct(tmp_path.joinpath("scenes").stat().st_mode & 0o777) == "0o711"
 
 
-class Run(_BlenderRun):
-    def __init__(self, scratch: Path):  # only what reading a frame back needs
+class Run(BlenderProcess):
+    def __init__(self, scratch: Path, *, seq: int | None = None):  # only what reading a frame back needs
         self.scratch = scratch
         self.file_limit = 10
+        self.workdir = "/work"
+        self.out = PurePosixPath("/work/out") / ("" if seq is None else str(seq))
 
 
 def test_a_frame_is_read_only_from_a_regular_file_never_through_a_link(tmp_path):
@@ -211,3 +214,14 @@ def test_a_frame_is_read_only_from_a_regular_file_never_through_a_link(tmp_path)
     (tmp_path / "out").symlink_to(other)  # the directory swapped for a link
     with pytest.raises(RenderError, match="could not be read back"):
         Run(tmp_path)._read_output("frame_00005.png", 5)
+
+
+def test_a_persistent_processs_frame_is_read_only_from_its_chunks_directory(tmp_path):
+    (tmp_path / "out" / "2").mkdir(parents=True)
+    (tmp_path / "out" / "2" / "frame_00001.png").write_bytes(b"png")
+    assert Run(tmp_path, seq=2)._read_output("frame_00001.png", 1) == b"png"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "frame_00002.png").write_bytes(b"worker's")
+    (tmp_path / "out" / "3").symlink_to(tmp_path / "elsewhere")  # a chunk's directory swapped for a link
+    with pytest.raises(RenderError, match="could not be read back"):
+        Run(tmp_path, seq=3)._read_output("frame_00002.png", 2)
