@@ -292,5 +292,8 @@ def job_detail(job: Job, *, url: str, now: datetime) -> dict:
     if job.status is JobStatus.COMPLETED:
         results = job_result_links(store=wiring.result_store(), job=job, expires_in=settings.RENDER_RESULT_URL_EXPIRY)
     webhook = webhook_representation(job, wiring.webhook_repository().latest(job.id)) if job.callback_url else None
-    quote = job_quote(job=job, farm=wiring.farm_registry(), prices=wiring.prices(), now=now) if job.quote_for else None
+    quote = None
+    if job.quote_for:
+        kept = settings.RENDER_BLENDER_PERSISTENT
+        quote = job_quote(job=job, farm=wiring.farm_registry(), prices=wiring.prices(), now=now, kept_renderer=kept)
     return job_representation(job, url=url, now=now, results=results, webhook=webhook, quote=quote)

@@ -67,6 +67,8 @@ class Quote:
     chunks: int
     seconds_per_frame: float
     startup_seconds: float
+    renderer_start_seconds: float  # of startup_seconds: the renderer's own start, once per worker when it is kept
+    renderer_starts: int
     worker_seconds: float
     workers: int
     wall_seconds: float | None  # None: no live worker to count on
@@ -78,6 +80,8 @@ class Quote:
             "chunks": self.chunks,
             "seconds_per_frame": self.seconds_per_frame,
             "startup_seconds": self.startup_seconds,
+            "renderer_start_seconds": self.renderer_start_seconds,
+            "renderer_starts": self.renderer_starts,
             "worker_seconds": self.worker_seconds,
             "workers": self.workers,
             "wall_seconds": self.wall_seconds,
@@ -94,6 +98,7 @@ def quote_estimate(
     first_frame_seconds: float,
     workers: int,
     prices: Prices,
+    kept_renderer: bool = False,
 ) -> Quote:
     """The full job's cost from its scout (`scouted` frames rendered in one chunk, so one start-up).
 
@@ -101,21 +106,33 @@ def quote_estimate(
     frame's, which holds Blender's start-up); a chunk costs the rest of the scout's worker-seconds once (the
     worker's start-up: claim, scene download, Blender start, the writes). Wall time: the chunks in waves of
     the live workers, each wave as long as a full chunk.
+
+    With `kept_renderer` (Blender kept across a job's consecutive chunks: RENDER_BLENDER_PERSISTENT), the
+    renderer's own start (the first frame's excess over the steady rate) is paid once per worker the chunks
+    spread over, not once per chunk; the rest of the start-up (claim, download, writes) stays per chunk.
     """
     # One frame cannot tell its render from Blender's start: then all of it counts per frame.
     per_frame = (render_seconds - first_frame_seconds) / (scouted - 1) if scouted > 1 else render_seconds
     per_frame = max(per_frame, 0.0)
     startup = max(worker_seconds - scouted * per_frame, 0.0)
-    total = target.frames * per_frame + target.chunks * startup
+    renderer_start = min(max(first_frame_seconds - per_frame, 0.0), startup) if scouted > 1 else 0.0
+    starts = target.chunks
+    if kept_renderer:
+        starts = min(target.chunks, max(workers, 1))
+    per_chunk = startup - renderer_start
+    total = target.frames * per_frame + target.chunks * per_chunk + starts * renderer_start
     wall = None
     if workers > 0:
         waves = math.ceil(target.chunks / min(workers, target.chunks))
-        wall = round(waves * (startup + min(target.chunk_size, target.frames) * per_frame), 1)
+        chunk = per_chunk + min(target.chunk_size, target.frames) * per_frame
+        wall = round(waves * chunk + (1 if kept_renderer else waves) * renderer_start, 1)
     return Quote(
         frames=target.frames,
         chunks=target.chunks,
         seconds_per_frame=round(per_frame, 3),
         startup_seconds=round(startup, 3),
+        renderer_start_seconds=round(renderer_start, 3),
+        renderer_starts=starts,
         worker_seconds=round(total, 1),
         workers=workers,
         wall_seconds=wall,

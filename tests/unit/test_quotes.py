@@ -67,6 +67,17 @@ def test_no_live_worker_means_no_wall_time_and_a_short_job_runs_in_one_wave():
     assert busy.wall_seconds == 5.0  # one chunk of 2 frames, on one of the 8 workers
 
 
+def test_a_kept_renderer_starts_once_per_worker_not_once_per_chunk():
+    # The same scout as above: 3 s of its 3.5 s start-up is Blender's own start (the first frame's excess).
+    args = dict(target=TARGET, scouted=3, worker_seconds=6.5, render_seconds=6.0, first_frame_seconds=4.0)
+    kept = quote_estimate(**args, workers=5, prices=PRICES, kept_renderer=True)
+    assert (kept.renderer_start_seconds, kept.renderer_starts) == (3.0, 5)
+    assert kept.worker_seconds == 240 * 1.0 + 24 * 0.5 + 5 * 3.0  # 24 chunks over 5 workers: 5 Blender starts
+    assert kept.wall_seconds == 5 * (0.5 + 10 * 1.0) + 3.0
+    per_chunk = quote_estimate(**args, workers=5, prices=PRICES)
+    assert per_chunk.renderer_starts == 24 and per_chunk.worker_seconds == 240 + 24 * 3.5
+
+
 def test_a_one_frame_scout_counts_its_whole_render_per_frame():
     quote = quote_estimate(
         target=TARGET,
