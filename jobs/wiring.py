@@ -151,6 +151,7 @@ def blender_renderer() -> Renderer:
         limits=limits,
         persistent=settings.RENDER_BLENDER_PERSISTENT,
         idle_seconds=settings.RENDER_BLENDER_IDLE_SECONDS,
+        probe_seconds=settings.RENDER_BLENDER_PROBE_SECONDS,
     )
 
 

@@ -299,6 +299,11 @@ RENDER_BLENDER_PERSISTENT = env_bool("RENDER_BLENDER_PERSISTENT", True)
 RENDER_BLENDER_IDLE_SECONDS = env_float("RENDER_BLENDER_IDLE_SECONDS", 15.0)
 if RENDER_BLENDER_IDLE_SECONDS <= 0:
     raise ImproperlyConfigured("RENDER_BLENDER_IDLE_SECONDS must be above 0 (seconds)")
+# The longest a new scene file's inspection renders its first frame to measure its speed (the chunk size of jobs
+# that give none); 0: no probe. The probe holds a worker for up to this long per new file.
+RENDER_BLENDER_PROBE_SECONDS = env_float("RENDER_BLENDER_PROBE_SECONDS", 20.0)
+if RENDER_BLENDER_PROBE_SECONDS < 0:
+    raise ImproperlyConfigured("RENDER_BLENDER_PROBE_SECONDS must be 0 or more (seconds)")
 # Encode steps: ffmpeg (Debian's package), confined like Blender, and the longest one run may take.
 RENDER_FFMPEG_BINARY = env("RENDER_FFMPEG_BINARY", "ffmpeg")
 RENDER_ENCODE_TIMEOUT = env_int("RENDER_ENCODE_TIMEOUT", 3600)

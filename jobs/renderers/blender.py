@@ -45,7 +45,7 @@ from jobs.sandbox import Limits, Sandbox, SandboxUnavailable
 __all__ = ["BlenderRenderer", "SandboxLimits", "SceneCache"]
 
 INSPECT_SECONDS = 120.0  # Blender's start and the file's load
-PROBE_SECONDS = 60.0  # the longest the inspection's probe frame is waited for (a slower file: chunks of 1 frame)
+PROBE_SECONDS = 20.0  # the longest the inspection's probe frame is waited for (RENDER_BLENDER_PROBE_SECONDS)
 IDLE_SECONDS = 15.0  # a persistent Blender without work this long is stopped (RENDER_BLENDER_IDLE_SECONDS)
 PROCESS_FRAMES = 500  # frames a persistent Blender may render before it is replaced (its CPU-time limit)
 _started = itertools.count(1)  # Blender processes this worker process started: named in the chunk logs
@@ -104,6 +104,7 @@ class BlenderRenderer:
         limits: SandboxLimits,
         persistent: bool = False,
         idle_seconds: float = IDLE_SECONDS,
+        probe_seconds: float = PROBE_SECONDS,
     ):
         self.sandbox = sandbox
         self.cache = cache
@@ -111,6 +112,7 @@ class BlenderRenderer:
         self.limits = limits
         self.persistent = persistent
         self.idle_seconds = idle_seconds
+        self.probe_seconds = probe_seconds  # 0: no probe frame (chunks of a job's own or the default size)
         self._lock = threading.Lock()
         self._idle: _Session | None = None  # a pool process renders one chunk at a time: one idle process at most
         self._timer: threading.Timer | None = None
@@ -233,16 +235,16 @@ class BlenderRenderer:
         scene = self.cache.path(owner=owner, sha256=sha256)
         scratch = self.cache.scratch()
         try:
-            limits = self.limits.for_chunk(1, PROBE_SECONDS)
+            limits = self.limits.for_chunk(1, self.probe_seconds)
             run = _start(self.sandbox, scratch, scene, {"mode": "inspect"}, None, limits, [0])
             try:
                 report = run.inspection(timeout=INSPECT_SECONDS)
-                if not report.get("refused") and report.get("settings", {}).get("camera"):
-                    seconds = run.probe(timeout=PROBE_SECONDS)
+                if self.probe_seconds and not report.get("refused") and report.get("settings", {}).get("camera"):
+                    seconds = run.probe(timeout=self.probe_seconds)
                     if seconds is not None:
                         report["speed"] = {"seconds_per_frame": round(seconds, 3)}
                     elif run.alive():  # still rendering its one frame: a slow file
-                        report["speed"] = {"seconds_per_frame": None, "longer_than": PROBE_SECONDS}
+                        report["speed"] = {"seconds_per_frame": None, "longer_than": self.probe_seconds}
                 return report
             finally:
                 run.stop()

@@ -279,8 +279,11 @@ def test_a_blender_killed_mid_chunk_is_replaced_and_the_chunk_completes(make_sta
 
 def test_untrusted_scene_files(make_stack, scene, tmp_path, render_cache):
     """Embedded scripts never run; a file that is not a scene and content that is not the declared file fail
-    the job with a clear error (and Blender's own line in the chunk's log)."""
-    stack = make_stack(RENDER_BLENDER_CACHE_DIR=str(render_cache), RENDER_MAX_ATTEMPTS="1")
+    the job with a clear error (and Blender's own line in the chunk's log). The evil scene is a full-size
+    default scene: its inspection's probe frame is given up after 3 s instead of holding the one worker."""
+    stack = make_stack(
+        RENDER_BLENDER_CACHE_DIR=str(render_cache), RENDER_MAX_ATTEMPTS="1", RENDER_BLENDER_PROBE_SECONDS="3"
+    )
     stack.start_ready_worker()
 
     marker = tmp_path / "the-scene-ran-its-own-code"
@@ -295,7 +298,7 @@ def test_untrusted_scene_files(make_stack, scene, tmp_path, render_cache):
     tampered = blender_job(stack, upload(stack, good[:-8] + b"tampered", declared=good))
 
     for job_id in (autoexec["id"], corrupt["id"], tampered["id"]):
-        stack.wait_for_status(job_id, "COMPLETED", "FAILED", timeout=60)
+        stack.wait_for_status(job_id, "COMPLETED", "FAILED", timeout=90)
     assert stack.job(autoexec["id"])["status"] == "COMPLETED"  # it rendered (the factory scene it was saved from)
     assert not marker.exists(), "the scene's embedded script ran"
 
