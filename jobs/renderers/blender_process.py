@@ -21,20 +21,19 @@ import queue
 import re
 import signal
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from jobs.errors import RenderError, SceneRefused
 from jobs.ports import RenderedFrame, RenderLog
+from jobs.renderers.output import OutputReader
 from jobs.sandbox import SCENE_NAME, Limits, Sandbox, SandboxedProcess
 
 SETUP_SCRIPT = Path(__file__).with_name("blender_setup.py")
 SETUP_SOURCE = SETUP_SCRIPT.read_text()
 START_SECONDS = 120.0  # allowance for Blender to start and load the scene, on top of the first frame's limit
 POLL_SECONDS = 0.25  # how often a waiting render checks should_stop()
-STOP_SECONDS = 5.0  # how long a killed Blender may take to be reaped
 DONE_SECONDS = 10.0  # how long a persistent Blender may take, after a chunk's last frame, to say it is done
 
 SAVED = re.compile(r"^RENDERFARM_SAVED (?P<frame>\d+) (?P<path>.+)$")
@@ -56,7 +55,7 @@ def render_arguments(frames: Sequence[int]) -> list[str]:
     return ["-f", ",".join(str(frame) for frame in frames)]
 
 
-class BlenderProcess:
+class BlenderProcess(OutputReader):
     """One sandboxed Blender process and the reader of its output."""
 
     def __init__(
@@ -110,17 +109,10 @@ class BlenderProcess:
         self.seq = 0  # chunks sent (serve)
         self.done = 0  # the last chunk Blender said it finished (serve)
         self.reusable = False  # the last chunk ended cleanly, with nothing left running (serve)
-        self.lines: queue.Queue[str | None] = queue.Queue()
         self.proc: SandboxedProcess = sandbox.start(
             args, scratch=scratch, scene=scene, env=env, limits=limits, **({"stdin": True} if serve else {})
         )
-        self.reader = threading.Thread(target=self._read, name="blender-output", daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for raw in iter(self.proc.readline, b""):
-            self.lines.put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-        self.lines.put(None)
+        self._start_reading("blender-output")
 
     def alive(self) -> bool:
         try:
@@ -304,18 +296,3 @@ class BlenderProcess:
         if code < 0:
             raise RenderError(f"Blender crashed on frame {self.current} ({signal.Signals(-code).name}).")
         raise RenderError(f"Blender exited (code {code}) before frame {self.current} was written.")
-
-    def stop(self) -> None:
-        """Kill the sandbox (if it still runs), reap it, and log what Blender wrote last."""
-        self.proc.kill()
-        with contextlib.suppress(TimeoutError):
-            self.proc.wait(timeout=STOP_SECONDS)
-        self.reader.join(timeout=STOP_SECONDS)
-        while True:
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self._take(line)
-        self.proc.close()

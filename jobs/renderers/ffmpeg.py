@@ -29,7 +29,6 @@ import re
 import shutil
 import signal
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -37,10 +36,10 @@ from pathlib import Path
 from jobs.domain import MAX_FPS, MIN_FPS, VideoFormat
 from jobs.errors import EncodeError, EncodeRefused
 from jobs.ports import EncodedVideo, RenderLog
+from jobs.renderers.output import OutputReader
 from jobs.sandbox import Limits, Sandbox, SandboxedProcess, SandboxUnavailable
 
 POLL_SECONDS = 0.25  # how often a running encode checks should_stop() and its deadline
-STOP_SECONDS = 5.0  # how long a killed ffmpeg may take to be reaped
 DISK_MARGIN = 256 * 1024**2  # free disk kept beyond the frames (ffmpeg's video, the chunks beside it)
 EXTENSIONS = ("png", "jpg")  # frames a video can be made of (OpenEXR is refused at submit)
 INPUT_PATTERN = "in/%06d"
@@ -209,7 +208,7 @@ def _open_output(scratch: Path, name: str, limit: int) -> Iterator[tuple]:
         yield file, info.st_size
 
 
-class _FfmpegRun:
+class _FfmpegRun(OutputReader):
     """One sandboxed ffmpeg process and the reader of its output (progress on stdout, messages on stderr)."""
 
     def __init__(self, proc: SandboxedProcess, log: RenderLog, *, workdir: str):
@@ -220,14 +219,7 @@ class _FfmpegRun:
         self.ended = False  # `progress=end` seen
         self.error: str | None = None  # the last line that reads like an error
         self.last: str | None = None  # the last line of ffmpeg's own output
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, name="ffmpeg-output", daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for raw in iter(self.proc.readline, b""):
-            self.lines.put(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-        self.lines.put(None)
+        self._start_reading("ffmpeg-output")
 
     def wait(self, *, count: int, deadline: float, timeout: float, should_stop, on_progress) -> int:
         """Frames encoded, once ffmpeg ended well; EncodeError otherwise (EncodeRefused past the deadline)."""
@@ -273,18 +265,3 @@ class _FfmpegRun:
         if not self.ended or self.encoded != count:
             raise EncodeError(f"ffmpeg encoded {self.encoded} of the {count} frames.")
         return self.encoded
-
-    def stop(self) -> None:
-        """Kill the sandbox (if it still runs), reap it, and log what ffmpeg wrote last."""
-        self.proc.kill()
-        with contextlib.suppress(TimeoutError):
-            self.proc.wait(timeout=STOP_SECONDS)
-        self.reader.join(timeout=STOP_SECONDS)
-        while True:
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self._take(line)
-        self.proc.close()
