@@ -133,7 +133,7 @@ def test_the_sidecar_holds_code_that_runs_inside_it_without_namespaces(sidecar, 
     # No namespaces here: the host's world-writable /tmp may take a file during the run (in the sidecar's
     # container the root filesystem is read-only); the sidecar removes the run's files, then its scratch
     # directory, once the worker hangs up.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # the clean-up walks /tmp, which may be large
     while scratch.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not scratch.exists()

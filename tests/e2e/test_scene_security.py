@@ -195,6 +195,9 @@ def test_a_scene_running_its_code_in_the_sidecar_reaches_nothing(
     env = {"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": SECRET}
     sidecar = start_sidecar(root=render_cache / "chunks", socket_path=tmp_path / "s.sock", program="blender", env=env)
     report = contained_blender(sidecar.client, render_cache, scenes / "freestyle.blend", outside, listener)
+    # No namespaces: the host's world-writable /tmp may take a file during the run (the sidecar's container has
+    # a read-only root); the sidecar removes the run's files, then its scratch directory, after the hang-up.
+    wait_until(lambda: list((render_cache / "chunks").iterdir()) == [], 30, "the sidecar to clean up the run")
     assert report["parent_environ"].startswith("refused") and report["init_environ"].startswith("refused")
     assert report["connect_local"] == "refused: PermissionError"
     assert_contained(report, outside=outside, listener=listener)
