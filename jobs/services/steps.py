@@ -313,22 +313,28 @@ def _stopped(ctx: RenderContext, job: Job, index: int, token: str, job_status: s
     log.info("job %s step %s stopped: job is %s", job.id, index, job_status)
     if job_status != JobStatus.CANCELLING:
         return Outcome.STOPPED
-    now = ctx.clock()
     try:
-        ended = ctx.repo.steps.end(
-            job.id,
-            index,
-            attempt=job.attempt,
-            token=token,
-            status=JobStatus.CANCELLED,
-            now=now,
-            expires_at=now + ctx.retention,
-        )
+        ended = _end(ctx, job, index, token, JobStatus.CANCELLED)
     except JobStateConflict:  # the lease lapsed and the sweeper (or another) finished the cancel
         return Outcome.STOPPED
     log.info("job %s CANCELLED", job.id)
     ctx.notifier.job_ended(ended, JobStatus.CANCELLED)
     return Outcome.STOPPED
+
+
+def _end(ctx: RenderContext, job: Job, index: int, token: str, status: JobStatus, failure: Failure | None = None):
+    """The holder's write that ends the step and its job (CANCELLED or FAILED), kept for the retention time."""
+    now = ctx.clock()
+    return ctx.repo.steps.end(
+        job.id,
+        index,
+        attempt=job.attempt,
+        token=token,
+        status=status,
+        now=now,
+        expires_at=now + ctx.retention,
+        failure=failure,
+    )
 
 
 def _fail_or_retry(ctx: RenderContext, job: Job, index: int, token: str, failure: Failure) -> tuple[Outcome, int]:
@@ -354,18 +360,8 @@ def _named(job: Job, index: int, failure: Failure) -> Failure:
 
 def _give_up(ctx: RenderContext, job: Job, index: int, token: str, failure: Failure) -> tuple[Outcome, int]:
     """The step fails for good, and its job with it."""
-    now = ctx.clock()
     try:
-        ended = ctx.repo.steps.end(
-            job.id,
-            index,
-            attempt=job.attempt,
-            token=token,
-            status=JobStatus.FAILED,
-            now=now,
-            expires_at=now + ctx.retention,
-            failure=_named(job, index, failure),
-        )
+        ended = _end(ctx, job, index, token, JobStatus.FAILED, failure=_named(job, index, failure))
     except LeaseLost:
         return Outcome.STOPPED, 0
     except JobNotRunning as exc:
