@@ -59,6 +59,17 @@ def upload(stack, body: bytes, *, declared: bytes | None = None) -> str:
     return sha
 
 
+def inspected(stack, sha: str, timeout: float = 60) -> dict:
+    """The asset once a worker has read it (looking at it starts its inspection)."""
+
+    def read():
+        resp = requests.get(f"{stack.api}/api/assets/{sha}", headers=stack.auth(), timeout=10)
+        assert resp.status_code == 200, resp.text
+        return resp.json() if resp.json()["inspection"]["state"] != "pending" else None
+
+    return wait_until(read, timeout, f"a worker to read asset {sha[:12]}")
+
+
 def blender_job(stack, sha: str, **body) -> dict:
     defaults = {"width": 64, "height": 36, "samples": 4, "frame_start": 1, "frame_end": 1}
     return stack.submit(renderer="blender", scene_file=sha, **{**defaults, **body})
@@ -180,8 +191,8 @@ def test_cancel_mid_chunk_stops_blender_and_writes_nothing_after(make_stack, sce
     )
     stack.start_ready_worker()
     sha = upload(stack, scene.read_bytes())
-    # Slow frames (about a second each) so the cancel lands while Blender renders.
-    job = blender_job(stack, sha, frame_start=1, frame_end=8, chunk_size=8, width=320, height=180, samples=300)
+    # Slow frames (about a second each on a quiet machine) so the cancel lands while Blender renders.
+    job = blender_job(stack, sha, frame_start=1, frame_end=8, chunk_size=8, width=320, height=180, samples=30)
     stack.wait_for(job["id"], lambda j: j["progress"]["frames_done"] >= 1, timeout=60)
     assert blenders_under(cache), "Blender should be rendering"
     resp = requests.post(f"{stack.api}/api/jobs/{job['id']}/cancel", headers=stack.auth(), timeout=10)
@@ -207,7 +218,8 @@ def test_a_worker_killed_mid_chunk_leaves_no_blender_and_the_job_completes_once(
     )
     stack.start_ready_worker("doomed")
     sha = upload(stack, scene.read_bytes())
-    job = blender_job(stack, sha, frame_start=1, frame_end=6, chunk_size=6, width=160, height=90, samples=200)
+    # Frames of about 0.7 s on a quiet machine: the worker dies with four or five of them to go.
+    job = blender_job(stack, sha, frame_start=1, frame_end=6, chunk_size=6, width=160, height=90, samples=80)
     stack.wait_for(job["id"], lambda j: j["progress"]["frames_done"] >= 1, timeout=60)
     assert blenders_under(cache)
     stack.kill("doomed")  # SIGKILL to the worker's process group; Blender has a session of its own
@@ -258,9 +270,9 @@ def test_a_blender_killed_mid_chunk_is_replaced_and_the_chunk_completes(make_sta
     )
     stack.start_ready_worker()
     sha = upload(stack, scene.read_bytes())
-    # Slow frames (half a second each on a quiet machine); chunk 1 runs in the process chunk 0 started, and is
+    # Slow frames (about 1.3 s each on a quiet machine); chunk 1 runs in the process chunk 0 started, and is
     # killed there, after its first frame.
-    job = blender_job(stack, sha, frame_start=1, frame_end=6, chunk_size=3, width=320, height=180, samples=150)
+    job = blender_job(stack, sha, frame_start=1, frame_end=6, chunk_size=3, width=320, height=180, samples=40)
     stack.wait_for(job["id"], lambda j: j["progress"]["frames_done"] >= 4, timeout=240)
     killed = blenders_under(cache)
     assert killed, "Blender should be rendering"

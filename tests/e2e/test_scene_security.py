@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from jobs.devstack.stack import ROOT
 from jobs.sandbox import SandboxUnavailable
 from jobs.sandbox.bubblewrap import BubblewrapSandbox
 from tests.e2e.conftest import wait_until
+from tests.e2e.test_blender import inspected
 from tests.e2e.test_sandbox import LIMITS, SECRET, assert_contained, listening_socket, scratch_with_scene
 
 if shutil.which("blender") is None:
@@ -124,15 +124,7 @@ def test_hostile_scene_files_through_the_farm(make_stack, hostile, render_cache)
     # Once read (the submits above asked for it), the same files are refused at submit, naming the same things.
     for name, code, words in (("freestyle", "scene_refused", "Freestyle"), ("texture", "scene_files_missing", "png")):
         sha = hashlib.sha256((scenes / f"{name}.blend").read_bytes()).hexdigest()
-        deadline = time.monotonic() + 60
-        while (
-            requests.get(f"{stack.api}/api/assets/{sha}", headers=stack.auth(), timeout=10).json()["inspection"][
-                "state"
-            ]
-            == "pending"
-        ):
-            assert time.monotonic() < deadline, "the file was never read"
-            time.sleep(0.2)
+        inspected(stack, sha)
         body = {"scene": "again", "renderer": "blender", "scene_file": sha}
         resp = requests.post(f"{stack.api}/api/jobs", json=body, headers=stack.auth(), timeout=10)
         assert resp.status_code == 422 and resp.json()["error"]["code"] == code, resp.text

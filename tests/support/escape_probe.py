@@ -3,16 +3,25 @@
     python3 escape_probe.py '{"outside": "<dir>", "port": <listening TCP port on 127.0.0.1>}'
 
 Reads its parent's and PID 1's environments, lists /proc, connects to the port and to the ECS credentials
-endpoint, tries to write in `outside`, /tmp, /dev/shm, /etc and its directory's parent, lists `outside`,
-and prints one line `HOSTILE_REPORT <json>` with what it got. Standard library only (it runs in Blender too).
+endpoint, tries to write in `outside`, /tmp, /var/tmp, /dev/shm, /etc and its directory's parent, lists
+`outside`, and prints one line `HOSTILE_REPORT <json>` with what it got. Standard library only (it runs in
+Blender too). The files it tries are named after `outside` (unique to a test), so tests running at once (or a
+file an earlier run left) cannot pass or fail one another.
 """
 
+import hashlib
 import json
 import os
 import socket
 import sys
 
-TARGETS = ("{outside}/escaped", "/tmp/escaped", "/var/tmp/escaped", "/dev/shm/escaped", "/etc/escaped", "../escaped")
+PLACES = ("{outside}", "/tmp", "/var/tmp", "/dev/shm", "/etc", "..")
+
+
+def targets(outside):
+    """The paths the probe tries to write, for a probe aimed at `outside`."""
+    name = "escaped-" + hashlib.sha256(str(outside).encode()).hexdigest()[:12]
+    return [place.format(outside=outside) + "/" + name for place in PLACES]
 
 
 def probe(config):
@@ -34,8 +43,7 @@ def probe(config):
         except OSError as exc:
             report["connect_" + name] = "refused: " + type(exc).__name__
     written = []
-    for target in TARGETS:
-        path = target.format(outside=config["outside"])
+    for path in targets(config["outside"]):
         try:
             with open(path, "w") as handle:
                 handle.write("escaped")
