@@ -734,7 +734,7 @@ class FakeTaskQueue:
         self.fanouts: list[tuple[str, int, Priority]] = []
         self.steps: list[tuple[str, int, int, Priority]] = []
         self.webhooks: list[tuple[str, int, str]] = []
-        self.inspections: list[tuple[str, str]] = []
+        self.inspections: list[tuple[str, str, Priority]] = []
         self.down = down
 
     def enqueue_chunk(self, *, job_id, index, attempt, priority) -> None:
@@ -753,9 +753,9 @@ class FakeTaskQueue:
         self._check()
         self.webhooks.append((job_id, attempt, event))
 
-    def enqueue_inspection(self, *, owner, sha256) -> None:
+    def enqueue_inspection(self, *, owner, sha256, priority=Priority.HIGH) -> None:
         self._check()
-        self.inspections.append((owner, sha256))
+        self.inspections.append((owner, sha256, priority))
 
     def _check(self) -> None:
         if self.down:

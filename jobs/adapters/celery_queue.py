@@ -34,9 +34,9 @@ class CeleryTaskQueue:
         # Only webhook workers consume this queue: a slow receiver never holds a render worker.
         self._send(DELIVER_WEBHOOK, (job_id, attempt, event), settings.RENDER_WEBHOOK_QUEUE_NAME, job_id)
 
-    def enqueue_inspection(self, *, owner: str, sha256: str) -> None:
-        # High priority: a person waits for it, and it takes a worker a second or two.
-        self._send(INSPECT_ASSET, (sha256, owner), settings.RENDER_QUEUE_NAMES[str(Priority.HIGH)], None)
+    def enqueue_inspection(self, *, owner: str, sha256: str, priority: Priority = Priority.HIGH) -> None:
+        # High priority where a person (or a client) waits for it: it takes a worker a second or two.
+        self._send(INSPECT_ASSET, (sha256, owner), settings.RENDER_QUEUE_NAMES[str(priority)], None)
 
     def _send(self, name: str, args: tuple, queue: str, job_id: str | None) -> None:
         # The job id (and the request that sent it) travel in the message headers, so the worker's log

@@ -249,7 +249,7 @@ class TaskQueue(Protocol):
         """A delivery's message, on the webhook queue (whatever the job's priority: webhook workers take it)."""
         ...
 
-    def enqueue_inspection(self, *, owner: str, sha256: str) -> None: ...  # at high priority: a person waits
+    def enqueue_inspection(self, *, owner: str, sha256: str, priority: Priority = Priority.HIGH) -> None: ...
 
 
 class Metrics(Protocol):

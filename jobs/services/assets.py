@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from jobs.domain import Priority
 from jobs.errors import AssetConflict, AssetNotFound, AssetTooLarge, RenderError, SceneFileMismatch, SceneFileMissing
 from jobs.ports import (
     INSPECTION_DONE,
@@ -92,13 +93,17 @@ def asset_get(
     return AssetStatus(sha256=sha256, size=record.size, uploaded=uploaded, inspection=inspection)
 
 
-def asset_inspection(*, repo: AssetRepository, queue: TaskQueue, record: AssetRecord, now: datetime) -> AssetInspection:
-    """The stored file's inspection; asked for (one message, whoever asks first) unless done or under way."""
+def asset_inspection(
+    *, repo: AssetRepository, queue: TaskQueue, record: AssetRecord, now: datetime, priority: Priority = Priority.HIGH
+) -> AssetInspection:
+    """The stored file's inspection; asked for (one message, whoever asks first) unless done or under way, at
+    `priority`: high where someone waits for it, low where nothing does (a job that gave its frames is checked
+    by its first chunk, so its inspection need not take a worker before the job's own chunks)."""
     current = record.inspection
     if current is not None and (current.state != INSPECTION_PENDING or now - current.requested_at < INSPECTION_STALE):
         return current
     if repo.request_inspection(record.owner, record.sha256, now=now, stale_before=now - INSPECTION_STALE):
-        queue.enqueue_inspection(owner=record.owner, sha256=record.sha256)
+        queue.enqueue_inspection(owner=record.owner, sha256=record.sha256, priority=priority)
     return AssetInspection(state=INSPECTION_PENDING, requested_at=now)
 
 
@@ -155,9 +160,11 @@ class SceneFiles:
     queue: TaskQueue
     retention: timedelta
 
-    def keep(self, *, owner: str, sha256: str, now: datetime) -> AssetInspection:
-        """Check and keep the file (422 when missing or not as declared); its inspection, asked for if need be."""
+    def keep(self, *, owner: str, sha256: str, now: datetime, waited_for: bool = True) -> AssetInspection:
+        """Check and keep the file (422 when missing or not as declared); its inspection, asked for if need be
+        (at low priority unless `waited_for`)."""
         record = asset_keep_for_job(
             repo=self.repo, store=self.store, owner=owner, sha256=sha256, now=now, retention=self.retention
         )
-        return asset_inspection(repo=self.repo, queue=self.queue, record=record, now=now)
+        priority = Priority.HIGH if waited_for else Priority.LOW
+        return asset_inspection(repo=self.repo, queue=self.queue, record=record, now=now, priority=priority)

@@ -114,7 +114,7 @@ def job_retry(*, jobs: JobControl, job: Job, now: datetime, scene_files: SceneFi
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise JobStateConflict(f"A {job.status} job cannot be retried.", details={"status": str(job.status)})
     if job.scene_file:
-        scene_files.keep(owner=job.owner, sha256=job.scene_file, now=now)
+        scene_files.keep(owner=job.owner, sha256=job.scene_file, now=now, waited_for=False)
     job = jobs.repo.retry(job.id, attempt=job.attempt, now=now)
     enqueue_work(queue=jobs.queue, job=job)
     return job

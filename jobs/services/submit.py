@@ -134,7 +134,11 @@ def job_create(
     budget_check(spending=spending, owner=owner, now=now)
     request_spec = spec
     if spec.scene_file is not None:
-        spec = from_the_file(spec, scene_files.keep(owner=owner, sha256=spec.scene_file, now=now))
+        # Only a range left to the file makes the client wait for the inspection (409, then again): otherwise the
+        # job's first chunk checks the file, and the inspection comes after the farm's waiting chunks.
+        waited_for = FRAME_RANGE in spec.from_file
+        inspection = scene_files.keep(owner=owner, sha256=spec.scene_file, now=now, waited_for=waited_for)
+        spec = from_the_file(spec, inspection)
     if spec.steps and (problem := _steps_problem(spec)):  # the format and range may have been the file's
         raise StepsRefused(problem)
     quote_for = None

@@ -1,11 +1,16 @@
 """Scene files against the emulator: the asset API, a real presigned PUT, HeadObject checks at submit."""
 
+import base64
 import hashlib
 import json
+from collections import Counter
 
 import requests
+from django.conf import settings
 
 from jobs import wiring
+from jobs.adapters import aws
+from jobs.ports.values import INSPECT_ASSET
 from tests.integration.test_api import assert_error, client, key_for  # noqa: F401 (fixture)
 
 BODY = b"BLENDER-v304" + bytes(range(256)) * 8
@@ -112,3 +117,37 @@ def test_task_log_is_404_until_written(client):  # noqa: F811
     )
     got = client.get(f"/api/jobs/{job['id']}/tasks/0/log").json()
     assert got == {"job_id": job["id"], "chunk": 0, "log": "Blender 3.4.1\n", "truncated": False}
+
+
+def inspection_requests(priority: str) -> Counter:
+    """The scene files (SHA-256) of the inspection messages waiting on the render queue of `priority`, counted
+    (read once from SQS, each message hidden for the rest of the test)."""
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=settings.RENDER_QUEUE_NAMES[priority])["QueueUrl"]
+    found: Counter = Counter()
+    receive = {"QueueUrl": url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 60, "WaitTimeSeconds": 0}
+    while messages := sqs.receive_message(**receive).get("Messages"):
+        for message in messages:
+            envelope = json.loads(base64.b64decode(message["Body"]))
+            if envelope["headers"]["task"] == INSPECT_ASSET:
+                found[json.loads(base64.b64decode(envelope["body"]))[0][0]] += 1
+    return found
+
+
+def test_an_inspection_takes_a_worker_first_only_when_someone_waits_for_it(client):  # noqa: F811
+    """A job that gives its frames is checked by its first chunk: its file's inspection goes to the low queue,
+    behind the farm's waiting chunks. A range left to the file (409 until read) or a look at the asset (the
+    console's form) asks at high priority."""
+    bodies = [BODY + suffix for suffix in (b"given", b"left", b"looked")]
+    sha_given, sha_left, sha_looked = shas = [hashlib.sha256(body).hexdigest() for body in bodies]
+    for sha, body in zip(shas, bodies, strict=True):
+        assert put(declare(client, sha, len(body)).json()["upload"], body).status_code == 200
+
+    assert submit(client, BLENDER_JOB | {"scene_file": sha_given}).status_code == 201
+    range_left = {k: v for k, v in BLENDER_JOB.items() if k not in ("frame_start", "frame_end")}
+    assert_error(submit(client, range_left | {"scene_file": sha_left}), 409, "scene_file_inspecting")
+    assert client.get(f"/api/assets/{sha_looked}").json()["inspection"]["state"] == "pending"
+    low, high = inspection_requests("low"), inspection_requests("high")
+    assert (low[sha_given], high[sha_given]) == (1, 0)
+    assert (low[sha_left], high[sha_left]) == (0, 1)
+    assert (low[sha_looked], high[sha_looked]) == (0, 1)
