@@ -15,6 +15,7 @@ API (gunicorn) -> SQS -> `celery worker` -> S3, against the embedded emulator, i
 - `blender`: the demo scene (scenes/demo_scene.py), 24 frames at 320x180, 16 samples: one job in 2 chunks
   on 2 workers (upload included, submit to COMPLETED) against one Blender process rendering the same frames
   with the same settings; prints the ratio farm / direct wall time and the seconds per frame of each.
+- `quote`: dry-run quotes of the demo scene against the jobs they quote (bench/quote.py).
 Requests are counted by the emulator, so every process's traffic is seen at the HTTP layer; the bench's
 own polling is tagged and left out.
 """
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import boto3
 
-from bench import raw, scale
+from bench import quote, raw, scale
 from bench.compare import path_summary, print_side_by_side
 from bench.farm import (
     TABLE,
@@ -337,13 +338,9 @@ def scenario_blender(args) -> None:
     print(f"\n[blender] demo scene, {frames} frames {width}x{height} {samples} samples: 2 workers vs one process")
     root = Path(tempfile.mkdtemp(prefix="bench-blender-"))
     scene = root / "demo.blend"
-    demo, setup = ROOT / "scenes" / "demo_scene.py", ROOT / "jobs" / "renderers" / "blender_setup.py"
+    setup = ROOT / "jobs" / "renderers" / "blender_setup.py"
     blender = ["blender", "-b", "--factory-startup", "-noaudio"]
-    subprocess.run(
-        [*blender, "--python", str(demo), "--", str(scene), str(width), str(height), str(frames)],
-        check=True,
-        capture_output=True,
-    )
+    quote.demo_scene(scene, width, height, frames)
     config = {
         "scene": str(scene),
         "scratch": str(root),
@@ -450,7 +447,7 @@ def scenario_soak(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark the render pipeline end to end.")
-    parser.add_argument("--scenarios", default="jobs,frames,priority,load,takeover,soak,blender")
+    parser.add_argument("--scenarios", default="jobs,frames,priority,load,takeover,soak,blender,quote")
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=4, help="pool size of each worker")
@@ -463,6 +460,7 @@ def main() -> None:
     parser.add_argument("--load-clients", type=int, default=20)
     parser.add_argument("--blender-frames", type=int, default=24)
     parser.add_argument("--blender-rounds", type=int, default=3)
+    parser.add_argument("--quote-rounds", type=int, default=2)
     parser.add_argument("--soak-rounds", type=int, default=5)
     parser.add_argument("--soak-jobs", type=int, default=600)
     parser.add_argument(
@@ -486,6 +484,7 @@ def main() -> None:
         "takeover": scenario_takeover,
         "soak": scenario_soak,
         "blender": scenario_blender,
+        "quote": quote.scenario_quote,
         "scale": scale.scenario_scale,
         "owners": scale.scenario_owners,
     }
