@@ -77,6 +77,26 @@ class Stack:
             text=True,
         ).stdout
 
+    def manage_all(self, *commands: list[str]) -> list[str]:
+        """Run management commands one after another in one process (Django starts once, about a second of
+        CPU saved a command); their stdouts."""
+        code = (
+            "import io, json, sys, django; django.setup(); from django.core.management import call_command\n"
+            "outs = []\n"
+            "for argv in json.loads(sys.argv[1]):\n"
+            "    out = io.StringIO(); call_command(*argv, stdout=out); outs.append(out.getvalue())\n"
+            "print(json.dumps(outs))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(commands)],
+            cwd=ROOT,
+            env=self.merged_env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
     def create_api_key(self, owner: str, *flags: str) -> str:
         """A key for `owner` (flags such as --allow-high pass through to create_api_key)."""
         return self.manage("create_api_key", "--owner", owner, *flags).strip()

@@ -31,7 +31,7 @@ from tests.e2e.conftest import wait_until
 if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
     pytest.skip("ffmpeg is not on the PATH: the encode tier is skipped (.ci/run installs it)", allow_module_level=True)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("blender")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("blender-files")]
 DEMO = ROOT / "scenes" / "demo_scene.py"
 SLOW_FFMPEG = ROOT / "tests" / "support" / "slow_ffmpeg.py"
 

@@ -23,7 +23,7 @@ from tests.e2e.test_renderctl import run_renderctl
 if shutil.which("blender") is None:
     pytest.skip("blender is not on the PATH: the Blender tier is skipped (CI installs it)", allow_module_level=True)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("blender")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("blender-files")]
 TOLERANCE = 2.0  # mean absolute difference per channel (0-255) between a farm frame and Blender's own
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from jobs.adapters import aws
 from jobs.devstack.stack import ENTRYPOINT, ROOT
+from tests.e2e.conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -237,13 +238,15 @@ def test_poison_work_lands_in_the_dlq_and_its_job_is_failed(make_stack):
     )
     stack.start_ready_worker()
     job = stack.submit(scene="poison")
-    dlq = "dlq", "list", "--json"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:  # each delivery kills the pool process; after 5, SQS dead-letters it
-        listed = stack.manage(*dlq)
-        if job["id"] in listed:
-            break
-        time.sleep(1)
+    sqs = aws.client("sqs")
+    dlq = sqs.get_queue_url(QueueName=stack.env["RENDER_QUEUE_PREFIX"] + "render-dlq")["QueueUrl"]
+
+    def dead_lettered() -> bool:  # each delivery kills the pool process; after 5, SQS dead-letters it
+        attributes = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attributes["Attributes"]["ApproximateNumberOfMessages"]) > 0
+
+    wait_until(dead_lettered, 90, "the poison message in the dead-letter queue")
+    listed = stack.manage("dlq", "list", "--json")
     assert job["id"] in listed and '"task": "jobs.render_chunk"' in listed
     assert stack.job(job["id"])["status"] in ("QUEUED", "PROCESSING")  # not failed until the sweeper says so
     out = stack.manage("sweep", "--json")

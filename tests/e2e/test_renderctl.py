@@ -101,7 +101,7 @@ def test_submit_frames_renders_and_downloads_only_the_listed_frames(make_stack, 
 def test_wait_exit_codes_follow_the_final_state(make_stack, renderctl):
     stack = make_stack(RENDER_SIMULATED_SECONDS="0.5")
     stack.start_ready_worker("w1")
-    job_id = renderctl(stack, "submit", "--name", "long", "--width", "64", "--height", "64", "--end", "40").stdout
+    job_id = renderctl(stack, "submit", "--name", "long", "--width", "64", "--height", "64", "--end", "16").stdout
     job_id = job_id.strip()
     assert len(job_id) == 32
     stack.wait_for(job_id, lambda j: j["progress"]["frames_done"] >= 1)

@@ -29,7 +29,7 @@ from tests.e2e.test_sandbox import LIMITS, SECRET, assert_contained, listening_s
 if shutil.which("blender") is None:
     pytest.skip("blender is not on the PATH: the Blender tier is skipped (CI installs it)", allow_module_level=True)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("blender")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("blender-files")]
 DEMO = ROOT / "scenes" / "demo_scene.py"
 HOSTILE = ROOT / "tests" / "support" / "hostile_scenes.py"
 
