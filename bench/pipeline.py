@@ -12,7 +12,7 @@ API (gunicorn) -> SQS -> `celery worker` -> S3, against the embedded emulator, i
 - `load`: 1,000 jobs from 20 concurrent clients: all COMPLETED, none lost, none completed twice.
 - `takeover`: AWS requests per frame of 3 s renders (the lease and visibility keepers' cost), then a worker
   SIGKILLed mid-chunk: seconds from the kill to the chunk claimed by another worker.
-- `blender`: the demo scene (scenes/demo_scene.py), 24 frames at 320x180, 16 samples: one job in 2 chunks
+- `blender`: the demo scene (scenes/demo_scene.py), 24 frames at 320x180, 16 samples: one job in chunks split evenly
   on 2 workers (upload included, submit to COMPLETED) against one Blender process rendering the same frames
   with the same settings; prints the ratio farm / direct wall time and the seconds per frame of each.
 - `quote`: dry-run quotes of the demo scene against the jobs they quote (bench/quote.py).
@@ -363,12 +363,14 @@ def scenario_blender(args) -> None:
         assert len(list((root / "direct").iterdir())) == frames
         return took
 
-    # Half the frames per chunk (one chunk per worker), at most MAX_CHUNK_SIZE: 240 frames make 3 chunks, so one
-    # worker renders two in a row (in one Blender, RENDER_BLENDER_PERSISTENT).
-    chunk_size = min(-(-frames // 2), MAX_CHUNK_SIZE)
+    # As many chunks as it takes at MAX_CHUNK_SIZE, rounded up to a multiple of the 2 workers, split evenly: 12
+    # frames make 2 chunks of 6, 240 make 4 of 60 (each worker renders two in a row, in one kept Blender:
+    # RENDER_BLENDER_PERSISTENT); 100, 100 and 40 left one worker idle for the last 40 frames.
+    chunks = -(-frames // MAX_CHUNK_SIZE)
+    chunk_size = -(-frames // (chunks + chunks % 2))
 
     def farm_run(sandbox: str) -> tuple[float, float, float]:
-        """One job in 2 chunks on 2 workers: wall seconds (upload and polling included), submit to COMPLETED,
+        """One job in even chunks on 2 workers: wall seconds (upload and polling included), submit to COMPLETED,
         and the mean seconds a chunk rendered (its claim to its completion)."""
         with running(workers=2, concurrency=1, render_seconds="0", env={"RENDER_SANDBOX": sandbox}) as bench:
             auth = {"Authorization": f"Bearer {bench.key}"}
