@@ -178,8 +178,8 @@ class Sidecar:
             hangup.join()  # the worker reads its last frames, then hangs up
         finally:
             kill_all_of(uid)
-            for place in self.scrub:
-                remove_files_of(uid, place)
+            for place in self.scrub:  # the scratch directory (the run's own) may lie under one: kept till last
+                remove_files_of(uid, place, keep=scratch)
             shutil.rmtree(scratch, ignore_errors=True)  # last: its absence says the run is cleaned up
             self.slots.give(uid)
 
@@ -235,11 +235,15 @@ def kill_all_of(uid: int) -> None:
     os.waitpid(pid, 0)
 
 
-def remove_files_of(uid: int, place: Path) -> None:
-    """Remove whatever `uid` owns under `place` (never following links)."""
+def remove_files_of(uid: int, place: Path, *, keep: Path | None = None) -> None:
+    """Remove whatever `uid` owns under `place` (never following links), but for the directory `keep` and the
+    directories on the way to it (what they hold goes)."""
+    kept = str(keep) if keep is not None else None
     for top, dirs, files in os.walk(place, onerror=lambda exc: None):
         for name in files + dirs:
             path = os.path.join(top, name)
+            if kept is not None and (path == kept or kept.startswith(path + os.sep)):
+                continue
             with contextlib.suppress(OSError):
                 info = os.lstat(path)
                 if info.st_uid != uid:

@@ -148,6 +148,18 @@ def test_what_a_run_left_in_shared_places_is_removed_and_nothing_else(tmp_path):
     assert (tmp_path / "keep").exists()
 
 
+def test_the_runs_scratch_directory_under_a_shared_place_outlives_the_sweep_of_that_place(tmp_path):
+    """Its absence tells the worker the run is cleaned up: a sweep of /tmp that removed it (it is the run uid's)
+    before the sweep of /var/tmp said so too early (CI: a test found the run's file in /var/tmp)."""
+    scratch = tmp_path / "cache" / "chunks" / "run"
+    scratch.mkdir(parents=True)
+    (scratch / "frame.png").write_text("x")
+    (tmp_path / "left").write_text("y")
+    remove_files_of(os.getuid(), tmp_path, keep=scratch)
+    assert scratch.is_dir() and list(scratch.iterdir()) == []
+    assert not (tmp_path / "left").exists()
+
+
 def downloads(bodies: dict[str, bytes], calls: list):
     def download(*, owner, sha256, dest):
         calls.append((owner, sha256))
