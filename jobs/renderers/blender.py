@@ -32,6 +32,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,13 +137,19 @@ class BlenderRenderer:
         if self.persistent:
             yield from self._render_in_session(job, frames, config, should_stop=should_stop, log=log)
             return
-        scene = self.cache.path(owner=job.owner, sha256=job.scene_file)
+        limits = self.limits.for_chunk(len(frames), self.frame_timeout)
+        with self._one_run(job.owner, job.scene_file, config, log, limits, frames) as run:
+            yield from run.frames(should_stop=should_stop, frame_timeout=self.frame_timeout)
+
+    @contextmanager
+    def _one_run(self, owner: str, sha256: str, config: dict, log, limits: Limits, frames) -> Iterator[BlenderProcess]:
+        """A Blender process for one use, in a scratch directory of its own; stopped and removed after."""
+        scene = self.cache.path(owner=owner, sha256=sha256)
         scratch = self.cache.scratch()
         try:
-            limits = self.limits.for_chunk(len(frames), self.frame_timeout)
             run = _start(self.sandbox, scratch, scene, config, log, limits, frames)
             try:
-                yield from run.frames(should_stop=should_stop, frame_timeout=self.frame_timeout)
+                yield run
             finally:
                 run.stop()
         finally:
@@ -186,13 +193,18 @@ class BlenderRenderer:
         name = f"{os.getpid()}-{next(_started)}"
         return _Session(key=key, process=process, scratch=scratch, frames_left=budget, name=name)
 
-    def _reuse(self, key: tuple, frames: int) -> _Session | None:
-        """The idle process if it may render this chunk (same job, alive, within its budget); any other is stopped."""
+    def _take_idle(self) -> _Session | None:
+        """The idle process, if any, no longer idle (its timer cancelled)."""
         with self._lock:
             session, self._idle = self._idle, None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+        return session
+
+    def _reuse(self, key: tuple, frames: int) -> _Session | None:
+        """The idle process if it may render this chunk (same job, alive, within its budget); any other is stopped."""
+        session = self._take_idle()
         if session is None:
             return None
         if session.key == key and session.frames_left >= frames and session.process.alive():
@@ -220,36 +232,23 @@ class BlenderRenderer:
 
     def close(self) -> None:
         """Stop the idle process, if any (the worker process's end stops it anyway: parent-death signal)."""
-        with self._lock:
-            session, self._idle = self._idle, None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-        if session is not None:
+        if (session := self._take_idle()) is not None:
             session.stop()
 
     def inspect(self, *, owner: str, sha256: str) -> dict:
         """The file's settings, what the farm would refuse in it and the files it reads from outside
         (blender_setup.py's inspect mode, in the sandbox), and how long its first frame took to render
         (`speed`); RenderError when Blender cannot read it."""
-        scene = self.cache.path(owner=owner, sha256=sha256)
-        scratch = self.cache.scratch()
-        try:
-            limits = self.limits.for_chunk(1, self.probe_seconds)
-            run = _start(self.sandbox, scratch, scene, {"mode": "inspect"}, None, limits, [0])
-            try:
-                report = run.inspection(timeout=INSPECT_SECONDS)
-                if self.probe_seconds and not report.get("refused") and report.get("settings", {}).get("camera"):
-                    seconds = run.probe(timeout=self.probe_seconds)
-                    if seconds is not None:
-                        report["speed"] = {"seconds_per_frame": round(seconds, 3)}
-                    elif run.alive():  # still rendering its one frame: a slow file
-                        report["speed"] = {"seconds_per_frame": None, "longer_than": self.probe_seconds}
-                return report
-            finally:
-                run.stop()
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        limits = self.limits.for_chunk(1, self.probe_seconds)
+        with self._one_run(owner, sha256, {"mode": "inspect"}, None, limits, [0]) as run:
+            report = run.inspection(timeout=INSPECT_SECONDS)
+            if self.probe_seconds and not report.get("refused") and report.get("settings", {}).get("camera"):
+                seconds = run.probe(timeout=self.probe_seconds)
+                if seconds is not None:
+                    report["speed"] = {"seconds_per_frame": round(seconds, 3)}
+                elif run.alive():  # still rendering its one frame: a slow file
+                    report["speed"] = {"seconds_per_frame": None, "longer_than": self.probe_seconds}
+            return report
 
 
 def _start(

@@ -109,6 +109,7 @@ class BlenderProcess(OutputReader):
         self.seq = 0  # chunks sent (serve)
         self.done = 0  # the last chunk Blender said it finished (serve)
         self.reusable = False  # the last chunk ended cleanly, with nothing left running (serve)
+        self.ended = False  # its output has ended (read to the end)
         self.proc: SandboxedProcess = sandbox.start(
             args, scratch=scratch, scene=scene, env=env, limits=limits, **({"stdin": True} if serve else {})
         )
@@ -179,14 +180,18 @@ class BlenderProcess(OutputReader):
 
     def _await_done(self) -> None:
         """Wait (briefly) for Blender to say the chunk is done; only then may it take another."""
-        deadline = time.monotonic() + DONE_SECONDS
         with contextlib.suppress(RenderError):
-            while self.done != self.seq and time.monotonic() < deadline:
-                if (line := self._next_line()) is not None:
-                    self._take(line)
-                elif not self.alive():
-                    return
+            self._take_until(lambda: self.done == self.seq, DONE_SECONDS)
         self.reusable = self.done == self.seq and self.error is None and self.alive()
+
+    def _take_until(self, done: Callable[[], bool], seconds: float) -> bool:
+        """Read (and take) Blender's lines until `done()`, `seconds` have passed or its output has ended; whether
+        `done()`. An end before an inspection's report raises what ended Blender (`_next_line`)."""
+        deadline = time.monotonic() + seconds
+        while not done() and not self.ended and time.monotonic() < deadline:
+            if (line := self._next_line()) is not None:
+                self._take(line)
+        return done()
 
     def _take(self, line: str) -> PurePosixPath | None:
         """Log the line and note what it says; returns the path (as Blender sees it) of a saved frame."""
@@ -218,23 +223,14 @@ class BlenderProcess(OutputReader):
 
     def inspection(self, *, timeout: float) -> dict:
         """Wait for the inspection report (inspect mode), or raise what ended Blender first."""
-        deadline = time.monotonic() + timeout
-        while self.report is None:
-            if time.monotonic() > deadline:
-                raise RenderError(f"Blender did not read the scene file within {timeout:g} s.")
-            if (line := self._next_line()) is not None:
-                self._take(line)
+        if not self._take_until(lambda: self.report is not None, timeout):
+            raise RenderError(f"Blender did not read the scene file within {timeout:g} s.")
         return self.report
 
     def probe(self, *, timeout: float) -> float | None:
         """After the inspection: the seconds its probe frame took, None if Blender ended without one or took
         longer than `timeout`."""
-        deadline = time.monotonic() + timeout
-        while self.speed is None and time.monotonic() < deadline:
-            if (line := self._next_line()) is not None:
-                self._take(line)
-            elif not self.alive():
-                break
+        self._take_until(lambda: self.speed is not None, timeout)
         return self.speed
 
     def _next_line(self) -> str | None:
@@ -245,6 +241,7 @@ class BlenderProcess(OutputReader):
             return None
         if line is None:
             self.lines.put(None)  # the end stays the end for whoever reads next
+            self.ended = True
             self._ended_early()
             return None  # an inspection that reported before Blender exited
         return line
