@@ -15,7 +15,7 @@ partition key (a Scan), so no statement here allows Scan or any other keyless ac
 Indexes are resources of their own (`<table>/index/<name>`): a grant on the table does not cover them.
 For a Query on an index, `dynamodb:LeadingKeys` holds the partition key value of the request's key
 condition, i.e. the index's partition key (gsi2pk), not the table's pk of the items it returns. That is
-still a limit to job items: only job and task items carry gsi1/gsi2/gsi3 attributes of those prefixes.
+still a limit to job items: only job and task items carry gsi1/gsi2 attributes of those prefixes.
 
 Transactions need no action of their own: each Put/Update/Delete/ConditionCheck in a
 TransactWriteItems is authorized as PutItem/UpdateItem/DeleteItem/ConditionCheckItem on its own key.
@@ -87,12 +87,10 @@ API_ITEMS = {
 }
 # gsi1: an owner's jobs (`OWNER#<owner>`) and API keys (`APIKEYS#<owner>`: list/revoke by owner);
 # gsi2: every API key in the fixed partition `APIKEYS` (list_api_keys, revoke by key id);
-# gsi3: an owner's jobs by status (partition `OWNER#<owner>`, sort `<status>#<job id>`).
 # gsi2 `JOB#<status>` too: the farm status counts running jobs by state there (Select=COUNT).
 API_INDEXES = {
     "gsi1": (USAGE_ITEMS, items(f"{P.APIKEYS}#")),
     "gsi2": (P.APIKEYS, JOB_ITEMS),
-    "gsi3": (USAGE_ITEMS,),
 }
 
 QUEUE_SEND = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")

@@ -46,9 +46,9 @@ class Data(Construct):
             encryption_key=self.key,
             removal_policy=removal_policy,
         )
-        # gsi1: an owner's jobs and API keys; gsi2: the sparse index of work that could get stuck (sweeper);
-        # gsi3: an owner's jobs by status (gsi3pk = OWNER#<owner>, gsi3sk = <status>#<job id>).
-        # Projections: keys only for the listings, the few attributes the sweeper acts on for gsi2.
+        # gsi1: an owner's jobs (newest first; by status: filtered) and API keys; gsi2: the sweeper's index of
+        # work that could get stuck, and every API key. Projections: keys only for the listing, the few
+        # attributes the sweeper acts on for gsi2.
         for index, attributes in INDEX_PROJECTIONS.items():
             self.table.add_global_secondary_index(
                 index_name=index,

@@ -80,7 +80,7 @@ def utcnow() -> datetime:
 def new_job_id() -> str:
     """32 hex digits that sort by creation time (48-bit milliseconds, then 80 random bits), like a UUIDv7.
 
-    Listings by status sort on the id alone (gsi3: `<status>#<id>`), so newest-first needs no date.
+    Ties in the owner's listing (gsi1: `<created_at>#<id>`) sort by it, so newest-first stays exact.
     """
     return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
 

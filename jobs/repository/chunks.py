@@ -207,7 +207,7 @@ class DynamoChunkRepository:
         error = ", #error = :error, error_code = :error_code" if failure else ""
         condition = HOLDS_LEASE
         if chunk.whole_job:
-            clause, listed = set_status(status, chunk.job_id)
+            clause, listed = set_status(status)
             values.update(listed)
             if status is JobStatus.CANCELLED:
                 condition = "#status = :st_cancelling AND lease_token = :token AND attempt = :attempt"

@@ -67,10 +67,6 @@ def claim(
         **{f":{k}": v for k, v in chunk_due_index(job_id, index, JobStatus.PROCESSING, expires).items()},
     }
     expression = TAKE_LEASE
-    if index is None:
-        _, listed = set_status(JobStatus.PROCESSING, job_id)
-        expression += ", gsi3sk = :gsi3sk"
-        values[":gsi3sk"] = listed[":gsi3sk"]
     try:
         item = conditional_update(
             client, table, chunk_key(job_id, index), expression, condition=CLAIMABLE, values=values
@@ -111,7 +107,7 @@ def _start(client, table: str, job_id: str, *, attempt: int, now: datetime) -> J
     current = deserialize(resp["Item"])
     if current.get("status") == JobStatus.PROCESSING and int(current.get("attempt", 0)) == attempt:
         return item_to_job(current)
-    status, values = set_status(JobStatus.PROCESSING, job_id)
+    status, values = set_status(JobStatus.PROCESSING)
     try:
         return item_to_job(
             conditional_update(

@@ -30,7 +30,6 @@ from jobs.repository.items import (
     parse_iso,
     seconds,
     serialize_value,
-    status_sort_key,
 )
 
 log = logging.getLogger(__name__)
@@ -252,12 +251,9 @@ FINISHED = (
 )
 
 
-def set_status(status: JobStatus, job_id: str) -> tuple[str, dict[str, Any]]:
-    """The SET clause of a job's state change: the state and its place in the status listing (gsi3)."""
-    return "#status = :new_status, gsi3sk = :gsi3sk", {
-        ":new_status": status,
-        ":gsi3sk": status_sort_key(status, job_id),
-    }
+def set_status(status: JobStatus) -> tuple[str, dict[str, Any]]:
+    """The SET clause of a job's state change (no index entry moves: the owner's listing is keyed by time)."""
+    return "#status = :new_status", {":new_status": status}
 
 
 def failure_values(failure: Failure) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def record_frames(
         expression += ", updated_at = :now, lease_expires_at = :lease"
         values[":lease"] = seconds(lease_until)
     elif chunk.whole_job:
-        status, listed = set_status(JobStatus.COMPLETED, chunk.job_id)
+        status, listed = set_status(JobStatus.COMPLETED)
         expression += f", {status}, has_preview = :preview, chunks_done = chunks_total, {FINISHED}, #error, error_code"
         values.update({**listed, ":preview": has_preview, ":ttl": epoch(expires_at or now)})
     else:

@@ -1,4 +1,4 @@
-"""Reads and moves through the indexes: an owner's listings (gsi1, gsi3) and the sweeper's due index (gsi2).
+"""Reads and moves through the indexes: an owner's listing (gsi1) and the sweeper's due index (gsi2).
 
 Used by DynamoJobRepository; docs/ARCHITECTURE.md has the index layout.
 """
@@ -24,24 +24,29 @@ from jobs.repository.items import (
     iso,
     item_to_job,
     job_key,
-    listing_group,
     owner_partitions,
 )
 
 DEFAULT_PAGE = 20
+FILTER_BATCH = 100  # entries a status-filtered listing reads from each shard per round
+FILTER_READS = 1000  # entries a status-filtered listing reads per request at most (then a short page)
 
 
 def list_for_owner(
     client, table: str, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None
 ) -> JobPage:
-    """An owner's jobs, newest first; with a status, from gsi3 (owner, `<status>#<id>`), so pages are full.
+    """An owner's jobs, newest first, from gsi1 (owner, `<created_at>#<id>`); with a status, filtered by the
+    state of each job's item as read now.
 
     The owner's jobs are spread over OWNER_SHARDS partitions (items.py): every shard is queried for one
-    page more than asked, the entries are merged by sort key (both sort keys order by creation, newest
-    last), and the cursor is the last sort key shown, so the next page asks each shard for what sorts
-    below it. Both indexes project keys only: the page's items come from one BatchGetItem, so they show
-    the jobs as they are now. A cursor carries the listing's status and limit: alone it continues the
-    same listing, and with another status it is refused.
+    page more than asked, the entries are merged by sort key (newest first), and the cursor is the last sort
+    key shown, so the next page asks each shard for what sorts below it. gsi1 projects keys only and is
+    written once per job (a state change writes no index entry): the page's items come from one
+    BatchGetItem, so they show the jobs as they are now, and a status filter is applied to them. A filtered
+    listing reads at most FILTER_READS entries per request: when that many did not fill the page, the page
+    is short and its cursor continues below the last job read (like DynamoDB's own filtered pages). A cursor
+    carries the listing's status and limit: alone it continues the same listing, and with another status it
+    is refused.
     """
     scope = f"owner:{owner}"
     below = None
@@ -55,69 +60,66 @@ def list_for_owner(
         if not isinstance(below, str):
             raise InvalidCursor()
     limit = limit or DEFAULT_PAGE
-    index = "gsi1" if status is None else "gsi3"
-    group = None if status is None else listing_group(status)
+    # A filtered listing reads in larger rounds: most entries it reads may be left out.
+    batch = limit + 1 if status is None else max(limit + 1, FILTER_BATCH)
     page: list[tuple[str, Job]] = []  # (sort key, job), newest first, one more than the page if there is more
-    while len(page) <= limit:
-        entries, exhausted = _merged(client, table, owner, index, group=group, below=below, limit=limit + 1)
+    read, exhausted = 0, False
+    while len(page) <= limit and not exhausted:
+        if read >= FILTER_READS:
+            break  # a short page: the cursor continues below the last entry read
+        entries, exhausted = _merged(client, table, owner, below=below, limit=batch)
         keys = [{"pk": {"S": e["pk"]}, "sk": {"S": e["sk"]}} for e in entries]
         found = {item["id"]: item_to_job(item) for item in batch_get(client, table, keys)}
         for entry in entries:
+            read += 1
+            below = entry["gsi1sk"]
             job = found.get(entry["pk"].removeprefix(P.JOB))
-            # An active group holds three states: the items, read now, say which each job is in.
             if job is not None and (status is None or job.status is status):
-                page.append((entry[f"{index}sk"], job))
-        if exhausted or not entries:
-            break
-        below = entries[-1][f"{index}sk"]
-    next_cursor = None
+                page.append((below, job))
+                if len(page) > limit:
+                    break
+        exhausted = exhausted or not entries
     if len(page) > limit:
         page = page[:limit]
-        next_cursor = encode_cursor({"below": page[-1][0]}, scope, status=str(status) if status else None, limit=limit)
+        below = page[-1][0]
+    elif exhausted:
+        below = None
+    next_cursor = None
+    if below is not None:
+        next_cursor = encode_cursor({"below": below}, scope, status=str(status) if status else None, limit=limit)
     return JobPage(jobs=[job for _, job in page], cursor=next_cursor)
 
 
-def _merged(
-    client, table: str, owner: str, index: str, *, group: str | None, below: str | None, limit: int
-) -> tuple[list[dict[str, Any]], bool]:
+def _merged(client, table: str, owner: str, *, below: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
     """Up to `limit` entries of the owner's shards below `below`, merged newest first, and whether that is
     all there is (every shard answered fewer than asked and nothing was cut)."""
     entries: list[dict[str, Any]] = []
     full = False
     for partition in owner_partitions(owner):
-        got = _shard_page(client, table, index, partition, group=group, below=below, limit=limit)
+        got = _shard_page(client, table, partition, below=below, limit=limit)
         full = full or len(got) >= limit
         entries += got
-    entries.sort(key=lambda e: e[f"{index}sk"], reverse=True)
+    entries.sort(key=lambda e: e["gsi1sk"], reverse=True)
     return entries[:limit], not full and len(entries) <= limit
 
 
-def _shard_page(
-    client, table: str, index: str, partition: str, *, group: str | None, below: str | None, limit: int
-) -> list[dict[str, Any]]:
+def _shard_page(client, table: str, partition: str, *, below: str | None, limit: int) -> list[dict[str, Any]]:
     """Up to `limit` entries of one shard, newest first, whose sort key is below `below` (if given)."""
     values: dict[str, Any] = {":owner": {"S": partition}}
-    if group is None:
-        condition = "gsi1pk = :owner" + (" AND gsi1sk < :below" if below else "")
-    elif below:
-        # One condition per sort key: BETWEEN the group's first key and the cursor (inclusive, dropped below).
-        condition = "gsi3pk = :owner AND gsi3sk BETWEEN :group AND :below"
-        values[":group"] = {"S": f"{group}#"}
-    else:
-        condition = "gsi3pk = :owner AND begins_with(gsi3sk, :group)"
-        values[":group"] = {"S": f"{group}#"}
+    condition = "gsi1pk = :owner"
     if below:
+        condition += " AND gsi1sk < :below"
         values[":below"] = {"S": below}
     params = {
         "TableName": table,
-        "IndexName": index,
+        "IndexName": "gsi1",
         "KeyConditionExpression": condition,
         "ExpressionAttributeValues": values,
         "ScanIndexForward": False,
-        "Limit": limit + (1 if group is not None and below else 0),
+        "Limit": limit,
     }
     entries, _ = query_page(client, params, start=None)
-    return [e for e in entries if below is None or e[f"{index}sk"] < below][:limit]
+    return entries
 
 
 def overdue(client, table: str, kind: str, status: JobStatus, *, now: datetime, limit: int) -> list[Overdue]:

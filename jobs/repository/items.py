@@ -10,7 +10,6 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from jobs.domain import (
-    ACTIVE_STATES,
     Chunk,
     FrameList,
     FrameResult,
@@ -61,12 +60,11 @@ def decimal(value: float) -> Decimal:
 # --- keys: one builder per key and index -----------------------------------------------------------
 # The table's global secondary indexes and what each projects besides its keys and the table's (None:
 # keys only). An index entry is rewritten only when its keys or projected attributes change, so the
-# listings (gsi1, gsi3) project keys only and read the page's items with one BatchGetItem, and the
+# listing (gsi1) projects keys only and read the page's items with one BatchGetItem, and the
 # sweeper's gsi2 projects just what it acts on. Used by bootstrap and the CDK table alike.
 INDEX_PROJECTIONS: dict[str, tuple[str, ...] | None] = {
     "gsi1": None,
     "gsi2": ("id", "job_id", "index", "attempt"),
-    "gsi3": None,
 }
 
 
@@ -94,7 +92,7 @@ def due_sort_key(due: datetime, item_id: str) -> str:
 # than its share of a partition's 1,000 writes a second at 1,000 jobs and 10,000 frames a second (the
 # arithmetic: docs/ARCHITECTURE.md, "Keys at 1,000 jobs a second"). Readers query every shard and merge.
 DUE_SHARDS = 8  # gsi2: `<kind>#<status>#<n>`
-OWNER_SHARDS = 8  # gsi1 and gsi3: `OWNER#<owner>#<n>`
+OWNER_SHARDS = 8  # gsi1: `OWNER#<owner>#<n>`
 
 
 def shard_of(item_id: str, shards: int) -> int:
@@ -126,24 +124,13 @@ def chunk_due_index(job_id: str, index: int | None, status: JobStatus, due: date
 
 
 def owner_partition(owner: str, job_id: str) -> str:
-    """gsi1 and gsi3 partition: the shard of an owner's jobs that holds this job."""
+    """gsi1 partition: the shard of an owner's jobs that holds this job."""
     return f"{P.OWNER}{owner}#{shard_of(job_id, OWNER_SHARDS)}"
 
 
 def owner_partitions(owner: str) -> list[str]:
     """Every shard of an owner's jobs: listings query them all and merge by sort key."""
     return [f"{P.OWNER}{owner}#{n}" for n in range(OWNER_SHARDS)]
-
-
-def listing_group(status: JobStatus) -> str:
-    """gsi3's group of a state: a final state is its own group; QUEUED, PROCESSING and CANCELLING share
-    `ACTIVE`, so a job's claim (QUEUED -> PROCESSING) leaves its listing entry alone (no index write)."""
-    return "ACTIVE" if status in ACTIVE_STATES else str(status)
-
-
-def status_sort_key(status: JobStatus, job_id: str) -> str:
-    """gsi3's sort key: the job's listing group, then its id (ids sort by creation time)."""
-    return f"{listing_group(status)}#{job_id}"
 
 
 def result_to_map(result: FrameResult) -> dict[str, Any]:
@@ -178,8 +165,6 @@ def job_to_item(job: Job) -> dict[str, Any]:
         "sk": P.JOB_KIND,
         "gsi1pk": owner_partition(job.owner, job.id),
         "gsi1sk": f"{iso(job.created_at)}#{job.id}",
-        "gsi3pk": owner_partition(job.owner, job.id),
-        "gsi3sk": status_sort_key(job.status, job.id),
         "id": job.id,
         "owner": job.owner,
         "scene": job.scene.name,

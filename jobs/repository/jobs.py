@@ -171,7 +171,7 @@ class DynamoJobRepository:
             )
 
     def list_for_owner(self, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None) -> JobPage:
-        """An owner's jobs, newest first (indexes.py: gsi1, or gsi3 with a status filter)."""
+        """An owner's jobs, newest first (indexes.py: gsi1, filtered by state if asked)."""
         return indexes.list_for_owner(self._client, self._table, owner, status=status, cursor=cursor, limit=limit)
 
     # --- the job item as the assembler's lease ---------------------------------------------------
@@ -218,7 +218,7 @@ class DynamoJobRepository:
         self, job_id: str, *, token: str, has_preview: bool, now: datetime, expires_at: datetime
     ) -> Job:
         """PROCESSING -> COMPLETED by the holder of the assembly lease."""
-        status, values = set_status(JobStatus.COMPLETED, job_id)
+        status, values = set_status(JobStatus.COMPLETED)
         return self._final(
             conditional_update(
                 self._client,
@@ -239,7 +239,7 @@ class DynamoJobRepository:
     def fail(self, job_id: str, *, attempt: int, failure: Failure, now: datetime, expires_at: datetime) -> Job:
         """-> FAILED in this attempt, whoever holds it: a chunk used up its attempts, crashed its workers, or
         its message was dead-lettered."""
-        status, values = set_status(JobStatus.FAILED, job_id)
+        status, values = set_status(JobStatus.FAILED)
         return self._final(
             conditional_update(
                 self._client,
@@ -272,7 +272,7 @@ class DynamoJobRepository:
         """A plain conditional state change (cancel requests, CANCELLING -> CANCELLED)."""
         if not can_transition(source, target):
             raise ValueError(f"{source} -> {target} is not a transition of the job state machine")
-        status, values = set_status(target, job_id)
+        status, values = set_status(target)
         condition = "#status = :source AND attempt = :attempt"
         values.update({":source": source, ":attempt": attempt, ":now": iso(now)})
         if when_lease_free:
@@ -292,7 +292,7 @@ class DynamoJobRepository:
     def retry(self, job_id: str, *, attempt: int, now: datetime) -> Job:
         """FAILED | CANCELLED -> QUEUED as attempt + 1; finished chunks and frames are kept, and the worker-seconds
         the job's end charged (`charged_seconds`: its next end charges only what it adds)."""
-        status, values = set_status(JobStatus.QUEUED, job_id)
+        status, values = set_status(JobStatus.QUEUED)
         return self._reopened(
             conditional_update(
                 self._client,

@@ -26,7 +26,7 @@ def ensure_table(client, name: str) -> None:
     except ClientError as exc:
         if aws.error_code(exc) != "ResourceNotFoundException":
             raise
-    attrs = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"]
+    attrs = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]
     client.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",

@@ -173,7 +173,7 @@ class DynamoStepRepository:
             )
             values.update({":lapsed": 0, **_due(job.id, now + RUNNING_JOB_AUDIT)})
             return self._holder_write(job.id, expression, HOLDS_LEASE, values)
-        status, listed = set_status(JobStatus.COMPLETED, job.id)
+        status, listed = set_status(JobStatus.COMPLETED)
         expression += f", {status}, {FINISHED}, #error, error_code"
         values.update({**listed, ":ttl": epoch(expires_at)})
         return self._holder_write(job.id, expression, HOLDS_LEASE, values, settles=True)
@@ -191,7 +191,7 @@ class DynamoStepRepository:
         failure: Failure | None = None,
     ) -> Job:
         s = _at(index)
-        job_status, listed = set_status(status, job_id)
+        job_status, listed = set_status(status)
         values: dict[str, Any] = {
             **STEP_VALUES,
             **listed,
@@ -244,7 +244,7 @@ class DynamoStepRepository:
     ) -> Job:
         """The step and its job FAIL, whoever holds them (an error outside the step's run, past its attempts)."""
         s = _at(index)
-        job_status, listed = set_status(JobStatus.FAILED, job_id)
+        job_status, listed = set_status(JobStatus.FAILED)
         return self._final(
             conditional_update(
                 self._client,

@@ -349,16 +349,14 @@ def test_table_keys_indexes_billing_recovery_ttl_and_kms(dev):
     assert {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in table["GlobalSecondaryIndexes"]} == {
         "gsi1": ["gsi1pk", "gsi1sk"],
         "gsi2": ["gsi2pk", "gsi2sk"],
-        "gsi3": ["gsi3pk", "gsi3sk"],  # an owner's jobs by status: gsi3pk = OWNER#<owner>, gsi3sk = <status>#<id>
     }
     # Listings project keys only (they read the page's items in one BatchGetItem); gsi2 what the sweeper uses.
     assert {g["IndexName"]: g["Projection"] for g in table["GlobalSecondaryIndexes"]} == {
         "gsi1": {"ProjectionType": "KEYS_ONLY"},
         "gsi2": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["id", "job_id", "index", "attempt"]},
-        "gsi3": {"ProjectionType": "KEYS_ONLY"},
     }
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    assert types["gsi3pk"] == types["gsi3sk"] == "S"
+    assert types["gsi1pk"] == types["gsi2sk"] == "S" and "gsi3pk" not in types
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
