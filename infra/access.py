@@ -66,10 +66,16 @@ WEBHOOK_ITEMS = {
     WEBHOOK_SECRETS: (GET,),
     items(P.HOOKSLOTS): (UPDATE,),
 }
-# The sweeper (and `manage.py dlq` in its task): reads and conditional updates of job items only.
-SWEEPER_ITEMS = {JOB_ITEMS: (GET, UPDATE, QUERY), USAGE_ITEMS: (UPDATE,)}
-# gsi2, the sparse index of work that could get stuck: partitions `JOB#<STATUS>` and `TASK#<STATUS>`
-# (a later `JOB#<STATUS>#<n>` sharding still matches), and `HOOK#PENDING` (webhook deliveries not done).
+# The sweeper (and `manage.py dlq` in its task): reads (one BatchGetItem per page of its index) and
+# conditional updates of job items, and its own position in each shard of gsi2 (`SWEEP#<shard>`).
+SWEEP_POSITIONS = items(P.SWEEP)
+SWEEPER_ITEMS = {
+    JOB_ITEMS: (GET, BATCH_GET, UPDATE, QUERY),
+    USAGE_ITEMS: (UPDATE,),
+    SWEEP_POSITIONS: (BATCH_GET, UPDATE),
+}
+# gsi2, the index of work that could get stuck: partitions `JOB#<shard>` and `TASK#<shard>`, and
+# `HOOK#PENDING` (webhook deliveries not done).
 SWEEPER_INDEXES = {"gsi2": (JOB_ITEMS, items(P.CHUNK), items(P.HOOK))}
 # The API: jobs (submit, withdraw on a failed enqueue, cancel, retry, a job's tasks), idempotency
 # records (kept with the job in one transaction), API keys (lookup, create_api_key, revoke_api_key),
@@ -82,12 +88,13 @@ API_ITEMS = {
     items(P.SESSION): (GET, PUT, UPDATE, DELETE),
     USAGE_ITEMS: (BATCH_GET, UPDATE),  # a submit reads the owner's budget and spend (and `manage.py budget` sets it)
     WORKERS_PARTITION: (QUERY,),  # GET /api/farm and `farm_status` list the live workers
+    SWEEP_POSITIONS: (BATCH_GET,),  # ... and count unfinished jobs from the sweeper's positions on
     ASSET_ITEMS: (GET, PUT, UPDATE),  # declared (POST /api/assets), kept by each job, their inspection asked for
     WEBHOOK_SECRETS: (GET, UPDATE),  # POST /api/webhook-secret, create_webhook_secret; submit checks one exists
 }
 # gsi1: an owner's jobs (`OWNER#<owner>`) and API keys (`APIKEYS#<owner>`: list/revoke by owner);
 # gsi2: every API key in the fixed partition `APIKEYS` (list_api_keys, revoke by key id);
-# gsi2 `JOB#<status>` too: the farm status counts running jobs by state there (Select=COUNT).
+# gsi2 `JOB#<shard>` too: the farm status counts unfinished jobs by state there.
 API_INDEXES = {
     "gsi1": (USAGE_ITEMS, items(f"{P.APIKEYS}#")),
     "gsi2": (P.APIKEYS, JOB_ITEMS),

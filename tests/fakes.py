@@ -64,7 +64,6 @@ from jobs.renderers import FrameRenderer
 
 P, Q = JobStatus.PROCESSING, JobStatus.QUEUED
 EPOCH0 = datetime.fromtimestamp(0).astimezone()
-RUNNING_JOB_AUDIT = timedelta(minutes=10)
 FINAL = (JobStatus.CANCELLING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.COMPLETED)
 
 
@@ -77,13 +76,15 @@ def _lapsed(lease: datetime | None, now: datetime) -> bool:
 
 
 class InMemoryJobRepository:
-    """Same conditions as DynamoJobRepository, applied to dicts. `due` mirrors gsi2: key -> (status, due)."""
+    """Same conditions as DynamoJobRepository, applied to dicts. `due` mirrors gsi2: key -> since (the entry is
+    written with the item and kept through its end, as DynamoDB's), `swept` the sweeper's position per kind."""
 
     def __init__(self):
         self.jobs: dict[str, Job] = {}
         self.chunk_items: dict[tuple[str, int], Chunk] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
-        self.due: dict[tuple[str, int | None], tuple[JobStatus, datetime]] = {}
+        self.due: dict[tuple[str, int | None], datetime] = {}
+        self.swept: dict[str, str] = {}
         self.usage: dict[str, int] = {}  # frames of each owner's jobs waiting or rendering
         self.spend_seconds: dict[tuple[str, str], float] = {}  # (owner, month) -> worker-seconds, as budgets.py's items
         self.budgets: dict[str, float] = {}  # owner -> dollars a month
@@ -124,7 +125,7 @@ class InMemoryJobRepository:
         if job.id in self.jobs and self.jobs[job.id] != job:
             raise JobAlreadyExists()
         self.jobs[job.id] = job
-        self.due[(job.id, None)] = (job.status, job.created_at)
+        self.due[(job.id, None)] = job.created_at
         if idempotency is not None:
             self.idempotency[idempotency.name] = idempotency
 
@@ -188,7 +189,6 @@ class InMemoryJobRepository:
             ),
         )
         until = now + timedelta(seconds=lease_seconds)
-        self.due[(job_id, None)] = (P, until)
         return self._put(job.replace(worker=worker, lease_token=token, lease_expires_at=until, updated_at=now))
 
     def complete_assembly(self, job_id, *, token, has_preview, now, expires_at) -> Job:
@@ -212,12 +212,12 @@ class InMemoryJobRepository:
         )
         if target in (JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.COMPLETED):
             return self._end(job, target, now)
-        self.due[(job_id, None)] = (target, now)
+        self.due[(job_id, None)] = now
         return self._put(job.replace(status=target, updated_at=now))
 
     def retry(self, job_id, *, attempt, now) -> Job:
         job = self._job_if(job_id, lambda j: j.status in sources(Q) and j.attempt == attempt)
-        self.due[(job_id, None)] = (Q, now)
+        self.due[(job_id, None)] = now
         self.reserve_frames(job.owner, job.frames_total, limit=0)
         self.charged[job_id] = job.worker_seconds  # as DynamoDB's charged_seconds
         return self._put(
@@ -242,20 +242,29 @@ class InMemoryJobRepository:
         )
         self._put(job.replace(fanout_sent=sent_now))
 
-    def overdue(self, kind, status, *, now, limit) -> list[Overdue]:
+    def overdue(self, kind, *, before, limit) -> list[Overdue]:
+        """As DynamoDB's: the entries of `kind` whose grace started before `before` and that the sweeper has not
+        passed, oldest first, each with its item's state now (None when the item is gone)."""
         out = []
-        for (job_id, index), (st, due) in sorted(self.due.items(), key=lambda kv: kv[1][1]):
-            if (kind == WorkKind.JOB) != (index is None) or st is not status or due >= now:
+        for (job_id, index), since in self.due.items():
+            position = f"{since.isoformat()}#{job_id}#{index}"
+            if (kind == WorkKind.JOB) != (index is None) or since >= before or position <= self.swept.get(kind, ""):
                 continue
-            item = self.jobs[job_id] if index is None else self.chunk_items[(job_id, index)]
-            out.append(Overdue(job_id, index, status, item.attempt, marker=(str(st), due.isoformat())))
-        return out[:limit]
+            item = self.jobs.get(job_id) if index is None else self.chunk_items.get((job_id, index))
+            status, attempt = (item.status, item.attempt) if item else (None, 0)
+            out.append(Overdue(job_id, index, status, attempt, marker=(str(kind), position)))
+        return sorted(out, key=lambda w: w.marker[1])[:limit]
+
+    def advance(self, passed: list[Overdue]) -> None:
+        for work in passed:
+            kind, position = work.marker
+            self.swept[kind] = max(self.swept.get(kind, ""), position)
 
     def postpone(self, work: Overdue, *, until) -> bool:
-        current = self.due.get((work.job_id, work.index))
-        if current is None or (str(current[0]), current[1].isoformat()) != work.marker:
+        since = self.due.get((work.job_id, work.index))
+        if since is None or f"{since.isoformat()}#{work.job_id}#{work.index}" != work.marker[1]:
             return False
-        self.due[(work.job_id, work.index)] = (current[0], until)
+        self.due[(work.job_id, work.index)] = until
         return True
 
     # --- helpers ------------------------------------------------------------------------------
@@ -266,7 +275,6 @@ class InMemoryJobRepository:
         return job
 
     def _end(self, job: Job, status: JobStatus, now: datetime) -> Job:
-        self.due.pop((job.id, None), None)
         self.release_frames(job.owner, job.frames_total)
         month = (job.owner, month_of(now))  # as DynamoDB: the job's worker-seconds charged by the write ending it
         charge = job.worker_seconds - self.charged.get(job.id, 0.0)
@@ -293,7 +301,7 @@ class InMemoryChunkRepository:
         for chunk in chunks:
             if (chunk.job_id, chunk.index) not in self._jobs.chunk_items:
                 self._jobs.chunk_items[(chunk.job_id, chunk.index)] = chunk
-                self._jobs.due[(chunk.job_id, chunk.index)] = (chunk.status, job.created_at)
+                self._jobs.due[(chunk.job_id, chunk.index)] = job.created_at
 
     def get(self, job_id: str, index: int | None) -> Chunk:
         if index is None:
@@ -320,7 +328,6 @@ class InMemoryChunkRepository:
                 raise self._not_claimed(job.status, job.attempt)
             if job.status is Q:  # as DynamoDB: only the first chunk writes the job (the others read it)
                 job = self._jobs._put(job.replace(status=P, started_at=job.started_at or now, updated_at=now))
-                self._jobs.due[(job_id, None)] = (P, now + RUNNING_JOB_AUDIT)
         current = self._get(job_id, index)
         claimable = current.attempt == attempt and (
             current.status is Q or (current.status is P and not current.lease_token)
@@ -344,7 +351,7 @@ class InMemoryChunkRepository:
             started_at=current.started_at or now,
             crashes=current.crashes + (0 if claimable else 1),
         )
-        chunk = self._store(chunk, due=(P, until), now=now)
+        chunk = self._store(chunk, due="keep", now=now)
         return (self._jobs.get(job_id), chunk)
 
     @staticmethod
@@ -414,7 +421,7 @@ class InMemoryChunkRepository:
             updated = updated.replace(
                 status=JobStatus.COMPLETED, finished_at=now, lease_token=None, lease_expires_at=None
             )
-            self._store(updated, due=None, now=now)
+            self._store(updated, due="keep", now=now)
         else:
             self._store(updated, due="keep", now=now)  # as DynamoDB: the sweeper's marker stays put
         if not chunk.whole_job:  # as DynamoDB: counted on the job item in the chunk write's transaction
@@ -452,7 +459,7 @@ class InMemoryChunkRepository:
                 "error_code": failure.code,
             }
         )
-        return self._store(current.replace(lease_token=None, lease_expires_at=EPOCH0, **counted), due=(P, now), now=now)
+        return self._store(current.replace(lease_token=None, lease_expires_at=EPOCH0, **counted), due=now, now=now)
 
     def end(self, chunk, *, token, status, now, expires_at, failure=None) -> Chunk:
         if chunk.whole_job and status is JobStatus.CANCELLED:
@@ -465,7 +472,7 @@ class InMemoryChunkRepository:
         if failure:
             changes.update(error=failure.message, error_code=failure.code)
         ended = current.replace(status=status, finished_at=now, lease_token=None, lease_expires_at=None, **changes)
-        return self._store(ended, due=None, now=now)
+        return self._store(ended, due="keep", now=now)
 
     def drop(self, job_id, index, *, attempt, now) -> bool:
         if index is None:
@@ -473,7 +480,7 @@ class InMemoryChunkRepository:
         current = self._jobs.chunk_items.get((job_id, index))
         if current is None or current.attempt != attempt or not self._not_held(current, now):
             return False
-        self._store(current.replace(status=JobStatus.CANCELLED, finished_at=now, lease_token=None), due=None, now=now)
+        self._store(current.replace(status=JobStatus.CANCELLED, finished_at=now, lease_token=None), due="keep", now=now)
         return True
 
     def fail(self, job_id, index, *, attempt, failure, now) -> bool:
@@ -490,7 +497,7 @@ class InMemoryChunkRepository:
             lease_token=None,
             lease_expires_at=None,
         )
-        self._store(failed, due=None, now=now)
+        self._store(failed, due="keep", now=now)
         return True
 
     def note_failure(self, job_id, index, *, attempt, failure, now) -> Chunk:
@@ -520,7 +527,7 @@ class InMemoryChunkRepository:
             error_code=None,
             finished_at=None,
         )
-        self._store(requeued, due=(Q, now), now=now)
+        self._store(requeued, due=now, now=now)
         return True
 
     # --- helpers ------------------------------------------------------------------------------
@@ -551,11 +558,9 @@ class InMemoryChunkRepository:
         raise LeaseLost()
 
     def _store(self, chunk: Chunk, *, due, now) -> Chunk:
-        """Write the chunk back in its shape; `due` is the gsi2 entry: (status, when), None to remove, "keep"."""
+        """Write the chunk back in its shape; `due` is the gsi2 entry: since when, or "keep"."""
         key = (chunk.job_id, chunk.index)
-        if due is None:
-            self._jobs.due.pop(key, None)
-        elif due != "keep":
+        if due != "keep":
             self._jobs.due[key] = due
         if chunk.index is None:
             job = self._jobs.get(chunk.job_id)
@@ -602,7 +607,7 @@ class InMemoryStepRepository:
             else Step(spec=s.spec, status=StepStatus.QUEUED if i == first else StepStatus.WAITING, attempt=job.attempt)
             for i, s in enumerate(current.steps)
         )
-        self._jobs.due[(job.id, None)] = (P, now + RUNNING_JOB_AUDIT)
+        self._jobs.due[(job.id, None)] = now
         return self._jobs._put(
             current.replace(
                 steps=steps,
@@ -638,7 +643,6 @@ class InMemoryStepRepository:
             frames_done=0,
             crashes=step.crashes + (0 if claimable else 1),
         )
-        self._jobs.due[(job_id, None)] = (P, until)
         return self._jobs._put(
             self._with(job, index, claimed).replace(
                 worker=worker, lease_token=token, lease_expires_at=until, updated_at=now
@@ -655,7 +659,7 @@ class InMemoryStepRepository:
         step = job.steps[index]
         if failure is not None:
             step = step.replace(failures=step.failures + 1, error=failure.message, error_code=failure.code)
-        self._jobs.due[(job_id, None)] = (P, now)
+        self._jobs.due[(job_id, None)] = now
         return self._jobs._put(self._with(job, index, step).replace(lease_token=None, lease_expires_at=EPOCH0))
 
     def complete(self, job, index, *, token, artifact: StepArtifact, now, expires_at) -> Job:
@@ -666,7 +670,7 @@ class InMemoryStepRepository:
         current = self._with(current, index, done)
         if index + 1 < len(current.steps):
             current = self._with(current, index + 1, current.steps[index + 1].replace(status=StepStatus.QUEUED))
-            self._jobs.due[(job.id, None)] = (P, now + RUNNING_JOB_AUDIT)
+            self._jobs.due[(job.id, None)] = now
             return self._jobs._put(current.replace(lease_token=None, lease_expires_at=EPOCH0, updated_at=now))
         return self._jobs._end(current.replace(error=None, error_code=None), JobStatus.COMPLETED, now)
 

@@ -53,14 +53,16 @@ class WorkKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Overdue:
-    """Work the sweeper should look at: a job (index None) or a chunk item in `status`, due before now.
+    """An entry of the sweeper's index whose grace period has passed: a job (index None) or a chunk item, in
+    `status` as its item was read (None when the item is gone).
 
-    `marker` identifies the index entry as read, so a postpone applies only if nobody moved it since.
+    `marker` identifies the index entry as read, so a postpone applies only if nobody moved it since, and
+    the sweeper's position in the entry's shard moves past it (`advance`).
     """
 
     job_id: str
     index: int | None
-    status: JobStatus
+    status: JobStatus | None
     attempt: int
     marker: tuple[str, str]
 

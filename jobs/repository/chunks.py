@@ -246,7 +246,7 @@ class DynamoChunkRepository:
         return self._if_applies(
             job_id,
             index,
-            "SET #status = :st_cancelled, finished_at = :now REMOVE gsi2pk, gsi2sk, lease_token, lease_expires_at",
+            "SET #status = :st_cancelled, finished_at = :now REMOVE lease_token, lease_expires_at",
             condition=f"attempt = :attempt AND {NOT_HELD}",
             values={":attempt": attempt, ":now": iso(now), ":epoch": seconds(now)},
         )
@@ -258,7 +258,7 @@ class DynamoChunkRepository:
             job_id,
             index,
             "SET #status = :st_failed, finished_at = :now, #error = :error, error_code = :error_code"
-            " REMOVE lease_token, lease_expires_at, gsi2pk, gsi2sk",
+            " REMOVE lease_token, lease_expires_at",
             condition="#status IN (:st_queued, :st_processing) AND attempt = :attempt",
             values={":attempt": attempt, ":now": iso(now), **failure_values(failure)},
         )
@@ -310,9 +310,7 @@ class DynamoChunkRepository:
                 values={
                     ":attempt": attempt,
                     ":zero": 0,
-                    **{
-                        f":{k}": v for k, v in chunk_due_index(chunk.job_id, chunk.index, JobStatus.QUEUED, now).items()
-                    },
+                    **{f":{k}": v for k, v in chunk_due_index(chunk.job_id, chunk.index, now).items()},
                 },
             )
         except (JobStateConflict, JobNotFound):

@@ -6,13 +6,12 @@ Used by DynamoChunkRepository.claim; see chunks.py for the two storage shapes of
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from jobs.adapters.aws import unavailable_as_503
 from jobs.domain import Chunk, Job, JobStatus
 from jobs.errors import JobNotFound, JobNotRunning, JobStateConflict, StaleWrite
-from jobs.repository import partitions as P
 from jobs.repository.dynamo import (
     TAKE_LEASE,
     conditional_update,
@@ -20,10 +19,8 @@ from jobs.repository.dynamo import (
     set_status,
 )
 from jobs.repository.items import (
-    chunk_due_index,
     chunk_key,
     deserialize,
-    due_index,
     iso,
     item_to_chunk,
     item_to_job,
@@ -32,8 +29,6 @@ from jobs.repository.items import (
 
 log = logging.getLogger(__name__)
 
-# A running job of several chunks stays in the sweeper's index, due this often for an audit of its chunks.
-RUNNING_JOB_AUDIT = timedelta(minutes=10)
 # The common claim: queued, or released by its last holder (a failed render, a shutdown).
 CLAIMABLE = (
     "attempt = :attempt AND (#status = :st_queued OR (#status = :st_processing AND attribute_not_exists(lease_token)))"
@@ -60,12 +55,7 @@ def claim(
     JobStateConflict when the chunk is not ours to take (held, finished, another attempt).
     """
     job = _start(client, table, job_id, attempt=attempt, now=now) if index is not None else None
-    lease = lease_values(worker=worker, token=token, now=now, lease_seconds=lease_seconds, attempt=attempt)
-    expires = now + timedelta(seconds=lease_seconds)
-    values = {
-        **lease,
-        **{f":{k}": v for k, v in chunk_due_index(job_id, index, JobStatus.PROCESSING, expires).items()},
-    }
+    values = lease_values(worker=worker, token=token, now=now, lease_seconds=lease_seconds, attempt=attempt)
     expression = TAKE_LEASE
     try:
         item = conditional_update(
@@ -94,11 +84,10 @@ def claim(
 def _start(client, table: str, job_id: str, *, attempt: int, now: datetime) -> Job:
     """A chunk of a job of several chunks starts: the job becomes PROCESSING (if it was QUEUED).
 
-    Only the first chunk writes the job (the state, `started_at`, and its place in the sweeper's index, due
-    every RUNNING_JOB_AUDIT for an audit of its chunks: a job whose chunks all stopped without finishing must
-    not wait forever); the others find it PROCESSING with one read, so a chunk start costs no job write and
-    no index write. A job stopped between that read and the chunk's claim is noticed at the chunk's first
-    publish (repository/frames.py).
+    Only the first chunk writes the job (the state and `started_at`; no index entry: the sweeper's audit of
+    the job's chunks comes from the entry its put wrote, services/sweeper.py); the others find it PROCESSING
+    with one read, so a chunk start costs no job write. A job stopped between that read and the chunk's
+    claim is noticed at the chunk's first publish (repository/frames.py).
     """
     with unavailable_as_503("DynamoDB"):
         resp = client.get_item(TableName=table, Key=job_key(job_id), ConsistentRead=True)
@@ -114,18 +103,9 @@ def _start(client, table: str, job_id: str, *, attempt: int, now: datetime) -> J
                 client,
                 table,
                 job_key(job_id),
-                f"SET {status}, started_at = if_not_exists(started_at, :now), updated_at = :now,"
-                " gsi2pk = :gsi2pk, gsi2sk = :gsi2sk",
+                f"SET {status}, started_at = if_not_exists(started_at, :now), updated_at = :now",
                 condition="attempt = :attempt AND #status IN (:st_queued, :st_processing)",
-                values={
-                    **values,
-                    ":now": iso(now),
-                    ":attempt": attempt,
-                    **{
-                        f":{k}": v
-                        for k, v in due_index(P.JOB_KIND, JobStatus.PROCESSING, now + RUNNING_JOB_AUDIT, job_id).items()
-                    },
-                },
+                values={**values, ":now": iso(now), ":attempt": attempt},
             )
         )
     except StaleWrite as exc:

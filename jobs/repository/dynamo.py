@@ -206,7 +206,7 @@ def lease_values(*, worker: str, token: str, now: datetime, lease_seconds: int, 
 
 TAKE_LEASE = (
     "SET #status = :st_processing, worker = :worker, lease_token = :token, lease_expires_at = :lease,"
-    " started_at = if_not_exists(started_at, :now), updated_at = :now, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
+    " started_at = if_not_exists(started_at, :now), updated_at = :now"
 )
 
 
@@ -245,10 +245,9 @@ def query_keys_then_items(
     return entries, batch_get(client, params["TableName"], keys), last
 
 
-# A job or chunk reaches a final state: timestamps, TTL, and out of the sweeper's index and every lease.
-FINISHED = (
-    "finished_at = :now, updated_at = :now, expires_at = :ttl REMOVE gsi2pk, gsi2sk, lease_token, lease_expires_at"
-)
+# A job or chunk reaches a final state: timestamps, TTL, and out of every lease. Its entry in the sweeper's
+# index stays (no index write): the sweeper reads it once, finds it final and passes it (items.due_index).
+FINISHED = "finished_at = :now, updated_at = :now, expires_at = :ttl REMOVE lease_token, lease_expires_at"
 
 
 def set_status(status: JobStatus) -> tuple[str, dict[str, Any]]:

@@ -6,9 +6,11 @@ day or two; reads skip expired ones, so a killed worker drops out of the listing
 partition for every worker: listing them is one Query, and a write every few seconds per worker is far
 below a partition's limits. Nothing else uses the `WORKERS` key, so no other item can clash with it.
 
-Jobs by state: the sweeper's sparse index gsi2 already holds every job that is QUEUED, PROCESSING or
-CANCELLING (partition `JOB#<status>`), so a `Select=COUNT` Query per state counts them reading only
-those items. Finished jobs (COMPLETED, FAILED, CANCELLED) are not counted here (they only grow: the
+Jobs by state: every job has an entry in the sweeper's index gsi2 (`JOB#<shard>`) from its put, and the
+sweeper moves its position in each shard past finished jobs only, so every unfinished job is among the
+entries from that position on: those (the jobs of the last grace period, and the unfinished ones) are
+read and counted by state, up to COUNT_CAP entries (beyond that the counts are a lower bound, and say
+so). Finished jobs (COMPLETED, FAILED, CANCELLED) are not counted here (they only grow: the
 `JobsFinished` metric by outcome counts them).
 """
 
@@ -17,13 +19,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from jobs.adapters.aws import unavailable_as_503
-from jobs.domain import JobStatus
 from jobs.ports.values import WorkerBeat
 from jobs.repository import partitions as P
-from jobs.repository.items import due_partitions, from_seconds, iso, parse_iso
+from jobs.repository.indexes import unfinished_by_state
+from jobs.repository.items import from_seconds, iso, parse_iso
 
 PARTITION = P.WORKERS
-ACTIVE_STATES = (JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.CANCELLING)
+COUNT_CAP = 20_000  # index entries the count of jobs by state reads at most (10,000 read units at most)
 
 
 class DynamoFarm:
@@ -69,28 +71,9 @@ class DynamoFarm:
                 if not start:
                     return sorted(beats, key=lambda b: (b.host, b.started_at, b.id))
 
-    def jobs_by_state(self) -> dict[str, int]:
-        counts = {}
-        with unavailable_as_503("DynamoDB"):
-            for status in ACTIVE_STATES:
-                total = 0
-                for partition in due_partitions(P.JOB_KIND, status):
-                    start = None
-                    while True:
-                        resp = self._client.query(
-                            TableName=self._table,
-                            IndexName="gsi2",
-                            KeyConditionExpression="gsi2pk = :key",
-                            ExpressionAttributeValues={":key": {"S": partition}},
-                            Select="COUNT",
-                            **({"ExclusiveStartKey": start} if start else {}),
-                        )
-                        total += resp["Count"]
-                        start = resp.get("LastEvaluatedKey")
-                        if not start:
-                            break
-                counts[str(status)] = total
-        return counts
+    def jobs_by_state(self) -> tuple[dict[str, int], bool]:
+        """Unfinished jobs by state, and whether every one was counted (indexes.unfinished_by_state)."""
+        return unfinished_by_state(self._client, self._table, cap=COUNT_CAP)
 
 
 def _beat(item: dict) -> WorkerBeat:

@@ -92,7 +92,7 @@ def record_frames(
         " first_frame_seconds = if_not_exists(first_frame_seconds, :zero) + :first"
     )
     if not last:
-        # The lease moves on with the frames; the sweeper's marker (gsi2) stays where the claim put it, so a
+        # The lease moves on with the frames; the sweeper's marker (gsi2) stays where the put wrote it, so a
         # write costs no index write (an overdue marker of a live lease is postponed, see services/sweeper.py).
         expression += ", updated_at = :now, lease_expires_at = :lease"
         values[":lease"] = seconds(lease_until)
@@ -102,8 +102,7 @@ def record_frames(
         values.update({**listed, ":preview": has_preview, ":ttl": epoch(expires_at or now)})
     else:
         expression += (
-            ", #status = :st_completed, finished_at = :now, updated_at = :now"
-            " REMOVE lease_token, lease_expires_at, gsi2pk, gsi2sk"
+            ", #status = :st_completed, finished_at = :now, updated_at = :now REMOVE lease_token, lease_expires_at"
         )
     key, condition = chunk_key(chunk.job_id, chunk.index), f"{HOLDS_LEASE} AND frames_done = :done"
     after = chunk.replace(

@@ -1,4 +1,5 @@
-"""Reads and moves through the indexes: an owner's listing (gsi1) and the sweeper's due index (gsi2).
+"""Reads and moves through the indexes: an owner's listing (gsi1) and the sweeper's due index (gsi2), with the
+sweeper's position in each shard of it.
 
 Used by DynamoJobRepository; docs/ARCHITECTURE.md has the index layout.
 """
@@ -8,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobs.adapters.aws import unavailable_as_503
+from botocore.exceptions import ClientError
+
+from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import Job, JobStatus
 from jobs.errors import InvalidCursor, JobStateConflict
 from jobs.ports.values import JobPage, Overdue
@@ -122,35 +125,117 @@ def _shard_page(client, table: str, partition: str, *, below: str | None, limit:
     return entries
 
 
-def overdue(client, table: str, kind: str, status: JobStatus, *, now: datetime, limit: int) -> list[Overdue]:
-    """Jobs (kind JOB) or chunk items (kind TASK) in `status` whose gsi2 due time is before `now`, the most
-    overdue first, from every shard of that kind and state."""
-    out = []
-    for partition in due_partitions(kind, status):
+def overdue(client, table: str, kind: str, *, before: datetime, limit: int) -> list[Overdue]:
+    """Entries of one kind of work (JOB or TASK) whose grace started before `before` and that the sweeper has
+    not passed yet (its position in each shard, `advance`), up to `limit` a shard, oldest first within each:
+    each with the state of its item as read now (one BatchGetItem a page; None when the item is gone).
+
+    Every job and chunk has its entry from its put until its item expires (items.due_index), so what the
+    sweeper has passed is never read again; an entry it postpones moves past its position."""
+    partitions = due_partitions(kind)
+    positions = _positions(client, table, partitions)
+    entries = []
+    for partition in partitions:
+        since = positions.get(partition, _START)
         with unavailable_as_503("DynamoDB"):
             resp = client.query(
                 TableName=table,
                 IndexName="gsi2",
-                KeyConditionExpression="gsi2pk = :key AND gsi2sk < :now",
-                ExpressionAttributeValues={":key": {"S": partition}, ":now": {"S": iso(now)}},
-                Limit=limit,
+                KeyConditionExpression="gsi2pk = :key AND gsi2sk BETWEEN :since AND :before",
+                ExpressionAttributeValues={
+                    ":key": {"S": partition},
+                    ":since": {"S": since},
+                    ":before": {"S": iso(before)},
+                },
+                Limit=limit + 1,
             )
-        for raw in resp.get("Items", []):
-            item = deserialize(raw)
-            out.append(
-                Overdue(
-                    job_id=item["job_id"] if kind == P.CHUNK_KIND else item["id"],
-                    index=int(item["index"]) if kind == P.CHUNK_KIND else None,
-                    status=status,
-                    attempt=int(item["attempt"]),
-                    marker=(item["gsi2pk"], item["gsi2sk"]),
+        entries += [e for e in map(deserialize, resp.get("Items", [])) if e["gsi2sk"] != since][:limit]
+    keys = [job_key(e["id"]) if kind == P.JOB_KIND else chunk_key(e["job_id"], int(e["index"])) for e in entries]
+    items = {(i["pk"], i["sk"]): i for i in batch_get(client, table, keys)}
+    out = []
+    for entry, key in zip(entries, keys, strict=True):
+        item = items.get((key["pk"]["S"], key["sk"]["S"]))
+        out.append(
+            Overdue(
+                job_id=entry["job_id"] if kind == P.CHUNK_KIND else entry["id"],
+                index=int(entry["index"]) if kind == P.CHUNK_KIND else None,
+                status=JobStatus(item["status"]) if item else None,
+                attempt=int(item["attempt"]) if item else int(entry["attempt"]),
+                marker=(entry["gsi2pk"], entry["gsi2sk"]),
+            )
+        )
+    return out
+
+
+# The sweeper's position in a shard of gsi2: `pk=SWEEP#<gsi2pk>, sk=SWEEP`, `swept_to` the last sort key it
+# passed (an ISO time and an id: any real key sorts after _START).
+_START = "0"
+_SWEEP_SK = P.fixed_sort_key(P.SWEEP)
+
+
+def _position_key(partition: str) -> dict[str, Any]:
+    return {"pk": {"S": P.SWEEP + partition}, "sk": {"S": _SWEEP_SK}}
+
+
+def _positions(client, table: str, partitions: list[str]) -> dict[str, str]:
+    found = batch_get(client, table, [_position_key(p) for p in partitions])
+    return {item["pk"].removeprefix(P.SWEEP): item["swept_to"] for item in found if "swept_to" in item}
+
+
+def advance(client, table: str, passed: list[Overdue]) -> None:
+    """Move the sweeper's position in each shard past the entries it has looked at (only ever forward, so two
+    sweepers at once cannot move it back)."""
+    reached: dict[str, str] = {}
+    for work in passed:
+        partition, position = work.marker
+        reached[partition] = max(reached.get(partition, _START), position)
+    for partition, position in reached.items():
+        try:
+            with unavailable_as_503("DynamoDB"):
+                client.update_item(
+                    TableName=table,
+                    Key=_position_key(partition),
+                    UpdateExpression="SET swept_to = :to",
+                    ConditionExpression="attribute_not_exists(swept_to) OR swept_to < :to",
+                    ExpressionAttributeValues={":to": {"S": position}},
                 )
-            )
-    return sorted(out, key=lambda work: work.marker[1])[:limit]
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise  # else another sweeper got further
+
+
+def unfinished_by_state(client, table: str, *, cap: int) -> tuple[dict[str, int], bool]:
+    """Jobs QUEUED, PROCESSING or CANCELLING, counted from the job entries the sweeper has not passed (every
+    unfinished job is among them: the sweeper passes only finished ones and moves the others ahead), and
+    whether that is all of them (False when more than `cap` entries were there to read)."""
+    counts = {str(s): 0 for s in (JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.CANCELLING)}
+    partitions = due_partitions(P.JOB_KIND)
+    positions = _positions(client, table, partitions)
+    read = 0
+    for partition in partitions:
+        params = {
+            "TableName": table,
+            "IndexName": "gsi2",
+            "KeyConditionExpression": "gsi2pk = :key AND gsi2sk > :since",
+            "ExpressionAttributeValues": {":key": {"S": partition}, ":since": {"S": positions.get(partition, _START)}},
+        }
+        start = None
+        while True:
+            entries, start = query_page(client, params, start=start)
+            read += len(entries)
+            for item in batch_get(client, table, [job_key(e["id"]) for e in entries]):
+                if item.get("status") in counts:
+                    counts[item["status"]] += 1
+            if read > cap:
+                return counts, False
+            if start is None:
+                break
+    return counts, True
 
 
 def postpone(client, table: str, work: Overdue, *, until: datetime) -> bool:
-    """Move an overdue item's due time; False if someone else moved it (or its state) first."""
+    """Start the entry's grace period again at `until` (the sweeper looks at it once more after that); False
+    if someone else moved it first."""
     key = job_key(work.job_id) if work.index is None else chunk_key(work.job_id, work.index)
     try:
         conditional_update(

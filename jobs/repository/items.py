@@ -84,7 +84,8 @@ def due_id(job_id: str, index: int | None) -> str:
 
 
 def due_sort_key(due: datetime, item_id: str) -> str:
-    """gsi2's sort key: when the item is due for the sweeper, then which item."""
+    """gsi2's sort key: the time the entry counts from (a job's or chunk's grace, a webhook's due time), then
+    which item."""
     return f"{iso(due)}#{item_id}"
 
 
@@ -100,27 +101,30 @@ def shard_of(item_id: str, shards: int) -> int:
     return int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) % shards
 
 
-def due_index(kind: str, status: JobStatus, due: datetime, item_id: str) -> dict[str, str]:
-    """The sparse gsi2 attributes: present only while work could get stuck, sorted by when it is due.
+def due_index(kind: str, since: datetime, item_id: str) -> dict[str, str]:
+    """The gsi2 attributes of a job or chunk item: written once with the item, whatever its state, and moved
+    only by the sweeper (a postpone) and by the rare writes that reopen or hand over work (a retry, a
+    release, a step). `since` is when the sweeper's grace period starts: it looks at the item once that
+    period has passed (services/sweeper.py); a claim, a frame or an end writes no index entry.
 
     `kind` is JOB (job items) or TASK (chunk items of jobs of several chunks); the shard follows the item,
     so even one big job's chunks spread over every shard.
     """
     shard = shard_of(item_id, DUE_SHARDS)
-    return {"gsi2pk": due_partition(kind, status, shard), "gsi2sk": due_sort_key(due, item_id)}
+    return {"gsi2pk": due_partition(kind, shard), "gsi2sk": due_sort_key(since, item_id)}
 
 
-def due_partition(kind: str, status: JobStatus, shard: int) -> str:
-    return f"{kind}#{status}#{shard}"
+def due_partition(kind: str, shard: int) -> str:
+    return f"{kind}#{shard}"
 
 
-def due_partitions(kind: str, status: JobStatus) -> list[str]:
-    """Every shard of one kind and state of work: the sweeper and the farm status read them all."""
-    return [due_partition(kind, status, n) for n in range(DUE_SHARDS)]
+def due_partitions(kind: str) -> list[str]:
+    """Every shard of one kind of work: the sweeper and the farm status read them all."""
+    return [due_partition(kind, n) for n in range(DUE_SHARDS)]
 
 
-def chunk_due_index(job_id: str, index: int | None, status: JobStatus, due: datetime) -> dict[str, str]:
-    return due_index(P.JOB_KIND if index is None else P.CHUNK_KIND, status, due, due_id(job_id, index))
+def chunk_due_index(job_id: str, index: int | None, since: datetime) -> dict[str, str]:
+    return due_index(P.JOB_KIND if index is None else P.CHUNK_KIND, since, due_id(job_id, index))
 
 
 def owner_partition(owner: str, job_id: str) -> str:
@@ -207,7 +211,7 @@ def job_to_item(job: Job) -> dict[str, Any]:
         item["steps_attempt"] = job.steps_attempt
     if job.quote_for is not None:
         item["quote_for"] = job.quote_for.as_dict()
-    item.update(due_index(P.JOB_KIND, job.status, job.created_at, job.id))
+    item.update(due_index(P.JOB_KIND, job.created_at, job.id))
     return item
 
 
@@ -331,7 +335,7 @@ def chunk_to_item(chunk: Chunk, created_at: datetime) -> dict[str, Any]:
     }
     if chunk.frame_list is not None:
         item[FRAMES] = str(chunk.frame_list)
-    item.update(chunk_due_index(chunk.job_id, chunk.index, chunk.status, created_at))
+    item.update(chunk_due_index(chunk.job_id, chunk.index, created_at))
     return item
 
 

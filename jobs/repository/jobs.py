@@ -6,7 +6,7 @@ Which states a write accepts comes from the domain's state machine (`sources(tar
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -180,7 +180,6 @@ class DynamoJobRepository:
     ) -> Job:
         """Take the job's lease to assemble it: only once every chunk is done, only by one worker at a time, and
         not again once the assembly handed the job to its steps in this attempt."""
-        expires = now + timedelta(seconds=lease_seconds)
         return item_to_job(
             conditional_update(
                 self._client,
@@ -189,10 +188,7 @@ class DynamoJobRepository:
                 TAKE_LEASE,
                 condition="attempt = :attempt AND #status = :st_processing AND chunks_done = chunks_total"
                 f" AND {LEASE_FREE} AND (attribute_not_exists(steps_attempt) OR steps_attempt < :attempt)",
-                values={
-                    **lease_values(worker=worker, token=token, now=now, lease_seconds=lease_seconds, attempt=attempt),
-                    **{f":{k}": v for k, v in due_index(P.JOB_KIND, JobStatus.PROCESSING, expires, job_id).items()},
-                },
+                values=lease_values(worker=worker, token=token, now=now, lease_seconds=lease_seconds, attempt=attempt),
             )
         )
 
@@ -283,7 +279,7 @@ class DynamoJobRepository:
             values[":ttl"] = epoch(expires_at or now)
         else:
             expression = f"SET {status}, updated_at = :now, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
-            values.update({f":{k}": v for k, v in due_index(P.JOB_KIND, target, now, job_id).items()})
+            values.update({f":{k}": v for k, v in due_index(P.JOB_KIND, now, job_id).items()})
         item = conditional_update(
             self._client, self._table, job_key(job_id), expression, condition=condition, values=values
         )
@@ -310,7 +306,7 @@ class DynamoJobRepository:
                     ":now": iso(now),
                     ":none": -1,
                     ":zero": 0,
-                    **{f":{k}": v for k, v in due_index(P.JOB_KIND, JobStatus.QUEUED, now, job_id).items()},
+                    **{f":{k}": v for k, v in due_index(P.JOB_KIND, now, job_id).items()},
                 },
             )
         )
@@ -336,8 +332,11 @@ class DynamoJobRepository:
         return job
 
     # --- the sweeper's index (indexes.py) ---------------------------------------------------------
-    def overdue(self, kind: str, status: JobStatus, *, now: datetime, limit: int) -> list[Overdue]:
-        return indexes.overdue(self._client, self._table, kind, status, now=now, limit=limit)
+    def overdue(self, kind: str, *, before: datetime, limit: int) -> list[Overdue]:
+        return indexes.overdue(self._client, self._table, kind, before=before, limit=limit)
+
+    def advance(self, passed: list[Overdue]) -> None:
+        indexes.advance(self._client, self._table, passed)
 
     def postpone(self, work: Overdue, *, until: datetime) -> bool:
         return indexes.postpone(self._client, self._table, work, until=until)

@@ -9,13 +9,12 @@ attempt, on the steps having started in it (`steps_attempt`) and, once claimed, 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from jobs.domain import Failure, Job, JobStatus, Step, StepArtifact, StepStatus
 from jobs.errors import JobNotRunning, LeaseLost, StaleWrite
 from jobs.repository import partitions as P
-from jobs.repository.claims import RUNNING_JOB_AUDIT
 from jobs.repository.dynamo import (
     FINISHED,
     HOLDS_LEASE,
@@ -45,8 +44,8 @@ def _at(index: int) -> str:
     return f"steps[{int(index)}]"
 
 
-def _due(job_id: str, due: datetime) -> dict[str, Any]:
-    return {f":{k}": v for k, v in due_index(P.JOB_KIND, JobStatus.PROCESSING, due, job_id).items()}
+def _due(job_id: str, since: datetime) -> dict[str, Any]:
+    return {f":{k}": v for k, v in due_index(P.JOB_KIND, since, job_id).items()}
 
 
 class DynamoStepRepository:
@@ -56,15 +55,15 @@ class DynamoStepRepository:
 
     def begin(self, job: Job, *, token: str, has_preview: bool, now: datetime) -> Job:
         """By the assembler: the steps not COMPLETED wait again in this attempt, the first one QUEUED; the job's
-        lease is released, and its sweeper marker comes due after RUNNING_JOB_AUDIT (a lost step message is
-        sent again then)."""
+        lease is released, and the sweeper looks at the job again after its grace period (a lost step message
+        is sent again then)."""
         first = job.current_step
         values: dict[str, Any] = {
             ":token": token,
             ":attempt": job.attempt,
             ":now": iso(now),
             ":preview": has_preview,
-            **_due(job.id, now + RUNNING_JOB_AUDIT),
+            **_due(job.id, now),
         }
         resets = []
         for index, step in enumerate(job.steps):
@@ -84,11 +83,12 @@ class DynamoStepRepository:
     ) -> Job:
         s = _at(index)
         lease = lease_values(worker=worker, token=token, now=now, lease_seconds=lease_seconds, attempt=attempt)
-        # The sweeper's marker comes due when this lease would lapse (a dead holder's step is looked at then).
-        values = {**lease, **STEP_VALUES, ":zero": 0, **_due(job_id, now + timedelta(seconds=lease_seconds))}
+        # No index write: the sweeper looks at the job after its grace period and postpones it while a live
+        # lease holds it (a dead holder's step is taken over then, or sooner by its message's redelivery).
+        values = {**lease, **STEP_VALUES, ":zero": 0}
         expression = (
             "SET worker = :worker, lease_token = :token, lease_expires_at = :lease, updated_at = :now,"
-            f" gsi2pk = :gsi2pk, gsi2sk = :gsi2sk, {s}.#status = :step_processing,"
+            f" {s}.#status = :step_processing,"
             f" {s}.started_at = if_not_exists({s}.started_at, :now), {s}.frames_done = :zero"
         )
         try:
@@ -171,7 +171,7 @@ class DynamoStepRepository:
                 f", {_at(index + 1)}.#status = :step_queued, updated_at = :now, lease_expires_at = :lapsed,"
                 " gsi2pk = :gsi2pk, gsi2sk = :gsi2sk REMOVE lease_token"
             )
-            values.update({":lapsed": 0, **_due(job.id, now + RUNNING_JOB_AUDIT)})
+            values.update({":lapsed": 0, **_due(job.id, now)})
             return self._holder_write(job.id, expression, HOLDS_LEASE, values)
         status, listed = set_status(JobStatus.COMPLETED)
         expression += f", {status}, {FINISHED}, #error, error_code"

@@ -14,6 +14,7 @@ def farm_status(*, farm: FarmRegistry, queues: QueueStats, now: datetime) -> dic
     """Live workers and what they render, queue depths per priority and the DLQ, running jobs by state."""
     workers = farm.workers(now=now)
     depths = queues.queues()
+    by_state, counted_all = farm.jobs_by_state()
     return {
         "at": now.isoformat(),
         "workers": [
@@ -28,7 +29,8 @@ def farm_status(*, farm: FarmRegistry, queues: QueueStats, now: datetime) -> dic
         "queues": {p: asdict(d) for p, d in depths.items()},
         "in_flight": sum(d.in_flight for d in depths.values()),
         "dead_letters": queues.dead_letters().visible,
-        "jobs_by_state": farm.jobs_by_state(),
+        "jobs_by_state": by_state,
+        "jobs_by_state_complete": counted_all,  # False: more unfinished jobs than one count reads (a lower bound)
     }
 
 
@@ -54,5 +56,6 @@ def format_farm_status(status: dict[str, Any]) -> str:
             f"oldest {age}"
         )
     lines.append(f"in flight: {status['in_flight']}   dead letters: {status['dead_letters']}")
-    lines.append("jobs: " + ", ".join(f"{state} {n}" for state, n in status["jobs_by_state"].items()))
+    at_least = "" if status.get("jobs_by_state_complete", True) else "at least "
+    lines.append("jobs: " + at_least + ", ".join(f"{state} {n}" for state, n in status["jobs_by_state"].items()))
     return "\n".join(lines)

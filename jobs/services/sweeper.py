@@ -1,19 +1,24 @@
-"""The sweeper: finds work that could be stuck through the sparse gsi2 (no scans) and gets it moving.
+"""The sweeper: finds work that could be stuck through gsi2 (no scans) and gets it moving.
 
-- QUEUED jobs and chunks overdue by the grace period (the API wrote DynamoDB but the message was lost,
-  or a fan-out died): their message is sent again; a duplicate of a message that does exist loses its
-  claim, so this is safe.
+Every job and chunk item has an entry in gsi2 from its put, written once: a claim, a frame or an end writes
+none (repository/items.py `due_index`). The sweeper reads the entries whose grace period has passed since
+their time (creation, or the last time someone looked at or reopened the work), from its position in each
+shard on, reads their items, and passes the finished ones for good (its position moves past them,
+`advance`). Each unfinished one is postponed (its time set to now, so it is looked at again a grace
+period later) and looked at:
+
+- QUEUED jobs and chunks (the API wrote DynamoDB but the message was lost, or a fan-out died): their
+  message is sent again; a duplicate of a message that does exist loses its claim, so this is safe.
 - PROCESSING chunks (and one-chunk jobs) whose lease lapsed: the worker died and its message is gone
-  (e.g. deleted after a redelivery lost its claim); a new message lets a worker take over. Their marker
-  is set when they are claimed and not moved while they render (that would cost an index write per frame),
-  so a marker overdue while its lease is still renewed is just postponed again.
+  (e.g. deleted after a redelivery lost its claim); a new message lets a worker take over. One whose lease
+  is still renewed is rendering: just postponed.
 - CANCELLING jobs: CANCELLED once no live lease remains (a worker died mid-cancel).
-- Jobs of several chunks, QUEUED past the grace period or PROCESSING (due every RUNNING_JOB_AUDIT, or
-  when an assembly or step lease lapses): an audit of their chunks checks that the job has a live path to an
-  end. Missing chunk items mean the fan-out must run (again); unfinished chunks keep it alive; a failed
-  chunk fails the job; chunks stopped while the job runs fail it with a clear error; all chunks done
-  means the assembly runs again; a job handed to its steps has its current step's message sent again
-  unless a live lease holds it (a lost message, a dead holder: the next claim takes it over).
+- Jobs of several chunks, QUEUED or PROCESSING (looked at every grace period while they run): an audit of
+  their chunks checks that the job has a live path to an end. Missing chunk items mean the fan-out must run
+  (again); unfinished chunks keep it alive; a failed chunk fails the job; chunks stopped while the job runs
+  fail it with a clear error; all chunks done means the assembly runs again; a job handed to its steps has
+  its current step's message sent again unless a live lease holds it (a lost message, a dead holder: the
+  next claim takes it over).
 - Chunks left unfinished by a job that stopped (failed, cancelled, retried) are CANCELLED.
 - Webhook deliveries still pending well after they were due (`HOOK#PENDING`) get their message again.
 Every item it acts on is first postponed by a conditional write, so two sweepers running at once never
@@ -27,7 +32,7 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
-from jobs.domain import UNFINISHED_STATES, Failure, Job, JobStatus
+from jobs.domain import ACTIVE_STATES, UNFINISHED_STATES, Failure, Job, JobStatus
 from jobs.errors import JobNotFound, JobStateConflict
 from jobs.ports import JobControl, LogContext, Overdue, WebhookRepository
 from jobs.ports.values import WorkKind
@@ -36,13 +41,7 @@ from jobs.services.sweep_counts import Swept
 from jobs.services.webhooks import webhooks_sweep
 
 log = logging.getLogger(__name__)
-SWEPT = (
-    (WorkKind.JOB, JobStatus.QUEUED),
-    (WorkKind.JOB, JobStatus.PROCESSING),
-    (WorkKind.JOB, JobStatus.CANCELLING),
-    (WorkKind.CHUNK, JobStatus.QUEUED),
-    (WorkKind.CHUNK, JobStatus.PROCESSING),
-)
+SWEPT = (WorkKind.JOB, WorkKind.CHUNK)
 
 
 def sweep(
@@ -54,16 +53,17 @@ def sweep(
     log_context: LogContext,
     limit: int = 500,
 ) -> Counter:
-    """One pass over the overdue items (jobs, chunks, webhook deliveries); returns what it did, by kind. Each
-    item's log lines carry its job, chunk and attempt (`log_context`)."""
+    """One pass over the work whose grace period has passed (jobs, chunks, webhook deliveries); returns what it
+    did, by kind. Each item's log lines carry its job, chunk and attempt (`log_context`)."""
     done: Counter = Counter()
     repo = jobs.repo
-    for kind, status in SWEPT:
-        # QUEUED work is overdue only after the grace period; a lease is overdue as soon as it lapses.
-        cutoff = now - queued_grace if status is JobStatus.QUEUED else now
-        for work in repo.overdue(kind, status, now=cutoff, limit=limit):
+    for kind in SWEPT:
+        due = repo.overdue(kind, before=now - queued_grace, limit=limit)
+        for work in due:
+            if work.status not in ACTIVE_STATES:
+                continue  # finished (or gone): passed for good
             with log_context(job_id=work.job_id, chunk=work.index, attempt=work.attempt):
-                if not repo.postpone(work, until=now + queued_grace):
+                if not repo.postpone(work, until=now):
                     continue  # another sweeper has it
                 try:
                     outcome = _act(jobs, work, now)
@@ -71,6 +71,7 @@ def sweep(
                     outcome = Swept.GONE
                 done[outcome] += 1
                 log.info("sweep: overdue %s %s: %s", work.status, "job" if work.is_job else "chunk", outcome)
+        repo.advance(due)
     done.update(webhooks_sweep(hooks=hooks, queue=jobs.queue, now=now, grace=queued_grace, limit=limit))
     if done:
         log.info("sweep: %s", dict(done))
@@ -110,7 +111,7 @@ def audit(*, jobs: JobControl, job: Job, now: datetime) -> Swept:
         enqueue_work(queue=queue, job=job)  # the fan-out creates or requeues what this attempt lacks
         return Swept.FANOUT_REQUEUED
     if any(c.status in UNFINISHED_STATES for c in current):
-        return Swept.RUNNING  # each unfinished chunk is in the index itself: lost messages and dead holders are found
+        return Swept.RUNNING  # each chunk is in the index itself: lost messages and dead holders are found
     failed = [c for c in current if c.status is JobStatus.FAILED]
     stopped = [c for c in current if c.status is JobStatus.CANCELLED]
     if failed or stopped:

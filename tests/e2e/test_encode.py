@@ -172,8 +172,15 @@ def test_a_worker_killed_mid_encode_leaves_a_step_the_sweeper_and_the_next_worke
     make_stack, render_cache, tmp_path
 ):
     # The lease (renewed twice a second by the progress writes) lapses 3 s after the kill; the message the dead
-    # worker held comes back after the visibility timeout. The sweeper finds the job due by the lapsed lease.
-    stack = slow_encode_stack(make_stack, render_cache, RENDER_LEASE_SECONDS="3", RENDER_VISIBILITY_TIMEOUT="9")
+    # worker held comes back after the visibility timeout. The sweeper looks at the job once the grace period
+    # since its steps began has passed (2 s here), and finds its step's lease lapsed.
+    stack = slow_encode_stack(
+        make_stack,
+        render_cache,
+        RENDER_LEASE_SECONDS="3",
+        RENDER_VISIBILITY_TIMEOUT="9",
+        RENDER_SWEEP_GRACE_SECONDS="2",
+    )
     stack.start_ready_worker("doomed")
     job = submit_encode(stack)
     stack.wait_for(job["id"], encoding, timeout=60)

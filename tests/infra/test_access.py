@@ -171,7 +171,7 @@ EXPECTED_ACTIONS = {
         *DATA_KEY,
     },
     "sweeper": {
-        *("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"),
+        *("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Query"),
         *("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"),
         *("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:PurgeQueue"),
         *DATA_KEY,
@@ -318,9 +318,13 @@ def test_workers_read_and_write_result_objects_only(stack):
 def test_the_sweeper_queries_gsi2_for_job_and_task_partitions_only(stack):
     names, policies = stack
     sweeper = policies["sweeper"]
-    for partition in ("JOB#QUEUED", "JOB#PROCESSING", "JOB#CANCELLING", "TASK#QUEUED", "TASK#PROCESSING"):
+    for partition in ("JOB#0", "JOB#7", "TASK#0", "TASK#7"):
         assert sweeper.allows("dynamodb:Query", names.index("gsi2"), **item(partition)), partition
-    assert sweeper.allows("dynamodb:Query", names.index("gsi2"), **item("JOB#QUEUED#7"))  # sharded later
+    # The page's items, and its own position in each shard.
+    assert sweeper.allows("dynamodb:BatchGetItem", names.table, **item("JOB#01HX"))
+    for action in ("BatchGetItem", "UpdateItem"):
+        assert sweeper.allows(f"dynamodb:{action}", names.table, **item("SWEEP#JOB#3")), action
+    assert not sweeper.allows("dynamodb:PutItem", names.table, **item("SWEEP#JOB#3"))
     assert sweeper.allows("dynamodb:Query", names.index("gsi2"), **item("HOOK#PENDING"))  # webhook deliveries
     assert not sweeper.allows("dynamodb:GetItem", names.table, **item("HOOKSECRET#alice"))
     assert not sweeper.allows("dynamodb:Query", names.index("gsi2"), **item("APIKEYS#alice"))
@@ -369,8 +373,10 @@ def test_the_api_has_its_items_its_indexes_and_no_dlq(stack):
         assert api.allows(f"dynamodb:{action}", names.table, **item(pk)), (action, pk)
     assert api.allows("dynamodb:Query", names.index("gsi1"), **item("OWNER#alice"))
     assert api.allows("dynamodb:DescribeTable", names.table)  # /readyz
-    assert api.allows("dynamodb:Query", names.index("gsi2"), **item("JOB#QUEUED"))  # farm status: jobs by state
-    assert not api.allows("dynamodb:Query", names.index("gsi2"), **item("TASK#QUEUED"))
+    assert api.allows("dynamodb:Query", names.index("gsi2"), **item("JOB#3"))  # farm status: jobs by state
+    assert api.allows("dynamodb:BatchGetItem", names.table, **item("SWEEP#JOB#3"))  # ... from the sweeper's positions
+    assert not api.allows("dynamodb:UpdateItem", names.table, **item("SWEEP#JOB#3"))
+    assert not api.allows("dynamodb:Query", names.index("gsi2"), **item("TASK#3"))
     assert api.allows("dynamodb:Query", names.table, **item("WORKERS"))  # farm status: live workers
     assert not api.allows("dynamodb:PutItem", names.table, **item("WORKERS"))
     assert not api.allows("dynamodb:Scan", names.table)

@@ -298,7 +298,8 @@ def test_the_last_frame_of_a_one_chunk_job_completes_it_once_and_only_by_the_lea
     assert job_now.frames_done == 2 and job_now.chunks_done == 1 and job_now.lease_token is None
     assert job_now.render_seconds == pytest.approx(1.75) and job_now.render_seconds > 0
     assert job_now.as_chunk().seconds_per_frame == pytest.approx(0.875)
-    assert repo.overdue("JOB", JobStatus.PROCESSING, now=FAR, limit=10) == []  # out of the sweeper's index
+    # Still in the sweeper's index (its end wrote no index entry), read as finished: the sweeper passes it.
+    assert [w.status for w in repo.overdue("JOB", before=FAR, limit=10)] == [JobStatus.COMPLETED]
     with pytest.raises(JobStateConflict):  # done once: a duplicate worker's write is refused
         _record(repo, chunk, token="t1")
     with pytest.raises(JobNotRunning):
@@ -471,11 +472,15 @@ def test_drop_cancels_chunk_items_no_live_lease_holds(repo, make_job):
     assert chunks[3].lease_token == "t3" and all(c.lease_token is None for c in chunks[:3])
     assert all(c.finished_at == later for c in chunks[:3])
     assert repo.chunks.drop(job.id, 0, attempt=1, now=later) is False  # once
-    # Dropped chunks leave the sweeper's index; the held one stays until its holder ends it.
-    assert [w.index for w in repo.overdue("TASK", JobStatus.QUEUED, now=FAR, limit=10)] == []
-    assert [w.index for w in repo.overdue("TASK", JobStatus.PROCESSING, now=FAR, limit=10)] == [3]
+    # Every chunk keeps its entry in the sweeper's index (no index write at its end), read with its state now:
+    # the sweeper acts on the held one only.
+    def states():
+        return {w.index: w.status for w in repo.overdue("TASK", before=FAR, limit=10)}
+
+    C, P = JobStatus.CANCELLED, JobStatus.PROCESSING
+    assert states() == {0: C, 1: C, 2: C, 3: P, 4: JobStatus.COMPLETED}
     repo.chunks.end(held, token="t3", status=JobStatus.CANCELLED, now=later, expires_at=later + LATER)
-    assert repo.overdue("TASK", JobStatus.PROCESSING, now=FAR, limit=10) == []
+    assert states()[3] is C
     # A one-chunk job has no chunk item: it stops with its job item.
     single = make_job()
     repo.add(single)
@@ -570,15 +575,16 @@ def test_dynamo_items_use_the_design_keys_and_sparse_index(dynamo_repo, table, m
     item = _raw(table, job.id)
     assert item["gsi1pk"]["S"] == owner_partition("alice", job.id) and item["gsi1pk"]["S"].startswith("OWNER#alice#")
     assert item["gsi1sk"]["S"].endswith(f"#{job.id}")
-    assert item["gsi2pk"]["S"] == f"JOB#QUEUED#{shard_of(job.id, DUE_SHARDS)}"
+    # The sweeper's entry: written with the item, whatever its state, and left alone by the claim and the end.
+    marker = {k: item[k] for k in ("gsi2pk", "gsi2sk")}
+    assert marker["gsi2pk"]["S"] == f"JOB#{shard_of(job.id, DUE_SHARDS)}"
+    assert marker["gsi2sk"]["S"] == f"{job.created_at.isoformat(timespec='microseconds')}#{job.id}"
     assert _listed_as(table, job.id) == "QUEUED"
     _, chunk = _claim(repo, job.id)
-    assert _listed_as(table, job.id) == "PROCESSING" and _raw(table, job.id)["gsi2pk"]["S"].startswith(
-        "JOB#PROCESSING#"
-    )
+    assert _listed_as(table, job.id) == "PROCESSING" and {k: _raw(table, job.id)[k] for k in marker} == marker
     repo.chunks.end(chunk, token="t", status=JobStatus.FAILED, now=T0, expires_at=T0 + LATER, failure=BOOM)
     item = _raw(table, job.id)
-    assert "gsi2pk" not in item and int(item["expires_at"]["N"]) == int((T0 + LATER).timestamp())
+    assert {k: item[k] for k in marker} == marker and int(item["expires_at"]["N"]) == int((T0 + LATER).timestamp())
     assert _listed_as(table, job.id) == "FAILED"
     repo.retry(job.id, attempt=1, now=T0)
     assert _listed_as(table, job.id) == "QUEUED" and "expires_at" not in _raw(table, job.id)
@@ -595,7 +601,7 @@ def test_dynamo_items_use_the_design_keys_and_sparse_index(dynamo_repo, table, m
 
     multi = _multi_job(repo, make_job, frames=(1, 2), chunk_size=1)
     chunk_item = _raw(table, multi.id, "TASK#00000")
-    assert chunk_item["gsi2pk"]["S"] == f"TASK#QUEUED#{shard_of(multi.id + '#00000', DUE_SHARDS)}" and chunk_item[
+    assert chunk_item["gsi2pk"]["S"] == f"TASK#{shard_of(multi.id + '#00000', DUE_SHARDS)}" and chunk_item[
         "gsi2sk"
     ]["S"].endswith(f"#{multi.id}#00000")
     assert "gsi1pk" not in chunk_item  # only job items are listed

@@ -7,7 +7,7 @@ sharing long prefixes) must land within 10% of the even share on every shard.
 
 from collections import Counter
 
-from jobs.domain import JobStatus, new_job_id
+from jobs.domain import new_job_id
 from jobs.repository.items import (
     DUE_SHARDS,
     OWNER_SHARDS,
@@ -34,8 +34,8 @@ def test_an_owners_jobs_spread_over_every_listing_shard():
 
 
 def test_the_sweepers_due_markers_spread_over_every_shard_even_for_one_jobs_chunks():
-    counts = Counter(due_index("JOB", JobStatus.QUEUED, T0, job_id)["gsi2pk"] for job_id in IDS)
+    counts = Counter(due_index("JOB", T0, job_id)["gsi2pk"] for job_id in IDS)
     _within_ten_percent(counts, DUE_SHARDS)
     # One big job's chunk markers spread too (10,000 frames a second may be one job's).
-    chunks = Counter(chunk_due_index(IDS[0], i, JobStatus.QUEUED, T0)["gsi2pk"] for i in range(len(IDS)))
+    chunks = Counter(chunk_due_index(IDS[0], i, T0)["gsi2pk"] for i in range(len(IDS)))
     _within_ten_percent(chunks, DUE_SHARDS)

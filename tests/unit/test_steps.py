@@ -226,9 +226,9 @@ def test_a_dead_encoders_step_is_taken_over_once_its_lease_lapses_and_the_sweepe
     hooks = FakeWebhooks()
     swept = sweep(jobs=control(repo, queue), hooks=hooks, now=clock(), queued_grace=timedelta(seconds=300),
                   log_context=no_log_context)  # fmt: skip
-    assert queue.steps == []  # not due yet (its marker is the lease's expiry)
+    assert queue.steps == []  # not due yet (within the grace period of its marker, set when the steps began)
 
-    clock.advance(LEASE + 1)
+    clock.advance(300 + 1)  # past the grace period, and the dead holder's lease has lapsed
     swept = sweep(jobs=control(repo, queue), hooks=hooks, now=clock(), queued_grace=timedelta(seconds=300),
                   log_context=no_log_context)  # fmt: skip
     assert swept[Swept.STEP_REQUEUED] == 1 and queue.steps == [(job.id, 1, 0, job.priority)]
