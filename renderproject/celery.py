@@ -4,6 +4,7 @@ import os
 
 from celery import Celery, signals
 
+from jobs.repository import usage
 from jobs.worker import signals as worker_signals
 from jobs.worker.bootsteps import KeepMessagesInvisible, LivenessFile
 
@@ -39,7 +40,8 @@ def _share_with_the_pool(**kwargs):
 
 @signals.worker_process_init.connect
 def _start_heartbeat(**kwargs):
-    """Each pool process (one render at a time) records its heartbeat; a process start is a metric too.
+    """Each pool process (one render at a time) records its heartbeat and batches the usage of the jobs it ends;
+    a process start is a metric too.
 
     Not a webhook worker's: the farm status and the crash-loop alarm are about render workers."""
     from django.conf import settings
@@ -51,6 +53,13 @@ def _start_heartbeat(**kwargs):
         return
     wiring.metrics().worker_started()
     Heartbeat(wiring.farm_registry(), every=settings.RENDER_WORKER_HEARTBEAT_SECONDS, version=version()).start()
+    usage.batch_settles(settings.RENDER_USAGE_FLUSH_SECONDS)
+
+
+@signals.worker_process_shutdown.connect
+def _settle_the_usage(**kwargs):
+    """A pool process that stops (a warm shutdown, a recycled process) writes the usage it has summed."""
+    usage.flush_settles()
 
 
 def version() -> str:

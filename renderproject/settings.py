@@ -352,6 +352,9 @@ RENDER_PROGRESS_SECONDS = env_float("RENDER_PROGRESS_SECONDS", RENDER_HEARTBEAT_
 # Each worker process writes a heartbeat item this often (live workers for `farm_status` and /api/farm);
 # it expires after three beats, so a killed worker drops out of the listing within that.
 RENDER_WORKER_HEARTBEAT_SECONDS = env_float("RENDER_WORKER_HEARTBEAT_SECONDS", 10.0)
+# A render worker's pool process writes the usage of the jobs it ended (frames given back, worker-seconds
+# charged) at most this often, one write per owner (jobs/repository/usage.py); 0: at each job's end.
+RENDER_USAGE_FLUSH_SECONDS = env_float("RENDER_USAGE_FLUSH_SECONDS", 5.0)
 # After SIGTERM a running chunk keeps rendering only if its remaining frames fit in this many seconds;
 # otherwise it is released at the next frame boundary for another worker (ECS then stops the task).
 RENDER_SHUTDOWN_GRACE_SECONDS = env_int("RENDER_SHUTDOWN_GRACE_SECONDS", 30)

@@ -1,9 +1,10 @@
 """Owners' budgets and spend in DynamoDB: the monthly budget an operator sets, the worker-seconds counted.
 
-Both live in the owner's partition, beside its usage item: `pk=OWNER#<owner>`, `sk=BUDGET` (`dollars`) and
-`sk=SPEND#<YYYY-MM>` (`worker_seconds`: each job's, added once by the write that ended it, with its usage given
-back: dynamo.py `settle_usage`). Spend is kept in worker-seconds; its dollars are priced when read, at the
-configured prices.
+Both live in the owner's partition: `pk=OWNER#<owner>`, `sk=BUDGET` (`dollars`), and the usage item's
+`spent_<YYYY-MM>` (each job's worker-seconds, added once when it ended, with its frames given back:
+usage.py `settle_usage`). Spend is kept in worker-seconds; its dollars are priced when read, at the
+configured prices. Earlier versions kept a month's spend in its own item (`sk=SPEND#<YYYY-MM>`, expired by
+TTL a year after its month): it is still read and added, so an upgrade within a month keeps its spend.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ from typing import Any
 from jobs.adapters.aws import unavailable_as_503
 from jobs.ports.values import OwnerSpend
 from jobs.repository import partitions as P
-from jobs.repository.dynamo import batch_get, spend_key
+from jobs.repository.dynamo import batch_get
 from jobs.repository.items import iso
+from jobs.repository.usage import spend_attribute, usage_key
 
 
 def budget_key(owner: str) -> dict[str, Any]:
     return {"pk": {"S": P.OWNER + owner}, "sk": {"S": P.BUDGET}}
+
+
+def legacy_spend_key(owner: str, month: str) -> dict[str, Any]:
+    return {"pk": {"S": P.OWNER + owner}, "sk": {"S": P.SPEND + month}}
 
 
 class DynamoBudgets:
@@ -43,14 +49,14 @@ class DynamoBudgets:
 
     def spend(self, owner: str, *, month: str) -> OwnerSpend:
         """The owner's budget (None: none set) and worker-seconds counted in `month` (one BatchGetItem)."""
-        found = {
-            item["sk"]: item
-            for item in batch_get(self._client, self._table, [budget_key(owner), spend_key(owner, month)])
-        }
+        keys = [budget_key(owner), usage_key(owner), legacy_spend_key(owner, month)]
+        found = {item["sk"]: item for item in batch_get(self._client, self._table, keys)}
         dollars = found.get(P.BUDGET, {}).get("dollars")
+        worker_seconds = float(found.get(P.USAGE, {}).get(spend_attribute(month), 0))
+        worker_seconds += float(found.get(P.SPEND + month, {}).get("worker_seconds", 0))
         return OwnerSpend(
             owner=owner,
             month=month,
-            worker_seconds=float(found.get(P.SPEND + month, {}).get("worker_seconds", 0)),
+            worker_seconds=worker_seconds,
             budget=None if dollars is None else float(dollars),
         )

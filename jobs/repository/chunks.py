@@ -29,7 +29,6 @@ from jobs.repository.dynamo import (
     failure_values,
     query_page,
     set_status,
-    settle_usage,
 )
 from jobs.repository.items import (
     chunk_due_index,
@@ -44,6 +43,7 @@ from jobs.repository.items import (
     seconds,
     serialize,
 )
+from jobs.repository.usage import settle_usage
 
 log = logging.getLogger(__name__)
 TRANSACTION_LIMIT = 100

@@ -18,16 +18,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobs.adapters.aws import COMPONENTS, error_code, unavailable_as_503
-from jobs.domain import Failure, JobStatus, month_of
+from jobs.domain import Failure, JobStatus
 from jobs.errors import JobNotFound, ServiceUnavailable, StaleWrite
-from jobs.repository import partitions as P
 from jobs.repository.items import (
-    decimal,
     deserialize,
-    epoch,
     iso,
-    item_frames,
-    parse_iso,
     seconds,
     serialize_value,
 )
@@ -85,7 +80,6 @@ def conflict_from(old: dict[str, Any] | None) -> StaleWrite | JobNotFound:
 # DynamoDB refuses a write to an item that a transaction is changing at that moment (TransactionConflict);
 # botocore does not retry it, so these writes do, a few times with jitter, as the same write.
 CONFLICT_RETRIES = 5
-SPEND_KEPT = timedelta(days=400)  # a month's spend item outlives its month by a year (TTL)
 
 
 def _conflict_pause(attempt: int) -> None:
@@ -257,68 +251,3 @@ def set_status(status: JobStatus) -> tuple[str, dict[str, Any]]:
 
 def failure_values(failure: Failure) -> dict[str, Any]:
     return {":error": failure.message, ":error_code": failure.code}
-
-
-def usage_key(owner: str) -> dict[str, Any]:
-    """The owner's usage item: frames of jobs waiting or rendering (the fairness limit)."""
-    return {"pk": {"S": P.OWNER + owner}, "sk": {"S": P.USAGE}}
-
-
-def add_usage(client, table: str, owner: str, frames: int, *, room: int | None = None) -> None:
-    """ADD `frames` (negative to give back) to the owner's usage; with `room`, only if usage <= room before."""
-    params: dict[str, Any] = {
-        "TableName": table,
-        "Key": usage_key(owner),
-        "UpdateExpression": "ADD frames_active :frames",
-        "ExpressionAttributeValues": {":frames": {"N": str(frames)}},
-    }
-    if room is not None:
-        params["ConditionExpression"] = "attribute_not_exists(frames_active) OR frames_active <= :room"
-        params["ExpressionAttributeValues"][":room"] = {"N": str(room)}
-        params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-    with unavailable_as_503("DynamoDB"):
-        client.update_item(**params)
-
-
-def spend_key(owner: str, month: str) -> dict[str, Any]:
-    """The owner's spend in a month (`YYYY-MM`): the worker-seconds of its jobs that ended in it (budgets.py)."""
-    return {"pk": {"S": P.OWNER + owner}, "sk": {"S": P.SPEND + month}}
-
-
-def add_spend(client, table: str, owner: str, worker_seconds: float, now: datetime) -> None:
-    """ADD worker-seconds to the owner's spend of `now`'s month (its item kept a year past the month by TTL)."""
-    client.update_item(
-        TableName=table,
-        Key=spend_key(owner, month_of(now)),
-        UpdateExpression="SET expires_at = :ttl ADD worker_seconds :spent",
-        ExpressionAttributeValues={
-            ":ttl": {"N": str(epoch(now + SPEND_KEPT))},
-            ":spent": {"N": str(decimal(worker_seconds))},
-        },
-    )
-
-
-def give_back_usage(client, table: str, owner: str, frames: int, job_id: str) -> None:
-    """Frames leave the owner's usage. Best effort, after the state change that ended (or withdrew) the job:
-    a lost decrement leaves the owner a little less room; it never blocks or doubles a state change."""
-    try:
-        add_usage(client, table, owner, -frames)
-    except Exception:
-        log.warning("could not give back the usage of job %s", job_id, exc_info=True)
-
-
-def settle_usage(client, table: str, item: dict[str, Any]) -> None:
-    """A job reached a final state by the conditional write that returned `item`: its frames leave the usage and
-    its worker-seconds (those of this attempt's end: beyond `charged_seconds`, which a retry sets) are charged
-    to its owner's month, once, by the writer that ended it (one write each, not
-    one per progress write: no owner item is written by every chunk). Best effort, like the usage: a lost
-    charge under-counts a job, it never blocks or doubles a state change."""
-    give_back_usage(client, table, item["owner"], len(item_frames(item)), item["id"])
-    # A retried job's item keeps its earlier attempts' seconds; the retry noted them as charged.
-    worked = float(item.get("worker_seconds", 0)) - float(item.get("charged_seconds", 0))
-    ended = parse_iso(item.get("finished_at") or item.get("updated_at"))
-    if worked > 0 and ended is not None:
-        try:
-            add_spend(client, table, item["owner"], worked, ended)
-        except Exception:
-            log.warning("could not charge the worker-seconds of job %s", item["id"], exc_info=True)

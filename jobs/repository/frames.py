@@ -29,7 +29,6 @@ from jobs.repository.dynamo import (
     conditional_transaction,
     conditional_update,
     set_status,
-    settle_usage,
 )
 from jobs.repository.items import (
     chunk_key,
@@ -40,6 +39,7 @@ from jobs.repository.items import (
     result_to_map,
     seconds,
 )
+from jobs.repository.usage import settle_usage
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def record_frames(
     running in this attempt) are one transaction: one request per write, whatever it carries.
     `worker_seconds` (the holder's wall time since its claim or its last write) is added to the chunk and to the
     job in that write, so a retried write adds it once; the job's total is charged to its owner's month when
-    the job ends (dynamo.py `settle_usage`).
+    the job ends (usage.py `settle_usage`).
     JobNotRunning when the job stopped, LeaseLost when the lease is gone. A caller that tries the same
     write again after an error passes the same `write_id`: if the first try applied, the retry counts as done.
     """

@@ -29,14 +29,11 @@ from jobs.repository.dynamo import (
     FINISHED,
     LEASE_FREE,
     TAKE_LEASE,
-    add_usage,
     cancellation_reasons,
     conditional_update,
     failure_values,
-    give_back_usage,
     lease_values,
     set_status,
-    settle_usage,
     state_in,
     update_params,
 )
@@ -55,6 +52,7 @@ from jobs.repository.items import (
     serialize,
 )
 from jobs.repository.steps import DynamoStepRepository
+from jobs.repository.usage import add_usage, give_back_usage, settle_usage
 
 RECOUNT_TRIES = 5  # a recount that a running chunk's write keeps overtaking reads and tries again
 

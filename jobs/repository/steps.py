@@ -22,9 +22,9 @@ from jobs.repository.dynamo import (
     failure_values,
     lease_values,
     set_status,
-    settle_usage,
 )
 from jobs.repository.items import due_index, epoch, iso, item_to_job, job_key, seconds, step_to_map
+from jobs.repository.usage import settle_usage
 
 STEP_VALUES = {f":step_{s.value.lower()}": s.value for s in StepStatus}
 # The step is ours to take: queued, or released after a failed attempt (no lease token).

@@ -259,3 +259,25 @@ def test_poison_work_lands_in_the_dlq_and_its_job_is_failed(make_stack):
     stack.stop("worker")
     stack.manage("dlq", "purge", "--yes")
     assert stack.manage("dlq", "list") == "The dead-letter queue is empty.\n"
+
+
+def test_a_pool_process_sums_the_usage_of_the_jobs_it_ends_and_writes_it_when_it_stops(make_stack):
+    """The owner's usage item is written once per flush, not once per job (jobs/repository/usage.py): with a
+    flush interval of an hour, three ended jobs are summed in the pool process and written at its warm shutdown."""
+    stack = make_stack(RENDER_USAGE_FLUSH_SECONDS="3600", RENDER_SIMULATED_SECONDS="0.05")
+    stack.start_ready_worker()
+    jobs = [stack.submit(frame_start=1, frame_end=2) for _ in range(3)]
+    for job in jobs:
+        assert stack.wait_for_status(job["id"], "COMPLETED", timeout=30)["status"] == "COMPLETED"
+
+    def usage() -> dict:
+        key = {"pk": {"S": "OWNER#e2e"}, "sk": {"S": "USAGE"}}
+        return aws.client("dynamodb").get_item(TableName=stack.env["RENDER_TABLE_NAME"], Key=key)["Item"]
+
+    def month_seconds() -> float:
+        return requests.get(f"{stack.api}/api/usage", headers=stack.auth(), timeout=10).json()["worker_seconds"]
+
+    assert usage()["frames_active"] == {"N": "6"} and month_seconds() == 0  # ended, summed, not written yet
+    assert stack.stop("worker") == 0  # SIGTERM: a warm shutdown; the pool process writes what it summed
+    assert usage()["frames_active"] == {"N": "0"}
+    assert month_seconds() > 0

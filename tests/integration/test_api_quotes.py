@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from jobs import wiring
 from jobs.adapters import aws
 from jobs.domain import FrameResult, month_of, utcnow
-from jobs.repository.dynamo import add_spend
+from jobs.repository.usage import add_spend
 from tests.integration.test_api import assert_error, key_for, post
 
 BODY = {"scene": "shot_010", "width": 320, "height": 180, "frame_end": 24, "chunk_size": 4}

@@ -1,0 +1,180 @@
+"""An owner's usage item, `pk=OWNER#<owner>, sk=USAGE`: the frames of its jobs waiting or rendering
+(`frames_active`, the fairness limit) and the worker-seconds its jobs used, by month (`spent_<YYYY-MM>`, what
+its budget is checked against: budgets.py).
+
+A submit reserves a job's frames with a conditional `ADD` (`add_usage`). The write that ends a job settles it
+(`settle_usage`): its frames leave `frames_active` and its worker-seconds are added to the month it ended in,
+in one `UpdateItem` of the usage item. In a render worker's pool process the settles are batched
+(`batch_settles`, from the worker's start-up): each owner's sums are written at most once every
+RENDER_USAGE_FLUSH_SECONDS by a daemon thread, and at the process's shutdown, so a busy worker ending many
+jobs of one owner writes its usage item a few times a minute, not once a job. Elsewhere (the API, the
+sweeper, tests) a settle writes at once.
+
+Best effort, after the conditional write that ended the job: a lost settle (AWS unreachable, or a worker
+killed within its flush interval) leaves the owner a little less room and under-counts its spend; it never
+blocks or doubles a state change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobs.adapters.aws import unavailable_as_503
+from jobs.domain import month_of
+from jobs.repository import partitions as P
+from jobs.repository.items import decimal, item_frames, parse_iso
+
+log = logging.getLogger(__name__)
+SPEND_KEPT = timedelta(days=400)  # a legacy month's spend item outlived its month by a year (TTL)
+
+
+def usage_key(owner: str) -> dict[str, Any]:
+    return {"pk": {"S": P.OWNER + owner}, "sk": {"S": P.USAGE}}
+
+
+def spend_attribute(month: str) -> str:
+    """The usage item's attribute of a month's worker-seconds: `spent_2026-12`."""
+    return f"spent_{month}"
+
+
+def add_usage(client, table: str, owner: str, frames: int, *, room: int | None = None) -> None:
+    """ADD `frames` (negative to give back) to the owner's usage; with `room`, only if usage <= room before."""
+    params: dict[str, Any] = {
+        "TableName": table,
+        "Key": usage_key(owner),
+        "UpdateExpression": "ADD frames_active :frames",
+        "ExpressionAttributeValues": {":frames": {"N": str(frames)}},
+    }
+    if room is not None:
+        params["ConditionExpression"] = "attribute_not_exists(frames_active) OR frames_active <= :room"
+        params["ExpressionAttributeValues"][":room"] = {"N": str(room)}
+        params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    with unavailable_as_503("DynamoDB"):
+        client.update_item(**params)
+
+
+def give_back_usage(client, table: str, owner: str, frames: int, job_id: str) -> None:
+    """Frames leave the owner's usage at once (a job not accepted after all). Best effort."""
+    try:
+        add_usage(client, table, owner, -frames)
+    except Exception:
+        log.warning("could not give back the usage of job %s", job_id, exc_info=True)
+
+
+def charge(client, table: str, owner: str, *, frames: int, spent: dict[str, float]) -> None:
+    """One write of the usage item: `frames` leave `frames_active`, `spent` (worker-seconds by month) is added."""
+    expression = ["frames_active :frames"]
+    values: dict[str, Any] = {":frames": {"N": str(-frames)}}
+    names: dict[str, str] = {}
+    for n, (month, worker_seconds) in enumerate(sorted(spent.items())):
+        expression.append(f"#m{n} :s{n}")
+        names[f"#m{n}"] = spend_attribute(month)
+        values[f":s{n}"] = {"N": str(decimal(worker_seconds))}
+    params: dict[str, Any] = {
+        "TableName": table,
+        "Key": usage_key(owner),
+        "UpdateExpression": "ADD " + ", ".join(expression),
+        "ExpressionAttributeValues": values,
+    }
+    if names:
+        params["ExpressionAttributeNames"] = names
+    with unavailable_as_503("DynamoDB"):
+        client.update_item(**params)
+
+
+def add_spend(client, table: str, owner: str, worker_seconds: float, now: datetime) -> None:
+    """ADD worker-seconds to the owner's spend of `now`'s month (nothing else changes)."""
+    charge(client, table, owner, frames=0, spent={month_of(now): worker_seconds})
+
+
+class UsageLedger:
+    """Settles of ended jobs, summed by (table, owner) until the next flush (all in this process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], dict[str, Any]] = {}
+        self._client = None
+        self._every: float | None = None  # None: write at once
+        self._wake = threading.Event()
+
+    def batch(self, every: float) -> None:
+        """Sum settles and write them every `every` seconds from a daemon thread (a worker's pool process)."""
+        if every <= 0:
+            return
+        self._every = every
+        threading.Thread(target=self._run, name="usage-flush", daemon=True).start()
+
+    def settle(self, client, table: str, owner: str, *, frames: int, month: str, worker_seconds: float) -> None:
+        if self._every is None:
+            self._write(client, table, owner, frames, {month: worker_seconds} if worker_seconds > 0 else {})
+            return
+        with self._lock:
+            self._client = client
+            entry = self._pending.setdefault((table, owner), {"frames": 0, "spent": defaultdict(float)})
+            entry["frames"] += frames
+            if worker_seconds > 0:
+                entry["spent"][month] += worker_seconds
+
+    def flush(self) -> None:
+        """Write every owner's sums now (one UpdateItem each); what fails to write is logged and dropped."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            client = self._client
+        for (table, owner), entry in pending.items():
+            self._write(client, table, owner, entry["frames"], dict(entry["spent"]))
+
+    def after_fork(self) -> None:
+        """A forked child starts empty, writing at once, with no thread (the parent writes what it noted)."""
+        self._lock = threading.Lock()
+        self._pending = {}
+        self._every = None
+        self._wake = threading.Event()
+
+    def _run(self) -> None:
+        every = self._every
+        while not self._wake.wait(every):
+            self.flush()
+
+    @staticmethod
+    def _write(client, table: str, owner: str, frames: int, spent: dict[str, float]) -> None:
+        try:
+            charge(client, table, owner, frames=frames, spent=spent)
+        except Exception:
+            log.warning("could not settle %s frames of owner %s", frames, owner, exc_info=True)
+
+
+LEDGER = UsageLedger()
+os.register_at_fork(after_in_child=LEDGER.after_fork)
+
+
+def batch_settles(every: float) -> None:
+    """Batch this process's settles (a render worker's pool process; jobs ended by the API or the sweeper
+    settle at once)."""
+    LEDGER.batch(every)
+
+
+def flush_settles() -> None:
+    LEDGER.flush()
+
+
+def settle_usage(client, table: str, item: dict[str, Any]) -> None:
+    """A job reached a final state by the conditional write that returned `item`: its frames leave the usage and
+    its worker-seconds (those of this attempt's end: beyond `charged_seconds`, which a retry sets) are charged
+    to its owner's month, once, by the writer that ended it (not by every progress write: no owner item is
+    written by every chunk)."""
+    # A retried job's item keeps its earlier attempts' seconds; the retry noted them as charged.
+    worked = float(item.get("worker_seconds", 0)) - float(item.get("charged_seconds", 0))
+    ended = parse_iso(item.get("finished_at") or item.get("updated_at"))
+    LEDGER.settle(
+        client,
+        table,
+        item["owner"],
+        frames=len(item_frames(item)),
+        month=month_of(ended) if ended else "",
+        worker_seconds=worked if ended is not None else 0.0,
+    )
