@@ -9,6 +9,7 @@ attempt and, once claimed, on the lease token.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,6 @@ from jobs.repository.cursor import decode_cursor, encode_cursor
 from jobs.repository.dynamo import (
     FINISHED,
     HOLDS_LEASE,
-    cancellation_reasons,
     conditional_update,
     failure_values,
     query_page,
@@ -46,9 +46,7 @@ from jobs.repository.items import (
 from jobs.repository.usage import settle_usage
 
 log = logging.getLogger(__name__)
-TRANSACTION_LIMIT = 100
-
-PUT_RACE = {"ConditionalCheckFailed", "None"}
+PUT_THREADS = 8  # a fan-out's concurrent PutItems of chunk items
 NOT_HELD = (
     "(#status = :st_queued OR (#status = :st_processing"
     " AND (attribute_not_exists(lease_token) OR lease_expires_at < :epoch)))"
@@ -62,27 +60,26 @@ class DynamoChunkRepository:
 
     # --- create and read -------------------------------------------------------------------------
     def put(self, job: Job, chunks: list[Chunk]) -> None:
-        """Create chunk items, 100 to a transaction; items that exist already (another run) are kept."""
-        for start in range(0, len(chunks), TRANSACTION_LIMIT):
-            batch = [self._put_request(job, c) for c in chunks[start : start + TRANSACTION_LIMIT]]
-            try:
-                with unavailable_as_503("DynamoDB"):
-                    self._client.transact_write_items(TransactItems=[{"Put": p} for p in batch])
-            except ClientError as exc:
-                reasons = {r.get("Code") for r in cancellation_reasons(exc)}
-                if error_code(exc) != "TransactionCanceledException" or not reasons <= {
-                    "ConditionalCheckFailed",
-                    "None",
-                }:
-                    raise
-                log.info("job %s: some chunk items exist already (a concurrent fan-out); adding the rest", job.id)
-                for put in batch:
-                    try:
-                        with unavailable_as_503("DynamoDB"):
-                            self._client.put_item(**put)
-                    except ClientError as one:
-                        if error_code(one) != "ConditionalCheckFailedException":
-                            raise
+        """Create chunk items, each with a conditional PutItem (PUT_THREADS at a time): one write unit a chunk
+        item, where a transaction of them cost two. Items that exist already (another run of the fan-out) are
+        kept; all or none is not needed, since the fan-out lists the job's chunk items and adds what is
+        missing each time it runs."""
+        if not chunks:
+            return
+        with ThreadPoolExecutor(max_workers=min(PUT_THREADS, len(chunks))) as pool:
+            created = list(pool.map(self._put_one, [self._put_request(job, c) for c in chunks]))
+        if not all(created):
+            log.info("job %s: some chunk items exist already (a concurrent fan-out); kept", job.id)
+
+    def _put_one(self, put: dict[str, Any]) -> bool:
+        try:
+            with unavailable_as_503("DynamoDB"):
+                self._client.put_item(**put)
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def _put_request(self, job: Job, chunk: Chunk) -> dict[str, Any]:
         return {

@@ -472,6 +472,7 @@ def test_drop_cancels_chunk_items_no_live_lease_holds(repo, make_job):
     assert chunks[3].lease_token == "t3" and all(c.lease_token is None for c in chunks[:3])
     assert all(c.finished_at == later for c in chunks[:3])
     assert repo.chunks.drop(job.id, 0, attempt=1, now=later) is False  # once
+
     # Every chunk keeps its entry in the sweeper's index (no index write at its end), read with its state now:
     # the sweeper acts on the held one only.
     def states():
@@ -601,9 +602,9 @@ def test_dynamo_items_use_the_design_keys_and_sparse_index(dynamo_repo, table, m
 
     multi = _multi_job(repo, make_job, frames=(1, 2), chunk_size=1)
     chunk_item = _raw(table, multi.id, "TASK#00000")
-    assert chunk_item["gsi2pk"]["S"] == f"TASK#{shard_of(multi.id + '#00000', DUE_SHARDS)}" and chunk_item[
-        "gsi2sk"
-    ]["S"].endswith(f"#{multi.id}#00000")
+    assert chunk_item["gsi2pk"]["S"] == f"TASK#{shard_of(multi.id + '#00000', DUE_SHARDS)}" and chunk_item["gsi2sk"][
+        "S"
+    ].endswith(f"#{multi.id}#00000")
     assert "gsi1pk" not in chunk_item  # only job items are listed
     _claim(repo, multi.id, 0)
     assert _listed_as(table, multi.id) == "PROCESSING"
