@@ -385,8 +385,12 @@ def list_command(
     if as_json:
         show_json(page)
         return
+    more = page["next_cursor"] and f"more: renderctl list --cursor {page['next_cursor']}"
     if not page["jobs"]:
-        out.print("No jobs.")
+        # A filtered page reads a share of the owner's jobs; it may find none and still have more below.
+        out.print("No jobs." if not more else "No jobs among those this page read.")
+        if more:
+            out.print(more, markup=False, highlight=False)
         return
     rows = [("ID", "STATUS", "FRAMES", "PRIORITY", "CREATED", "SCENE")]
     for job in page["jobs"]:
@@ -399,8 +403,8 @@ def list_command(
         # Plain columns, not a table that would shorten cells to fit the terminal: ids stay whole.
         line = "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
         out.print(f"{line}  {row[5]}", markup=False, highlight=False)
-    if page["next_cursor"]:
-        out.print(f"more: renderctl list --cursor {page['next_cursor']}", markup=False, highlight=False)
+    if more:
+        out.print(more, markup=False, highlight=False)
 
 
 @app.command()

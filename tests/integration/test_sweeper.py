@@ -81,6 +81,26 @@ def test_concurrent_sweeps_act_on_each_item_once(dynamo_repo, make_job):
     assert sorted(c[0] for c in queue.chunks) == sorted(j.id for j in jobs)
 
 
+def test_finished_work_is_passed_for_good_and_unfinished_work_looked_at_once_a_grace_period(dynamo_repo, make_job):
+    """Entries are written once and never removed: the sweeper reads each past its grace period, moves its
+    position in the shard past the finished ones, and postpones the unfinished ones past it."""
+    done, waiting = make_job(), make_job()
+    for job in (done, waiting):
+        dynamo_repo.add(job)
+    _, chunk = dynamo_repo.chunks.claim(done.id, None, attempt=1, worker="w", token=TOKEN, now=T0, lease_seconds=LEASE)
+    result = FrameResult(frame=1, key="k1", size=1, sha256="0" * 64, content_type="image/png")
+    dynamo_repo.chunks.record_frames(
+        chunk, token=TOKEN, results=[result], render_seconds=0.1, now=T0, lease_until=T0 + timedelta(seconds=LEASE)
+    )
+    queue = FakeTaskQueue()
+    assert run(dynamo_repo, queue) == {"job_requeued": 1}  # the waiting job; the finished one read and passed
+    assert dynamo_repo.overdue("JOB", before=LATER, limit=10) == []  # nothing left behind the position
+    assert run(dynamo_repo, queue, now=LATER + GRACE / 2) == {}
+    assert run(dynamo_repo, queue, now=LATER + GRACE + timedelta(seconds=1)) == {"job_requeued": 1}
+    assert [c[0] for c in queue.chunks] == [waiting.id, waiting.id]
+    assert [w.job_id for w in dynamo_repo.overdue("JOB", before=AUDIT, limit=10)] == [waiting.id]
+
+
 def test_lapsed_chunk_leases_stale_attempts_and_lost_fanouts(dynamo_repo, make_job):
     job = _job(dynamo_repo, make_job, put=[])
     queue = FakeTaskQueue()

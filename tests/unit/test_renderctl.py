@@ -40,6 +40,8 @@ class FakeApi(BaseHTTPRequestHandler):
         parts = url.path.strip("/").split("/")  # api, jobs, <id>, tasks, <index>, log
         if url.path == "/api/usage":
             self.answer(200, USAGE)
+        elif url.path == "/api/jobs" and query.get("status") == "FAILED" and "cursor" not in query:
+            self.answer(200, {"jobs": [], "next_cursor": "0"})  # a filtered page that read its share, found none
         elif url.path == "/api/jobs":
             wanted = [j for j in self.jobs if j["status"] == query.get("status", j["status"])]
             start = int(query.get("cursor", 0))
@@ -146,6 +148,8 @@ def test_list_prints_whole_ids_in_a_narrow_terminal_and_takes_any_case_of_a_stat
     assert lines[1].split()[1:] == ["CANCELLED", "2/2", "normal", "2026-11-30", "13:35", "[bold]shot[/bold]"]
     assert "status=CANCELLED" in FakeApi.paths[-1]
     assert renderctl("list", "--status", "queued").stdout == "No jobs.\n"
+    short = renderctl("list", "--status", "failed").stdout  # a page that found none yet has more below
+    assert short == "No jobs among those this page read.\nmore: renderctl list --cursor 0\n"
 
 
 def test_logs_print_what_the_renderer_wrote_verbatim(renderctl):
