@@ -116,7 +116,10 @@ class RawPipeline:
             resp = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
             for message in resp.get("Messages", []):
                 job_id, index, first, last = message["Body"].split()
-                self._work(job_id, int(index), int(first), int(last))
+                try:
+                    self._work(job_id, int(index), int(first), int(last))
+                except self.ddb.exceptions.ConditionalCheckFailedException:
+                    pass  # a duplicate delivery (at least once: a loaded machine outlasts a visibility timeout)
                 self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
 
     def _work(self, job_id: str, index: int, first: int, last: int) -> None:

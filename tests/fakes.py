@@ -183,13 +183,17 @@ class InMemoryJobRepository:
             lambda j: (
                 j.attempt == attempt
                 and j.status is P
-                and j.chunks_done == j.chunks_total
+                and j.chunks_done >= j.chunks_total
                 and _lapsed(j.lease_expires_at, now)
                 and j.steps_attempt < attempt
             ),
         )
         until = now + timedelta(seconds=lease_seconds)
         return self._put(job.replace(worker=worker, lease_token=token, lease_expires_at=until, updated_at=now))
+
+    def release_assembly(self, job_id, *, token, now) -> None:
+        job = self._job_if(job_id, lambda j: j.status is P and j.lease_token == token)
+        self._put(job.replace(lease_token=None, lease_expires_at=None, updated_at=now))
 
     def complete_assembly(self, job_id, *, token, has_preview, now, expires_at) -> Job:
         job = self._job_if(job_id, lambda j: j.status is P and j.lease_token == token)
@@ -389,8 +393,6 @@ class InMemoryChunkRepository:
 
     def _record_frames(self, chunk, token, results, render_seconds, now, lease_until, has_preview, worked) -> Chunk:
         current = self._held(chunk, token, extra=lambda c: c.frames_done == chunk.frames_done)
-        if not chunk.whole_job:  # as DynamoDB: the chunk item's write and its publish are one transaction
-            self._check_running(chunk)
         last = current.frames_done + len(results) == len(current.frames)
         updated = current.replace(
             frames_done=current.frames_done + len(results),
@@ -424,7 +426,7 @@ class InMemoryChunkRepository:
             self._store(updated, due="keep", now=now)
         else:
             self._store(updated, due="keep", now=now)  # as DynamoDB: the sweeper's marker stays put
-        if not chunk.whole_job:  # as DynamoDB: counted on the job item in the chunk write's transaction
+        if not chunk.whole_job:  # as DynamoDB: counted on the job item after the chunk item's write
             job = self._check_running(chunk)
             self._jobs._put(
                 job.replace(

@@ -1,32 +1,36 @@
 """Recording rendered frames: the lease holder's progress write, in either storage shape of a chunk.
 
-A one-chunk job's item takes one conditional update; a chunk item's update and the count of its progress
-on its job item (which requires the job to be running in this attempt) are one transaction. One write
-records every frame rendered since the last one (services/progress.py decides when). Used by
-DynamoChunkRepository.record_frames.
+A one-chunk job's item takes one conditional update; a chunk item's update is followed by the count of its
+progress on its job item (which requires the job to be running in this attempt): two writes, not one
+transaction (which bills each item twice). One write records every frame rendered since the last one
+(services/progress.py decides when). Used by DynamoChunkRepository.record_frames.
 
-The job item counts with two numbers, `frames_done` and `chunks_done`, added to by each write (`ADD` the
+The job item counts with two numbers, `frames_done` and `chunks_done`, added to by each count (`ADD` the
 frames it records, and one when it completes its chunk): the job item keeps its size whatever the job's
 (a job of 1,000 chunks once carried a progress attribute per chunk: 9.6 KB, ten write units per write).
-An `ADD` counts once because it shares the transaction of the chunk item's write, which is conditional on the
-frames it found (`frames_done = :done`) and retried as the same write (`write_id`). `recount` sets both from
-the chunk items, for what no chunk write counts: the chunks kept from earlier attempts (a retry's fan-out)
-and the sweeper's audit of a job whose chunks are all done.
+The chunk's write is conditional on the frames it found (`frames_done = :done`) and both are retried as
+the same write (`write_id`): a retry finds the chunk's write applied and counts once, unless the count
+itself applied unseen and another chunk wrote the job item before the retry (then it runs one write
+ahead). A worker that dies between the two leaves the count behind. Neither decides anything: the
+assembly starts when the count reaches the total and first checks the chunk items themselves
+(services/assembly.py), and `recount` sets both from the chunk items: for the chunks kept from earlier
+attempts (a retry's fan-out), the sweeper's audit of a job whose chunks are all done, and an assembly that
+found a chunk unfinished. A completed job's counts are its totals.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from jobs.domain import Chunk, FrameResult, JobStatus
-from jobs.errors import JobNotRunning, LeaseLost, StaleWrite
+from jobs.errors import JobNotFound, JobNotRunning, LeaseLost, StaleWrite
 from jobs.repository.dynamo import (
     FINISHED,
     HOLDS_LEASE,
-    conditional_transaction,
     conditional_update,
     set_status,
 )
@@ -116,18 +120,35 @@ def record_frames(
     if chunk.whole_job:
         _whole_job_write(client, table, key, expression, condition, values, finishes=last, write_id=write_id)
         return after
+    # The chunk item first, then its count on the job item: two writes of one unit each (as one transaction
+    # they cost twice their sizes). A count that fails to follow (the worker died between them) is set again
+    # by the sweeper's audit (recount); one that repeats (a retry after its first try applied unseen while
+    # another chunk wrote) runs ahead, which the assembly's check of the chunk items catches.
+    write_id = write_id or uuid.uuid4().hex
+    try:
+        conditional_update(
+            client, table, key, expression, condition=condition, values=values, returns=False, write_id=write_id
+        )
+    except (StaleWrite, JobNotFound) as exc:
+        raise LeaseLost() from exc
     timings = (worker_seconds, render_seconds, first_frame_seconds)
-    counted = _count(chunk.attempt, len(results), timings, completes=last, now=now)
-    lost = conditional_transaction(
-        client,
-        [(table, key, expression, condition, values), (table, job_key(chunk.job_id), *counted)],
-        write_id=write_id,
-    )
-    if lost is not None:
-        position, conflict = lost
-        if position == 0:
-            raise LeaseLost() from conflict
-        raise JobNotRunning(conflict.status if isinstance(conflict, StaleWrite) else "gone") from conflict
+    job_expression, job_condition, job_values = _count(chunk.attempt, len(results), timings, completes=last, now=now)
+    try:
+        conditional_update(
+            client,
+            table,
+            job_key(chunk.job_id),
+            job_expression,
+            # Not again if this very write applied last (a retry of a count whose answer was lost).
+            condition=f"{job_condition} AND (attribute_not_exists(last_write) OR last_write <> :write_id)",
+            values=job_values,
+            returns=False,
+            write_id=write_id,
+        )
+    except StaleWrite as exc:
+        raise JobNotRunning(exc.status) from exc
+    except JobNotFound as exc:
+        raise JobNotRunning("gone") from exc
     return after
 
 

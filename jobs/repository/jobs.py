@@ -184,10 +184,22 @@ class DynamoJobRepository:
                 self._table,
                 job_key(job_id),
                 TAKE_LEASE,
-                condition="attempt = :attempt AND #status = :st_processing AND chunks_done = chunks_total"
+                condition="attempt = :attempt AND #status = :st_processing AND chunks_done >= chunks_total"
                 f" AND {LEASE_FREE} AND (attribute_not_exists(steps_attempt) OR steps_attempt < :attempt)",
                 values=lease_values(worker=worker, token=token, now=now, lease_seconds=lease_seconds, attempt=attempt),
             )
+        )
+
+    def release_assembly(self, job_id: str, *, token: str, now: datetime) -> None:
+        """Give up the assembly lease (the count had run ahead of the chunks): the last chunk's count takes it."""
+        conditional_update(
+            self._client,
+            self._table,
+            job_key(job_id),
+            "SET updated_at = :now REMOVE lease_token, lease_expires_at",
+            condition="#status = :st_processing AND lease_token = :token",
+            values={":now": iso(now), ":token": token},
+            returns=False,
         )
 
     def reserve_frames(self, owner: str, frames: int, *, limit: int) -> None:

@@ -3,6 +3,7 @@ job with steps, its first step queued: jobs/services/steps.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -113,8 +114,22 @@ def make_outputs(*, store: ResultStore, job: Job, results: list[FrameResult]) ->
 
 
 def job_assemble(*, ctx: RenderContext, job: Job, token: str) -> Job | None:
-    """Run by the holder of the assembly lease once every chunk is done; safe to run again after a crash."""
-    results = [r for chunk in ctx.repo.chunks.list(job.id) for r in chunk.results]
+    """Run by the holder of the assembly lease once the job's count says every chunk is done; safe to run again
+    after a crash. The chunk items have the last word: a count that ran ahead of them (repository/frames.py)
+    is set again from them and the lease given back, for the last chunk's count to take."""
+    chunks = ctx.repo.chunks.list(job.id)
+    done = [c for c in chunks if c.status is JobStatus.COMPLETED]
+    if len(done) < job.chunks_total or sum(c.frames_done for c in done) != job.frames_done:
+        try:
+            job = ctx.repo.recount(job.id, attempt=job.attempt, now=ctx.clock())
+        except JobStateConflict:
+            return None
+        if len(done) < job.chunks_total:
+            log.warning("job %s: counted ahead of its chunks; assembly left to the last chunk", job.id)
+            with contextlib.suppress(JobStateConflict):
+                ctx.repo.release_assembly(job.id, token=token, now=ctx.clock())
+            return None
+    results = [r for chunk in done for r in chunk.results]
     has_preview = make_outputs(store=ctx.store, job=job, results=results)
     if job.current_step is not None:
         return _hand_to_steps(ctx, job, token=token, has_preview=has_preview)

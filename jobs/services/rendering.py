@@ -88,8 +88,8 @@ def chunk_process(*, ctx: RenderContext, job_id: str, index: int | None, attempt
     except JobStateConflict as exc:
         log.info("job %s chunk %s attempt %s not claimed: %s", job_id, index, attempt, exc.message)
         if index is not None and isinstance(exc, StaleWrite) and exc.status == JobStatus.COMPLETED:
-            # Counted on the job with its completion (one transaction); its assembler may have died: a
-            # redelivery runs the assembly again (it is idempotent).
+            # Counted on the job after its completion; its assembler may have died: a redelivery runs the
+            # assembly again (it is idempotent, and checks the chunk items first).
             _assemble_if_last(ctx, job_id, attempt)
         wait = _lease_left(exc, attempt, now)
         if wait:  # a dead holder's message can come back before its lease lapses: look again then, not drop it

@@ -432,8 +432,8 @@ def test_chunk_writes_stop_once_the_job_is_cancelling(repo, make_job):
     with pytest.raises(JobNotRunning) as stopped:
         _record(repo, chunk, frame=3)
     assert stopped.value.status == "CANCELLING"
-    # The chunk item's write and the job's publish are one: neither took the frame.
-    assert repo.chunks.list(job.id)[1].frames_done == 0
+    # The chunk item took the frame (kept if the job is retried: its file is in S3); the job did not count it.
+    assert repo.chunks.list(job.id)[1].frames_done == 1
     assert repo.get(job.id).frames_done == 0
     ended = repo.chunks.end(chunk, token="t", status=JobStatus.CANCELLED, now=T0, expires_at=T0 + LATER)
     assert ended.status is JobStatus.CANCELLED and ended.lease_token is None
@@ -827,10 +827,11 @@ def test_a_retried_job_is_charged_only_the_seconds_of_its_new_attempt(repo, make
     assert _budgets(repo).spend("alice", month=month).worker_seconds == 110.0
 
 
-def test_a_refused_chunk_write_adds_no_worker_seconds(repo, make_job):
+def test_a_refused_count_adds_no_worker_seconds_to_the_job(repo, make_job):
     job = _multi_job(repo, make_job)
     _, chunk = _claim(repo, job.id, 0)
     repo.transition(job.id, attempt=1, source=JobStatus.PROCESSING, target=JobStatus.CANCELLING, now=T0)
     with pytest.raises(JobNotRunning):
         _record(repo, chunk, worker_seconds=5.0)
-    assert repo.get(job.id).worker_seconds == 0.0 and _chunk(repo, job.id, 0).worker_seconds == 0.0
+    # The job (what its owner is charged) did not count them; the chunk item shows its holder's time.
+    assert repo.get(job.id).worker_seconds == 0.0 and _chunk(repo, job.id, 0).worker_seconds == 5.0

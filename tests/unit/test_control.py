@@ -110,9 +110,9 @@ def test_a_multi_chunk_job_cancelled_before_its_fanout_and_retried_renders_every
     assert (done.status, done.attempt, done.frames_done) == (JobStatus.COMPLETED, 2, 15)
 
 
-def test_a_chunk_whose_last_frame_met_a_cancel_is_finished_by_the_retry(repo, queue, clock, store):
-    """The chunk's last frame write is refused with the job's publish (one transaction): the chunk did not
-    complete, so the retry renders that frame again, keeps the frames recorded before it, and completes."""
+def test_a_chunk_whose_last_frame_met_a_cancel_is_kept_by_the_retry(repo, queue, clock, store):
+    """The chunk's last frame write applies to the chunk item, and its count on the job is refused (the job
+    stopped): the chunk completed, its job did not count it; the retry keeps it and renders the rest."""
     job = submit(repo, queue, clock, frames=(1, 4), chunk_size=2)
 
     def cancel_on_the_last_frame_of_chunk_0(j, frame):
@@ -123,10 +123,10 @@ def test_a_chunk_whose_last_frame_met_a_cancel_is_finished_by_the_retry(repo, qu
     cancelled = repo.get(job.id)
     assert cancelled.status is JobStatus.CANCELLED and cancelled.chunks_done == 0
     stopped = repo.chunks.list(job.id)[0]
-    assert stopped.status is JobStatus.CANCELLED and stopped.frames_done == 1  # frame 2 was not recorded
+    assert stopped.status is JobStatus.COMPLETED and stopped.frames_done == 2  # frame 2 recorded on the chunk
     job_retry(jobs=control(repo, queue), job=cancelled, now=clock(), scene_files=scene_files())
     renderer = ScriptedRenderer()
     drain(repo, queue, make_worker(repo, store, clock, renderer))
     done = repo.get(job.id)
     assert done.status is JobStatus.COMPLETED and done.frames_done == 4 and done.chunks_done == 2
-    assert renderer.calls == [2, 3, 4]  # frame 1 was kept
+    assert renderer.calls == [3, 4]  # chunk 0 was kept

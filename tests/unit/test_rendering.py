@@ -286,7 +286,7 @@ def test_assembly_runs_once_even_when_two_workers_try(repo, queue, clock, store)
 # Every frame write is conditional on the job running (a chunk item's write and its publish on the job are
 # one transaction), so in both shapes the frame rendering when the cancel came is not recorded or listed.
 @pytest.mark.parametrize(
-    ("frames", "cancel_at", "kept"), [((1, 3), 2, [1]), ((1, 10), 3, [1, 2])], ids=["one_chunk", "chunks"]
+    ("frames", "cancel_at", "kept"), [((1, 3), 2, [1]), ((1, 10), 3, [1, 2, 3])], ids=["one_chunk", "chunks"]
 )
 def test_the_recorded_frames_of_a_cancelled_job_are_listed(repo, queue, clock, store, frames, cancel_at, kept):
     """Bug 5: a job that did not complete listed no frames, though its good frames are stored."""
@@ -476,3 +476,22 @@ def test_only_the_last_chunk_to_finish_asks_for_the_assembly_lease(repo, queue, 
     drain(repo, queue, make_worker(repo, store, clock))
     assert repo.get(job.id).status is JobStatus.COMPLETED
     assert asked == [job.id]
+
+
+def test_a_count_run_ahead_of_the_chunks_leaves_the_assembly_to_the_last_chunk(repo, queue, clock, store):
+    """A chunk's count on the job can run one ahead of its chunks (a retried count whose first answer was lost
+    while another chunk wrote: repository/frames.py). The assembly checks the chunk items first, sets the
+    counts from them and gives its lease back; the last chunk's count then assembles the job, once."""
+    job = submit(repo, queue, clock, frames=(1, 4), chunk_size=2)
+    worker = make_worker(repo, store, clock)
+    job_fanout(jobs=control(repo, queue), job_id=job.id, attempt=1, now=clock())
+    _, index, _, _ = queue.chunks.pop(0)
+    assert chunk_process(ctx=worker, job_id=job.id, index=index, attempt=1)[0] is Outcome.DONE
+    repo._put(repo.get(job.id).replace(chunks_done=2, frames_done=4))  # counted once more
+    chunk_process(ctx=worker, job_id=job.id, index=index, attempt=1)  # a duplicate: its chunk is done
+    held = repo.get(job.id)
+    assert held.status is JobStatus.PROCESSING and held.lease_token is None
+    assert (held.chunks_done, held.frames_done) == (1, 2)  # set again from the chunk items
+    assert drain(repo, queue, worker) == [Outcome.DONE]
+    done = repo.get(job.id)
+    assert done.status is JobStatus.COMPLETED and (done.chunks_done, done.frames_done) == (2, 4)
