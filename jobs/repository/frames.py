@@ -40,7 +40,7 @@ from jobs.repository.items import (
     epoch,
     iso,
     job_key,
-    result_to_map,
+    result_to_stored,
     seconds,
 )
 from jobs.repository.usage import settle_usage
@@ -81,7 +81,7 @@ def record_frames(
     values: dict[str, Any] = {
         ":next": done,
         ":done": chunk.frames_done,
-        ":result": [result_to_map(r) for r in results],
+        ":result": [result_to_stored(chunk.job_id, r) for r in results],
         ":secs": decimal(render_seconds),
         ":worked": decimal(worker_seconds),
         ":first": decimal(first_frame_seconds),
