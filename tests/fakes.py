@@ -304,8 +304,7 @@ class InMemoryChunkRepository:
     def put(self, job: Job, chunks: list[Chunk]) -> None:
         for chunk in chunks:
             if (chunk.job_id, chunk.index) not in self._jobs.chunk_items:
-                self._jobs.chunk_items[(chunk.job_id, chunk.index)] = chunk
-                self._jobs.due[(chunk.job_id, chunk.index)] = job.created_at
+                self._jobs.chunk_items[(chunk.job_id, chunk.index)] = chunk  # no index entry, as DynamoDB
 
     def get(self, job_id: str, index: int | None) -> Chunk:
         if index is None:
@@ -560,9 +559,10 @@ class InMemoryChunkRepository:
         raise LeaseLost()
 
     def _store(self, chunk: Chunk, *, due, now) -> Chunk:
-        """Write the chunk back in its shape; `due` is the gsi2 entry: since when, or "keep"."""
+        """Write the chunk back in its shape; `due` is the gsi2 entry: since when, or "keep" (chunk items have
+        none: only a one-chunk job's item, the job's own entry)."""
         key = (chunk.job_id, chunk.index)
-        if due != "keep":
+        if due != "keep" and chunk.index is None:
             self._jobs.due[key] = due
         if chunk.index is None:
             job = self._jobs.get(chunk.job_id)

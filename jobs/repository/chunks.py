@@ -31,7 +31,6 @@ from jobs.repository.dynamo import (
     set_status,
 )
 from jobs.repository.items import (
-    chunk_due_index,
     chunk_key,
     chunk_to_item,
     deserialize,
@@ -84,7 +83,7 @@ class DynamoChunkRepository:
     def _put_request(self, job: Job, chunk: Chunk) -> dict[str, Any]:
         return {
             "TableName": self._table,
-            "Item": serialize(chunk_to_item(chunk, job.created_at)),
+            "Item": serialize(chunk_to_item(chunk)),
             "ConditionExpression": "attribute_not_exists(pk)",
         }
 
@@ -165,9 +164,11 @@ class DynamoChunkRepository:
         """Lapse the lease so the next message claims the chunk at once: after a failed render (counted, with
         its error) or at a worker's shutdown (no error)."""
         counted = ", render_failures = render_failures + :one, #error = :error, error_code = :error_code"
+        # A one-chunk job's entry in the sweeper's index starts its grace again (chunk items have none).
+        marker = ", gsi2sk = :gsi2sk" if chunk.whole_job else ""
         return self._held_update(
             chunk,
-            f"SET updated_at = :now, lease_expires_at = :lapsed, gsi2sk = :gsi2sk{counted if failure else ''}"
+            f"SET updated_at = :now, lease_expires_at = :lapsed{marker}{counted if failure else ''}"
             " REMOVE lease_token",
             {
                 ":one": 1,
@@ -300,15 +301,10 @@ class DynamoChunkRepository:
                 self._client,
                 self._table,
                 chunk_key(chunk.job_id, chunk.index),
-                "SET #status = :st_queued, attempt = :attempt, render_failures = :zero, crashes = :zero,"
-                " gsi2pk = :gsi2pk, gsi2sk = :gsi2sk"
+                "SET #status = :st_queued, attempt = :attempt, render_failures = :zero, crashes = :zero"
                 " REMOVE lease_token, lease_expires_at, #error, error_code, finished_at, expires_at",
                 condition="#status <> :st_completed AND attempt < :attempt",
-                values={
-                    ":attempt": attempt,
-                    ":zero": 0,
-                    **{f":{k}": v for k, v in chunk_due_index(chunk.job_id, chunk.index, now).items()},
-                },
+                values={":attempt": attempt, ":zero": 0},
             )
         except (JobStateConflict, JobNotFound):
             return False

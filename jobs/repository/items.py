@@ -125,10 +125,6 @@ def due_partitions(kind: str) -> list[str]:
     return [due_partition(kind, n) for n in range(DUE_SHARDS)]
 
 
-def chunk_due_index(job_id: str, index: int | None, since: datetime) -> dict[str, str]:
-    return due_index(P.JOB_KIND if index is None else P.CHUNK_KIND, since, due_id(job_id, index))
-
-
 def owner_partition(owner: str, job_id: str) -> str:
     """gsi1 partition: the shard of an owner's jobs that holds this job."""
     return f"{P.OWNER}{owner}#{shard_of(job_id, OWNER_SHARDS)}"
@@ -338,8 +334,9 @@ def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def chunk_to_item(chunk: Chunk, created_at: datetime) -> dict[str, Any]:
-    """A chunk item (jobs of several chunks); a one-chunk job's chunk is its job item."""
+def chunk_to_item(chunk: Chunk) -> dict[str, Any]:
+    """A chunk item (jobs of several chunks); a one-chunk job's chunk is its job item. No index entry: the
+    sweeper looks at a job's chunks through its job's (services/sweeper.py)."""
     item: dict[str, Any] = {
         "pk": P.JOB + chunk.job_id,
         "sk": f"{P.CHUNK}{chunk.index:05d}",
@@ -359,7 +356,6 @@ def chunk_to_item(chunk: Chunk, created_at: datetime) -> dict[str, Any]:
     }
     if chunk.frame_list is not None:
         item[FRAMES] = str(chunk.frame_list)
-    item.update(chunk_due_index(chunk.job_id, chunk.index, created_at))
     return item
 
 

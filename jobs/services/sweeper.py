@@ -1,25 +1,27 @@
 """The sweeper: finds work that could be stuck through gsi2 (no scans) and gets it moving.
 
-Every job and chunk item has an entry in gsi2 from its put, written once: a claim, a frame or an end writes
-none (repository/items.py `due_index`). The sweeper reads the entries whose grace period has passed since
-their time (creation, or the last time someone looked at or reopened the work), from its position in each
-shard on, reads their items, and passes the finished ones for good (its position moves past them,
-`advance`). Each unfinished one is postponed (its time set to now, so it is looked at again a grace
-period later) and looked at:
+Every job item has an entry in gsi2 from its put, written once: a claim, a frame or an end writes none
+(repository/items.py `due_index`); chunk items have none, their job's entry stands for them. The sweeper
+reads the entries whose grace period has passed since their time (creation, or the last time someone
+looked at or reopened the work), from its position in each shard on, reads their items, and passes the
+finished ones for good (its position moves past them, `advance`). Each unfinished one is postponed (its
+time set to now, so it is looked at again a grace period later) and looked at:
 
-- QUEUED jobs and chunks (the API wrote DynamoDB but the message was lost, or a fan-out died): their
-  message is sent again; a duplicate of a message that does exist loses its claim, so this is safe.
-- PROCESSING chunks (and one-chunk jobs) whose lease lapsed: the worker died and its message is gone
-  (e.g. deleted after a redelivery lost its claim); a new message lets a worker take over. One whose lease
-  is still renewed is rendering: just postponed.
+- QUEUED jobs (the API wrote DynamoDB but the message was lost, or a fan-out died): their message is sent
+  again; a duplicate of a message that does exist loses its claim, so this is safe.
+- PROCESSING one-chunk jobs whose lease lapsed: the worker died and its message is gone (e.g. deleted
+  after a redelivery lost its claim); a new message lets a worker take over. One whose lease is still
+  renewed is rendering: just postponed.
 - CANCELLING jobs: CANCELLED once no live lease remains (a worker died mid-cancel).
 - Jobs of several chunks, QUEUED or PROCESSING (looked at every grace period while they run): an audit of
   their chunks checks that the job has a live path to an end. Missing chunk items mean the fan-out must run
-  (again); unfinished chunks keep it alive; a failed chunk fails the job; chunks stopped while the job runs
-  fail it with a clear error; all chunks done means the assembly runs again; a job handed to its steps has
-  its current step's message sent again unless a live lease holds it (a lost message, a dead holder: the
-  next claim takes it over).
-- Chunks left unfinished by a job that stopped (failed, cancelled, retried) are CANCELLED.
+  (again); unfinished chunks keep it alive, and those waiting (their messages went out at least a grace
+  period ago) or held by a lapsed lease get their message again; a failed chunk fails the job; chunks
+  stopped while the job runs fail it with a clear error; all chunks done means the assembly runs again; a
+  job handed to its steps has its current step's message sent again unless a live lease holds it (a lost
+  message, a dead holder: the next claim takes it over).
+- Jobs of several chunks that FAILED or were CANCELLED: chunks a dead holder left unfinished are CANCELLED
+  (the entry comes back while one still runs under a live lease).
 - Webhook deliveries still pending well after they were due (`HOOK#PENDING`) get their message again.
 Every item it acts on is first postponed by a conditional write, so two sweepers running at once never
 both act on it; everything else it does is idempotent anyway.
@@ -32,7 +34,7 @@ import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
-from jobs.domain import ACTIVE_STATES, UNFINISHED_STATES, Failure, Job, JobStatus
+from jobs.domain import ACTIVE_STATES, UNFINISHED_STATES, Chunk, Failure, Job, JobStatus
 from jobs.errors import JobNotFound, JobStateConflict
 from jobs.ports import JobControl, LogContext, Overdue, WebhookRepository
 from jobs.ports.values import WorkKind
@@ -60,13 +62,17 @@ def sweep(
     for kind in SWEPT:
         due = repo.overdue(kind, before=now - queued_grace, limit=limit)
         for work in due:
+            if work.is_job and work.status in STOPPED:
+                with log_context(job_id=work.job_id, chunk=None, attempt=work.attempt):
+                    _stopped(jobs, work, now, done, log_context)
+                continue
             if work.status not in ACTIVE_STATES:
                 continue  # finished (or gone): passed for good
             with log_context(job_id=work.job_id, chunk=work.index, attempt=work.attempt):
                 if not repo.postpone(work, until=now):
                     continue  # another sweeper has it
                 try:
-                    outcome = _act(jobs, work, now)
+                    outcome = _act(jobs, work, now, done, log_context)
                 except JobNotFound:
                     outcome = Swept.GONE
                 done[outcome] += 1
@@ -78,15 +84,22 @@ def sweep(
     return done
 
 
-def _act(jobs: JobControl, work: Overdue, now: datetime) -> Swept:
+# A job that stopped: its entry is looked at once more, for chunks a dead holder left unfinished.
+STOPPED = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def _act(jobs: JobControl, work: Overdue, now: datetime, done: Counter, log_context: LogContext) -> Swept:
     repo, queue = jobs.repo, jobs.queue
     job = repo.get(work.job_id)
+    chunks = _ChunkSweep(jobs, job, now, done, log_context)
     if work.is_job and work.status is JobStatus.CANCELLING:
         finished = finish_cancel_if_idle(jobs=jobs, job_id=job.id, attempt=job.attempt, now=now)
+        if finished is not None:
+            chunks.drop_leftovers()  # what still runs is looked at again with the entry (postponed above)
         return Swept.CANCEL_FINISHED if finished else Swept.CANCEL_WAITING
     if job.status not in UNFINISHED_STATES or work.attempt != job.attempt:
         if not work.is_job and repo.chunks.drop(job.id, work.index, attempt=work.attempt, now=now):
-            return Swept.CHUNK_DROPPED  # a leftover of a job that stopped
+            return Swept.CHUNK_DROPPED  # a leftover of a job that stopped (an entry of an earlier version)
         return Swept.SKIPPED
     if work.status is JobStatus.PROCESSING and (not work.is_job or job.single_chunk):
         held = job.as_chunk() if work.is_job else repo.chunks.get(job.id, work.index)
@@ -98,20 +111,76 @@ def _act(jobs: JobControl, work: Overdue, now: datetime) -> Swept:
     if job.single_chunk:
         enqueue_work(queue=queue, job=job)
         return Swept.JOB_REQUEUED
-    return audit(jobs=jobs, job=job, now=now)
+    return audit(jobs=jobs, job=job, now=now, chunks=chunks)
 
 
-def audit(*, jobs: JobControl, job: Job, now: datetime) -> Swept:
+def _stopped(jobs: JobControl, work: Overdue, now: datetime, done: Counter, log_context: LogContext) -> None:
+    """A job that FAILED or was CANCELLED: its chunks that a dead holder left unfinished are CANCELLED; while one
+    still runs under a live lease (it stops at its next frame), the entry is postponed, else passed for good.
+    No write at all for a job of one chunk, or one whose chunks all stopped."""
+    try:
+        job = jobs.repo.get(work.job_id)
+    except JobNotFound:
+        return
+    if job.single_chunk or job.attempt != work.attempt:
+        return
+    if _ChunkSweep(jobs, job, now, done, log_context).drop_leftovers():
+        jobs.repo.postpone(work, until=now)
+
+
+class _ChunkSweep:
+    """The sweeper's look at one job's chunk items (they have no index entry of their own): each one it acts
+    on is counted and logged within its chunk's context, as an overdue item of its own would be."""
+
+    def __init__(self, jobs: JobControl, job: Job, now: datetime, done: Counter, log_context: LogContext):
+        self.jobs, self.job, self.now, self.done, self.log_context = jobs, job, now, done, log_context
+
+    def _note(self, chunk: Chunk, outcome: Swept) -> None:
+        self.done[outcome] += 1
+        with self.log_context(job_id=chunk.job_id, chunk=chunk.index, attempt=chunk.attempt):
+            log.info("sweep: overdue %s chunk: %s", chunk.status, outcome)
+
+    def resend_stuck(self, current: list[Chunk]) -> None:
+        """Chunks of this attempt waiting past their grace period (the job's entry came due: its chunks' messages
+        went out at least that long ago) or held by a lapsed lease get their message again; a duplicate of a
+        message that does exist loses its claim."""
+        for chunk in current:
+            if chunk.status not in UNFINISHED_STATES or chunk.held_by_live_lease(self.now):
+                continue
+            self.jobs.queue.enqueue_chunk(
+                job_id=self.job.id, index=chunk.index, attempt=self.job.attempt, priority=self.job.priority
+            )
+            self._note(chunk, Swept.CHUNK_REQUEUED)
+
+    def drop_leftovers(self) -> bool:
+        """A stopped job's unfinished chunks that no live lease holds are CANCELLED; True while one still runs
+        under a live lease (it stops itself at its next frame)."""
+        if self.job.single_chunk:
+            return False
+        running = False
+        for chunk in self.jobs.repo.chunks.list(self.job.id):
+            if chunk.status not in UNFINISHED_STATES:
+                continue
+            if self.jobs.repo.chunks.drop(self.job.id, chunk.index, attempt=chunk.attempt, now=self.now):
+                self._note(chunk, Swept.CHUNK_DROPPED)
+            else:
+                running = True
+        return running
+
+
+def audit(*, jobs: JobControl, job: Job, now: datetime, chunks: _ChunkSweep | None = None) -> Swept:
     """Check that a running job of several chunks has a way to an end; repair it, or fail it with a reason."""
     repo, queue = jobs.repo, jobs.queue
-    chunks = repo.chunks.list(job.id)
-    current = [c for c in chunks if c.attempt == job.attempt]
-    kept = [c for c in chunks if c.attempt < job.attempt and c.status is JobStatus.COMPLETED]
+    items = repo.chunks.list(job.id)
+    current = [c for c in items if c.attempt == job.attempt]
+    kept = [c for c in items if c.attempt < job.attempt and c.status is JobStatus.COMPLETED]
     if len(current) + len(kept) < job.chunks_total:
         enqueue_work(queue=queue, job=job)  # the fan-out creates or requeues what this attempt lacks
         return Swept.FANOUT_REQUEUED
     if any(c.status in UNFINISHED_STATES for c in current):
-        return Swept.RUNNING  # each chunk is in the index itself: lost messages and dead holders are found
+        if chunks is not None:
+            chunks.resend_stuck(current)  # lost messages and dead holders
+        return Swept.RUNNING
     failed = [c for c in current if c.status is JobStatus.FAILED]
     stopped = [c for c in current if c.status is JobStatus.CANCELLED]
     if failed or stopped:
