@@ -44,9 +44,9 @@ def items(prefix: str) -> str:
 JOB_ITEMS = items(P.JOB)
 
 # Workers: claim/progress/finish are conditional UpdateItems (alone or in transactions), the fan-out
-# creates task items with transactional Puts, reads are GetItem and a Query of a job's partition.
-# `OWNER#<owner>` (sk USAGE): the owner's frames waiting or rendering, settled by the write that ends a job;
-# (sk SPEND#<month>) its worker-seconds, added by each progress write's transaction; (sk BUDGET) its budget.
+# creates task items with conditional PutItems, reads are GetItem and a Query of a job's partition.
+# `OWNER#<owner>` (sk USAGE): the owner's frames waiting or rendering and worker-seconds by month, settled
+# when a job ends (in batches in a render worker); (sk BUDGET) its budget.
 USAGE_ITEMS = items(P.OWNER)
 # `WORKERS` (sk `WORKER#<id>`): each worker process's heartbeat item, a plain put every few seconds.
 WORKERS_PARTITION = P.WORKERS

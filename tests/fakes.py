@@ -427,7 +427,7 @@ class InMemoryChunkRepository:
             self._store(updated, due="keep", now=now)  # as DynamoDB: the sweeper's marker stays put
         if not chunk.whole_job:  # as DynamoDB: counted on the job item after the chunk item's write
             job = self._check_running(chunk)
-            self._jobs._put(
+            job = self._jobs._put(
                 job.replace(
                     frames_done=job.frames_done + len(results),
                     chunks_done=job.chunks_done + (1 if last else 0),
@@ -437,6 +437,8 @@ class InMemoryChunkRepository:
                     updated_at=now,
                 )
             )
+            if last and job.chunks_done >= job.chunks_total:
+                updated = updated.replace(completes_job=True)
         return updated
 
     def _check_running(self, chunk) -> Job:

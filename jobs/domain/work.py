@@ -295,6 +295,9 @@ class Chunk:
     error_code: str | None = None
     results: tuple[FrameResult, ...] = ()
     frame_list: FrameList | None = None  # its frames, when not every one from frame_start to frame_end
+    # Set by the progress write that completed the chunk when its count brought the job's to every chunk: the
+    # cue to assemble, with no read of the job (the count is only a cue: the assembly checks the chunks).
+    completes_job: bool = False
 
     def __post_init__(self):
         _normalise_frame_list(self)

@@ -134,7 +134,7 @@ def record_frames(
     timings = (worker_seconds, render_seconds, first_frame_seconds)
     job_expression, job_condition, job_values = _count(chunk.attempt, len(results), timings, completes=last, now=now)
     try:
-        conditional_update(
+        counted = conditional_update(
             client,
             table,
             job_key(chunk.job_id),
@@ -142,13 +142,15 @@ def record_frames(
             # Not again if this very write applied last (a retry of a count whose answer was lost).
             condition=f"{job_condition} AND (attribute_not_exists(last_write) OR last_write <> :write_id)",
             values=job_values,
-            returns=False,
+            returns=last,  # the completing count says whether it was the job's last
             write_id=write_id,
         )
     except StaleWrite as exc:
         raise JobNotRunning(exc.status) from exc
     except JobNotFound as exc:
         raise JobNotRunning("gone") from exc
+    if last and int(counted.get("chunks_done", 0)) >= int(counted.get("chunks_total", 1)):
+        after = after.replace(completes_job=True)
     return after
 
 

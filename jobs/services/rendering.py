@@ -193,18 +193,18 @@ def _render_frames(
         except JobNotRunning as stop:
             return _stopped(ctx, job, progress.current, token, stop.status), 0
         if progress.complete:  # the error was the last write's, and the retry above recorded it
-            return _completed(ctx, job, chunk), 0
+            return _completed(ctx, job, chunk, progress.current), 0
         return _fail_or_retry(ctx, job, progress.current, token, describe(exc))
-    return _completed(ctx, job, chunk), 0
+    return _completed(ctx, job, chunk, progress.current), 0
 
 
-def _completed(ctx: RenderContext, job: Job, chunk: Chunk) -> Outcome:
+def _completed(ctx: RenderContext, job: Job, chunk: Chunk, recorded: Chunk) -> Outcome:
     log.info("%s COMPLETED", chunk.name)
     if chunk.whole_job:
         log.info("job_completed job=%s frames=%d", job.id, len(chunk.frames))
         ctx.notifier.job_ended(job, JobStatus.COMPLETED)
-    else:
-        _assemble_if_last(ctx, job.id, job.attempt)
+    elif recorded.completes_job:  # its count was the last: assemble (no read of the job first)
+        _assemble(ctx, job.id, job.attempt)
     return Outcome.DONE
 
 
@@ -353,6 +353,11 @@ def _assemble_if_last(ctx: RenderContext, job_id: str, attempt: int) -> None:
     job = ctx.repo.get(job_id)
     if job.attempt != attempt or job.chunks_done < job.chunks_total:
         return
+    _assemble(ctx, job_id, attempt)
+
+
+def _assemble(ctx: RenderContext, job_id: str, attempt: int) -> None:
+    """Take the assembly lease (one worker does) and assemble the job."""
     token = secrets.token_hex(16)
     try:
         leased = ctx.repo.begin_assembly(

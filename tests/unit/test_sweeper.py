@@ -153,7 +153,7 @@ def test_audit_resends_the_assembly_of_a_job_whose_chunks_are_all_done(
             chunk_process(ctx=worker, job_id=job.id, index=1, attempt=1)
         assert repo.get(job.id).lease_token is not None
     else:  # died between its last frame and the assembly
-        monkeypatch.setattr("jobs.services.rendering._assemble_if_last", _dies)
+        monkeypatch.setattr("jobs.services.rendering._assemble", _dies)
         with pytest.raises(KeyboardInterrupt):
             chunk_process(ctx=worker, job_id=job.id, index=1, attempt=1)
     monkeypatch.undo()
