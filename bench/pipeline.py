@@ -194,8 +194,10 @@ def scenario_frames(args) -> None:
         )
         print(
             f"  fan-out: {counts[('sqs', 'SendMessage')] - 1} chunk messages for {chunks} chunks; "
-            f"{counts[('dynamodb', 'TransactWriteItems')]} transactions (the chunk items' creation, and each "
-            "chunk's progress writes: one per RENDER_PROGRESS_SECONDS of frames and at its end)"
+            f"{counts[('dynamodb', 'PutItem')]} PutItems (the chunk items' creation), "
+            f"{counts[('dynamodb', 'UpdateItem')]} UpdateItems (claims, progress writes and their counts: one pair "
+            f"per RENDER_PROGRESS_SECONDS of frames and at a chunk's end), "
+            f"{counts[('dynamodb', 'TransactWriteItems')]} transactions"
         )
         print_requests(counts, frames, "frame")
         print(f"  per chunk: {sum(counts.values()) / chunks:.1f} requests")
