@@ -168,7 +168,7 @@ class _ChunkSweep:
         return running
 
 
-def audit(*, jobs: JobControl, job: Job, now: datetime, chunks: _ChunkSweep | None = None) -> Swept:
+def audit(*, jobs: JobControl, job: Job, now: datetime, chunks: _ChunkSweep) -> Swept:
     """Check that a running job of several chunks has a way to an end; repair it, or fail it with a reason."""
     repo, queue = jobs.repo, jobs.queue
     items = repo.chunks.list(job.id)
@@ -178,8 +178,7 @@ def audit(*, jobs: JobControl, job: Job, now: datetime, chunks: _ChunkSweep | No
         enqueue_work(queue=queue, job=job)  # the fan-out creates or requeues what this attempt lacks
         return Swept.FANOUT_REQUEUED
     if any(c.status in UNFINISHED_STATES for c in current):
-        if chunks is not None:
-            chunks.resend_stuck(current)  # lost messages and dead holders
+        chunks.resend_stuck(current)  # lost messages and dead holders
         return Swept.RUNNING
     failed = [c for c in current if c.status is JobStatus.FAILED]
     stopped = [c for c in current if c.status is JobStatus.CANCELLED]
