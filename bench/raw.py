@@ -10,6 +10,8 @@ services must do, run at the same concurrency against the same emulator as the p
 
 from __future__ import annotations
 
+import contextlib
+
 import io
 import threading
 import time
@@ -116,10 +118,9 @@ class RawPipeline:
             resp = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
             for message in resp.get("Messages", []):
                 job_id, index, first, last = message["Body"].split()
-                try:
+                # A duplicate delivery (at least once: a loaded machine outlasts a visibility timeout) loses its claim.
+                with contextlib.suppress(self.ddb.exceptions.ConditionalCheckFailedException):
                     self._work(job_id, int(index), int(first), int(last))
-                except self.ddb.exceptions.ConditionalCheckFailedException:
-                    pass  # a duplicate delivery (at least once: a loaded machine outlasts a visibility timeout)
                 self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
 
     def _work(self, job_id: str, index: int, first: int, last: int) -> None:
