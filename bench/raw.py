@@ -11,7 +11,6 @@ services must do, run at the same concurrency against the same emulator as the p
 from __future__ import annotations
 
 import contextlib
-
 import io
 import threading
 import time

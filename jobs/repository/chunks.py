@@ -168,8 +168,7 @@ class DynamoChunkRepository:
         marker = ", gsi2sk = :gsi2sk" if chunk.whole_job else ""
         return self._held_update(
             chunk,
-            f"SET updated_at = :now, lease_expires_at = :lapsed{marker}{counted if failure else ''}"
-            " REMOVE lease_token",
+            f"SET updated_at = :now, lease_expires_at = :lapsed{marker}{counted if failure else ''} REMOVE lease_token",
             {
                 ":one": 1,
                 **(failure_values(failure) if failure else {}),
