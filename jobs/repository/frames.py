@@ -68,10 +68,10 @@ def record_frames(
     holds the chunk's last frame completes it.
 
     For a one-chunk job the last write completes the job (`has_preview`, `expires_at` apply). A chunk item's
-    write and the count of its frames on the job item (`_count`, which requires the job to be
-    running in this attempt) are one transaction: one request per write, whatever it carries.
+    write is followed by the count of its frames on the job item (`_count`, which requires the job to be
+    running in this attempt); the completing count says whether it was the job's last (`completes_job`).
     `worker_seconds` (the holder's wall time since its claim or its last write) is added to the chunk and to the
-    job in that write, so a retried write adds it once; the job's total is charged to its owner's month when
+    job by those writes, so a retried write adds it once; the job's total is charged to its owner's month when
     the job ends (usage.py `settle_usage`).
     JobNotRunning when the job stopped, LeaseLost when the lease is gone. A caller that tries the same
     write again after an error passes the same `write_id`: if the first try applied, the retry counts as done.

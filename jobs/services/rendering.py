@@ -262,7 +262,10 @@ def _stopped(ctx: RenderContext, job: Job, chunk: Chunk, token: str, job_status:
     try:
         ctx.repo.chunks.end(chunk, token=token, status=JobStatus.CANCELLED, now=now, expires_at=now + ctx.retention)
     except LeaseLost:
-        return Outcome.STOPPED
+        if chunk.whole_job:
+            return Outcome.STOPPED
+        # Not ours any more: a new holder has it, or this very write completed the chunk item before its count
+        # met the stop (repository/frames.py); then the cancel may be this worker's to finish, as below.
     if chunk.whole_job:  # a one-chunk job ended with its chunk: CANCELLED from CANCELLING
         if job_status == JobStatus.CANCELLING:
             ctx.notifier.job_ended(job, JobStatus.CANCELLED)

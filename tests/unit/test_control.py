@@ -110,6 +110,25 @@ def test_a_multi_chunk_job_cancelled_before_its_fanout_and_retried_renders_every
     assert (done.status, done.attempt, done.frames_done) == (JobStatus.COMPLETED, 2, 15)
 
 
+def test_a_cancel_met_by_a_chunks_last_write_is_finished_by_that_worker(repo, queue, clock, store):
+    """The last write completes the chunk item, its count meets the cancel: no message is left to finish the
+    cancel (every chunk was claimed), so the worker whose count was refused finishes it."""
+    job = submit(repo, queue, clock, frames=(1, 4), chunk_size=2)
+    job_fanout(jobs=control(repo, queue), job_id=job.id, attempt=1, now=clock())
+    first, second = queue.chunks.pop(0), queue.chunks.pop(0)
+    assert chunk_process(ctx=make_worker(repo, store, clock), job_id=job.id, index=second[1], attempt=1)[0] is (
+        Outcome.DONE
+    )
+
+    def cancel_on_the_last_frame(j, frame):
+        if frame == 2:
+            job_cancel(jobs=control(repo), job=repo.get(j.id), now=clock())
+
+    worker = make_worker(repo, store, clock, ScriptedRenderer(on_render=cancel_on_the_last_frame))
+    assert chunk_process(ctx=worker, job_id=job.id, index=first[1], attempt=1)[0] is Outcome.STOPPED
+    assert queue.chunks == [] and repo.get(job.id).status is JobStatus.CANCELLED
+
+
 def test_a_chunk_whose_last_frame_met_a_cancel_is_kept_by_the_retry(repo, queue, clock, store):
     """The chunk's last frame write applies to the chunk item, and its count on the job is refused (the job
     stopped): the chunk completed, its job did not count it; the retry keeps it and renders the rest."""
