@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from jobs.adapters.aws import unavailable_as_503
@@ -30,7 +30,6 @@ from jobs.repository import partitions as P
 from jobs.repository.items import decimal, item_frames, parse_iso
 
 log = logging.getLogger(__name__)
-SPEND_KEPT = timedelta(days=400)  # a legacy month's spend item outlived its month by a year (TTL)
 
 
 def usage_key(owner: str) -> dict[str, Any]:
