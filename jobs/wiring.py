@@ -25,7 +25,12 @@ from jobs.worker import shutdown
 
 @functools.cache
 def job_repository() -> DynamoJobRepository:
-    return DynamoJobRepository(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
+    return DynamoJobRepository(
+        client=aws.client("dynamodb"),
+        table_name=settings.RENDER_TABLE_NAME,
+        usage_block_frames=settings.RENDER_USAGE_BLOCK_FRAMES,
+        usage_hold_seconds=settings.RENDER_USAGE_HOLD_SECONDS,
+    )
 
 
 @functools.cache

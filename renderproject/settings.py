@@ -355,6 +355,12 @@ RENDER_WORKER_HEARTBEAT_SECONDS = env_float("RENDER_WORKER_HEARTBEAT_SECONDS", 1
 # A render worker's pool process writes the usage of the jobs it ended (frames given back, worker-seconds
 # charged) at most this often, one write per owner (jobs/repository/usage.py); 0: at each job's end.
 RENDER_USAGE_FLUSH_SECONDS = env_float("RENDER_USAGE_FLUSH_SECONDS", 5.0)
+# An API process reserves an owner's frames ahead, in blocks of up to this many (and 1% of the limit), while the
+# owner submits steadily, so a stream of submits writes the usage item once a block (jobs/repository/usage.py
+# FrameAllowance); what it has not used goes back once the owner has not submitted to it for
+# RENDER_USAGE_HOLD_SECONDS. 0: each submit reserves its own frames.
+RENDER_USAGE_BLOCK_FRAMES = env_int("RENDER_USAGE_BLOCK_FRAMES", 100)
+RENDER_USAGE_HOLD_SECONDS = env_float("RENDER_USAGE_HOLD_SECONDS", 2.0)
 # After SIGTERM a running chunk keeps rendering only if its remaining frames fit in this many seconds;
 # otherwise it is released at the next frame boundary for another worker (ECS then stops the task).
 RENDER_SHUTDOWN_GRACE_SECONDS = env_int("RENDER_SHUTDOWN_GRACE_SECONDS", 30)

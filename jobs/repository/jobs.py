@@ -52,7 +52,7 @@ from jobs.repository.items import (
     serialize,
 )
 from jobs.repository.steps import DynamoStepRepository
-from jobs.repository.usage import add_usage, give_back_usage, settle_usage
+from jobs.repository.usage import ALLOWANCE, OwnerLimitPassed, give_back_usage, settle_usage
 
 RECOUNT_TRIES = 5  # a recount that a running chunk's write keeps overtaking reads and tries again
 
@@ -60,9 +60,12 @@ RECOUNT_TRIES = 5  # a recount that a running chunk's write keeps overtaking rea
 class DynamoJobRepository:
     """Jobs in the one table (docs/ARCHITECTURE.md); every state change is a conditional write."""
 
-    def __init__(self, *, client, table_name: str):
+    def __init__(self, *, client, table_name: str, usage_block_frames: int = 0, usage_hold_seconds: float = 0.0):
         self._client = client
         self._table = table_name
+        # An API process reserves an owner's frames ahead in blocks of up to this many (usage.py FrameAllowance)
+        self._usage_block = usage_block_frames
+        self._usage_hold = usage_hold_seconds
         self.chunks = DynamoChunkRepository(client=client, table_name=table_name)
         self.steps = DynamoStepRepository(client=client, table_name=table_name)
 
@@ -205,15 +208,20 @@ class DynamoJobRepository:
     def reserve_frames(self, owner: str, frames: int, *, limit: int) -> None:
         """Count a job's frames in the owner's usage, unless that would pass `limit` (0: no limit)."""
         try:
-            add_usage(self._client, self._table, owner, frames, room=limit - frames if limit else None)
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            active = int(deserialize(exc.response.get("Item", {})).get("frames_active", 0))
+            ALLOWANCE.take(
+                self._client,
+                self._table,
+                owner,
+                frames,
+                limit=limit,
+                block=self._usage_block,
+                hold_seconds=self._usage_hold,
+            )
+        except OwnerLimitPassed as exc:
             raise OwnerLimitReached(
-                f"{active} frames are waiting or rendering for this owner; {frames} more would pass the limit of"
-                f" {limit}. Wait for some to finish, or cancel some.",
-                details={"frames_active": active, "frames_requested": frames, "limit": limit},
+                f"{exc.frames_active} frames are waiting or rendering for this owner; {frames} more would pass the"
+                f" limit of {limit}. Wait for some to finish, or cancel some.",
+                details={"frames_active": exc.frames_active, "frames_requested": frames, "limit": limit},
             ) from exc
 
     def release_frames(self, owner: str, frames: int) -> None:

@@ -2,7 +2,9 @@
 (`frames_active`, the fairness limit) and the worker-seconds its jobs used, by month (`spent_<YYYY-MM>`, what
 its budget is checked against: budgets.py).
 
-A submit reserves a job's frames with a conditional `ADD` (`add_usage`). The write that ends a job settles it
+A submit reserves a job's frames with a conditional `ADD` (`add_usage`); an API process reserves an owner's
+frames ahead in blocks while that owner submits steadily (`FrameAllowance`), so a stream of submits writes the
+usage item once a block, not once a job. The write that ends a job settles it
 (`settle_usage`): its frames leave `frames_active` and its worker-seconds are added to the month it ended in,
 in one `UpdateItem` of the usage item. In a render worker's pool process the settles are batched
 (`batch_settles`, from the worker's start-up): each owner's sums are written at most once every
@@ -17,14 +19,18 @@ blocks or doubles a state change.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from datetime import datetime
 from typing import Any
 
-from jobs.adapters.aws import unavailable_as_503
+from botocore.exceptions import ClientError
+
+from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import month_of
 from jobs.repository import partitions as P
 from jobs.repository.items import decimal, item_frames, parse_iso
@@ -55,6 +61,24 @@ def add_usage(client, table: str, owner: str, frames: int, *, room: int | None =
         params["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     with unavailable_as_503("DynamoDB"):
         client.update_item(**params)
+
+
+class OwnerLimitPassed(Exception):
+    """The owner's usage would pass its limit: `frames_active` is what the usage item held (blocks held ahead too)."""
+
+    def __init__(self, frames_active: int):
+        super().__init__(frames_active)
+        self.frames_active = frames_active
+
+
+def reserve_usage(client, table: str, owner: str, frames: int, *, limit: int) -> None:
+    """ADD `frames` to the owner's usage unless that passes `limit` (0: no limit); OwnerLimitPassed if it would."""
+    try:
+        add_usage(client, table, owner, frames, room=limit - frames if limit else None)
+    except ClientError as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        raise OwnerLimitPassed(int(float(exc.response.get("Item", {}).get("frames_active", {}).get("N", 0)))) from exc
 
 
 def give_back_usage(client, table: str, owner: str, frames: int, job_id: str) -> None:
@@ -149,6 +173,135 @@ class UsageLedger:
 
 LEDGER = UsageLedger()
 os.register_at_fork(after_in_child=LEDGER.after_fork)
+
+
+class FrameAllowance:
+    """Frames this process reserved ahead for each owner, taken by its submits without a write.
+
+    A submit takes its frames from what the process holds for the owner; when that is not enough it reserves
+    them with a conditional ADD, plus as many again as the owner's submits took here in the last `hold_seconds`
+    (at most `block` frames, and at most 1% of the limit): a lone submit reserves exactly its frames, a steady
+    stream writes the usage item once a block. Near the limit the block is dropped and the submit reserves
+    exactly its frames, as it would without an allowance. What a process holds goes back to the usage item
+    (one ADD) once its owner has not submitted here for `hold_seconds`, and at the process's exit.
+
+    The cost: another owner's view of the usage (and the 429 at the limit) counts up to a block per API
+    process that it has not used yet, for at most `hold_seconds` after its last submit; a process killed with
+    a block held leaves that many frames counted (as a lost settle does) until an operator resets the usage.
+    `block` 0: every submit reserves exactly its own frames, at once (the API's default is
+    RENDER_USAGE_BLOCK_FRAMES).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holds: dict[tuple[str, str], _Hold] = {}
+        self._client = None
+        self._thread: threading.Thread | None = None
+        self._hold_seconds = 1.0
+
+    def take(self, client, table: str, owner: str, frames: int, *, limit: int, block: int, hold_seconds: float) -> None:
+        """Count `frames` of a new job in the owner's usage (held here or reserved); OwnerLimitPassed if they
+        would pass `limit` (0: no limit)."""
+        block = min(block, limit // 100) if limit else block
+        if block <= 0 or hold_seconds <= 0:
+            reserve_usage(client, table, owner, frames, limit=limit)
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._client = client
+            self._hold_seconds = hold_seconds
+            hold = self._holds.setdefault((table, owner), _Hold())
+            recent = hold.recent(now, hold_seconds)
+            hold.used(now, frames)
+            if hold.frames >= frames:
+                hold.frames -= frames
+                return
+            had, hold.frames = hold.frames, 0
+        need = frames - had
+        extra = min(block, recent)
+        try:
+            try:
+                reserve_usage(client, table, owner, need + extra, limit=limit)
+            except OwnerLimitPassed:
+                if not extra:
+                    raise
+                extra = 0  # near the limit: exactly this job's frames, as without an allowance
+                reserve_usage(client, table, owner, need, limit=limit)
+        except Exception:
+            self._put_back(table, owner, had)
+            raise
+        if extra:
+            self._put_back(table, owner, extra)
+            self._start()
+
+    def _put_back(self, table: str, owner: str, frames: int) -> None:
+        if frames:
+            with self._lock:
+                self._holds.setdefault((table, owner), _Hold()).frames += frames
+
+    def give_back(self, *, idle_seconds: float) -> None:
+        """Write back what has been held without a submit for `idle_seconds` (0: everything); best effort."""
+        now = time.monotonic()
+        with self._lock:
+            due = [
+                (key, hold.frames)
+                for key, hold in self._holds.items()
+                if hold.frames and now - hold.last_used >= idle_seconds
+            ]
+            for key, _ in due:
+                self._holds[key].frames = 0
+            client = self._client
+        for (table, owner), frames in due:
+            give_back_usage(client, table, owner, frames, "(held ahead)")
+
+    def held(self, table: str, owner: str) -> int:
+        with self._lock:
+            hold = self._holds.get((table, owner))
+            return hold.frames if hold else 0
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="usage-allowance", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(min(self._hold_seconds / 2, 1.0))
+            self.give_back(idle_seconds=self._hold_seconds)
+
+    def after_fork(self) -> None:
+        """A forked child holds nothing and has no thread (gunicorn forks its workers from a preloaded app)."""
+        self._lock = threading.Lock()
+        self._holds = {}
+        self._thread = None
+
+
+class _Hold:
+    """One owner's frames held in this process, and its submits of the last hold period (what sizes a block)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.last_used = 0.0
+        self._taken: deque[tuple[float, int]] = deque()
+        self._taken_frames = 0
+
+    def recent(self, now: float, seconds: float) -> int:
+        """Frames the owner's submits took here in the last `seconds`."""
+        while self._taken and now - self._taken[0][0] > seconds:
+            self._taken_frames -= self._taken.popleft()[1]
+        return self._taken_frames
+
+    def used(self, now: float, frames: int) -> None:
+        self._taken.append((now, frames))
+        self._taken_frames += frames
+        self.last_used = now
+
+
+ALLOWANCE = FrameAllowance()
+os.register_at_fork(after_in_child=ALLOWANCE.after_fork)
+atexit.register(ALLOWANCE.give_back, idle_seconds=0)
 
 
 def batch_settles(every: float) -> None:

@@ -263,8 +263,11 @@ def test_poison_work_lands_in_the_dlq_and_its_job_is_failed(make_stack):
 
 def test_a_pool_process_sums_the_usage_of_the_jobs_it_ends_and_writes_it_when_it_stops(make_stack):
     """The owner's usage item is written once per flush, not once per job (jobs/repository/usage.py): with a
-    flush interval of an hour, three ended jobs are summed in the pool process and written at its warm shutdown."""
-    stack = make_stack(RENDER_USAGE_FLUSH_SECONDS="3600", RENDER_SIMULATED_SECONDS="0.05")
+    flush interval of an hour, three ended jobs are summed in the pool process and written at its warm shutdown.
+    (The API reserves each job's frames exactly, no block ahead, so the usage item counts just the jobs'.)"""
+    stack = make_stack(
+        RENDER_USAGE_FLUSH_SECONDS="3600", RENDER_SIMULATED_SECONDS="0.05", RENDER_USAGE_BLOCK_FRAMES="0"
+    )
     stack.start_ready_worker()
     jobs = [stack.submit(frame_start=1, frame_end=2) for _ in range(3)]
     for job in jobs:

@@ -3,9 +3,11 @@ render worker's batches of them (jobs/repository/usage.py)."""
 
 import time
 
+import pytest
+
 from jobs.adapters import aws
 from jobs.repository.budgets import DynamoBudgets
-from jobs.repository.usage import UsageLedger, add_usage, usage_key
+from jobs.repository.usage import FrameAllowance, OwnerLimitPassed, UsageLedger, add_usage, usage_key
 
 
 def _usage(table, owner):
@@ -39,3 +41,57 @@ def test_a_batched_ledger_writes_each_owners_sums_once_a_flush(table):
     assert _usage(table, "bob") == {"frames_active": 6}
     ledger.flush()  # nothing left: no write
     assert _usage(table, "alice")["frames_active"] == 5
+
+
+def test_a_stream_of_submits_reserves_its_frames_in_blocks_and_gives_back_what_it_did_not_use(table):
+    """An API process reserves an owner's frames ahead while the owner submits steadily (usage.py FrameAllowance):
+    a lone submit reserves exactly its frames, the next ones as many again as were taken lately, and what was not
+    used goes back once the owner has stopped submitting for the hold period."""
+    client = aws.client("dynamodb")
+    allowance = FrameAllowance()
+
+    def take(frames):
+        allowance.take(client, table, "alice", frames, limit=100_000, block=100, hold_seconds=1.5)
+
+    take(1)
+    assert _usage(table, "alice") == {"frames_active": 1}  # alone: exactly its frames
+    take(1)
+    assert _usage(table, "alice") == {"frames_active": 3} and allowance.held(table, "alice") == 1  # 1 ahead
+    take(1)
+    assert _usage(table, "alice") == {"frames_active": 3} and allowance.held(table, "alice") == 0  # no write
+    take(2)
+    assert _usage(table, "alice") == {"frames_active": 8} and allowance.held(table, "alice") == 3
+    deadline = time.monotonic() + 10
+    while _usage(table, "alice")["frames_active"] != 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _usage(table, "alice") == {"frames_active": 5} and allowance.held(table, "alice") == 0  # given back
+
+
+def test_near_the_limit_a_submit_reserves_exactly_its_frames_and_past_it_is_refused(table):
+    """Blocks are at most 1% of the limit, and none where a block would pass it: the limit holds as without them."""
+    client = aws.client("dynamodb")
+    allowance = FrameAllowance()
+    add_usage(client, table, "bob", 394)
+
+    def take(frames):
+        allowance.take(client, table, "bob", frames, limit=400, block=100, hold_seconds=60)
+
+    take(1)  # alone: 395
+    take(1)  # 1 ahead: 397
+    take(1)  # held: no write
+    assert _usage(table, "bob") == {"frames_active": 397}
+    take(3)  # a block of 3 ahead would pass 400: exactly 3
+    assert _usage(table, "bob") == {"frames_active": 400} and allowance.held(table, "bob") == 0
+    with pytest.raises(OwnerLimitPassed) as refused:
+        take(1)
+    assert refused.value.frames_active == 400
+    allowance.give_back(idle_seconds=0)  # the process's exit: nothing held, nothing written
+    assert _usage(table, "bob") == {"frames_active": 400}
+
+
+def test_without_blocks_every_submit_reserves_its_own_frames_at_once(table):
+    client = aws.client("dynamodb")
+    allowance = FrameAllowance()
+    for _ in range(3):
+        allowance.take(client, table, "carol", 2, limit=0, block=0, hold_seconds=2)
+    assert _usage(table, "carol") == {"frames_active": 6} and allowance.held(table, "carol") == 0
