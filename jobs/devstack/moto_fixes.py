@@ -10,6 +10,13 @@ table and made a local stack left running slower and slower. Behaviour is unchan
   it), so the sweeper's and the listings' back-to-back queries over an index's shards pay one walk.
 - Dispatch: moto's server lists its ~200 service packages on disk (a listdir and a stat each) for every
   request to find the backend for a host; the list and each host's backend are kept after the first look.
+- Responses: moto serializes every DynamoDB response by walking botocore's model of its output, shape by
+  shape (about a fifth of the emulator's CPU in the bench, most of it on the items an UpdateItem returns).
+  The data-plane calls' results are DynamoDB's JSON already: their output's members are written out with
+  `json.dumps`, which a client parses to the same response (`tests/integration/test_moto_fixes.py`).
+- SQS: moto checks each message it delivers against the queue's retention period by computing every
+  attribute of the queue, its message counts among them (a walk of the queue, three times a message); it
+  reads the retention period alone now.
 - Memory: moto keeps every DynamoDB `Item` object it ever creates in a class-level list (for its
   introspection API), including the copies each Query and transaction makes, so the emulator grew by about
   1 KB per item any query returned. DynamoDB items are no longer tracked there.
@@ -19,8 +26,10 @@ The emulator runs DynamoDB calls one at a time (emulator.py), which these rely o
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -40,6 +49,8 @@ def apply() -> None:
     models.copy = _NoTableCopies(Table)  # the module's `copy.deepcopy(table)` now returns the table itself
     Table.query = _one_partition(Table.query)
     _dispatch_once()
+    _results_as_json()
+    _retention_from_the_queue()
     for name in _WRITES:
         setattr(models.DynamoDBBackend, name, _counted(getattr(models.DynamoDBBackend, name)))
     _APPLIED = True
@@ -109,6 +120,67 @@ def _dispatch_once() -> None:
         return found[host]
 
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
+
+
+# The DynamoDB calls whose results are items, keys and capacity: plain DynamoDB JSON, blobs in base64.
+_PLAIN_RESULTS = frozenset(
+    {
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "Scan",
+        "BatchGetItem",
+        "BatchWriteItem",
+        "TransactGetItems",
+        "TransactWriteItems",
+    }
+)
+
+
+def _results_as_json() -> None:
+    from moto.core.responses import ActionResult
+    from moto.core.utils import get_service_model
+    from moto.dynamodb.responses import DynamoHandler
+
+    generic = DynamoHandler.serialized
+    model = get_service_model("dynamodb")
+    members = {action: tuple(model.operation_model(action).output_shape.members) for action in _PLAIN_RESULTS}
+
+    @functools.wraps(generic)
+    def serialized(self, action_result):
+        result = action_result.result
+        action = self._get_action()
+        if (
+            action in members
+            and isinstance(result, dict)
+            and type(action_result).execute_result is ActionResult.execute_result
+        ):
+            # the output's members only, in the model's order, as moto's serializer writes them
+            body = {name: result[name] for name in members[action] if result.get(name) is not None}
+            headers = {"Content-Type": "application/x-amz-json-1.0", **self.response_headers}
+            return 200, headers, json.dumps(body, default=_blob)
+        return generic(self, action_result)
+
+    DynamoHandler.serialized = serialized
+
+
+def _blob(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not DynamoDB JSON")
+
+
+def _retention_from_the_queue() -> None:
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    def is_message_valid_based_on_retention_period(self, queue_name: str, message) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return retention + message.sent_timestamp / 1000 > unix_time()
+
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
 
 
 class _Untracked(list):

@@ -136,3 +136,107 @@ def test_moto_keeps_no_item_object_per_query(monkeypatch):
             client.scan(TableName="t")
             client.query(TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "p1"}})
         assert len(Item.instances_tracked) == 0
+
+
+def _mocked(monkeypatch, service: str):
+    import boto3
+
+    for name in ("AWS_ENDPOINT_URL", f"AWS_ENDPOINT_URL_{service.upper()}"):
+        monkeypatch.delenv(name, raising=False)
+    return boto3.client(service, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+
+
+ITEM = {
+    "pk": {"S": "a"},
+    "b": {"B": b"\x00\x01hi"},
+    "n": {"N": "1.50"},
+    "m": {"M": {"x": {"B": b"zz"}, "y": {"L": [{"N": "2"}, {"BOOL": True}, {"NULL": True}]}}},
+    "sets": {"M": {"ss": {"SS": ["p", "q"]}, "bs": {"BS": [b"1", b"2"]}, "ns": {"NS": ["1", "2"]}}},
+}
+
+
+def _data_plane_calls(client) -> list:
+    """Every data-plane call the fast path writes, each answer as botocore parsed it (its metadata left out)."""
+    client.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    key = {"pk": {"S": "a"}}
+    one = {":one": {"N": "1"}}
+    answers = [
+        client.put_item(TableName="t", Item=ITEM, ReturnConsumedCapacity="TOTAL"),
+        client.get_item(TableName="t", Key=key),
+        client.update_item(
+            TableName="t",
+            Key=key,
+            UpdateExpression="SET n = n + :one",
+            ExpressionAttributeValues=one,
+            ReturnValues="ALL_NEW",
+        ),
+        client.query(TableName="t", KeyConditionExpression="pk = :a", ExpressionAttributeValues={":a": {"S": "a"}}),
+        client.scan(TableName="t", Limit=1),
+        client.batch_get_item(RequestItems={"t": {"Keys": [key, {"pk": {"S": "none"}}]}}),
+        client.batch_write_item(RequestItems={"t": [{"PutRequest": {"Item": {"pk": {"S": "c"}}}}]}),
+        client.transact_write_items(TransactItems=[{"Put": {"TableName": "t", "Item": {"pk": {"S": "d"}}}}]),
+        client.transact_get_items(TransactItems=[{"Get": {"TableName": "t", "Key": key}}]),
+        client.delete_item(TableName="t", Key={"pk": {"S": "c"}}, ReturnValues="ALL_OLD"),
+    ]
+    try:
+        client.update_item(
+            TableName="t",
+            Key=key,
+            UpdateExpression="SET n = :one",
+            ConditionExpression="n = :one",
+            ExpressionAttributeValues=one,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as exc:
+        answers.append({"error": exc.response["Error"], "item": exc.response.get("Item")})
+    for answer in answers:
+        answer.pop("ResponseMetadata", None)
+    return answers
+
+
+def test_dynamodb_answers_written_as_plain_json_parse_as_motos_own_serializer_writes_them(monkeypatch):
+    """The emulator writes the data-plane calls' results with json.dumps (moto's serializer walked the model
+    shape by shape, a fifth of its CPU): a client reads the same answers, blobs, numbers, sets and errors alike."""
+    from moto import mock_aws
+    from moto.dynamodb.responses import DynamoHandler
+
+    from jobs.devstack import moto_fixes
+
+    moto_fixes.apply()
+    fast = DynamoHandler.serialized
+    answers = {}
+    for name, serialized in (("moto's", fast.__wrapped__), ("plain", fast)):
+        monkeypatch.setattr(DynamoHandler, "serialized", serialized)
+        with mock_aws():
+            answers[name] = _data_plane_calls(_mocked(monkeypatch, "dynamodb"))
+    assert answers["plain"] == answers["moto's"]
+    assert answers["plain"][1]["Item"] == ITEM and answers["plain"][-1]["item"]["n"] == {"N": "2.50"}
+
+
+def test_a_message_past_its_queues_retention_period_is_not_delivered(monkeypatch):
+    """moto computed every queue attribute (walks of the queue) to check each delivered message's retention."""
+    from moto import mock_aws
+    from moto.sqs.models import sqs_backends
+
+    from jobs.devstack import moto_fixes
+
+    moto_fixes.apply()
+    with mock_aws():
+        sqs = _mocked(monkeypatch, "sqs")
+        url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        queue = sqs_backends["123456789012"]["us-east-1"].queues["q"]
+
+        def received() -> list[str]:
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+            return [m["Body"] for m in got]
+
+        sqs.send_message(QueueUrl=url, MessageBody="new")
+        assert received() == ["new"]
+        sqs.send_message(QueueUrl=url, MessageBody="old")
+        queue._messages[-1].sent_timestamp -= 61_000  # sent 61 s ago: past the 60 s retention
+        assert received() == []
