@@ -11,7 +11,6 @@ services must do, run at the same concurrency against the same emulator as the p
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 import time
 import uuid
@@ -21,17 +20,13 @@ from datetime import UTC, datetime
 
 import boto3
 from botocore.config import Config
-from PIL import Image
+
+from jobs.domain import Job, JobStatus, OutputFormat, Priority, Scene
+from jobs.renderers.simulated import paint_frame
 
 # One job, one frame: PutItem, SendMessage, ReceiveMessage, claim UpdateItem, PutObject, finish UpdateItem,
 # DeleteMessage: the sequential round trips from submit to done, with no API in front (the bench measures it).
 ROUND_TRIPS_PER_JOB = 7
-
-
-def frame_png(width: int = 64, height: int = 64) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (40, 90, 160)).save(out, format="PNG", compress_level=1)
-    return out.getvalue()
 
 
 class RawPipeline:
@@ -53,7 +48,6 @@ class RawPipeline:
         self.consumers = consumers
         suffix = uuid.uuid4().hex[:6]  # each run its own resources, so several runs share one emulator
         self.table, self.queue_name, self.bucket = f"raw-jobs-{suffix}", f"raw-work-{suffix}", f"raw-frames-{suffix}"
-        self.body = frame_png()
         self.finished: dict[str, float] = {}  # job id -> when it completed (monotonic)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -122,6 +116,23 @@ class RawPipeline:
                     self._work(job_id, int(index), int(first), int(last))
                 self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
 
+    @staticmethod
+    def _paint(job_id: str, first: int, last: int, frame: int) -> bytes:
+        """The frame the project's workers paint at render time 0 (jobs/renderers/simulated.py): the same job."""
+        now = datetime.now(UTC)
+        job = Job(
+            id=job_id,
+            owner="raw",
+            scene=Scene(name="bench", width=64, height=64, output_format=OutputFormat.PNG, samples=64),
+            frame_start=first,
+            frame_end=last,
+            priority=Priority.NORMAL,
+            status=JobStatus.PROCESSING,
+            created_at=now,
+            updated_at=now,
+        )
+        return paint_frame(job, frame)
+
     def _work(self, job_id: str, index: int, first: int, last: int) -> None:
         token = uuid.uuid4().hex
         whole = first == last and index == 0
@@ -141,7 +152,10 @@ class RawPipeline:
         self.ddb.update_item(**claim)
         for frame in range(first, last + 1):
             self.s3.put_object(
-                Bucket=self.bucket, Key=f"{job_id}/{frame:06d}.png", Body=self.body, ContentType="image/png"
+                Bucket=self.bucket,
+                Key=f"{job_id}/{frame:06d}.png",
+                Body=self._paint(job_id, first, last, frame),
+                ContentType="image/png",
             )
             if frame < last:
                 self.ddb.update_item(
