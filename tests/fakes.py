@@ -118,16 +118,16 @@ class InMemoryJobRepository:
 
     # --- jobs ---------------------------------------------------------------------------------
     def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None:
+        """As DynamoDB's: the record's put, then the job's (two writes, not one transaction)."""
         if idempotency is not None:
             held = self.idempotency.get(idempotency.name)
             if held and held.expires_at >= idempotency.created_at:
                 raise IdempotencyTaken()
+            self.idempotency[idempotency.name] = idempotency
         if job.id in self.jobs and self.jobs[job.id] != job:
             raise JobAlreadyExists()
         self.jobs[job.id] = job
         self.due[(job.id, None)] = job.created_at
-        if idempotency is not None:
-            self.idempotency[idempotency.name] = idempotency
 
     def idempotency_record(self, name: str) -> IdempotencyRecord | None:
         return self.idempotency.get(name)
@@ -150,11 +150,10 @@ class InMemoryJobRepository:
         job = self.get(job_id)
         self.jobs[job_id] = job.replace(warnings=tuple(sorted({*job.warnings, *warnings})))
 
-    def withdraw(self, job_id: str, *, idempotency: str | None = None) -> None:
+    def withdraw(self, job_id: str) -> None:
         self._job_if(job_id, lambda j: j.status is Q)
         del self.jobs[job_id]
         self.due.pop((job_id, None), None)
-        self.idempotency.pop(idempotency, None)
 
     def list_for_owner(self, owner, *, status, cursor, limit) -> JobPage:
         if cursor:

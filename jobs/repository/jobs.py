@@ -29,7 +29,6 @@ from jobs.repository.dynamo import (
     FINISHED,
     LEASE_FREE,
     TAKE_LEASE,
-    cancellation_reasons,
     conditional_update,
     failure_values,
     lease_values,
@@ -71,7 +70,18 @@ class DynamoJobRepository:
 
     # --- create, read, list ----------------------------------------------------------------------
     def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None:
-        """Store a new job; with an idempotency record both are written in one transaction, or neither."""
+        """Store a new job. With an idempotency record, the record first (IdempotencyTaken when a live one holds
+        its name: then nothing is written), then the job: two conditional puts, not one transaction (which
+        bills each item twice). A record whose job never came (its request died between the two, or its job
+        was withdrawn) is finished by the next request with its key (services/submit.py `_replay`)."""
+        if idempotency is not None:
+            try:
+                with unavailable_as_503("DynamoDB"):
+                    self._client.put_item(**self._idempotency_put(idempotency))
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    raise IdempotencyTaken() from exc
+                raise
         put = {
             "TableName": self._table,
             "Item": serialize(job_to_item(job)),
@@ -80,24 +90,12 @@ class DynamoJobRepository:
         }
         try:
             with unavailable_as_503("DynamoDB"):
-                if idempotency is None:
-                    self._client.put_item(**put)
-                    return
-                self._client.transact_write_items(
-                    TransactItems=[{"Put": put}, {"Put": self._idempotency_put(idempotency)}]
-                )
+                self._client.put_item(**put)
         except ClientError as exc:
-            code = error_code(exc)
-            if code == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 if exc.response.get("Item") == put["Item"]:
                     return  # botocore retried a put whose first try applied: the job is ours
                 raise JobAlreadyExists() from exc
-            if code == "TransactionCanceledException":
-                reasons = [r.get("Code") for r in cancellation_reasons(exc)]
-                if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                    raise IdempotencyTaken() from exc
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    raise JobAlreadyExists() from exc
             raise
 
     def _idempotency_put(self, record: IdempotencyRecord) -> dict[str, Any]:
@@ -156,20 +154,13 @@ class DynamoJobRepository:
                     raise
                 raise JobNotFound() from None
 
-    def withdraw(self, job_id: str, *, idempotency: str | None = None) -> None:
-        """Delete a job that was never enqueued (still QUEUED), with its idempotency record."""
+    def withdraw(self, job_id: str) -> None:
+        """Delete a job that was never enqueued (still QUEUED). Its idempotency record stays: the client's
+        retry with the key finishes the job under the same id."""
         delete = update_params(self._table, job_key(job_id), None, "#status = :st_queued", {})
         delete.pop("ReturnValuesOnConditionCheckFailure")
         with unavailable_as_503("DynamoDB"):
-            if idempotency is None:
-                self._client.delete_item(**delete)
-                return
-            self._client.transact_write_items(
-                TransactItems=[
-                    {"Delete": delete},
-                    {"Delete": {"TableName": self._table, "Key": idempotency_key(idempotency)}},
-                ]
-            )
+            self._client.delete_item(**delete)
 
     def list_for_owner(self, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None) -> JobPage:
         """An owner's jobs, newest first (indexes.py: gsi1, filtered by state if asked)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -31,6 +32,8 @@ from jobs.errors import (
     DomainError,
     IdempotencyKeyReused,
     IdempotencyTaken,
+    JobAlreadyExists,
+    JobNotFound,
     PriorityNotAllowed,
     SceneFileInspecting,
     SceneFileRefused,
@@ -46,7 +49,6 @@ from jobs.ports import (
     AssetInspection,
     IdempotencyRecord,
     JobControl,
-    JobRepository,
     WebhookRepository,
 )
 from jobs.services.api_keys import SCOPE_HIGH
@@ -126,7 +128,7 @@ def job_create(
     A dry run (`dry_run`) is checked exactly as the job, then stores and sends a scout job instead: a few of
     its frames in one chunk, no steps, no callback, marked with what it quotes (`quote_for`; services/quotes.py).
     """
-    repo, queue = jobs.repo, jobs.queue
+    repo = jobs.repo
     if spec.priority is Priority.HIGH and SCOPE_HIGH not in scopes:
         raise PriorityNotAllowed()
     if spec.callback_url and hooks.secret(owner) is None:
@@ -178,17 +180,16 @@ def job_create(
     try:
         repo.add(job, idempotency=record)
     except IdempotencyTaken:
+        return _replay(jobs, record, job)
+    except JobAlreadyExists:
         repo.release_frames(owner, job.frames_total)
-        return _replay(repo, record), True
+        if record is None:
+            raise
+        return repo.get(job.id), True  # a replay of this request stored the job first, and sent it
     except Exception:
         repo.release_frames(owner, job.frames_total)
         raise
-    try:
-        enqueue_work(queue=queue, job=job)
-    except ServiceUnavailable:
-        _withdraw(repo, job.id, record)
-        repo.release_frames(owner, job.frames_total)
-        raise
+    _send(jobs, job)
     return job, False
 
 
@@ -283,17 +284,46 @@ def chunk_size_from_speed(spec: JobSpec, inspection: AssetInspection) -> int | N
     return picked
 
 
-def _replay(repo: JobRepository, record: IdempotencyRecord) -> Job:
+def _replay(jobs: JobControl, record: IdempotencyRecord, job: Job) -> tuple[Job, bool]:
+    """A request with a key a live record holds: the job it made, if the request is the same one (422 if not).
+
+    A record without its job (the key's first request died between its two writes, or its job was withdrawn
+    after a failed send, or it is a moment ahead of this one) is finished here, under the recorded id: whoever
+    stores the job first sends it, so the key makes one job and one message. `job` is this request's job,
+    whose frames are reserved: they stay with the job only if this request stores it."""
+    repo = jobs.repo
     existing = repo.idempotency_record(record.name)
-    if existing is None:  # withdrawn after a failed enqueue, between our write and this read
-        raise ServiceUnavailable("The original request with this Idempotency-Key did not complete; send it again.")
-    if existing.request_hash != record.request_hash:
+    if existing is None or existing.request_hash != record.request_hash:
+        repo.release_frames(job.owner, job.frames_total)
+        if existing is None:  # expired, between our write and this read
+            raise ServiceUnavailable("The original request with this Idempotency-Key did not complete; send it again.")
         raise IdempotencyKeyReused()
-    return repo.get(existing.job_id)
-
-
-def _withdraw(repo: JobRepository, job_id: str, record: IdempotencyRecord | None) -> None:
+    with contextlib.suppress(JobNotFound):
+        found = repo.get(existing.job_id)
+        repo.release_frames(job.owner, job.frames_total)
+        return found, True
+    job = job.replace(id=existing.job_id)
     try:
-        repo.withdraw(job_id, idempotency=record.name if record else None)
-    except Exception:  # the 503 stands either way; a job left QUEUED is logged for the operator (and the sweeper)
-        log.exception("could not withdraw job %s after a failed enqueue", job_id)
+        repo.add(job)
+    except JobAlreadyExists:  # the first request, a moment ahead, stored it: it sends it
+        repo.release_frames(job.owner, job.frames_total)
+        return repo.get(job.id), True
+    except Exception:
+        repo.release_frames(job.owner, job.frames_total)
+        raise
+    _send(jobs, job)
+    return job, True
+
+
+def _send(jobs: JobControl, job: Job) -> None:
+    """Send a stored job's first message; if that fails the job is withdrawn, its frames given back, and the
+    client gets 503 (a retry with its Idempotency-Key finishes it under the same id)."""
+    try:
+        enqueue_work(queue=jobs.queue, job=job)
+    except ServiceUnavailable:
+        try:
+            jobs.repo.withdraw(job.id)
+        except Exception:  # the 503 stands either way; a job left QUEUED is logged for the operator (and the sweeper)
+            log.exception("could not withdraw job %s after a failed enqueue", job.id)
+        jobs.repo.release_frames(job.owner, job.frames_total)
+        raise

@@ -352,10 +352,10 @@ def test_the_api_has_its_items_its_indexes_and_no_dlq(stack):
     names, policies = stack
     api = policies["api"]
     requests = [
-        ("PutItem", "JOB#01HX"),  # submit (with its idempotency record, in one transaction)
+        ("PutItem", "JOB#01HX"),  # submit (its idempotency record put first)
         ("PutItem", "IDEMPOTENCY#alice#k1"),
-        ("DeleteItem", "JOB#01HX"),  # withdrawn when the enqueue fails
-        ("DeleteItem", "IDEMPOTENCY#alice#k1"),
+        ("GetItem", "IDEMPOTENCY#alice#k1"),  # a replay
+        ("DeleteItem", "JOB#01HX"),  # withdrawn when the enqueue fails (its record stays, for the retry)
         ("UpdateItem", "JOB#01HX"),  # cancel, retry
         ("Query", "JOB#01HX"),  # a job's tasks
         ("GetItem", "APIKEY#ab12"),  # authentication
@@ -372,6 +372,7 @@ def test_the_api_has_its_items_its_indexes_and_no_dlq(stack):
     for action, pk in requests:
         assert api.allows(f"dynamodb:{action}", names.table, **item(pk)), (action, pk)
     assert api.allows("dynamodb:Query", names.index("gsi1"), **item("OWNER#alice"))
+    assert not api.allows("dynamodb:DeleteItem", names.table, **item("IDEMPOTENCY#alice#k1"))  # TTL's alone
     assert api.allows("dynamodb:DescribeTable", names.table)  # /readyz
     assert api.allows("dynamodb:Query", names.index("gsi2"), **item("JOB#3"))  # farm status: jobs by state
     assert api.allows("dynamodb:BatchGetItem", names.table, **item("SWEEP#JOB#3"))  # ... from the sweeper's positions
