@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -50,17 +51,19 @@ class Bench:
             region_name="us-east-1",
         ).client("dynamodb", endpoint_url=stack.env["AWS_ENDPOINT_URL"], config=Config(user_agent_extra=OBSERVER_MARK))
 
-    def submit(self, **body) -> str:
+    def submit(self, *, keyed: bool = False, **body) -> str:
+        """One job; `keyed`: with an Idempotency-Key of its own, as renderctl, the add-on and the console send."""
         payload = {"scene": "bench", "width": 64, "height": 64, **body}
-        resp = session().post(
-            f"{self.api}/api/jobs", json=payload, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
-        )
+        headers = {"Authorization": f"Bearer {self.key}"}
+        if keyed:
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        resp = session().post(f"{self.api}/api/jobs", json=payload, headers=headers, timeout=30)
         resp.raise_for_status()
         return resp.json()["id"]
 
-    def submit_many(self, count: int, clients: int, **body) -> list[str]:
+    def submit_many(self, count: int, clients: int, *, keyed: bool = False, **body) -> list[str]:
         with ThreadPoolExecutor(clients) as pool:
-            return list(pool.map(lambda _: self.submit(**body), range(count)))
+            return list(pool.map(lambda _: self.submit(keyed=keyed, **body), range(count)))
 
     def items(self) -> list[dict]:
         """The bench owner's job items, read straight from the table (tagged: not counted as system traffic)."""

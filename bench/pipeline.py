@@ -133,6 +133,14 @@ def scenario_jobs(args) -> None:
                 f"  idle: {per_minute:.2f} ReceiveMessage per minute per queue per worker "
                 f"({idle} in {args.idle_seconds}s, {args.workers} workers x 3 queues)"
             )
+        keyed = min(args.jobs, 100)  # as the clients the project ships submit: each with an Idempotency-Key
+        bench.stack.reset_emulator_counts()
+        bench.wait_finished(set(bench.submit_many(keyed, args.clients, keyed=True)))
+        keyed_cost = bench.cost(keyed)
+        print(
+            f"  with an Idempotency-Key ({keyed} jobs, as renderctl, the Blender add-on and the console submit): "
+            f"{keyed_cost.write_units:.2f} write units per job, ${keyed_cost.dollars_per_million:.2f} per million"
+        )
         bench.stop_farm()
         consumers = args.workers * args.concurrency
         raw_before: dict[str, float] = {}
