@@ -78,8 +78,8 @@ SWEEPER_ITEMS = {
 # `HOOK#PENDING` (webhook deliveries not done).
 SWEEPER_INDEXES = {"gsi2": (JOB_ITEMS, items(P.CHUNK), items(P.HOOK))}
 # The API: jobs (submit, withdraw on a failed enqueue, cancel, retry, a job's tasks), idempotency
-# records (put before their job, read by a replay; never deleted: TTL expires them), API keys (lookup, create_api_key, revoke_api_key),
-# rate counters (an atomic ADD) and browser sessions.
+# records (put before their job, read by a replay; never deleted: TTL expires them), API keys (lookup,
+# create_api_key, revoke_api_key), rate counters (an atomic ADD) and browser sessions.
 API_ITEMS = {
     JOB_ITEMS: (GET, BATCH_GET, PUT, UPDATE, DELETE, QUERY),
     items(P.IDEMPOTENCY): (GET, PUT),

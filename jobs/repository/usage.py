@@ -187,7 +187,7 @@ class FrameAllowance:
 
     The cost: another owner's view of the usage (and the 429 at the limit) counts up to a block per API
     process that it has not used yet, for at most `hold_seconds` after its last submit; a process killed with
-    a block held leaves that many frames counted (as a lost settle does) until an operator resets the usage.
+    a block held leaves that many frames counted (as a lost settle does: nothing recounts them yet).
     `block` 0: every submit reserves exactly its own frames, at once (the API's default is
     RENDER_USAGE_BLOCK_FRAMES).
     """
@@ -240,16 +240,13 @@ class FrameAllowance:
                 self._holds.setdefault((table, owner), _Hold()).frames += frames
 
     def give_back(self, *, idle_seconds: float) -> None:
-        """Write back what has been held without a submit for `idle_seconds` (0: everything); best effort."""
+        """Write back what has been held without a submit for `idle_seconds` (0: everything), and forget those
+        owners (their recent submits too); best effort."""
         now = time.monotonic()
         with self._lock:
-            due = [
-                (key, hold.frames)
-                for key, hold in self._holds.items()
-                if hold.frames and now - hold.last_used >= idle_seconds
-            ]
-            for key, _ in due:
-                self._holds[key].frames = 0
+            idle = [key for key, hold in self._holds.items() if now - hold.last_used >= idle_seconds]
+            due = [(key, self._holds.pop(key).frames) for key in idle]
+            due = [(key, frames) for key, frames in due if frames]
             client = self._client
         for (table, owner), frames in due:
             give_back_usage(client, table, owner, frames, "(held ahead)")
