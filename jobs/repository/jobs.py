@@ -18,6 +18,7 @@ from jobs.errors import (
     JobAlreadyExists,
     JobNotFound,
     JobNotRunning,
+    JobStateConflict,
     OwnerLimitReached,
     ServiceUnavailable,
 )
@@ -51,7 +52,7 @@ from jobs.repository.items import (
     serialize,
 )
 from jobs.repository.steps import DynamoStepRepository
-from jobs.repository.usage import ALLOWANCE, OwnerLimitPassed, give_back_usage, settle_usage
+from jobs.repository.usage import ALLOWANCE, OwnerLimitPassed, give_back_usage, reserve_usage, settle_usage
 
 RECOUNT_TRIES = 5  # a recount that a running chunk's write keeps overtaking reads and tries again
 
@@ -158,9 +159,15 @@ class DynamoJobRepository:
         """Delete a job that was never enqueued (still QUEUED). Its idempotency record stays: the client's
         retry with the key finishes the job under the same id."""
         delete = update_params(self._table, job_key(job_id), None, "#status = :st_queued", {})
-        delete.pop("ReturnValuesOnConditionCheckFailure")
-        with unavailable_as_503("DynamoDB"):
-            self._client.delete_item(**delete)
+        try:
+            with unavailable_as_503("DynamoDB"):
+                self._client.delete_item(**delete)
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            if "Item" not in exc.response:
+                raise JobNotFound() from None
+            raise JobStateConflict(deserialize(exc.response["Item"]).get("status", "")) from None
 
     def list_for_owner(self, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None) -> JobPage:
         """An owner's jobs, newest first (indexes.py: gsi1, filtered by state if asked)."""
@@ -337,7 +344,8 @@ class DynamoJobRepository:
     def _reopened(self, item: dict[str, Any]) -> Job:
         """A retried job's frames count in its owner's usage again (a retry is not refused for the limit)."""
         job = item_to_job(item)
-        self.reserve_frames(job.owner, job.frames_total, limit=0)
+        # exactly its frames, at once: frames held ahead are for submits, each taken under the limit's check
+        reserve_usage(self._client, self._table, job.owner, job.frames_total, limit=0)
         return job
 
     # --- the sweeper's index (indexes.py) ---------------------------------------------------------

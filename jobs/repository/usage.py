@@ -194,9 +194,11 @@ class FrameAllowance:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._holds: dict[tuple[str, str], _Hold] = {}
+        # (table, owner, limit) -> what is held: frames reserved under one limit's check serve only that limit
+        self._holds: dict[tuple[str, str, int], _Hold] = {}
         self._client = None
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
         self._hold_seconds = 1.0
 
     def take(self, client, table: str, owner: str, frames: int, *, limit: int, block: int, hold_seconds: float) -> None:
@@ -206,17 +208,19 @@ class FrameAllowance:
         if block <= 0 or hold_seconds <= 0:
             reserve_usage(client, table, owner, frames, limit=limit)
             return
+        key = (table, owner, limit)
         now = time.monotonic()
         with self._lock:
             self._client = client
             self._hold_seconds = hold_seconds
-            hold = self._holds.setdefault((table, owner), _Hold())
+            hold = self._holds.setdefault(key, _Hold())
             recent = hold.recent(now, hold_seconds)
             hold.used(now, frames)
             if hold.frames >= frames:
                 hold.frames -= frames
                 return
             had, hold.frames = hold.frames, 0
+        self._start()  # forgets this owner once idle, whether or not it holds frames
         need = frames - had
         extra = min(block, recent)
         try:
@@ -228,16 +232,14 @@ class FrameAllowance:
                 extra = 0  # near the limit: exactly this job's frames, as without an allowance
                 reserve_usage(client, table, owner, need, limit=limit)
         except Exception:
-            self._put_back(table, owner, had)
+            self._put_back(key, had)
             raise
-        if extra:
-            self._put_back(table, owner, extra)
-            self._start()
+        self._put_back(key, extra)
 
-    def _put_back(self, table: str, owner: str, frames: int) -> None:
+    def _put_back(self, key: tuple[str, str, int], frames: int) -> None:
         if frames:
             with self._lock:
-                self._holds.setdefault((table, owner), _Hold()).frames += frames
+                self._holds.setdefault(key, _Hold()).frames += frames
 
     def give_back(self, *, idle_seconds: float) -> None:
         """Write back what has been held without a submit for `idle_seconds` (0: everything), and forget those
@@ -246,15 +248,22 @@ class FrameAllowance:
         with self._lock:
             idle = [key for key, hold in self._holds.items() if now - hold.last_used >= idle_seconds]
             due = [(key, self._holds.pop(key).frames) for key in idle]
-            due = [(key, frames) for key, frames in due if frames]
             client = self._client
-        for (table, owner), frames in due:
-            give_back_usage(client, table, owner, frames, "(held ahead)")
+        for (table, owner, _), frames in due:
+            if frames:
+                give_back_usage(client, table, owner, frames, "(held ahead)")
 
-    def held(self, table: str, owner: str) -> int:
+    def held(self, table: str, owner: str, limit: int) -> int:
         with self._lock:
-            hold = self._holds.get((table, owner))
+            hold = self._holds.get((table, owner, limit))
             return hold.frames if hold else 0
+
+    def close(self) -> None:
+        """At the process's exit: stop the thread (its write in flight done), then give back everything."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.give_back(idle_seconds=0)
 
     def _start(self) -> None:
         with self._lock:
@@ -264,8 +273,7 @@ class FrameAllowance:
         self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            time.sleep(min(self._hold_seconds / 2, 1.0))
+        while not self._stop.wait(min(self._hold_seconds / 2, 1.0)):
             self.give_back(idle_seconds=self._hold_seconds)
 
     def after_fork(self) -> None:
@@ -273,6 +281,7 @@ class FrameAllowance:
         self._lock = threading.Lock()
         self._holds = {}
         self._thread = None
+        self._stop = threading.Event()
 
 
 class _Hold:
@@ -298,7 +307,7 @@ class _Hold:
 
 ALLOWANCE = FrameAllowance()
 os.register_at_fork(after_in_child=ALLOWANCE.after_fork)
-atexit.register(ALLOWANCE.give_back, idle_seconds=0)
+atexit.register(ALLOWANCE.close)
 
 
 def batch_settles(every: float) -> None:

@@ -34,6 +34,7 @@ from jobs.errors import (
     IdempotencyTaken,
     JobAlreadyExists,
     JobNotFound,
+    JobStateConflict,
     PriorityNotAllowed,
     SceneFileInspecting,
     SceneFileRefused,
@@ -49,6 +50,7 @@ from jobs.ports import (
     AssetInspection,
     IdempotencyRecord,
     JobControl,
+    JobRepository,
     WebhookRepository,
 )
 from jobs.services.api_keys import SCOPE_HIGH
@@ -185,7 +187,7 @@ def job_create(
         repo.release_frames(owner, job.frames_total)
         if record is None:
             raise
-        return repo.get(job.id), True  # a replay of this request stored the job first, and sent it
+        return _stored(repo, job.id), True  # a replay of this request stored the job first, and sent it
     except Exception:
         repo.release_frames(owner, job.frames_total)
         raise
@@ -290,40 +292,56 @@ def _replay(jobs: JobControl, record: IdempotencyRecord, job: Job) -> tuple[Job,
     A record without its job (the key's first request died between its two writes, or its job was withdrawn
     after a failed send, or it is a moment ahead of this one) is finished here, under the recorded id: whoever
     stores the job first sends it, so the key makes one job and one message. `job` is this request's job,
-    whose frames are reserved: they stay with the job only if this request stores it."""
+    whose frames are reserved: they stay with the job only if this request stores it, whatever else happens."""
     repo = jobs.repo
-    existing = repo.idempotency_record(record.name)
-    if existing is None or existing.request_hash != record.request_hash:
-        repo.release_frames(job.owner, job.frames_total)
+    stored = False
+    try:
+        existing = repo.idempotency_record(record.name)
         if existing is None:  # expired, between our write and this read
             raise ServiceUnavailable("The original request with this Idempotency-Key did not complete; send it again.")
-        raise IdempotencyKeyReused()
-    with contextlib.suppress(JobNotFound):
-        found = repo.get(existing.job_id)
-        repo.release_frames(job.owner, job.frames_total)
-        return found, True
-    job = job.replace(id=existing.job_id)
-    try:
-        repo.add(job)
-    except JobAlreadyExists:  # the first request, a moment ahead, stored it: it sends it
-        repo.release_frames(job.owner, job.frames_total)
-        return repo.get(job.id), True
-    except Exception:
-        repo.release_frames(job.owner, job.frames_total)
-        raise
+        if existing.request_hash != record.request_hash:
+            raise IdempotencyKeyReused()
+        with contextlib.suppress(JobNotFound):
+            return repo.get(existing.job_id), True
+        job = job.replace(id=existing.job_id)
+        try:
+            repo.add(job)
+        except JobAlreadyExists:  # the first request, a moment ahead, stored it: it sends it
+            return _stored(repo, job.id), True
+        stored = True
+    finally:
+        if not stored:
+            repo.release_frames(job.owner, job.frames_total)
     _send(jobs, job)
     return job, True
 
 
+def _stored(repo: JobRepository, job_id: str) -> Job:
+    """The job another request with this key stored; gone again if that request's send failed (503: retry)."""
+    try:
+        return repo.get(job_id)
+    except JobNotFound:
+        raise ServiceUnavailable("The request with this Idempotency-Key did not complete; send it again.") from None
+
+
 def _send(jobs: JobControl, job: Job) -> None:
-    """Send a stored job's first message; if that fails the job is withdrawn, its frames given back, and the
-    client gets 503 (a retry with its Idempotency-Key finishes it under the same id)."""
+    """Send a stored job's first message. If that fails the job is withdrawn, its frames given back, and the
+    client gets 503 (a retry with its Idempotency-Key finishes it under the same id). A job a worker already
+    took was sent after all (a send that failed only on its way back): it is accepted. One that cannot be
+    withdrawn (DynamoDB unreachable too) stays QUEUED with its frames, for the sweeper to send; still 503."""
     try:
         enqueue_work(queue=jobs.queue, job=job)
-    except ServiceUnavailable:
-        try:
-            jobs.repo.withdraw(job.id)
-        except Exception:  # the 503 stands either way; a job left QUEUED is logged for the operator (and the sweeper)
-            log.exception("could not withdraw job %s after a failed enqueue", job.id)
-        jobs.repo.release_frames(job.owner, job.frames_total)
-        raise
+        return
+    except ServiceUnavailable as failed:
+        unsent = failed
+    try:
+        jobs.repo.withdraw(job.id)
+    except JobStateConflict:
+        return
+    except JobNotFound:
+        pass  # withdrawn already (by another request with its key): its frames are still this request's
+    except Exception:
+        log.exception("could not withdraw job %s after a failed enqueue; the sweeper will send it", job.id)
+        raise unsent from None
+    jobs.repo.release_frames(job.owner, job.frames_total)
+    raise unsent

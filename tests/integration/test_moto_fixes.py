@@ -203,18 +203,29 @@ def test_dynamodb_answers_written_as_plain_json_parse_as_motos_own_serializer_wr
     """The emulator writes the data-plane calls' results with json.dumps (moto's serializer walked the model
     shape by shape, a fifth of its CPU): a client reads the same answers, blobs, numbers, sets and errors alike."""
     from moto import mock_aws
+    from moto.core.serialize import ResponseSerializer
     from moto.dynamodb.responses import DynamoHandler
 
     from jobs.devstack import moto_fixes
 
     moto_fixes.apply()
     fast = DynamoHandler.serialized
-    answers = {}
+    answers, walks = {}, {}
+    walk = ResponseSerializer.serialize
     for name, serialized in (("moto's", fast.__wrapped__), ("plain", fast)):
+        walks[name] = 0
+
+        def counted(self, result, name=name):
+            walks[name] += 1
+            return walk(self, result)
+
+        monkeypatch.setattr(ResponseSerializer, "serialize", counted)
         monkeypatch.setattr(DynamoHandler, "serialized", serialized)
         with mock_aws():
             answers[name] = _data_plane_calls(_mocked(monkeypatch, "dynamodb"))
     assert answers["plain"] == answers["moto's"]
+    # the plain answers did not go through moto's serializer: only CreateTable's did
+    assert walks["moto's"] == 11 and walks["plain"] == 1
     assert answers["plain"][1]["Item"] == ITEM and answers["plain"][-1]["item"]["n"] == {"N": "2.50"}
 
 

@@ -1,13 +1,19 @@
 """The owner's usage item against DynamoDB: ended jobs' frames and worker-seconds settled in one write, and a
 render worker's batches of them (jobs/repository/usage.py)."""
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from jobs.adapters import aws
 from jobs.repository.budgets import DynamoBudgets
 from jobs.repository.usage import FrameAllowance, OwnerLimitPassed, UsageLedger, add_usage, usage_key
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _usage(table, owner):
@@ -56,15 +62,15 @@ def test_a_stream_of_submits_reserves_its_frames_in_blocks_and_gives_back_what_i
     take(1)
     assert _usage(table, "alice") == {"frames_active": 1}  # alone: exactly its frames
     take(1)
-    assert _usage(table, "alice") == {"frames_active": 3} and allowance.held(table, "alice") == 1  # 1 ahead
+    assert _usage(table, "alice") == {"frames_active": 3} and allowance.held(table, "alice", 100_000) == 1  # 1 ahead
     take(1)
-    assert _usage(table, "alice") == {"frames_active": 3} and allowance.held(table, "alice") == 0  # no write
+    assert _usage(table, "alice") == {"frames_active": 3} and allowance.held(table, "alice", 100_000) == 0  # no write
     take(2)
-    assert _usage(table, "alice") == {"frames_active": 8} and allowance.held(table, "alice") == 3
+    assert _usage(table, "alice") == {"frames_active": 8} and allowance.held(table, "alice", 100_000) == 3
     deadline = time.monotonic() + 10
     while _usage(table, "alice")["frames_active"] != 5 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _usage(table, "alice") == {"frames_active": 5} and allowance.held(table, "alice") == 0  # given back
+    assert _usage(table, "alice") == {"frames_active": 5} and allowance.held(table, "alice", 100_000) == 0  # given back
 
 
 def test_near_the_limit_a_submit_reserves_exactly_its_frames_and_past_it_is_refused(table):
@@ -80,13 +86,18 @@ def test_near_the_limit_a_submit_reserves_exactly_its_frames_and_past_it_is_refu
     take(1)  # 1 ahead: 397
     take(1)  # held: no write
     assert _usage(table, "bob") == {"frames_active": 397}
+    # frames held for a write with no limit (a retry's, say) are not this limit's: they were never checked
+    allowance.take(client, table, "bob", 1, limit=0, block=100, hold_seconds=60)
+    allowance.take(client, table, "bob", 1, limit=0, block=100, hold_seconds=60)
+    assert _usage(table, "bob") == {"frames_active": 400} and allowance.held(table, "bob", 0) == 1
+    add_usage(client, table, "bob", -3)  # three of bob's frames finished: 397 again
     take(3)  # a block of 3 ahead would pass 400: exactly 3
-    assert _usage(table, "bob") == {"frames_active": 400} and allowance.held(table, "bob") == 0
+    assert _usage(table, "bob") == {"frames_active": 400} and allowance.held(table, "bob", 400) == 0
     with pytest.raises(OwnerLimitPassed) as refused:
         take(1)
     assert refused.value.frames_active == 400
-    allowance.give_back(idle_seconds=0)  # the process's exit: nothing held, nothing written
-    assert _usage(table, "bob") == {"frames_active": 400}
+    allowance.give_back(idle_seconds=0)  # the process's exit: only the no-limit write's frame was held
+    assert _usage(table, "bob") == {"frames_active": 399}
 
 
 def test_without_blocks_every_submit_reserves_its_own_frames_at_once(table):
@@ -94,4 +105,33 @@ def test_without_blocks_every_submit_reserves_its_own_frames_at_once(table):
     allowance = FrameAllowance()
     for _ in range(3):
         allowance.take(client, table, "carol", 2, limit=0, block=0, hold_seconds=2)
-    assert _usage(table, "carol") == {"frames_active": 6} and allowance.held(table, "carol") == 0
+    assert _usage(table, "carol") == {"frames_active": 6} and allowance.held(table, "carol", 0) == 0
+
+
+def test_a_block_is_at_most_one_percent_of_the_limit(table):
+    client = aws.client("dynamodb")
+    allowance = FrameAllowance()
+    for frames in (1, 50):  # alone, then 1 ahead
+        allowance.take(client, table, "erin", frames, limit=1_000, block=100, hold_seconds=60)
+    allowance.take(client, table, "erin", 50, limit=1_000, block=100, hold_seconds=60)  # 51 taken lately: 10 ahead
+    assert _usage(table, "erin") == {"frames_active": 111} and allowance.held(table, "erin", 1_000) == 10
+
+
+def test_a_process_that_exits_gives_back_what_it_holds(table):
+    """The API process's exit (gunicorn runs atexit in its workers) writes back the frames held ahead."""
+    code = (
+        "import sys\n"
+        "from jobs.adapters import aws\n"
+        "from jobs.repository.usage import ALLOWANCE\n"
+        "client = aws.client('dynamodb')\n"
+        "for frames in (1, 1, 2):\n"
+        "    ALLOWANCE.take(client, sys.argv[1], 'dave', frames, limit=0, block=100, hold_seconds=600)\n"
+        "print(ALLOWANCE.held(sys.argv[1], 'dave', 0))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "renderproject.settings"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, table], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "2"  # 1 alone, 1 + 1 ahead, 2 = 1 held + 1 reserved with 2 ahead
+    assert _usage(table, "dave") == {"frames_active": 4}  # 6 reserved, the 2 held given back at the exit

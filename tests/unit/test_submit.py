@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobs.domain import Priority
+from jobs.domain import JobStatus, Priority
 from jobs.errors import IdempotencyKeyReused, ServiceUnavailable
 from tests.fakes import FakeTaskQueue, FakeWebhooks
 from tests.unit.conftest import create, submit
@@ -20,11 +20,13 @@ def test_the_queue_down_withdraws_the_job_and_raises_503_and_a_retry_with_the_ke
     with pytest.raises(ServiceUnavailable):
         submit(repo, FakeTaskQueue(down=True), clock, key="k1")
     assert repo.jobs == {} and list(repo.idempotency) == ["alice#k1"]  # the record stays, for the retry
+    assert repo.usage["alice"] == 0  # its frames given back
     recorded = repo.idempotency["alice#k1"].job_id
     job, replayed = create(repo, queue, clock, "k1")
     assert (job.id, replayed) == (recorded, True) and list(repo.jobs) == [recorded]
     assert queue.chunks == [(recorded, None, 1, Priority.HIGH)]  # sent once, by the retry
     assert create(repo, queue, clock, "k1")[0].id == recorded and len(queue.chunks) == 1
+    assert repo.usage["alice"] == job.frames_total  # counted once: the replay gave its frames back
 
 
 def test_a_record_whose_job_was_never_stored_is_finished_by_the_next_request_with_its_key(repo, queue, clock):
@@ -32,19 +34,52 @@ def test_a_record_whose_job_was_never_stored_is_finished_by_the_next_request_wit
     the job under the recorded id, once."""
     first, _ = create(repo, queue, clock, "k2")
     del repo.jobs[first.id]  # as if the request had died between its two writes, before sending
+    repo.release_frames("alice", first.frames_total)  # (and its frames had not been counted)
     queue.chunks.clear()
     again, replayed = create(repo, queue, clock, "k2")
     assert (again.id, replayed) == (first.id, True) and queue.chunks == [(first.id, None, 1, Priority.HIGH)]
     assert create(repo, queue, clock, "k2") == (again, True) and len(queue.chunks) == 1
+    assert repo.usage["alice"] == again.frames_total
 
 
-def test_a_request_whose_job_a_retry_stored_first_returns_that_job_and_sends_nothing(repo, queue, clock, monkeypatch):
-    """The first request, a moment behind a retry that finished its job: its job's put finds the job stored."""
-    monkeypatch.setattr("jobs.services.submit.new_job_id", lambda: "j-fixed")  # the recorded id, both times
-    stored, _ = create(repo, queue, clock, "retry")
-    clock.advance(1)
-    job, replayed = create(repo, queue, clock, "first")
-    assert (job, replayed) == (stored, True) and len(queue.chunks) == 1
+def test_a_first_request_whose_job_its_retry_stored_first_returns_that_job_and_sends_nothing(repo, queue, clock):
+    """Two requests with one key, interleaved: the first stores its record; its retry finds the record without
+    a job and stores and sends it; then the first's own job put finds the job there. One job, one message, its
+    frames counted once."""
+    real_add = repo.add
+    retried = []
+
+    def add(job, *, idempotency=None):
+        if idempotency is None or retried:
+            return real_add(job, idempotency=idempotency)
+        retried.append(None)
+        repo.idempotency[idempotency.name] = idempotency  # the first request's record put
+        clock.advance(0.001)
+        retried[0] = create(repo, queue, clock, "k3")  # its retry, in between: the record, and no job yet
+        return real_add(job)  # then the first request's job put
+
+    repo.add = add
+    job, replayed = create(repo, queue, clock, "k3")
+    ((retry_job, retry_replayed),) = retried
+    assert retry_job.id == job.id and (replayed, retry_replayed) == (True, True)
+    assert list(repo.jobs) == [job.id] and queue.chunks == [(job.id, None, 1, Priority.HIGH)]
+    assert repo.usage["alice"] == job.frames_total
+
+
+def test_a_send_that_failed_only_on_its_way_back_leaves_the_job_accepted(repo, clock):
+    """SQS took the message but the answer was lost (503 to the API): a worker has claimed the job by the
+    time the API would withdraw it, so the job is accepted, its frames counted once, and nothing is resent."""
+
+    class LostAnswer(FakeTaskQueue):
+        def enqueue_chunk(self, *, job_id, index, attempt, priority) -> None:
+            self.chunks.append((job_id, index, attempt, priority))
+            repo.jobs[job_id] = repo.jobs[job_id].replace(status=JobStatus.PROCESSING)  # a worker's claim
+            raise ServiceUnavailable("SQS: no answer")
+
+    queue = LostAnswer()
+    job = submit(repo, queue, clock, key="k4")
+    assert repo.get(job.id).status is JobStatus.PROCESSING and len(queue.chunks) == 1
+    assert repo.usage["alice"] == job.frames_total
 
 
 def test_idempotent_submit_returns_the_original_job(repo, queue, clock):
