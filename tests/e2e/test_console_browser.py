@@ -479,7 +479,10 @@ def test_the_browsable_api_renders_posts_and_acts_under_the_default_policy(make_
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
         expect(page.get_by_role("button", name="Log out")).to_be_visible()
-        # The raw-content form posts a job (a form to this origin), and the answer is shown.
+        # The raw-content form posts a job (a form to this origin), and the answer is shown. DRF's ajax-form.js
+        # sends it as JSON: before that script has run (a loaded machine), the browser would post the form
+        # itself, urlencoded (415).
+        page.wait_for_load_state("load")
         body = {"scene": "from the browsable API", "width": 64, "height": 64}
         page.get_by_role("textbox", name="Content").fill(json.dumps(body))
         page.get_by_role("button", name="POST").click()
