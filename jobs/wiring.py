@@ -30,6 +30,7 @@ def job_repository() -> DynamoJobRepository:
         table_name=settings.RENDER_TABLE_NAME,
         usage_block_frames=settings.RENDER_USAGE_BLOCK_FRAMES,
         usage_hold_seconds=settings.RENDER_USAGE_HOLD_SECONDS,
+        filter_reads=settings.RENDER_LISTING_FILTER_READS,
     )
 
 

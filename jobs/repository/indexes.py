@@ -32,11 +32,18 @@ from jobs.repository.items import (
 
 DEFAULT_PAGE = 20
 FILTER_BATCH = 100  # entries a status-filtered listing reads from each shard per round
-FILTER_READS = 1000  # entries a status-filtered listing reads per request at most (then a short page)
+FILTER_READS = 1000  # entries a status-filtered listing reads per request at most (then a short page), by default
 
 
 def list_for_owner(
-    client, table: str, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None
+    client,
+    table: str,
+    owner: str,
+    *,
+    status: JobStatus | None,
+    cursor: str | None,
+    limit: int | None,
+    filter_reads: int | None = None,
 ) -> JobPage:
     """An owner's jobs, newest first, from gsi1 (owner, `<created_at>#<id>`); with a status, filtered by the
     state of each job's item as read now.
@@ -46,8 +53,9 @@ def list_for_owner(
     key shown, so the next page asks each shard for what sorts below it. gsi1 projects keys only and is
     written once per job (a state change writes no index entry): the page's items come from one
     BatchGetItem, so they show the jobs as they are now, and a status filter is applied to them. A filtered
-    listing reads at most FILTER_READS entries per request: when that many did not fill the page, the page
-    is short and its cursor continues below the last job read (like DynamoDB's own filtered pages). A cursor
+    listing reads at most `filter_reads` (default FILTER_READS) entries per request: when that many did not
+    fill the page, the page is short and its cursor continues below the last job read (like DynamoDB's own
+    filtered pages). A cursor
     carries the listing's status and limit: alone it continues the same listing, and with another status it
     is refused.
     """
@@ -63,12 +71,13 @@ def list_for_owner(
         if not isinstance(below, str):
             raise InvalidCursor()
     limit = limit or DEFAULT_PAGE
-    # A filtered listing reads in larger rounds: most entries it reads may be left out.
-    batch = limit + 1 if status is None else max(limit + 1, FILTER_BATCH)
+    reads = filter_reads or FILTER_READS
+    # A filtered listing reads in larger rounds (most entries it reads may be left out), within its reads.
+    batch = limit + 1 if status is None else min(max(limit + 1, FILTER_BATCH), reads)
     page: list[tuple[str, Job]] = []  # (sort key, job), newest first, one more than the page if there is more
     read, exhausted = 0, False
     while len(page) <= limit and not exhausted:
-        if read >= FILTER_READS:
+        if read >= reads:
             break  # a short page: the cursor continues below the last entry read
         entries, exhausted = _merged(client, table, owner, below=below, limit=batch)
         keys = [{"pk": {"S": e["pk"]}, "sk": {"S": e["sk"]}} for e in entries]

@@ -60,9 +60,18 @@ RECOUNT_TRIES = 5  # a recount that a running chunk's write keeps overtaking rea
 class DynamoJobRepository:
     """Jobs in the one table (docs/ARCHITECTURE.md); every state change is a conditional write."""
 
-    def __init__(self, *, client, table_name: str, usage_block_frames: int = 0, usage_hold_seconds: float = 0.0):
+    def __init__(
+        self,
+        *,
+        client,
+        table_name: str,
+        usage_block_frames: int = 0,
+        usage_hold_seconds: float = 0.0,
+        filter_reads: int | None = None,
+    ):
         self._client = client
         self._table = table_name
+        self._filter_reads = filter_reads  # a status-filtered listing's entries read per request (indexes.py)
         # An API process reserves an owner's frames ahead in blocks of up to this many (usage.py FrameAllowance)
         self._usage_block = usage_block_frames
         self._usage_hold = usage_hold_seconds
@@ -171,7 +180,15 @@ class DynamoJobRepository:
 
     def list_for_owner(self, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None) -> JobPage:
         """An owner's jobs, newest first (indexes.py: gsi1, filtered by state if asked)."""
-        return indexes.list_for_owner(self._client, self._table, owner, status=status, cursor=cursor, limit=limit)
+        return indexes.list_for_owner(
+            self._client,
+            self._table,
+            owner,
+            status=status,
+            cursor=cursor,
+            limit=limit,
+            filter_reads=self._filter_reads,
+        )
 
     # --- the job item as the assembler's lease ---------------------------------------------------
     def begin_assembly(

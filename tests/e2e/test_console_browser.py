@@ -55,6 +55,7 @@ def stack(make_module_stack):
             RENDER_SIMULATED_SECONDS="0.5",
             RENDER_MAX_ATTEMPTS="1",  # the broken scene file fails once, not three times
             RENDER_BLENDER_CACHE_DIR=str(cache),
+            RENDER_LISTING_FILTER_READS="2",  # a status-filtered page looks through two jobs (a short page)
         )
         stack.start_ready_worker("w1")
         yield stack
@@ -241,6 +242,25 @@ def test_sign_in_submit_and_watch_progress_and_thumbnails(stack, browser):
         row = page.get_by_role("row").filter(has=page.get_by_role("link", name=HOSTILE))
         expect(row.get_by_text("COMPLETED")).to_be_visible()
         watched.shot("jobs")
+        assert watched.errors == []
+
+
+def test_a_filtered_page_that_found_none_says_so_and_older_goes_on(stack, browser):
+    """A status-filtered page looks through a bounded number of jobs (two in this stack): one that found none
+    in the state is not "no jobs here yet", and Older reads on."""
+    jobs = [stack.submit(scene=f"filtered {n}") for n in range(3)]
+    for job in jobs:
+        stack.wait_for_status(job["id"], "COMPLETED", timeout=60)
+    with watching(browser, stack, "filtered") as watched:
+        page = watched.page
+        page.goto(stack.api + "/?status=CANCELLING")  # a passing state: none of the newest two is in it
+        expect(page.get_by_text("None in this state among the jobs this page looked through.")).to_be_visible()
+        expect(page.get_by_text("No jobs here yet.")).to_be_hidden()
+        expect(page.get_by_role("button", name="Older")).to_be_enabled()
+        page.goto(stack.api + "/?status=COMPLETED")
+        expect(page.get_by_role("row").filter(has=page.get_by_role("link", name="filtered 2"))).to_be_visible()
+        expect(page.get_by_text("None in this state among the jobs this page looked through.")).to_be_hidden()
+        watched.shot("filtered")
         assert watched.errors == []
 
 

@@ -135,8 +135,10 @@ function jobsPage() {
       if (status !== 200) { showMessage(errorText(body, `The API answered ${status}.`), true); return schedule(5000); }
       showMessage("");
       tbody.replaceChildren(...body.jobs.map(row));
-      document.getElementById("empty").hidden = body.jobs.length > 0;
       next = body.next_cursor;
+      // A filtered page looks through a bounded number of jobs: one that found none may not be the end.
+      document.getElementById("empty").hidden = body.jobs.length > 0 || Boolean(next);
+      document.getElementById("empty-page").hidden = body.jobs.length > 0 || !next;
       newer.disabled = page === 0;
       older.disabled = !next;
       schedule(body.jobs.some((j) => !FINAL.has(j.status)) ? POLL_MS : 5000);
