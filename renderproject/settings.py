@@ -360,12 +360,12 @@ RENDER_USAGE_FLUSH_SECONDS = env_float("RENDER_USAGE_FLUSH_SECONDS", 5.0)
 # FrameAllowance); what it has not used goes back once the owner has not submitted to it for
 # RENDER_USAGE_HOLD_SECONDS. 0: each submit reserves its own frames.
 RENDER_USAGE_BLOCK_FRAMES = env_int("RENDER_USAGE_BLOCK_FRAMES", 100)
+RENDER_USAGE_HOLD_SECONDS = env_float("RENDER_USAGE_HOLD_SECONDS", 2.0)
 # A status-filtered job listing (GET /api/jobs?status=) reads at most this many of the owner's jobs a request;
 # a page they did not fill is short, with a cursor to go on (jobs/repository/indexes.py).
 RENDER_LISTING_FILTER_READS = env_int("RENDER_LISTING_FILTER_READS", 1000)
 if RENDER_LISTING_FILTER_READS < 1:
     raise ImproperlyConfigured("RENDER_LISTING_FILTER_READS must be 1 or more")
-RENDER_USAGE_HOLD_SECONDS = env_float("RENDER_USAGE_HOLD_SECONDS", 2.0)
 # After SIGTERM a running chunk keeps rendering only if its remaining frames fit in this many seconds;
 # otherwise it is released at the next frame boundary for another worker (ECS then stops the task).
 RENDER_SHUTDOWN_GRACE_SECONDS = env_int("RENDER_SHUTDOWN_GRACE_SECONDS", 30)

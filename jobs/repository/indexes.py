@@ -55,9 +55,8 @@ def list_for_owner(
     BatchGetItem, so they show the jobs as they are now, and a status filter is applied to them. A filtered
     listing reads at most `filter_reads` (default FILTER_READS) entries per request: when that many did not
     fill the page, the page is short and its cursor continues below the last job read (like DynamoDB's own
-    filtered pages). A cursor
-    carries the listing's status and limit: alone it continues the same listing, and with another status it
-    is refused.
+    filtered pages). A cursor carries the listing's status and limit: alone it continues the same listing,
+    and with another status it is refused.
     """
     scope = f"owner:{owner}"
     below = None
