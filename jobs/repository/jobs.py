@@ -18,7 +18,6 @@ from jobs.errors import (
     JobAlreadyExists,
     JobNotFound,
     JobNotRunning,
-    JobStateConflict,
     OwnerLimitReached,
     ServiceUnavailable,
 )
@@ -31,6 +30,7 @@ from jobs.repository.dynamo import (
     LEASE_FREE,
     TAKE_LEASE,
     conditional_update,
+    conflict_from,
     failure_values,
     lease_values,
     set_status,
@@ -174,9 +174,7 @@ class DynamoJobRepository:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            if "Item" not in exc.response:
-                raise JobNotFound() from None
-            raise JobStateConflict(deserialize(exc.response["Item"]).get("status", "")) from None
+            raise conflict_from(exc.response.get("Item")) from None
 
     def list_for_owner(self, owner: str, *, status: JobStatus | None, cursor: str | None, limit: int | None) -> JobPage:
         """An owner's jobs, newest first (indexes.py: gsi1, filtered by state if asked)."""

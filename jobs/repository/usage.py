@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 from jobs.adapters.aws import error_code, unavailable_as_503
 from jobs.domain import month_of
 from jobs.repository import partitions as P
-from jobs.repository.items import decimal, item_frames, parse_iso
+from jobs.repository.items import decimal, deserialize, item_frames, parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def reserve_usage(client, table: str, owner: str, frames: int, *, limit: int) ->
     except ClientError as exc:
         if error_code(exc) != "ConditionalCheckFailedException":
             raise
-        raise OwnerLimitPassed(int(float(exc.response.get("Item", {}).get("frames_active", {}).get("N", 0)))) from exc
+        raise OwnerLimitPassed(int(deserialize(exc.response.get("Item", {})).get("frames_active", 0))) from exc
 
 
 def give_back_usage(client, table: str, owner: str, frames: int, job_id: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -179,20 +178,7 @@ def job_create(
             expires_at=now + IDEMPOTENCY_TTL,
         )
     repo.reserve_frames(owner, job.frames_total, limit=frame_limit)
-    try:
-        repo.add(job, idempotency=record)
-    except IdempotencyTaken:
-        return _replay(jobs, record, job)
-    except JobAlreadyExists:
-        repo.release_frames(owner, job.frames_total)
-        if record is None:
-            raise
-        return _stored(repo, job.id), True  # a replay of this request stored the job first, and sent it
-    except Exception:
-        repo.release_frames(owner, job.frames_total)
-        raise
-    _send(jobs, job)
-    return job, False
+    return _store_and_send(jobs, job, record)
 
 
 def scout_of(*, spec: JobSpec, frames: FrameList) -> tuple[JobSpec, QuoteFor]:
@@ -286,34 +272,52 @@ def chunk_size_from_speed(spec: JobSpec, inspection: AssetInspection) -> int | N
     return picked
 
 
+def _store_and_send(
+    jobs: JobControl, job: Job, record: IdempotencyRecord | None, *, replaying: bool = False
+) -> tuple[Job, bool]:
+    """Store the job (after its key's record, when it has one) and send it: (the job, whether it replays).
+
+    The job's frames are reserved: they stay with it only if this request stores it. A job of this key that
+    another request with the key stored first is returned as it is (that request sends it); `replaying`: this
+    request finishes a job its key's record names, under the recorded id."""
+    repo = jobs.repo
+    try:
+        repo.add(job, idempotency=record)
+    except IdempotencyTaken:
+        return _replay(jobs, record, job)
+    except JobAlreadyExists:
+        repo.release_frames(job.owner, job.frames_total)
+        if record is None and not replaying:
+            raise
+        return _stored(repo, job.id), True
+    except Exception:
+        repo.release_frames(job.owner, job.frames_total)
+        raise
+    _send(jobs, job)
+    return job, replaying
+
+
 def _replay(jobs: JobControl, record: IdempotencyRecord, job: Job) -> tuple[Job, bool]:
     """A request with a key a live record holds: the job it made, if the request is the same one (422 if not).
 
     A record without its job (the key's first request died between its two writes, or its job was withdrawn
-    after a failed send, or it is a moment ahead of this one) is finished here, under the recorded id: whoever
-    stores the job first sends it, so the key makes one job and one message. `job` is this request's job,
-    whose frames are reserved: they stay with the job only if this request stores it, whatever else happens."""
+    after a failed send, or it is a moment ahead of this one) is finished here, under the recorded id, as a
+    submit of its own: whoever stores the job first sends it, so the key makes one job and one message."""
     repo = jobs.repo
-    stored = False
     try:
         existing = repo.idempotency_record(record.name)
         if existing is None:  # expired, between our write and this read
             raise ServiceUnavailable("The original request with this Idempotency-Key did not complete; send it again.")
         if existing.request_hash != record.request_hash:
             raise IdempotencyKeyReused()
-        with contextlib.suppress(JobNotFound):
-            return repo.get(existing.job_id), True
-        job = job.replace(id=existing.job_id)
-        try:
-            repo.add(job)
-        except JobAlreadyExists:  # the first request, a moment ahead, stored it: it sends it
-            return _stored(repo, job.id), True
-        stored = True
-    finally:
-        if not stored:
-            repo.release_frames(job.owner, job.frames_total)
-    _send(jobs, job)
-    return job, True
+        found = repo.get(existing.job_id)
+    except JobNotFound:
+        return _store_and_send(jobs, job.replace(id=existing.job_id), None, replaying=True)
+    except Exception:
+        repo.release_frames(job.owner, job.frames_total)
+        raise
+    repo.release_frames(job.owner, job.frames_total)
+    return found, True
 
 
 def _stored(repo: JobRepository, job_id: str) -> Job:
