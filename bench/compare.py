@@ -85,6 +85,21 @@ def print_side_by_side(args, *, project: dict, raw: dict) -> None:
             "emulator CPU, ms", f"{project['emulator'] / jobs * 1000:.1f}", f"{raw['emulator'] / jobs * 1000:.1f}"
         )
     )
+    moto, raw_moto = project["moto"], raw["moto"]
+    print(
+        row.format(
+            "  of it in moto, by call",
+            f"{sum(moto.values()) / jobs * 1000:.1f}",
+            f"{sum(raw_moto.values()) / jobs * 1000:.1f}",
+        )
+    )
+    for key in sorted(moto.keys() | raw_moto.keys(), key=lambda k: -moto[k]):
+        if moto[key] + raw_moto[key] >= 0.0005 * jobs:  # 0.5 ms a job or more on either side
+            print(
+                row.format(
+                    f"    {key[0]} {key[1]}", f"{moto[key] / jobs * 1000:.1f}", f"{raw_moto[key] / jobs * 1000:.1f}"
+                )
+            )
     print(row.format("throughput, jobs/s", f"{project['rate']:.1f}", f"{raw['rate']:.1f}"))
     goal = "goal >= 0.8 at AWS-like latency, issue 20" if args.latency else "goal >= 0.85, issue 13"
     print(f"  throughput ratio project/raw: {project['rate'] / raw['rate']:.2f} ({goal})")

@@ -97,7 +97,7 @@ def scenario_jobs(args) -> None:
         accepted = time.monotonic() - started
         items = bench.wait_finished(ids)
         cpu = {role: cpu_by_role(bench.stack)[role] - seconds for role, seconds in cpu_before.items()}
-        counts = bench.counts()
+        counts, moto_cpu = bench.counts(), bench.counts("cpu_seconds")
         done = [i for i in items.values() if i["status"]["S"] == "COMPLETED"]
         latencies = [seconds_between(i, "created_at", "finished_at") for i in done]
         first = min(datetime.fromisoformat(i["created_at"]["S"]) for i in items.values())
@@ -156,7 +156,7 @@ def scenario_jobs(args) -> None:
             "emulator": cpu_by_role(bench.stack)["emulator"] - raw_before["emulator"],
             "loop": sum(os.times()[:2]) - raw_before["loop"],
         }
-        raw_counts = bench.counts()
+        raw_counts, raw_moto_cpu = bench.counts(), bench.counts("cpu_seconds")
         raw_cost, raw_bytes = bench.cost(args.jobs, tables=("raw-jobs",)), bench.bytes_written(args.jobs, "raw-jobs")
         raw_path = path_summary(bench.trace(result["windows"][0][0] - 1), result["windows"])
         print(f"  raw loop ({consumers} consumer threads, same emulator): {result['jobs_per_second']:.1f} jobs/s")
@@ -166,6 +166,7 @@ def scenario_jobs(args) -> None:
             args,
             project={
                 "counts": counts,
+                "moto": moto_cpu,
                 "path": path,
                 "bytes": project_bytes,
                 "client": cpu["API"] + cpu["workers"],
@@ -174,6 +175,7 @@ def scenario_jobs(args) -> None:
             },
             raw={
                 "counts": raw_counts,
+                "moto": raw_moto_cpu,
                 "path": raw_path,
                 "bytes": raw_bytes,
                 "client": raw_cpu["loop"],

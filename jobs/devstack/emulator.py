@@ -2,7 +2,8 @@
 
 Counting at the emulator sees every process (API, workers, kombu's pycurl polls) at the HTTP layer.
 DynamoDB calls are run one at a time, as moto is not safe under concurrency and DynamoDB's calls are
-atomic. `GET /_emulator/requests` returns the counts; `POST /_emulator/requests/reset` zeroes them (and the
+atomic. `GET /_emulator/requests` returns the counts, each with the CPU its calls took in moto (the
+serving thread's, latency waits left out); `POST /_emulator/requests/reset` zeroes them (and the
 capacity meter). Requests whose User-Agent carries `render-observer` (the bench's own polling) are counted
 apart, as "observer", and are not metered. `GET /_emulator/capacity` returns the DynamoDB capacity units
 the system's requests would cost on AWS (jobs/devstack/capacity.py).
@@ -81,6 +82,7 @@ class CountingApp:
         self._lock = threading.Lock()
         self._dynamodb_lock = threading.Lock()
         self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._cpu: Counter[tuple[str, str, str]] = Counter()  # thread CPU seconds spent serving each kind
         self._trace: deque[tuple[float, float, str, str, str]] = deque(maxlen=TRACE_LENGTH)
         self.meter = CapacityMeter(moto_table)
 
@@ -96,7 +98,11 @@ class CountingApp:
             return self._serve(service, action, who, environ, start_response)[0]
         started, half = time.time(), self._latency.seconds(service, action) / 2
         time.sleep(half)  # the way there: no lock held, so concurrent calls wait side by side
+        cpu = time.thread_time()
         response, note = self._serve(service, action, who, environ, start_response)
+        cpu = time.thread_time() - cpu
+        with self._lock:
+            self._cpu[(who, service, action)] += cpu
         time.sleep(half)  # the way back, after moto's lock is released (the body is sent once returned)
         self._trace.append((started, time.time(), service, action, note))
         return response
@@ -146,6 +152,7 @@ class CountingApp:
         if path == "/_emulator/requests/reset" and method == "POST":
             with self._lock, self._dynamodb_lock:
                 self._counts.clear()
+                self._cpu.clear()
                 self.meter.clear()
             body = {"reset": True}
         elif path == "/_emulator/capacity":
@@ -155,7 +162,8 @@ class CountingApp:
             with self._lock:
                 body = {
                     "requests": [
-                        {"who": w, "service": s, "action": a, "count": n} for (w, s, a), n in self._counts.items()
+                        {"who": w, "service": s, "action": a, "count": n, "cpu_seconds": self._cpu[(w, s, a)]}
+                        for (w, s, a), n in self._counts.items()
                     ]
                 }
         elif path == "/_emulator/trace":
