@@ -223,7 +223,11 @@ def farm_registry():
 def budgets():
     from jobs.repository.budgets import DynamoBudgets
 
-    return DynamoBudgets(client=aws.client("dynamodb"), table_name=settings.RENDER_TABLE_NAME)
+    return DynamoBudgets(
+        client=aws.client("dynamodb"),
+        table_name=settings.RENDER_TABLE_NAME,
+        unbudgeted_seconds=settings.RENDER_BUDGET_RECHECK_SECONDS,
+    )
 
 
 def prices():

@@ -361,6 +361,9 @@ RENDER_USAGE_FLUSH_SECONDS = env_float("RENDER_USAGE_FLUSH_SECONDS", 5.0)
 # RENDER_USAGE_HOLD_SECONDS. 0: each submit reserves its own frames.
 RENDER_USAGE_BLOCK_FRAMES = env_int("RENDER_USAGE_BLOCK_FRAMES", 100)
 RENDER_USAGE_HOLD_SECONDS = env_float("RENDER_USAGE_HOLD_SECONDS", 2.0)
+# A submit's budget check reads the owner's budget and spend; an owner found with no budget is not read again by
+# that API process for this long (a budget set elsewhere bites within it). 0: read on every submit.
+RENDER_BUDGET_RECHECK_SECONDS = env_float("RENDER_BUDGET_RECHECK_SECONDS", 2.0)
 # A status-filtered job listing (GET /api/jobs?status=) reads at most this many of the owner's jobs a request;
 # a page they did not fill is short, with a cursor to go on (jobs/repository/indexes.py).
 RENDER_LISTING_FILTER_READS = env_int("RENDER_LISTING_FILTER_READS", 1000)

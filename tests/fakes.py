@@ -116,6 +116,9 @@ class InMemoryJobRepository:
             budget=self.budgets.get(owner),
         )
 
+    def budgeted_spend(self, owner: str, *, month: str) -> OwnerSpend | None:
+        return self.spend(owner, month=month) if owner in self.budgets else None
+
     # --- jobs ---------------------------------------------------------------------------------
     def add(self, job: Job, *, idempotency: IdempotencyRecord | None = None) -> None:
         """As DynamoDB's: the record's put, then the job's (two writes, not one transaction)."""

@@ -9,6 +9,8 @@ TTL a year after its month): it is still read and added, so an upgrade within a 
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -30,9 +32,17 @@ def legacy_spend_key(owner: str, month: str) -> dict[str, Any]:
 
 
 class DynamoBudgets:
-    def __init__(self, *, client, table_name: str):
+    """`unbudgeted_seconds`: how long `budgeted_spend` takes an owner it found without a budget as still
+    without one, without reading (0: it reads every time)."""
+
+    UNBUDGETED_KEPT = 10_000  # owners remembered at most; the expired ones are dropped when it is reached
+
+    def __init__(self, *, client, table_name: str, unbudgeted_seconds: float = 0.0):
         self._client = client
         self._table = table_name
+        self._unbudgeted_seconds = unbudgeted_seconds
+        self._unbudgeted: dict[str, float] = {}  # owner -> when (monotonic) to read its budget again
+        self._lock = threading.Lock()
 
     def set_budget(self, owner: str, dollars: float | None, *, now: datetime) -> None:
         """The owner's monthly budget in dollars; None clears it (no limit)."""
@@ -46,6 +56,8 @@ class DynamoBudgets:
             self._client.update_item(
                 TableName=self._table, Key=budget_key(owner), ExpressionAttributeValues=values, **params
             )
+        with self._lock:
+            self._unbudgeted.pop(owner, None)  # this process's submits see the new budget at once
 
     def spend(self, owner: str, *, month: str) -> OwnerSpend:
         """The owner's budget (None: none set) and worker-seconds counted in `month` (one BatchGetItem)."""
@@ -60,3 +72,22 @@ class DynamoBudgets:
             worker_seconds=worker_seconds,
             budget=None if dollars is None else float(dollars),
         )
+
+    def budgeted_spend(self, owner: str, *, month: str) -> OwnerSpend | None:
+        """The owner's spend if it has a budget, None if it has none: what a submit's budget check needs. An
+        owner found without a budget is not read again for `unbudgeted_seconds` (a budget set by another process
+        bites within that time; one set by this process at once), so an owner with none, most owners, costs its
+        stream of submits a read per period instead of one each."""
+        now = time.monotonic()
+        with self._lock:
+            if self._unbudgeted.get(owner, 0.0) > now:
+                return None
+        spend = self.spend(owner, month=month)
+        if spend.budget is not None or self._unbudgeted_seconds <= 0:
+            return spend if spend.budget is not None else None
+        with self._lock:
+            if len(self._unbudgeted) >= self.UNBUDGETED_KEPT:
+                self._unbudgeted = {o: until for o, until in self._unbudgeted.items() if until > now}
+            if len(self._unbudgeted) < self.UNBUDGETED_KEPT:
+                self._unbudgeted[owner] = now + self._unbudgeted_seconds
+        return None

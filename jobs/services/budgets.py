@@ -8,6 +8,7 @@ from datetime import datetime
 from jobs.domain import Prices, month_of
 from jobs.errors import BudgetExceeded
 from jobs.ports import BudgetRepository
+from jobs.ports.values import OwnerSpend
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,10 @@ class Usage:
 
 def usage_get(*, spending: Spending, owner: str, now: datetime) -> Usage:
     """The owner's spend this calendar month (UTC), priced at the configured prices."""
-    spend = spending.budgets.spend(owner, month=month_of(now))
+    return _priced(spending, spending.budgets.spend(owner, month=month_of(now)))
+
+
+def _priced(spending: Spending, spend: OwnerSpend) -> Usage:
     return Usage(
         month=spend.month,
         worker_seconds=spend.worker_seconds,
@@ -54,7 +58,10 @@ def usage_get(*, spending: Spending, owner: str, now: datetime) -> Usage:
 
 def budget_check(*, spending: Spending, owner: str, now: datetime) -> None:
     """429 budget_exceeded when the owner has a budget and this month's spend has reached it."""
-    usage = usage_get(spending=spending, owner=owner, now=now)
+    spend = spending.budgets.budgeted_spend(owner, month=month_of(now))
+    if spend is None:
+        return
+    usage = _priced(spending, spend)
     if usage.budget is None or usage.spent < usage.budget:
         return
     raise BudgetExceeded(

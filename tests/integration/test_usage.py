@@ -30,6 +30,42 @@ def test_settles_write_at_once_by_default_one_write_for_frames_and_spend(table):
     assert spend.worker_seconds == 2.5 and spend.budget is None
 
 
+def test_an_owner_without_a_budget_is_read_once_a_period_and_a_budget_set_here_bites_at_once(
+    table, emulator, monkeypatch
+):
+    """A submit's budget check (DynamoBudgets.budgeted_spend): an owner found with no budget costs a stream of
+    submits one read per period; a budget set by another process bites within the period, one set by this
+    process at once; an owner with a budget is read on every check."""
+    from datetime import UTC, datetime
+
+    client = aws.client("dynamodb")
+    clock = [1000.0]
+    monkeypatch.setattr("jobs.repository.budgets.time.monotonic", lambda: clock[0])
+    here = DynamoBudgets(client=client, table_name=table, unbudgeted_seconds=2)
+    elsewhere = DynamoBudgets(client=client, table_name=table)
+    now = datetime.now(UTC)
+
+    def reads() -> int:
+        rows = emulator.emulator_counts()
+        return sum(r["count"] for r in rows if r["who"] == "system" and r["action"] == "BatchGetItem")
+
+    emulator.reset_emulator_counts()
+    assert [here.budgeted_spend("carol", month="2026-01") for _ in range(5)] == [None] * 5
+    assert reads() == 1
+    elsewhere.set_budget("carol", 5, now=now)
+    clock[0] += 1.5
+    assert here.budgeted_spend("carol", month="2026-01") is None  # set elsewhere: not read within the period
+    clock[0] += 1.0
+    assert [here.budgeted_spend("carol", month="2026-01").budget for _ in range(3)] == [5.0] * 3
+    assert reads() == 4  # with a budget: read on every check
+    here.set_budget("carol", None, now=now)
+    assert here.budgeted_spend("carol", month="2026-01") is None and reads() == 5
+    here.set_budget("carol", 1, now=now)  # set by this process: its next check reads it
+    assert here.budgeted_spend("carol", month="2026-01").budget == 1.0 and reads() == 6
+    assert DynamoBudgets(client=client, table_name=table).budgeted_spend("dave", month="2026-01") is None
+    assert reads() == 7
+
+
 def test_a_batched_ledger_writes_each_owners_sums_once_a_flush(table):
     client = aws.client("dynamodb")
     for owner in ("alice", "bob"):
