@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from rest_framework import serializers
@@ -276,7 +277,16 @@ def job_representation(
         data["results"] = results
     if webhook is not None:
         data["webhook"] = webhook
-    return JobOutputSerializer(data).data
+    return _job_output().to_representation(data)
+
+
+@functools.cache
+def _job_output() -> JobOutputSerializer:
+    """One output serializer a process: DRF deep-copies a serializer's declared fields for every instance (a
+    tenth of a submit's CPU); rendering with one whose fields are bound reads them only, from any thread."""
+    serializer = JobOutputSerializer()
+    _ = serializer.fields  # bound here, once, before threads share it
+    return serializer
 
 
 def job_detail(job: Job, *, url: str, now: datetime) -> dict:
