@@ -113,10 +113,11 @@ class Bench:
                 sys.exit(f"timed out waiting for {len(ids)} jobs")
             time.sleep(max(2.0, len(waiting) / 200))
 
-    def counts(self, field: str = "count") -> Counter:
-        """The system's requests by (service, action) since the last reset; `cpu_seconds`: moto's CPU on them."""
+    def counts(self, field: str = "count", who: str = "system") -> Counter:
+        """The system's requests by (service, action) since the last reset (`who="observer"`: the bench's own);
+        `field="cpu_seconds"`: the emulator's CPU serving them."""
         rows = self.stack.emulator_counts()
-        return Counter({(r["service"], r["action"]): r[field] for r in rows if r["who"] == "system"})
+        return Counter({(r["service"], r["action"]): r[field] for r in rows if r["who"] == who})
 
     def trace(self, since: float) -> list[dict]:
         """The system requests the emulator served since `since` (epoch seconds): start, end, service, action, note."""

@@ -95,17 +95,21 @@ class CountingApp:
         with self._lock:
             self._counts[(who, service, action)] += 1
         if who == "observer":
-            return self._serve(service, action, who, environ, start_response)[0]
+            return self._timed(service, action, who, environ, start_response)[0]
         started, half = time.time(), self._latency.seconds(service, action) / 2
         time.sleep(half)  # the way there: no lock held, so concurrent calls wait side by side
-        cpu = time.thread_time()
-        response, note = self._serve(service, action, who, environ, start_response)
-        cpu = time.thread_time() - cpu
-        with self._lock:
-            self._cpu[(who, service, action)] += cpu
+        response, note = self._timed(service, action, who, environ, start_response)
         time.sleep(half)  # the way back, after moto's lock is released (the body is sent once returned)
         self._trace.append((started, time.time(), service, action, note))
         return response
+
+    def _timed(self, service: str, action: str, who: str, environ, start_response) -> tuple[list[bytes], str]:
+        cpu = time.thread_time()
+        try:
+            return self._serve(service, action, who, environ, start_response)
+        finally:
+            with self._lock:
+                self._cpu[(who, service, action)] += time.thread_time() - cpu
 
     def _serve(self, service: str, action: str, who: str, environ, start_response) -> tuple[list[bytes], str]:
         """moto's response, whole, and the trace's note on it."""

@@ -21,7 +21,8 @@ table and made a local stack left running slower and slower. Behaviour is unchan
   square of its actions, and each of the ten traversers of its validation rebuilt its map of node types for
   every node it visited (13 ms of CPU a call on the job item, against 4 for a two-attribute update). Parsed
   trees are kept by expression (read-only: moto deep-copies a tree before changing it), their clauses counted
-  once, the traversers' maps kept, and a tree's deep copy made without copy's generic machinery.
+  once, the traversers' maps kept, and a tree's deep copy made without copy's generic machinery; the tokens
+  of each ConditionExpression are kept too (moto lexed it twice a call).
 - Memory: moto keeps every DynamoDB `Item` object it ever creates in a class-level list (for its
   introspection API), including the copies each Query and transaction makes, so the emulator grew by about
   1 KB per item any query returned. DynamoDB items are no longer tracked there.
@@ -37,7 +38,7 @@ import copy
 import functools
 import json
 import weakref
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 _APPLIED = False
@@ -59,6 +60,7 @@ def apply() -> None:
     _results_as_json()
     _retention_from_the_queue()
     _update_expressions_parsed_once()
+    _conditions_lexed_once()
     for name in _WRITES:
         setattr(models.DynamoDBBackend, name, _counted(getattr(models.DynamoDBBackend, name)))
     _APPLIED = True
@@ -265,6 +267,23 @@ def _update_expressions_parsed_once() -> None:
     DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively
     DepthFirstTraverser.process = process
     Node.__deepcopy__ = _node_copy
+
+
+def _conditions_lexed_once() -> None:
+    """moto lexed each ConditionExpression (and FilterExpression) twice a call, a regular expression a token;
+    the tokens of an expression are kept (named tuples, read-only in the stages after)."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    lex = ConditionExpressionParser._lex_condition_expression
+
+    @functools.lru_cache(maxsize=1024)
+    def lexed(expression: str) -> tuple:
+        return tuple(lex(ConditionExpressionParser(expression, None, None)))  # a malformed one raises, each time
+
+    def lex_condition_expression(self):
+        return deque(lexed(self.condition_expression))
+
+    ConditionExpressionParser._lex_condition_expression = lex_condition_expression
 
 
 def _node_copy(node, memo: dict):
