@@ -17,12 +17,14 @@ table and made a local stack left running slower and slower. Behaviour is unchan
 - SQS: moto checks each message it delivers against the queue's retention period by computing every
   attribute of the queue, its message counts among them (a walk of the queue, three times a message); it
   reads the retention period alone now.
-- UpdateItem: moto parsed each UpdateExpression twice a call, counted its clauses in time growing with the
-  square of its actions, and each of the ten traversers of its validation rebuilt its map of node types for
-  every node it visited (13 ms of CPU a call on the job item, against 4 for a two-attribute update). Parsed
-  trees are kept by expression (read-only: moto deep-copies a tree before changing it), their clauses counted
-  once, the traversers' maps kept, and a tree's deep copy made without copy's generic machinery; the tokens
-  of each ConditionExpression are kept too (moto lexed it twice a call).
+- UpdateItem: moto parsed each UpdateExpression twice a call, counted its clauses and checked its paths for
+  overlaps in time growing with the square of its actions, and each of the ten traversers of its validation
+  rebuilt its map of node types for every node it visited (13 ms of CPU a call on the job item, against 4 for
+  a two-attribute update). Parsed trees are kept by expression (read-only: moto deep-copies a tree before
+  changing it), their clauses counted once and their paths checked once per set of attribute names (a tree
+  that fails either is checked on every call, as before), the traversers' maps kept, and a tree's deep copy
+  made without copy's generic machinery; the tokens of each ConditionExpression are kept too (moto lexed it
+  twice a call).
 - Memory: moto keeps every DynamoDB `Item` object it ever creates in a class-level list (for its
   introspection API), including the copies each Query and transaction makes, so the emulator grew by about
   1 KB per item any query returned. DynamoDB items are no longer tracked there.
@@ -216,10 +218,26 @@ def _update_expressions_parsed_once() -> None:
 
     processors = validators.UpdateExpressionValidator.get_ast_processors
 
+    # The overlapping-paths check, like the count, reads only the tree and the attribute names: it passes once
+    # per pair (ten at most kept per tree), and is left to every call where it fails.
+    unique: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tree -> the names it passed with
+
+    def paths_unique(tree, names: dict) -> bool:
+        key = frozenset(names.items())
+        passed = unique.setdefault(tree, set())
+        if key not in passed and len(passed) < 10:
+            with contextlib.suppress(Exception):
+                validators.OverlappingPathsValidator(names).traverse(copy.deepcopy(tree))
+                passed.add(key)
+        return key in passed
+
     def get_ast_processors(self):
         found = processors(self)
-        if self.parsed_tree in counted:  # counted when it was parsed: count it once
+        tree = self.parsed_tree
+        if tree in counted:  # counted when it was parsed: count it once
             found = [p for p in found if not isinstance(p, validators.ActionCountValidator)]
+        if tree in counted and paths_unique(tree, self.expression_attribute_names or {}):
+            found = [p for p in found if not isinstance(p, validators.OverlappingPathsValidator)]
         return found
 
     init = validators.Validator.__init__
