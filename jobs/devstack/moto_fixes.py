@@ -24,7 +24,7 @@ table and made a local stack left running slower and slower. Behaviour is unchan
   changing it), their clauses counted once and their paths checked once per set of attribute names (a tree
   that fails either is checked on every call, as before), the traversers' maps kept, and a tree's deep copy
   made without copy's generic machinery; the tokens of each ConditionExpression are kept too (moto lexed it
-  twice a call).
+  twice a call). A new item's size is summed once, not once an attribute added (the same limit, checked).
 - Memory: moto keeps every DynamoDB `Item` object it ever creates in a class-level list (for its
   introspection API), including the copies each Query and transaction makes, so the emulator grew by about
   1 KB per item any query returned. DynamoDB items are no longer tracked there.
@@ -55,6 +55,7 @@ def apply() -> None:
     from moto.dynamodb.models.table import Table
 
     Item.instances_tracked = _Untracked()
+    Item.__init__ = _item_init
     models.DynamoDBBackend.transact_write_items = _rolled_back_by_item(models.DynamoDBBackend.transact_write_items)
     models.copy = _NoTableCopies(Table)  # the module's `copy.deepcopy(table)` now returns the table itself
     Table.query = _one_partition(Table.query)
@@ -310,6 +311,26 @@ def _node_copy(node, memo: dict):
     memo[id(node)] = new
     new.__dict__.update({name: copy.deepcopy(value, memo) for name, value in node.__dict__.items()})
     return new
+
+
+def _item_init(self, hash_key, range_key, attrs: dict[str, Any]) -> None:
+    """moto's Item.__init__, in time linear in the item's attributes: moto's size check summed every attribute
+    the item had so far for each one it added (the job item's 35, 600 sizes a PutItem). Sizes only add up, so
+    the item passes every one of those checks exactly when its whole size passes the last."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    self.hash_key = hash_key
+    self.range_key = range_key
+    converted = {key: DynamoType(value) for key, value in attrs.items()}
+    if sum(bytesize(key) + value.size() for key, value in converted.items()) > LIMITED_SIZE:
+        raise ItemSizeTooLarge
+    self.attrs = LimitedSizeDict()
+    dict.update(self.attrs, converted)  # checked above, in one sum
+
+
+LIMITED_SIZE = 405_000  # moto's item size limit (dynamo_type.LimitedSizeDict)
 
 
 class _Untracked(list):

@@ -313,14 +313,22 @@ with mock_aws():
             "UpdateExpression": "ADD n :one", "ExpressionAttributeValues": {":one": {"N": "1"}}}}])
         answers.append(client.get_item(TableName="t", Key=key)["Item"])
         client.delete_item(TableName="t", Key=key)
+    for size in (404_990, 404_995, 405_000):  # moto's limit: 405,000 bytes, names and values (pk and a: 3)
+        item = {**key, "big": {"S": "x" * size}, "n": {"N": "1"}}
+        try:
+            client.put_item(TableName="t", Item=item)
+            answers.append(len(client.get_item(TableName="t", Key=key)["Item"]["big"]["S"]))
+        except ClientError as exc:
+            answers.append([exc.response["Error"], None])
 print(json.dumps(answers))
 """
 
 
 def test_update_expressions_parsed_once_answer_as_moto_answers(tmp_path):
-    """The emulator keeps each UpdateExpression's parsed tree and counts its clauses once, and its traversals
-    keep their node-type maps (moto's UpdateItem cost 13 ms a call on the job item): every update, error and
-    item comes out as moto's own, the first time and from the kept trees."""
+    """The emulator keeps each UpdateExpression's parsed tree and ConditionExpression's tokens, checks a tree's
+    clauses and paths once, its traversals keep their node-type maps, and an item's size is summed once, not
+    once an attribute (moto's UpdateItem cost 13 ms a call on the job item): every update, error and item comes
+    out as moto's own, the first time and from the kept trees, and an item past moto's size limit is refused."""
     import json
     import os
     import subprocess
@@ -337,5 +345,6 @@ def test_update_expressions_parsed_once_answer_as_moto_answers(tmp_path):
     assert answers["fixed"] == answers["moto"]
     errors = [a[0]["Code"] for a in answers["fixed"] if isinstance(a, list)]
     assert errors.count("ValidationException") >= 10 and "ConditionalCheckFailedException" in errors
-    first, second = answers["fixed"][:19], answers["fixed"][19:]
+    first, second, sizes = answers["fixed"][:19], answers["fixed"][19:38], answers["fixed"][38:]
+    assert sizes[0] == 404_990 and sizes[2][0]["Code"] == "ValidationException"  # the size limit holds
     assert first == second and first[-1]["n"] == {"N": "3"}  # the kept trees answer as the fresh ones
