@@ -16,7 +16,9 @@ table and made a local stack left running slower and slower. Behaviour is unchan
   `json.dumps`, which a client parses to the same response (`tests/integration/test_moto_fixes.py`).
 - SQS: moto checks each message it delivers against the queue's retention period by computing every
   attribute of the queue, its message counts among them (a walk of the queue, three times a message); it
-  reads the retention period alone now.
+  reads the retention period alone now. It also counted every queue's messages for each message sent (the
+  queue's attributes, read for one setting), asking each message the time through datetime: each count reads
+  the clock once now.
 - UpdateItem: moto parsed each UpdateExpression twice a call, counted its clauses and checked its paths for
   overlaps in time growing with the square of its actions, and each of the ten traversers of its validation
   rebuilt its map of node types for every node it visited (13 ms of CPU a call on the job item, against 4 for
@@ -194,6 +196,32 @@ def _retention_from_the_queue() -> None:
         return retention + message.sent_timestamp / 1000 > unix_time()
 
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
+    _queue_counts_at_one_instant()
+
+
+def _queue_counts_at_one_instant() -> None:
+    """moto counts a queue's messages (its visible, delayed and in-flight ones, and the visible ones it delivers
+    from) by asking each message whether it is visible or delayed, each answer a reading of the clock through
+    datetime; and it counts them for every message sent (the queue's attributes, read for one setting). Each
+    count now reads the clock once and compares each message with it."""
+    from moto.core.utils import unix_time_millis
+    from moto.sqs.models import Queue
+
+    def messages(self) -> list:
+        now = unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def delayed(self) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def not_visible(self) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    Queue.messages = property(messages)
+    Queue.approximate_number_of_messages_delayed = property(delayed)
+    Queue.approximate_number_of_messages_not_visible = property(not_visible)
 
 
 def _update_expressions_parsed_once() -> None:

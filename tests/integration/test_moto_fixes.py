@@ -348,3 +348,27 @@ def test_update_expressions_parsed_once_answer_as_moto_answers(tmp_path):
     first, second, sizes = answers["fixed"][:19], answers["fixed"][19:38], answers["fixed"][38:]
     assert sizes[0] == 404_990 and sizes[2][0]["Code"] == "ValidationException"  # the size limit holds
     assert first == second and first[-1]["n"] == {"N": "3"}  # the kept trees answer as the fresh ones
+
+
+def test_a_queues_counts_and_deliveries_see_visible_delayed_and_in_flight_messages(monkeypatch):
+    """moto read the clock through datetime for each message of a queue at each count, and counted the queue
+    for every message sent; each count reads the clock once now, with the same answers."""
+    from moto import mock_aws
+
+    from jobs.devstack import moto_fixes
+
+    moto_fixes.apply()
+    with mock_aws():
+        sqs = _mocked(monkeypatch, "sqs")
+        url = sqs.create_queue(QueueName="counts")["QueueUrl"]
+        for body in ("one", "two"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+        got = sqs.receive_message(QueueUrl=url, VisibilityTimeout=60, WaitTimeSeconds=0)["Messages"]
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        names.append("ApproximateNumberOfMessagesDelayed")
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        assert [m["Body"] for m in got] == ["one"]
+        assert counts == dict(zip(names, ["1", "1", "1"], strict=True))
+        rest = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)["Messages"]
+        assert [m["Body"] for m in rest] == ["two"]  # not the one in flight, not the delayed one
