@@ -288,6 +288,9 @@ def _update_expressions_parsed_once() -> None:
 
     kinds: dict[tuple[type, type], tuple[bool, bool]] = {}
 
+    hooked: dict[type, bool] = {}  # traverser class -> whether it has a hook before each child (one does)
+    no_hook = DepthFirstTraverser.pre_processing_of_child
+
     def traverse_node_recursively(self, node, child_id=-1):
         kind = kinds.get((type(self), type(node)))
         if kind is None:
@@ -296,9 +299,14 @@ def _update_expressions_parsed_once() -> None:
         if kind[0]:
             parent_node = node.parent
             if node.children is not None:
+                hook = hooked.get(type(self))
+                if hook is None:
+                    hook = hooked[type(self)] = type(self).pre_processing_of_child is not no_hook
                 for i, child_node in enumerate(node.children):
-                    self.pre_processing_of_child(node, i)
-                    self.traverse_node_recursively(child_node, i)
+                    if hook:
+                        self.pre_processing_of_child(node, i)
+                    if type(child_node) not in _ATOMIC:  # a string child is no node: nothing to visit
+                        self.traverse_node_recursively(child_node, i)
             if kind[1]:
                 node = self.process(node)
                 node.parent = parent_node
@@ -343,10 +351,8 @@ def _node_copy(node, memo: dict):
     memo[id(node)] = new
     copied = {}
     for name, value in node.__dict__.items():
-        if type(value) in _ATOMIC:
-            copied[name] = value
-        elif type(value) is list:
-            copied[name] = [v if type(v) in _ATOMIC else _copied(v, memo) for v in value]
+        if type(value) is list:
+            copied[name] = [_copied(v, memo) for v in value]
         else:
             copied[name] = _copied(value, memo)
     new.__dict__.update(copied)
@@ -354,8 +360,14 @@ def _node_copy(node, memo: dict):
 
 
 def _copied(value, memo: dict):
+    if type(value) in _ATOMIC:
+        return value
     found = memo.get(id(value))
-    return found if found is not None else copy.deepcopy(value, memo)
+    if found is not None:
+        return found
+    if getattr(type(value), "__deepcopy__", None) is _node_copy:
+        return _node_copy(value, memo)
+    return copy.deepcopy(value, memo)
 
 
 def _item_init(self, hash_key, range_key, attrs: dict[str, Any]) -> None:
