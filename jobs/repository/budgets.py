@@ -83,11 +83,12 @@ class DynamoBudgets:
             if self._unbudgeted.get(owner, 0.0) > now:
                 return None
         spend = self.spend(owner, month=month)
-        if spend.budget is not None or self._unbudgeted_seconds <= 0:
-            return spend if spend.budget is not None else None
-        with self._lock:
-            if len(self._unbudgeted) >= self.UNBUDGETED_KEPT:
-                self._unbudgeted = {o: until for o, until in self._unbudgeted.items() if until > now}
-            if len(self._unbudgeted) < self.UNBUDGETED_KEPT:
-                self._unbudgeted[owner] = now + self._unbudgeted_seconds
+        if spend.budget is not None:
+            return spend
+        if self._unbudgeted_seconds > 0:
+            with self._lock:
+                if len(self._unbudgeted) >= self.UNBUDGETED_KEPT:
+                    self._unbudgeted = {o: until for o, until in self._unbudgeted.items() if until > now}
+                if len(self._unbudgeted) < self.UNBUDGETED_KEPT:
+                    self._unbudgeted[owner] = now + self._unbudgeted_seconds
         return None
