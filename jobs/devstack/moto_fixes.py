@@ -232,7 +232,7 @@ def _update_expressions_parsed_once() -> None:
     parse = UpdateExpressionParser.make.__func__
     counted: weakref.WeakSet = weakref.WeakSet()  # the kept trees whose clause counts passed
 
-    @functools.lru_cache(maxsize=1024)
+    @functools.lru_cache(maxsize=256)
     def parsed(cls, expression: str):
         tree = parse(cls, expression)  # a malformed expression raises, and is not kept
         with contextlib.suppress(Exception):  # too many clauses: left to every call's own validation
@@ -241,6 +241,8 @@ def _update_expressions_parsed_once() -> None:
         return tree
 
     def make(cls, expression: str):
+        if len(expression) > KEPT_EXPRESSION:  # past DynamoDB's own limit: parsed each time, not kept
+            return parse(cls, expression)
         return parsed(cls, expression)  # every caller reads the tree, or deep-copies it before changing it
 
     UpdateExpressionParser.make = classmethod(make)
@@ -252,7 +254,10 @@ def _update_expressions_parsed_once() -> None:
     unique: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tree -> the names it passed with
 
     def paths_unique(tree, names: dict) -> bool:
-        key = frozenset(names.items())
+        try:
+            key = frozenset(names.items())
+        except TypeError:  # a name that is not text (a client that skips boto3's checks): moto's own path
+            return False
         passed = unique.setdefault(tree, set())
         if key not in passed and len(passed) < 10:
             with contextlib.suppress(Exception):
@@ -331,22 +336,27 @@ def _conditions_lexed_once() -> None:
 
     lex = ConditionExpressionParser._lex_condition_expression
 
-    @functools.lru_cache(maxsize=1024)
+    @functools.lru_cache(maxsize=256)
     def lexed(expression: str) -> tuple:
         return tuple(lex(ConditionExpressionParser(expression, None, None)))  # a malformed one raises, each time
 
     def lex_condition_expression(self):
+        if len(self.condition_expression) > KEPT_EXPRESSION:
+            return lex(self)
         return deque(lexed(self.condition_expression))
 
     ConditionExpressionParser._lex_condition_expression = lex_condition_expression
 
 
 _ATOMIC = (str, int, float, bool, type(None))
+KEPT_EXPRESSION = 4096  # DynamoDB's limit on an expression's length: longer ones are not kept (nor valid on AWS)
 
 
 def _node_copy(node, memo: dict):
     """A tree node's deep copy, as copy.deepcopy makes it (the same attributes, each copied): a node holds its
-    type's name, its parent (copied already: found in `memo`) and a list of children, nodes or strings."""
+    type's name, its parent (copied already: found in `memo`) and a list of children, nodes or strings. It
+    takes half copy's stack a level, so it copies trees twice as deep as moto could (`a + b + ...` of some
+    300 operands, where moto's copy hit Python's recursion limit at 160)."""
     new = object.__new__(type(node))
     memo[id(node)] = new
     copied = {}
