@@ -57,7 +57,7 @@ def apply() -> None:
     from moto.dynamodb.models.table import Table
 
     Item.instances_tracked = _Untracked()
-    Item.__init__ = _item_init
+    Item.__init__ = _item_init_linear()
     models.DynamoDBBackend.transact_write_items = _rolled_back_by_item(models.DynamoDBBackend.transact_write_items)
     models.copy = _NoTableCopies(Table)  # the module's `copy.deepcopy(table)` now returns the table itself
     Table.query = _one_partition(Table.query)
@@ -230,14 +230,17 @@ def _update_expressions_parsed_once() -> None:
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
     parse = UpdateExpressionParser.make.__func__
-    counted: weakref.WeakSet = weakref.WeakSet()  # the kept trees whose clause counts passed
+    # A kept tree whose clause counts passed -> the sets of attribute names its paths passed the overlap check
+    # with (that check, like the count, reads only the tree and the names; ten sets at most kept a tree). A
+    # tree that fails either is checked by every call, as moto does.
+    checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     @functools.lru_cache(maxsize=256)
     def parsed(cls, expression: str):
         tree = parse(cls, expression)  # a malformed expression raises, and is not kept
         with contextlib.suppress(Exception):  # too many clauses: left to every call's own validation
             validators.ActionCountValidator().traverse(copy.deepcopy(tree))
-            counted.add(tree)
+            checked[tree] = set()
         return tree
 
     def make(cls, expression: str):
@@ -249,16 +252,11 @@ def _update_expressions_parsed_once() -> None:
 
     processors = validators.UpdateExpressionValidator.get_ast_processors
 
-    # The overlapping-paths check, like the count, reads only the tree and the attribute names: it passes once
-    # per pair (ten at most kept per tree), and is left to every call where it fails.
-    unique: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tree -> the names it passed with
-
-    def paths_unique(tree, names: dict) -> bool:
+    def paths_unique(tree, passed: set, names: dict) -> bool:
         try:
             key = frozenset(names.items())
         except TypeError:  # a name that is not text (a client that skips boto3's checks): moto's own path
             return False
-        passed = unique.setdefault(tree, set())
         if key not in passed and len(passed) < 10:
             with contextlib.suppress(Exception):
                 validators.OverlappingPathsValidator(names).traverse(copy.deepcopy(tree))
@@ -268,11 +266,13 @@ def _update_expressions_parsed_once() -> None:
     def get_ast_processors(self):
         found = processors(self)
         tree = self.parsed_tree
-        if tree in counted:  # counted when it was parsed: count it once
-            found = [p for p in found if not isinstance(p, validators.ActionCountValidator)]
-        if tree in counted and paths_unique(tree, self.expression_attribute_names or {}):
-            found = [p for p in found if not isinstance(p, validators.OverlappingPathsValidator)]
-        return found
+        passed = checked.get(tree)
+        if passed is None:  # not kept, or its clauses failed the count: moto's own checks
+            return found
+        skip = (validators.ActionCountValidator,)  # counted when it was parsed
+        if paths_unique(tree, passed, self.expression_attribute_names or {}):
+            skip += (validators.OverlappingPathsValidator,)
+        return [p for p in found if not isinstance(p, skip)]
 
     init = validators.Validator.__init__
 
@@ -380,7 +380,7 @@ def _copied(value, memo: dict):
     return copy.deepcopy(value, memo)
 
 
-def _item_init(self, hash_key, range_key, attrs: dict[str, Any]) -> None:
+def _item_init_linear():
     """moto's Item.__init__, in time linear in the item's attributes: moto's size check summed every attribute
     the item had so far for each one it added (the job item's 35, 600 sizes a PutItem). Sizes only add up, so
     the item passes every one of those checks exactly when its whole size passes the last."""
@@ -388,13 +388,16 @@ def _item_init(self, hash_key, range_key, attrs: dict[str, Any]) -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
     from moto.dynamodb.models.utilities import bytesize
 
-    self.hash_key = hash_key
-    self.range_key = range_key
-    converted = {key: DynamoType(value) for key, value in attrs.items()}
-    if sum(bytesize(key) + value.size() for key, value in converted.items()) > LIMITED_SIZE:
-        raise ItemSizeTooLarge
-    self.attrs = LimitedSizeDict()
-    dict.update(self.attrs, converted)  # checked above, in one sum
+    def item_init(self, hash_key, range_key, attrs: dict[str, Any]) -> None:
+        self.hash_key = hash_key
+        self.range_key = range_key
+        converted = {key: DynamoType(value) for key, value in attrs.items()}
+        if sum(bytesize(key) + value.size() for key, value in converted.items()) > LIMITED_SIZE:
+            raise ItemSizeTooLarge
+        self.attrs = LimitedSizeDict()
+        dict.update(self.attrs, converted)  # checked above, in one sum
+
+    return item_init
 
 
 LIMITED_SIZE = 405_000  # moto's item size limit (dynamo_type.LimitedSizeDict)
