@@ -25,8 +25,11 @@ table and made a local stack left running slower and slower. Behaviour is unchan
   a two-attribute update). Parsed trees are kept by expression (read-only: moto deep-copies a tree before
   changing it), their clauses counted once and their paths checked once per set of attribute names (a tree
   that fails either is checked on every call, as before), the traversers' maps kept, and a tree's deep copy
-  made without copy's generic machinery; the tokens of each ConditionExpression are kept too (moto lexed it
-  twice a call). A new item's size is summed once, not once an attribute added (the same limit, checked).
+  made without copy's generic machinery (from its pickled form, for a kept tree); a tree's check that no path
+  names a key attribute runs once per set of names, like the overlap check; the tokens of each
+  ConditionExpression are kept too (moto lexed it twice a call). A new item's size is summed once, not once an
+  attribute added (the same limit, checked), and an update's sums skip moto's detours (lists built of the
+  item's names and values, four type tests a value).
 - Memory: moto keeps every DynamoDB `Item` object it ever creates in a class-level list (for its
   introspection API), including the copies each Query and transaction makes, so the emulator grew by about
   1 KB per item any query returned. DynamoDB items are no longer tracked there.
@@ -41,6 +44,7 @@ import contextlib
 import copy
 import functools
 import json
+import pickle
 import weakref
 from collections import defaultdict, deque
 from typing import Any
@@ -58,6 +62,7 @@ def apply() -> None:
 
     Item.instances_tracked = _Untracked()
     Item.__init__ = _item_init_linear()
+    _sizes_summed_plainly()
     models.DynamoDBBackend.transact_write_items = _rolled_back_by_item(models.DynamoDBBackend.transact_write_items)
     models.copy = _NoTableCopies(Table)  # the module's `copy.deepcopy(table)` now returns the table itself
     Table.query = _one_partition(Table.query)
@@ -235,13 +240,23 @@ def _update_expressions_parsed_once() -> None:
     # tree that fails either is checked by every call, as moto does.
     checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+    # A kept tree -> its pickled form: a validation's copy of the tree is made from it (in C, twice as fast).
+    pickled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
     @functools.lru_cache(maxsize=256)
     def parsed(cls, expression: str):
         tree = parse(cls, expression)  # a malformed expression raises, and is not kept
         with contextlib.suppress(Exception):  # too many clauses: left to every call's own validation
             validators.ActionCountValidator().traverse(copy.deepcopy(tree))
             checked[tree] = set()
+        with contextlib.suppress(Exception):  # a tree pickle cannot take is deep-copied, as moto does
+            pickled[tree] = pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)
         return tree
+
+    def tree_copy(value, memo=None):
+        blob = pickled.get(value) if isinstance(value, Node) else None
+        # The bytes are this process's own pickle of a tree it parsed: nothing from outside is unpickled.
+        return copy.deepcopy(value, memo) if blob is None else pickle.loads(blob)  # noqa: S301
 
     def make(cls, expression: str):
         if len(expression) > KEPT_EXPRESSION:  # past DynamoDB's own limit: parsed each time, not kept
@@ -252,14 +267,22 @@ def _update_expressions_parsed_once() -> None:
 
     processors = validators.UpdateExpressionValidator.get_ast_processors
 
-    def paths_unique(tree, passed: set, names: dict) -> bool:
+    def passes(tree, passed: set, check) -> bool:
+        """Whether the tree passes `check` (a validator that reads only the tree and what its key holds): run
+        once per key and kept when it passes, twenty keys a tree at most; a failing one runs on every call."""
+        names = check.expression_attribute_names
         try:
-            key = frozenset(names.items())
-        except TypeError:  # a name that is not text (a client that skips boto3's checks): moto's own path
+            key = (
+                type(check),
+                None if names is None else frozenset(names.items()),
+                tuple(getattr(check, "table_key_attributes", ())),
+            )
+            hash(key)
+        except (TypeError, AttributeError):  # names that are not text (a client past boto3's checks): moto's path
             return False
-        if key not in passed and len(passed) < 10:
+        if key not in passed and len(passed) < 20:
             with contextlib.suppress(Exception):
-                validators.OverlappingPathsValidator(names).traverse(copy.deepcopy(tree))
+                check.traverse(copy.deepcopy(tree))
                 passed.add(key)
         return key in passed
 
@@ -269,10 +292,13 @@ def _update_expressions_parsed_once() -> None:
         passed = checked.get(tree)
         if passed is None:  # not kept, or its clauses failed the count: moto's own checks
             return found
-        skip = (validators.ActionCountValidator,)  # counted when it was parsed
-        if paths_unique(tree, passed, self.expression_attribute_names or {}):
-            skip += (validators.OverlappingPathsValidator,)
-        return [p for p in found if not isinstance(p, skip)]
+        once = (validators.OverlappingPathsValidator, validators.UpdateHashRangeKeyValidator)
+        return [
+            p
+            for p in found
+            if not isinstance(p, validators.ActionCountValidator)  # counted when the tree was parsed
+            and not (isinstance(p, once) and passes(tree, passed, p))
+        ]
 
     init = validators.Validator.__init__
 
@@ -281,6 +307,7 @@ def _update_expressions_parsed_once() -> None:
         init(self, expression, *args, **kwargs)
 
     validators.Validator.__init__ = validator_init
+    validators.deepcopy = tree_copy  # the module's own name for copy.deepcopy: the tree's copy, and one other
     validators.UpdateExpressionValidator.get_ast_processors = get_ast_processors
 
     # Each of the ten traversers of a validation built its map of node types anew for every node it visited, and
@@ -401,6 +428,43 @@ def _item_init_linear():
 
 
 LIMITED_SIZE = 405_000  # moto's item size limit (dynamo_type.LimitedSizeDict)
+
+
+def _sizes_summed_plainly() -> None:
+    """An item's size as moto sums it, without its detours: each attribute set by an update summed the whole
+    item again (the job's end sets 12 attributes of its 40: some 500 values sized), through two lists built of
+    its names and values and four type tests a value before the text's length. The same sums, in the same
+    cases: a number's digits, a list's members, sets and maps by moto itself, any other value one byte for a
+    boolean, else its UTF-8 bytes."""
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    sized_by_moto = DynamoType.size
+    by_moto = frozenset(("SS", "NS", "BS", "M"))
+
+    def size(self) -> int:
+        kind = self.type
+        if kind == "N":
+            return len(str(self.value))
+        if kind in by_moto:
+            return sized_by_moto(self)
+        if kind == "L":
+            return sum(v.size() for v in self.value)
+        return 1 if isinstance(self.value, bool) else bytesize(self.value)
+
+    def setitem(self, key: str, value: Any) -> None:
+        current = 0
+        for name, held in dict.items(self):
+            current += name.size() if type(name) is DynamoType else bytesize(str(name))
+            current += held.size() if type(held) is DynamoType else bytesize(str(held))
+        added = bytesize(key) + (value.size() if type(value) is DynamoType else bytesize(str(value)))
+        if current + added > LIMITED_SIZE:
+            raise ItemSizeTooLarge
+        dict.__setitem__(self, key, value)
+
+    DynamoType.size = size
+    LimitedSizeDict.__setitem__ = setitem
 
 
 class _Untracked(list):

@@ -254,7 +254,7 @@ def test_a_message_past_its_queues_retention_period_is_not_delivered(monkeypatch
 
 
 UPDATES_SCRIPT = r"""
-import json, sys
+import json, re, sys
 import boto3
 from botocore.exceptions import ClientError
 from moto import mock_aws
@@ -266,7 +266,9 @@ if sys.argv[1] == "fixed":
 key = {"pk": {"S": "a"}}
 names = {"#s": "status"}
 values = {":a": {"S": "x"}, ":b": {"N": "2"}, ":one": {"N": "1"}, ":zero": {"N": "0"}, ":l": {"L": [{"S": "f"}]},
-          ":empty": {"L": []}, ":ss": {"SS": ["p", "q"]}, ":p": {"SS": ["p"]}, ":v": {"M": {"y": {"N": "3"}}}}
+          ":empty": {"L": []}, ":ss": {"SS": ["p", "q"]}, ":p": {"SS": ["p"]}, ":v": {"M": {"y": {"N": "3"}}},
+          ":t": {"BOOL": True}, ":null": {"NULL": True}, ":bin": {"B": b"\x00\xff"}, ":big": {"S": "x" * 404_000},
+          ":more": {"S": "y" * 2_000}}
 updates = [
     ("SET a = :a, b = :b", None),
     ("SET #s = :a, n = if_not_exists(n, :zero) + :one, l = list_append(if_not_exists(l, :empty), :l) REMOVE b",
@@ -287,6 +289,13 @@ updates = [
     ("SET b = :one", "attribute_exists(b) AND b <> :one"),
     ("SET q = q + :one", None),
     ("ADD a :one", None),
+    ("SET #k = :a", None, {"#k": "pk"}),  # a key attribute, by a name: refused each time
+    ("SET #k = :a", None, {"#k": "other"}),  # the same tree with other names: allowed
+    ("SET t = :t, z = :null, bin = :bin, #k = :b", None, {"#k": "pk"}),
+    ("SET t = :t, z = :null, bin = :bin", None),
+    ("SET big = :big", None),  # near moto's size limit, summed with every kind of value the item holds
+    ("SET more = :more", None),  # past it: refused
+    ("REMOVE big", None),
 ]
 answers = []
 with mock_aws():
@@ -295,14 +304,14 @@ with mock_aws():
                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                         BillingMode="PAY_PER_REQUEST")
     for _ in range(2):  # twice: the second time from the kept trees
-        for expression, condition in updates:
-            used = {k: v for k, v in values.items() if k in expression + (condition or "")}
+        for expression, condition, *named in updates:
+            used = {k: v for k, v in values.items() if re.search(re.escape(k) + r"\b", expression + (condition or ""))}
             call = {"TableName": "t", "Key": key, "UpdateExpression": expression, "ReturnValues": "ALL_NEW",
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
             if used:
                 call["ExpressionAttributeValues"] = used
-            if "#s" in expression + (condition or ""):
-                call["ExpressionAttributeNames"] = names
+            if named or "#s" in expression + (condition or ""):
+                call["ExpressionAttributeNames"] = named[0] if named else names
             if condition:
                 call["ConditionExpression"] = condition
             try:
@@ -320,7 +329,7 @@ with mock_aws():
             answers.append(len(client.get_item(TableName="t", Key=key)["Item"]["big"]["S"]))
         except ClientError as exc:
             answers.append([exc.response["Error"], None])
-print(json.dumps(answers))
+print(json.dumps(answers, default=repr))  # a binary value as its bytes' repr
 """
 
 
@@ -345,9 +354,13 @@ def test_update_expressions_parsed_once_answer_as_moto_answers(tmp_path):
     assert answers["fixed"] == answers["moto"]
     errors = [a[0]["Code"] for a in answers["fixed"] if isinstance(a, list)]
     assert errors.count("ValidationException") >= 10 and "ConditionalCheckFailedException" in errors
-    first, second, sizes = answers["fixed"][:19], answers["fixed"][19:38], answers["fixed"][38:]
+    first, second, sizes = answers["fixed"][:26], answers["fixed"][26:52], answers["fixed"][52:]
     assert sizes[0] == 404_990 and sizes[2][0]["Code"] == "ValidationException"  # the size limit holds
     assert first == second and first[-1]["n"] == {"N": "3"}  # the kept trees answer as the fresh ones
+    key_names, other_names, mixed = first[18:21]
+    assert key_names[0]["Code"] == mixed[0]["Code"] == "ValidationException" and other_names["other"]["S"] == "x"
+    near, past = first[22:24]
+    assert len(near["big"]["S"]) == 404_000 and "exceeded the maximum" in past[0]["Message"]  # an update past it
 
 
 def test_a_queues_counts_and_deliveries_see_visible_delayed_and_in_flight_messages(monkeypatch):
