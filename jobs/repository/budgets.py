@@ -42,6 +42,7 @@ class DynamoBudgets:
         self._table = table_name
         self._unbudgeted_seconds = unbudgeted_seconds
         self._unbudgeted: dict[str, float] = {}  # owner -> when (monotonic) to read its budget again
+        self._budgets_set = 0  # budgets set by this process so far: a read that one overtook marks no owner
         self._lock = threading.Lock()
 
     def set_budget(self, owner: str, dollars: float | None, *, now: datetime) -> None:
@@ -57,6 +58,7 @@ class DynamoBudgets:
                 TableName=self._table, Key=budget_key(owner), ExpressionAttributeValues=values, **params
             )
         with self._lock:
+            self._budgets_set += 1
             self._unbudgeted.pop(owner, None)  # this process's submits see the new budget at once
 
     def spend(self, owner: str, *, month: str) -> OwnerSpend:
@@ -82,11 +84,14 @@ class DynamoBudgets:
         with self._lock:
             if self._unbudgeted.get(owner, 0.0) > now:
                 return None
+            budgets_set = self._budgets_set
         spend = self.spend(owner, month=month)
         if spend.budget is not None:
             return spend
         if self._unbudgeted_seconds > 0:
             with self._lock:
+                if self._budgets_set != budgets_set:  # a budget set here while this read was out: not remembered
+                    return None
                 if len(self._unbudgeted) >= self.UNBUDGETED_KEPT:
                     self._unbudgeted = {o: until for o, until in self._unbudgeted.items() if until > now}
                 if len(self._unbudgeted) < self.UNBUDGETED_KEPT:

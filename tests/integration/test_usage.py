@@ -66,6 +66,25 @@ def test_an_owner_without_a_budget_is_read_once_a_period_and_a_budget_set_here_b
     assert reads() == 7
 
 
+def test_a_budget_set_while_a_check_reads_none_bites_at_the_next_check(table, monkeypatch):
+    """A check that read "no budget" just before this process set one (another thread, the same API process)
+    does not remember the owner as unbudgeted: the budget bites at the next check, not a period later."""
+    from datetime import UTC, datetime
+
+    here = DynamoBudgets(client=aws.client("dynamodb"), table_name=table, unbudgeted_seconds=60)
+    read = here.spend
+
+    def read_then_set_elsewhere(owner, *, month):
+        found = read(owner, month=month)  # no budget yet
+        here.set_budget(owner, 5, now=datetime.now(UTC))  # another request of this process, meanwhile
+        return found
+
+    monkeypatch.setattr(here, "spend", read_then_set_elsewhere)
+    assert here.budgeted_spend("erin", month="2026-01") is None  # what it read
+    monkeypatch.setattr(here, "spend", read)
+    assert here.budgeted_spend("erin", month="2026-01").budget == 5.0
+
+
 def test_a_batched_ledger_writes_each_owners_sums_once_a_flush(table):
     client = aws.client("dynamodb")
     for owner in ("alice", "bob"):
