@@ -230,6 +230,11 @@ def cpu_by_role(stack: Stack) -> dict[str, float]:
     return {role: cpu_seconds(pids) for role, pids in groups.items()}
 
 
+def consumers_cpu(stack: Stack) -> float:
+    """CPU seconds so far of the worker groups' main processes (Celery's consumers), their pools left out."""
+    return cpu_seconds([proc.pid for name, proc in stack.processes.items() if name.startswith("worker")])
+
+
 def rss_mib(pids: list[int]) -> float:
     """Resident memory of the processes, summed, in MiB (VmRSS): pages a forked pool shares with its parent
     are counted once per process."""

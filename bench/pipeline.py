@@ -41,6 +41,7 @@ from bench import quote, raw, scale
 from bench.compare import path_summary, print_side_by_side
 from bench.farm import (
     TABLE,
+    consumers_cpu,
     cpu_by_role,
     group_pids,
     largest_items,
@@ -90,13 +91,14 @@ def scenario_jobs(args) -> None:
             f"  idle pickup, submit to PROCESSING: p50 {statistics.median(pickups) * 1000:.0f} ms, "
             f"max {max(pickups) * 1000:.0f} ms (goal p50 <= 25 ms)"
         )
-        cpu_before = cpu_by_role(bench.stack)
+        cpu_before, consumers_before = cpu_by_role(bench.stack), consumers_cpu(bench.stack)
         bench.stack.reset_emulator_counts()
         started = time.monotonic()
         ids = set(bench.submit_many(args.jobs, args.clients))
         accepted = time.monotonic() - started
         items = bench.wait_finished(ids)
         cpu = {role: cpu_by_role(bench.stack)[role] - seconds for role, seconds in cpu_before.items()}
+        consumers = (consumers_cpu(bench.stack) - consumers_before) / args.jobs * 1000
         counts, moto_cpu = bench.counts(), bench.counts("cpu_seconds")
         watching = sum(bench.counts("cpu_seconds", who="observer").values())
         cpu["emulator"] -= watching  # the bench's own reads of the jobs' progress: the raw loop makes none
@@ -117,6 +119,7 @@ def scenario_jobs(args) -> None:
         print(
             "  CPU per job: "
             + ", ".join(f"{role} {seconds / args.jobs * 1000:.1f} ms" for role, seconds in cpu.items())
+            + f" (Celery's consumers {consumers:.1f}, the pools {cpu['workers'] / args.jobs * 1000 - consumers:.1f})"
             + f" (all: {sum(cpu.values()) / args.jobs * 1000:.1f} ms on {os.cpu_count()} cores; the emulator's "
             f"{watching / args.jobs * 1000:.1f} ms serving the bench's own reads of the jobs left out)"
         )
