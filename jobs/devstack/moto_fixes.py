@@ -30,6 +30,8 @@ table and made a local stack left running slower and slower. Behaviour is unchan
   ConditionExpression are kept too (moto lexed it twice a call). A new item's size is summed once, not once an
   attribute added (the same limit, checked), and an update's sums skip moto's detours (lists built of the
   item's names and values, four type tests a value).
+- Errors: a `#name` or `:value` a request does not define, and a condition moto's parser cannot read, crashed
+  moto (a 500 from the emulator); they are answered with DynamoDB's 400 ValidationException.
 - Memory: moto keeps every DynamoDB `Item` object it ever creates in a class-level list (for its
   introspection API), including the copies each Query and transaction makes, so the emulator grew by about
   1 KB per item any query returned. DynamoDB items are no longer tracked there.
@@ -71,6 +73,7 @@ def apply() -> None:
     _retention_from_the_queue()
     _update_expressions_parsed_once()
     _conditions_lexed_once()
+    _expression_errors_as_validation()
     for name in _WRITES:
         setattr(models.DynamoDBBackend, name, _counted(getattr(models.DynamoDBBackend, name)))
     _APPLIED = True
@@ -373,6 +376,54 @@ def _conditions_lexed_once() -> None:
         return deque(lexed(self.condition_expression))
 
     ConditionExpressionParser._lex_condition_expression = lex_condition_expression
+
+
+# The DynamoDB calls that take expressions: moto crashes (a 500 from the emulator) on some of their mistakes.
+_EXPRESSION_CALLS = ("put_item", "update_item", "delete_item", "get_item", "query", "scan", "transact_write_items")
+
+
+def _expression_errors_as_validation() -> None:
+    """moto answers some mistakes in an expression by crashing, a 500 where DynamoDB answers a 400
+    ValidationException: a `#name` or `:value` the request does not define (a KeyError of that placeholder), and
+    a ConditionExpression or FilterExpression its parser cannot read (a ValueError: `x = = :a`, `(x = :a`). They
+    are answered as DynamoDB does; any other error is left as it was."""
+    from moto.dynamodb.exceptions import MockValidationException
+    from moto.dynamodb.responses import DynamoHandler
+
+    def validation(exc: Exception) -> MockValidationException | None:
+        if isinstance(exc, KeyError) and len(exc.args) == 1 and str(exc.args[0])[:1] in ("#", ":"):
+            placeholder = exc.args[0]
+            kind = "name" if placeholder[0] == "#" else "value"
+            return MockValidationException(
+                f"An expression attribute {kind} used in an expression is not defined; attribute {kind}: {placeholder}"
+            )
+        if isinstance(exc, ValueError) and _raised_in(exc, "/moto/dynamodb/comparisons.py"):
+            return MockValidationException(f"Invalid expression: Syntax error; {exc}")
+        return None
+
+    def answered(handler):
+        @functools.wraps(handler)
+        def call(self):
+            try:
+                return handler(self)
+            except (KeyError, ValueError) as exc:
+                error = validation(exc)
+                if error is None:
+                    raise
+                raise error from exc
+
+        return call
+
+    for name in _EXPRESSION_CALLS:
+        setattr(DynamoHandler, name, answered(getattr(DynamoHandler, name)))
+
+
+def _raised_in(exc: BaseException, path: str) -> bool:
+    """Whether the exception was raised in a file whose path ends with `path`."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.endswith(path)
 
 
 _ATOMIC = (str, int, float, bool, type(None))

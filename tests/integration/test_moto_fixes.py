@@ -385,3 +385,47 @@ def test_a_queues_counts_and_deliveries_see_visible_delayed_and_in_flight_messag
         assert counts == dict(zip(names, ["1", "1", "1"], strict=True))
         rest = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)["Messages"]
         assert [m["Body"] for m in rest] == ["two"]  # not the one in flight, not the delayed one
+
+
+def test_undefined_placeholders_and_unreadable_conditions_are_a_validation_error_not_a_crash(monkeypatch):
+    """moto crashed (a 500 from the emulator) on a `#name` or `:value` the request does not define and on a
+    condition its parser cannot read; DynamoDB answers those with a 400 ValidationException, and so does the
+    emulator now."""
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    from jobs.devstack import moto_fixes
+
+    moto_fixes.apply()
+    with mock_aws():
+        dynamodb = _mocked(monkeypatch, "dynamodb")
+        dynamodb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        key, value = {"pk": {"S": "a"}}, {":a": {"S": "v"}}
+        dynamodb.put_item(TableName="t", Item={**key, "x": {"S": "1"}})
+        mistakes = {
+            "#x": ("update_item", {"Key": key, "UpdateExpression": "SET #x = :a", "ExpressionAttributeValues": value}),
+            "#q": (
+                "update_item",
+                {"Key": key, "UpdateExpression": "SET x = :a", "ConditionExpression": "#q = :a",
+                 "ExpressionAttributeValues": value},
+            ),
+            ":zz": ("put_item", {"Item": key, "ConditionExpression": "x = :zz"}),
+            "Bad comparison": (
+                "delete_item", {"Key": key, "ConditionExpression": "x = = :a", "ExpressionAttributeValues": value}
+            ),
+            "Unmatched (": ("scan", {"FilterExpression": "(x = :a", "ExpressionAttributeValues": value}),
+        }  # fmt: skip
+        for expected, (call, params) in mistakes.items():
+            try:
+                getattr(dynamodb, call)(TableName="t", **params)
+            except ClientError as exc:
+                error, status = exc.response["Error"], exc.response["ResponseMetadata"]["HTTPStatusCode"]
+                assert (error["Code"], status) == ("ValidationException", 400) and expected in error["Message"]
+            else:
+                raise AssertionError(f"{call} with {params} was accepted")
+        assert dynamodb.get_item(TableName="t", Key=key)["Item"]["x"] == {"S": "1"}  # nothing changed
