@@ -13,7 +13,7 @@ import pytest
 pytestmark = pytest.mark.xdist_group("together")
 
 
-@pytest.mark.parametrize("n", range(4))
+@pytest.mark.parametrize("n", range(8))
 def test_grouped(n):
     print("worker", os.environ["PYTEST_XDIST_WORKER"])
 """
