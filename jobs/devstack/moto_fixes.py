@@ -63,8 +63,7 @@ def apply() -> None:
     from moto.dynamodb.models.table import Table
 
     Item.instances_tracked = _Untracked()
-    Item.__init__ = _item_init_linear()
-    _sizes_summed_plainly()
+    Item.__init__ = _item_init_linear(_sizes_summed_plainly())
     models.DynamoDBBackend.transact_write_items = _rolled_back_by_item(models.DynamoDBBackend.transact_write_items)
     models.copy = _NoTableCopies(Table)  # the module's `copy.deepcopy(table)` now returns the table itself
     Table.query = _one_partition(Table.query)
@@ -458,19 +457,19 @@ def _copied(value, memo: dict):
     return copy.deepcopy(value, memo)
 
 
-def _item_init_linear():
+def _item_init_linear(summed):
     """moto's Item.__init__, in time linear in the item's attributes: moto's size check summed every attribute
     the item had so far for each one it added (the job item's 35, 600 sizes a PutItem). Sizes only add up, so
-    the item passes every one of those checks exactly when its whole size passes the last."""
+    the item passes every one of those checks exactly when its whole size passes the last (`summed`: the
+    attributes' size, as moto sums it)."""
     from moto.dynamodb.exceptions import ItemSizeTooLarge
     from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
-    from moto.dynamodb.models.utilities import bytesize
 
     def item_init(self, hash_key, range_key, attrs: dict[str, Any]) -> None:
         self.hash_key = hash_key
         self.range_key = range_key
         converted = {key: DynamoType(value) for key, value in attrs.items()}
-        if sum(bytesize(key) + value.size() for key, value in converted.items()) > LIMITED_SIZE:
+        if summed(converted) > LIMITED_SIZE:
             raise ItemSizeTooLarge
         self.attrs = LimitedSizeDict()
         dict.update(self.attrs, converted)  # checked above, in one sum
@@ -481,12 +480,12 @@ def _item_init_linear():
 LIMITED_SIZE = 405_000  # moto's item size limit (dynamo_type.LimitedSizeDict)
 
 
-def _sizes_summed_plainly() -> None:
+def _sizes_summed_plainly():
     """An item's size as moto sums it, without its detours: each attribute set by an update summed the whole
     item again (the job's end sets 12 attributes of its 40: some 500 values sized), through two lists built of
     its names and values and four type tests a value before the text's length. The same sums, in the same
     cases: a number's digits, a list's members, sets and maps by moto itself, any other value one byte for a
-    boolean, else its UTF-8 bytes."""
+    boolean, else its UTF-8 bytes. Returns the sum of an item's attributes, which a new item's check uses too."""
     from moto.dynamodb.exceptions import ItemSizeTooLarge
     from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
     from moto.dynamodb.models.utilities import bytesize
@@ -504,18 +503,21 @@ def _sizes_summed_plainly() -> None:
             return sum(v.size() for v in self.value)
         return 1 if isinstance(self.value, bool) else bytesize(self.value)
 
+    def sized(value) -> int:
+        return value.size() if type(value) is DynamoType else bytesize(str(value))
+
+    def summed(attrs: dict) -> int:
+        """The attributes' names and values, summed as moto's size check sums them."""
+        return sum(sized(name) + sized(held) for name, held in dict.items(attrs))
+
     def setitem(self, key: str, value: Any) -> None:
-        current = 0
-        for name, held in dict.items(self):
-            current += name.size() if type(name) is DynamoType else bytesize(str(name))
-            current += held.size() if type(held) is DynamoType else bytesize(str(held))
-        added = bytesize(key) + (value.size() if type(value) is DynamoType else bytesize(str(value)))
-        if current + added > LIMITED_SIZE:
+        if summed(self) + bytesize(key) + sized(value) > LIMITED_SIZE:
             raise ItemSizeTooLarge
         dict.__setitem__(self, key, value)
 
     DynamoType.size = size
     LimitedSizeDict.__setitem__ = setitem
+    return summed
 
 
 class _Untracked(list):
