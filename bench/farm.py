@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from jobs.repository.items import OWNER_SHARDS
 
 OWNER = "bench"
 TABLE = "render-jobs"
-PROJECTION = "id, #s, created_at, started_at, finished_at"
+PROJECTION = "id, #s, created_at, started_at, finished_at, worker"
 NAMES = {"ExpressionAttributeNames": {"#s": "status"}}
 _local = threading.local()
 
@@ -176,6 +177,22 @@ def running(
 
 def seconds_between(item: dict, start: str, end: str) -> float:
     return (datetime.fromisoformat(item[end]["S"]) - datetime.fromisoformat(item[start]["S"])).total_seconds()
+
+
+def idle_between_jobs(items) -> list[float]:
+    """Seconds each pool process (the items' `worker`) sat between finishing one job and starting its next."""
+    by_worker: dict[str, list[dict]] = {}
+    for item in items:
+        if "worker" in item and "finished_at" in item:
+            by_worker.setdefault(item["worker"]["S"], []).append(item)
+    gaps = []
+    for done in by_worker.values():
+        done.sort(key=lambda i: i["started_at"]["S"])
+        ends = [
+            (datetime.fromisoformat(i["started_at"]["S"]), datetime.fromisoformat(i["finished_at"]["S"])) for i in done
+        ]
+        gaps += [(started - finished).total_seconds() for (_, finished), (started, _) in itertools.pairwise(ends)]
+    return gaps
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -44,6 +44,7 @@ from bench.farm import (
     consumers_cpu,
     cpu_by_role,
     group_pids,
+    idle_between_jobs,
     largest_items,
     memory_line,
     percentile,
@@ -127,6 +128,12 @@ def scenario_jobs(args) -> float:
         print(
             f"  latency submit->COMPLETED: p50 {statistics.median(latencies) * 1000:.0f} ms, "
             f"p95 {percentile(latencies, 95) * 1000:.0f} ms"
+        )
+        idle = idle_between_jobs(done)
+        print(
+            f"  a pool process idle between two jobs (its ack, the next receive): p50 "
+            f"{statistics.median(idle) * 1000:.0f} ms, p95 {percentile(idle, 95) * 1000:.0f} ms, "
+            f"max {max(idle) * 1000:.0f} ms"
         )
         print(
             "  CPU per job: "

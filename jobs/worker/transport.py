@@ -9,6 +9,12 @@ of low-priority chunks therefore never holds up high-priority work by more than 
 queue still has at most one poll out at a time, and a waiting poll is reused, not repeated.
 Selected with Celery's `broker_transport` setting; the order comes from the `queue_order` option.
 
+A queue whose worker has no free prefetch slot is parked, and the ack (or reject) that frees one polls
+the parked queues at once, highest first. kombu instead re-checked such a queue on every turn of its event
+loop, and a re-check queued in the turn that freed the slot waited for the loop's next timer: a worker
+process with a backlog sat up to a second idle between two tasks (`make bench`: 3.7 jobs/s on one process
+where it now does 8.8; docs/developing/benchmark.md, "Idle between tasks").
+
 The channels of one process also share one boto3 session (per set of credentials): kombu makes a session
 for every SQS client, and each session loads botocore's endpoint and model data again (about 9 MiB), once
 per channel: up to one per thread of an API process and its producer pool.
@@ -89,8 +95,10 @@ class Channel(SQS.Channel):
             return session.client(service, config=client_config, **client_kwargs)
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
         self._polls_out: dict[str, float] = {}  # queue -> when its outstanding poll was sent
+        self._parked: set[str] = set()  # queues waiting for a free prefetch slot, polled again when one frees
+        self._loop_thread: int | None = None  # the event loop's thread, where queues are scheduled
+        super().__init__(*args, **kwargs)
 
     def _rank(self, queue: str) -> int:
         order = self.transport_options.get("queue_order") or []
@@ -99,8 +107,13 @@ class Channel(SQS.Channel):
     def _schedule_queue(self, queue: str) -> None:
         if queue not in self._active_queues:
             return
+        self._loop_thread = threading.get_ident()
         if not self.qos.can_consume():
-            self._loop1(queue)  # kombu's own wait for a free slot
+            # Parked until an ack, a reject or a larger prefetch frees a slot (`_unpark`). kombu's own wait
+            # re-queued the queue with `call_soon` on every turn of the event loop, which from the loop's own
+            # thread does not wake the poller: when the same turn freed the slot after the re-queue (ready
+            # callbacks run in a set's order), the next poll waited for the loop's next timer, up to 1 s.
+            self._parked.add(queue)
             return
         now = time.monotonic()
         for other in self._active_queues:
@@ -116,6 +129,34 @@ class Channel(SQS.Channel):
     def _polled(self, queue: str, messages_fetched=None) -> None:
         self._polls_out.pop(queue, None)
         self._loop1(queue, messages_fetched)
+
+    def _unpark(self) -> None:
+        """Poll the parked queues again, highest first, if a slot is free (each queue keeps one poll chain:
+        a parked queue has no poll out and nothing scheduled, so this cannot double one)."""
+        if not self._parked or not self.qos.can_consume():
+            return
+        if threading.get_ident() != self._loop_thread:  # not the loop's thread: let the loop do it (wakes it)
+            self.hub.call_soon(self._unpark)
+            return
+        parked, self._parked = self._parked, set()
+        for queue in sorted(parked, key=self._rank):
+            self._schedule_queue(queue)
+
+    def basic_ack(self, delivery_tag, multiple=False):
+        try:
+            super().basic_ack(delivery_tag, multiple)
+        finally:  # the slot is released even when the delete fails (kombu re-raises after releasing it)
+            self._unpark()
+
+    def basic_reject(self, delivery_tag, requeue=False):
+        try:
+            super().basic_reject(delivery_tag, requeue=requeue)
+        finally:
+            self._unpark()
+
+    def basic_qos(self, *args, **kwargs):
+        super().basic_qos(*args, **kwargs)
+        self._unpark()  # Celery raises the prefetch count for a task with an ETA
 
 
 class Transport(SQS.Transport):

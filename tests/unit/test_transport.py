@@ -4,6 +4,8 @@ The channel is built without a connection (its polling decisions need none); `_g
 replaced by a recorder and the clock by a fake, so the order of polls is observed exactly.
 """
 
+import threading
+
 import pytest
 
 from jobs.worker import transport
@@ -15,9 +17,13 @@ ORDER = ["render-high", "render-normal", "render-low"]
 class Hub:
     def __init__(self):
         self.later: list[tuple[float, object, tuple]] = []
+        self.soon: list[object] = []
 
     def call_later(self, delay, fn, *args):
         self.later.append((delay, fn, args))
+
+    def call_soon(self, fn):
+        self.soon.append(fn)
 
 
 class QoS:
@@ -44,10 +50,32 @@ class Probe(Channel):
 
 
 @pytest.fixture
+def sqs_calls(monkeypatch):
+    """kombu's SQS channel's ack, reject and qos, recorded instead of sent (they need a connection)."""
+    calls = []
+
+    def ack(self, tag, multiple=False):
+        calls.append(("ack", tag))
+        self.qos.free = True  # the delivery's slot is released
+
+    def reject(self, tag, requeue=False):
+        calls.append(("reject", tag, requeue))
+        self.qos.free = True
+
+    sqs = transport.SQS.Channel
+    monkeypatch.setattr(sqs, "basic_ack", ack)
+    monkeypatch.setattr(sqs, "basic_reject", reject)
+    monkeypatch.setattr(sqs, "basic_qos", lambda self, prefetch_count=0, **kw: calls.append(("qos", prefetch_count)))
+    return calls
+
+
+@pytest.fixture
 def channel(now):
     ch = Probe.__new__(Probe)  # no connection: only the polling decisions are under test
     ch._active_queues = list(reversed(ORDER))  # consumed in any order; the rank comes from queue_order
     ch._polls_out = {}
+    ch._parked = set()
+    ch._loop_thread = None
     ch.qos = QoS()
     ch.hub = Hub()
     ch.polled: list[str] = []
@@ -92,10 +120,63 @@ def test_work_on_a_higher_queue_holds_the_lower_ones_back_again(channel, now):
     assert channel.polled == []  # high has no poll out: it may have more, so low waits
 
 
-def test_a_full_worker_leaves_the_wait_to_kombu(channel):
+def test_a_full_worker_parks_its_queues_and_an_ack_polls_them_at_once_highest_first(channel, now, sqs_calls):
+    """No spin on kombu's loop while every slot is taken (its re-check could wait a second for the loop's next
+    timer): the queues wait parked, and the ack that frees a slot polls them from within the ack."""
+    channel.qos.free = False
+    for queue in ORDER:
+        channel._schedule_queue(queue)
+    assert channel.polled == [] and channel.waited == [] and channel.hub.later == []
+
+    channel.basic_ack("tag-1")
+    assert sqs_calls == [("ack", "tag-1")]
+    assert channel.polled == ["render-high"]  # the lower ones wait for its quiet poll, as always
+    assert len(channel.hub.later) == 2 and not channel._parked
+
+
+def test_a_reject_and_a_larger_prefetch_free_slots_too(channel, sqs_calls):
     channel.qos.free = False
     channel._schedule_queue("render-high")
-    assert channel.polled == [] and channel.waited == ["render-high"]
+    channel.basic_reject("tag-1", requeue=True)
+    assert channel.polled == ["render-high"]
+
+    channel.qos.free = False
+    channel._schedule_queue("render-high")
+    channel.basic_reject("tag-2")
+    assert channel.polled == ["render-high", "render-high"]
+
+    channel.qos.free = False
+    channel._schedule_queue("render-high")
+    channel.basic_qos(prefetch_count=1)
+    assert channel._parked == {"render-high"}  # no slot yet: stays parked
+    channel.qos.free = True
+    channel.basic_qos(prefetch_count=2)  # Celery raises the prefetch for a task with an ETA
+    assert channel.polled == ["render-high", "render-high", "render-high"]
+    assert sqs_calls == [("reject", "tag-1", True), ("reject", "tag-2", False), ("qos", 1), ("qos", 2)]
+
+
+def test_a_failed_delete_still_polls_the_parked_queues_and_raises(channel, sqs_calls, monkeypatch):
+    def failing_ack(self, tag, multiple=False):
+        self.qos.free = True  # kombu releases the slot, then re-raises
+        raise ConnectionError("SQS unreachable")
+
+    monkeypatch.setattr(transport.SQS.Channel, "basic_ack", failing_ack)
+    channel.qos.free = False
+    channel._schedule_queue("render-high")
+    with pytest.raises(ConnectionError):
+        channel.basic_ack("tag-1")
+    assert channel.polled == ["render-high"]
+
+
+def test_an_ack_from_another_thread_hands_the_polls_to_the_loop(channel, sqs_calls):
+    channel.qos.free = False
+    channel._schedule_queue("render-high")  # on the loop's thread
+    worker = threading.Thread(target=channel.basic_ack, args=("tag-1",))
+    worker.start()
+    worker.join()
+    assert channel.polled == [] and channel.hub.soon == [channel._unpark]
+    channel.hub.soon.pop()()  # the loop runs it
+    assert channel.polled == ["render-high"]
 
 
 def test_a_queue_no_longer_consumed_is_not_polled(channel):
