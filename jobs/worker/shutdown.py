@@ -19,6 +19,10 @@ def request() -> None:
     _requested.set()
 
 
+def requested() -> bool:
+    return _requested.is_set()
+
+
 def grace_left(grace_seconds: float) -> float | None:
     """Seconds left of the grace period since shutdown was requested; None while not shutting down."""
     if not _requested.is_set():

@@ -25,12 +25,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import partial
 
 import boto3
 import kombu
 from botocore.config import Config
-from kombu.transport import SQS
+from kombu.transport import SQS, virtual
 from vine import promise
+
+from jobs.worker import shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +146,36 @@ class Channel(SQS.Channel):
             self._schedule_queue(queue)
 
     def basic_ack(self, delivery_tag, multiple=False):
+        delete = self._deletable_without_blocking(delivery_tag)
+        if delete is None:
+            try:
+                super().basic_ack(delivery_tag, multiple)  # kombu's: a blocking DeleteMessage, then the slot
+            finally:  # the slot is released even when the delete fails (kombu re-raises after releasing it)
+                self._unpark()
+            return
+        queue, url, handle = delete
+        virtual.Channel.basic_ack(self, delivery_tag)  # the slot, before the delete is answered
+        self.asynsqs(queue=queue).delete_message(url, handle, callback=promise(on_error=partial(_not_deleted, url)))
+        self._unpark()  # the next receive goes out beside the delete
+
+    def _deletable_without_blocking(self, delivery_tag) -> tuple[str, str, str] | None:
+        """(queue, queue URL, receipt handle) when the ack's DeleteMessage can go out on the event loop beside
+        the next receive; None when kombu's blocking one must serve: not on the loop's thread, or no queue
+        consumed any more, or the worker shutting down (its loop may close before an answer), or no SQS
+        message behind the tag."""
+        if self.hub is None or not self._active_queues or threading.get_ident() != self._loop_thread:
+            return None
+        if shutdown.requested():
+            return None
         try:
-            super().basic_ack(delivery_tag, multiple)
-        finally:  # the slot is released even when the delete fails (kombu re-raises after releasing it)
-            self._unpark()
+            info = self.qos.get(delivery_tag).delivery_info
+            return (
+                self.canonical_queue_name(info["routing_key"]),
+                info["sqs_queue"],
+                info["sqs_message"]["ReceiptHandle"],
+            )
+        except KeyError:
+            return None
 
     def basic_reject(self, delivery_tag, requeue=False):
         try:
@@ -157,6 +186,12 @@ class Channel(SQS.Channel):
     def basic_qos(self, *args, **kwargs):
         super().basic_qos(*args, **kwargs)
         self._unpark()  # Celery raises the prefetch count for a task with an ETA
+
+
+def _not_deleted(queue_url: str, exc: BaseException) -> None:
+    """An acked message whose delete failed comes back after its visibility timeout; its task runs again and
+    changes nothing (every task is safe to run twice), and the redrive policy ends a message that keeps failing."""
+    logger.warning("could not delete an acked message from %s; it will be delivered again: %s", queue_url, exc)
 
 
 class Transport(SQS.Transport):

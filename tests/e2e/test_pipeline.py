@@ -44,6 +44,24 @@ def test_jobs_complete_and_their_images_download_through_presigned_urls(make_sta
         assert Image.open(io.BytesIO(body)).format == "PNG"
 
 
+def test_every_finished_chunk_is_deleted_from_its_queue(make_stack):
+    """A worker acks a chunk with a DeleteMessage sent on its event loop beside the next receive
+    (jobs/worker/transport.py): once the jobs are done, no message is left, visible or in flight."""
+    stack = make_stack()
+    stack.start_ready_worker(concurrency=2)
+    jobs = [stack.submit(frame_start=1, frame_end=6, chunk_size=2) for _ in range(3)]
+    for job in jobs:
+        assert stack.wait_for_status(job["id"], "COMPLETED", "FAILED")["status"] == "COMPLETED"
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=stack.env["RENDER_QUEUE_PREFIX"] + "render-normal")["QueueUrl"]
+
+    def left() -> tuple[str, str]:
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return attrs["ApproximateNumberOfMessages"], attrs["ApproximateNumberOfMessagesNotVisible"]
+
+    wait_until(lambda: left() == ("0", "0"), 10, "an empty queue")
+
+
 def test_a_frame_list_renders_exactly_its_frames_on_a_real_worker(make_stack):
     stack = make_stack(RENDER_SIMULATED_SECONDS="0.05")
     stack.start_ready_worker()

@@ -29,9 +29,27 @@ class Hub:
 class QoS:
     def __init__(self):
         self.free = True
+        self.delivered: dict[str, object] = {}
 
     def can_consume(self):
         return self.free
+
+    def get(self, tag):
+        return self.delivered[tag]  # a KeyError for a tag with no message, as kombu's
+
+    def ack(self, tag):
+        del self.delivered[tag]
+        self.free = True
+
+
+class AsyncSQS:
+    """kombu's asynchronous SQS connection, recording the deletes it would send on the event loop."""
+
+    def __init__(self):
+        self.deletes: list[tuple[str, str, object]] = []
+
+    def delete_message(self, queue_url, receipt_handle, callback=None):
+        self.deletes.append((queue_url, receipt_handle, callback))
 
 
 @pytest.fixture
@@ -81,6 +99,8 @@ def channel(now):
     ch.polled: list[str] = []
     ch.waited: list[str] = []
     ch._get_bulk_async = lambda queue, callback: ch.polled.append(queue)
+    ch.async_sqs = AsyncSQS()
+    ch.asynsqs = lambda queue=None: ch.async_sqs
     ch._loop1 = lambda queue, fetched=None: ch.waited.append(queue)
     return ch
 
@@ -132,6 +152,52 @@ def test_a_full_worker_parks_its_queues_and_an_ack_polls_them_at_once_highest_fi
     assert sqs_calls == [("ack", "tag-1")]
     assert channel.polled == ["render-high"]  # the lower ones wait for its quiet poll, as always
     assert len(channel.hub.later) == 2 and not channel._parked
+
+
+def delivered(channel, tag: str, queue: str = "render-normal"):
+    url = f"https://sqs.example/123/{queue}"
+    info = {"routing_key": queue, "sqs_queue": url, "sqs_message": {"ReceiptHandle": f"handle-{tag}"}}
+    channel.qos.delivered[tag] = type("Message", (), {"delivery_info": info})()
+    channel.qos.free = False
+    return url
+
+
+def test_an_ack_frees_the_slot_at_once_and_deletes_beside_the_next_receive(channel, sqs_calls):
+    """The DeleteMessage goes out on the event loop (no round trip blocking the worker's loop), and the queue
+    is polled in the same turn: one worker process waits for one round trip between two tasks, not two."""
+    url = delivered(channel, "tag-1")
+    channel._schedule_queue("render-high")
+    channel.basic_ack("tag-1")
+    assert sqs_calls == []  # kombu's blocking delete is not used
+    assert [(u, h) for u, h, _ in channel.async_sqs.deletes] == [(url, "handle-tag-1")]
+    assert channel.polled == ["render-high"] and "tag-1" not in channel.qos.delivered
+
+
+def test_a_delete_that_fails_is_logged_and_left_to_redelivery(channel, sqs_calls, caplog):
+    url = delivered(channel, "tag-1")
+    channel._schedule_queue("render-high")
+    channel.basic_ack("tag-1")
+    _, _, answered = channel.async_sqs.deletes[0]
+    try:
+        raise ConnectionError("SQS unreachable")
+    except ConnectionError:
+        answered.throw()  # as kombu's HTTP client reports a failed request to the callback
+    assert f"could not delete an acked message from {url}" in caplog.text and "SQS unreachable" in caplog.text
+
+
+def test_an_ack_while_shutting_down_or_with_no_queue_consumed_deletes_before_it_returns(
+    channel, sqs_calls, monkeypatch
+):
+    """A warm shutdown acks the last tasks as the loop closes, which could drop an answer in flight."""
+    channel._schedule_queue("render-high")
+    monkeypatch.setattr(transport.shutdown, "requested", lambda: True)
+    delivered(channel, "tag-1")
+    channel.basic_ack("tag-1")
+    monkeypatch.setattr(transport.shutdown, "requested", lambda: False)
+    channel._active_queues = []
+    delivered(channel, "tag-2")
+    channel.basic_ack("tag-2")
+    assert sqs_calls == [("ack", "tag-1"), ("ack", "tag-2")] and channel.async_sqs.deletes == []
 
 
 def test_a_reject_and_a_larger_prefetch_free_slots_too(channel, sqs_calls):
