@@ -114,8 +114,14 @@ class Sidecar:
         log.info("render sandbox listening on %s (root %s, program %s)", self.socket_path, self.root, self.program)
         if ready is not None:
             ready.set()
+        # Back in Python every second: a SIGTERM that the kernel hands to another thread (one waiting on a run)
+        # only sets a flag, and its handler runs when this, the main thread, next runs Python code.
+        server.settimeout(1.0)
         while True:
-            conn, _ = server.accept()
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
@@ -161,8 +167,10 @@ class Sidecar:
                 stdin=request.get("stdin") is True,
             )
             _send(conn, {"started": proc.proc.pid})
-            hangup = threading.Thread(target=_kill_on_hangup, args=(conn, proc), daemon=True)
+            hangup = threading.Thread(target=_kill_on_hangup, args=(conn, proc, uid), daemon=True)
             hangup.start()
+            ended = threading.Thread(target=_end_with_the_program, args=(proc, uid), daemon=True)
+            ended.start()
             try:
                 while line := proc.readline():
                     _send(conn, {"out": line.decode("utf-8", errors="replace").rstrip("\r\n")})
@@ -176,6 +184,7 @@ class Sidecar:
                 proc.close()
                 kill_all_of(uid)
             hangup.join()  # the worker reads its last frames, then hangs up
+            ended.join()  # both threads kill by the uid: done before the uid goes to another run
         finally:
             kill_all_of(uid)
             for place in self.scrub:  # the scratch directory (the run's own) may lie under one: kept till last
@@ -203,9 +212,18 @@ class Sidecar:
         return path
 
 
-def _kill_on_hangup(conn: socket.socket, proc) -> None:
-    """The worker closing its end (done, cancelled or dead) ends the run; until then, `{"in": ...}` lines go to
-    the program's input (when it has one), never blocking: a full input or a bad line ends the run."""
+def _end_with_the_program(proc, uid: int) -> None:
+    """When the program ends, so does every process it left behind: one that left its session would hold its
+    output open, and the run would not end."""
+    proc.wait()
+    kill_all_of(uid)
+
+
+def _kill_on_hangup(conn: socket.socket, proc, uid: int) -> None:
+    """The worker closing its end (done, cancelled or dead) ends the run, every process of its uid (the
+    program's process group is not enough: a process that left its session holds the output open, and the
+    run would go on); until then, `{"in": ...}` lines go to the program's input (when it has one), never
+    blocking: a full input or a bad line ends the run."""
     with contextlib.suppress(OSError, ValueError), conn.makefile("rb") as lines:
         for raw in lines:
             if proc.proc.stdin is None:
@@ -215,6 +233,7 @@ def _kill_on_hangup(conn: socket.socket, proc) -> None:
             if isinstance(text, str) and "\0" not in text and "\n" not in text:
                 proc.send(text)  # OSError (full, or ended) leaves the loop and kills the run
     proc.kill()
+    kill_all_of(uid)
 
 
 def kill_all_of(uid: int) -> None:

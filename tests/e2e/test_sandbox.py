@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -149,20 +150,26 @@ def test_the_sidecar_holds_code_that_runs_inside_it_without_namespaces(sidecar, 
 def test_the_sidecar_kills_a_run_when_the_worker_hangs_up(sidecar, places):
     root, _ = places
     scratch, scene = scratch_with_scene(root)
+    # The run is a session leader (the sidecar starts it in a session of its own), so it cannot leave its
+    # session; a child of it can: the sidecar must kill that one too (every process of the run's uid).
+    escape = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    print('started', flush=True)\ntime.sleep(60)"
     process = sidecar.client.start(
-        ["-I", "-c", "import os, time\nprint('started', flush=True)\nos.setsid()\ntime.sleep(60)"],
+        ["-I", "-c", escape],
         scratch=scratch,
         scene=scene,
         env={"HOME": str(scratch)},
         limits=LIMITS,
     )
     assert process.readline() == b"started\n"
-    deadline = time.monotonic() + 5  # seen twice under load: no process of the run's uid for 5 s (cause unknown)
-    while not (pids := [p for p in os.listdir("/proc") if p.isdigit() and _owner(p) in sidecar.uids]):
-        assert time.monotonic() < deadline, (
-            f"the run should be alive; processes running its script, by uid: {_running(b'started')}, "
-            f"the sidecar's uids: {list(sidecar.uids)}"
-        )
+    deadline = time.monotonic() + 5
+    while len(pids := [p for p in os.listdir("/proc") if p.isdigit() and _owner(p) in sidecar.uids]) < 2:
+        if time.monotonic() > deadline:
+            running = _running(b"started")
+            sidecar.stop()
+            raise AssertionError(
+                f"the run and its child should be alive; processes running its script, by uid: {running}, the "
+                f"sidecar's uids: {list(sidecar.uids)}; the sidecar's log: {sidecar.output()}"
+            )
         time.sleep(0.05)
     process.kill()  # the worker hangs up (as when it dies)
     process.close()
@@ -170,6 +177,33 @@ def test_the_sidecar_kills_a_run_when_the_worker_hangs_up(sidecar, places):
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(p) for p in pids), "a run outlived its worker's connection"
+
+
+def test_a_run_ends_with_its_program_and_takes_what_it_left_behind(sidecar, places):
+    """A child that left the program's session would hold the run's output open after the program ended:
+    the sidecar ends it with the program, so the run reports its exit at once."""
+    root, _ = places
+    scratch, scene = scratch_with_scene(root)
+    left = (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    print(os.getpid(), flush=True)\n"
+        "    time.sleep(60)\nelse:\n    time.sleep(0.5)"
+    )
+    process = sidecar.client.start(["-I", "-c", left], scratch=scratch, scene=scene, env={}, limits=LIMITS)
+    child = process.readline().decode().strip()
+    assert child.isdigit() and _owner(child) in sidecar.uids
+    try:
+        end = threading.Thread(target=process.readline, daemon=True)  # the end of its output...
+        end.start()
+        end.join(timeout=10)  # ...comes with the program's (0.5 s), not with the child's sleep (60 s)
+        assert not end.is_alive(), "the run went on after its program ended"
+        assert process.wait(timeout=1) == 0
+    finally:
+        process.kill()
+        process.close()
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "a process the program left behind outlived the run"
 
 
 def _owner(pid: str) -> int | None:
