@@ -153,6 +153,7 @@ class Sidecar:
         limits = Limits(**{k: int(v) for k, v in (request.get("limits") or {}).items() if k in Limits().as_dict()})
         env = {k: str(v) for k, v in (request.get("env") or {}).items() if k in ENV_NAMES and "\0" not in str(v)}
         uid = self.slots.take()
+        watchers: list[threading.Thread] = []  # they kill by the uid: ended before it goes to another run
         try:
             os.lchown(scratch, uid, peer_gid)
             # the run's; its files in the worker's group (so the worker reads the frames), no one else's
@@ -167,10 +168,12 @@ class Sidecar:
                 stdin=request.get("stdin") is True,
             )
             _send(conn, {"started": proc.proc.pid})
-            hangup = threading.Thread(target=_kill_on_hangup, args=(conn, proc, uid), daemon=True)
-            hangup.start()
-            ended = threading.Thread(target=_end_with_the_program, args=(proc, uid), daemon=True)
-            ended.start()
+            watchers = [
+                threading.Thread(target=_kill_on_hangup, args=(conn, proc, uid), daemon=True),
+                threading.Thread(target=_end_with_the_program, args=(proc, uid), daemon=True),
+            ]
+            for watcher in watchers:
+                watcher.start()
             try:
                 while line := proc.readline():
                     _send(conn, {"out": line.decode("utf-8", errors="replace").rstrip("\r\n")})
@@ -183,9 +186,13 @@ class Sidecar:
                     proc.wait(timeout=5)
                 proc.close()
                 kill_all_of(uid)
-            hangup.join()  # the worker reads its last frames, then hangs up
-            ended.join()  # both threads kill by the uid: done before the uid goes to another run
+            watchers[0].join()  # the worker reads its last frames, then hangs up
         finally:
+            if any(watcher.is_alive() for watcher in watchers):  # an error before the worker hung up
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)  # ends the hang-up watcher's read
+            for watcher in watchers:
+                watcher.join()
             kill_all_of(uid)
             for place in self.scrub:  # the scratch directory (the run's own) may lie under one: kept till last
                 remove_files_of(uid, place, keep=scratch)
