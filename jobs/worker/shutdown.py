@@ -14,13 +14,21 @@ _requested = _context.Event()
 _at = _context.Value("d", 0.0)
 
 
+_requested_here = False  # this process's own flag: read without the shared event's lock
+
+
 def request() -> None:
+    global _requested_here
+    _requested_here = True
     _at.value = time.time()
     _requested.set()
 
 
 def requested() -> bool:
-    return _requested.is_set()
+    """Whether shutdown was requested in this process (the worker's main process, where Celery's shutdown
+    signal fires). Lock-free: the event's lock, taken here by a signal handler's `request()` while this very
+    thread held it for a read, would deadlock the process."""
+    return _requested_here
 
 
 def grace_left(grace_seconds: float) -> float | None:

@@ -89,6 +89,9 @@ def shared_session(region, access_key_id, secret_access_key, session_token) -> b
     return _sessions[key]
 
 
+UNPARK_SECONDS = 1.0
+
+
 class Channel(SQS.Channel):
     quiet_seconds = 0.1
 
@@ -107,10 +110,14 @@ class Channel(SQS.Channel):
             return session.client(service, config=client_config, **client_kwargs)
 
     def __init__(self, *args, **kwargs):
+        self._start_polling_state()
+        super().__init__(*args, **kwargs)
+
+    def _start_polling_state(self) -> None:
         self._polls_out: dict[str, float] = {}  # queue -> when its outstanding poll was sent
         self._parked: set[str] = set()  # queues waiting for a free prefetch slot, polled again when one frees
         self._loop_thread: int | None = None  # the event loop's thread, where queues are scheduled
-        super().__init__(*args, **kwargs)
+        self._unpark_timer = None  # the hub's repeating `_unpark`, once a queue has been parked
 
     def _rank(self, queue: str) -> int:
         order = self.transport_options.get("queue_order") or []
@@ -125,7 +132,7 @@ class Channel(SQS.Channel):
             # re-queued the queue with `call_soon` on every turn of the event loop, which from the loop's own
             # thread does not wake the poller: when the same turn freed the slot after the re-queue (ready
             # callbacks run in a set's order), the next poll waited for the loop's next timer, up to 1 s.
-            self._parked.add(queue)
+            self._park(queue)
             return
         now = time.monotonic()
         for other in self._active_queues:
@@ -142,17 +149,42 @@ class Channel(SQS.Channel):
         self._polls_out.pop(queue, None)
         self._loop1(queue, messages_fetched)
 
+    def _park(self, queue: str) -> None:
+        self._parked.add(queue)
+        if self._unpark_timer is None:  # the safety net: a slot freed by a path not seen here waits 1 s at most
+            self._unpark_timer = self.hub.call_repeatedly(UNPARK_SECONDS, self._unpark)
+
     def _unpark(self) -> None:
         """Poll the parked queues again, highest first, if a slot is free (each queue keeps one poll chain:
         a parked queue has no poll out and nothing scheduled, so this cannot double one)."""
-        if not self._parked or not self.qos.can_consume():
+        if not self._parked:
             return
         if threading.get_ident() != self._loop_thread:  # not the loop's thread: let the loop do it (wakes it)
             self.hub.call_soon(self._unpark)
             return
-        parked, self._parked = self._parked, set()
-        for queue in sorted(parked, key=self._rank):
-            self._schedule_queue(queue)
+        if not self.qos.can_consume():
+            return
+        queues = sorted(self._parked, key=self._rank)
+        self._parked.clear()
+        for at, queue in enumerate(queues):
+            try:
+                self._schedule_queue(queue)
+            except BaseException:  # parked again (the timer tries again), and the error goes on to be logged
+                self._polls_out.pop(queue, None)
+                self._parked.update(queues[at:])
+                raise
+
+    def basic_cancel(self, consumer_tag):
+        queue = self._tag_to_queue.get(consumer_tag)
+        result = super().basic_cancel(consumer_tag)
+        self._parked.discard(queue)  # consumed again later: a new chain starts; this one must not
+        return result
+
+    def close(self):
+        if self._unpark_timer is not None:
+            self._unpark_timer.cancel()
+            self._unpark_timer = None
+        super().close()
 
     def basic_ack(self, delivery_tag, multiple=False):
         delete = self._deletable_without_blocking(delivery_tag)
@@ -164,8 +196,25 @@ class Channel(SQS.Channel):
             return
         queue, url, handle = delete
         virtual.Channel.basic_ack(self, delivery_tag)  # the slot, before the delete is answered
-        self.asynsqs(queue=queue).delete_message(url, handle, callback=promise(on_error=partial(_not_deleted, url)))
-        self._unpark()  # the next receive goes out beside the delete
+        try:
+            failed = partial(self._delete_again, queue, url, handle)
+            self.asynsqs(queue=queue).delete_message(url, handle, callback=promise(on_error=failed))
+        finally:
+            self._unpark()  # the next receive goes out beside the delete
+
+    def _delete_again(self, queue: str, url: str, handle: str, exc: BaseException) -> None:
+        """The asynchronous delete failed (one try): once more with the blocking client and its retries. A message
+        still not deleted comes back after its visibility timeout; its task runs again and changes nothing
+        (every task is safe to run twice), and the redrive policy ends one that keeps failing."""
+        try:
+            self.sqs(queue=queue).delete_message(QueueUrl=url, ReceiptHandle=handle)
+        except Exception as again:
+            logger.error(
+                "could not delete an acked message from %s (%s, then %s); it will be delivered again",
+                url,
+                exc,
+                again,
+            )
 
     def _deletable_without_blocking(self, delivery_tag) -> tuple[str, str, str] | None:
         """(queue, queue URL, receipt handle) when the ack's DeleteMessage can go out on the event loop beside
@@ -195,12 +244,6 @@ class Channel(SQS.Channel):
     def basic_qos(self, *args, **kwargs):
         super().basic_qos(*args, **kwargs)
         self._unpark()  # Celery raises the prefetch count for a task with an ETA
-
-
-def _not_deleted(queue_url: str, exc: BaseException) -> None:
-    """An acked message whose delete failed comes back after its visibility timeout; its task runs again and
-    changes nothing (every task is safe to run twice), and the redrive policy ends a message that keeps failing."""
-    logger.warning("could not delete an acked message from %s; it will be delivered again: %s", queue_url, exc)
 
 
 class Transport(SQS.Transport):

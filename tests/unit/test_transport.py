@@ -14,10 +14,23 @@ from jobs.worker.transport import Channel, check_kombu
 ORDER = ["render-high", "render-normal", "render-low"]
 
 
+class Timer:
+    def __init__(self):
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+
 class Hub:
     def __init__(self):
         self.later: list[tuple[float, object, tuple]] = []
         self.soon: list[object] = []
+        self.repeated: list[tuple[float, object, Timer]] = []
+
+    def call_repeatedly(self, seconds, fn):
+        self.repeated.append((seconds, fn, timer := Timer()))
+        return timer
 
     def call_later(self, delay, fn, *args):
         self.later.append((delay, fn, args))
@@ -40,6 +53,19 @@ class QoS:
     def ack(self, tag):
         del self.delivered[tag]
         self.free = True
+
+
+class BlockingSQS:
+    """kombu's blocking boto3 SQS client: the deletes it made, or the error it raises."""
+
+    def __init__(self):
+        self.deletes: list[tuple[str, str]] = []
+        self.error: Exception | None = None
+
+    def delete_message(self, QueueUrl, ReceiptHandle):
+        if self.error is not None:
+            raise self.error
+        self.deletes.append((QueueUrl, ReceiptHandle))
 
 
 class AsyncSQS:
@@ -90,10 +116,9 @@ def sqs_calls(monkeypatch):
 @pytest.fixture
 def channel(now):
     ch = Probe.__new__(Probe)  # no connection: only the polling decisions are under test
+    ch._start_polling_state()
     ch._active_queues = list(reversed(ORDER))  # consumed in any order; the rank comes from queue_order
-    ch._polls_out = {}
-    ch._parked = set()
-    ch._loop_thread = None
+    ch._tag_to_queue = {}
     ch.qos = QoS()
     ch.hub = Hub()
     ch.polled: list[str] = []
@@ -101,6 +126,8 @@ def channel(now):
     ch._get_bulk_async = lambda queue, callback: ch.polled.append(queue)
     ch.async_sqs = AsyncSQS()
     ch.asynsqs = lambda queue=None: ch.async_sqs
+    ch.blocking_sqs = BlockingSQS()
+    ch.sqs = lambda queue=None: ch.blocking_sqs
     ch._loop1 = lambda queue, fetched=None: ch.waited.append(queue)
     return ch
 
@@ -173,16 +200,70 @@ def test_an_ack_frees_the_slot_at_once_and_deletes_beside_the_next_receive(chann
     assert channel.polled == ["render-high"] and "tag-1" not in channel.qos.delivered
 
 
-def test_a_delete_that_fails_is_logged_and_left_to_redelivery(channel, sqs_calls, caplog):
-    url = delivered(channel, "tag-1")
+def test_a_delete_that_fails_is_tried_again_with_the_blocking_client_then_logged(channel, sqs_calls, caplog):
+    for tag in ("tag-1", "tag-2"):
+        url = delivered(channel, tag)
+        channel._schedule_queue("render-high")
+        channel.basic_ack(tag)
+    for _, _, answered in channel.async_sqs.deletes:
+        if answered is channel.async_sqs.deletes[1][2]:
+            channel.blocking_sqs.error = ConnectionError("still unreachable")
+        try:
+            raise ConnectionError("SQS unreachable")
+        except ConnectionError:
+            answered.throw()  # as kombu's HTTP client reports a failed request to the callback
+    assert channel.blocking_sqs.deletes == [(url, "handle-tag-1")]  # the second try of the first delete
+    assert [r.levelname for r in caplog.records] == ["ERROR"]  # the second delete failed twice
+    assert f"could not delete an acked message from {url}" in caplog.text and "still unreachable" in caplog.text
+
+
+def test_an_ack_whose_delete_cannot_even_be_sent_still_polls(channel, sqs_calls):
+    """A failure before the request is out (credentials, signing) must not leave the queues parked with a free
+    slot: Celery logs the ack's error and goes on, and nothing else would poll them."""
+    delivered(channel, "tag-1")
     channel._schedule_queue("render-high")
-    channel.basic_ack("tag-1")
-    _, _, answered = channel.async_sqs.deletes[0]
-    try:
-        raise ConnectionError("SQS unreachable")
-    except ConnectionError:
-        answered.throw()  # as kombu's HTTP client reports a failed request to the callback
-    assert f"could not delete an acked message from {url}" in caplog.text and "SQS unreachable" in caplog.text
+
+    def unsignable(queue_url, receipt_handle, callback=None):
+        raise RuntimeError("no credentials")
+
+    channel.async_sqs.delete_message = unsignable
+    with pytest.raises(RuntimeError):
+        channel.basic_ack("tag-1")
+    assert channel.polled == ["render-high"]
+
+
+def test_a_poll_that_fails_to_start_parks_the_rest_again_for_the_timer(channel, now):
+    channel.qos.free = False
+    for queue in ORDER:
+        channel._schedule_queue(queue)
+    assert len(channel.hub.repeated) == 1  # one safety-net timer, armed at the first park
+
+    def broken(queue, callback):
+        raise ConnectionError("no route")
+
+    channel._get_bulk_async = broken
+    channel.qos.free = True
+    with pytest.raises(ConnectionError):
+        channel._unpark()
+    assert channel._parked == set(ORDER) and "render-high" not in channel._polls_out
+
+    channel._get_bulk_async = lambda queue, callback: channel.polled.append(queue)
+    _, tick, _ = channel.hub.repeated[0]
+    tick()  # the timer's next turn
+    assert channel.polled == ["render-high"]
+
+
+def test_a_cancelled_queue_leaves_the_parked_set_and_close_stops_the_timer(channel, monkeypatch):
+    channel.qos.free = False
+    channel._schedule_queue("render-low")
+    channel._tag_to_queue["ctag"] = "render-low"
+    monkeypatch.setattr(transport.SQS.Channel, "basic_cancel", lambda self, tag: None)
+    channel.basic_cancel("ctag")
+    assert channel._parked == set()
+
+    monkeypatch.setattr(transport.SQS.Channel, "close", lambda self: None)
+    channel.close()
+    assert channel.hub.repeated[0][2].cancelled and channel._unpark_timer is None
 
 
 def test_an_ack_while_shutting_down_or_with_no_queue_consumed_deletes_before_it_returns(
