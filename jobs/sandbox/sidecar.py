@@ -184,8 +184,7 @@ class Sidecar:
                 proc.kill()
                 with contextlib.suppress(TimeoutError):
                     proc.wait(timeout=5)
-                proc.close()
-                kill_all_of(uid)
+                proc.close()  # what the program left behind: killed by the watchers, and again below
             watchers[0].join()  # the worker reads its last frames, then hangs up
         finally:
             if any(watcher.is_alive() for watcher in watchers):  # an error before the worker hung up

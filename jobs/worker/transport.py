@@ -149,6 +149,9 @@ class Channel(SQS.Channel):
         self._polls_out.pop(queue, None)
         self._loop1(queue, messages_fetched)
 
+    def _on_the_loop(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
     def _park(self, queue: str) -> None:
         self._parked.add(queue)
         if self._unpark_timer is None:  # the safety net: a slot freed by a path not seen here waits 1 s at most
@@ -159,7 +162,7 @@ class Channel(SQS.Channel):
         a parked queue has no poll out and nothing scheduled, so this cannot double one)."""
         if not self._parked:
             return
-        if threading.get_ident() != self._loop_thread:  # not the loop's thread: let the loop do it (wakes it)
+        if not self._on_the_loop():  # let the loop do it (a call from another thread wakes it)
             self.hub.call_soon(self._unpark)
             return
         if not self.qos.can_consume():
@@ -187,20 +190,17 @@ class Channel(SQS.Channel):
         super().close()
 
     def basic_ack(self, delivery_tag, multiple=False):
-        delete = self._deletable_without_blocking(delivery_tag)
-        if delete is None:
-            try:
-                super().basic_ack(delivery_tag, multiple)  # kombu's: a blocking DeleteMessage, then the slot
-            finally:  # the slot is released even when the delete fails (kombu re-raises after releasing it)
-                self._unpark()
-            return
-        queue, url, handle = delete
-        virtual.Channel.basic_ack(self, delivery_tag)  # the slot, before the delete is answered
         try:
+            delete = self._deletable_without_blocking(delivery_tag)
+            if delete is None:
+                super().basic_ack(delivery_tag, multiple)  # kombu's: a blocking DeleteMessage, then the slot
+                return
+            queue, url, handle = delete
+            virtual.Channel.basic_ack(self, delivery_tag)  # the slot, before the delete is answered
             failed = partial(self._delete_again, queue, url, handle)
             self.asynsqs(queue=queue).delete_message(url, handle, callback=promise(on_error=failed))
-        finally:
-            self._unpark()  # the next receive goes out beside the delete
+        finally:  # the slot is free even when the delete fails: the next receive goes out (beside the delete)
+            self._unpark()
 
     def _delete_again(self, queue: str, url: str, handle: str, exc: BaseException) -> None:
         """The asynchronous delete failed (one try): once more with the blocking client and its retries. A message
@@ -221,7 +221,7 @@ class Channel(SQS.Channel):
         the next receive; None when kombu's blocking one must serve: not on the loop's thread, or no queue
         consumed any more, or the worker shutting down (its loop may close before an answer), or no SQS
         message behind the tag."""
-        if self.hub is None or not self._active_queues or threading.get_ident() != self._loop_thread:
+        if self.hub is None or not self._active_queues or not self._on_the_loop():
             return None
         if shutdown.requested():
             return None
