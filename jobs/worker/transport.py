@@ -20,6 +20,12 @@ loop for the round trip; it still serves while the worker shuts down). `make ben
 The channels of one process also share one boto3 session (per set of credentials): kombu makes a session
 for every SQS client, and each session loads botocore's endpoint and model data again (about 9 MiB), once
 per channel: up to one per thread of an API process and its producer pool.
+
+A receive that fails (no connection, a timeout, an SQS 5xx) polls its queue again after `POLL_RETRY_SECONDS`:
+kombu 5.7 turns such an answer into an empty list that its own channel then cannot read, and the error
+stopped the worker's event loop (Celery's "Unrecoverable error"). And every asynchronous request (the polls,
+the acks' deletes) ends within `ASYNC_REQUEST_SECONDS`: kombu's curl client never applied a request's
+timeouts, so a poll whose connection hung was never answered, and its queue never polled again.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from functools import partial
 
 import boto3
 import kombu
+import pycurl
 from botocore.config import Config
+from kombu.asynchronous.http.curl import CurlClient
 from kombu.transport import SQS, virtual
 from vine import promise
 
@@ -50,6 +58,7 @@ KOMBU_INTERNALS = (
     "_new_boto_client",
     "asynsqs",
     "canonical_queue_name",
+    "_on_messages_ready",
 )
 
 
@@ -63,6 +72,7 @@ def check_kombu(version: str = kombu.__version__, channel: type = SQS.Channel) -
             "check the priority polling (tests/unit/test_transport.py) and widen KOMBU_TESTED"
         )
     missing = [name for name in KOMBU_INTERNALS if not callable(getattr(channel, name, None))]
+    missing += [f"CurlClient.{name}" for name in ("_setup_request",) if not callable(getattr(CurlClient, name, None))]
     if missing:
         raise ImportError(
             f"kombu {version}'s SQS channel lacks {', '.join(missing)}: the priority transport needs them"
@@ -70,6 +80,24 @@ def check_kombu(version: str = kombu.__version__, channel: type = SQS.Channel) -
 
 
 check_kombu()
+
+ASYNC_CONNECT_SECONDS = 10.0
+ASYNC_REQUEST_SECONDS = 40.0  # SQS's longest long poll (20 s) and 20 s more
+POLL_RETRY_SECONDS = 1.0  # a queue whose receive failed is polled again after this long
+POLL_FAILED = -1  # what `_on_messages_ready` hands the poll chain for a receive that failed
+
+
+def _setup_request_with_timeouts(self, curl, request, *args, **kwargs) -> None:
+    """kombu's curl set-up, and the timeouts it leaves out (tornado's curl client, which it follows, sets
+    them): without them a request whose connection hangs is never answered."""
+    self._setup_request_without_timeouts(curl, request, *args, **kwargs)
+    curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(ASYNC_CONNECT_SECONDS * 1000))
+    curl.setopt(pycurl.TIMEOUT_MS, int(ASYNC_REQUEST_SECONDS * 1000))
+
+
+if not hasattr(CurlClient, "_setup_request_without_timeouts"):  # once, however often this module is loaded
+    CurlClient._setup_request_without_timeouts = CurlClient._setup_request
+    CurlClient._setup_request = _setup_request_with_timeouts
 
 
 _sessions: dict[tuple, boto3.Session] = {}
@@ -147,7 +175,16 @@ class Channel(SQS.Channel):
 
     def _polled(self, queue: str, messages_fetched=None) -> None:
         self._polls_out.pop(queue, None)
+        if messages_fetched == POLL_FAILED:
+            self.hub.call_later(POLL_RETRY_SECONDS, self._schedule_queue, queue)
+            return
         self._loop1(queue, messages_fetched)
+
+    def _on_messages_ready(self, queue, qname, messages):
+        if not isinstance(messages, dict):  # kombu's `[]` for a receive that failed: a timeout, a 5xx, no connection
+            logger.warning("could not receive from %s; polling it again in %.0f s", qname, POLL_RETRY_SECONDS)
+            return POLL_FAILED
+        return super()._on_messages_ready(queue, qname, messages)
 
     def _on_the_loop(self) -> bool:
         return threading.get_ident() == self._loop_thread

@@ -1,0 +1,139 @@
+"""The worker's SQS transport when a receive fails: SQS answers with a server error, or never answers.
+
+A real kombu channel (jobs.worker.transport) on a real event loop and curl client polls a queue of the
+session's emulator through a proxy that fails the first receives, then passes every request through.
+kombu 5.7 alone stopped the event loop on the error answer (Celery: "Unrecoverable error") and waited
+forever on the silent one.
+"""
+
+import http.client
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import kombu
+import pytest
+from kombu.asynchronous import Hub, set_event_loop
+
+from jobs.worker import transport
+
+DEADLINE_SECONDS = 15
+
+
+class FlakyProxy(ThreadingHTTPServer):
+    """Passes requests to the emulator, except the first `failures` receives: answered 500, or never."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, *, failures: int, hang: bool):
+        super().__init__(("127.0.0.1", 0), _Relay)
+        self.upstream = urlsplit(upstream)
+        self.failures, self.hang = failures, hang
+        self.failed = 0
+        self.released = threading.Event()  # lets a hung request end when the test does
+
+    def __enter__(self):
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.released.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _Relay(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        proxy: FlakyProxy = self.server
+        receive = "ReceiveMessage" in self.headers.get("X-Amz-Target", "") or b"Action=ReceiveMessage" in body
+        if receive and proxy.failed < proxy.failures:
+            proxy.failed += 1
+            if proxy.hang:
+                proxy.released.wait()
+                self.close_connection = True
+                return
+            self._answer(500, {"Content-Type": "application/x-amz-json-1.0"}, b'{"__type": "InternalError"}')
+            return
+        upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        upstream.request("POST", self.path, body=body, headers=headers)
+        response = upstream.getresponse()
+        data = response.read()
+        upstream.close()
+        passed = {k: v for k, v in response.getheaders() if k.lower() not in ("connection", "transfer-encoding")}
+        self._answer(response.status, passed, data)
+
+    def _answer(self, status: int, headers: dict, data: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            if key.lower() != "content-length":
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def receive_through(proxy: FlakyProxy, queue: str) -> tuple[list, float]:
+    """Consume `queue` through the proxy on a new event loop until a message arrives (or the deadline): the
+    message bodies delivered and the seconds it took. An error out of the loop fails the test."""
+    hub = Hub()
+    set_event_loop(hub)
+    conn = kombu.Connection(
+        f"sqs://x:y@127.0.0.1:{proxy.server_port}",
+        transport=transport.Transport,
+        transport_options={"region": "us-east-1", "is_secure": False, "wait_time_seconds": 1, "polling_interval": 0},
+    )
+    delivered = []
+    started = time.monotonic()
+    try:
+        channel = conn.channel()
+        take = [lambda body, _message: delivered.append(body)]
+        kombu.Consumer(channel, [kombu.Queue(queue)], no_ack=True, callbacks=take).consume()
+        conn.transport.register_with_event_loop(conn.connection, hub)
+        loop = hub.create_loop()
+        while not delivered and time.monotonic() - started < DEADLINE_SECONDS:
+            next(loop)
+    finally:
+        hub.close()
+        set_event_loop(None)
+        conn.release()
+    return delivered, time.monotonic() - started
+
+
+@pytest.fixture
+def queue(emulator):
+    """A new queue holding one message, sent by kombu straight to the emulator."""
+    name = f"render-flaky-{uuid.uuid4().hex[:8]}"
+    endpoint = urlsplit(emulator.env["AWS_ENDPOINT_URL"])
+    options = {"region": "us-east-1", "is_secure": False}
+    with (
+        kombu.Connection(f"sqs://x:y@{endpoint.netloc}", transport_options=options) as conn,
+        conn.SimpleQueue(name) as q,
+    ):
+        q.put("the chunk")
+    return name
+
+
+def test_a_receive_answered_with_a_server_error_is_polled_again_and_delivers(emulator, queue):
+    with FlakyProxy(emulator.env["AWS_ENDPOINT_URL"], failures=2, hang=False) as proxy:
+        delivered, seconds = receive_through(proxy, queue)
+    assert proxy.failed == 2
+    assert delivered == ["the chunk"]
+    assert seconds >= 2 * transport.POLL_RETRY_SECONDS  # a pause after each failure, not a busy loop
+
+
+def test_a_receive_that_is_never_answered_times_out_and_is_polled_again(emulator, queue, monkeypatch):
+    monkeypatch.setattr(transport, "ASYNC_REQUEST_SECONDS", 2.0)
+    with FlakyProxy(emulator.env["AWS_ENDPOINT_URL"], failures=1, hang=True) as proxy:
+        delivered, seconds = receive_through(proxy, queue)
+    assert proxy.failed == 1
+    assert delivered == ["the chunk"]
+    assert seconds >= 2.0
