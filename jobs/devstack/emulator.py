@@ -10,10 +10,12 @@ the system's requests would cost on AWS (jobs/devstack/capacity.py).
 `--latency aws` (or `RENDER_EMULATOR_LATENCY=aws`; profiles and per-service milliseconds in
 jobs/devstack/latency.py) makes every system request wait an AWS-like round trip: half before moto serves it,
 half after, both in the request's own thread and outside the DynamoDB lock, so concurrent calls wait side by
-side (the server runs a thread per request) and the wait costs no CPU. A long poll (WaitTimeSeconds) waits
-its round trip once, besides its poll. `GET /_emulator/trace?since=<epoch seconds>` lists the recent system
-requests (start, end, service, action, and a note: a receive's `delivered` or `empty`, a DynamoDB write's
-partition), from which the bench counts one job's round trips.
+side (the server runs a thread per request) and the wait costs no CPU. moto's CPU on the call is taken off
+the half after (AWS's round trip includes the service's own work), so an idle emulator answers a call in its
+round trip, not in its round trip plus moto's time; a wait for the DynamoDB lock still adds. A long poll
+(WaitTimeSeconds) waits its round trip once, besides its poll. `GET /_emulator/trace?since=<epoch seconds>`
+lists the recent system requests (start, end, service, action, and a note: a receive's `delivered` or
+`empty`, a DynamoDB write's partition), from which the bench counts one job's round trips.
 Run: `python -m jobs.devstack.emulator --port 4566 [--latency ...]`.
 """
 
@@ -98,18 +100,24 @@ class CountingApp:
             return self._timed(service, action, who, environ, start_response)[0]
         started, half = time.time(), self._latency.seconds(service, action) / 2
         time.sleep(half)  # the way there: no lock held, so concurrent calls wait side by side
-        response, note = self._timed(service, action, who, environ, start_response)
-        time.sleep(half)  # the way back, after moto's lock is released (the body is sent once returned)
+        response, note, cpu = self._timed(service, action, who, environ, start_response)
+        # The way back, after moto's lock is released (the body is sent once returned). moto's own work on the
+        # call stands for the service's, which an AWS round trip already includes: it is taken off the way back
+        # rather than added to the round trip (a wait for the lock or a long poll's wait is not work: it adds).
+        time.sleep(max(0.0, half - cpu))
         self._trace.append((started, time.time(), service, action, note))
         return response
 
-    def _timed(self, service: str, action: str, who: str, environ, start_response) -> tuple[list[bytes], str]:
+    def _timed(self, service: str, action: str, who: str, environ, start_response) -> tuple[list[bytes], str, float]:
+        """moto's response, the trace's note on it, and the serving thread's CPU seconds on it."""
         cpu = time.thread_time()
         try:
-            return self._serve(service, action, who, environ, start_response)
+            response, note = self._serve(service, action, who, environ, start_response)
         finally:
+            cpu = time.thread_time() - cpu
             with self._lock:
-                self._cpu[(who, service, action)] += time.thread_time() - cpu
+                self._cpu[(who, service, action)] += cpu
+        return response, note, cpu
 
     def _serve(self, service: str, action: str, who: str, environ, start_response) -> tuple[list[bytes], str]:
         """moto's response, whole, and the trace's note on it."""

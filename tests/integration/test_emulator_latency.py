@@ -12,8 +12,9 @@ from types import SimpleNamespace
 import boto3
 import pytest
 from botocore.config import Config
+from werkzeug.test import EnvironBuilder
 
-from jobs.devstack.emulator import OBSERVER_MARK
+from jobs.devstack.emulator import OBSERVER_MARK, CountingApp
 from jobs.devstack.latency import parse_latency
 from jobs.devstack.stack import Stack
 
@@ -108,3 +109,26 @@ def test_the_aws_profile_and_overrides():
     assert not parse_latency("") and not parse_latency("none")
     with pytest.raises(ValueError, match="unknown latency profile"):
         parse_latency("azure")
+
+
+def test_the_services_own_work_is_part_of_the_round_trip_not_added_to_it():
+    """moto's CPU on a call stands for the service's work, which an AWS round trip includes: a call whose serving
+    burns 200 ms of CPU under a 300 ms latency waits 150 ms besides its serving (it waited 300 ms before)."""
+    latency, burn = 0.3, 0.2
+    served = {}
+
+    def busy_moto(environ, start_response):
+        wall, cpu = time.monotonic(), time.thread_time()
+        while time.thread_time() - cpu < burn:
+            pass
+        served["wall"] = time.monotonic() - wall
+        start_response("200 OK", [("Content-Type", "application/x-amz-json-1.0")])
+        return [b"{}"]
+
+    app = CountingApp(busy_moto, latency=parse_latency(f"dynamodb={latency * 1000:g}"))
+    environ = EnvironBuilder(
+        method="POST", headers={"X-Amz-Target": "DynamoDB_20120810.DescribeLimits"}, data=b"{}"
+    ).get_environ()
+    took = timed(lambda: app(environ, lambda status, headers: None))
+    besides_serving = took - served["wall"]
+    assert latency / 2 <= besides_serving < latency / 2 + 0.08  # the way there, and no way back left
