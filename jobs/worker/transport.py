@@ -21,11 +21,13 @@ The channels of one process also share one boto3 session (per set of credentials
 for every SQS client, and each session loads botocore's endpoint and model data again (about 9 MiB), once
 per channel: up to one per thread of an API process and its producer pool.
 
-A receive that fails (no connection, a timeout, an SQS 5xx) polls its queue again after `POLL_RETRY_SECONDS`:
+A receive that fails (no connection, a timeout, an SQS 5xx) polls its queue again after `POLL_RETRY_SECONDS`,
+doubled while it keeps failing (up to `POLL_RETRY_MAX_SECONDS`), and a failing queue holds no lower one back:
 kombu 5.7 turns such an answer into an empty list that its own channel then cannot read, and the error
-stopped the worker's event loop (Celery's "Unrecoverable error"). And every asynchronous request (the polls,
-the acks' deletes) ends within `ASYNC_REQUEST_SECONDS`: kombu's curl client never applied a request's
-timeouts, so a poll whose connection hung was never answered, and its queue never polled again.
+stopped the worker's event loop or its queue's polling. Every asynchronous request (the polls, the acks'
+deletes) ends within `ASYNC_REQUEST_SECONDS`: kombu's curl client never applied a request's timeouts, so a
+poll whose connection hung was never answered. Its timers are also taken in milliseconds, one at a time
+(kombu read curl's milliseconds as seconds). A delete that failed is tried again with short timeouts.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ KOMBU_INTERNALS = (
     "asynsqs",
     "canonical_queue_name",
     "_on_messages_ready",
+    "_new_release_client",
 )
+CURL_INTERNALS = ("_setup_request", "_set_timeout", "_timeout_check")  # kombu's curl client, patched below
 
 
 def check_kombu(version: str = kombu.__version__, channel: type = SQS.Channel) -> None:
@@ -72,18 +76,17 @@ def check_kombu(version: str = kombu.__version__, channel: type = SQS.Channel) -
             "check the priority polling (tests/unit/test_transport.py) and widen KOMBU_TESTED"
         )
     missing = [name for name in KOMBU_INTERNALS if not callable(getattr(channel, name, None))]
-    missing += [f"CurlClient.{name}" for name in ("_setup_request",) if not callable(getattr(CurlClient, name, None))]
+    missing += [f"CurlClient.{name}" for name in CURL_INTERNALS if not callable(getattr(CurlClient, name, None))]
     if missing:
-        raise ImportError(
-            f"kombu {version}'s SQS channel lacks {', '.join(missing)}: the priority transport needs them"
-        )
+        raise ImportError(f"kombu {version} lacks {', '.join(missing)}: the priority transport needs them")
 
 
 check_kombu()
 
 ASYNC_CONNECT_SECONDS = 10.0
 ASYNC_REQUEST_SECONDS = 40.0  # SQS's longest long poll (20 s) and 20 s more
-POLL_RETRY_SECONDS = 1.0  # a queue whose receive failed is polled again after this long
+POLL_RETRY_SECONDS = 1.0  # a queue whose receive failed is polled again after this long, doubled while it fails
+POLL_RETRY_MAX_SECONDS = 30.0
 POLL_FAILED = -1  # what `_on_messages_ready` hands the poll chain for a receive that failed
 
 
@@ -95,9 +98,23 @@ def _setup_request_with_timeouts(self, curl, request, *args, **kwargs) -> None:
     curl.setopt(pycurl.TIMEOUT_MS, int(ASYNC_REQUEST_SECONDS * 1000))
 
 
+def _set_timeout_in_seconds(self, msecs: int) -> None:
+    """curl asks to be called in `msecs` milliseconds (-1: not at all). kombu passed the milliseconds to the hub
+    as seconds: with the timeouts above, every request left a timer due hours later (a leak that grows with the
+    traffic), and curl's timeouts waited for kombu's once-a-second check. One pending timer, replaced as curl
+    asks, as tornado's client keeps."""
+    pending = getattr(self, "_curl_timer", None)
+    if pending is not None:
+        pending.cancel()
+        self._curl_timer = None
+    if msecs >= 0:
+        self._curl_timer = self.hub.call_later(msecs / 1000, self._timeout_check)
+
+
 if not hasattr(CurlClient, "_setup_request_without_timeouts"):  # once, however often this module is loaded
     CurlClient._setup_request_without_timeouts = CurlClient._setup_request
     CurlClient._setup_request = _setup_request_with_timeouts
+    CurlClient._set_timeout = _set_timeout_in_seconds
 
 
 _sessions: dict[tuple, boto3.Session] = {}
@@ -122,6 +139,9 @@ UNPARK_SECONDS = 1.0
 
 class Channel(SQS.Channel):
     quiet_seconds = 0.1
+    # kombu's client for calls on the event loop that must not hold it long (releasing messages; here also a
+    # delete tried again): 5 s to connect and to read, as kombu's, and three tries where kombu's makes one.
+    release_client_config = Config(connect_timeout=5, read_timeout=5, retries={"total_max_attempts": 3})
 
     def _new_boto_client(
         self, service, region, access_key_id, secret_access_key, session_token=None, config=None
@@ -146,6 +166,7 @@ class Channel(SQS.Channel):
         self._parked: set[str] = set()  # queues waiting for a free prefetch slot, polled again when one frees
         self._loop_thread: int | None = None  # the event loop's thread, where queues are scheduled
         self._unpark_timer = None  # the hub's repeating `_unpark`, once a queue has been parked
+        self._failing: dict[str, int] = {}  # queue -> its receives that failed in a row, until one answers
 
     def _rank(self, queue: str) -> int:
         order = self.transport_options.get("queue_order") or []
@@ -164,7 +185,7 @@ class Channel(SQS.Channel):
             return
         now = time.monotonic()
         for other in self._active_queues:
-            if self._rank(other) < self._rank(queue):
+            if self._rank(other) < self._rank(queue) and other not in self._failing:  # a failing queue holds none back
                 sent = self._polls_out.get(other)
                 if sent is None or now - sent < self.quiet_seconds:
                     # A higher queue may have work: look again once it has had time to answer.
@@ -176,13 +197,18 @@ class Channel(SQS.Channel):
     def _polled(self, queue: str, messages_fetched=None) -> None:
         self._polls_out.pop(queue, None)
         if messages_fetched == POLL_FAILED:
-            self.hub.call_later(POLL_RETRY_SECONDS, self._schedule_queue, queue)
+            failures = self._failing[queue] = self._failing.get(queue, 0) + 1
+            wait = min(POLL_RETRY_MAX_SECONDS, POLL_RETRY_SECONDS * 2 ** (failures - 1))
+            logger.warning(
+                "could not receive from %s (%d time(s) in a row): polling it again in %.0f s", queue, failures, wait
+            )
+            self.hub.call_later(wait, self._schedule_queue, queue)
             return
+        self._failing.pop(queue, None)
         self._loop1(queue, messages_fetched)
 
     def _on_messages_ready(self, queue, qname, messages):
         if not isinstance(messages, dict):  # kombu's `[]` for a receive that failed: a timeout, a 5xx, no connection
-            logger.warning("could not receive from %s; polling it again in %.0f s", qname, POLL_RETRY_SECONDS)
             return POLL_FAILED
         return super()._on_messages_ready(queue, qname, messages)
 
@@ -240,11 +266,12 @@ class Channel(SQS.Channel):
             self._unpark()
 
     def _delete_again(self, queue: str, url: str, handle: str, exc: BaseException) -> None:
-        """The asynchronous delete failed (one try): once more with the blocking client and its retries. A message
+        """The asynchronous delete failed (one try): once more with a blocking client with short timeouts and a
+        few tries (it runs on the event loop, which botocore's 60 s defaults could hold for minutes). A message
         still not deleted comes back after its visibility timeout; its task runs again and changes nothing
         (every task is safe to run twice), and the redrive policy ends one that keeps failing."""
         try:
-            self.sqs(queue=queue).delete_message(QueueUrl=url, ReceiptHandle=handle)
+            self._new_release_client(self.sqs(queue=queue)).delete_message(QueueUrl=url, ReceiptHandle=handle)
         except Exception as again:
             logger.error(
                 "could not delete an acked message from %s (%s, then %s); it will be delivered again",

@@ -27,6 +27,7 @@ class Hub:
         self.later: list[tuple[float, object, tuple]] = []
         self.soon: list[object] = []
         self.repeated: list[tuple[float, object, Timer]] = []
+        self.timers: list[Timer] = []  # what call_later returned, in order
 
     def call_repeatedly(self, seconds, fn):
         self.repeated.append((seconds, fn, timer := Timer()))
@@ -34,6 +35,8 @@ class Hub:
 
     def call_later(self, delay, fn, *args):
         self.later.append((delay, fn, args))
+        self.timers.append(timer := Timer())
+        return timer
 
     def call_soon(self, fn):
         self.soon.append(fn)
@@ -128,6 +131,8 @@ def channel(now):
     ch.asynsqs = lambda queue=None: ch.async_sqs
     ch.blocking_sqs = BlockingSQS()
     ch.sqs = lambda queue=None: ch.blocking_sqs
+    ch.short_clients = []  # the clients copied with kombu's short timeouts (`_new_release_client`)
+    ch._new_release_client = lambda client: ch.short_clients.append(client) or client
     ch._loop1 = lambda queue, fetched=None: ch.waited.append(queue)
     return ch
 
@@ -200,7 +205,7 @@ def test_an_ack_frees_the_slot_at_once_and_deletes_beside_the_next_receive(chann
     assert channel.polled == ["render-high"] and "tag-1" not in channel.qos.delivered
 
 
-def test_a_delete_that_fails_is_tried_again_with_the_blocking_client_then_logged(channel, sqs_calls, caplog):
+def test_a_delete_that_fails_is_tried_again_with_a_short_timeout_client_then_logged(channel, sqs_calls, caplog):
     for tag in ("tag-1", "tag-2"):
         url = delivered(channel, tag)
         channel._schedule_queue("render-high")
@@ -213,6 +218,7 @@ def test_a_delete_that_fails_is_tried_again_with_the_blocking_client_then_logged
         except ConnectionError:
             answered.throw()  # as kombu's HTTP client reports a failed request to the callback
     assert channel.blocking_sqs.deletes == [(url, "handle-tag-1")]  # the second try of the first delete
+    assert channel.short_clients == [channel.blocking_sqs] * 2  # on the event loop: short timeouts, not minutes
     assert [r.levelname for r in caplog.records] == ["ERROR"]  # the second delete failed twice
     assert f"could not delete an acked message from {url}" in caplog.text and "still unreachable" in caplog.text
 
@@ -368,3 +374,44 @@ def test_every_channel_of_a_process_makes_its_sqs_clients_from_one_session(monke
     assert clients[0].meta.config.max_pool_connections == 3 and clients[0].meta.region_name == "us-east-1"
     other = channels[0]._new_boto_client("sqs", "us-east-1", "k2", "s2")
     assert len(transport._sessions) == 2 and other._request_signer._credentials.access_key == "k2"
+
+
+def test_a_failed_receive_polls_its_queue_again_later_and_holds_no_lower_queue_back(channel):
+    """kombu hands the channel `[]` for a receive that failed (a timeout, a 5xx, no connection): the queue is
+    polled again after a pause that doubles while it keeps failing, and its failures do not stop the queues
+    below it (which wait for a quiet long poll on every higher queue)."""
+    assert channel._on_messages_ready("https://sqs.example/123/render-high", "render-high", []) == transport.POLL_FAILED
+    channel._schedule_queue("render-high")
+    waits = []
+    for _ in range(7):
+        channel._polled("render-high", messages_fetched=transport.POLL_FAILED)
+        delay, retry, args = channel.hub.later[-1]
+        waits.append(delay)
+        assert (retry, args) == (channel._schedule_queue, ("render-high",))
+    assert waits == [1, 2, 4, 8, 16, 30, 30]
+    assert channel.waited == []  # no immediate re-poll: kombu's `_loop1` never saw the failures
+
+    channel.hub.later.clear()
+    channel._schedule_queue("render-normal")  # high fails and has no poll out: normal goes ahead
+    assert channel.polled == ["render-high", "render-normal"] and channel.hub.later == []
+
+    channel._schedule_queue("render-high")
+    channel._polled("render-high", messages_fetched=0)  # high answers again (empty): back to the usual rules
+    assert channel.waited == ["render-high"] and channel._failing == {}
+    channel._schedule_queue("render-low")
+    assert "render-low" not in channel.polled  # it waits for high's next quiet long poll again
+    assert channel.hub.later[-1][1:] == (channel._schedule_queue, ("render-low",))
+
+
+def test_curls_timers_are_taken_in_milliseconds_one_at_a_time():
+    """kombu's curl client passed curl's milliseconds to the hub as seconds, and never dropped a timer: with the
+    request timeouts set, every request left one due hours later."""
+    client = transport.CurlClient.__new__(transport.CurlClient)  # the timer logic alone: no curl handles
+    client.hub = Hub()
+    client._set_timeout(250)
+    client._set_timeout(1000)
+    (first, second), (soon, later) = client.hub.timers, client.hub.later
+    assert (soon[0], later[0]) == (0.25, 1.0) and soon[1] == client._timeout_check
+    assert first.cancelled and not second.cancelled  # the one pending timer is the newest
+    client._set_timeout(-1)  # curl: no timer wanted
+    assert second.cancelled and len(client.hub.later) == 2
