@@ -21,13 +21,14 @@ The channels of one process also share one boto3 session (per set of credentials
 for every SQS client, and each session loads botocore's endpoint and model data again (about 9 MiB), once
 per channel: up to one per thread of an API process and its producer pool.
 
-A receive that fails (no connection, a timeout, an SQS 5xx) polls its queue again after `POLL_RETRY_SECONDS`,
-doubled while it keeps failing (up to `POLL_RETRY_MAX_SECONDS`), and a failing queue holds no lower one back:
-kombu 5.7 turns such an answer into an empty list that its own channel then cannot read, and the error
-stopped the worker's event loop or its queue's polling. Every asynchronous request (the polls, the acks'
-deletes) ends within `ASYNC_REQUEST_SECONDS`: kombu's curl client never applied a request's timeouts, so a
-poll whose connection hung was never answered. Its timers are also taken in milliseconds, one at a time
-(kombu read curl's milliseconds as seconds). A delete that failed is tried again with short timeouts.
+A receive that fails (no connection, a timeout, an SQS error answer) polls its queue again after
+`POLL_RETRY_SECONDS`, doubled while it keeps failing (up to `POLL_RETRY_MAX_SECONDS`), and a failing queue
+holds no lower one back: kombu 5.7 turns a 5xx or a timeout into an empty list that its own channel then
+cannot read, and raises a 4xx into the event loop; either stopped the worker's loop or its queue's polling.
+Every asynchronous request (the polls, the acks' deletes) ends within `ASYNC_REQUEST_SECONDS`: kombu's curl
+client never applied a request's timeouts, so a poll whose connection hung was never answered. Its timers
+are also taken in milliseconds, one at a time (kombu read curl's milliseconds as seconds). A delete that
+failed is tried again with short timeouts.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import pycurl
 from botocore.config import Config
 from kombu.asynchronous.http.curl import CurlClient
 from kombu.transport import SQS, virtual
-from vine import promise
+from vine import ensure_promise, promise, transform
 
 from jobs.worker import shutdown
 
@@ -62,6 +63,9 @@ KOMBU_INTERNALS = (
     "canonical_queue_name",
     "_on_messages_ready",
     "_new_release_client",
+    "_get_async",
+    "_get_from_sqs",
+    "_new_queue",
 )
 CURL_INTERNALS = ("_setup_request", "_set_timeout", "_timeout_check")  # kombu's curl client, patched below
 
@@ -206,6 +210,23 @@ class Channel(SQS.Channel):
             return
         self._failing.pop(queue, None)
         self._loop1(queue, messages_fetched)
+
+    def _get_async(self, queue, count=1, callback=None):
+        """kombu's receive, with an error answer (a 4xx: throttled, credentials, a queue gone) handed to the poll
+        chain as a failed receive instead of raised into the event loop, where it stopped the worker's loop
+        or its queue's polling. The queue is polled again after a pause (`_polled`); the error is logged."""
+        q_url = self._new_queue(queue)
+        qname = self.canonical_queue_name(queue)
+        ready = transform(self._on_messages_ready, callback, q_url, queue)
+        ready.on_error = partial(self._receive_raised, queue, ensure_promise(callback))
+        return self._get_from_sqs(
+            queue_name=qname, queue_url=q_url, count=count, connection=self.asynsqs(queue=qname), callback=ready
+        )
+
+    def _receive_raised(self, queue: str, callback, *arguments) -> None:
+        """The receive's on_error (vine passes the promise's own arguments first, then the error)."""
+        logger.error("receive from %s failed: %s", queue, arguments[-1])
+        callback(POLL_FAILED)
 
     def _on_messages_ready(self, queue, qname, messages):
         if not isinstance(messages, dict):  # kombu's `[]` for a receive that failed: a timeout, a 5xx, no connection

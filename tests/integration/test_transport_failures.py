@@ -1,9 +1,9 @@
-"""The worker's SQS transport when a receive fails: SQS answers with a server error, or never answers.
+"""The worker's SQS transport when a receive fails: SQS answers with an error, or never answers.
 
 A real kombu channel (jobs.worker.transport) on a real event loop and curl client polls a queue of the
 session's emulator through a proxy that fails the first receives, then passes every request through.
-kombu 5.7 alone stopped the event loop on the error answer (Celery: "Unrecoverable error") and waited
-forever on the silent one.
+With kombu 5.7 alone, an error answer stopped the event loop or the queue's polling, and a silent one was
+waited for forever.
 """
 
 import http.client
@@ -23,14 +23,14 @@ DEADLINE_SECONDS = 15
 
 
 class FlakyProxy(ThreadingHTTPServer):
-    """Passes requests to the emulator, except the first `failures` receives: answered 500, or never."""
+    """Passes requests to the emulator, except the first `failures` receives: answered `status`, or never."""
 
     daemon_threads = True
 
-    def __init__(self, upstream: str, *, failures: int, hang: bool):
+    def __init__(self, upstream: str, *, failures: int, hang: bool = False, status: int = 500):
         super().__init__(("127.0.0.1", 0), _Relay)
         self.upstream = urlsplit(upstream)
-        self.failures, self.hang = failures, hang
+        self.failures, self.hang, self.status = failures, hang, status
         self.failed = 0
         self.released = threading.Event()  # lets a hung request end when the test does
 
@@ -57,7 +57,7 @@ class _Relay(BaseHTTPRequestHandler):
                 proxy.released.wait()
                 self.close_connection = True
                 return
-            self._answer(500, {"Content-Type": "application/x-amz-json-1.0"}, b'{"__type": "InternalError"}')
+            self._answer(proxy.status, {"Content-Type": "application/x-amz-json-1.0"}, b'{"__type": "Refused"}')
             return
         upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
@@ -123,11 +123,20 @@ def queue(emulator):
 
 
 def test_a_receive_answered_with_a_server_error_is_polled_again_and_delivers(emulator, queue):
-    with FlakyProxy(emulator.env["AWS_ENDPOINT_URL"], failures=2, hang=False) as proxy:
+    with FlakyProxy(emulator.env["AWS_ENDPOINT_URL"], failures=2) as proxy:
         delivered, seconds = receive_through(proxy, queue)
     assert proxy.failed == 2
     assert delivered == ["the chunk"]
-    assert seconds >= 2 * transport.POLL_RETRY_SECONDS  # a pause after each failure, not a busy loop
+    assert seconds >= 3 * transport.POLL_RETRY_SECONDS  # a pause after each failure (1 s, then 2 s), no busy loop
+
+
+def test_a_receive_answered_with_a_client_error_is_logged_and_polled_again(emulator, queue, caplog):
+    """A 4xx (throttled, credentials, a queue gone) was raised into the event loop: now it is logged, and the
+    queue is polled again after a pause, so the worker picks up again once the cause is gone."""
+    with FlakyProxy(emulator.env["AWS_ENDPOINT_URL"], failures=1, status=400) as proxy:
+        delivered, _ = receive_through(proxy, queue)
+    assert proxy.failed == 1 and delivered == ["the chunk"]
+    assert f"receive from {queue} failed" in caplog.text and "HTTP 400" in caplog.text
 
 
 def test_a_receive_that_is_never_answered_times_out_and_is_polled_again(emulator, queue, monkeypatch):
