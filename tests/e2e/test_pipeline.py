@@ -15,6 +15,7 @@ from PIL import Image
 from jobs.adapters import aws
 from jobs.devstack.stack import ENTRYPOINT, ROOT
 from tests.e2e.conftest import wait_until
+from tests.support.flaky_sqs import FlakyProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -157,6 +158,20 @@ def test_dynamodb_down_gets_503(make_stack):
     stack.api = stack.start_api(workers=1, threads=2)
     resp = requests.get(f"{stack.api}/api/jobs", headers=stack.auth(), timeout=60)
     assert resp.status_code == 503 and resp.json()["error"]["code"] == "service_unavailable"
+
+
+def test_a_worker_whose_sqs_fails_for_a_while_stays_up_and_renders_once_it_answers(make_stack):
+    """SQS answers the worker's first receives with 500 and 400 (a server error, a throttle): kombu alone stopped
+    the worker's polling on the first one. The worker logs them, waits, polls again, and renders the job."""
+    stack = make_stack()
+    with FlakyProxy(stack.env["AWS_ENDPOINT_URL"], failures=6, statuses=(500, 400)) as sqs:
+        worker = stack.start_ready_worker(extra_env={"AWS_ENDPOINT_URL_SQS": sqs.url})
+        job = stack.submit()
+        done = stack.wait_for_status(job["id"], "COMPLETED", "FAILED", timeout=60)
+        assert sqs.failed == 6
+    assert done["status"] == "COMPLETED" and worker.poll() is None
+    log = stack.log("worker")
+    assert "could not receive from" in log and "HTTP 400" in log and "Unrecoverable error" not in log
 
 
 def test_worker_stops_cleanly_on_sigterm(make_stack):

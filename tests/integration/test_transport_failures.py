@@ -6,11 +6,8 @@ With kombu 5.7 alone, an error answer stopped the event loop or the queue's poll
 waited for forever.
 """
 
-import http.client
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import kombu
@@ -18,67 +15,9 @@ import pytest
 from kombu.asynchronous import Hub, set_event_loop
 
 from jobs.worker import transport
+from tests.support.flaky_sqs import FlakyProxy
 
 DEADLINE_SECONDS = 15
-
-
-class FlakyProxy(ThreadingHTTPServer):
-    """Passes requests to the emulator, except the first `failures` receives: answered `status`, or never."""
-
-    daemon_threads = True
-
-    def __init__(self, upstream: str, *, failures: int, hang: bool = False, status: int = 500):
-        super().__init__(("127.0.0.1", 0), _Relay)
-        self.upstream = urlsplit(upstream)
-        self.failures, self.hang, self.status = failures, hang, status
-        self.failed = 0
-        self.released = threading.Event()  # lets a hung request end when the test does
-
-    def __enter__(self):
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.released.set()
-        self.shutdown()
-        self.server_close()
-
-
-class _Relay(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        proxy: FlakyProxy = self.server
-        receive = "ReceiveMessage" in self.headers.get("X-Amz-Target", "") or b"Action=ReceiveMessage" in body
-        if receive and proxy.failed < proxy.failures:
-            proxy.failed += 1
-            if proxy.hang:
-                proxy.released.wait()
-                self.close_connection = True
-                return
-            self._answer(proxy.status, {"Content-Type": "application/x-amz-json-1.0"}, b'{"__type": "Refused"}')
-            return
-        upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-        upstream.request("POST", self.path, body=body, headers=headers)
-        response = upstream.getresponse()
-        data = response.read()
-        upstream.close()
-        passed = {k: v for k, v in response.getheaders() if k.lower() not in ("connection", "transfer-encoding")}
-        self._answer(response.status, passed, data)
-
-    def _answer(self, status: int, headers: dict, data: bytes) -> None:
-        self.send_response(status)
-        for key, value in headers.items():
-            if key.lower() != "content-length":
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
 
 
 def receive_through(proxy: FlakyProxy, queue: str) -> tuple[list, float]:
@@ -87,7 +26,7 @@ def receive_through(proxy: FlakyProxy, queue: str) -> tuple[list, float]:
     hub = Hub()
     set_event_loop(hub)
     conn = kombu.Connection(
-        f"sqs://x:y@127.0.0.1:{proxy.server_port}",
+        f"sqs://x:y@{urlsplit(proxy.url).netloc}",
         transport=transport.Transport,
         transport_options={"region": "us-east-1", "is_secure": False, "wait_time_seconds": 1, "polling_interval": 0},
     )
@@ -133,7 +72,7 @@ def test_a_receive_answered_with_a_server_error_is_polled_again_and_delivers(emu
 def test_a_receive_answered_with_a_client_error_is_logged_and_polled_again(emulator, queue, caplog):
     """A 4xx (throttled, credentials, a queue gone) was raised into the event loop: now it is logged, and the
     queue is polled again after a pause, so the worker picks up again once the cause is gone."""
-    with FlakyProxy(emulator.env["AWS_ENDPOINT_URL"], failures=1, status=400) as proxy:
+    with FlakyProxy(emulator.env["AWS_ENDPOINT_URL"], failures=1, statuses=(400,)) as proxy:
         delivered, _ = receive_through(proxy, queue)
     assert proxy.failed == 1 and delivered == ["the chunk"]
     assert f"receive from {queue} failed" in caplog.text and "HTTP 400" in caplog.text
