@@ -224,8 +224,9 @@ class Channel(SQS.Channel):
         )
 
     def _receive_raised(self, queue: str, callback, *arguments) -> None:
-        """The receive's on_error (vine passes the promise's own arguments first, then the error)."""
-        logger.error("receive from %s failed: %s", queue, arguments[-1])
+        """The receive's on_error (vine passes the promise's own arguments first, then the error): an error
+        answer, or an error while its messages were handed on, after which the poll chain goes on the same way."""
+        logger.error("receive from %s failed: %r", queue, arguments[-1])
         callback(POLL_FAILED)
 
     def _on_messages_ready(self, queue, qname, messages):
